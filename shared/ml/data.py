@@ -1,0 +1,370 @@
+"""Turn an uploaded CSV into train/test arrays, or say exactly what is wrong with it.
+
+The web API imports this module to validate uploads at submit time, so it stays light: stdlib, numpy,
+pandas and scikit-learn's model_selection only.
+
+File rules (each broken rule raises DataError with a stable `code`):
+- UTF-8 (a BOM is fine), comma-separated, a header line, at least one data row.
+- A `target` column; an optional `training_index` column (1 = train, 0 = test) that is never a feature.
+- Every other column is a numeric feature. True/False become 1/0.
+- Missing values are REJECTED, in features and target alike, with the column and the first line: the
+  service never imputes silently, because an imputation choice changes the model and its explanations.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from shared.ml.errors import DataError
+from shared.ml.spec import Limits, Task
+
+TARGET = "target"
+TRAINING_INDEX = "training_index"
+TEST_FRACTION = 0.3
+MIN_TRAIN_ROWS = 5
+MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "null", "none", "#n/a", "-nan", "?"})
+BOOLEAN_VALUES = {"true": 1.0, "false": 0.0}
+SplitSource = Literal["training_index", "seeded_split"]
+
+
+@dataclass
+class Dataset:
+    """Train/test arrays ready for an estimator.
+
+    For classification, `class_labels` holds the original labels as strings in sorted order of the
+    original values, and the y arrays hold integer codes into it.
+    """
+
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    feature_names: list[str]
+    class_labels: list[str] | None
+    split_source: SplitSource
+
+
+def read_table(content: bytes, limits: Limits) -> pd.DataFrame:
+    """Parse and validate a CSV upload.
+
+    Returns a frame whose feature columns are float64 and whose `target` and `training_index` columns
+    are still the stripped strings from the file (their meaning depends on the task). The frame's index
+    holds each row's line number in the file, so later errors can point at a line.
+    """
+    text = _decode(content)
+    if not text.strip():
+        raise DataError("empty_file", "The file is empty: send a CSV with a header line and data rows.")
+    header, rows, lines = _parse_rows(text, limits)
+    frame = pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=object)
+    for name in header:
+        if name in (TARGET, TRAINING_INDEX):
+            frame[name] = _checked_strings(frame[name], name)
+        else:
+            frame[name] = _numeric_feature(frame[name], name)
+    return frame
+
+
+def load_dataset(content: bytes, task: Task, seed: int, limits: Limits) -> Dataset:
+    """Read a CSV and split it into train and test arrays for `task`.
+
+    The split follows `training_index` when present, otherwise a 30% test split seeded by `seed`
+    (stratified for classification), so the same file and seed always give the same split.
+    """
+    frame = read_table(content, limits)
+    feature_names = [name for name in frame.columns if name not in (TARGET, TRAINING_INDEX)]
+    X = frame[feature_names].to_numpy(dtype=np.float64)
+    if task == "classification":
+        y, class_labels = _encode_classes(frame[TARGET], limits)
+    else:
+        y, class_labels = _regression_target(frame[TARGET]), None
+    if TRAINING_INDEX in frame.columns:
+        is_train = _training_mask(frame[TRAINING_INDEX])
+        split_source: SplitSource = "training_index"
+        X_train, X_test, y_train, y_test = X[is_train], X[~is_train], y[is_train], y[~is_train]
+    else:
+        split_source = "seeded_split"
+        X_train, X_test, y_train, y_test = _seeded_split(X, y, task, seed)
+    _check_training_rows(y_train, y_test, class_labels)
+    return Dataset(X_train, X_test, y_train, y_test, feature_names, class_labels, split_source)
+
+
+def _decode(content: bytes) -> str:
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = content[: err.start].count(b"\n") + 1
+        raise DataError(
+            "not_utf8",
+            f"The file is not UTF-8 text (byte 0x{content[err.start]:02x} on line {line}): "
+            "save it as UTF-8 CSV.",
+        ) from None
+
+
+def _parse_rows(text: str, limits: Limits) -> tuple[list[str], list[list[str]], list[int]]:
+    """Split the text into a header and rows, checking shape, names and sizes line by line."""
+    records = _records(text)
+    header_line, header = next(records)
+    header = [name.strip() for name in header]
+    _check_header(header, limits)
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    width = len(header)
+    for line, row in records:
+        if len(row) != width:
+            raise DataError(
+                "ragged_rows",
+                f"Line {line} has {len(row)} fields but the header has {width}: every row needs one "
+                "value per column.",
+            )
+        if max(map(len, row)) > limits.max_cell_chars:
+            column = next(
+                name for name, cell in zip(header, row, strict=True) if len(cell) > limits.max_cell_chars
+            )
+            raise DataError(
+                "cell_too_long",
+                f"Column '{column}' has a value longer than {limits.max_cell_chars} characters on line "
+                f"{line} (limit max_cell_chars).",
+                column=column,
+            )
+        if len(rows) == limits.max_rows:
+            raise DataError(
+                "too_many_rows",
+                f"The file has more than {limits.max_rows} data rows (limit max_rows): sample it first.",
+            )
+        rows.append([cell.strip() for cell in row])
+        lines.append(line)
+    if not rows:
+        raise DataError("no_rows", f"The file has a header (line {header_line}) but no data rows.")
+    return header, rows, lines
+
+
+def _records(text: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield (line number, fields) for each non-blank record; the line is where the record starts."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    line = 1
+    try:
+        for row in reader:
+            if (row and any(cell.strip() for cell in row)) or len(row) > 1:
+                yield line, row
+            line = reader.line_num + 1
+    except csv.Error as err:
+        raise DataError("bad_csv", f"The CSV cannot be parsed near line {reader.line_num}: {err}.") from None
+
+
+def _check_header(header: list[str], limits: Limits) -> None:
+    if len(header) > limits.max_columns:
+        raise DataError(
+            "too_many_columns",
+            f"The file has {len(header)} columns, more than the limit of {limits.max_columns} (max_columns).",
+        )
+    for position, name in enumerate(header, start=1):
+        if not name:
+            raise DataError(
+                "empty_column_name",
+                f"Column {position} has no name in the header (was the file saved with its row index?).",
+            )
+        if len(name) > limits.max_cell_chars:
+            raise DataError(
+                "cell_too_long",
+                f"Column {position}'s name is longer than {limits.max_cell_chars} characters "
+                "(limit max_cell_chars).",
+            )
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise DataError(
+                "duplicate_columns",
+                f"Column name '{name}' appears more than once in the header.",
+                column=name,
+            )
+        seen.add(name)
+    if TARGET not in seen:
+        raise DataError(
+            "missing_target",
+            f"No column named '{TARGET}' in the header ({_preview(header)}); the file must be "
+            "comma-separated with a 'target' column.",
+        )
+    if len(seen - {TARGET, TRAINING_INDEX}) == 0:
+        raise DataError(
+            "no_features", "The file has no feature columns besides 'target' and 'training_index'."
+        )
+
+
+def _preview(names: list[str], count: int = 5) -> str:
+    shown = ", ".join(repr(name) for name in names[:count])
+    return shown + (", ..." if len(names) > count else "")
+
+
+def _is_missing(values: pd.Series) -> pd.Series:
+    return values.str.lower().isin(MISSING_TOKENS)
+
+
+def _raise_missing(values: pd.Series, column: str) -> None:
+    missing = _is_missing(values)
+    if missing.any():
+        line = int(values.index[np.argmax(missing.to_numpy())])
+        raise DataError(
+            "missing_value",
+            f"Column '{column}' has a missing value on line {line} (value {values.loc[line]!r}); missing "
+            "values are not imputed: fill or drop those rows first.",
+            column=column,
+        )
+
+
+def _checked_strings(values: pd.Series, column: str) -> pd.Series:
+    values = values.astype(str)
+    _raise_missing(values, column)
+    return values
+
+
+def _to_float(values: pd.Series, column: str, code: str = "non_numeric") -> pd.Series:
+    """Convert strings to float64; name the first bad value and its line otherwise."""
+    _raise_missing(values, column)
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna().to_numpy()
+    if bad.any():
+        booleans = values.str.lower().map(BOOLEAN_VALUES)
+        numbers = numbers.where(~bad, booleans)
+        bad = numbers.isna().to_numpy()
+    if bad.any():
+        line = int(values.index[np.argmax(bad)])
+        raise DataError(
+            code,
+            f"Column '{column}' has a non-numeric value {values.loc[line]!r} on line {line}.",
+            column=column,
+        )
+    numbers = numbers.astype(np.float64)
+    infinite = np.isinf(numbers.to_numpy())
+    if infinite.any():
+        line = int(values.index[np.argmax(infinite)])
+        raise DataError(
+            "infinite_value",
+            f"Column '{column}' has an infinite value {values.loc[line]!r} on line {line}.",
+            column=column,
+        )
+    return numbers
+
+
+def _numeric_feature(values: pd.Series, column: str) -> pd.Series:
+    return _to_float(values.astype(str), column)
+
+
+def _regression_target(values: pd.Series) -> np.ndarray:
+    y = _to_float(values, TARGET).to_numpy()
+    if np.all(y == y[0]):
+        raise DataError(
+            "constant_target",
+            f"The target is constant ({y[0]:g}) on every row: nothing to learn.",
+            column=TARGET,
+        )
+    return y
+
+
+def _encode_classes(values: pd.Series, limits: Limits) -> tuple[np.ndarray, list[str]]:
+    """Integer codes 0..k-1 and the label strings, sorted by value (numerically when all are numbers)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if not numbers.isna().any() and np.isfinite(numbers.to_numpy(dtype=np.float64)).all():
+        floats = numbers.to_numpy(dtype=np.float64)
+        unique, codes = np.unique(floats, return_inverse=True)
+        integral = bool(np.all(unique == np.round(unique)))
+        labels = [str(int(v)) if integral else repr(float(v)) for v in unique]
+    else:
+        unique_strings, codes = np.unique(values.to_numpy(dtype=str), return_inverse=True)
+        labels = [str(v) for v in unique_strings]
+    if len(labels) > limits.max_classes:
+        raise DataError(
+            "too_many_classes",
+            f"The target has {len(labels)} classes, more than the limit of {limits.max_classes} "
+            "(max_classes): is this a regression target?",
+            column=TARGET,
+        )
+    if len(labels) < 2:
+        raise DataError(
+            "constant_target",
+            f"The target has a single class ({labels[0]!r}): classification needs at least two.",
+            column=TARGET,
+        )
+    return codes.astype(np.int64), labels
+
+
+def _training_mask(values: pd.Series) -> np.ndarray:
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = ~numbers.isin([0, 1]).to_numpy()
+    if bad.any():
+        line = int(values.index[np.argmax(bad)])
+        raise DataError(
+            "bad_training_index",
+            f"Column '{TRAINING_INDEX}' must hold only 1 (train) or 0 (test); found {values.loc[line]!r} "
+            f"on line {line}.",
+            column=TRAINING_INDEX,
+        )
+    is_train = numbers.to_numpy() == 1
+    if not is_train.any():
+        raise DataError(
+            "empty_train",
+            f"No row has {TRAINING_INDEX} = 1: there is nothing to train on.",
+            column=TRAINING_INDEX,
+        )
+    if is_train.all():
+        raise DataError(
+            "empty_test",
+            f"No row has {TRAINING_INDEX} = 0: there is nothing to test on.",
+            column=TRAINING_INDEX,
+        )
+    return is_train
+
+
+def _seeded_split(
+    X: np.ndarray, y: np.ndarray, task: Task, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    stratify = y if task == "classification" else None
+    if stratify is not None:
+        counts = np.bincount(y)
+        if counts.min() < 2:
+            raise DataError(
+                "too_few_rows",
+                "A class has a single row; a stratified train/test split needs at least two rows per class "
+                "(or add a training_index column).",
+                column=TARGET,
+            )
+    try:
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=TEST_FRACTION, random_state=seed, stratify=stratify
+        )
+    except ValueError as err:
+        raise DataError(
+            "too_few_rows", f"Too few rows ({len(y)}) for a 30% test split: {err}", column=TARGET
+        ) from None
+    return X_train, X_test, y_train, y_test
+
+
+def _check_training_rows(y_train: np.ndarray, y_test: np.ndarray, class_labels: list[str] | None) -> None:
+    if len(y_train) < MIN_TRAIN_ROWS:
+        raise DataError(
+            "too_few_rows", f"Only {len(y_train)} training rows; at least {MIN_TRAIN_ROWS} are needed to fit."
+        )
+    if class_labels is None:
+        return
+    unseen = sorted(set(np.unique(y_test).tolist()) - set(np.unique(y_train).tolist()))
+    if unseen:
+        names = ", ".join(repr(class_labels[code]) for code in unseen)
+        raise DataError(
+            "class_missing_in_train",
+            f"Class {names} appears in the test rows but never in the training rows: the model cannot "
+            "predict it. Move some of its rows to training (training_index = 1).",
+            column=TARGET,
+        )
+    if len(np.unique(y_train)) < 2:
+        raise DataError(
+            "constant_target",
+            "The training rows hold a single class: classification needs at least two.",
+            column=TARGET,
+        )

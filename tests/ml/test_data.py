@@ -1,0 +1,100 @@
+"""CSV validation and train/test splitting (shared/ml/data.py)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shared.ml.data import load_dataset, read_table
+from shared.ml.errors import DataError
+from shared.ml.spec import Limits
+from tests.ml.conftest import DATA_DIR, read_data
+
+MALFORMED_DIR = DATA_DIR / "malformed"
+EXPECTED = json.loads((MALFORMED_DIR / "expected.json").read_text())
+
+
+def test_corpus_lists_every_file() -> None:
+    on_disk = {path.name for path in MALFORMED_DIR.iterdir()} - {"expected.json"}
+    assert on_disk == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_malformed_file_gives_expected_error(name: str) -> None:
+    case = EXPECTED[name]
+    limits = replace(Limits(), **case.get("limits", {}))
+    with pytest.raises(DataError) as caught:
+        load_dataset((MALFORMED_DIR / name).read_bytes(), case.get("task", "classification"), 123, limits)
+    assert caught.value.code == case["code"]
+    assert case["message"] in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "n_features", "n_rows"),
+    [
+        ("breast_cancer_dataset2.csv", "classification", 30, 569),
+        ("boston_dataset2.csv", "regression", 13, 506),
+        ("iris_dataset2.csv", "classification", 4, 150),
+        ("wine_dataset2.csv", "classification", 13, 178),
+        ("diabetes_dataset2.csv", "regression", 10, 442),
+        ("mtcars2.csv", "regression", 10, 32),
+    ],
+)
+def test_sample_files_load_with_their_training_index(
+    name: str, task: str, n_features: int, n_rows: int
+) -> None:
+    content = read_data(name)
+    dataset = load_dataset(content, task, 123, Limits())
+    frame = pd.read_csv(DATA_DIR / name)
+    is_train = frame["training_index"].to_numpy() == 1
+    assert dataset.split_source == "training_index"
+    assert dataset.X_train.dtype == np.float64
+    assert dataset.X_train.shape == (is_train.sum(), n_features)
+    assert len(dataset.y_train) + len(dataset.y_test) == n_rows
+    assert "training_index" not in dataset.feature_names and "target" not in dataset.feature_names
+    features = frame.drop(columns=["target", "training_index"])
+    np.testing.assert_array_equal(dataset.X_test, features.to_numpy(dtype=float)[~is_train])
+
+
+def test_classification_labels_are_sorted_strings_and_codes() -> None:
+    content = b"a,target\n" + b"".join(f"{i},{label}\n".encode() for i, label in enumerate("cbacbacbacba"))
+    dataset = load_dataset(content, "classification", 1, Limits())
+    assert dataset.class_labels == ["a", "b", "c"]
+    assert set(dataset.y_train.tolist()) == {0, 1, 2}
+
+
+def test_numeric_labels_sort_numerically() -> None:
+    content = b"a,target\n" + b"".join(f"{i},{label}\n".encode() for i, label in enumerate([10, 2, 1] * 4))
+    dataset = load_dataset(content, "classification", 1, Limits())
+    assert dataset.class_labels == ["1", "2", "10"]
+
+
+def test_seeded_split_is_reproducible_and_stratified(breast_cancer: bytes) -> None:
+    frame = pd.read_csv(DATA_DIR / "breast_cancer_dataset2.csv").drop(columns=["training_index"])
+    content = frame.to_csv(index=False).encode()
+    first = load_dataset(content, "classification", 7, Limits())
+    again = load_dataset(content, "classification", 7, Limits())
+    other = load_dataset(content, "classification", 8, Limits())
+    assert first.split_source == "seeded_split"
+    np.testing.assert_array_equal(first.X_test, again.X_test)
+    assert not np.array_equal(first.X_test, other.X_test)
+    assert len(first.y_test) == int(np.ceil(0.3 * len(frame)))
+    assert abs(first.y_test.mean() - first.y_train.mean()) < 0.01
+
+
+def test_booleans_become_numbers_and_bom_is_accepted() -> None:
+    content = "\ufeffflag,x,target\nTrue,1,0\nfalse,2,1\n".encode()
+    table = read_table(content, Limits())
+    assert table["flag"].tolist() == [1.0, 0.0]
+    assert table.index.tolist() == [2, 3]
+
+
+def test_blank_lines_are_skipped_but_counted() -> None:
+    content = b"a,target\n1,0\n\n2,x\n"
+    with pytest.raises(DataError, match="line 4") as caught:
+        load_dataset(content, "regression", 1, Limits())
+    assert caught.value.column == "target"
