@@ -1,0 +1,57 @@
+"""Request dependencies as named types, so a route's signature reads as a sentence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from shared.auth import user_for_token
+from shared.db import get_sessionmaker
+from shared.models import User
+from shared.settings import Settings, get_settings
+
+bearer_scheme = HTTPBearer(auto_error=False, description="an API token from `fitexplain create-token NAME`")
+
+
+def get_session() -> Iterator[Session]:
+    session = get_sessionmaker()()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_current_user(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> User:
+    if credentials is None:
+        raise _unauthorized("Missing token: send 'Authorization: Bearer <token>'.")
+    user = user_for_token(session, credentials.credentials)
+    if user is None:
+        raise _unauthorized("Invalid, revoked or expired token.")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="This route is for administrators.")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin_user)]

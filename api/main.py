@@ -1,0 +1,82 @@
+"""The FastAPI application: routes, the upload limit, and errors mapped to clear 4xx/503 answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from api.middleware import UploadLimitMiddleware
+from api.routes import health, jobs, submit
+from shared.dispatch import sweep
+from shared.limits import RateLimited
+from shared.ml.errors import UserInputError
+from shared.settings import get_settings
+
+log = logging.getLogger("fitexplain.api")
+
+
+async def _sweep_forever(interval: float) -> None:
+    """Publish jobs the broker missed and requeue jobs of vanished workers."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(sweep)
+        except Exception as exc:  # the database or broker may be down: try again next time
+            log.warning("sweep failed: %s", exc)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    task = asyncio.create_task(_sweep_forever(get_settings().sweep_seconds))
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(
+        title="fitexplain",
+        version="0.1.0",
+        description="Fit machine-learning models on uploaded CSV files and explain them. "
+        "POST a CSV to one of the four endpoints, poll `/jobs/{id}`, fetch `/jobs/{id}/result`.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
+
+    @app.exception_handler(UserInputError)
+    async def _user_input_error(request: Request, exc: UserInputError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message, "code": exc.code, "column": exc.column}, status_code=422)
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.message}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database error: %s", exc)
+        return JSONResponse(
+            {"detail": "The database is unavailable; nothing was lost. Retry in a few seconds."},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    app.include_router(health.router)
+    app.include_router(submit.router)
+    app.include_router(submit.compat_router)
+    app.include_router(jobs.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,58 @@
+"""Liveness (cheap), readiness (database and broker reachable) and the model allowlists."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from shared.db import get_engine
+from shared.queue import get_celery
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _check_database() -> str:
+    try:
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return "ok"
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}"
+
+
+def _check_broker() -> str:
+    try:
+        with get_celery().connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+        return "ok"
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}"
+
+
+@router.get("/readyz")
+async def readyz() -> JSONResponse:
+    checks = {
+        "database": await run_in_threadpool(_check_database),
+        "broker": await run_in_threadpool(_check_broker),
+    }
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/models")
+def models() -> dict[str, list[str]]:
+    """The scikit-learn estimators that `base_model` accepts, and the boosters `model_type` accepts."""
+    from shared.ml.registry import classifier_names, regressor_names
+
+    return {
+        "classifiers": classifier_names(),
+        "regressors": regressor_names(),
+        "gbdt_model_types": ["lightgbm", "xgboost", "catboost", "gradientboosting"],
+    }

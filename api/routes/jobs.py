@@ -1,0 +1,86 @@
+"""A user's jobs: status, result, list, cancel or delete. Another user's job answers 404, never 403."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from sqlalchemy import func, select
+
+from api.deps import CurrentUser, SessionDep
+from api.serialize import JobPage, JobPublic, job_public, result_response
+from shared.jobstore import cancel, delete_job, result_body
+from shared.models import FINISHED, Job, JobStatus, User
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+NOT_FOUND = {404: {"description": "No such job for this user."}}
+
+
+def owned_job(session: SessionDep, job_id: str, user: User) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.user_id != user.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No job {job_id!r} for this user.")
+    return job
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    session: SessionDep,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
+) -> JobPage:
+    """The caller's jobs, newest first."""
+    query = select(Job).where(Job.user_id == user.id)
+    if status_filter is not None:
+        query = query.where(Job.status == status_filter)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    jobs = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
+    return JobPage(items=[job_public(j) for j in jobs], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
+def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
+    return job_public(owned_job(session, job_id, user))
+
+
+@router.get(
+    "/{job_id}/result",
+    responses={
+        **NOT_FOUND,
+        200: {"description": "The result JSON (techtonique's shape)", "content": {"application/json": {}}},
+        409: {"description": "The job has not succeeded (yet): the detail says its status."},
+    },
+)
+def get_result(job_id: str, request: Request, session: SessionDep, user: CurrentUser) -> Response:
+    job = owned_job(session, job_id, user)
+    if job.status != JobStatus.succeeded:
+        message = f"Job {job_id} is {job.status}"
+        if job.error_code:
+            message += f" ({job.error_code}: {job.error_message})"
+        elif job.status not in FINISHED:
+            message += f"; poll /jobs/{job_id} until it has succeeded"
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=message + ".")
+    body = result_body(session, job_id)
+    if body is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"The result of job {job_id} was deleted.")
+    return result_response(request, body)
+
+
+@router.delete(
+    "/{job_id}",
+    responses={**NOT_FOUND, 200: {"description": "Cancelled: the job as it now stands"}, 204: {}},
+)
+def cancel_or_delete_job(job_id: str, session: SessionDep, user: CurrentUser) -> Response:
+    """Cancels a job that has not finished; deletes a finished job with its result and upload."""
+    job = owned_job(session, job_id, user)
+    if job.status in FINISHED:
+        delete_job(session, job_id)
+        session.commit()
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    cancel(session, job_id)
+    session.commit()
+    session.refresh(job)
+    return Response(job_public(job).model_dump_json(), media_type="application/json")

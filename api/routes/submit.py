@@ -1,0 +1,182 @@
+"""The four techtonique-compatible endpoints: validate, store the upload, write the job, enqueue its id.
+
+Nothing is fitted here. `wait=N` (and the /techtonique mount) only waits for the worker's result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from shared.ml.pipeline import check_limits
+
+from api.deps import CurrentUser, SettingsDep
+from api.serialize import job_public, result_response
+from shared.db import session_scope
+from shared.dispatch import dispatch
+from shared.jobspec import (
+    CommonParams,
+    GbdtClassificationParams,
+    GbdtRegressionParams,
+    MlClassificationParams,
+    MlRegressionParams,
+    job_spec,
+)
+from shared.jobstore import create_job, result_body, store_dataset
+from shared.limits import enforce_submission_limits
+from shared.ml.data import load_dataset
+from shared.models import FINISHED, Job, JobStatus
+from shared.settings import Settings
+
+router = APIRouter(tags=["submit"])
+compat_router = APIRouter(prefix="/techtonique", tags=["techtonique compatibility"])
+
+UploadDep = Annotated[
+    UploadFile, File(description="the CSV: feature columns, `target`, optional `training_index`")
+]
+
+USER_ERROR_STATUS = {"internal_error": 500, "worker_lost": 503, "time_limit": 504}
+
+SUBMIT_RESPONSES: dict[int | str, dict[str, object]] = {
+    202: {"description": "Job accepted; poll the Location header (`/jobs/{id}`)."},
+    200: {"description": "With `wait`: the result JSON, when the job finished in time."},
+    401: {"description": "Missing or invalid token."},
+    413: {"description": "Upload larger than FITEXPLAIN_MAX_UPLOAD_BYTES."},
+    422: {"description": "Bad parameter or unusable CSV; the message names the column or parameter."},
+    429: {"description": "Too many submissions or running jobs for this user."},
+}
+
+
+async def submit(
+    endpoint: str,
+    params: CommonParams,
+    file: UploadFile,
+    user_id: int,
+    settings: Settings,
+    request: Request,
+    wait: float | None,
+) -> Response:
+    content = await file.read()
+    await run_in_threadpool(enforce_submission_limits, user_id, settings)
+    job_id = await run_in_threadpool(_validate_and_store, endpoint, params, content, user_id, settings)
+    await run_in_threadpool(dispatch, job_id)
+    if wait:
+        finished = await _wait_for(job_id, wait)
+        if finished is not None:
+            return finished_response(request, finished)
+    job = await run_in_threadpool(_load_job, job_id)
+    return JSONResponse(
+        job_public(job).model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED,
+        headers={"Location": f"/jobs/{job_id}"},
+    )
+
+
+def _validate_and_store(
+    endpoint: str, params: CommonParams, content: bytes, user_id: int, settings: Settings
+) -> str:
+    spec = job_spec(endpoint, params)
+    limits = settings.limits()
+    dataset = load_dataset(content, spec.task, spec.seed, limits)  # raises DataError -> 422
+    check_limits(dataset, spec, limits)  # raises LimitExceeded -> 422
+    n_rows = len(dataset.y_train) + len(dataset.y_test)
+    n_columns = len(dataset.feature_names)
+    with session_scope() as session:
+        digest = store_dataset(session, content, n_rows, n_columns)
+        job = create_job(session, user_id=user_id, endpoint=endpoint, params=params.stored(), dataset=digest)
+        return job.id
+
+
+def _load_job(job_id: str) -> Job:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+async def _wait_for(job_id: str, seconds: float) -> tuple[Job, bytes | None] | None:
+    """Poll the job row until it finishes or `seconds` pass (polling backs off from 0.1 s to 1 s)."""
+    deadline = time.monotonic() + seconds
+    delay = 0.1
+    while True:
+        found = await run_in_threadpool(_finished_job, job_id)
+        if found is not None:
+            return found
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 1.5, 1.0)
+
+
+def _finished_job(job_id: str) -> tuple[Job, bytes | None] | None:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status not in FINISHED:
+            return None
+        body = result_body(session, job_id) if job.status == JobStatus.succeeded else None
+        return job, body
+
+
+def finished_response(request: Request, finished: tuple[Job, bytes | None]) -> Response:
+    """200 with the result JSON itself, or the job's error as techtonique-style `{"detail": ...}`."""
+    job, body = finished
+    if body is not None:
+        return result_response(request, body)
+    status_code = USER_ERROR_STATUS.get(job.error_code or "", 422)
+    if job.status == JobStatus.cancelled:
+        status_code = 409
+    detail = job.error_message or f"The job was {job.status}."
+    return JSONResponse({"detail": detail, "code": job.error_code, "job_id": job.id}, status_code=status_code)
+
+
+def _register(endpoint: str, params_model: type[CommonParams], summary: str) -> None:
+    async def submit_route(
+        request: Request,
+        params: Annotated[params_model, Query()],  # type: ignore[valid-type]
+        file: UploadDep,
+        user: CurrentUser,
+        settings: SettingsDep,
+    ) -> Response:
+        return await submit(endpoint, params, file, user.id, settings, request, params.wait)
+
+    async def compat_route(
+        request: Request,
+        params: Annotated[params_model, Query()],  # type: ignore[valid-type]
+        file: UploadDep,
+        user: CurrentUser,
+        settings: SettingsDep,
+    ) -> Response:
+        wait = params.wait if params.wait is not None else settings.compat_wait
+        return await submit(endpoint, params, file, user.id, settings, request, wait)
+
+    router.add_api_route(
+        f"/{endpoint}",
+        submit_route,
+        methods=["POST"],
+        summary=summary,
+        status_code=202,
+        responses=SUBMIT_RESPONSES,
+        name=endpoint,
+    )
+    compat_router.add_api_route(
+        f"/{endpoint}",
+        compat_route,
+        methods=["POST"],
+        status_code=200,
+        responses=SUBMIT_RESPONSES,
+        summary=f"{summary} (waits for the result, as techtonique.net does)",
+        name=f"techtonique_{endpoint}",
+    )
+
+
+_register(
+    "mlclassification", MlClassificationParams, "Classify with a scikit-learn model (nnetsauce-wrapped)"
+)
+_register("mlregression", MlRegressionParams, "Regress with a scikit-learn model (nnetsauce-wrapped)")
+_register("gbdtclassification", GbdtClassificationParams, "Classify with gradient-boosted trees")
+_register("gbdtregression", GbdtRegressionParams, "Regress with gradient-boosted trees")

@@ -1,0 +1,143 @@
+"""The `fitexplain` command: run the service (all-in-one or piece by piece), migrate, manage tokens."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="fitexplain: fit models on CSV files and explain them, as a job service.", no_args_is_help=True
+)
+console = Console()
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic migrations)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from shared.settings import get_settings
+
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    config.attributes["database_url"] = get_settings().database_url
+    command.upgrade(config, "head")
+    console.print("[green]database is at the latest schema[/green]")
+
+
+@app.command("create-token")
+def create_token(
+    name: Annotated[str, typer.Argument(help="the user's name; created if new")],
+    admin: Annotated[bool, typer.Option("--admin", help="may use the admin routes")] = False,
+    ttl_days: Annotated[int | None, typer.Option(help="expire after this many days")] = None,
+) -> None:
+    """Print a new API token for NAME (only its hash is stored: keep the token)."""
+    from shared.auth import create_token as make_token
+    from shared.db import session_scope
+
+    with session_scope() as session:
+        token = make_token(session, name, admin=admin, ttl_days=ttl_days)
+    print(token)
+
+
+@app.command("revoke-tokens")
+def revoke_tokens(name: Annotated[str, typer.Argument(help="the user whose tokens to revoke")]) -> None:
+    """Revoke every token of a user."""
+    from shared.auth import revoke_tokens as revoke
+    from shared.db import session_scope
+
+    with session_scope() as session:
+        count = revoke(session, name)
+    console.print(f"revoked {count} token(s) of {name}")
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="default FITEXPLAIN_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="default FITEXPLAIN_PORT")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Run the HTTP API only."""
+    import uvicorn
+
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.main:app",
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def worker_argv(concurrency: int, loglevel: str) -> list[str]:
+    from shared.settings import get_settings
+
+    return [
+        "worker",
+        f"--concurrency={concurrency}",
+        f"--queues={get_settings().queue}",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="jobs run at once by this worker")] = 1,
+    loglevel: Annotated[str, typer.Option()] = "info",
+) -> None:
+    """Run a Celery worker that executes fit-and-explain jobs."""
+    from worker.app import app as celery_app
+
+    celery_app.worker_main(worker_argv(concurrency, loglevel))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default FITEXPLAIN_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="default FITEXPLAIN_PORT")] = None,
+    concurrency: Annotated[int, typer.Option(help="jobs run at once")] = 1,
+) -> None:
+    """Migrate, then run the API and a worker together (embedded SQLite unless URLs are set)."""
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    migrate()
+    worker_process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "worker", f"--concurrency={concurrency}", "--loglevel=warning"],
+        env=os.environ.copy(),
+    )
+    where = (
+        "embedded SQLite under " + str(settings.home.resolve()) if settings.embedded else "external services"
+    )
+    console.print(
+        f"[bold]fitexplain[/bold] on http://{host or settings.host}:{port or settings.port} ({where})"
+    )
+    console.print("Get a token with: [cyan]fitexplain create-token YOUR_NAME[/cyan]; API docs at /docs")
+    try:
+        api(host=host, port=port, workers=1)
+    finally:
+        worker_process.send_signal(signal.SIGTERM)
+        try:
+            worker_process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker_process.kill()
+
+
+if __name__ == "__main__":
+    app()

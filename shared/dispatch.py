@@ -1,0 +1,45 @@
+"""Getting queued jobs to a worker: publish after commit, and sweep for what was not published or was lost.
+
+A job is committed first and published second, so a broker outage never loses an accepted job: the
+sweep publishes every queued job whose message was not sent, and requeues running jobs whose worker
+stopped sending heartbeats. Publishing twice is harmless: the claim is conditional.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from shared.db import session_scope
+from shared.jobstore import add_event, mark_dispatched, requeue_stale, undispatched
+from shared.queue import RUN_JOB_TASK, publish
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def dispatch(job_id: str) -> bool:
+    """Publish one job; False (and the job stays undispatched) when the broker is unreachable."""
+    try:
+        publish(RUN_JOB_TASK, job_id)
+    except Exception as exc:  # any broker failure: the sweep retries later
+        log.warning("could not publish job %s: %s", job_id, exc)
+        return False
+    with session_scope() as session:
+        mark_dispatched(session, job_id)
+        add_event(session, job_id, "dispatched")
+    return True
+
+
+def sweep() -> dict[str, int]:
+    """One pass: requeue jobs of vanished workers, then publish every undispatched queued job."""
+    settings = get_settings()
+    with session_scope() as session:
+        requeued = requeue_stale(session, stale_after=settings.stale_after_seconds)
+    with session_scope() as session:
+        pending = undispatched(session, older_than=1.0)
+    sent = 0
+    for job_id in pending:
+        if not dispatch(job_id):
+            break  # broker still down: try again next sweep
+        sent += 1
+    return {"requeued": len(requeued), "dispatched": sent}

@@ -1,0 +1,230 @@
+"""Job state changes, each a single SQL statement that says what it expects.
+
+queued -> running (claim) -> succeeded | failed; queued | running -> cancelled;
+running -> queued when a worker vanished (stale heartbeat), at most `max_attempts` times.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared.models import FINISHED, Dataset, Job, JobEvent, JobResult, JobStatus, utcnow
+
+
+def sha256_hex(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def store_dataset(session: Session, content: bytes, n_rows: int, n_columns: int) -> str:
+    """Store an upload once per content; returns its sha256."""
+    digest = sha256_hex(content)
+    if session.get(Dataset, digest) is None:
+        try:
+            with session.begin_nested():
+                session.add(
+                    Dataset(
+                        sha256=digest,
+                        content=content,
+                        size_bytes=len(content),
+                        n_rows=n_rows,
+                        n_columns=n_columns,
+                    )
+                )
+        except IntegrityError:
+            pass  # stored concurrently by another request: same content, nothing to do
+    return digest
+
+
+def add_event(session: Session, job_id: str, event: str, detail: str | None = None) -> None:
+    session.add(JobEvent(job_id=job_id, event=event, detail=detail))
+
+
+def create_job(session: Session, *, user_id: int, endpoint: str, params: dict[str, Any], dataset: str) -> Job:
+    job = Job(user_id=user_id, endpoint=endpoint, params=params, dataset_sha256=dataset)
+    session.add(job)
+    session.flush()
+    add_event(session, job.id, "submitted")
+    return job
+
+
+def mark_dispatched(session: Session, job_id: str) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=utcnow()))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of trying to start a job: `job` is set when this worker now owns it."""
+
+    job: Job | None
+    reason: str
+
+
+def claim(session: Session, job_id: str, *, worker: str, stale_after: float, max_attempts: int) -> Claim:
+    """Atomically take a queued job (or a running one whose worker stopped beating)."""
+    now = utcnow()
+    stale = now - timedelta(seconds=stale_after)
+    runnable = or_(
+        Job.status == JobStatus.queued,
+        and_(Job.status == JobStatus.running, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale)),
+    )
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, runnable, Job.attempts < max_attempts)
+        .values(
+            status=JobStatus.running,
+            attempts=Job.attempts + 1,
+            worker=worker,
+            started_at=now,
+            heartbeat_at=now,
+            progress=0.0,
+            progress_message="starting",
+        )
+        .returning(Job.id)
+    ).first()
+    if row is not None:
+        job = session.get(Job, job_id, populate_existing=True)
+        add_event(session, job_id, "started", f"attempt {job.attempts} on {worker}")  # type: ignore[union-attr]
+        return Claim(job, "claimed")
+    job = session.get(Job, job_id)
+    if job is None:
+        return Claim(None, "gone")
+    if job.status in FINISHED:
+        return Claim(None, f"already {job.status}")
+    exhausted = job.attempts >= max_attempts and (job.status == JobStatus.queued or _is_stale(job, stale))
+    if exhausted:
+        fail(
+            session,
+            job_id,
+            "worker_lost",
+            f"The job stopped its worker {job.attempts} times (out of memory or killed); it will not be "
+            "retried. Try fewer rows, fewer features or another model.",
+        )
+        return Claim(None, "attempts exhausted")
+    return Claim(None, "running elsewhere")
+
+
+def _is_stale(job: Job, stale: datetime) -> bool:
+    beat = job.heartbeat_at
+    if beat is None:
+        return True
+    if beat.tzinfo is None:  # SQLite returns naive datetimes
+        beat = beat.replace(tzinfo=stale.tzinfo)
+    return beat < stale
+
+
+def heartbeat(
+    session: Session, job_id: str, worker: str, progress: float | None, message: str | None
+) -> bool:
+    """Record liveness (and progress); False when the job is no longer ours (cancelled, reclaimed)."""
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if progress is not None:
+        values["progress"] = min(max(progress, 0.0), 1.0)
+    if message is not None:
+        values["progress_message"] = message[:200]
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker)
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+def succeed(session: Session, job_id: str, worker: str, result: dict[str, Any]) -> bool:
+    body = json.dumps(result, separators=(",", ":"), allow_nan=False).encode()
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker)
+        .values(status=JobStatus.succeeded, progress=1.0, progress_message="done", finished_at=utcnow())
+    ).rowcount
+    if not done:
+        return False
+    session.merge(JobResult(job_id=job_id, body_gzip=gzip.compress(body, 6), size_bytes=len(body)))
+    add_event(session, job_id, "succeeded")
+    return True
+
+
+def fail(session: Session, job_id: str, code: str, message: str, worker: str | None = None) -> bool:
+    conditions = [Job.id == job_id, Job.status.in_([JobStatus.queued, JobStatus.running])]
+    if worker is not None:
+        conditions.append(Job.worker == worker)
+    done = session.execute(
+        update(Job)
+        .where(*conditions)
+        .values(
+            status=JobStatus.failed,
+            error_code=code,
+            error_message=message,
+            progress_message="failed",
+            finished_at=utcnow(),
+        )
+    ).rowcount
+    if done:
+        add_event(session, job_id, "failed", f"{code}: {message}")
+    return bool(done)
+
+
+def cancel(session: Session, job_id: str) -> bool:
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
+        .values(status=JobStatus.cancelled, progress_message="cancelled", finished_at=utcnow())
+    ).rowcount
+    if done:
+        add_event(session, job_id, "cancelled")
+    return bool(done)
+
+
+def requeue_stale(session: Session, *, stale_after: float) -> list[str]:
+    """Running jobs whose worker stopped beating go back to queued (the claim counts attempts)."""
+    stale = utcnow() - timedelta(seconds=stale_after)
+    ids = list(
+        session.execute(
+            update(Job)
+            .where(Job.status == JobStatus.running, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale))
+            .values(status=JobStatus.queued, dispatched_at=None, progress_message="requeued: worker lost")
+            .returning(Job.id)
+        ).scalars()
+    )
+    for job_id in ids:
+        add_event(session, job_id, "requeued", "worker stopped sending heartbeats")
+    return ids
+
+
+def undispatched(session: Session, *, older_than: float = 0.0, limit: int = 100) -> list[str]:
+    """Queued jobs whose message was never published (the broker was down)."""
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    return list(
+        session.execute(
+            select(Job.id)
+            .where(Job.status == JobStatus.queued, Job.dispatched_at.is_(None), Job.created_at <= cutoff)
+            .order_by(Job.created_at)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def result_body(session: Session, job_id: str) -> bytes | None:
+    row = session.get(JobResult, job_id)
+    return None if row is None else row.body_gzip
+
+
+def delete_job(session: Session, job_id: str) -> None:
+    """Delete a job with its result and events; its dataset goes too unless another job uses it."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return
+    digest = job.dataset_sha256
+    session.delete(job)
+    session.flush()
+    still_used = session.scalar(select(func.count()).select_from(Job).where(Job.dataset_sha256 == digest))
+    if not still_used:
+        session.execute(delete(Dataset).where(Dataset.sha256 == digest))

@@ -1,0 +1,45 @@
+"""Per-user submission limits, counted in the database so they hold across API processes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from shared.db import session_scope
+from shared.models import Job, JobStatus, utcnow
+from shared.settings import Settings
+
+
+class RateLimited(Exception):
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+def enforce_submission_limits(user_id: int, settings: Settings) -> None:
+    """Raise RateLimited when the user has too many unfinished jobs or submitted too often this minute."""
+    with session_scope() as session:
+        active = session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.user_id == user_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
+        )
+        if active >= settings.max_running_jobs_per_user:
+            raise RateLimited(
+                f"You have {active} unfinished jobs; the limit is {settings.max_running_jobs_per_user} "
+                "(FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER). Wait for one to finish or cancel one.",
+                retry_after=5,
+            )
+        recent = session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.user_id == user_id, Job.created_at > utcnow() - timedelta(minutes=1))
+        )
+        if recent >= settings.max_submissions_per_minute:
+            raise RateLimited(
+                f"You submitted {recent} jobs in the last minute; the limit is "
+                f"{settings.max_submissions_per_minute} (FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE).",
+                retry_after=60,
+            )

@@ -1,0 +1,52 @@
+"""The Celery application's configuration, shared by the API (which only publishes, by task name) and
+the worker (which also registers the tasks). The API never imports worker/: that would load the ML stack.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+
+from shared.settings import Settings, get_settings
+
+RUN_JOB_TASK = "fitexplain.run_job"
+RUN_CHUNK_TASK = "fitexplain.run_chunk"
+
+
+def celery_config(settings: Settings) -> dict[str, object]:
+    transport_options = {
+        # Redis redelivers an unacked message after this long: it must exceed the hard time limit.
+        "visibility_timeout": settings.visibility_timeout,
+    }
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": transport_options,
+        "result_backend_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 3,
+        "task_ignore_result": True,
+        "task_default_queue": settings.queue,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_soft_time_limit": settings.soft_time_limit,
+        "task_time_limit": settings.hard_time_limit,
+        "worker_prefetch_multiplier": 1,
+        "worker_max_memory_per_child": settings.worker_max_memory_per_child_kb,
+        "worker_hijack_root_logger": False,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+    }
+
+
+@lru_cache
+def get_celery() -> Celery:
+    app = Celery("fitexplain")
+    app.conf.update(celery_config(get_settings()))
+    return app
+
+
+def publish(task_name: str, *args: object) -> None:
+    """Send one message carrying only ids; raises if the broker cannot be reached right now."""
+    get_celery().send_task(task_name, args=list(args), retry=False)

@@ -1,0 +1,97 @@
+"""Service settings, read once from `FITEXPLAIN_*` environment variables (and `.env`).
+
+Without a database or broker URL the service runs embedded: SQLite for both, under `home`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.ml.spec import Limits
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FITEXPLAIN_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    home: Path = Path("var")
+    database_url: str = ""
+    broker_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    queue: str = "fitexplain"
+
+    # Waiting for results inside a request.
+    compat_wait: float = Field(120.0, ge=0, le=600, description="seconds /techtonique/* waits for a result")
+    max_wait: float = Field(60.0, ge=0, le=600)
+
+    # Input limits.
+    max_upload_bytes: int = 100_000_000
+    max_rows: int = 1_000_000
+    max_columns: int = 1_000
+    max_cell_chars: int = 1_000
+    max_classes: int = 100
+    max_explain_rows: int = 100_000
+    max_background_rows: int = 100
+    max_shap_floats: int = 200_000_000
+
+    # Per-user limits.
+    max_running_jobs_per_user: int = 4
+    max_submissions_per_minute: int = 60
+    token_ttl_days: int | None = None
+
+    # Reliability: soft < hard < visibility timeout, so Redis never redelivers a job still running.
+    soft_time_limit: int = 1800
+    hard_time_limit: int = 1860
+    visibility_timeout: int = 7200
+    max_attempts: int = 3
+    heartbeat_seconds: float = 5.0
+    stale_after_seconds: float = 60.0
+    sweep_seconds: float = 5.0
+    worker_max_memory_per_child_kb: int = 4_000_000
+
+    # Work sizing.
+    model_threads: int | None = None
+    fanout_min_rows: int = 20_000
+    fanout_chunk_rows: int = 10_000
+
+    retention_days: int = 30
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.home / 'fitexplain.db').resolve()}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{(self.home / 'broker.db').resolve()}"
+        if self.hard_time_limit <= self.soft_time_limit:
+            raise ValueError("FITEXPLAIN_HARD_TIME_LIMIT must be greater than FITEXPLAIN_SOFT_TIME_LIMIT")
+        if self.visibility_timeout <= self.hard_time_limit:
+            raise ValueError("FITEXPLAIN_VISIBILITY_TIMEOUT must be greater than FITEXPLAIN_HARD_TIME_LIMIT")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_rows=self.max_rows,
+            max_columns=self.max_columns,
+            max_cell_chars=self.max_cell_chars,
+            max_classes=self.max_classes,
+            max_explain_rows=self.max_explain_rows,
+            max_background_rows=self.max_background_rows,
+            max_shap_floats=self.max_shap_floats,
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    settings = Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return settings

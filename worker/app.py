@@ -1,0 +1,35 @@
+"""The Celery worker application: shared configuration plus this package's tasks.
+
+The ML stack is imported here, once, before the pool forks: a cold import of nnetsauce, shap and
+xgboost costs seconds, which no job should pay.
+"""
+
+from __future__ import annotations
+
+from celery.signals import worker_process_init
+
+from shared.queue import get_celery
+
+app = get_celery()
+app.conf.include = ["worker.tasks"]
+
+
+def warm_imports() -> None:
+    import catboost  # noqa: F401
+    import lightgbm  # noqa: F401
+    import nnetsauce  # noqa: F401
+    import shap  # noqa: F401
+    import shared.ml.pipeline  # noqa: F401
+    import sklearn.ensemble  # noqa: F401
+    import xgboost  # noqa: F401
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: object) -> None:
+    """A forked child must not reuse the parent's database connections."""
+    from shared.db import get_engine
+
+    get_engine().dispose(close=False)
+
+
+warm_imports()
