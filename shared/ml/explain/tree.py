@@ -1,0 +1,256 @@
+"""Exact TreeSHAP for tree models, from each library's own implementation, in one common shape.
+
+Boosters (xgboost, lightgbm, catboost) compute path-dependent TreeSHAP natively in C++; scikit-learn
+trees go through `shap.TreeExplainer`. The results are reshaped to the service's convention: (n, p)
+for regression, (n, p, k) for classification, also when a binary booster has a single margin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from shared.ml.errors import ParameterError
+from shared.ml.explain._predict import library_of
+from shared.ml.spec import Task
+
+ProgressFn = Callable[[int, int], None]
+
+#: Rows per native call: bounds memory (p x k floats per row, p^2 x k with interactions) and paces progress.
+CHUNK_ROWS = 20_000
+
+SKLEARN_TREE_MODELS = frozenset(
+    {
+        "DecisionTreeClassifier",
+        "DecisionTreeRegressor",
+        "RandomForestClassifier",
+        "RandomForestRegressor",
+        "ExtraTreesClassifier",
+        "ExtraTreesRegressor",
+        "GradientBoostingClassifier",
+        "GradientBoostingRegressor",
+        "HistGradientBoostingClassifier",
+        "HistGradientBoostingRegressor",
+    }
+)
+#: scikit-learn models whose trees add up to class probabilities rather than to a margin.
+SKLEARN_PROBABILITY_MODELS = frozenset(
+    {"DecisionTreeClassifier", "RandomForestClassifier", "ExtraTreesClassifier"}
+)
+
+
+def supports(model: Any) -> bool:
+    """Whether `tree_shap` can explain this model exactly."""
+    library = library_of(model)
+    if library in {"xgboost", "lightgbm", "catboost"}:
+        return hasattr(model, "predict")
+    return library == "sklearn" and type(model).__name__ in SKLEARN_TREE_MODELS
+
+
+def tree_shap(
+    model: Any,
+    X_explain: np.ndarray,
+    *,
+    task: Task,
+    interactions: bool = False,
+    progress: ProgressFn | None = None,
+) -> dict:
+    """Exact SHAP values of a tree model; with `interactions`, also "interaction_values" (xgboost, sklearn).
+
+    Values are path-dependent TreeSHAP (the trees' own cover stands in for the background data), so no
+    background sample is needed and there is no sampling error.
+    """
+    if not supports(model):
+        name = type(model).__name__
+        raise ParameterError("unsupported_tree_model", f"{name} is not a supported tree model.")
+    X_explain = np.asarray(X_explain, dtype=float)
+    n_rows = X_explain.shape[0]
+    pieces = []
+    for start in range(0, n_rows, CHUNK_ROWS):
+        pieces.append(_contributions(model, X_explain[start : start + CHUNK_ROWS], task, interactions))
+        if progress is not None:
+            progress(min(n_rows, start + CHUNK_ROWS), n_rows)
+    if not pieces:
+        pieces.append(_contributions(model, X_explain[:0], task, interactions))
+    result = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0] if key != "space"}
+    output_space, notes = pieces[0]["space"]
+    result.update(
+        method="shap",
+        explainer="tree",
+        exact=True,
+        output_space=output_space,
+        n_model_evals=0,
+        error_estimate=None,
+        notes=notes,
+    )
+    return result
+
+
+def _contributions(model: Any, X: np.ndarray, task: Task, interactions: bool) -> dict:
+    """values / base_values (and interaction_values) in the common shape, plus ("space", notes)."""
+    library = library_of(model)
+    if library == "xgboost":
+        raw = _xgboost(model, X, interactions)
+    elif library == "lightgbm":
+        _refuse_interactions(interactions, "lightgbm")
+        raw = {"values": _lightgbm(model, X)}
+    elif library == "catboost":
+        _refuse_interactions(interactions, "catboost")
+        raw = {"values": _catboost(model, X)}
+    else:
+        return _sklearn(model, X, task, interactions)
+    return _from_native(raw, task, library)
+
+
+def _refuse_interactions(interactions: bool, library: str) -> None:
+    if interactions:
+        raise ParameterError(
+            "interactions_unsupported", f"SHAP interaction values are not available for {library} models."
+        )
+
+
+def _xgboost(model: Any, X: np.ndarray, interactions: bool) -> dict:
+    """xgboost's native contributions: (n, [k,] p + 1) with the bias last; interactions (n, [k,] p+1, p+1)."""
+    import xgboost
+
+    booster = model.get_booster()
+    matrix = xgboost.DMatrix(X, missing=getattr(model, "missing", np.nan))
+    iteration_range = _xgboost_iteration_range(model)
+    contributions = booster.predict(matrix, pred_contribs=True, iteration_range=iteration_range).astype(float)
+    # xgboost sums in float32: let the bias absorb the rounding so rows add up to the margin in float64.
+    margin = booster.predict(matrix, output_margin=True, iteration_range=iteration_range).astype(float)
+    contributions[..., -1] = margin - contributions[..., :-1].sum(axis=-1)
+    raw = {"values": contributions}
+    if interactions:
+        raw["interaction_values"] = booster.predict(
+            matrix, pred_interactions=True, iteration_range=iteration_range
+        )
+    return raw
+
+
+def _xgboost_iteration_range(model: Any) -> tuple[int, int]:
+    """The trees the sklearn wrapper's predict uses: up to the best iteration after early stopping."""
+    try:
+        return 0, int(model.best_iteration) + 1
+    except AttributeError:
+        return 0, 0
+
+
+def _lightgbm(model: Any, X: np.ndarray) -> np.ndarray:
+    """lightgbm's contributions, multiclass blocks (n, k * (p + 1)) reshaped to (n, k, p + 1)."""
+    contributions = np.asarray(model.predict(X, pred_contrib=True), dtype=float)
+    width = X.shape[1] + 1
+    if contributions.shape[1] > width:
+        contributions = contributions.reshape(X.shape[0], -1, width)
+    return contributions
+
+
+def _catboost(model: Any, X: np.ndarray) -> np.ndarray:
+    import catboost
+
+    return np.asarray(model.get_feature_importance(catboost.Pool(X), type="ShapValues"), dtype=float)
+
+
+def _from_native(raw: dict, task: Task, library: str) -> dict:
+    """Split the bias column off native contributions and move the class axis last."""
+    contributions = np.asarray(raw["values"], dtype=float)
+    values, base = contributions[..., :-1], contributions[..., -1]
+    result = {"values": values, "base_values": base}
+    if "interaction_values" in raw:
+        result["interaction_values"] = np.asarray(raw["interaction_values"], dtype=float)[..., :-1, :-1]
+    if task == "regression":
+        result["space"] = ("raw", f"Exact TreeSHAP from {library}'s native contributions, on the prediction.")
+        return result
+    if values.ndim == 2:
+        result = _binary_margin_as_two_classes(result)
+        notes = (
+            f"Exact TreeSHAP from {library}'s native contributions on the log-odds margin; "
+            "class 1 is the margin's contributions and class 0 their negation."
+        )
+        result["space"] = ("log-odds", notes)
+        return result
+    result["values"] = np.moveaxis(values, 1, -1)
+    result["base_values"] = base[:, :, 0] if base.ndim == 3 else base
+    if "interaction_values" in result:
+        result["interaction_values"] = np.moveaxis(result["interaction_values"], 1, -1)
+    notes = (
+        f"Exact TreeSHAP from {library}'s native contributions on each class's margin "
+        "(the softmax input, log-odds up to a per-row constant)."
+    )
+    result["space"] = ("log-odds", notes)
+    return result
+
+
+def _binary_margin_as_two_classes(result: dict) -> dict:
+    """One margin m explains class 1 (log-odds m) and, negated, class 0 (log-odds -m)."""
+    return {key: np.stack([-array, array], axis=-1) for key, array in result.items()}
+
+
+def _sklearn(model: Any, X: np.ndarray, task: Task, interactions: bool) -> dict:
+    """scikit-learn trees through shap.TreeExplainer, on the inputs' precision the trees compare in.
+
+    Classic sklearn trees split float32 inputs; histogram boosting keeps float64 thresholds.
+    """
+    name = type(model).__name__
+    if not name.startswith("HistGradientBoosting"):
+        X = X.astype(np.float32).astype(float)
+    if name == "GradientBoostingClassifier" and model.n_classes_ > 2:
+        result = _multiclass_gradient_boosting(model, X, interactions)
+    else:
+        result = _shap_tree_explainer(model, X, interactions)
+    if task == "regression":
+        result["space"] = ("raw", "Exact TreeSHAP (shap.TreeExplainer, path-dependent) on the prediction.")
+        return result
+    if name in SKLEARN_PROBABILITY_MODELS:
+        notes = "Exact TreeSHAP (shap.TreeExplainer, path-dependent) on class probabilities."
+        result["space"] = ("probability", notes)
+        return result
+    if result["values"].ndim == 2:
+        result = _binary_margin_as_two_classes(result)
+        notes = (
+            "Exact TreeSHAP (shap.TreeExplainer) on the log-odds margin; "
+            "class 1 is the margin's contributions and class 0 their negation."
+        )
+    else:
+        notes = "Exact TreeSHAP (shap.TreeExplainer) on each class's margin (the softmax input)."
+    result["space"] = ("log-odds", notes)
+    return result
+
+
+def _shap_tree_explainer(model: Any, X: np.ndarray, interactions: bool) -> dict:
+    import shap
+
+    explainer = shap.TreeExplainer(model, model_output="raw")
+    values = np.asarray(explainer.shap_values(X, check_additivity=False), dtype=float)
+    result = {"values": values, "base_values": _broadcast_base(explainer.expected_value, values)}
+    if interactions:
+        result["interaction_values"] = np.asarray(explainer.shap_interaction_values(X), dtype=float)
+    return result
+
+
+def _multiclass_gradient_boosting(model: Any, X: np.ndarray, interactions: bool) -> dict:
+    """shap refuses multiclass GradientBoostingClassifier: explain each class's tree sum separately.
+
+    Class k's margin is init_k + learning_rate * sum of its regression trees; each sum is an ordinary
+    tree ensemble for shap, and the (constant) init score joins the base value.
+    """
+    from shap.explainers._tree import SingleTree
+
+    init = np.asarray(model._raw_predict_init(X[:1]), dtype=float)[0]
+    per_class = []
+    for k in range(model.n_classes_):
+        trees = [SingleTree(tree.tree_, scaling=model.learning_rate) for tree in model.estimators_[:, k]]
+        class_result = _shap_tree_explainer(trees, X, interactions)
+        class_result["base_values"] = class_result["base_values"] + init[k]
+        per_class.append(class_result)
+    return {key: np.stack([part[key] for part in per_class], axis=-1) for key in per_class[0]}
+
+
+def _broadcast_base(expected_value: Any, values: np.ndarray) -> np.ndarray:
+    """shap's expected value (scalar, (1,) or (k,)) as one base value per row: (n,) or (n, k)."""
+    base = np.ravel(np.asarray(expected_value, dtype=float))
+    if values.ndim == 2:
+        return np.full(values.shape[0], base[0])
+    return np.tile(base, (values.shape[0], 1))
