@@ -1,0 +1,113 @@
+"""The predictions-and-metrics part of a result, in techtonique.net's JSON shapes.
+
+Every float leaving this module is a finite Python float or None, so the result is JSON-safe.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+INTEGER_LABEL = re.compile(r"-?\d+")
+
+
+def json_float(value: Any) -> float | None:
+    """A finite Python float, or None for NaN/inf (JSON has neither)."""
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def json_floats(values: Any) -> list:
+    """Nested lists of JSON-safe floats from an array of any shape."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 0:
+        return json_float(array)  # type: ignore[return-value]
+    return [json_floats(item) if array.ndim > 1 else json_float(item) for item in array]
+
+
+def original_labels(class_labels: list[str]) -> list[int] | list[str]:
+    """Labels as the user wrote them: ints when every label is an integer, strings otherwise."""
+    if all(INTEGER_LABEL.fullmatch(label) for label in class_labels):
+        return [int(label) for label in class_labels]
+    return list(class_labels)
+
+
+def classification_result(
+    y_true_codes: np.ndarray, y_pred_codes: np.ndarray, proba: np.ndarray | None, class_labels: list[str]
+) -> dict:
+    """classification_report(output_dict=True) keyed by label strings, plus y_true, y_pred and proba."""
+    y_true_codes = np.asarray(y_true_codes).astype(np.int64).ravel()
+    y_pred_codes = np.asarray(y_pred_codes).astype(np.int64).ravel()
+    report = skm.classification_report(
+        y_true_codes,
+        y_pred_codes,
+        labels=list(range(len(class_labels))),
+        target_names=class_labels,
+        output_dict=True,
+        zero_division=0,
+    )
+    if "accuracy" not in report:  # scikit-learn swaps it for "micro avg" when some labels are never seen
+        report["accuracy"] = skm.accuracy_score(y_true_codes, y_pred_codes)
+    result = _json_report(report)
+    labels = original_labels(class_labels)
+    result["y_true"] = [labels[code] for code in y_true_codes]
+    result["y_pred"] = [labels[code] for code in y_pred_codes]
+    result["proba"] = None if proba is None else json_floats(proba)
+    return result
+
+
+def _json_report(report: dict) -> dict:
+    result: dict[str, Any] = {}
+    for key, value in report.items():
+        if isinstance(value, dict):
+            result[key] = {
+                name: int(number) if name == "support" else json_float(number)
+                for name, number in value.items()
+            }
+        else:
+            result[key] = json_float(value)
+    return result
+
+
+def regression_result(
+    y_true: np.ndarray, y_pred: np.ndarray, pi: tuple[np.ndarray, np.ndarray] | None = None
+) -> dict:
+    """y_true, y_pred, the prediction interval with its test coverage (percent) when given, and Score."""
+    y_true = np.asarray(y_true, dtype=np.float64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.float64).ravel()
+    result: dict[str, Any] = {"y_true": json_floats(y_true), "y_pred": json_floats(y_pred)}
+    if pi is not None:
+        lower = np.asarray(pi[0], dtype=np.float64).ravel()
+        upper = np.asarray(pi[1], dtype=np.float64).ravel()
+        inside = (lower <= y_true) & (y_true <= upper)
+        result["pi_lower"] = json_floats(lower)
+        result["pi_upper"] = json_floats(upper)
+        result["pi_coverage"] = json_float(100.0 * inside.mean())
+    result["Score"] = _regression_scores(y_true, y_pred)
+    return result
+
+
+def _regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | int | None]:
+    finite = bool(np.isfinite(y_pred).all())
+    mse = skm.mean_squared_error(y_true, y_pred) if finite else math.nan
+    r2 = skm.r2_score(y_true, y_pred) if finite and len(y_true) > 1 else math.nan
+    return {
+        "R² Score": json_float(r2),
+        "MAE (Mean Absolute Error)": json_float(np.mean(np.abs(y_true - y_pred))),
+        "MSE (Mean Squared Error)": json_float(mse),
+        "RMSE (Root Mean Squared Error)": json_float(math.sqrt(mse)),
+        "MAPE (Mean Absolute Percentage Error)": json_float(_mape(y_true, y_pred)),
+        "Max Error": json_float(np.max(np.abs(y_true - y_pred))),
+        "support": len(y_true),
+    }
+
+
+def _mape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean absolute percentage error, or NaN (reported as null) when a true value is zero."""
+    if np.any(y_true == 0):
+        return math.nan
+    return float(np.mean(np.abs((y_true - y_pred) / y_true)))
