@@ -1,0 +1,97 @@
+"""SHAP values for any model the service fits: the cheapest explainer that is right for the model.
+
+Tree models get exact TreeSHAP (milliseconds). A nnetsauce model over trees gets the structure-aware
+explainer of `nnetsauce_tree` when that module supports it. Anything else is a black box for
+`agnostic`: exact enumeration for few features, antithetic sampling with an error estimate otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+
+from shared.ml.explain import tree
+from shared.ml.explain._predict import library_of, predict_fn_for
+from shared.ml.spec import Task
+
+ProgressFn = Callable[[int, int], None]
+Route = Literal["tree", "nnetsauce-tree", "agnostic"]
+
+_NNETSAUCE_TREE = "shared.ml.explain.nnetsauce_tree"
+
+
+def explain_shap(
+    model: Any,
+    X_background: np.ndarray,
+    X_explain: np.ndarray,
+    *,
+    task: Task,
+    random_state: int,
+    row_ids: np.ndarray | None = None,
+    progress: ProgressFn | None = None,
+) -> dict:
+    """SHAP values of `model` for the rows of X_explain (see the package contract for the keys).
+
+    `row_ids` are the rows' global indices: sampled explainers seed each row from them, so chunking the
+    rows differently gives the same values.
+    """
+    X_explain = np.asarray(X_explain, dtype=float)
+    X_background = np.asarray(X_background, dtype=float)
+    if row_ids is None:
+        row_ids = np.arange(X_explain.shape[0])
+    route = choose_explainer(model)
+    if route == "tree":
+        return tree.tree_shap(model, X_explain, task=task, progress=progress)
+    if route == "nnetsauce-tree":
+        result = _nnetsauce_tree_module().explain_nnetsauce_tree(
+            model,
+            X_background,
+            X_explain,
+            task=task,
+            random_state=random_state,
+            row_ids=row_ids,
+            progress=progress,
+        )
+        result.setdefault("method", "shap")
+        return result
+    from shared.ml.explain.agnostic import explain_agnostic
+
+    result = explain_agnostic(
+        predict_fn_for(model, task),
+        X_background,
+        X_explain,
+        random_state=random_state,
+        row_ids=row_ids,
+        progress=progress,
+    )
+    result["method"] = "shap"
+    result["output_space"] = "probability" if task == "classification" else "raw"
+    return result
+
+
+def choose_explainer(model: Any) -> Route:
+    """Which explainer `explain_shap` will use for this model (callers use it to estimate costs)."""
+    if tree.supports(model):
+        return "tree"
+    if library_of(model) == "nnetsauce":
+        module = _nnetsauce_tree_module()
+        if module is not None and module.supports(model):
+            return "nnetsauce-tree"
+    return "agnostic"
+
+
+def _nnetsauce_tree_module() -> ModuleType | None:
+    """The structure-aware nnetsauce explainer, or None while it is not installed in this tree.
+
+    Only the module's own absence is tolerated: an import error inside it must surface.
+    """
+    try:
+        return importlib.import_module(_NNETSAUCE_TREE)
+    except ModuleNotFoundError as error:
+        if error.name != _NNETSAUCE_TREE:
+            raise
+        return None
