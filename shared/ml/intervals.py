@@ -46,7 +46,6 @@ def fit_with_interval(
     method: PiMethod,
     level: float,
     seed: int,
-    n_threads: int | None = None,
 ) -> IntervalFit:
     """Fit `model` on half the training rows and return a `level`% interval for each test row."""
     if not 0 < level < 100:
@@ -54,7 +53,7 @@ def fit_with_interval(
     if method == "splitconformal":
         return _split_conformal(model, X_train, y_train, X_test, level, seed)
     if method == "localconformal":
-        return _local_conformal(model, X_train, y_train, X_test, level, seed, n_threads)
+        return _local_conformal(model, X_train, y_train, X_test, level, seed)
     raise ParameterError(
         "bad_parameter", f"Unknown pi_method {method!r}: use splitconformal or localconformal."
     )
@@ -78,7 +77,6 @@ def _local_conformal(
     X_test: np.ndarray,
     level: float,
     seed: int,
-    n_threads: int | None,
 ) -> IntervalFit:
     X_proper, X_calibration, y_proper, y_calibration = train_test_split(
         X_train, y_train, test_size=0.5, random_state=seed
@@ -86,7 +84,7 @@ def _local_conformal(
     model.fit(X_proper, y_proper)
     log_error = np.log(np.abs(y_proper - model.predict(X_proper)) + SCALE_FLOOR)
     error_model = ExtraTreesRegressor(
-        n_estimators=ERROR_MODEL_TREES, min_samples_leaf=5, random_state=seed, n_jobs=n_threads
+        n_estimators=ERROR_MODEL_TREES, min_samples_leaf=5, random_state=seed
     ).fit(X_proper, log_error)
 
     def scale(X: np.ndarray) -> np.ndarray:

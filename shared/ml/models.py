@@ -7,7 +7,6 @@ Every builder passes the spec's seed, so the same request on the same data fits 
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from shared.ml.errors import ParameterError
@@ -20,25 +19,24 @@ MAX_HIDDEN_FEATURES = 10_000
 
 
 def build_model(spec: ModelSpec, n_threads: int | None = None) -> Any:
-    """An unfitted estimator for `spec`; `n_threads` goes wherever the library takes a thread count."""
+    """An unfitted estimator for `spec`; `n_threads` goes to the gradient-boosting libraries."""
     if spec.family == "ml":
-        return _build_ml(spec, n_threads)
+        return _build_ml(spec)
     if spec.family == "gbdt":
         return _build_gbdt(spec, n_threads)
     raise ParameterError("unknown_family", f"Unknown model family {spec.family!r}: use 'ml' or 'gbdt'.")
 
 
-def _build_ml(spec: ModelSpec, n_threads: int | None) -> Any:
+def _build_ml(spec: ModelSpec) -> Any:
     if not 0 <= spec.n_hidden_features <= MAX_HIDDEN_FEATURES:
         raise ParameterError(
             "bad_parameter",
             f"n_hidden_features must be between 0 and {MAX_HIDDEN_FEATURES}; got {spec.n_hidden_features}.",
         )
     cls = resolve_estimator_class(spec.base_model or DEFAULT_BASE_MODEL[spec.task], spec.task)
-    kwargs = estimator_init_kwargs(cls, spec.seed)
-    if n_threads is not None and "n_jobs" in inspect.signature(cls.__init__).parameters:
-        kwargs["n_jobs"] = n_threads
-    base = cls(**kwargs)
+    # No n_jobs here: scikit-learn's forests sum their trees' outputs in thread-completion order, so
+    # n_jobs > 1 changes predictions in the last bits from one run to the next.
+    base = cls(**estimator_init_kwargs(cls, spec.seed))
     if spec.n_hidden_features == 0:
         return base
     import nnetsauce as ns

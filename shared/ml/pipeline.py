@@ -51,7 +51,6 @@ def prepare(content: bytes, spec: JobSpec, limits: Limits, n_threads: int | None
                 method=spec.pi_method,
                 level=spec.level,
                 seed=spec.seed,
-                n_threads=n_threads,
             ),
             model,
         )
