@@ -15,10 +15,14 @@ RUN_CHUNK_TASK = "fitexplain.run_chunk"
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
-    transport_options = {
+    transport_options: dict[str, object] = {}
+    if settings.broker_url.startswith(("redis://", "rediss://")):
         # Redis redelivers an unacked message after this long: it must exceed the hard time limit.
-        "visibility_timeout": settings.visibility_timeout,
-    }
+        transport_options = {
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_connect_timeout": 3,
+            "socket_timeout": 10,
+        }
     return {
         "broker_url": settings.broker_url,
         "broker_transport_options": transport_options,

@@ -1,9 +1,10 @@
 """The four techtonique-compatible endpoints: validate, store the upload, write the job, enqueue its id.
 
 Nothing is fitted here. `wait=N` (and the /techtonique mount) only waits for the worker's result.
-"""
 
-from __future__ import annotations
+The route functions are built per endpoint at import time; this module does not use
+`from __future__ import annotations`, because FastAPI must see their parameter models as classes.
+"""
 
 import asyncio
 import time
@@ -12,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from shared.ml.pipeline import check_limits
+from shared.ml.pipeline import PreparedJob, check_shap_limits
 
 from api.deps import CurrentUser, SettingsDep
 from api.serialize import job_public, result_response
@@ -82,7 +83,8 @@ def _validate_and_store(
     spec = job_spec(endpoint, params)
     limits = settings.limits()
     dataset = load_dataset(content, spec.task, spec.seed, limits)  # raises DataError -> 422
-    check_limits(dataset, spec, limits)  # raises LimitExceeded -> 422
+    if "shap" in spec.interpretability:  # refuse now what the worker would refuse later
+        check_shap_limits(PreparedJob(spec, dataset, model=None, result={}), limits)
     n_rows = len(dataset.y_train) + len(dataset.y_test)
     n_columns = len(dataset.feature_names)
     with session_scope() as session:

@@ -1,0 +1,32 @@
+# The two commands: `make run` starts the service, `make test` runs the whole suite.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/fitexplain serve
+
+test: install
+	bash scripts/ensure_services.sh
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check api worker cli shared
+
+bench: install
+	$(BIN)/python benchmarks/seed_requests.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,34 @@
+"""Shared fixtures: a real deployment (Postgres, Redis, Celery worker, uvicorn API) for service tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.stack import Client, Stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    deployment = Stack(tmp_path_factory.mktemp("stack")).setup()
+    deployment.start_worker(concurrency=2)
+    deployment.start_api()
+    yield deployment
+    deployment.stop()
+
+
+@pytest.fixture(scope="session")
+def alice(stack: Stack) -> Client:
+    return Client(stack.url, stack.token("alice"))
+
+
+@pytest.fixture(scope="session")
+def bob(stack: Stack) -> Client:
+    return Client(stack.url, stack.token("bob"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return Path(__file__).parent / "data"

@@ -1,0 +1,190 @@
+"""Run the real service as ordinary processes for tests: a fresh Postgres database, a Redis queue of
+its own, Celery worker processes and the uvicorn API, all configured only through FITEXPLAIN_* variables.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DATA = REPO / "tests" / "data"
+PG_ADMIN_DSN = os.environ.get("FITEXPLAIN_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("FITEXPLAIN_TEST_REDIS", "redis://127.0.0.1:6379/7")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def create_database(name: str) -> str:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    return f"{base}/{name}"
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Stack:
+    """One isolated deployment: its own database, queue name and ports."""
+
+    tmp: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    name: str = field(default_factory=lambda: f"fx_test_{uuid.uuid4().hex[:10]}")
+    port: int = field(default_factory=free_port)
+    api: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    database_url: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "FITEXPLAIN_DATABASE_URL": self.database_url,
+                "FITEXPLAIN_BROKER_URL": REDIS_URL,
+                "FITEXPLAIN_QUEUE": self.name,
+                "FITEXPLAIN_HOME": str(self.tmp / "home"),
+                "FITEXPLAIN_PORT": str(self.port),
+                "FITEXPLAIN_SWEEP_SECONDS": "1",
+                "FITEXPLAIN_HEARTBEAT_SECONDS": "1",
+                "FITEXPLAIN_STALE_AFTER_SECONDS": "6",
+                "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "1000",
+                "FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE": "100000",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(BIN / "fitexplain"), *args], env=self.env(), capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"fitexplain {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout.strip()
+
+    def setup(self) -> Stack:
+        self.database_url = create_database(self.name)
+        self.cli("migrate")
+        return self
+
+    def start_api(self) -> None:
+        log = open(self.tmp / f"api-{self.port}.log", "ab")  # noqa: SIM115 - kept open for the process
+        self.api = subprocess.Popen(
+            [str(BIN / "fitexplain"), "api"], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.api.poll() is not None:
+                raise RuntimeError(f"API exited: {(self.tmp / f'api-{self.port}.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        raise RuntimeError("API did not answer /healthz within 60 s")
+
+    def start_worker(self, concurrency: int = 1) -> subprocess.Popen[bytes]:
+        index = len(self.workers)
+        log = open(self.tmp / f"worker-{index}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [str(BIN / "fitexplain"), "worker", f"--concurrency={concurrency}", "--loglevel=info"],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def stop_worker(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+        """Stop a worker and its pool children (SIGKILL goes to the whole process group)."""
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        for proc in self.workers:
+            self.stop_worker(proc)
+        if self.api is not None and self.api.poll() is None:
+            self.api.terminate()
+            try:
+                self.api.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.api.kill()
+        purge_queue(self.name)
+        drop_database(self.name)
+
+    def token(self, user: str, *flags: str) -> str:
+        return self.cli("create-token", user, *flags).splitlines()[-1]
+
+
+def purge_queue(queue: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"*{queue}*"):
+        client.delete(key)
+
+
+class Client:
+    """An HTTP client for one user of a Stack."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+
+    def submit(self, endpoint: str, csv: str | bytes, **params: object) -> httpx.Response:
+        content = (DATA / csv).read_bytes() if isinstance(csv, str) else csv
+        query = {k: str(v) for k, v in params.items()}
+        return self.http.post(f"/{endpoint}", params=query, files={"file": ("data.csv", content, "text/csv")})
+
+    def wait(self, job_id: str, timeout: float = 300) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while time.monotonic() < deadline:
+            job = self.http.get(f"/jobs/{job_id}").json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+        raise TimeoutError(f"job {job_id} did not finish in {timeout} s")
+
+    def result(self, job_id: str) -> dict[str, object]:
+        response = self.http.get(f"/jobs/{job_id}/result")
+        response.raise_for_status()
+        return response.json()
+
+    def run(self, endpoint: str, csv: str | bytes, **params: object) -> dict[str, object]:
+        response = self.submit(endpoint, csv, **params)
+        assert response.status_code == 202, response.text
+        job = self.wait(response.json()["id"])
+        assert job["status"] == "succeeded", job
+        return self.result(job["id"])
