@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from shared.ml.pipeline import PreparedJob, check_shap_limits
 
 from api.deps import CurrentUser, SettingsDep
 from api.serialize import job_public, result_response
@@ -30,6 +29,7 @@ from shared.jobspec import (
 from shared.jobstore import create_job, result_body, store_dataset
 from shared.limits import enforce_submission_limits
 from shared.ml.data import load_dataset
+from shared.ml.pipeline import PreparedJob, check_shap_limits
 from shared.models import FINISHED, Job, JobStatus
 from shared.settings import Settings
 
