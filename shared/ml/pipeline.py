@@ -105,9 +105,9 @@ def explain(
         if progress:
             progress(stop - start, stop - start)
     elif method == "shap":
+        check_shap_limits(prepared, limits)
         from shared.ml.explain.shap import explain_shap
 
-        check_shap_limits(prepared, limits)
         part = explain_shap(
             prepared.model,
             background_rows(dataset, limits, seed),
