@@ -1,0 +1,154 @@
+"""The tree-ensemble base model of an nnetsauce model, as per-pair attributions of its final output.
+
+The base model sees nnetsauce's mapped features. Its output is a sum of trees (exact per-pair TreeSHAP),
+optionally through sklearn's sigmoid calibrators (rescale multiplier per pair) and the calibrated
+probabilities' normalisation (a two-player Shapley split between numerator and denominator), averaged
+over the calibration folds. Each step keeps every pair's attributions summing to its output change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+from sklearn.calibration import CalibratedClassifierCV, _SigmoidCalibration
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, ExtraTreeRegressor
+
+from shared.ml.explain._nnetsauce_pair_treeshap import (
+    FlatForest,
+    flatten_forest,
+    forest_output,
+    goes_left,
+    leaves_of,
+    pair_shap,
+)
+
+_FORESTS = (RandomForestClassifier, ExtraTreesClassifier, RandomForestRegressor, ExtraTreesRegressor)
+_TREES = (DecisionTreeClassifier, ExtraTreeClassifier, DecisionTreeRegressor, ExtraTreeRegressor)
+_CLASSIFIERS = (RandomForestClassifier, ExtraTreesClassifier, DecisionTreeClassifier, ExtraTreeClassifier)
+
+
+def supports_base(obj: Any, *, classifier: bool) -> bool:
+    """True for a fitted single-output sklearn forest or tree, or sigmoid-calibrated folds of one."""
+    if classifier and isinstance(obj, CalibratedClassifierCV):
+        folds = getattr(obj, "calibrated_classifiers_", None)
+        return bool(folds) and all(
+            fold.method == "sigmoid"
+            and all(type(c) is _SigmoidCalibration for c in fold.calibrators)
+            and _supports_trees(fold.estimator, classifier=True)
+            for fold in folds
+        )
+    return _supports_trees(obj, classifier=classifier)
+
+
+def _supports_trees(obj: Any, *, classifier: bool) -> bool:
+    if type(obj) not in _FORESTS + _TREES or (type(obj) in _CLASSIFIERS) != classifier:
+        return False
+    fitted = hasattr(obj, "estimators_") if type(obj) in _FORESTS else hasattr(obj, "tree_")
+    return fitted and getattr(obj, "n_outputs_", 1) == 1
+
+
+def _flat(obj: Any) -> FlatForest:
+    trees = [e.tree_ for e in obj.estimators_] if type(obj) in _FORESTS else [obj.tree_]
+    return flatten_forest(trees, np.full(len(trees), 1.0 / len(trees)), normalise=type(obj) in _CLASSIFIERS)
+
+
+@dataclass(frozen=True)
+class PairOutputs:
+    """Per-pair mapped-space attributions (P, q, k) and the outputs of the explained and reference rows."""
+
+    phi: np.ndarray
+    out_x: np.ndarray  # (n_x, k)
+    out_z: np.ndarray  # (n_z, k)
+
+
+class BaseModelExplainer:
+    """Per-pair attributions of the base model's output; flattens each forest once."""
+
+    def __init__(self, obj: Any, *, n_classes: int | None) -> None:
+        self.n_classes = n_classes
+        if isinstance(obj, CalibratedClassifierCV):
+            self.folds = [(_flat(f.estimator), f) for f in obj.calibrated_classifiers_]
+        else:
+            self.folds = [(_flat(obj), None)]
+
+    def explain_pairs(
+        self, Zx: np.ndarray, Zz: np.ndarray, x_index: np.ndarray, z_index: np.ndarray
+    ) -> PairOutputs:
+        """Average over folds of each fold's calibrated output attributions."""
+        results = [self._fold(forest, fold, Zx, Zz, x_index, z_index) for forest, fold in self.folds]
+        n = len(results)
+        return PairOutputs(
+            phi=sum(r.phi for r in results) / n,
+            out_x=sum(r.out_x for r in results) / n,
+            out_z=sum(r.out_z for r in results) / n,
+        )
+
+    def _fold(
+        self, forest: FlatForest, fold: Any, Zx: np.ndarray, Zz: np.ndarray, x_index: np.ndarray,
+        z_index: np.ndarray,
+    ) -> PairOutputs:
+        left_x, left_z = goes_left(forest, Zx), goes_left(forest, Zz)
+        leaves_x, leaves_z = leaves_of(forest, left_x), leaves_of(forest, left_z)
+        phi = pair_shap(forest, left_x, leaves_x, left_z, leaves_z, x_index, z_index, Zx.shape[1])
+        raw = PairOutputs(phi, forest_output(forest, leaves_x), forest_output(forest, leaves_z))
+        if fold is None:
+            return raw
+        return _calibrate(raw, fold, self.n_classes or 2, x_index, z_index)
+
+
+def _calibrate(
+    raw: PairOutputs, fold: Any, n_classes: int, x_index: np.ndarray, z_index: np.ndarray
+) -> PairOutputs:
+    """sklearn's `_CalibratedClassifier.predict_proba`, carried through per pair."""
+    class_of_column = np.searchsorted(fold.classes, fold.estimator.classes_)
+    if n_classes == 2:
+        columns, targets = [raw.phi.shape[2] - 1], [1]
+    else:
+        columns, targets = list(range(raw.phi.shape[2])), list(class_of_column)
+    P, q = raw.phi.shape[:2]
+    phi_g = np.zeros((P, q, n_classes))
+    g_x = np.zeros((raw.out_x.shape[0], n_classes))
+    g_z = np.zeros((raw.out_z.shape[0], n_classes))
+    for column, target, calibrator in zip(columns, targets, fold.calibrators, strict=True):
+        fx, fz = raw.out_x[:, column], raw.out_z[:, column]
+        gx, gz = expit(-(calibrator.a_ * fx + calibrator.b_)), expit(-(calibrator.a_ * fz + calibrator.b_))
+        g_x[:, target], g_z[:, target] = gx, gz
+        phi_g[:, :, target] = raw.phi[:, :, column] * _rescale(
+            fx[x_index], fz[z_index], gx[x_index], gz[z_index], calibrator.a_
+        )[:, None]
+    if n_classes == 2:
+        phi_g[:, :, 0] = -phi_g[:, :, 1]
+        g_x[:, 0], g_z[:, 0] = 1.0 - g_x[:, 1], 1.0 - g_z[:, 1]
+        return PairOutputs(phi_g, g_x, g_z)
+    return _normalise(PairOutputs(phi_g, g_x, g_z), x_index, z_index)
+
+
+def _rescale(fx: np.ndarray, fz: np.ndarray, gx: np.ndarray, gz: np.ndarray, a: float) -> np.ndarray:
+    """Δg/Δf of the sigmoid per pair; its slope at the midpoint when Δf is too small to divide by."""
+    df = fx - fz
+    tiny = np.abs(df) < 1e-9
+    g_mid = (gx + gz) / 2
+    slope = -a * g_mid * (1 - g_mid)
+    return np.where(tiny, slope, (gx - gz) / np.where(tiny, 1.0, df))
+
+
+def _normalise(g: PairOutputs, x_index: np.ndarray, z_index: np.ndarray) -> PairOutputs:
+    """p_c = g_c / Σg: exact split Δp_c = α Δg_c + β_c ΔΣg (the Shapley value of the two-input quotient)."""
+    s_x, s_z = g.out_x.sum(axis=1), g.out_z.sum(axis=1)
+    if (s_x == 0).any() or (s_z == 0).any():
+        raise FloatingPointError("calibrated probabilities sum to zero: cannot normalise")
+    p_x, p_z = g.out_x / s_x[:, None], g.out_z / s_z[:, None]
+    sx, sz = s_x[x_index], s_z[z_index]
+    alpha = (1.0 / sx + 1.0 / sz) / 2  # (P,)
+    beta = -(g.out_x[x_index] + g.out_z[z_index]) / (2 * sx * sz)[:, None]  # (P, k)
+    phi = alpha[:, None, None] * g.phi + beta[:, None, :] * g.phi.sum(axis=2, keepdims=True)
+    return PairOutputs(phi, p_x, p_z)

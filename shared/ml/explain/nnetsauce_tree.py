@@ -1,0 +1,100 @@
+"""Structure-aware SHAP for nnetsauce Custom* models over tree ensembles (G-DeepSHAP style).
+
+Model-agnostic sampling of these models costs minutes (each predict call has a ~13 ms fixed cost and
+the map is nonlinear). Their structure is a fixed feature map followed by trees, so: exact
+interventional TreeSHAP for each (row, background row) pair in the mapped space, carried back to the
+inputs by the rescale chain rule (Chen, Lundberg & Lee 2022), averaged over the background. The
+result is additive exactly but approximates input-space interventional SHAP (relative MAE ≈ 0.07
+on the breast-cancer benchmark); it uses no randomness, so `random_state` and `row_ids` cannot
+change it and any chunking of the rows gives the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from shared.ml.explain._nnetsauce_base import BaseModelExplainer, supports_base
+from shared.ml.explain._nnetsauce_map import build_feature_map, chain_to_inputs, map_rows, supports_map
+from shared.ml.spec import Task
+
+# Relative mean absolute error measured by benchmarks/shap_nnetsauce_inprocess.py against a
+# high-precision permutation reference (breast cancer, full training background); the error
+# estimate scales it by the mean |value| of each call.
+MEASURED_RELATIVE_ERROR = 0.10
+_PAIRS_PER_CHUNK = 4096
+
+
+def supports(model: Any) -> bool:
+    """True for a fitted nnetsauce CustomClassifier/CustomRegressor over a tree ensemble handled here."""
+    try:
+        import nnetsauce as ns
+    except ImportError:  # pragma: no cover - nnetsauce is a dependency
+        return False
+    if type(model) not in (ns.CustomClassifier, ns.CustomRegressor) or not hasattr(model, "scaler_"):
+        return False
+    classifier = type(model) is ns.CustomClassifier
+    return supports_map(model) and supports_base(model.obj, classifier=classifier)
+
+
+def explain_nnetsauce_tree(
+    model: Any,
+    X_background: np.ndarray,
+    X_explain: np.ndarray,
+    *,
+    task: Task,
+    random_state: int,
+    row_ids: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """SHAP values of `model` on `X_explain` against `X_background`, in probability space for classifiers.
+
+    values: (n, p) for regression, (n, p, k) for classification (k classes, also for binary);
+    for every row values.sum(features) + base_values equals the model's output.
+    """
+    del random_state, row_ids  # deterministic: no random stream to seed or align
+    if not supports(model):
+        raise ValueError("explain_nnetsauce_tree: model is not an nnetsauce model over a supported tree ensemble")
+    classification = task == "classification"
+    fmap = build_feature_map(model)
+    n_classes = len(model.classes_) if classification else None
+    base = BaseModelExplainer(model.obj, n_classes=n_classes)
+    background = map_rows(fmap, X_background)
+    n_rows, n_ref = X_explain.shape[0], background.X.shape[0]
+    k = n_classes if classification else 1
+    values = np.zeros((n_rows, fmap.n_inputs, k))
+    base_values = np.zeros((n_rows, k))
+    rows_per_chunk = max(1, _PAIRS_PER_CHUNK // max(n_ref, 1))
+    for start in range(0, n_rows, rows_per_chunk):
+        stop = min(start + rows_per_chunk, n_rows)
+        rows = map_rows(fmap, X_explain[start:stop])
+        x_index = np.repeat(np.arange(stop - start), n_ref)
+        z_index = np.tile(np.arange(n_ref), stop - start)
+        pairs = base.explain_pairs(rows.Z, background.Z, x_index, z_index)
+        phi = chain_to_inputs(fmap, pairs.phi, rows, background, x_index, z_index)
+        values[start:stop] = phi.reshape(stop - start, n_ref, fmap.n_inputs, k).mean(axis=1)
+        base_values[start:stop] = pairs.out_z.mean(axis=0)
+        if progress is not None:
+            progress(stop, n_rows)
+    if not classification:
+        offset = float(np.asarray(model.y_mean_).ravel()[0])
+        values, base_values = values[:, :, 0], base_values[:, 0] + offset
+    mean_abs = float(np.abs(values).mean()) if values.size else 0.0
+    return {
+        "method": "shap",
+        "values": values,
+        "base_values": base_values,
+        "explainer": "nnetsauce-tree",
+        "exact": False,
+        "output_space": "probability" if classification else "raw",
+        "n_model_evals": int(n_rows * n_ref),
+        "error_estimate": MEASURED_RELATIVE_ERROR * mean_abs,
+        "notes": (
+            "Approximate input-space SHAP: exact interventional TreeSHAP for each (row, background row) pair "
+            "in nnetsauce's mapped features, carried back to the inputs by the rescale chain rule "
+            f"(G-DeepSHAP); error_estimate is {MEASURED_RELATIVE_ERROR} x mean |value|, the relative error "
+            "measured against a high-precision permutation reference on breast cancer."
+        ),
+    }
