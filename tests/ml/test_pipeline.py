@@ -163,3 +163,42 @@ def test_model_that_rejects_the_data_gives_a_user_error() -> None:
     with pytest.raises(ParameterError) as caught:
         run(("x,target\n" + rows).encode(), spec, Limits())
     assert caught.value.code == "model_fit_failed" and "Negative values" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        ModelSpec(task="classification", family="gbdt", model_type="lightgbm", n_estimators=20),
+        replace(FAST_FOREST, n_hidden_features=2),
+    ],
+    ids=["lightgbm", "nnetsauce-forest"],
+)
+def test_shap_in_chunks_equals_shap_in_one_piece(model: ModelSpec, iris: bytes) -> None:
+    spec = JobSpec(model=model, interpretability=("shap",))
+    prepared = prepare(iris, spec, Limits(), n_threads=1)
+    chunks = plan_chunks(prepared, "shap", 20)
+    assert chunks == [(0, 20), (20, 40), (40, 45)]
+    merged = merge_explanations(
+        prepared, "shap", [explain(prepared, "shap", Limits(), span) for span in chunks]
+    )
+    whole = merge_explanations(prepared, "shap", [explain(prepared, "shap", Limits())])
+    assert np.asarray(whole["values"]).shape == (45, 4, 3)
+    assert np.asarray(whole["base_values"]).shape == (45, 3)
+    assert whole["feature_names"][0] == "sepal length (cm)" and whole["class_labels"] == ["0", "1", "2"]
+    assert merged["values"] == whole["values"] and merged["base_values"] == whole["base_values"]
+    assert_json_safe(whole)
+
+
+def test_run_with_both_methods_on_boston(boston: bytes) -> None:
+    spec = JobSpec(
+        model=ModelSpec(task="regression", family="gbdt", model_type="xgboost", n_estimators=30),
+        return_pi=True,
+        interpretability=("shap", "permutation"),
+    )
+    result = run(boston, spec, Limits(), n_threads=1)
+    assert set(result["interpretability"]) == {"shap", "permutation"}
+    shap_values = np.asarray(result["interpretability"]["shap"]["values"])
+    assert shap_values.shape == (152, 13)
+    prediction = shap_values.sum(axis=1) + np.asarray(result["interpretability"]["shap"]["base_values"])
+    np.testing.assert_allclose(prediction, result["y_pred"], rtol=1e-4, atol=1e-3)
+    assert_regression_shape(result, 152, with_pi=True)
