@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from shared.ml.data import load_dataset, read_table
+from shared.ml.data import _clean_table, _exact_table, load_dataset, read_table
 from shared.ml.errors import DataError
 from shared.ml.spec import Limits
 from tests.ml.conftest import DATA_DIR, read_data
@@ -98,3 +100,30 @@ def test_blank_lines_are_skipped_but_counted() -> None:
     with pytest.raises(DataError, match="line 4") as caught:
         load_dataset(content, "regression", 1, Limits())
     assert caught.value.column == "target"
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in DATA_DIR.glob("*.csv")))
+def test_fast_reader_equals_exact_reader(name: str) -> None:
+    text = read_data(name).decode()
+    fast = _clean_table(text, text.splitlines()[0].split(","), Limits())
+    assert fast is not None
+    pd.testing.assert_frame_equal(fast, _exact_table(text, Limits()), check_dtype=False)
+    assert fast.index[0] == 2
+
+
+def test_unusual_but_valid_files_take_the_exact_reader() -> None:
+    content = b" a , b ,target\r\n1,True,x\r\n\r\n3, 4 ,y\r\n"
+    table = read_table(content, Limits())
+    assert list(table.columns) == ["a", "b", "target"]
+    assert table["b"].tolist() == [1.0, 4.0] and table["target"].tolist() == ["x", "y"]
+    assert table.index.tolist() == [2, 4]
+
+
+def test_imports_stay_light() -> None:
+    code = (
+        "import sys, shared.ml.data, shared.ml.registry; "
+        "heavy = {'nnetsauce', 'xgboost', 'lightgbm', 'catboost', 'shap', 'fastapi', 'celery'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "[]"
