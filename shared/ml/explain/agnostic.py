@@ -3,8 +3,9 @@
 The values are Shapley values of the game v_x(S) = mean over background rows b of f(x_S, b_rest).
 Up to EXACT_MAX_FEATURES features every coalition is evaluated. Above that, each background row b is
 paired with a random permutation and its reverse (R's kernelshap `permshap` design: exact for models
-whose interactions have order <= 2); a linear control variate removes most of the error of visiting
-only some background rows, and rows are sampled in rounds until their standard error is small.
+whose interactions have order <= 2). A per-feature regression control variate on b_j removes much
+of the error of visiting only some background rows; rows are sampled in rounds until their standard
+error is small, and the estimate is then projected onto exact additivity.
 Every random draw for a row comes from Generator(SeedSequence([random_state, row_id])), so a row's
 values do not depend on how rows are chunked, nor on numpy's global RNG (which nnetsauce reseeds).
 """
@@ -24,8 +25,8 @@ from shared.ml.explain._coalitions import (
     random_permutations,
     shapley_weight_matrix,
 )
+from shared.ml.explain._control_variates import regression_estimate
 from shared.ml.explain._model_calls import CountingModel, PredictFn, as_outputs, max_batch_rows
-from shared.ml.explain._surrogate import LinearSurrogate
 
 Progress = Callable[[int, int], None]
 
@@ -34,6 +35,8 @@ EXACT_MAX_FEATURES = 12
 DEFAULT_TOLERANCE = 0.04
 #: Antithetic pairs sampled for every row before the first convergence check.
 FIRST_ROUND_PAIRS = 16
+#: Fewest pairs a row may use: the control variate's slope and the error bar need a few.
+MIN_PAIRS = 4
 #: Without max_evals, a row may use each background row this many times (at least MIN_CAP_PAIRS pairs).
 DEFAULT_BACKGROUND_CYCLES = 2
 MIN_CAP_PAIRS = 128
@@ -80,9 +83,10 @@ def explain_agnostic(
         values, standard_errors = sampler.explain(rows, ids, progress)
         explainer = "permutation"
         notes = (
-            "Antithetic permutation sampling (each permutation with its reverse, one background row per "
-            f"pair, linear control variate), per row until the standard error was below {tolerance:g} of "
-            f"the mean |value| or {max_pairs} pairs; error_estimate = mean standard error x sqrt(2/pi)."
+            "Antithetic permutation sampling (each permutation with its reverse against one background "
+            "row, regression control variate on that row's feature values), per row until the standard "
+            f"error was below {tolerance:g} of the mean |value| or {max_pairs} pairs were used; "
+            "error_estimate = mean standard error x sqrt(2/pi)."
         )
 
     base_values = np.broadcast_to(at_background.mean(axis=0), (n_rows, at_background.shape[1])).copy()
@@ -120,11 +124,11 @@ def _validated(
 
 
 def _pair_budget(max_evals: int | None, n_features: int, n_background: int) -> int:
-    """Antithetic pairs a row may use: each costs 2(p-1) evaluations; at least two, for an error bar."""
+    """Antithetic pairs a row may use: each costs 2(p-1) evaluations; at least MIN_PAIRS, for an error bar."""
     evals_per_pair = 2 * max(n_features - 1, 1)
     if max_evals is None:
         return max(DEFAULT_BACKGROUND_CYCLES * n_background, MIN_CAP_PAIRS)
-    return max(2, max_evals // evals_per_pair)
+    return max(MIN_PAIRS, max_evals // evals_per_pair)
 
 
 def _exact_values(model: CountingModel, background: np.ndarray, rows: np.ndarray, progress: Progress | None):
@@ -168,7 +172,8 @@ class _RowSamples:
     n_background: int
     background_order: np.ndarray
     used: int
-    samples: np.ndarray  # (pairs, p, k) control-variate-corrected estimates
+    estimates: np.ndarray  # (pairs, p, k): each pair's values against its background row
+    background_index: np.ndarray  # (pairs,): that background row
 
     def next_background(self, count: int) -> np.ndarray:
         """Background indices cycling through fresh shuffles, so every row is used evenly."""
@@ -199,7 +204,7 @@ class _AntitheticSampler:
         self.random_state = random_state
         self.tolerance = tolerance
         self.max_pairs = max_pairs
-        self.surrogate = LinearSurrogate.fit(background, at_background)
+        self.background_mean = background.mean(axis=0)
         n_features = background.shape[1]
         self.first_round = min(FIRST_ROUND_PAIRS, max_pairs)
         self.rows_per_chunk = max(1, max_batch_rows(n_features) // (self.first_round * 2 * (n_features - 1)))
@@ -230,9 +235,8 @@ class _AntitheticSampler:
         rng = np.random.default_rng(np.random.SeedSequence([self.random_state, row_id]))
         n_background, n_features = self.background.shape
         order = rng.permutation(n_background)
-        return _RowSamples(
-            rng, n_background, order, 0, np.zeros((0, n_features, self.at_background.shape[1]))
-        )
+        empty = np.zeros((0, n_features, self.at_background.shape[1]))
+        return _RowSamples(rng, n_background, order, 0, empty, np.zeros(0, dtype=np.int64))
 
     def _sample_round(self, rows, at_rows, states: list[_RowSamples], wanted: dict[int, int]) -> None:
         """Draws the wanted pairs for every active row and evaluates them all in one model call."""
@@ -250,22 +254,20 @@ class _AntitheticSampler:
             inner = outputs[offset : offset + synthetic.shape[0]].reshape(len(picked), -1, outputs.shape[1])
             offset += synthetic.shape[0]
             estimates = antithetic_path_values(permutations, inner, self.at_background[picked], at_rows[i])
-            corrected = estimates - self.surrogate.contributions(rows[i], self.background[picked])
-            states[i].samples = np.concatenate([states[i].samples, corrected], axis=0)
+            states[i].estimates = np.concatenate([states[i].estimates, estimates], axis=0)
+            states[i].background_index = np.concatenate([states[i].background_index, picked])
 
-    def _estimate(self, row: np.ndarray, state: _RowSamples) -> tuple[np.ndarray, np.ndarray]:
-        n_pairs = state.samples.shape[0]
-        mean = state.samples.mean(axis=0) + self.surrogate.mean_contributions(row)
-        standard_error = state.samples.std(axis=0, ddof=1) / math.sqrt(n_pairs)
-        return mean, standard_error
+    def _estimate(self, state: _RowSamples) -> tuple[np.ndarray, np.ndarray]:
+        covariates = self.background[state.background_index]
+        return regression_estimate(state.estimates, covariates, self.background_mean)
 
     def _more_pairs_needed(self, row: np.ndarray, state: _RowSamples) -> int:
         """Zero when precise enough or out of budget; else the pairs the error bar says are missing."""
-        n_pairs = state.samples.shape[0]
+        n_pairs = state.estimates.shape[0]
         room = self.max_pairs - n_pairs
         if room <= 0:
             return 0
-        mean, standard_error = self._estimate(row, state)
+        mean, standard_error = self._estimate(state)
         target = self.tolerance * np.abs(mean).mean()
         if standard_error.mean() <= target:
             return 0
@@ -275,7 +277,7 @@ class _AntitheticSampler:
 
     def _finish(self, row: np.ndarray, at_row: np.ndarray, state: _RowSamples):
         """Projects the estimate onto exact additivity, moving the least certain features most."""
-        mean, standard_error = self._estimate(row, state)
+        mean, standard_error = self._estimate(state)
         residual = (at_row - self.base) - mean.sum(axis=0)
         variance = standard_error**2
         total = variance.sum(axis=0)
