@@ -107,6 +107,10 @@ def worker(
     celery_app.worker_main(worker_argv(concurrency, loglevel))
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="default FITEXPLAIN_HOST")] = None,
@@ -117,10 +121,14 @@ def serve(
     from shared.settings import get_settings
 
     settings = get_settings()
+    # uvicorn re-raises the SIGTERM it caught once it has shut down: make that an exception, so the
+    # `finally` below always stops the worker too.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     migrate()
     worker_process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "worker", f"--concurrency={concurrency}", "--loglevel=warning"],
         env=os.environ.copy(),
+        start_new_session=True,  # its own process group: stopped (pool included) only by us, below
     )
     where = (
         "embedded SQLite under " + str(settings.home.resolve()) if settings.embedded else "external services"
@@ -132,11 +140,11 @@ def serve(
     try:
         api(host=host, port=port, workers=1)
     finally:
-        worker_process.send_signal(signal.SIGTERM)
+        os.killpg(worker_process.pid, signal.SIGTERM)
         try:
-            worker_process.wait(timeout=20)
+            worker_process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            worker_process.kill()
+            os.killpg(worker_process.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":
