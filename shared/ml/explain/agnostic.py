@@ -32,9 +32,13 @@ Progress = Callable[[int, int], None]
 
 EXACT_MAX_FEATURES = 12
 #: Target standard error of a row's values, relative to their mean absolute size.
-DEFAULT_TOLERANCE = 0.04
+DEFAULT_TOLERANCE = 0.08
 #: Antithetic pairs sampled for every row before the first convergence check.
 FIRST_ROUND_PAIRS = 16
+#: Rows are explained in chunks of about this many evaluations, with a progress report after each.
+PROGRESS_CHUNK_EVALS = 500_000
+#: A row's rounds typically cost a few times its first round.
+EXPECTED_ROUNDS_COST = 4
 #: Fewest pairs a row may use: the control variate's slope and the error bar need a few.
 MIN_PAIRS = 4
 #: Without max_evals, a row may use each background row this many times (at least MIN_CAP_PAIRS pairs).
@@ -72,7 +76,8 @@ def explain_agnostic(
     n_rows, n_features = rows.shape
     n_background = background.shape[0]
 
-    if n_features <= exact_up_to and (max_evals is None or 2**n_features * n_background <= max_evals):
+    fits = max_evals is None or 2**n_features * n_background <= max_evals
+    if n_features == 1 or (n_features <= exact_up_to and fits):  # one feature: nothing to sample
         values = _exact_values(model, background, rows, progress)
         standard_errors = None
         explainer = "exact"
@@ -207,7 +212,14 @@ class _AntitheticSampler:
         self.background_mean = background.mean(axis=0)
         n_features = background.shape[1]
         self.first_round = min(FIRST_ROUND_PAIRS, max_pairs)
-        self.rows_per_chunk = max(1, max_batch_rows(n_features) // (self.first_round * 2 * (n_features - 1)))
+        first_round_evals = self.first_round * 2 * max(n_features - 1, 1)
+        self.rows_per_chunk = max(
+            1,
+            min(
+                max_batch_rows(n_features) // first_round_evals,
+                PROGRESS_CHUNK_EVALS // (EXPECTED_ROUNDS_COST * first_round_evals),
+            ),
+        )
 
     def explain(self, rows: np.ndarray, ids: np.ndarray, progress: Progress | None):
         n_rows, n_features = rows.shape
