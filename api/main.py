@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -13,23 +14,42 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from api.middleware import UploadLimitMiddleware
-from api.routes import health, jobs, submit
+from api.routes import admin, health, jobs, metrics, submit
+from shared.db import session_scope
 from shared.dispatch import sweep
 from shared.limits import RateLimited
 from shared.ml.errors import UserInputError
+from shared.retention import purge_expired
 from shared.settings import get_settings
 
 log = logging.getLogger("fitexplain.api")
 
 
+PURGE_EVERY_SECONDS = 3600.0
+
+
+def _purge() -> None:
+    with session_scope() as session:
+        counts = purge_expired(session, get_settings().retention_days)
+    if counts["jobs"]:
+        log.info("retention: deleted %s", counts)
+
+
 async def _sweep_forever(interval: float) -> None:
-    """Publish jobs the broker missed and requeue jobs of vanished workers."""
+    """Publish jobs the broker missed and requeue jobs of vanished workers; purge old jobs hourly."""
+    next_purge = 0.0
     while True:
         await asyncio.sleep(interval)
         try:
             await run_in_threadpool(sweep)
         except Exception as exc:  # the database or broker may be down: try again next time
             log.warning("sweep failed: %s", exc)
+        if time.monotonic() >= next_purge:
+            next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+            try:
+                await run_in_threadpool(_purge)
+            except Exception as exc:
+                log.warning("retention purge failed: %s", exc)
 
 
 @contextlib.asynccontextmanager
@@ -76,6 +96,8 @@ def create_app() -> FastAPI:
     app.include_router(submit.router)
     app.include_router(submit.compat_router)
     app.include_router(jobs.router)
+    app.include_router(admin.router)
+    app.include_router(metrics.router)
     return app
 
 

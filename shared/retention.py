@@ -1,0 +1,37 @@
+"""Retention: finished jobs older than FITEXPLAIN_RETENTION_DAYS go, with their results and uploads.
+
+Results, events and chunks follow their job by ON DELETE CASCADE; an upload goes only when no remaining
+job uses it (uploads are shared by content). Running it twice, or from several API processes, is harmless.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from shared.models import FINISHED, Dataset, Job, JobResult, utcnow
+
+
+def purge_expired(session: Session, retention_days: float, now: datetime | None = None) -> dict[str, int]:
+    """Delete finished jobs that finished before `now - retention_days`; returns what was deleted.
+
+    The caller commits. Unfinished jobs are never touched, however old.
+    """
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    expired = (
+        select(Job.id)
+        .where(Job.status.in_(FINISHED), func.coalesce(Job.finished_at, Job.created_at) < cutoff)
+        .scalar_subquery()
+    )
+    digests = set(session.scalars(select(Job.dataset_sha256).where(Job.id.in_(expired))).all())
+    results = session.scalar(select(func.count()).select_from(JobResult).where(JobResult.job_id.in_(expired)))
+    jobs = session.execute(delete(Job).where(Job.id.in_(expired))).rowcount
+    datasets = 0
+    if digests:
+        still_used = select(Job.dataset_sha256).where(Job.dataset_sha256.in_(digests))
+        datasets = session.execute(
+            delete(Dataset).where(Dataset.sha256.in_(digests), Dataset.sha256.not_in(still_used))
+        ).rowcount
+    return {"jobs": jobs, "results": results or 0, "datasets": datasets}
