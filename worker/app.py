@@ -19,9 +19,10 @@ def warm_imports() -> None:
     import lightgbm  # noqa: F401
     import nnetsauce  # noqa: F401
     import shap  # noqa: F401
-    import shared.ml.pipeline  # noqa: F401
     import sklearn.ensemble  # noqa: F401
     import xgboost  # noqa: F401
+
+    import shared.ml.pipeline  # noqa: F401
 
 
 @worker_process_init.connect

@@ -5,74 +5,41 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from shared import chunks
 from shared.db import session_scope
 from shared.jobspec import job_spec_from_row
 from shared.jobstore import claim, fail, heartbeat, succeed
 from shared.ml.errors import UserInputError
-from shared.models import Dataset
-from shared.queue import RUN_JOB_TASK
-from shared.settings import get_settings
+from shared.ml.pipeline import PreparedJob, prepare, run
+from shared.models import Dataset, Job, JobStatus
+from shared.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
+from shared.settings import Settings, get_settings
 from worker.app import app
+from worker.fanout import FanOutRunner, compute_chunk
+from worker.heartbeat import Heartbeat, JobCancelled
 
 log = logging.getLogger("fitexplain.worker")
-
-
-class JobCancelled(Exception):
-    """The job row left `running` under us (cancelled by its user, or reclaimed after a stall)."""
-
-
-class Heartbeat:
-    """Writes liveness and the latest progress to the job row every few seconds, from a thread."""
-
-    def __init__(self, job_id: str, worker: str, interval: float) -> None:
-        self.job_id = job_id
-        self.worker = worker
-        self.interval = interval
-        self.progress: tuple[float, str] | None = None
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.interval + 5)
-
-    def report(self, fraction: float, message: str) -> None:
-        """The ML core's progress callback; it also stops the work once the job is no longer ours."""
-        self.progress = (fraction, message)
-        if self.lost.is_set():
-            raise JobCancelled(self.job_id)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            fraction, message = self.progress if self.progress else (None, None)
-            try:
-                with session_scope() as session:
-                    still_ours = heartbeat(session, self.job_id, self.worker, fraction, message)
-            except Exception as exc:  # database blip: the next beat tries again
-                log.warning("heartbeat for %s failed: %s", self.job_id, exc)
-                continue
-            if not still_ours:
-                self.lost.set()
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def job_heartbeat(job_id: str, worker: str, settings: Settings) -> Heartbeat:
+    def beat(progress: tuple[float, str] | None) -> bool:
+        fraction, message = progress if progress else (None, None)
+        with session_scope() as session:
+            return heartbeat(session, job_id, worker, fraction, message)
+
+    return Heartbeat(job_id, beat, settings.heartbeat_seconds)
+
+
 @app.task(name=RUN_JOB_TASK)
 def run_job(job_id: str) -> str:
-    from shared.ml.pipeline import run
-
     settings = get_settings()
     me = worker_name()
     with session_scope() as session:
@@ -92,11 +59,16 @@ def run_job(job_id: str) -> str:
         content = dataset.content if dataset is not None else b""
 
     result: dict[str, Any] | None = None
-    with Heartbeat(job_id, me, settings.heartbeat_seconds) as beat:
+    with job_heartbeat(job_id, me, settings) as beat:
         beat.report(0.0, "fitting")
         try:
             result = run(
-                content, spec, settings.limits(), n_threads=settings.model_threads, progress=beat.report
+                content,
+                spec,
+                settings.limits(),
+                n_threads=settings.model_threads,
+                progress=beat.report,
+                explain_method=FanOutRunner(job_id, settings, beat),
             )
         except JobCancelled:
             log.info("job %s stopped: no longer ours", job_id)
@@ -126,3 +98,39 @@ def run_job(job_id: str) -> str:
 def _fail(job_id: str, worker: str, code: str, message: str) -> None:
     with session_scope() as session:
         fail(session, job_id, code, message, worker=worker)
+
+
+_prepared: dict[str, PreparedJob] = {}  # the last job this process fitted for chunk work
+
+
+def _prepared_for(job: Job, content: bytes, settings: Settings) -> PreparedJob:
+    """Refit the job's model (deterministic, so identical to its own worker's) once per process."""
+    if job.id not in _prepared:
+        _prepared.clear()
+        spec = job_spec_from_row(job.endpoint, job.params)
+        _prepared[job.id] = prepare(content, spec, settings.limits(), n_threads=settings.model_threads)
+    return _prepared[job.id]
+
+
+@app.task(name=RUN_CHUNK_TASK)
+def run_chunk(job_id: str) -> int:
+    """Help a running job: compute its unclaimed explanation chunks until none is left."""
+    settings = get_settings()
+    computed = 0
+    while True:
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.status != JobStatus.running:
+                return computed
+            chunk = chunks.claim_next(session, job_id, stale_after=settings.stale_after_seconds)
+            if chunk is None:
+                return computed
+            dataset = session.get(Dataset, job.dataset_sha256)
+            content = dataset.content if dataset is not None else b""
+        try:
+            prepared = _prepared_for(job, content, settings)
+            compute_chunk(prepared, chunk, settings)
+        except Exception:  # the job's own worker recomputes the chunk once its heartbeat is stale
+            log.exception("chunk %s/%s/%s failed", job_id, chunk.method, chunk.index)
+            return computed
+        computed += 1

@@ -154,15 +154,33 @@ def merge_explanations(prepared: PreparedJob, method: ExplanationMethod, parts: 
     return merged
 
 
+MethodRunner = Callable[[PreparedJob, ExplanationMethod, SpanProgress], dict]
+
+
+def explain_whole(limits: Limits) -> MethodRunner:
+    """Explain a method in one piece, in this process (the default MethodRunner)."""
+
+    def runner(prepared: PreparedJob, method: ExplanationMethod, progress: SpanProgress) -> dict:
+        return merge_explanations(prepared, method, [explain(prepared, method, limits, progress=progress)])
+
+    return runner
+
+
 def run(
     content: bytes,
     spec: JobSpec,
     limits: Limits,
     n_threads: int | None = None,
     progress: Callable[[float, str], None] | None = None,
+    explain_method: MethodRunner | None = None,
 ) -> dict:
-    """The whole job in one process: predictions, metrics and result["interpretability"][method]."""
+    """The whole job: predictions, metrics and result["interpretability"][method].
+
+    `explain_method` decides how each method's explanation is computed (the worker passes one that
+    fans large work out to other workers); by default everything runs here, in one piece.
+    """
     report = progress or (lambda fraction, message: None)
+    runner = explain_method or explain_whole(limits)
     report(0.0, "fitting")
     prepared = prepare(content, spec, limits, n_threads)
     result = dict(prepared.result)
@@ -174,8 +192,7 @@ def run(
     share = (1.0 - PREPARE_SHARE) / max(len(methods), 1)
     for position, method in enumerate(methods):
         offset = PREPARE_SHARE + position * share
-        part = explain(prepared, method, limits, progress=_span_reporter(report, method, offset, share))
-        explanations[method] = merge_explanations(prepared, method, [part])
+        explanations[method] = runner(prepared, method, _span_reporter(report, method, offset, share))
     if explanations:
         result["interpretability"] = explanations
     report(1.0, "done")

@@ -1,0 +1,147 @@
+"""Fanned-out explanation work, tracked in the database (not in Celery chords, which are fragile on Redis).
+
+A job's explanation is cut into spans (rows for SHAP, features for permutation importance); each span is
+a `job_chunks` row that any worker may claim, compute and store. Completion is counted here, and a chunk
+whose worker stopped beating can be claimed again.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from shared.models import JobChunk, utcnow
+
+
+@dataclass(frozen=True)
+class ClaimedChunk:
+    job_id: str
+    method: str
+    index: int
+    start: int
+    stop: int
+
+
+def create_chunks(session: Session, job_id: str, method: str, spans: list[tuple[int, int]]) -> None:
+    """Insert the job's chunks for a method, unless a previous attempt already did (its done chunks count)."""
+    existing = session.scalar(
+        select(func.count()).select_from(JobChunk).where(JobChunk.job_id == job_id, JobChunk.method == method)
+    )
+    if existing:
+        return
+    session.add_all(
+        JobChunk(job_id=job_id, method=method, index=i, start=start, stop=stop)
+        for i, (start, stop) in enumerate(spans)
+    )
+
+
+def claim_next(session: Session, job_id: str, *, stale_after: float) -> ClaimedChunk | None:
+    """Take the first chunk that is pending, or running under a worker that stopped beating."""
+    stale = utcnow() - timedelta(seconds=stale_after)
+    claimable = or_(
+        JobChunk.status == "pending",
+        and_(
+            JobChunk.status == "running", or_(JobChunk.heartbeat_at.is_(None), JobChunk.heartbeat_at < stale)
+        ),
+    )
+    candidates = session.execute(
+        select(JobChunk.method, JobChunk.index)
+        .where(JobChunk.job_id == job_id, claimable)
+        .order_by(JobChunk.method, JobChunk.index)
+        .limit(8)
+    ).all()
+    for method, index in candidates:
+        row = session.execute(
+            update(JobChunk)
+            .where(JobChunk.job_id == job_id, JobChunk.method == method, JobChunk.index == index, claimable)
+            .values(status="running", heartbeat_at=utcnow(), attempts=JobChunk.attempts + 1)
+            .returning(JobChunk.start, JobChunk.stop)
+        ).first()
+        if row is not None:
+            return ClaimedChunk(job_id, method, index, row.start, row.stop)
+    return None
+
+
+def beat(session: Session, chunk: ClaimedChunk) -> None:
+    session.execute(
+        update(JobChunk)
+        .where(
+            JobChunk.job_id == chunk.job_id,
+            JobChunk.method == chunk.method,
+            JobChunk.index == chunk.index,
+            JobChunk.status == "running",
+        )
+        .values(heartbeat_at=utcnow())
+    )
+
+
+def finish(session: Session, chunk: ClaimedChunk, part: dict[str, Any]) -> None:
+    session.execute(
+        update(JobChunk)
+        .where(
+            JobChunk.job_id == chunk.job_id, JobChunk.method == chunk.method, JobChunk.index == chunk.index
+        )
+        .values(status="done", body_gzip=encode_part(part), heartbeat_at=utcnow())
+    )
+
+
+def progress(session: Session, job_id: str, method: str) -> tuple[int, int, int, int]:
+    """(chunks done, chunks in all, units done, units in all); units are rows or features."""
+    rows = session.execute(
+        select(JobChunk.status, JobChunk.start, JobChunk.stop).where(
+            JobChunk.job_id == job_id, JobChunk.method == method
+        )
+    ).all()
+    done = [r for r in rows if r.status == "done"]
+    return (
+        len(done),
+        len(rows),
+        sum(r.stop - r.start for r in done),
+        sum(r.stop - r.start for r in rows),
+    )
+
+
+def load_parts(session: Session, job_id: str, method: str) -> list[dict[str, Any]]:
+    bodies = session.scalars(
+        select(JobChunk.body_gzip)
+        .where(JobChunk.job_id == job_id, JobChunk.method == method, JobChunk.status == "done")
+        .order_by(JobChunk.index)
+    ).all()
+    return [decode_part(body) for body in bodies if body is not None]
+
+
+def encode_part(part: dict[str, Any]) -> bytes:
+    """Arrays as .npy (never pickled), everything else as JSON, gzip-compressed together."""
+    arrays = {k: v for k, v in part.items() if isinstance(v, np.ndarray)}
+    plain = {k: _plain(v) for k, v in part.items() if k not in arrays}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    header = json.dumps(plain).encode()
+    return gzip.compress(len(header).to_bytes(8, "big") + header + buffer.getvalue(), 3)
+
+
+def decode_part(body: bytes) -> dict[str, Any]:
+    raw = gzip.decompress(body)
+    size = int.from_bytes(raw[:8], "big")
+    part: dict[str, Any] = json.loads(raw[8 : 8 + size])
+    if "span" in part:
+        part["span"] = tuple(part["span"])
+    with np.load(io.BytesIO(raw[8 + size :]), allow_pickle=False) as arrays:
+        part.update({key: arrays[key] for key in arrays.files})
+    return part
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    return value

@@ -1,0 +1,90 @@
+"""Large explanations split into chunks that any worker computes; this worker merges them in order.
+
+The job's own worker takes chunks too, so a job never waits for a free worker; messages published for
+the other chunks let idle workers help. Completion is counted in the database (shared.chunks).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from shared import chunks
+from shared.db import session_scope
+from shared.ml.pipeline import PreparedJob, SpanProgress, explain, merge_explanations, plan_chunks
+from shared.ml.spec import ExplanationMethod
+from shared.queue import RUN_CHUNK_TASK, publish
+from shared.settings import Settings
+from worker.heartbeat import Heartbeat
+
+log = logging.getLogger("fitexplain.worker")
+
+
+def fanout_spans(
+    prepared: PreparedJob, method: ExplanationMethod, settings: Settings
+) -> list[tuple[int, int]]:
+    """The chunks for a method, or a single span when the work is too small to be worth splitting."""
+    n_rows, n_features = prepared.dataset.X_test.shape
+    if n_rows < settings.fanout_min_rows:
+        return [(0, n_rows if method == "shap" else n_features)]
+    if method == "shap":
+        return plan_chunks(prepared, method, settings.fanout_chunk_rows)
+    per_chunk = max(1, math.ceil(n_features / max(2, math.ceil(n_rows / settings.fanout_chunk_rows))))
+    return plan_chunks(prepared, method, per_chunk)
+
+
+def compute_chunk(prepared: PreparedJob, chunk: chunks.ClaimedChunk, settings: Settings) -> None:
+    """Compute one claimed chunk and store it, beating the chunk's heartbeat meanwhile."""
+
+    def beat(_: object) -> bool:
+        with session_scope() as session:
+            chunks.beat(session, chunk)
+        return True
+
+    with Heartbeat(f"{chunk.job_id}-{chunk.method}-{chunk.index}", beat, settings.heartbeat_seconds):
+        part = explain(prepared, chunk.method, settings.limits(), span=(chunk.start, chunk.stop))  # type: ignore[arg-type]
+    with session_scope() as session:
+        chunks.finish(session, chunk, part)
+
+
+class FanOutRunner:
+    """A pipeline MethodRunner that fans large explanations out across workers."""
+
+    def __init__(self, job_id: str, settings: Settings, job_heartbeat: Heartbeat) -> None:
+        self.job_id = job_id
+        self.settings = settings
+        self.job_heartbeat = job_heartbeat
+
+    def __call__(self, prepared: PreparedJob, method: ExplanationMethod, progress: SpanProgress) -> dict:
+        spans = fanout_spans(prepared, method, self.settings)
+        if len(spans) == 1:
+            part = explain(prepared, method, self.settings.limits(), progress=progress)
+            return merge_explanations(prepared, method, [part])
+        with session_scope() as session:
+            chunks.create_chunks(session, self.job_id, method, spans)
+        for _ in range(len(spans) - 1):
+            try:
+                publish(RUN_CHUNK_TASK, self.job_id)
+            except Exception as exc:  # no helpers then: this worker computes every chunk itself
+                log.warning("could not publish chunk work for %s: %s", self.job_id, exc)
+                break
+        delay = 0.2
+        while True:
+            self.job_heartbeat.check()
+            with session_scope() as session:
+                chunk = chunks.claim_next(session, self.job_id, stale_after=self.settings.stale_after_seconds)
+            if chunk is not None:
+                compute_chunk(prepared, chunk, self.settings)
+                delay = 0.2
+            with session_scope() as session:
+                done, total, units_done, units_total = chunks.progress(session, self.job_id, method)
+            progress(units_done, units_total)
+            if done == total:
+                break
+            if chunk is None:  # other workers hold the remaining chunks: wait for them
+                time.sleep(delay)
+                delay = min(delay * 1.5, 2.0)
+        with session_scope() as session:
+            parts = chunks.load_parts(session, self.job_id, method)
+        return merge_explanations(prepared, method, parts)
