@@ -29,7 +29,7 @@ from shared.jobspec import (
 from shared.jobstore import create_job, result_body, store_dataset
 from shared.limits import enforce_submission_limits
 from shared.ml.data import load_dataset
-from shared.ml.pipeline import PreparedJob, check_shap_limits
+from shared.ml.pipeline import check_shap_limits
 from shared.models import FINISHED, Job, JobStatus
 from shared.settings import Settings
 
@@ -84,7 +84,7 @@ def _validate_and_store(
     limits = settings.limits()
     dataset = load_dataset(content, spec.task, spec.seed, limits)  # raises DataError -> 422
     if "shap" in spec.interpretability:  # refuse now what the worker would refuse later
-        check_shap_limits(PreparedJob(spec, dataset, model=None, result={}), limits)
+        check_shap_limits(dataset, limits)
     n_rows = len(dataset.y_train) + len(dataset.y_test)
     n_columns = len(dataset.feature_names)
     with session_scope() as session:

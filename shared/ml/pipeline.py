@@ -105,7 +105,7 @@ def explain(
         if progress:
             progress(stop - start, stop - start)
     elif method == "shap":
-        check_shap_limits(prepared, limits)
+        check_shap_limits(prepared.dataset, limits)
         from shared.ml.explain.shap import explain_shap
 
         part = explain_shap(
@@ -186,7 +186,7 @@ def run(
     result = dict(prepared.result)
     methods = list(dict.fromkeys(spec.interpretability))
     if "shap" in methods:
-        check_shap_limits(prepared, limits)  # fail before spending time on other methods
+        check_shap_limits(prepared.dataset, limits)  # fail before spending time on other methods
     report(PREPARE_SHARE, "fitted")
     explanations: dict[str, dict] = {}
     share = (1.0 - PREPARE_SHARE) / max(len(methods), 1)
@@ -199,9 +199,11 @@ def run(
     return result
 
 
-def check_shap_limits(prepared: PreparedJob, limits: Limits) -> None:
-    """LimitExceeded if the SHAP values for the whole test set would be too many rows or floats."""
-    dataset = prepared.dataset
+def check_shap_limits(dataset: Dataset, limits: Limits) -> None:
+    """LimitExceeded if the SHAP values for the whole test set would be too many rows or floats.
+
+    Needs only the data, so the API refuses such a job at submit time, before anything is fitted.
+    """
     n_rows, n_features = dataset.X_test.shape
     n_outputs = len(dataset.class_labels) if dataset.class_labels is not None else 1
     if n_rows > limits.max_explain_rows:
