@@ -50,7 +50,9 @@ def all_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
-    user: Annotated[str | None, Query(max_length=100, description="a user's name")] = None,
+    user: Annotated[
+        str | None, Query(max_length=100, pattern=r"^[^\x00]*$", description="a user's name")
+    ] = None,
 ) -> AdminJobPage:
     """Every user's jobs, newest first."""
     query = select(Job, User.name).join(User, User.id == Job.user_id)
