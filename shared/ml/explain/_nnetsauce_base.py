@@ -8,7 +8,7 @@ over the calibration folds. Each step keeps every pair's attributions summing to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,11 +24,11 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, ExtraTre
 
 from shared.ml.explain._nnetsauce_pair_treeshap import (
     FlatForest,
+    cross_shap,
     flatten_forest,
     forest_output,
     goes_left,
     leaves_of,
-    pair_shap,
 )
 
 _FORESTS = (RandomForestClassifier, ExtraTreesClassifier, RandomForestRegressor, ExtraTreesRegressor)
@@ -56,9 +56,10 @@ def _supports_trees(obj: Any, *, classifier: bool) -> bool:
     return fitted and getattr(obj, "n_outputs_", 1) == 1
 
 
-def _flat(obj: Any) -> FlatForest:
+def _flat(obj: Any, *, keep_last: bool = False) -> FlatForest:
     trees = [e.tree_ for e in obj.estimators_] if type(obj) in _FORESTS else [obj.tree_]
-    return flatten_forest(trees, np.full(len(trees), 1.0 / len(trees)), normalise=type(obj) in _CLASSIFIERS)
+    forest = flatten_forest(trees, np.full(len(trees), 1.0 / len(trees)), normalise=type(obj) in _CLASSIFIERS)
+    return replace(forest, value=forest.value[:, -1:]) if keep_last else forest
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,9 @@ class BaseModelExplainer:
     def __init__(self, obj: Any, *, n_classes: int | None) -> None:
         self.n_classes = n_classes
         if isinstance(obj, CalibratedClassifierCV):
-            self.folds = [(_flat(f.estimator), f) for f in obj.calibrated_classifiers_]
+            # a binary calibrator reads only the positive-class column: explain that one alone
+            keep_last = n_classes == 2
+            self.folds = [(_flat(f.estimator, keep_last=keep_last), f) for f in obj.calibrated_classifiers_]
         else:
             self.folds = [(_flat(obj), None)]
 
@@ -98,7 +101,7 @@ class BaseModelExplainer:
     ) -> PairOutputs:
         left_x, left_z = goes_left(forest, Zx), goes_left(forest, Zz)
         leaves_x, leaves_z = leaves_of(forest, left_x), leaves_of(forest, left_z)
-        phi = pair_shap(forest, left_x, leaves_x, left_z, leaves_z, x_index, z_index, Zx.shape[1])
+        phi = cross_shap(forest, left_x, left_z, Zx.shape[1]).reshape(-1, Zx.shape[1], forest.value.shape[1])
         raw = PairOutputs(phi, forest_output(forest, leaves_x), forest_output(forest, leaves_z))
         if fold is None:
             return raw

@@ -27,6 +27,18 @@ class FlatForest:
     roots: np.ndarray  # (n_trees,)
     ancestors: np.ndarray  # (N, max_depth + 1) node at each depth on the path to the node, -1 below
     max_depth: int
+    tree_internal: list[np.ndarray]  # per tree, its internal nodes
+    tree_features: np.ndarray  # (n_trees, F) each tree's distinct split features, padded with -1
+    local_slot: np.ndarray  # (N,) position of the node's feature in its tree's row of tree_features
+
+    def leaf_of(self, left_mask: np.ndarray, rows: np.ndarray, tree: np.ndarray) -> np.ndarray:
+        """Leaf reached in tree[i] by row rows[i] of the split decisions left_mask."""
+        node = self.roots[tree]
+        for _ in range(self.max_depth):
+            internal = self.left[node] >= 0
+            step = np.where(left_mask[rows, node], self.left[node], self.right[node])
+            node = np.where(internal, step, node)
+        return node
 
 
 def flatten_forest(trees: list, weights: np.ndarray, *, normalise: bool) -> FlatForest:
@@ -52,16 +64,28 @@ def flatten_forest(trees: list, weights: np.ndarray, *, normalise: bool) -> Flat
         offset += left.shape[0]
     left = np.concatenate(lefts)
     right = np.concatenate(rights)
+    feature = np.concatenate(feats)
     ancestors, max_depth = _ancestor_table(left, right, np.asarray(roots))
+    bounds = [*roots, offset]
+    tree_internal = [np.arange(a, b)[left[a:b] >= 0] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    distinct = [np.unique(feature[nodes]) for nodes in tree_internal]
+    tree_features = np.full((len(distinct), max(1, max(d.size for d in distinct))), -1, dtype=np.int64)
+    local_slot = np.zeros(offset, dtype=np.int64)
+    for t, (nodes, feats_t) in enumerate(zip(tree_internal, distinct, strict=True)):
+        tree_features[t, : feats_t.size] = feats_t
+        local_slot[nodes] = np.searchsorted(feats_t, feature[nodes])
     return FlatForest(
         left=left,
         right=right,
-        feature=np.concatenate(feats),
+        feature=feature,
         threshold=np.concatenate(thrs),
         value=np.concatenate(vals),
         roots=np.asarray(roots, dtype=np.int64),
         ancestors=ancestors,
         max_depth=max_depth,
+        tree_internal=tree_internal,
+        tree_features=tree_features,
+        local_slot=local_slot,
     )
 
 
@@ -110,68 +134,105 @@ def forest_output(forest: FlatForest, leaves: np.ndarray) -> np.ndarray:
     return forest.value[leaves].sum(axis=1)
 
 
-def pair_shap(
+def cross_shap(
+    forest: FlatForest, left_x: np.ndarray, left_z: np.ndarray, n_features: int
+) -> np.ndarray:
+    """(n_x, n_z, n_features, n_outputs) exact single-reference interventional SHAP of every pair.
+
+    For every (x, z) the attributions sum to f(x) - f(z) exactly (efficiency of each tree's game).
+    A tree's credit depends on a row only through its split decisions in that tree, and rows share
+    few distinct decision vectors per tree: each tree's game is solved once per distinct (x, z)
+    decision-vector pair (a "unit") and gathered per pair.
+    """
+    codes_x, reps_x = _tree_codes(forest, left_x)
+    codes_z, reps_z = _tree_codes(forest, left_z)
+    n_x = np.array([r.size for r in reps_x])
+    n_z = np.array([r.size for r in reps_z])
+    unit_offsets = np.concatenate([[0], np.cumsum(n_x * n_z)[:-1]])
+    unit_tree = np.repeat(np.arange(n_x.size), n_x * n_z)
+    unit_x = np.concatenate([r[np.arange(a * b) // b] for r, a, b in zip(reps_x, n_x, n_z, strict=True)])
+    unit_z = np.concatenate([r[np.arange(a * b) % b] for r, a, b in zip(reps_z, n_x, n_z, strict=True)])
+    credits = _unit_shap(forest, left_x, left_z, unit_tree, unit_x, unit_z)  # (U, F, k)
+    n_out = credits.shape[2]
+    result = np.zeros((n_out, n_features, codes_x.shape[0], codes_z.shape[0]))
+    for t in range(n_x.size):
+        table = credits[unit_offsets[t] : unit_offsets[t] + n_x[t] * n_z[t]]  # (Ux * Uz, F, k)
+        units = codes_x[:, t][:, None] * n_z[t] + codes_z[:, t][None, :]  # (n_x, n_z)
+        for slot, feature in enumerate(forest.tree_features[t]):
+            if feature < 0:
+                break
+            for out in range(n_out):
+                result[out, feature] += table[:, slot, out][units]
+    return np.ascontiguousarray(result.transpose(2, 3, 1, 0))
+
+
+def _tree_codes(forest: FlatForest, left_mask: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per tree, each row's index among the distinct split-decision vectors, and one row per vector."""
+    n_trees = forest.roots.shape[0]
+    codes = np.empty((left_mask.shape[0], n_trees), dtype=np.int64)
+    reps = []
+    for t in range(n_trees):
+        decisions = left_mask[:, forest.tree_internal[t]]
+        _, first, inverse = np.unique(decisions, axis=0, return_index=True, return_inverse=True)
+        codes[:, t] = inverse.ravel()
+        reps.append(first)
+    return codes, reps
+
+
+def _unit_shap(
     forest: FlatForest,
     left_x: np.ndarray,
-    leaves_x: np.ndarray,
     left_z: np.ndarray,
-    leaves_z: np.ndarray,
-    x_index: np.ndarray,
-    z_index: np.ndarray,
-    n_features: int,
+    unit_tree: np.ndarray,
+    unit_x: np.ndarray,
+    unit_z: np.ndarray,
 ) -> np.ndarray:
-    """(n_pairs, n_features, n_outputs) exact single-reference interventional SHAP of each pair.
-
-    Pair i explains row x_index[i] (of left_x) against reference z_index[i] (of left_z); for every
-    pair the attributions sum to f(x) - f(z) exactly (efficiency of each tree's game).
-    """
-    n_pairs = x_index.shape[0]
-    n_out = forest.value.shape[1]
-    lx = leaves_x[x_index]  # (P, T)
-    lz = leaves_z[z_index]
-    pair_ids, tree_ids = np.nonzero(lx != lz)
-    lx, lz = lx[pair_ids, tree_ids], lz[pair_ids, tree_ids]
+    """(U, F, k) each unit's Shapley credits over its tree's local feature slots."""
+    n_units, n_out = unit_tree.shape[0], forest.value.shape[1]
+    n_slots = forest.tree_features.shape[1]
+    flat = np.zeros((n_units * n_slots, n_out))
+    lx = forest.leaf_of(left_x, unit_x, unit_tree)
+    lz = forest.leaf_of(left_z, unit_z, unit_tree)
+    unit = np.nonzero(lx != lz)[0]
+    lx, lz = lx[unit], lz[unit]
     shared = np.cumprod(forest.ancestors[lx] == forest.ancestors[lz], axis=1).sum(axis=1)
     node = forest.ancestors[lx, shared - 1]  # the node where x and z part ways
     width = max(forest.max_depth, 1)
     weights_a, weights_b = _shapley_weights(width)
-    flat = np.zeros((n_pairs * n_features, n_out))
-
-    pair = pair_ids
-    set_a = np.full((pair.shape[0], width), -1, dtype=np.int64)
+    set_a = np.full((unit.shape[0], width), -1, dtype=np.int64)
     set_b = set_a.copy()
-    size_a = np.zeros(pair.shape[0], dtype=np.int64)
+    size_a = np.zeros(unit.shape[0], dtype=np.int64)
     size_b = size_a.copy()
-    while pair.size:
+    while unit.size:
         at_leaf = forest.left[node] < 0
         if at_leaf.any():
             _credit_leaves(
-                flat, forest.value[node[at_leaf]], pair[at_leaf], set_a[at_leaf], set_b[at_leaf],
-                size_a[at_leaf], size_b[at_leaf], weights_a, weights_b, n_features,
+                flat, forest.value[node[at_leaf]], unit[at_leaf], set_a[at_leaf], set_b[at_leaf],
+                size_a[at_leaf], size_b[at_leaf], weights_a, weights_b, n_slots,
             )
             keep = ~at_leaf
-            pair, node = pair[keep], node[keep]
+            unit, node = unit[keep], node[keep]
             set_a, set_b, size_a, size_b = set_a[keep], set_b[keep], size_a[keep], size_b[keep]
-        if not pair.size:
+        if not unit.size:
             break
-        feat = forest.feature[node]
-        x_left = left_x[x_index[pair], node]
-        z_left = left_z[z_index[pair], node]
-        in_a = (set_a == feat[:, None]).any(axis=1)
-        in_b = (set_b == feat[:, None]).any(axis=1)
+        slot = forest.local_slot[node]
+        x_left = left_x[unit_x[unit], node]
+        z_left = left_z[unit_z[unit], node]
+        in_a = (set_a == slot[:, None]).any(axis=1)
+        in_b = (set_b == slot[:, None]).any(axis=1)
         split = (x_left != z_left) & ~in_a & ~in_b
         go_left = np.where(in_b, z_left, x_left)
         child = np.where(go_left, forest.left[node], forest.right[node])
         if split.any():
             s = np.nonzero(split)[0]
-            # the copy that takes this feature from z; the original takes it from x
-            z_pair, z_node = pair[s], np.where(z_left[s], forest.left[node[s]], forest.right[node[s]])
-            z_set_a, z_set_b = set_a[s], set_b[s].copy()
-            z_set_b[np.arange(s.size), size_b[s]] = feat[s]
-            z_size_a, z_size_b = size_a[s], size_b[s] + 1
-            set_a[s, size_a[s]] = feat[s]
+            # the copy takes this feature from z; the original takes it from x
+            z_node = np.where(z_left[s], forest.left[node[s]], forest.right[node[s]])
+            z_set_b = set_b[s].copy()
+            z_set_b[np.arange(s.size), size_b[s]] = slot[s]
+            z_set_a, z_size_a, z_size_b = set_a[s], size_a[s], size_b[s] + 1
+            set_a[s, size_a[s]] = slot[s]
             size_a[s] += 1
-            pair = np.concatenate([pair, z_pair])
+            unit = np.concatenate([unit, unit[s]])
             node = np.concatenate([child, z_node])
             set_a = np.concatenate([set_a, z_set_a])
             set_b = np.concatenate([set_b, z_set_b])
@@ -179,7 +240,7 @@ def pair_shap(
             size_b = np.concatenate([size_b, z_size_b])
         else:
             node = child
-    return flat.reshape(n_pairs, n_features, n_out)
+    return flat.reshape(n_units, n_slots, n_out)
 
 
 def _shapley_weights(width: int) -> tuple[np.ndarray, np.ndarray]:

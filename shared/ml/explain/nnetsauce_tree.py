@@ -24,7 +24,7 @@ from shared.ml.spec import Task
 # high-precision permutation reference (breast cancer, full training background); the error
 # estimate scales it by the mean |value| of each call.
 MEASURED_RELATIVE_ERROR = 0.10
-_PAIRS_PER_CHUNK = 4096
+_PAIRS_PER_CHUNK = 262144
 
 
 def supports(model: Any) -> bool:
