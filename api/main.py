@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from api.middleware import UploadLimitMiddleware
-from api.routes import admin, health, jobs, metrics, submit
+from api.routes import account, admin, health, jobs, metrics, submit
 from shared.db import session_scope
 from shared.dispatch import sweep
 from shared.limits import RateLimited
@@ -96,6 +96,7 @@ def create_app() -> FastAPI:
     app.include_router(submit.router)
     app.include_router(submit.compat_router)
     app.include_router(jobs.router)
+    app.include_router(account.router)
     app.include_router(admin.router)
     app.include_router(metrics.router)
     return app

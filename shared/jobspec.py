@@ -44,6 +44,13 @@ class CommonParams(BaseModel):
         float | None,
         Field(ge=0, le=60, description="seconds to wait for the result; 200 with the result if done by then"),
     ] = None
+    webhook_url: Annotated[
+        str | None,
+        Field(
+            max_length=2000,
+            description="gets a signed Standard Webhooks POST when the job finishes (see /webhook-secret)",
+        ),
+    ] = None
 
     @field_validator("interpretability")
     @classmethod

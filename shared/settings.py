@@ -62,6 +62,11 @@ class Settings(BaseSettings):
 
     retention_days: int = 30
 
+    # Webhooks: allow_private lets jobs call back to loopback/private addresses (tests, one-host installs).
+    webhook_allow_private: bool = False
+    webhook_timeout: float = 10.0
+    webhook_max_retries: int = 5
+
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:
         if not self.database_url:

@@ -32,6 +32,7 @@ from shared.ml.data import load_dataset
 from shared.ml.pipeline import check_shap_limits
 from shared.models import FINISHED, Job, JobStatus
 from shared.settings import Settings
+from shared.webhooks import check_url
 
 router = APIRouter(tags=["submit"])
 compat_router = APIRouter(prefix="/techtonique", tags=["techtonique compatibility"])
@@ -81,6 +82,8 @@ def _validate_and_store(
     endpoint: str, params: CommonParams, content: bytes, user_id: int, settings: Settings
 ) -> str:
     spec = job_spec(endpoint, params)
+    if params.webhook_url:
+        check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
     limits = settings.limits()
     dataset = load_dataset(content, spec.task, spec.seed, limits)  # raises DataError -> 422
     if "shap" in spec.interpretability:  # refuse now what the worker would refuse later
