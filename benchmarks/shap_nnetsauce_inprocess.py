@@ -68,7 +68,9 @@ def relative_mae(estimate: np.ndarray, reference: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="8 reference pairs on 5 rows; shap default on 20 rows")
+    parser.add_argument(
+        "--quick", action="store_true", help="8 reference pairs on 5 rows; shap default on 20 rows"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     import shap
@@ -84,7 +86,9 @@ def main() -> None:
     ours = explain_nnetsauce_tree(model, X_train, X_test, task="classification", random_state=123)
     ours_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    ours_small = explain_nnetsauce_tree(model, X_train[:100], X_test, task="classification", random_state=123)
+    ours_small = explain_nnetsauce_tree(
+        model, X_train[:100], X_test, task="classification", random_state=123
+    )
     ours_small_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -92,7 +96,9 @@ def main() -> None:
     shap_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    reference = permutation_reference(model.predict_proba, X_test[:n_ref_rows], X_train, n_ref_pairs, seed=2024)
+    reference = permutation_reference(
+        model.predict_proba, X_test[:n_ref_rows], X_train, n_ref_pairs, seed=2024
+    )
     reference_seconds = time.perf_counter() - started
 
     additivity = np.abs(ours["values"].sum(axis=1) + ours["base_values"] - model.predict_proba(X_test)).max()
@@ -100,11 +106,13 @@ def main() -> None:
     per_row_ours = ours_seconds / X_test.shape[0]
     print(f"reference: {n_ref_pairs} antithetic pairs, full background ({X_train.shape[0]} rows), "
           f"first {n_ref_rows} test rows, {reference_seconds:.1f} s")
-    print(f"shap.Explainer default: {shap_seconds:.1f} s for {n_shap_rows} rows ({per_row_shap * 1e3:.0f} ms/row), "
-          f"relative MAE {relative_mae(default.values[:n_ref_rows, :, 1], reference):.3f}")
+    print(f"shap.Explainer default: {shap_seconds:.1f} s for {n_shap_rows} rows "
+          f"({per_row_shap * 1e3:.0f} ms/row), relative MAE "
+          f"{relative_mae(default.values[:n_ref_rows, :, 1], reference):.3f}")
     print(f"nnetsauce-tree, full background: {ours_seconds:.2f} s for {X_test.shape[0]} rows "
           f"({per_row_ours * 1e3:.1f} ms/row), relative MAE "
-          f"{relative_mae(ours['values'][:n_ref_rows, :, 1], reference):.3f}, max additivity error {additivity:.1e}")
+          f"{relative_mae(ours['values'][:n_ref_rows, :, 1], reference):.3f}, "
+          f"max additivity error {additivity:.1e}")
     print(f"nnetsauce-tree, 100-row background: {ours_small_seconds:.2f} s, relative MAE "
           f"{relative_mae(ours_small['values'][:n_ref_rows, :, 1], reference):.3f}")
     print(f"speed ratio (shap default / nnetsauce-tree, per row): {per_row_shap / per_row_ours:.1f}x")

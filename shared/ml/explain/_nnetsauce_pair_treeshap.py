@@ -9,6 +9,7 @@ to the features taken from x (set A, positive) and from z (set B, negative) with
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from math import factorial
 
@@ -42,7 +43,7 @@ class FlatForest:
 
 
 def flatten_forest(trees: list, weights: np.ndarray, *, normalise: bool) -> FlatForest:
-    """Concatenate sklearn `Tree` objects; `normalise` turns class counts into fractions as predict_proba does."""
+    """Concatenate sklearn `Tree`s; `normalise` turns class counts into fractions as predict_proba does."""
     lefts, rights, feats, thrs, vals, roots = [], [], [], [], [], []
     offset = 0
     for tree, weight in zip(trees, weights, strict=True):
@@ -67,7 +68,7 @@ def flatten_forest(trees: list, weights: np.ndarray, *, normalise: bool) -> Flat
     feature = np.concatenate(feats)
     ancestors, max_depth = _ancestor_table(left, right, np.asarray(roots))
     bounds = [*roots, offset]
-    tree_internal = [np.arange(a, b)[left[a:b] >= 0] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    tree_internal = [np.arange(a, b)[left[a:b] >= 0] for a, b in itertools.pairwise(bounds)]
     distinct = [np.unique(feature[nodes]) for nodes in tree_internal]
     tree_features = np.full((len(distinct), max(1, max(d.size for d in distinct))), -1, dtype=np.int64)
     local_slot = np.zeros(offset, dtype=np.int64)

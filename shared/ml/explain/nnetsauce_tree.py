@@ -56,7 +56,7 @@ def explain_nnetsauce_tree(
     """
     del random_state, row_ids  # deterministic: no random stream to seed or align
     if not supports(model):
-        raise ValueError("explain_nnetsauce_tree: model is not an nnetsauce model over a supported tree ensemble")
+        raise ValueError("explain_nnetsauce_tree: not an nnetsauce model over a supported tree ensemble")
     classification = task == "classification"
     fmap = build_feature_map(model)
     n_classes = len(model.classes_) if classification else None
