@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.ml.errors import ParameterError
 from shared.ml.spec import ExplanationMethod, GbdtType, JobSpec, ModelSpec, PiMethod, Task
@@ -105,6 +105,22 @@ class GbdtParams(CommonParams):
     n_estimators: Annotated[int, Field(ge=1, le=10_000)] = 100
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
     max_depth: Annotated[int, Field(ge=1, le=32)] = 3
+    shap_interactions: Annotated[
+        bool,
+        Field(description="also exact SHAP interaction values (xgboost, gradientboosting; needs shap)"),
+    ] = False
+
+    @model_validator(mode="after")
+    def _interactions_need_shap_on_a_supported_model(self) -> GbdtParams:
+        if self.shap_interactions:
+            if "shap" not in self.explanations():
+                raise ValueError("shap_interactions=true needs interpretability=shap (or permutation,shap)")
+            if self.model_type not in ("xgboost", "gradientboosting"):
+                raise ValueError(
+                    f"shap_interactions is available for model_type xgboost or gradientboosting, "
+                    f"not {self.model_type}"
+                )
+        return self
 
 
 class GbdtClassificationParams(GbdtParams):
@@ -175,6 +191,7 @@ def job_spec(endpoint: str, params: CommonParams) -> JobSpec:
         level=float(getattr(params, "level", 95.0)),
         pi_method=getattr(params, "pi_method", "splitconformal"),
         interpretability=params.explanations(),
+        shap_interactions=bool(getattr(params, "shap_interactions", False)),
     )
 
 

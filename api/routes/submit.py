@@ -87,7 +87,7 @@ def _validate_and_store(
     limits = settings.limits()
     dataset = load_dataset(content, spec.task, spec.seed, limits)  # raises DataError -> 422
     if "shap" in spec.interpretability:  # refuse now what the worker would refuse later
-        check_shap_limits(dataset, limits)
+        check_shap_limits(dataset, limits, interactions=spec.shap_interactions)
     n_rows = len(dataset.y_train) + len(dataset.y_test)
     n_columns = len(dataset.feature_names)
     with session_scope() as session:

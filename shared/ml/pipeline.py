@@ -105,7 +105,7 @@ def explain(
         if progress:
             progress(stop - start, stop - start)
     elif method == "shap":
-        check_shap_limits(prepared.dataset, limits)
+        check_shap_limits(prepared.dataset, limits, interactions=prepared.spec.shap_interactions)
         from shared.ml.explain.shap import explain_shap
 
         part = explain_shap(
@@ -116,6 +116,7 @@ def explain(
             random_state=seed,
             row_ids=np.arange(start, stop),
             progress=progress,
+            interactions=prepared.spec.shap_interactions,
         )
     else:
         raise ParameterError("unknown_explanation", f"Unknown explanation method {method!r}.")
@@ -186,7 +187,9 @@ def run(
     result = dict(prepared.result)
     methods = list(dict.fromkeys(spec.interpretability))
     if "shap" in methods:
-        check_shap_limits(prepared.dataset, limits)  # fail before spending time on other methods
+        check_shap_limits(
+            prepared.dataset, limits, interactions=prepared.spec.shap_interactions
+        )  # fail before spending time on other methods
     report(PREPARE_SHARE, "fitted")
     explanations: dict[str, dict] = {}
     share = (1.0 - PREPARE_SHARE) / max(len(methods), 1)
@@ -199,7 +202,7 @@ def run(
     return result
 
 
-def check_shap_limits(dataset: Dataset, limits: Limits) -> None:
+def check_shap_limits(dataset: Dataset, limits: Limits, *, interactions: bool = False) -> None:
     """LimitExceeded if the SHAP values for the whole test set would be too many rows or floats.
 
     Needs only the data, so the API refuses such a job at submit time, before anything is fitted.
@@ -212,13 +215,14 @@ def check_shap_limits(dataset: Dataset, limits: Limits) -> None:
             f"SHAP would explain {n_rows} test rows, more than max_explain_rows = {limits.max_explain_rows}: "
             "use fewer test rows (sample them, or mark fewer rows training_index = 0) or raise the limit.",
         )
-    n_floats = n_rows * n_features * n_outputs
+    n_floats = n_rows * n_features * n_outputs * (n_features + 1 if interactions else 1)
     if n_floats > limits.max_shap_floats:
+        with_interactions = f" x {n_features + 1} (with interactions)" if interactions else ""
         raise LimitExceeded(
             "too_many_shap_values",
-            f"SHAP values would hold {n_rows} rows x {n_features} features x {n_outputs} outputs = "
-            f"{n_floats} floats, more than max_shap_floats = {limits.max_shap_floats}: sample the test rows, "
-            "drop features, or raise the limit.",
+            f"SHAP values would hold {n_rows} rows x {n_features} features x {n_outputs} outputs"
+            f"{with_interactions} = {n_floats} floats, more than max_shap_floats = {limits.max_shap_floats}: "
+            "sample the test rows, drop features, or raise the limit.",
         )
 
 

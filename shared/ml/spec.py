@@ -40,6 +40,7 @@ class JobSpec:
     level: float = 95.0
     pi_method: PiMethod = "splitconformal"
     interpretability: tuple[ExplanationMethod, ...] = ()
+    shap_interactions: bool = False
 
     @property
     def task(self) -> Task:

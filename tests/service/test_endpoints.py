@@ -172,3 +172,27 @@ def test_delete_cancels_then_deletes(alice: Client) -> None:
     gone = alice.http.delete(f"/jobs/{job_id}")
     assert gone.status_code in (204, 404)
     assert alice.http.get(f"/jobs/{job_id}").status_code == 404
+
+
+def test_shap_interactions_for_xgboost(alice: Client) -> None:
+    result = alice.run(
+        "gbdtregression",
+        "boston_dataset2.csv",
+        model_type="xgboost",
+        interpretability="shap",
+        shap_interactions="true",
+    )
+    shap = result["interpretability"]["shap"]
+    interactions = np.asarray(shap["interaction_values"])
+    values = np.asarray(shap["values"])
+    assert interactions.shape == (*values.shape, values.shape[1])
+    # xgboost sums in float32: rows of the interaction matrix give the SHAP values to float32 precision
+    np.testing.assert_allclose(interactions.sum(axis=2), values, rtol=0, atol=1e-5)
+
+
+def test_shap_interactions_refused_where_not_exact(alice: Client) -> None:
+    response = alice.submit(
+        "gbdtregression", "boston_dataset2.csv", interpretability="shap", shap_interactions="true"
+    )
+    assert response.status_code == 422
+    assert "xgboost" in response.text

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from shared.ml.errors import ParameterError
 from shared.ml.explain import tree
 from shared.ml.explain._predict import library_of, predict_fn_for
 from shared.ml.spec import Task
@@ -33,8 +34,11 @@ def explain_shap(
     random_state: int,
     row_ids: np.ndarray | None = None,
     progress: ProgressFn | None = None,
+    interactions: bool = False,
 ) -> dict:
     """SHAP values of `model` for the rows of X_explain (see the package contract for the keys).
+
+    `interactions` adds exact SHAP interaction values; only tree models have them.
 
     `row_ids` are the rows' global indices: sampled explainers seed each row from them, so chunking the
     rows differently gives the same values.
@@ -44,8 +48,14 @@ def explain_shap(
     if row_ids is None:
         row_ids = np.arange(X_explain.shape[0])
     route = choose_explainer(model)
+    if interactions and route != "tree":
+        raise ParameterError(
+            "interactions_unsupported",
+            "SHAP interaction values are computed exactly for tree models only: use /gbdtclassification or "
+            "/gbdtregression with model_type=xgboost or gradientboosting.",
+        )
     if route == "tree":
-        return tree.tree_shap(model, X_explain, task=task, progress=progress)
+        return tree.tree_shap(model, X_explain, task=task, progress=progress, interactions=interactions)
     if route == "nnetsauce-tree":
         result = _nnetsauce_tree_module().explain_nnetsauce_tree(
             model,
