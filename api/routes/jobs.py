@@ -11,6 +11,7 @@ from api.deps import CurrentUser, SessionDep
 from api.serialize import JobPage, JobPublic, job_public, result_response
 from shared.jobstore import cancel, delete_job, result_body
 from shared.models import FINISHED, Job, JobStatus, User
+from shared.webhooks import notify
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -80,7 +81,8 @@ def cancel_or_delete_job(job_id: str, session: SessionDep, user: CurrentUser) ->
         delete_job(session, job_id)
         session.commit()
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    cancel(session, job_id)
-    session.commit()
+    if cancel(session, job_id):
+        session.commit()
+        notify(job_id)
     session.refresh(job)
     return Response(job_public(job).model_dump_json(), media_type="application/json")
