@@ -64,15 +64,17 @@ async def submit(
 ) -> Response:
     content = await file.read()
     await run_in_threadpool(enforce_submission_limits, user_id, settings)
-    job_id = await run_in_threadpool(_validate_and_store, endpoint, params, content, user_id, settings)
-    await run_in_threadpool(dispatch, job_id)
+    job = await run_in_threadpool(_validate_and_store, endpoint, params, content, user_id, settings)
+    accepted = job_public(job)  # as accepted: queued (a worker may claim it as soon as it is published)
+    await run_in_threadpool(dispatch, job.id)
     if wait:
-        finished = await _wait_for(job_id, wait)
+        finished = await _wait_for(job.id, wait)
         if finished is not None:
             return finished_response(request, finished)
-    job = await run_in_threadpool(_load_job, job_id)
+        accepted = job_public(await run_in_threadpool(_load_job, job.id))  # still running: show progress
+    job_id = job.id
     return JSONResponse(
-        job_public(job).model_dump(mode="json"),
+        accepted.model_dump(mode="json"),
         status_code=status.HTTP_202_ACCEPTED,
         headers={"Location": f"/jobs/{job_id}"},
     )
@@ -80,7 +82,7 @@ async def submit(
 
 def _validate_and_store(
     endpoint: str, params: CommonParams, content: bytes, user_id: int, settings: Settings
-) -> str:
+) -> Job:
     spec = job_spec(endpoint, params)
     if params.webhook_url:
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
@@ -92,8 +94,7 @@ def _validate_and_store(
     n_columns = len(dataset.feature_names)
     with session_scope() as session:
         digest = store_dataset(session, content, n_rows, n_columns)
-        job = create_job(session, user_id=user_id, endpoint=endpoint, params=params.stored(), dataset=digest)
-        return job.id
+        return create_job(session, user_id=user_id, endpoint=endpoint, params=params.stored(), dataset=digest)
 
 
 def _load_job(job_id: str) -> Job:
