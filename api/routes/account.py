@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from api.deps import CurrentUser, SessionDep
 from shared.webhooks import user_secret
 
-router = APIRouter(tags=["account"])
+router = APIRouter(tags=["account"], responses={401: {"description": "Missing or invalid token."}})
 
 
 class WebhookSecret(BaseModel):

@@ -13,7 +13,9 @@ from shared.jobstore import cancel, delete_job, result_body
 from shared.models import FINISHED, Job, JobStatus, User
 from shared.webhooks import notify
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(
+    prefix="/jobs", tags=["jobs"], responses={401: {"description": "Missing or invalid token."}}
+)
 
 NOT_FOUND = {404: {"description": "No such job for this user."}}
 

@@ -46,6 +46,7 @@ USER_ERROR_STATUS = {"internal_error": 500, "worker_lost": 503, "time_limit": 50
 SUBMIT_RESPONSES: dict[int | str, dict[str, object]] = {
     202: {"description": "Job accepted; poll the Location header (`/jobs/{id}`)."},
     200: {"description": "With `wait`: the result JSON, when the job finished in time."},
+    400: {"description": "The multipart body could not be parsed."},
     401: {"description": "Missing or invalid token."},
     413: {"description": "Upload larger than FITEXPLAIN_MAX_UPLOAD_BYTES."},
     422: {"description": "Bad parameter or unusable CSV; the message names the column or parameter."},
