@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from shared.db import get_engine
@@ -36,7 +37,16 @@ def _check_broker() -> str:
         return f"unreachable: {type(exc).__name__}"
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str]
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "The database or the broker is unreachable."}},
+)
 async def readyz() -> JSONResponse:
     checks = {
         "database": await run_in_threadpool(_check_database),
