@@ -359,4 +359,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted (the stack was stopped and its database dropped)", file=sys.stderr)
+        sys.exit(130)
