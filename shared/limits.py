@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from shared.db import session_scope
-from shared.models import Job, JobStatus, utcnow
+from shared.models import Job, JobStatus, User, utcnow
 from shared.settings import Settings
 
 
@@ -19,27 +20,39 @@ class RateLimited(Exception):
 
 
 def enforce_submission_limits(user_id: int, settings: Settings) -> None:
-    """Raise RateLimited when the user has too many unfinished jobs or submitted too often this minute."""
+    """A cheap early check, before the upload is parsed (the binding one is `reserve_submission`)."""
     with session_scope() as session:
-        active = session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.user_id == user_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
+        check_submission_limits(session, user_id, settings)
+
+
+def reserve_submission(session: Session, user_id: int, settings: Settings) -> None:
+    """Lock the user's row, then check: concurrent submissions of one user queue here, so the job the
+    caller inserts in this same transaction is counted by the next one (no check-then-insert race)."""
+    session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    check_submission_limits(session, user_id, settings)
+
+
+def check_submission_limits(session: Session, user_id: int, settings: Settings) -> None:
+    """Raise RateLimited when the user has too many unfinished jobs or submitted too often this minute."""
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.user_id == user_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
+    )
+    if active >= settings.max_running_jobs_per_user:
+        raise RateLimited(
+            f"You have {active} unfinished jobs; the limit is {settings.max_running_jobs_per_user} "
+            "(FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER). Wait for one to finish or cancel one.",
+            retry_after=5,
         )
-        if active >= settings.max_running_jobs_per_user:
-            raise RateLimited(
-                f"You have {active} unfinished jobs; the limit is {settings.max_running_jobs_per_user} "
-                "(FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER). Wait for one to finish or cancel one.",
-                retry_after=5,
-            )
-        recent = session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.user_id == user_id, Job.created_at > utcnow() - timedelta(minutes=1))
+    recent = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.user_id == user_id, Job.created_at > utcnow() - timedelta(minutes=1))
+    )
+    if recent >= settings.max_submissions_per_minute:
+        raise RateLimited(
+            f"You submitted {recent} jobs in the last minute; the limit is "
+            f"{settings.max_submissions_per_minute} (FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE).",
+            retry_after=60,
         )
-        if recent >= settings.max_submissions_per_minute:
-            raise RateLimited(
-                f"You submitted {recent} jobs in the last minute; the limit is "
-                f"{settings.max_submissions_per_minute} (FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE).",
-                retry_after=60,
-            )

@@ -27,7 +27,7 @@ from shared.jobspec import (
     job_spec,
 )
 from shared.jobstore import create_job, result_body, store_dataset
-from shared.limits import enforce_submission_limits
+from shared.limits import enforce_submission_limits, reserve_submission
 from shared.ml.data import load_dataset
 from shared.ml.pipeline import check_shap_limits
 from shared.models import FINISHED, Job, JobStatus
@@ -94,6 +94,7 @@ def _validate_and_store(
     n_rows = len(dataset.y_train) + len(dataset.y_test)
     n_columns = len(dataset.feature_names)
     with session_scope() as session:
+        reserve_submission(session, user_id, settings)
         digest = store_dataset(session, content, n_rows, n_columns)
         return create_job(session, user_id=user_id, endpoint=endpoint, params=params.stored(), dataset=digest)
 

@@ -79,11 +79,6 @@ def test_submissions_per_minute_are_limited_per_user(limited: Stack) -> None:
     assert job_count(wes) == MAX_PER_MINUTE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG shared/limits.py: the limits are counted in one transaction and the job inserted in "
-    "another, so concurrent submissions all pass (8 of 8 accepted with a limit of 2)",
-)
 def test_parallel_submissions_do_not_slip_past_the_limit(limited: Stack) -> None:
     """A hostile client fires many submissions at once: the check and the insert must not race."""
     xena = user(limited, "xena")
