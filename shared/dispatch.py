@@ -2,7 +2,8 @@
 
 A job is committed first and published second, so a broker outage never loses an accepted job: the
 sweep publishes every queued job whose message was not sent, and requeues running jobs whose worker
-stopped sending heartbeats. Publishing twice is harmless: the claim is conditional.
+stopped sending heartbeats. When the broker itself lost its messages (Redis restarted without
+persistence), every queued job is published again. Publishing twice is harmless: the claim is conditional.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import logging
 
 from shared.db import session_scope
-from shared.jobstore import add_event, mark_dispatched, requeue_stale, undispatched
-from shared.queue import RUN_JOB_TASK, publish
+from shared.jobstore import add_event, forget_dispatches, mark_dispatched, requeue_stale, undispatched
+from shared.queue import RUN_JOB_TASK, broker_lost_messages, publish
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,21 @@ def dispatch(job_id: str) -> bool:
 
 
 def sweep() -> dict[str, int]:
-    """One pass: requeue jobs of vanished workers, then publish every undispatched queued job."""
+    """One pass: requeue jobs of vanished workers and jobs the broker lost, then publish every
+    undispatched queued job."""
     settings = get_settings()
     with session_scope() as session:
         requeued = requeue_stale(session, stale_after=settings.stale_after_seconds)
+    try:
+        lost = broker_lost_messages()
+    except Exception as exc:  # broker down: nothing can be published this time anyway
+        log.warning("broker unreachable: %s", exc)
+        return {"requeued": len(requeued), "dispatched": 0}
+    if lost:
+        with session_scope() as session:
+            forgotten = forget_dispatches(session)
+        if forgotten:
+            log.warning("the broker lost its queue: publishing %d queued jobs again", len(forgotten))
     with session_scope() as session:
         pending = undispatched(session, older_than=1.0)
     sent = 0

@@ -199,6 +199,21 @@ def requeue_stale(session: Session, *, stale_after: float) -> list[str]:
     return ids
 
 
+def forget_dispatches(session: Session) -> list[str]:
+    """Queued jobs whose message the broker lost become undispatched again, for the sweep to publish."""
+    ids = list(
+        session.execute(
+            update(Job)
+            .where(Job.status == JobStatus.queued, Job.dispatched_at.is_not(None))
+            .values(dispatched_at=None)
+            .returning(Job.id)
+        ).scalars()
+    )
+    for job_id in ids:
+        add_event(session, job_id, "undispatched", "the broker lost its queue")
+    return ids
+
+
 def undispatched(session: Session, *, older_than: float = 0.0, limit: int = 100) -> list[str]:
     """Queued jobs whose message was never published (the broker was down)."""
     cutoff = utcnow() - timedelta(seconds=older_than)

@@ -4,8 +4,10 @@ the worker (which also registers the tasks). The API never imports worker/: that
 
 from __future__ import annotations
 
+import uuid
 from functools import lru_cache
 
+import redis
 from celery import Celery
 
 from shared.settings import Settings, get_settings
@@ -55,3 +57,24 @@ def get_celery() -> Celery:
 def publish(task_name: str, *args: object) -> None:
     """Send one message carrying only ids; raises if the broker cannot be reached right now."""
     get_celery().send_task(task_name, args=list(args), retry=False)
+
+
+def broker_lost_messages() -> bool:
+    """True once after the broker lost its stored messages (a Redis restarted without persistence,
+    flushed, or replaced): a marker key kept next to the queue is then missing. The caller that sees
+    True (only one does, even with several API processes) must publish every queued job again.
+
+    Brokers other than Redis (the embedded SQLite one) keep their messages on disk: always False.
+    Raises when the broker cannot be reached.
+    """
+    settings = get_settings()
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        return False
+    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=3, socket_timeout=10)
+    try:
+        marker = f"fitexplain:outbox-marker:{settings.queue}"
+        if client.exists(marker):
+            return False
+        return bool(client.set(marker, uuid.uuid4().hex, nx=True))
+    finally:
+        client.close()
