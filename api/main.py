@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api.middleware import UploadLimitMiddleware
 from api.routes import account, admin, health, jobs, metrics, submit
@@ -82,10 +82,12 @@ def create_app() -> FastAPI:
             {"detail": exc.message}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
         )
 
-    @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
-    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("database error: %s", exc)
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
+            log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
+            return JSONResponse({"detail": "Internal error; it has been logged."}, status_code=500)
+        log.warning("database unavailable: %s", exc)
         return JSONResponse(
             {"detail": "The database is unavailable; nothing was lost. Retry in a few seconds."},
             status_code=503,

@@ -29,7 +29,7 @@ def create_token(session: Session, name: str, *, admin: bool = False, ttl_days: 
     elif admin and not user.is_admin:
         user.is_admin = True
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    expires = utcnow() + timedelta(days=ttl_days) if ttl_days else None
+    expires = utcnow() + timedelta(days=ttl_days) if ttl_days is not None else None
     session.add(ApiToken(user_id=user.id, token_hash=hash_token(token), expires_at=expires))
     return token
 

@@ -104,10 +104,6 @@ def test_expired_token_is_refused(stack: Stack, engine: Engine) -> None:
     assert_unauthorized(ethan.http.get("/jobs"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG shared/auth.py create_token: `if ttl_days` treats --ttl-days 0 as 'never expires'",
-)
 def test_token_with_zero_ttl_is_already_expired(stack: Stack) -> None:
     zero = Client(stack.url, stack.token("zed", "--ttl-days", "0"))
     assert_unauthorized(zero.http.get("/jobs"))
