@@ -3,7 +3,7 @@
 Two cases, each run on a fresh stack first with one worker, then with a second worker started:
   xgb: /gbdtregression?model_type=xgboost&interpretability=shap, 100,000 test rows x 100 features
        (exact TreeSHAP: cheap per row, so the fixed costs around it decide the speed-up);
-  ml:  /mlregression (nnetsauce ElasticNet) interpretability=shap, 10,000 test rows x 20 features
+  ml:  /mlregression (nnetsauce ElasticNet) interpretability=shap, 5,000 test rows x 20 features
        (model-agnostic sampling: expensive per row, the case fan-out is for).
 Every worker runs with --concurrency 1 and FITEXPLAIN_MODEL_THREADS=1 plus OMP/BLAS threads = 1, so two
 workers use the two cores without oversubscribing them. Fan-out is sized so each job has --chunks chunks
@@ -101,6 +101,7 @@ class Run:
     store: float | None
     download: float
     result_mb: float
+    download_mb: float
     n_chunks: int
     chunk_attempts: int
     helper_chunks: int
@@ -210,6 +211,7 @@ def timed_run(stack: Stack, client: Client, case: Case, content: bytes, n_worker
         store=_gap(finished, seen.get("stored")),
         download=download,
         result_mb=len(raw.content) / 1e6,
+        download_mb=raw.num_bytes_downloaded / 1e6,
         n_chunks=n_chunks,
         chunk_attempts=attempts,
         helper_chunks=helper_after[0] - helper_before[0],
@@ -298,11 +300,12 @@ def print_run(case: Case, run: Run) -> None:
         f"   {run.n_workers} worker(s): total {run.total:6.1f} s ({rate:,.0f} rows/s), "
         f"worker {s(run.worker)} s ({worker_rate:,.0f} rows/s), chunks {run.n_chunks} "
         f"(claims {run.chunk_attempts}, helper computed {run.helper_chunks} in {run.helper_seconds:.1f} s), "
-        f"result {run.result_mb:.1f} MB gzip, SHAP digest {run.checksum}",
+        f"result {run.result_mb:.1f} MB JSON ({run.download_mb:.1f} MB gzip), SHAP digest {run.checksum}",
         flush=True,
     )
     print(
-        f"      upload {s(run.upload)} | queued {s(run.queued)} | fit {s(run.fit)} | explain {s(run.explain)}"
+        f"      upload {s(run.upload)} | queued {s(run.queued)} | load+fit {s(run.fit)} "
+        f"| explain {s(run.explain)}"
         f" | merge+JSON {s(run.merge_encode)} | gzip+DB write {s(run.store)} | download+decode "
         f"{s(run.download)}",
         flush=True,
@@ -354,9 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--rows", type=int, default=100_000, help="xgb case: test rows (training = rows / 5)")
     parser.add_argument("--features", type=int, default=100, help="xgb case: features")
-    parser.add_argument(
-        "--ml-rows", type=int, default=10_000, help="ml case: test rows (training = rows / 5)"
-    )
+    parser.add_argument("--ml-rows", type=int, default=5_000, help="ml case: test rows (training = rows / 5)")
     parser.add_argument("--ml-features", type=int, default=20, help="ml case: features")
     parser.add_argument("--chunks", type=int, default=10, help="chunks per job (sets the fan-out sizes)")
     parser.add_argument("--cases", default="xgb,ml", help="comma-separated: xgb, ml")
