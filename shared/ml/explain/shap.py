@@ -25,6 +25,11 @@ Route = Literal["tree", "nnetsauce-tree", "agnostic"]
 _NNETSAUCE_TREE = "shared.ml.explain.nnetsauce_tree"
 
 
+# Model evaluations per explained row for the model-agnostic path: exact enumeration of all 2^p
+# coalitions when it fits (p <= 10 with the 100-row background), antithetic sampling otherwise.
+AGNOSTIC_EVALS_PER_ROW = 102_400
+
+
 def explain_shap(
     model: Any,
     X_background: np.ndarray,
@@ -77,6 +82,7 @@ def explain_shap(
         random_state=random_state,
         row_ids=row_ids,
         progress=progress,
+        max_evals=AGNOSTIC_EVALS_PER_ROW,
     )
     result["method"] = "shap"
     result["output_space"] = "probability" if task == "classification" else "raw"
