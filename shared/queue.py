@@ -26,9 +26,12 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "socket_connect_timeout": 3,
             "socket_timeout": 10,
         }
+    # A publish fails at once while the broker is down (kombu would otherwise retry for ~6 s inside
+    # the submit request): the job row is the outbox and the sweep publishes it later.
+    fail_fast = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
     return {
         "broker_url": settings.broker_url,
-        "broker_transport_options": transport_options,
+        "broker_transport_options": {**transport_options, **fail_fast} if transport_options else {},
         "result_backend_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 3,
