@@ -10,11 +10,12 @@ workers use the two cores without oversubscribing them. Fan-out is sized so each
 (chunk rows = test rows / chunks, fan-out from 2 chunks' rows): for xgb at full size these are the
 service defaults (20,000 and 10,000).
 
-The time of a job is split from what the client sees: the upload, the queue wait, then (from the job's
-progress messages, polled every 0.25 s, heartbeat every second) the fit, the explanation, the merge and
-JSON encoding (up to finished_at), gzip and the database write (until the job reads `succeeded`), and
-the result's download and decoding. The helper worker's own log says how many chunks it computed and
-how long its run_chunk task took (its refit included).
+The job's time is split into phases: the upload (POST, which also parses and stores the CSV), the queue
+wait, load+fit (until its job_chunks rows appear, polled every 0.1 s), the explanation (until the last
+chunk is stored: each chunk's last heartbeat_at), the merge and JSON encoding (until finished_at), gzip
+and the database write (until the job reads `succeeded`), and the result's download and decoding. The
+helper worker's log says how many chunks its run_chunk tasks computed and how long they took (refit
+included). The SHAP values' digest must be the same with 1 and 2 workers.
 
     .venv/bin/python benchmarks/scale.py --quick          # 10x smaller, a couple of minutes
     .venv/bin/python benchmarks/scale.py                  # full size
