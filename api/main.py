@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.middleware import UploadLimitMiddleware
 from api.routes import account, admin, health, jobs, metrics, submit
@@ -90,6 +91,15 @@ def create_app() -> FastAPI:
         log.warning("database unavailable: %s", exc)
         return JSONResponse(
             {"detail": "The database is unavailable; nothing was lost. Retry in a few seconds."},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def _database_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("no free database connection for %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": "The service is busy (no free database connection); retry in a few seconds."},
             status_code=503,
             headers={"Retry-After": "5"},
         )
