@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     max_cell_chars: int = 1_000
     max_classes: int = 100
     max_explain_rows: int = 100_000
-    max_background_rows: int = 100
+    max_background_rows: int = 500
     max_shap_floats: int = 200_000_000
 
     # Per-user limits.
@@ -57,8 +57,11 @@ class Settings(BaseSettings):
 
     # Work sizing.
     model_threads: int | None = None
+    # Fan-out: tree explanations are cheap per row (exact TreeSHAP), model-agnostic ones cost ~1000x more.
     fanout_min_rows: int = 20_000
     fanout_chunk_rows: int = 10_000
+    fanout_min_rows_agnostic: int = 1_000
+    fanout_chunk_rows_agnostic: int = 500
 
     retention_days: int = 30
 

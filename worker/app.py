@@ -26,11 +26,18 @@ def warm_imports() -> None:
 
 
 @worker_process_init.connect
-def _fresh_connections(**_: object) -> None:
-    """A forked child must not reuse the parent's database connections."""
+def _prepare_child(**_: object) -> None:
+    """A forked child must not reuse the parent's database connections, and its native thread pools
+    (OpenMP, BLAS) follow FITEXPLAIN_MODEL_THREADS, so workers sharing a machine do not oversubscribe it."""
+    from threadpoolctl import threadpool_limits
+
     from shared.db import get_engine
+    from shared.settings import get_settings
 
     get_engine().dispose(close=False)
+    threads = get_settings().model_threads
+    if threads is not None:
+        threadpool_limits(limits=threads)
 
 
 warm_imports()

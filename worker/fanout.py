@@ -12,6 +12,7 @@ import time
 
 from shared import chunks
 from shared.db import session_scope
+from shared.ml.explain.shap import choose_explainer
 from shared.ml.pipeline import PreparedJob, SpanProgress, explain, merge_explanations, plan_chunks
 from shared.ml.spec import ExplanationMethod
 from shared.queue import RUN_CHUNK_TASK, publish
@@ -24,13 +25,21 @@ log = logging.getLogger("fitexplain.worker")
 def fanout_spans(
     prepared: PreparedJob, method: ExplanationMethod, settings: Settings
 ) -> list[tuple[int, int]]:
-    """The chunks for a method, or a single span when the work is too small to be worth splitting."""
+    """The chunks for a method, or a single span when the work is too small to be worth splitting.
+
+    Exact TreeSHAP costs about a millisecond a row, model-agnostic explainers about a thousand times
+    more, so each kind has its own threshold and chunk size (in test rows).
+    """
     n_rows, n_features = prepared.dataset.X_test.shape
-    if n_rows < settings.fanout_min_rows:
+    if choose_explainer(prepared.model) == "tree":
+        min_rows, chunk_rows = settings.fanout_min_rows, settings.fanout_chunk_rows
+    else:
+        min_rows, chunk_rows = settings.fanout_min_rows_agnostic, settings.fanout_chunk_rows_agnostic
+    if n_rows < min_rows:
         return [(0, n_rows if method == "shap" else n_features)]
     if method == "shap":
-        return plan_chunks(prepared, method, settings.fanout_chunk_rows)
-    per_chunk = max(1, math.ceil(n_features / max(2, math.ceil(n_rows / settings.fanout_chunk_rows))))
+        return plan_chunks(prepared, method, chunk_rows)
+    per_chunk = max(1, math.ceil(n_features / max(2, math.ceil(n_rows / chunk_rows))))
     return plan_chunks(prepared, method, per_chunk)
 
 

@@ -60,6 +60,6 @@ class Limits:
     max_cell_chars: int = 1_000
     max_classes: int = 100
     max_explain_rows: int = 100_000
-    max_background_rows: int = 100
+    max_background_rows: int = 500
     max_shap_floats: int = 200_000_000
     extra: dict[str, int] = field(default_factory=dict)

@@ -25,7 +25,12 @@ REQUESTS = [
 def fanout_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     deployment = Stack(
         tmp_path_factory.mktemp("fanout"),
-        extra_env={"FITEXPLAIN_FANOUT_MIN_ROWS": "40", "FITEXPLAIN_FANOUT_CHUNK_ROWS": "25"},
+        extra_env={
+            "FITEXPLAIN_FANOUT_MIN_ROWS": "40",
+            "FITEXPLAIN_FANOUT_CHUNK_ROWS": "25",
+            "FITEXPLAIN_FANOUT_MIN_ROWS_AGNOSTIC": "40",
+            "FITEXPLAIN_FANOUT_CHUNK_ROWS_AGNOSTIC": "25",
+        },
     ).setup()
     deployment.start_worker()
     deployment.start_worker()
