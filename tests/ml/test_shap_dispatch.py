@@ -127,3 +127,12 @@ def test_real_nnetsauce_tree_module_is_used_for_a_nnetsauce_forest():
     if not module.supports(model):
         pytest.fail("nnetsauce_tree does not support the default /mlclassification model")
     assert choose_explainer(model) == "nnetsauce-tree"
+
+
+def test_nnetsauce_forest_regressor_goes_to_agnostic():
+    """Per-pair TreeSHAP over a regression forest's deep trees costs far more than sampling."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    X, y = load("boston_dataset2")
+    model = ns.CustomRegressor(RandomForestRegressor(n_estimators=5, random_state=0), seed=123).fit(X, y)
+    assert choose_explainer(model) == "agnostic"

@@ -93,7 +93,9 @@ def choose_explainer(model: Any) -> Route:
     """Which explainer `explain_shap` will use for this model (callers use it to estimate costs)."""
     if tree.supports(model):
         return "tree"
-    if library_of(model) == "nnetsauce":
+    # Only for classifiers: over the deep trees of a forest regressor, the per-pair TreeSHAP costs ~30x the
+    # sampler for the same error (measured on boston: 22 s for 20 rows against 6 s for 152, both 0.04).
+    if library_of(model) == "nnetsauce" and hasattr(model, "predict_proba"):
         module = _nnetsauce_tree_module()
         if module is not None and module.supports(model):
             return "nnetsauce-tree"
