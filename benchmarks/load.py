@@ -43,11 +43,13 @@ class Submissions:
     job_ids: list[str] = field(default_factory=list)
     submit_seconds: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    poll_errors: list[str] = field(default_factory=list)
+    deadline: float = float("inf")
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self) -> int | None:
         with self.lock:
-            if self.next_index >= self.total:
+            if self.next_index >= self.total or time.perf_counter() > self.deadline:
                 return None
             self.next_index += 1
             return self.next_index - 1
@@ -79,9 +81,24 @@ def client_loop(client: Client, content: bytes, submissions: Submissions, permut
             submissions.submit_seconds.append(elapsed)
             submissions.job_ids.append(job_id)
         delay = POLL_FIRST_SECONDS
-        while client.http.get(f"/jobs/{job_id}").json()["status"] not in TERMINAL:
-            time.sleep(delay)
+        while (status := poll(client, job_id, submissions)) not in TERMINAL:
+            time.sleep(delay if status else 1.0)
             delay = min(delay * 1.5, POLL_MAX_SECONDS)
+
+
+def poll(client: Client, job_id: str, submissions: Submissions) -> str | None:
+    """The job's status, or None (counted) when the API answered something else than 200."""
+    try:
+        response = client.http.get(f"/jobs/{job_id}")
+    except Exception as exc:
+        response, detail = None, f"{type(exc).__name__}: {exc}"
+    if response is not None and response.status_code == 200:
+        return response.json()["status"]
+    if response is not None:
+        detail = f"HTTP {response.status_code}: {response.text[:200]}"
+    with submissions.lock:
+        submissions.poll_errors.append(detail)
+    return None
 
 
 def job_figures(stack: Stack) -> tuple[list[tuple], dict[str, list[str]]]:
@@ -117,7 +134,7 @@ def quantiles(label: str, seconds: list[float]) -> str:
     return f"{label:<28} p50 {p50:8.1f} ms   p99 {p99:8.1f} ms   (n={len(seconds)})"
 
 
-def run(jobs: int, clients: int, workers: int, permutation_share: float) -> int:
+def run(jobs: int, clients: int, workers: int, permutation_share: float, max_seconds: float) -> int:
     stack = Stack(
         Path(tempfile.mkdtemp(prefix="fx_load_")),
         extra_env={
@@ -144,6 +161,7 @@ def run(jobs: int, clients: int, workers: int, permutation_share: float) -> int:
         warm_ids = set(stack_job_ids(stack))
 
         submissions = Submissions(jobs)
+        submissions.deadline = time.perf_counter() + max_seconds
         threads = [
             threading.Thread(
                 target=client_loop,
@@ -177,8 +195,9 @@ def run(jobs: int, clients: int, workers: int, permutation_share: float) -> int:
         print(f"{'throughput':<28} {len(finished) / wall:8.2f} jobs/s ({len(finished)} jobs in {wall:.1f} s)")
         print(f"{'statuses':<28} {statuses}; retried (attempts > 1): {sum(row[2] > 1 for row in rows)}")
         print(f"{'submit errors':<28} {len(submissions.errors)} {submissions.errors[:3]}")
+        print(f"{'poll errors':<28} {len(submissions.poll_errors)} {submissions.poll_errors[:3]}")
         print(f"{'lost / run twice':<28} {len(lost)} / {len(twice)}")
-        return 0 if not (lost or twice or submissions.errors) else 1
+        return 0 if not (lost or twice or submissions.errors or submissions.poll_errors) else 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave processes behind
         stack.stop()
@@ -203,9 +222,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--permutation", type=float, default=0.2, help="share of jobs with permutation")
+    parser.add_argument("--max-seconds", type=float, default=900, help="submit no new job after this")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    sys.exit(run(args.jobs, args.clients, args.workers, args.permutation))
+    sys.exit(run(args.jobs, args.clients, args.workers, args.permutation, args.max_seconds))
 
 
 if __name__ == "__main__":
