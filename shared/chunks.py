@@ -10,15 +10,16 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import pickle
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.models import JobChunk, utcnow
+from shared.models import JobChunk, JobPrepared, utcnow
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,22 @@ def load_parts(session: Session, job_id: str, method: str) -> list[dict[str, Any
         .order_by(JobChunk.index)
     ).all()
     return [decode_part(body) for body in bodies if body is not None]
+
+
+def store_prepared(session: Session, job_id: str, prepared: object) -> None:
+    """Share the fitted job with helping workers (pickle: written and read only by our workers)."""
+    if session.get(JobPrepared, job_id) is None:
+        session.add(JobPrepared(job_id=job_id, body=pickle.dumps(prepared, protocol=5)))
+
+
+def load_prepared(session: Session, job_id: str) -> Any | None:
+    row = session.get(JobPrepared, job_id)
+    # Safe to unpickle: only our workers write this table, from models they fitted themselves.
+    return None if row is None else pickle.loads(row.body)
+
+
+def drop_prepared(session: Session, job_id: str) -> None:
+    session.execute(delete(JobPrepared).where(JobPrepared.job_id == job_id))
 
 
 def encode_part(part: dict[str, Any]) -> bytes:

@@ -156,3 +156,16 @@ class JobChunk(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     body_gzip: Mapped[bytes | None] = mapped_column(LargeBinary)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobPrepared(Base):
+    """A fanned-out job's fitted model and arrays, so helping workers skip parsing and refitting.
+
+    A pickle written by our own worker from a model it fitted; never anything a user sent.
+    """
+
+    __tablename__ = "job_prepared"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

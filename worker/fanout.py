@@ -72,6 +72,7 @@ class FanOutRunner:
             return merge_explanations(prepared, method, [part])
         with session_scope() as session:
             chunks.create_chunks(session, self.job_id, method, spans)
+            chunks.store_prepared(session, self.job_id, prepared)
         for _ in range(len(spans) - 1):
             try:
                 publish(RUN_CHUNK_TASK, self.job_id)
@@ -96,4 +97,5 @@ class FanOutRunner:
                 delay = min(delay * 1.5, 2.0)
         with session_scope() as session:
             parts = chunks.load_parts(session, self.job_id, method)
+            chunks.drop_prepared(session, self.job_id)
         return merge_explanations(prepared, method, parts)

@@ -109,12 +109,20 @@ def _fail(job_id: str, worker: str, code: str, message: str) -> None:
 _prepared: dict[str, PreparedJob] = {}  # the last job this process fitted for chunk work
 
 
-def _prepared_for(job: Job, content: bytes, settings: Settings) -> PreparedJob:
-    """Refit the job's model (deterministic, so identical to its own worker's) once per process."""
+def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
+    """The job's fitted model and arrays, as its own worker shared them; refitted (deterministic, so
+    identical) only when they are gone. Loaded once per process."""
     if job.id not in _prepared:
         _prepared.clear()
-        spec = job_spec_from_row(job.endpoint, job.params)
-        _prepared[job.id] = prepare(content, spec, settings.limits(), n_threads=settings.model_threads)
+        with session_scope() as session:
+            shared = chunks.load_prepared(session, job.id)
+            if shared is None:
+                dataset = session.get(Dataset, job.dataset_sha256)
+                content = dataset.content if dataset is not None else b""
+        if shared is None:
+            spec = job_spec_from_row(job.endpoint, job.params)
+            shared = prepare(content, spec, settings.limits(), n_threads=settings.model_threads)
+        _prepared[job.id] = shared
     return _prepared[job.id]
 
 
@@ -131,10 +139,8 @@ def run_chunk(job_id: str) -> int:
             chunk = chunks.claim_next(session, job_id, stale_after=settings.stale_after_seconds)
             if chunk is None:
                 return computed
-            dataset = session.get(Dataset, job.dataset_sha256)
-            content = dataset.content if dataset is not None else b""
         try:
-            prepared = _prepared_for(job, content, settings)
+            prepared = _prepared_for(job, settings)
             compute_chunk(prepared, chunk, settings)
         except Exception:  # the job's own worker recomputes the chunk once its heartbeat is stale
             log.exception("chunk %s/%s/%s failed", job_id, chunk.method, chunk.index)
