@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from shared.auth import user_for_token
-from shared.db import get_sessionmaker
+from shared.db import get_sessionmaker, session_scope
 from shared.models import User
 from shared.settings import Settings, get_settings
 
@@ -34,12 +34,14 @@ def _unauthorized(message: str) -> HTTPException:
 
 
 def get_current_user(
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> User:
+    """The token's user, looked up in a session of its own that is closed at once: a request must not
+    hold a pooled connection while it waits for another (concurrent submits would drain the pool)."""
     if credentials is None:
         raise _unauthorized("Missing token: send 'Authorization: Bearer <token>'.")
-    user = user_for_token(session, credentials.credentials)
+    with session_scope() as session:
+        user = user_for_token(session, credentials.credentials)
     if user is None:
         raise _unauthorized("Invalid, revoked or expired token.")
     return user

@@ -27,7 +27,7 @@ def make_engine(url: str) -> Engine:
         return engine
     # A short connect timeout lets the API answer 503 quickly when Postgres is down.
     return create_engine(
-        url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args={"connect_timeout": 3}
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args={"connect_timeout": 3}
     )
 
 

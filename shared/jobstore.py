@@ -101,13 +101,7 @@ def claim(session: Session, job_id: str, *, worker: str, stale_after: float, max
         return Claim(None, f"already {job.status}")
     exhausted = job.attempts >= max_attempts and (job.status == JobStatus.queued or _is_stale(job, stale))
     if exhausted:
-        fail(
-            session,
-            job_id,
-            "worker_lost",
-            f"The job stopped its worker {job.attempts} times (out of memory or killed); it will not be "
-            "retried. Try fewer rows, fewer features or another model.",
-        )
+        fail(session, job_id, "worker_lost", worker_lost_message(job.attempts))
         return Claim(None, "attempts exhausted")
     return Claim(None, "running elsewhere")
 
@@ -185,20 +179,37 @@ def cancel(session: Session, job_id: str) -> bool:
     return bool(done)
 
 
-def requeue_stale(session: Session, *, stale_after: float) -> list[str]:
-    """Running jobs whose worker stopped beating go back to queued (the claim counts attempts)."""
+def requeue_stale(session: Session, *, stale_after: float, max_attempts: int) -> tuple[list[str], list[str]]:
+    """Running jobs whose worker stopped beating go back to queued, or fail once they have used up
+    their attempts (a job that kills every worker it meets must not loop). Returns (requeued, failed)."""
     stale = utcnow() - timedelta(seconds=stale_after)
-    ids = list(
+    lost = and_(Job.status == JobStatus.running, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale))
+    exhausted = list(
+        session.execute(select(Job.id, Job.attempts).where(lost, Job.attempts >= max_attempts)).all()
+    )
+    failed = [
+        job_id
+        for job_id, attempts in exhausted
+        if fail(session, job_id, "worker_lost", worker_lost_message(attempts))
+    ]
+    requeued = list(
         session.execute(
             update(Job)
-            .where(Job.status == JobStatus.running, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale))
+            .where(lost, Job.attempts < max_attempts)
             .values(status=JobStatus.queued, dispatched_at=None, progress_message="requeued: worker lost")
             .returning(Job.id)
         ).scalars()
     )
-    for job_id in ids:
+    for job_id in requeued:
         add_event(session, job_id, "requeued", "worker stopped sending heartbeats")
-    return ids
+    return requeued, failed
+
+
+def worker_lost_message(attempts: int) -> str:
+    return (
+        f"The job stopped its worker {attempts} times (out of memory or killed); it will not be "
+        "retried. Try fewer rows, fewer features or another model."
+    )
 
 
 def forget_dispatches(session: Session) -> list[str]:

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import CurrentUser, SessionDep
+from shared.models import User
 from shared.webhooks import user_secret
 
 router = APIRouter(tags=["account"], responses={401: {"description": "Missing or invalid token."}})
@@ -19,6 +20,6 @@ class WebhookSecret(BaseModel):
 @router.get("/webhook-secret", response_model=WebhookSecret)
 def webhook_secret(session: SessionDep, user: CurrentUser) -> WebhookSecret:
     """The key that signs your webhooks (created on first use); verify with any Standard Webhooks library."""
-    secret = user_secret(session, user)
+    secret = user_secret(session, session.get(User, user.id) or user)
     session.commit()
     return WebhookSecret(secret=secret)
