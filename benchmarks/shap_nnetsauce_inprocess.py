@@ -86,9 +86,7 @@ def main() -> None:
     ours = explain_nnetsauce_tree(model, X_train, X_test, task="classification", random_state=123)
     ours_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    ours_small = explain_nnetsauce_tree(
-        model, X_train[:100], X_test, task="classification", random_state=123
-    )
+    ours_small = explain_nnetsauce_tree(model, X_train[:100], X_test, task="classification", random_state=123)
     ours_small_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -104,17 +102,25 @@ def main() -> None:
     additivity = np.abs(ours["values"].sum(axis=1) + ours["base_values"] - model.predict_proba(X_test)).max()
     per_row_shap = shap_seconds / n_shap_rows
     per_row_ours = ours_seconds / X_test.shape[0]
-    print(f"reference: {n_ref_pairs} antithetic pairs, full background ({X_train.shape[0]} rows), "
-          f"first {n_ref_rows} test rows, {reference_seconds:.1f} s")
-    print(f"shap.Explainer default: {shap_seconds:.1f} s for {n_shap_rows} rows "
-          f"({per_row_shap * 1e3:.0f} ms/row), relative MAE "
-          f"{relative_mae(default.values[:n_ref_rows, :, 1], reference):.3f}")
-    print(f"nnetsauce-tree, full background: {ours_seconds:.2f} s for {X_test.shape[0]} rows "
-          f"({per_row_ours * 1e3:.1f} ms/row), relative MAE "
-          f"{relative_mae(ours['values'][:n_ref_rows, :, 1], reference):.3f}, "
-          f"max additivity error {additivity:.1e}")
-    print(f"nnetsauce-tree, 100-row background: {ours_small_seconds:.2f} s, relative MAE "
-          f"{relative_mae(ours_small['values'][:n_ref_rows, :, 1], reference):.3f}")
+    print(
+        f"reference: {n_ref_pairs} antithetic pairs, full background ({X_train.shape[0]} rows), "
+        f"first {n_ref_rows} test rows, {reference_seconds:.1f} s"
+    )
+    print(
+        f"shap.Explainer default: {shap_seconds:.1f} s for {n_shap_rows} rows "
+        f"({per_row_shap * 1e3:.0f} ms/row), relative MAE "
+        f"{relative_mae(default.values[:n_ref_rows, :, 1], reference):.3f}"
+    )
+    print(
+        f"nnetsauce-tree, full background: {ours_seconds:.2f} s for {X_test.shape[0]} rows "
+        f"({per_row_ours * 1e3:.1f} ms/row), relative MAE "
+        f"{relative_mae(ours['values'][:n_ref_rows, :, 1], reference):.3f}, "
+        f"max additivity error {additivity:.1e}"
+    )
+    print(
+        f"nnetsauce-tree, 100-row background: {ours_small_seconds:.2f} s, relative MAE "
+        f"{relative_mae(ours_small['values'][:n_ref_rows, :, 1], reference):.3f}"
+    )
     print(f"speed ratio (shap default / nnetsauce-tree, per row): {per_row_shap / per_row_ours:.1f}x")
 
 

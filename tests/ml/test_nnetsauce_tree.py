@@ -137,8 +137,14 @@ def test_chunking_rows_gives_the_same_values():
 def test_progress_reports_all_rows():
     model, X = _classifier()
     seen = []
-    explain_nnetsauce_tree(model, X[:20], X[20:50], task="classification", random_state=0,
-                           progress=lambda done, total: seen.append((done, total)))
+    explain_nnetsauce_tree(
+        model,
+        X[:20],
+        X[20:50],
+        task="classification",
+        random_state=0,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert seen and seen[-1] == (30, 30)
 
 
@@ -146,8 +152,12 @@ def test_supports_tree_bases_only():
     classifier, X = _classifier()
     regressor, _ = _regressor()
     assert supports(classifier) and supports(regressor)
-    uncalibrated = ns.CustomClassifier(RandomForestClassifier(n_estimators=5, random_state=0),
-                                       n_hidden_features=3, cv_calibration=None, seed=123)
+    uncalibrated = ns.CustomClassifier(
+        RandomForestClassifier(n_estimators=5, random_state=0),
+        n_hidden_features=3,
+        cv_calibration=None,
+        seed=123,
+    )
     assert supports(uncalibrated.fit(X, (X[:, 0] > 1).astype(int)))
     linear = ns.CustomRegressor(ElasticNet(), n_hidden_features=5, seed=123).fit(X, X[:, 0])
     assert not supports(linear)

@@ -101,7 +101,12 @@ class BaseModelExplainer:
         )
 
     def _fold(
-        self, forest: FlatForest, fold: Any, Zx: np.ndarray, Zz: np.ndarray, x_index: np.ndarray,
+        self,
+        forest: FlatForest,
+        fold: Any,
+        Zx: np.ndarray,
+        Zz: np.ndarray,
+        x_index: np.ndarray,
         z_index: np.ndarray,
     ) -> PairOutputs:
         left_x, left_z = goes_left(forest, Zx), goes_left(forest, Zz)
@@ -130,9 +135,10 @@ def _calibrate(
         fx, fz = raw.out_x[:, column], raw.out_z[:, column]
         gx, gz = expit(-(calibrator.a_ * fx + calibrator.b_)), expit(-(calibrator.a_ * fz + calibrator.b_))
         g_x[:, target], g_z[:, target] = gx, gz
-        phi_g[:, :, target] = raw.phi[:, :, column] * _rescale(
-            fx[x_index], fz[z_index], gx[x_index], gz[z_index], calibrator.a_
-        )[:, None]
+        phi_g[:, :, target] = (
+            raw.phi[:, :, column]
+            * _rescale(fx[x_index], fz[z_index], gx[x_index], gz[z_index], calibrator.a_)[:, None]
+        )
     if n_classes == 2:
         phi_g[:, :, 0] = -phi_g[:, :, 1]
         g_x[:, 0], g_z[:, 0] = 1.0 - g_x[:, 1], 1.0 - g_z[:, 1]

@@ -107,7 +107,11 @@ def map_rows(fmap: FeatureMap, X: np.ndarray) -> MappedRows:
 
 
 def chain_to_inputs(
-    fmap: FeatureMap, phi_mapped: np.ndarray, x: MappedRows, z: MappedRows, x_index: np.ndarray,
+    fmap: FeatureMap,
+    phi_mapped: np.ndarray,
+    x: MappedRows,
+    z: MappedRows,
+    x_index: np.ndarray,
     z_index: np.ndarray,
 ) -> np.ndarray:
     """(P, p, k) input attributions of pairs from their (P, q, k) mapped-space attributions.

@@ -135,9 +135,7 @@ def forest_output(forest: FlatForest, leaves: np.ndarray) -> np.ndarray:
     return forest.value[leaves].sum(axis=1)
 
 
-def cross_shap(
-    forest: FlatForest, left_x: np.ndarray, left_z: np.ndarray, n_features: int
-) -> np.ndarray:
+def cross_shap(forest: FlatForest, left_x: np.ndarray, left_z: np.ndarray, n_features: int) -> np.ndarray:
     """(n_x, n_z, n_features, n_outputs) exact single-reference interventional SHAP of every pair.
 
     For every (x, z) the attributions sum to f(x) - f(z) exactly (efficiency of each tree's game).
@@ -208,8 +206,16 @@ def _unit_shap(
         at_leaf = forest.left[node] < 0
         if at_leaf.any():
             _credit_leaves(
-                flat, forest.value[node[at_leaf]], unit[at_leaf], set_a[at_leaf], set_b[at_leaf],
-                size_a[at_leaf], size_b[at_leaf], weights_a, weights_b, n_slots,
+                flat,
+                forest.value[node[at_leaf]],
+                unit[at_leaf],
+                set_a[at_leaf],
+                set_b[at_leaf],
+                size_a[at_leaf],
+                size_b[at_leaf],
+                weights_a,
+                weights_b,
+                n_slots,
             )
             keep = ~at_leaf
             unit, node = unit[keep], node[keep]
