@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     worker_max_memory_per_child_kb: int = 4_000_000
 
     # Work sizing.
-    model_threads: int | None = None
+    # Threads per model (boosters, OpenMP, BLAS) in each worker process: 1 suits one worker process per
+    # core, the usual deployment; raise it for a single worker on a many-core machine.
+    model_threads: int | None = 1
     # Fan-out: tree explanations are cheap per row (exact TreeSHAP), model-agnostic ones cost ~1000x more.
     fanout_min_rows: int = 20_000
     fanout_chunk_rows: int = 10_000
