@@ -140,11 +140,13 @@ def serve(
     try:
         api(host=host, port=port, workers=1)
     finally:
+        # Warm shutdown first; a job cut short by the kill is requeued by the sweep of the next start.
         os.killpg(worker_process.pid, signal.SIGTERM)
         try:
-            worker_process.wait(timeout=30)
+            worker_process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(worker_process.pid, signal.SIGKILL)
+            worker_process.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,6 @@ def test_serve_runs_a_job_to_completion(tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
-            server.wait(timeout=30)
+            server.wait(timeout=60)  # serve gives its worker 10 s, then kills it
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
