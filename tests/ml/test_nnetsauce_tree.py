@@ -165,3 +165,23 @@ def test_supports_tree_bases_only():
     three_clusters = ns.CustomClassifier(RandomForestClassifier(n_estimators=5), n_clusters=3, seed=123)
     assert not supports(three_clusters.fit(X, (X[:, 0] > 1).astype(int)))
     assert not supports(RandomForestClassifier(n_estimators=5).fit(X, (X[:, 0] > 1).astype(int)))
+
+
+def test_forests_of_large_trees_are_left_to_the_sampler():
+    """Deep trees make the per-pair games explode (memory and time): dispatch leaves them to sampling."""
+    import nnetsauce as ns
+    from sklearn.ensemble import RandomForestClassifier
+
+    from shared.ml.explain._nnetsauce_base import leaf_counts
+    from shared.ml.explain.nnetsauce_tree import MAX_MEAN_LEAVES, affordable, supports
+    from shared.ml.explain.shap import choose_explainer
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(300, 8))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int)
+    model = ns.CustomClassifier(RandomForestClassifier(random_state=123), n_hidden_features=5, seed=123).fit(
+        X, y
+    )
+    assert np.mean(leaf_counts(model.obj)) > MAX_MEAN_LEAVES
+    assert supports(model) and not affordable(model)
+    assert choose_explainer(model) == "agnostic"

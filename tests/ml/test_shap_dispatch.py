@@ -43,6 +43,7 @@ def fake_nnetsauce_tree(monkeypatch, *, supported: bool) -> list:
     calls = []
     module = ModuleType(NNETSAUCE_TREE)
     module.supports = lambda model: supported
+    module.affordable = lambda model: True
 
     def explain_nnetsauce_tree(model, X_background, X_explain, *, task, random_state, row_ids, progress):
         calls.append({"task": task, "random_state": random_state, "row_ids": row_ids})

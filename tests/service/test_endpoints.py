@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+import time
 
 import numpy as np
 import pytest
@@ -196,3 +198,27 @@ def test_shap_interactions_refused_where_not_exact(alice: Client) -> None:
     )
     assert response.status_code == 422
     assert "xgboost" in response.text
+
+
+def test_progress_is_reported_during_long_work(alice: Client) -> None:
+    """A SHAP job of a few seconds shows intermediate progress with a message, not just 0 and 1."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(600, 8)).round(3)
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int)
+    split = np.r_[np.ones(300, dtype=int), np.zeros(300, dtype=int)]
+    header = ",".join([*(f"x{j}" for j in range(8)), "target", "training_index"])
+    lines = [",".join([*map(str, row), str(t), str(s)]) for row, t, s in zip(X, y, split, strict=True)]
+    response = alice.submit("mlclassification", "\n".join([header, *lines]).encode(), interpretability="shap")
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    seen: list[tuple[float, str]] = []
+    while True:
+        job = alice.http.get(f"/jobs/{job_id}").json()
+        seen.append((job["progress"], job["progress_message"]))
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.25)
+    assert job["status"] == "succeeded", job
+    intermediate = [(p, m) for p, m in seen if 0 < p < 1 and m.startswith("SHAP")]
+    assert intermediate, sorted(set(seen))
+    assert all(re.fullmatch(r"SHAP \d+/300 rows", m) for _, m in intermediate), intermediate

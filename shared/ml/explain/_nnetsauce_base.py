@@ -166,3 +166,11 @@ def _normalise(g: PairOutputs, x_index: np.ndarray, z_index: np.ndarray) -> Pair
     beta = -(g.out_x[x_index] + g.out_z[z_index]) / (2 * sx * sz)[:, None]  # (P, k)
     phi = alpha[:, None, None] * g.phi + beta[:, None, :] * g.phi.sum(axis=2, keepdims=True)
     return PairOutputs(phi, p_x, p_z)
+
+
+def leaf_counts(obj: Any) -> list[int]:
+    """The number of leaves of every tree in a supported base model (calibrated folds included)."""
+    if isinstance(obj, CalibratedClassifierCV):
+        return [count for fold in obj.calibrated_classifiers_ for count in leaf_counts(fold.estimator)]
+    trees = [e.tree_ for e in obj.estimators_] if type(obj) in _FORESTS else [obj.tree_]
+    return [int(tree.n_leaves) for tree in trees]

@@ -36,7 +36,7 @@ DEFAULT_TOLERANCE = 0.08
 #: Antithetic pairs sampled for every row before the first convergence check.
 FIRST_ROUND_PAIRS = 16
 #: Rows are explained in chunks of about this many evaluations, with a progress report after each.
-PROGRESS_CHUNK_EVALS = 500_000
+PROGRESS_CHUNK_EVALS = 100_000
 #: A row's rounds typically cost a few times its first round.
 EXPECTED_ROUNDS_COST = 4
 #: Fewest pairs a row may use: the control variate's slope and the error bar need a few.

@@ -26,8 +26,9 @@ _NNETSAUCE_TREE = "shared.ml.explain.nnetsauce_tree"
 
 
 # Model evaluations per explained row for the model-agnostic path: exact enumeration of all 2^p
-# coalitions when it fits (p <= 10 with the 100-row background), antithetic sampling otherwise.
-AGNOSTIC_EVALS_PER_ROW = 102_400
+# coalitions when they fit (2^p x background rows: p <= 5 with 500 rows, p <= 7 with 100), antithetic
+# sampling otherwise. A nnetsauce classifier costs ~5 us an evaluation: 20k a row is 0.1 s a row.
+AGNOSTIC_EVALS_PER_ROW = 20_000
 
 
 def explain_shap(
@@ -97,7 +98,7 @@ def choose_explainer(model: Any) -> Route:
     # sampler for the same error (measured on boston: 22 s for 20 rows against 6 s for 152, both 0.04).
     if library_of(model) == "nnetsauce" and hasattr(model, "predict_proba"):
         module = _nnetsauce_tree_module()
-        if module is not None and module.supports(model):
+        if module is not None and module.supports(model) and module.affordable(model):
             return "nnetsauce-tree"
     return "agnostic"
 
