@@ -32,10 +32,13 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 
 @contextmanager
-def running_stack(n_workers: int, concurrency: int = 1) -> Iterator[tuple[Stack, Client]]:
-    """A fresh database, `n_workers` worker processes, the API and one user's client; torn down on exit."""
+def running_stack(
+    n_workers: int, concurrency: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[Stack, Client]]:
+    """A fresh database, `n_workers` worker processes, the API and one user's client; torn down on exit
+    (also on Ctrl-C or SIGTERM). `extra_env` adds FITEXPLAIN_* settings for every process."""
     previous_term = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    stack = Stack(Path(tempfile.mkdtemp(prefix="fx_bench_")))
+    stack = Stack(Path(tempfile.mkdtemp(prefix="fx_bench_")), extra_env=dict(extra_env or {}))
     try:
         stack.setup()
         for _ in range(n_workers):

@@ -27,12 +27,8 @@ import argparse
 import hashlib
 import json
 import re
-import signal
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +42,7 @@ import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 
 from benchmarks._data import regression_csv  # noqa: E402
+from benchmarks._stack import running_stack  # noqa: E402
 from tests.stack import Client, Stack  # noqa: E402
 
 POLL_SECONDS = 0.1
@@ -77,8 +74,11 @@ class Case:
         return {
             **ONE_THREAD,
             "FITEXPLAIN_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT_BYTES),
+            # The same chunking for both kinds of explainer (the service's defaults differ by kind).
             "FITEXPLAIN_FANOUT_CHUNK_ROWS": str(self.chunk_rows),
             "FITEXPLAIN_FANOUT_MIN_ROWS": str(2 * self.chunk_rows),
+            "FITEXPLAIN_FANOUT_CHUNK_ROWS_AGNOSTIC": str(self.chunk_rows),
+            "FITEXPLAIN_FANOUT_MIN_ROWS_AGNOSTIC": str(2 * self.chunk_rows),
             # Heartbeat often (fine-grained phases) but never call a job stale while one long C call
             # (json.dumps of the result holds the GIL for seconds) delays its heartbeat thread.
             "FITEXPLAIN_HEARTBEAT_SECONDS": "1",
@@ -109,29 +109,6 @@ class Run:
     helper_seconds: float
     checksum: str
     chunks_done_after: list[float]
-
-
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextmanager
-def stack_with(extra_env: dict[str, str]) -> Iterator[tuple[Stack, Client]]:
-    """A fresh stack (API, no worker yet) and a client; always torn down, also on Ctrl-C or SIGTERM."""
-    previous_term = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    stack = Stack(Path(tempfile.mkdtemp(prefix="fx_scale_")), extra_env=extra_env)
-    try:
-        stack.setup()
-        stack.start_api()
-        yield stack, Client(stack.url, stack.token("bench"))
-    finally:
-        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            stack.stop()
-        finally:
-            signal.signal(signal.SIGINT, previous_int)
-            signal.signal(signal.SIGTERM, previous_term)
-        print(f"  stack stopped, database {stack.name} dropped (logs in {stack.tmp})", file=sys.stderr)
 
 
 def wait_until_ready(stack: Stack, index: int, timeout: float = 180) -> None:
@@ -278,7 +255,7 @@ def run_case(case: Case) -> list[Run]:
     content = regression_csv(case.n_train, case.n_test, case.n_features)
     print(f"   CSV {len(content) / 1e6:.1f} MB", flush=True)
     runs = []
-    with stack_with(case.env()) as (stack, client):
+    with running_stack(0, extra_env=case.env()) as (stack, client):
         for n_workers in (1, 2):
             while len(stack.workers) < n_workers:
                 stack.start_worker(concurrency=1)
