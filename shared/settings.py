@@ -5,6 +5,7 @@ Without a database or broker URL the service runs embedded: SQLite for both, und
 
 from __future__ import annotations
 
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -89,15 +90,8 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
     def limits(self) -> Limits:
-        return Limits(
-            max_rows=self.max_rows,
-            max_columns=self.max_columns,
-            max_cell_chars=self.max_cell_chars,
-            max_classes=self.max_classes,
-            max_explain_rows=self.max_explain_rows,
-            max_background_rows=self.max_background_rows,
-            max_shap_floats=self.max_shap_floats,
-        )
+        """The ML core's Limits, read from the settings of the same names (one place to add a limit)."""
+        return Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})
 
 
 @lru_cache

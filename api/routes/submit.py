@@ -8,7 +8,8 @@ The route functions are built per endpoint at import time; this module does not 
 
 import asyncio
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
@@ -142,25 +143,27 @@ def finished_response(request: Request, finished: tuple[Job, bytes | None]) -> R
     return JSONResponse({"detail": detail, "code": job.error_code, "job_id": job.id}, status_code=status_code)
 
 
-def _register(endpoint: str, params_model: type[CommonParams], summary: str) -> None:
-    async def submit_route(
-        request: Request,
-        params: Annotated[params_model, Query()],  # type: ignore[valid-type]
-        file: UploadDep,
-        user: CurrentUser,
-        settings: SettingsDep,
-    ) -> Response:
-        return await submit(endpoint, params, file, user.id, settings, request, params.wait)
+def _route(endpoint: str, params_model: type[CommonParams], *, compat: bool) -> Callable[..., Any]:
+    """The route function for one endpoint; the /techtonique mount waits by default, as techtonique.net."""
 
-    async def compat_route(
+    async def route(
         request: Request,
         params: Annotated[params_model, Query()],  # type: ignore[valid-type]
         file: UploadDep,
         user: CurrentUser,
         settings: SettingsDep,
     ) -> Response:
-        wait = params.wait if params.wait is not None else settings.compat_wait
+        wait = params.wait
+        if compat and wait is None:
+            wait = settings.compat_wait
         return await submit(endpoint, params, file, user.id, settings, request, wait)
+
+    return route
+
+
+def _register(endpoint: str, params_model: type[CommonParams], summary: str) -> None:
+    submit_route = _route(endpoint, params_model, compat=False)
+    compat_route = _route(endpoint, params_model, compat=True)
 
     router.add_api_route(
         f"/{endpoint}",

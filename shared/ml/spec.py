@@ -5,7 +5,7 @@ The API validates HTTP parameters into these; the worker hands them to the pipel
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 Task = Literal["classification", "regression"]
@@ -62,4 +62,3 @@ class Limits:
     max_explain_rows: int = 100_000
     max_background_rows: int = 500
     max_shap_floats: int = 200_000_000
-    extra: dict[str, int] = field(default_factory=dict)
