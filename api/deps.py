@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from shared.auth import user_for_token
 from shared.db import get_sessionmaker, session_scope
-from shared.models import User
 from shared.settings import Settings, get_settings
+from shared.tables import User
 
 bearer_scheme = HTTPBearer(auto_error=False, description="an API token from `fitexplain create-token NAME`")
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request, Response
 from pydantic import BaseModel
 
-from shared.models import Job
+from shared.tables import Job
 
 
 class JobError(BaseModel):

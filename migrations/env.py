@@ -1,12 +1,12 @@
-"""Alembic environment: the URL comes from the service settings, the schema from shared.models."""
+"""Alembic environment: the URL comes from the service settings, the schema from shared.tables."""
 
 from __future__ import annotations
 
 from alembic import context
 
 from shared.db import make_engine
-from shared.models import Base
 from shared.settings import get_settings
+from shared.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.models import ApiToken, User, utcnow
+from shared.tables import ApiToken, User, utcnow
 
 TOKEN_PREFIX = "fx_"
 

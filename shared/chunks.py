@@ -12,14 +12,13 @@ import io
 import json
 import pickle
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.models import JobChunk, JobPrepared, utcnow
+from shared.tables import JobChunk, JobPrepared, heartbeat_stale, utcnow
 
 
 @dataclass(frozen=True)
@@ -46,12 +45,9 @@ def create_chunks(session: Session, job_id: str, method: str, spans: list[tuple[
 
 def claim_next(session: Session, job_id: str, *, stale_after: float) -> ClaimedChunk | None:
     """Take the first chunk that is pending, or running under a worker that stopped beating."""
-    stale = utcnow() - timedelta(seconds=stale_after)
     claimable = or_(
         JobChunk.status == "pending",
-        and_(
-            JobChunk.status == "running", or_(JobChunk.heartbeat_at.is_(None), JobChunk.heartbeat_at < stale)
-        ),
+        and_(JobChunk.status == "running", heartbeat_stale(JobChunk.heartbeat_at, stale_after)),
     )
     candidates = session.execute(
         select(JobChunk.method, JobChunk.index)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -17,7 +17,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.models import FINISHED, Dataset, Job, JobEvent, JobResult, JobStatus, utcnow
+from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, Upload, heartbeat_stale, utcnow
 
 
 def sha256_hex(content: bytes) -> str:
@@ -27,11 +27,11 @@ def sha256_hex(content: bytes) -> str:
 def store_dataset(session: Session, content: bytes, n_rows: int, n_columns: int) -> str:
     """Store an upload once per content; returns its sha256."""
     digest = sha256_hex(content)
-    if session.get(Dataset, digest) is None:
+    if session.get(Upload, digest) is None:
         try:
             with session.begin_nested():
                 session.add(
-                    Dataset(
+                    Upload(
                         sha256=digest,
                         content=content,
                         size_bytes=len(content),
@@ -71,11 +71,8 @@ class Claim:
 def claim(session: Session, job_id: str, *, worker: str, stale_after: float, max_attempts: int) -> Claim:
     """Atomically take a queued job (or a running one whose worker stopped beating)."""
     now = utcnow()
-    stale = now - timedelta(seconds=stale_after)
-    runnable = or_(
-        Job.status == JobStatus.queued,
-        and_(Job.status == JobStatus.running, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale)),
-    )
+    lost = and_(Job.status == JobStatus.running, heartbeat_stale(Job.heartbeat_at, stale_after))
+    runnable = or_(Job.status == JobStatus.queued, lost)
     row = session.execute(
         update(Job)
         .where(Job.id == job_id, runnable, Job.attempts < max_attempts)
@@ -99,20 +96,14 @@ def claim(session: Session, job_id: str, *, worker: str, stale_after: float, max
         return Claim(None, "gone")
     if job.status in FINISHED:
         return Claim(None, f"already {job.status}")
-    exhausted = job.attempts >= max_attempts and (job.status == JobStatus.queued or _is_stale(job, stale))
+    exhausted = job.attempts >= max_attempts and (
+        job.status == JobStatus.queued
+        or session.scalar(select(func.count()).where(Job.id == job_id, lost)) == 1
+    )
     if exhausted:
         fail(session, job_id, "worker_lost", worker_lost_message(job.attempts))
         return Claim(None, "attempts exhausted")
     return Claim(None, "running elsewhere")
-
-
-def _is_stale(job: Job, stale: datetime) -> bool:
-    beat = job.heartbeat_at
-    if beat is None:
-        return True
-    if beat.tzinfo is None:  # SQLite returns naive datetimes
-        beat = beat.replace(tzinfo=stale.tzinfo)
-    return beat < stale
 
 
 def heartbeat(
@@ -182,8 +173,7 @@ def cancel(session: Session, job_id: str) -> bool:
 def requeue_stale(session: Session, *, stale_after: float, max_attempts: int) -> tuple[list[str], list[str]]:
     """Running jobs whose worker stopped beating go back to queued, or fail once they have used up
     their attempts (a job that kills every worker it meets must not loop). Returns (requeued, failed)."""
-    stale = utcnow() - timedelta(seconds=stale_after)
-    lost = and_(Job.status == JobStatus.running, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale))
+    lost = and_(Job.status == JobStatus.running, heartbeat_stale(Job.heartbeat_at, stale_after))
     exhausted = list(
         session.execute(select(Job.id, Job.attempts).where(lost, Job.attempts >= max_attempts)).all()
     )
@@ -255,4 +245,4 @@ def delete_job(session: Session, job_id: str) -> None:
     session.flush()
     still_used = session.scalar(select(func.count()).select_from(Job).where(Job.dataset_sha256 == digest))
     if not still_used:
-        session.execute(delete(Dataset).where(Dataset.sha256 == digest))
+        session.execute(delete(Upload).where(Upload.sha256 == digest))

@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.db import session_scope
-from shared.models import Job, JobStatus, User, utcnow
 from shared.settings import Settings
+from shared.tables import Job, JobStatus, User, utcnow
 
 
 class RateLimited(Exception):

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from shared.models import FINISHED, Dataset, Job, JobResult, utcnow
+from shared.tables import FINISHED, Job, JobResult, Upload, utcnow
 
 
 def purge_expired(session: Session, retention_days: float, now: datetime | None = None) -> dict[str, int]:
@@ -32,6 +32,6 @@ def purge_expired(session: Session, retention_days: float, now: datetime | None 
     if digests:
         still_used = select(Job.dataset_sha256).where(Job.dataset_sha256.in_(digests))
         datasets = session.execute(
-            delete(Dataset).where(Dataset.sha256.in_(digests), Dataset.sha256.not_in(still_used))
+            delete(Upload).where(Upload.sha256.in_(digests), Upload.sha256.not_in(still_used))
         ).rowcount
     return {"jobs": jobs, "results": results or 0, "datasets": datasets}

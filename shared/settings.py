@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def large_queue(self) -> str:
+        """The queue of jobs whose estimated cost is large; `queue` carries the small ones."""
+        return f"{self.queue}.large"
+
+    @property
     def embedded(self) -> bool:
         return self.database_url.startswith("sqlite")
 

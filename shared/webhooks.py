@@ -22,8 +22,8 @@ from standardwebhooks.webhooks import Webhook
 
 from shared.db import session_scope
 from shared.ml.errors import ParameterError
-from shared.models import Job, User
 from shared.queue import DELIVER_WEBHOOK_TASK, publish
+from shared.tables import Job, User
 
 
 def user_secret(session: Session, user: User) -> str:

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import CurrentUser, SessionDep
-from shared.models import User
+from shared.tables import User
 from shared.webhooks import user_secret
 
 router = APIRouter(tags=["account"], responses={401: {"description": "Missing or invalid token."}})

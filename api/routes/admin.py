@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from api.deps import AdminUser, SessionDep
 from api.serialize import JobPublic, job_public
-from shared.metrics import jobs_by_status
-from shared.models import Job, JobStatus, User
+from shared.prometheus import jobs_by_status
+from shared.tables import Job, JobStatus, User
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

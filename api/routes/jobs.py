@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from api.deps import CurrentUser, SessionDep
 from api.serialize import JobPage, JobPublic, job_public, result_response
 from shared.jobstore import cancel, delete_job, result_body
-from shared.models import FINISHED, Job, JobStatus, User
+from shared.tables import FINISHED, Job, JobStatus, User
 from shared.webhooks import notify
 
 router = APIRouter(

@@ -13,7 +13,7 @@ from prometheus_client.registry import CollectorRegistry
 from sqlalchemy.orm import Session
 
 from shared.db import get_sessionmaker
-from shared.metrics import job_registry, queued_jobs
+from shared.prometheus import job_registry, queued_jobs
 from shared.settings import get_settings
 
 router = APIRouter(tags=["health"])

@@ -31,8 +31,8 @@ from shared.jobstore import create_job, result_body, store_dataset
 from shared.limits import enforce_submission_limits, reserve_submission
 from shared.ml.data import load_dataset
 from shared.ml.pipeline import check_shap_limits
-from shared.models import FINISHED, Job, JobStatus
 from shared.settings import Settings
+from shared.tables import FINISHED, Job, JobStatus
 from shared.webhooks import check_url
 
 router = APIRouter(tags=["submit"])

@@ -16,9 +16,9 @@ import numpy as np
 
 from shared.ml.data import Dataset, load_dataset
 from shared.ml.errors import LimitExceeded, ParameterError
+from shared.ml.estimators import build_model
 from shared.ml.intervals import fit_with_interval
 from shared.ml.metrics import classification_result, json_float, json_floats, regression_result
-from shared.ml.models import build_model
 from shared.ml.spec import ExplanationMethod, JobSpec, Limits
 
 PERMUTATION_REPEATS = 10

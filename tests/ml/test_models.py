@@ -7,7 +7,7 @@ import pytest
 
 from shared.ml.data import Dataset, load_dataset
 from shared.ml.errors import ParameterError
-from shared.ml.models import build_model
+from shared.ml.estimators import build_model
 from shared.ml.registry import classifier_names, regressor_names, resolve_estimator_class
 from shared.ml.spec import Limits, ModelSpec
 from tests.ml.conftest import read_data

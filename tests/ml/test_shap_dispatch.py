@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import lightgbm
 import nnetsauce as ns
 import numpy as np
 import pandas as pd
-import pytest
 import xgboost
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import ElasticNet, LogisticRegression
@@ -29,32 +26,12 @@ CONTRACT_KEYS = {
     "error_estimate",
     "notes",
 }
-NNETSAUCE_TREE = "shared.ml.explain.nnetsauce_tree"
 
 
 def load(name: str) -> tuple[np.ndarray, np.ndarray]:
     frame = pd.read_csv(DATA / f"{name}.csv").drop(columns="training_index")
     y = frame.pop("target").to_numpy()
     return frame.to_numpy(dtype=float), y
-
-
-def fake_nnetsauce_tree(monkeypatch, *, supported: bool) -> list:
-    """Stand in for the nnetsauce_tree module (another engineer's); records the calls it receives."""
-    calls = []
-    module = ModuleType(NNETSAUCE_TREE)
-    module.supports = lambda model: supported
-    module.affordable = lambda model: True
-
-    def explain_nnetsauce_tree(model, X_background, X_explain, *, task, random_state, row_ids, progress):
-        calls.append({"task": task, "random_state": random_state, "row_ids": row_ids})
-        return {
-            "values": np.zeros((X_explain.shape[0], X_explain.shape[1], 2)),
-            "explainer": "nnetsauce-tree",
-        }
-
-    module.explain_nnetsauce_tree = explain_nnetsauce_tree
-    monkeypatch.setitem(sys.modules, NNETSAUCE_TREE, module)
-    return calls
 
 
 def test_boosters_go_to_exact_treeshap():
@@ -81,22 +58,21 @@ def small_nnetsauce_forest() -> tuple[ns.CustomClassifier, np.ndarray]:
     return model, X
 
 
-def test_nnetsauce_over_trees_goes_to_nnetsauce_tree_when_supported(monkeypatch):
-    calls = fake_nnetsauce_tree(monkeypatch, supported=True)
+def test_nnetsauce_over_trees_goes_to_nnetsauce_tree():
     model, X = small_nnetsauce_forest()
     assert choose_explainer(model) == "nnetsauce-tree"
     result = explain_shap(
         model, X[:20], X[:5], task="classification", random_state=9, row_ids=np.arange(40, 45)
     )
     assert result["explainer"] == "nnetsauce-tree" and result["method"] == "shap"
-    assert calls[0]["random_state"] == 9 and list(calls[0]["row_ids"]) == [40, 41, 42, 43, 44]
+    assert result["values"].shape == (5, X.shape[1], 3)
+    total = result["values"].sum(axis=1) + result["base_values"]
+    np.testing.assert_allclose(total, model.predict_proba(X[:5]), rtol=1e-6, atol=1e-9)
 
 
-def test_nnetsauce_goes_to_agnostic_when_unsupported_or_absent(monkeypatch):
-    fake_nnetsauce_tree(monkeypatch, supported=False)
-    model, _ = small_nnetsauce_forest()
-    assert choose_explainer(model) == "agnostic"
-    monkeypatch.setitem(sys.modules, NNETSAUCE_TREE, None)  # as if the module did not exist
+def test_nnetsauce_over_a_non_tree_model_goes_to_agnostic():
+    X, y = load("iris_dataset2")
+    model = ns.CustomClassifier(obj=LogisticRegression(max_iter=500), n_hidden_features=5, seed=123).fit(X, y)
     assert choose_explainer(model) == "agnostic"
 
 
@@ -112,22 +88,13 @@ def test_black_box_classifier_goes_to_agnostic_in_probability_space():
     np.testing.assert_allclose(total, model.predict_proba(X[:4]), rtol=1e-6, atol=1e-9)
 
 
-def test_nnetsauce_regressor_goes_to_agnostic_in_raw_space(monkeypatch):
-    monkeypatch.setitem(sys.modules, NNETSAUCE_TREE, None)
+def test_nnetsauce_regressor_goes_to_agnostic_in_raw_space():
     X, y = load("diabetes_dataset2")
     model = ns.CustomRegressor(obj=ElasticNet(random_state=123), n_hidden_features=5, seed=123).fit(X, y)
     result = explain_shap(model, X[:10], X[:3], task="regression", random_state=0)
     assert result["output_space"] == "raw" and result["values"].shape == (3, X.shape[1])
     total = result["values"].sum(axis=1) + result["base_values"]
     np.testing.assert_allclose(total, model.predict(X[:3]), rtol=1e-6)
-
-
-def test_real_nnetsauce_tree_module_is_used_for_a_nnetsauce_forest():
-    module = pytest.importorskip(NNETSAUCE_TREE)
-    model, _ = small_nnetsauce_forest()
-    if not module.supports(model):
-        pytest.fail("nnetsauce_tree does not support the default /mlclassification model")
-    assert choose_explainer(model) == "nnetsauce-tree"
 
 
 def test_nnetsauce_forest_regressor_goes_to_agnostic():

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.models import Dataset, Job, JobEvent, JobResult, utcnow
 from shared.retention import purge_expired
+from shared.tables import Job, JobEvent, JobResult, Upload, utcnow
 from tests.stack import DATA, Client, Stack
 
 pytestmark = [pytest.mark.service]
@@ -156,8 +156,8 @@ def test_retention_deletes_old_finished_jobs_and_unused_uploads(deployment: Depl
 
         remaining = set(session.scalars(select(Job.id)))
         assert remaining == {d.failed, d.queued}  # too recent; not finished, however old
-        assert session.get(Dataset, boston) is None  # only the cancelled job used it
-        assert session.get(Dataset, iris) is not None  # the queued job still needs it
+        assert session.get(Upload, boston) is None  # only the cancelled job used it
+        assert session.get(Upload, iris) is not None  # the queued job still needs it
         assert count(session, JobResult, JobResult.job_id == d.succeeded) == 0
         assert count(session, JobEvent, JobEvent.job_id.in_([d.succeeded, d.cancelled])) == 0
         assert purge_expired(session, retention_days=30) == {"jobs": 0, "results": 0, "datasets": 0}

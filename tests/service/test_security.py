@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine, text, update
 from sqlalchemy.orm import Session
 
 from shared.auth import hash_token
-from shared.models import ApiToken, User, utcnow
+from shared.tables import ApiToken, User, utcnow
 from tests.stack import DATA, Client, Stack
 
 pytestmark = [pytest.mark.service]

@@ -7,23 +7,18 @@ explainer of `nnetsauce_tree` when that module supports it. Anything else is a b
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
 
 from shared.ml.errors import ParameterError
-from shared.ml.explain import tree
+from shared.ml.explain import nnetsauce_tree, tree
 from shared.ml.explain._predict import library_of, predict_fn_for
 from shared.ml.spec import Task
 
 ProgressFn = Callable[[int, int], None]
 Route = Literal["tree", "nnetsauce-tree", "agnostic"]
-
-_NNETSAUCE_TREE = "shared.ml.explain.nnetsauce_tree"
-
 
 # Model evaluations per explained row for the model-agnostic path: exact enumeration of all 2^p
 # coalitions when they fit (2^p x background rows: p <= 5 with 500 rows, p <= 7 with 100), antithetic
@@ -63,7 +58,7 @@ def explain_shap(
     if route == "tree":
         return tree.tree_shap(model, X_explain, task=task, progress=progress, interactions=interactions)
     if route == "nnetsauce-tree":
-        result = _nnetsauce_tree_module().explain_nnetsauce_tree(
+        result = nnetsauce_tree.explain_nnetsauce_tree(
             model,
             X_background,
             X_explain,
@@ -96,21 +91,8 @@ def choose_explainer(model: Any) -> Route:
         return "tree"
     # Only for classifiers: over the deep trees of a forest regressor, the per-pair TreeSHAP costs ~30x the
     # sampler for the same error (measured on boston: 22 s for 20 rows against 6 s for 152, both 0.04).
-    if library_of(model) == "nnetsauce" and hasattr(model, "predict_proba"):
-        module = _nnetsauce_tree_module()
-        if module is not None and module.supports(model) and module.affordable(model):
-            return "nnetsauce-tree"
+    is_classifier = hasattr(model, "predict_proba")
+    if library_of(model) == "nnetsauce" and is_classifier and nnetsauce_tree.supports(model):
+        return "nnetsauce-tree" if nnetsauce_tree.affordable(model) else "agnostic"
     return "agnostic"
 
-
-def _nnetsauce_tree_module() -> ModuleType | None:
-    """The structure-aware nnetsauce explainer, or None while it is not installed in this tree.
-
-    Only the module's own absence is tolerated: an import error inside it must surface.
-    """
-    try:
-        return importlib.import_module(_NNETSAUCE_TREE)
-    except ModuleNotFoundError as error:
-        if error.name != _NNETSAUCE_TREE:
-            raise
-        return None

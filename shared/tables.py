@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -18,9 +18,11 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    or_,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -31,6 +33,15 @@ def utcnow() -> datetime:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def heartbeat_stale(heartbeat_at: Any, stale_after: float) -> ColumnElement[bool]:
+    """SQL: a heartbeat column that is missing or older than `stale_after` seconds (its owner is gone).
+
+    The one definition of a lost worker, for jobs and fan-out chunks alike.
+    """
+    cutoff = utcnow() - timedelta(seconds=stale_after)
+    return or_(heartbeat_at.is_(None), heartbeat_at < cutoff)
 
 
 class Base(DeclarativeBase):
@@ -75,7 +86,7 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
-class Dataset(Base):
+class Upload(Base):
     """An uploaded CSV, stored once per content (sha256) where every worker can read it."""
 
     __tablename__ = "datasets"

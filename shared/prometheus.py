@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.models import FINISHED, Job, JobStatus, utcnow
+from shared.tables import FINISHED, Job, JobStatus, utcnow
 
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 DURATION_WINDOW = timedelta(hours=1)
