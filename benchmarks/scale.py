@@ -43,6 +43,7 @@ import psycopg  # noqa: E402
 
 from benchmarks._data import regression_csv  # noqa: E402
 from benchmarks._stack import running_stack  # noqa: E402
+from tests.contract import explanation  # noqa: E402
 from tests.stack import Client, Stack  # noqa: E402
 
 POLL_SECONDS = 0.1
@@ -228,7 +229,7 @@ def helper_log_totals(stack: Stack) -> tuple[int, float]:
 
 def shap_checksum(result: dict[str, Any], case: Case) -> str:
     """A digest of the SHAP values (the same with 1 or 2 workers: chunks are seeded by row)."""
-    shap = result["interpretability"]["shap"]
+    shap = explanation(result, "shap")
     values = np.asarray(shap["values"], dtype=float)
     if values.shape != (case.n_test, case.n_features):
         expected = (case.n_test, case.n_features)

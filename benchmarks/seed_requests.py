@@ -35,6 +35,7 @@ from shared.jobspec import PARAMS_BY_ENDPOINT, job_spec
 from shared.ml.data import load_dataset
 from shared.ml.estimators import build_model
 from shared.ml.spec import JobSpec, Limits
+from tests.contract import explanation
 
 QUICK_ROWS = 20  # --quick: rows shap.Explainer explains on the nnetsauce classifier, then scaled
 
@@ -131,22 +132,22 @@ def run_baseline(case: Case, quick: bool) -> Baseline:
 
 
 def service_explainer(case: Case, result: dict[str, Any]) -> str:
-    explanation = result["interpretability"][case.method]
+    found = explanation(result, case.method)
     if case.method == "permutation":
-        return f"batched permutation ({explanation.get('n_predict_calls', '?')} predict calls)"
-    exact = "exact" if explanation.get("exact") else "approx."
-    estimate = explanation.get("error_estimate")
+        return f"batched permutation ({found.get('n_predict_calls', '?')} predict calls)"
+    exact = "exact" if found.get("exact") else "approx."
+    estimate = found.get("error_estimate")
     error = f", err.est. {estimate:.3g}" if isinstance(estimate, float) else ""
-    return f"{explanation.get('explainer')} ({exact}, {explanation.get('output_space')}{error})"
+    return f"{found.get('explainer')} ({exact}, {found.get('output_space')}{error})"
 
 
 def compare(case: Case, result: dict[str, Any], baseline: Baseline) -> tuple[str, float | None]:
     """Permutation: largest |difference| of importances_mean. SHAP: relative MAE vs the baseline's values."""
-    explanation = result["interpretability"][case.method]
+    found = explanation(result, case.method)
     if case.method == "permutation":
-        ours = np.asarray(explanation["importances_mean"], dtype=float)
+        ours = np.asarray(found["importances_mean"], dtype=float)
         return "max |diff| importances_mean", float(np.abs(ours - baseline.output).max())
-    ours = np.asarray(explanation["values"], dtype=float)[: baseline.rows_explained]
+    ours = np.asarray(found["values"], dtype=float)[: baseline.rows_explained]
     theirs = baseline.output
     if theirs.ndim == 2 and ours.ndim == 3:  # TreeExplainer gives a binary booster's class-1 margin only
         ours = ours[..., -1]
@@ -202,7 +203,7 @@ def measure(case: Case, client: Any, quick: bool, service_first: bool, reference
     if case.method == "shap" and spec_for(case).model.family == "ml" and reference_rows > 0:
         n_rows = min(reference_rows, baseline.rows_explained)
         row.reference, reference = reference_values(case, baseline, n_rows)
-        ours = np.asarray(service.result["interpretability"]["shap"]["values"], dtype=float)[:n_rows]
+        ours = np.asarray(explanation(service.result, "shap")["values"], dtype=float)[:n_rows]
         row.service_error = relative_mae(ours, reference)
         row.baseline_error = relative_mae(baseline.output[:n_rows], reference)
     return row

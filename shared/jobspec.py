@@ -17,17 +17,17 @@ EXPLANATION_CHOICES = ("none", "permutation", "shap")
 
 
 def parse_interpretability(value: str | None) -> tuple[ExplanationMethod, ...]:
-    """'none' -> (); 'shap' -> ('shap',); 'permutation,shap' -> both, in a fixed order."""
+    """'none' -> (); 'shap' -> ('shap',); 'shap,permutation' -> both, in the order asked."""
     if value is None:
         return ()
-    parts = {part.strip().lower() for part in value.split(",") if part.strip()}
-    unknown = sorted(parts - set(EXPLANATION_CHOICES))
+    parts = list(dict.fromkeys(part.strip().lower() for part in value.split(",") if part.strip()))
+    unknown = sorted(set(parts) - set(EXPLANATION_CHOICES))
     if unknown:
         raise ValueError(
             f"interpretability: unknown value {unknown[0]!r}; allowed: none, permutation, shap, "
             "or a comma-separated combination such as 'permutation,shap'"
         )
-    return tuple(m for m in ("permutation", "shap") if m in parts)  # type: ignore[misc]
+    return tuple(m for m in parts if m != "none")  # type: ignore[misc]
 
 
 class CommonParams(BaseModel):

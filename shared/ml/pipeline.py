@@ -175,7 +175,10 @@ def run(
     progress: Callable[[float, str], None] | None = None,
     explain_method: MethodRunner | None = None,
 ) -> dict:
-    """The whole job: predictions, metrics and result["interpretability"][method].
+    """The whole job: predictions, metrics and result["interpretability"].
+
+    `interpretability` is techtonique's flat object (`{"method": ..., ...}`) when one method was asked,
+    and a list of such objects, in the order asked, when several were.
 
     `explain_method` decides how each method's explanation is computed (the worker passes one that
     fans large work out to other workers); by default everything runs here, in one piece.
@@ -191,13 +194,14 @@ def run(
             prepared.dataset, limits, interactions=prepared.spec.shap_interactions
         )  # fail before spending time on other methods
     report(PREPARE_SHARE, "fitted")
-    explanations: dict[str, dict] = {}
+    explanations: list[dict] = []
     share = (1.0 - PREPARE_SHARE) / max(len(methods), 1)
     for position, method in enumerate(methods):
         offset = PREPARE_SHARE + position * share
-        explanations[method] = runner(prepared, method, _span_reporter(report, method, offset, share))
+        explanation = runner(prepared, method, _span_reporter(report, method, offset, share))
+        explanations.append({"method": method, **explanation})
     if explanations:
-        result["interpretability"] = explanations
+        result["interpretability"] = explanations[0] if len(explanations) == 1 else explanations
     report(1.0, "done")
     return result
 

@@ -85,7 +85,7 @@ def test_sampler_error_stays_within_its_claimed_bound_and_estimate():
     background, rows = _rows(5, 40, 10), _rows(6, 8, 10)
     exact = explain_agnostic(predict, background, rows, random_state=0)["values"]
     sampled = explain_agnostic(predict, background, rows, random_state=11, exact_up_to=0, tolerance=0.05)
-    assert sampled["explainer"] == "permutation" and sampled["exact"] is False
+    assert sampled["explainer"] == "sampling" and sampled["exact"] is False
     assert "0.05" in sampled["notes"]
     error = np.abs(sampled["values"] - exact).mean()
     # The stopping rule holds the standard error under 5% of mean |value|: MAE ~ 0.8 of that.
@@ -137,7 +137,7 @@ def test_budget_bounds_the_evaluations_and_switches_off_exact_enumeration():
     predict = _interacting_model(6)
     background, rows = _rows(13, 30, 6), _rows(14, 5, 6)
     result = explain_agnostic(predict, background, rows, random_state=0, max_evals=200)
-    assert result["explainer"] == "permutation"  # 2**6 * 30 evaluations would not fit in 200
+    assert result["explainer"] == "sampling"  # 2**6 * 30 evaluations would not fit in 200
     assert result["n_model_evals"] <= background.shape[0] + rows.shape[0] * (1 + 200)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from shared.ml.errors import LimitExceeded, ParameterError
 from shared.ml.pipeline import explain, merge_explanations, plan_chunks, prepare, run
 from shared.ml.spec import JobSpec, Limits, ModelSpec
+from tests.contract import explanation
 
 SCORE_KEYS = {
     "R² Score",
@@ -61,7 +63,7 @@ def test_ml_classification_on_breast_cancer(breast_cancer: bytes) -> None:
     assert_classification_shape(result, ["0", "1"], 171)
     assert result["accuracy"] > 0.9
     assert set(result["y_true"]) == {0, 1}
-    permutation = result["interpretability"]["permutation"]
+    permutation = explanation(result, "permutation")
     assert len(permutation["importances_mean"]) == len(permutation["feature_names"]) == 30
     assert permutation["feature_names"][0] == "mean radius"
 
@@ -123,7 +125,7 @@ def test_chunked_permutation_equals_one_piece_and_run_is_deterministic(breast_ca
     parts = [explain(prepared, "permutation", Limits(), span) for span in reversed(chunks)]
     merged = merge_explanations(prepared, "permutation", parts)
     whole = run(breast_cancer, spec, Limits(), n_threads=1)
-    one_piece = whole["interpretability"]["permutation"]
+    one_piece = explanation(whole, "permutation")
     costs = {"n_model_evals", "n_predict_calls"}  # each chunk rescores the unpermuted baseline
     assert {k: v for k, v in merged.items() if k not in costs} == {
         k: v for k, v in one_piece.items() if k not in costs
@@ -196,9 +198,61 @@ def test_run_with_both_methods_on_boston(boston: bytes) -> None:
         interpretability=("shap", "permutation"),
     )
     result = run(boston, spec, Limits(), n_threads=1)
-    assert set(result["interpretability"]) == {"shap", "permutation"}
-    shap_values = np.asarray(result["interpretability"]["shap"]["values"])
+    assert [item["method"] for item in result["interpretability"]] == ["shap", "permutation"]  # as asked
+    shap_values = np.asarray(explanation(result, "shap")["values"])
     assert shap_values.shape == (152, 13)
-    prediction = shap_values.sum(axis=1) + np.asarray(result["interpretability"]["shap"]["base_values"])
+    prediction = shap_values.sum(axis=1) + np.asarray(explanation(result, "shap")["base_values"])
     np.testing.assert_allclose(prediction, result["y_pred"], rtol=1e-4, atol=1e-3)
     assert_regression_shape(result, 152, with_pi=True)
+
+
+# The public result shape (issue 7): techtonique's keys, then ours beside them in the same flat object.
+PERMUTATION_KEYS = {"method", "importances_mean", "importances_std", "importances", "feature_names"} | {
+    "scoring",
+    "n_repeats",
+    "n_model_evals",
+    "n_predict_calls",
+    "baseline_score",
+}
+SHAP_KEYS = {"method", "values", "base_values", "feature_names"} | {
+    "explainer",
+    "exact",
+    "output_space",
+    "n_model_evals",
+    "error_estimate",
+    "notes",
+    "class_labels",
+    "row_span",
+}
+
+
+@pytest.mark.parametrize(
+    ("asked", "expected"),
+    [
+        (("permutation",), [PERMUTATION_KEYS]),
+        (("shap",), [SHAP_KEYS]),
+        (("permutation", "shap"), [PERMUTATION_KEYS, SHAP_KEYS]),
+        (("shap", "permutation"), [SHAP_KEYS, PERMUTATION_KEYS]),
+    ],
+)
+def test_interpretability_is_one_flat_object_or_a_list_in_the_order_asked(
+    asked: tuple, expected: list[set[str]]
+) -> None:
+    iris = (Path(__file__).resolve().parents[1] / "data" / "iris_dataset2.csv").read_bytes()
+    model = ModelSpec(task="classification", family="gbdt", model_type="xgboost", n_estimators=10)
+    result = run(iris, JobSpec(model=model, interpretability=asked), Limits(), n_threads=1)
+    found = result["interpretability"]
+    if len(asked) == 1:
+        assert isinstance(found, dict)
+        found = [found]
+    else:
+        assert isinstance(found, list)
+    assert [item["method"] for item in found] == list(asked)
+    assert [set(item) for item in found] == expected
+    for item in found:
+        assert item["feature_names"] == [
+            "sepal length (cm)",
+            "sepal width (cm)",
+            "petal length (cm)",
+            "petal width (cm)",
+        ]

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.contract import explanation
 from tests.stack import BIN, DATA, free_port
 
 pytestmark = [pytest.mark.slow]
@@ -57,7 +58,7 @@ def test_serve_runs_a_job_to_completion(tmp_path: Path) -> None:
             timeout=90,
         )
         assert response.status_code == 200, response.text
-        assert response.json()["interpretability"]["shap"]["exact"] is True
+        assert explanation(response.json(), "shap")["exact"] is True
         assert (tmp_path / "home" / "fitexplain.db").exists()
     finally:
         os.killpg(server.pid, signal.SIGTERM)

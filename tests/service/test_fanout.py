@@ -9,6 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from tests.contract import explanation
 from tests.stack import Client, Stack
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -66,7 +67,7 @@ def test_fanned_out_job_equals_one_piece(
     assert all(status == "done" for _, _, status in rows)
 
     for method in ("permutation", "shap"):
-        a, b = whole["interpretability"][method], split["interpretability"][method]
+        a, b = explanation(whole, method), explanation(split, method)
         assert a["feature_names"] == b["feature_names"]
         for key in ("importances_mean", "importances_std", "values", "base_values"):
             if key in a:

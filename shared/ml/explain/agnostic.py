@@ -86,7 +86,7 @@ def explain_agnostic(
         max_pairs = _pair_budget(max_evals, n_features, n_background)
         sampler = _AntitheticSampler(model, background, at_background, random_state, tolerance, max_pairs)
         values, standard_errors = sampler.explain(rows, ids, progress)
-        explainer = "permutation"
+        explainer = "sampling"
         notes = (
             "Antithetic permutation sampling (each permutation with its reverse against one background "
             "row, regression control variate on that row's feature values), per row until the standard "

@@ -95,4 +95,3 @@ def choose_explainer(model: Any) -> Route:
     if library_of(model) == "nnetsauce" and is_classifier and nnetsauce_tree.supports(model):
         return "nnetsauce-tree" if nnetsauce_tree.affordable(model) else "agnostic"
     return "agnostic"
-
