@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -83,13 +84,29 @@ def api(
     )
 
 
-def worker_argv(concurrency: int, loglevel: str) -> list[str]:
+class QueueChoice(StrEnum):
+    small = "small"
+    large = "large"
+    all = "all"
+
+
+def worker_queues(choice: QueueChoice) -> list[str]:
+    """The Celery queues a worker consumes: small jobs, large jobs (by estimated cost), or both."""
     from shared.settings import get_settings
 
+    settings = get_settings()
+    return {
+        QueueChoice.small: [settings.queue],
+        QueueChoice.large: [settings.large_queue],
+        QueueChoice.all: [settings.queue, settings.large_queue],
+    }[choice]
+
+
+def worker_argv(concurrency: int, loglevel: str, queue: QueueChoice = QueueChoice.all) -> list[str]:
     return [
         "worker",
         f"--concurrency={concurrency}",
-        f"--queues={get_settings().queue}",
+        f"--queues={','.join(worker_queues(queue))}",
         f"--loglevel={loglevel}",
         "--without-gossip",
         "--without-mingle",
@@ -100,11 +117,14 @@ def worker_argv(concurrency: int, loglevel: str) -> list[str]:
 def worker(
     concurrency: Annotated[int, typer.Option(help="jobs run at once by this worker")] = 1,
     loglevel: Annotated[str, typer.Option()] = "info",
+    queue: Annotated[
+        QueueChoice, typer.Option(help="which jobs to take: small, large (by estimated cost), or all")
+    ] = QueueChoice.all,
 ) -> None:
     """Run a Celery worker that executes fit-and-explain jobs."""
     from worker.app import app as celery_app
 
-    celery_app.worker_main(worker_argv(concurrency, loglevel))
+    celery_app.worker_main(worker_argv(concurrency, loglevel, queue))
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
