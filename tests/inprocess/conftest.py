@@ -1,10 +1,10 @@
 """The in-process tier: the real code against a real Postgres and Redis, with no process started.
 
-One fresh database per test run, migrated here with Alembic; every test starts from empty tables
-(TRUNCATE, which also resets what the code under test committed in its own sessions). The service is
-configured only through FITEXPLAIN_* variables, set before any cached settings or engine is built and
-restored (caches cleared) when this package's tests end: the slow tier's subprocesses, whose environment
-is copied from os.environ by tests/stack.Stack.env(), never see them.
+One fresh database per test run, migrated here with Alembic; every test starts from empty tables (the
+code under test commits in sessions of its own, so a rollback could not undo it: the rows are deleted).
+The service is configured only through FITEXPLAIN_* variables, set before any cached settings or engine
+is built and restored (caches cleared) when this package's tests end: the slow tier's subprocesses, whose
+environment is copied from os.environ by tests/stack.Stack.env(), never see them.
 
 The one seam replaced is the broker send (`Celery.send_task`): a recorder keeps each message.
 """
@@ -16,17 +16,20 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 from alembic import command
 from alembic.config import Config
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from shared import db, queue, settings
 from shared.settings import Settings
 from shared.tables import Base
+from tests.inprocess.factories import Account, make_user
 from tests.inprocess.recorder import PublishRecorder
-from tests.stack import REDIS_URL, REPO, create_database, drop_database, purge_queue
+from tests.stack import PG_ADMIN_DSN, REDIS_URL, REPO, create_database, drop_database, purge_queue
 
 CACHED = (settings.get_settings, db.get_engine, db.get_sessionmaker, queue.get_celery)
 
@@ -51,6 +54,8 @@ def service_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setti
     """A fresh, migrated database and the settings that point at it, for this package's tests only."""
     name = f"fx_fast_{uuid.uuid4().hex[:10]}"
     database_url = create_database(name)
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:  # a throw-away database: no fsync wait
+        connection.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     home: Path = tmp_path_factory.mktemp("inprocess-home")
     with pytest.MonkeyPatch.context() as patch:
         for key in list(os.environ):
@@ -76,11 +81,14 @@ def service_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setti
 
 @pytest.fixture(autouse=True)
 def empty_tables(service_settings: Settings) -> None:
-    """Every test starts from empty tables; a lock wait (a session left open) fails instead of hanging."""
-    names = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    """Every test starts from empty tables; a lock wait (a session left open) fails instead of hanging.
+
+    DELETE, children first: on tables this small it is ~30 times faster than TRUNCATE.
+    """
     with db.get_engine().begin() as connection:
         connection.execute(text("SET LOCAL lock_timeout = '5s'"))
-        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
 
 
 @pytest.fixture(autouse=True)
@@ -99,3 +107,28 @@ def broker(service_settings: Settings) -> Iterator[redis.Redis]:
     yield client
     purge_queue(service_settings.queue)
     client.close()
+
+
+@pytest.fixture
+def client(service_settings: Settings) -> Iterator[TestClient]:
+    """The real application in this process (without its lifespan: no background sweep)."""
+    from api.main import create_app  # imported here, once the settings it reads are in place
+
+    http = TestClient(create_app())  # not entered as a context manager: that would run the lifespan
+    yield http
+    http.close()
+
+
+@pytest.fixture
+def alice() -> Account:
+    return Account(*make_user("alice"))
+
+
+@pytest.fixture
+def bob() -> Account:
+    return Account(*make_user("bob"))
+
+
+@pytest.fixture
+def admin() -> Account:
+    return Account(*make_user("root", admin=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,18 @@ from tests.stack import DATA
 
 IRIS = (DATA / "iris_dataset2.csv").read_bytes()
 TINY_GBDT = {"model_type": "lightgbm", "n_estimators": 5, "interpretability": "none"}
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user of the in-process API: its id and the header that authenticates it."""
+
+    id: int
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 def make_user(name: str, *, admin: bool = False) -> tuple[int, str]:
