@@ -1,10 +1,11 @@
 # The two commands: `make run` starts the service, `make test` runs the whole suite.
+# `make test-fast` runs only the unit (tests/ml) and in-process (tests/inprocess) tiers: no worker or API process.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean
+.PHONY: run test test-fast install lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,10 @@ test: install
 	bash scripts/ensure_services.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+test-fast: install
+	bash scripts/ensure_services.sh
+	$(BIN)/pytest tests/ml tests/inprocess
 
 lint: install
 	$(BIN)/ruff check .
