@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from shared import chunks
-from shared.db import session_scope
+from shared.db import get_engine, session_scope
 from shared.tables import JobChunk, JobPrepared
 from tests.inprocess.factories import ago, make_job, make_user
 
@@ -63,6 +63,27 @@ def test_claims_take_pending_chunks_in_order_and_each_once(planned: str) -> None
     assert [(c.index, c.start, c.stop) for c in claimed if c] == [(0, 0, 10), (1, 10, 20), (2, 20, 25)]
     assert claimed[3] is None  # all running under live workers
     assert chunk_rows(planned) == [(0, "running", 1), (1, "running", 1), (2, "running", 1)]
+
+
+def test_a_chunk_taken_between_looking_and_taking_is_left_to_its_taker(planned: str) -> None:
+    """Two workers race: another worker claims chunk 0 after this one chose it but before its UPDATE runs
+    (injected just before that statement). The UPDATE must find chunk 0 taken and move on to chunk 1."""
+    rivals: list[chunks.ClaimedChunk | None] = []
+
+    def rival_claims_first(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("UPDATE job_chunks") and not rivals:
+            rivals.append(None)  # from here on, this hook stays out of the rival's own UPDATE
+            rivals[0] = claim_next(planned)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", rival_claims_first)
+    try:
+        mine = claim_next(planned)
+    finally:
+        event.remove(engine, "before_cursor_execute", rival_claims_first)
+    assert rivals[0] is not None and rivals[0].index == 0
+    assert mine is not None and mine.index == 1
+    assert chunk_rows(planned) == [(0, "running", 1), (1, "running", 1), (2, "pending", 0)]
 
 
 def test_a_chunk_whose_worker_went_quiet_is_claimed_again(planned: str) -> None:
