@@ -57,7 +57,8 @@ def test_the_sweep_publishes_undispatched_jobs_past_their_grace(
 ) -> None:
     first, second = old_job(user_id), old_job(user_id)
     set_job(first, created_at=ago(20))
-    just_submitted = make_job(user_id)  # its own request is publishing it right now
+    just_submitted = make_job(user_id)  # its own request is publishing it right now:
+    set_job(just_submitted, created_at=ago(-60))  # inside the sweep's grace however slow this machine is
     assert sweep() == {"requeued": 0, "dispatched": 2}
     assert published.job_ids() == [first, second]
     assert events(first)[-1] == "dispatched"
