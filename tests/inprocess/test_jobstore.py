@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import numpy as np
@@ -95,6 +97,22 @@ def test_a_second_claim_of_a_live_job_is_refused(job_id: str) -> None:
     assert (outcome.job, outcome.reason) == (None, "running elsewhere")
     job = load_job(job_id)
     assert job is not None and (job.worker, job.attempts) == ("w1", 1)
+
+
+def test_of_simultaneous_claims_exactly_one_wins(job_id: str) -> None:
+    """Eight workers claim the same message at once (a redelivery storm): one runs it."""
+    start = threading.Barrier(8)
+
+    def contender(index: int) -> str:
+        start.wait()
+        return claim(job_id, f"w{index}").reason
+
+    with ThreadPoolExecutor(8) as pool:
+        reasons = list(pool.map(contender, range(8)))
+    assert sorted(reasons) == ["claimed"] + ["running elsewhere"] * 7
+    job = load_job(job_id)
+    assert job is not None and job.attempts == 1 and job.worker == f"w{reasons.index('claimed')}"
+    assert events(job_id).count("started") == 1
 
 
 @pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled"])

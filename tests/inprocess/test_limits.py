@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from shared.db import session_scope
+from shared.jobstore import create_job, store_dataset
 from shared.limits import RateLimited, check_submission_limits, enforce_submission_limits, reserve_submission
 from shared.settings import Settings
-from tests.inprocess.factories import ago, make_job, make_user, set_job
+from tests.inprocess.factories import IRIS, ago, make_job, make_user, set_job
 
 
 @pytest.fixture
@@ -75,3 +79,25 @@ def test_the_early_check_and_the_reservation_apply_the_same_limits(limited: Sett
         enforce_submission_limits(user_id, limited)
     with pytest.raises(RateLimited), session_scope() as session:
         reserve_submission(session, user_id, limited)
+
+
+def test_simultaneous_submissions_cannot_overshoot_the_limit(limited: Settings) -> None:
+    """Six submissions of one user at once, each checking and inserting in one transaction: the user's
+    row lock queues them, so exactly the limit's worth get in."""
+    user_id = make_user("alice")[0]
+    start = threading.Barrier(6)
+
+    def submit(_: int) -> bool:
+        start.wait()
+        try:
+            with session_scope() as session:
+                reserve_submission(session, user_id, limited)
+                digest = store_dataset(session, IRIS, 150, 5)
+                create_job(session, user_id=user_id, endpoint="gbdtclassification", params={}, dataset=digest)
+        except RateLimited:
+            return False
+        return True
+
+    with ThreadPoolExecutor(6) as pool:
+        accepted = list(pool.map(submit, range(6)))
+    assert accepted.count(True) == limited.max_running_jobs_per_user
