@@ -119,6 +119,7 @@ def client(service_settings: Settings) -> Iterator[TestClient]:
     http.close()
 
 
+# alice and bob override tests/conftest.py's clients of a running stack: no process is started here.
 @pytest.fixture
 def alice() -> Account:
     return Account(*make_user("alice"))

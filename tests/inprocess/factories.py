@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from shared.auth import create_token
 from shared.db import session_scope
@@ -49,11 +50,23 @@ def make_job(
     csv: bytes = IRIS,
 ) -> str:
     """A queued job as submit writes it (parameters validated by the endpoint's model); returns its id."""
-    stored = PARAMS_BY_ENDPOINT[endpoint].model_validate(params or TINY_GBDT).stored()
     with session_scope() as session:
-        n_rows, n_columns = csv.count(b"\n") - 1, csv.split(b"\n")[0].count(b",") + 1
-        digest = store_dataset(session, csv, n_rows, n_columns)
-        return create_job(session, user_id=user_id, endpoint=endpoint, params=stored, dataset=digest).id
+        return insert_job(session, user_id, endpoint=endpoint, params=params, csv=csv)
+
+
+def insert_job(
+    session: Session,
+    user_id: int,
+    *,
+    endpoint: str = "gbdtclassification",
+    params: dict[str, Any] | None = None,
+    csv: bytes = IRIS,
+) -> str:
+    """`make_job` inside the caller's transaction."""
+    stored = PARAMS_BY_ENDPOINT[endpoint].model_validate(params or TINY_GBDT).stored()
+    n_rows, n_columns = csv.count(b"\n") - 1, csv.split(b"\n")[0].count(b",") + 1
+    digest = store_dataset(session, csv, n_rows, n_columns)
+    return create_job(session, user_id=user_id, endpoint=endpoint, params=stored, dataset=digest).id
 
 
 def ago(seconds: float) -> datetime:

@@ -8,10 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.db import session_scope
-from shared.jobstore import create_job, store_dataset
 from shared.limits import RateLimited, check_submission_limits, enforce_submission_limits, reserve_submission
 from shared.settings import Settings
-from tests.inprocess.factories import IRIS, ago, make_job, make_user, set_job
+from tests.inprocess.factories import ago, insert_job, make_job, make_user, set_job
 
 
 @pytest.fixture
@@ -92,8 +91,7 @@ def test_simultaneous_submissions_cannot_overshoot_the_limit(limited: Settings) 
         try:
             with session_scope() as session:
                 reserve_submission(session, user_id, limited)
-                digest = store_dataset(session, IRIS, 150, 5)
-                create_job(session, user_id=user_id, endpoint="gbdtclassification", params={}, dataset=digest)
+                insert_job(session, user_id)
         except RateLimited:
             return False
         return True
