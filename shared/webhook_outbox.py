@@ -208,7 +208,8 @@ class AttemptOutcome:
 
     @property
     def delivered(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
+        """A 2xx answer read to its end (or its first 64 KB) within the attempt's timeout."""
+        return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
 
 
 def next_delay(schedule: Sequence[float], attempt: int, rng: random.Random | None = None) -> float | None:
