@@ -8,6 +8,7 @@ attempt) and settle them with another that checks their claim token.
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from collections.abc import Callable, Sequence
@@ -47,11 +48,20 @@ def result_summary(result: dict[str, Any] | None) -> dict[str, float | None]:
     if not result:
         return {}
     if "accuracy" in result:
-        return {"accuracy": result["accuracy"]}
+        return {"accuracy": _finite(result["accuracy"])}
     score = result.get("Score")
     if isinstance(score, dict) and "R² Score" in score:
-        return {"r2": score["R² Score"]}
+        return {"r2": _finite(score["R² Score"])}
     return {}
+
+
+def _finite(value: Any) -> float | None:
+    """A plain float for the JSON column (NumPy scalars and NaN are not JSON)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def finished_payload(session: Session, job: Job, result: dict[str, Any] | None = None) -> dict[str, Any]:

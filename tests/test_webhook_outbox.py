@@ -15,7 +15,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db import make_engine
 from shared.jobstore import cancel, claim, fail, requeue_stale, succeed
 from shared.tables import Base, Job, JobStatus, Upload, User, WebhookAttempt, WebhookDelivery, utcnow
-from shared.webhook_outbox import AttemptOutcome, RedeliveryRefused, claim_due, redeliver, settle
+from shared.webhook_outbox import (
+    AttemptOutcome,
+    RedeliveryRefused,
+    claim_due,
+    next_delay,
+    redeliver,
+    result_summary,
+    settle,
+)
 
 URL = "https://receiver.example/hook"
 
@@ -131,3 +139,14 @@ def test_redeliver(session: Session) -> None:
     cancel(session, without)
     with pytest.raises(RedeliveryRefused, match="without a webhook_url"):
         redeliver(session, without, "alice")
+
+
+def test_summary_and_retry_schedule_units() -> None:
+    assert result_summary({"accuracy": 0.9, "Score": {}}) == {"accuracy": 0.9}
+    assert result_summary({"Score": {"R² Score": 0.5}}) == {"r2": 0.5}
+    assert result_summary(None) == {}
+    assert result_summary({"Score": {"R² Score": float("nan")}}) == {"r2": None}
+    schedule = (5.0, 30.0)
+    assert 4.0 <= next_delay(schedule, 1) <= 6.0  # type: ignore[operator]
+    assert 24.0 <= next_delay(schedule, 2) <= 36.0  # type: ignore[operator]
+    assert next_delay(schedule, 3) is None

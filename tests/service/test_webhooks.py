@@ -15,7 +15,6 @@ from standardwebhooks.webhooks import Webhook
 
 from shared.ml.errors import ParameterError
 from shared.webhook_address import check_url
-from shared.webhook_outbox import next_delay, result_summary
 from tests.stack import Client, Stack
 from tests.webhook_receiver import Receiver
 
@@ -278,13 +277,3 @@ def test_webhook_url_must_be_http_and_public() -> None:
     check_url("http://127.0.0.1:9/x", allow_private=True)
     check_url("http://[2606:4700:4700::1111]/h", allow_private=False)  # a public IPv6 address
     check_url("http://[64:ff9b::808:808]/h", allow_private=False)  # NAT64 of the public 8.8.8.8
-
-
-def test_summary_and_retry_schedule_units() -> None:
-    assert result_summary({"accuracy": 0.9, "Score": {}}) == {"accuracy": 0.9}
-    assert result_summary({"Score": {"R² Score": 0.5}}) == {"r2": 0.5}
-    assert result_summary(None) == {}
-    schedule = (5.0, 30.0)
-    assert 4.0 <= next_delay(schedule, 1) <= 6.0  # type: ignore[operator]
-    assert 24.0 <= next_delay(schedule, 2) <= 36.0  # type: ignore[operator]
-    assert next_delay(schedule, 3) is None
