@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import time
 
 import httpx
@@ -19,6 +20,8 @@ from shared.webhook_address import parse_url, resolve_checked
 from shared.webhook_outbox import EXCERPT_CHARS, AttemptOutcome
 
 MAX_RESPONSE_BYTES = 64 * 1024
+
+log = logging.getLogger("fitexplain.webhooks")
 
 
 def _host_header(url: httpx.URL, host: str) -> str:
@@ -50,10 +53,11 @@ async def post_pinned(
             address = await asyncio.to_thread(resolve_checked, target, allow_private=allow_private)
             original = httpx.URL(url)
             pinned = original.copy_with(host=address)
+            host = original.raw_host.decode("ascii")  # IDNA-encoded, as it goes on the wire
             extensions = {}
-            if target.scheme == "https" and not _is_ip(target.host):
-                extensions["sni_hostname"] = target.host
-            request_headers = {**headers, "host": _host_header(original, target.host)}
+            if target.scheme == "https" and not _is_ip(host):
+                extensions["sni_hostname"] = host
+            request_headers = {**headers, "host": _host_header(original, host)}
             async with (
                 httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=timeout) as client,
                 client.stream(
@@ -73,7 +77,10 @@ async def post_pinned(
         error = f"timed out after {timeout} s"
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"
-    except OSError as exc:
+    except (OSError, httpx.InvalidURL, UnicodeError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # anything else is still an attempt that failed, never a stuck delivery
+        log.exception("webhook attempt to %s failed unexpectedly", url)
         error = f"{type(exc).__name__}: {exc}"
     latency_ms = round((time.monotonic() - started) * 1000, 1)
     return AttemptOutcome(address, status_code, latency_ms, error and error[:500], excerpt)
