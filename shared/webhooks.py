@@ -79,12 +79,12 @@ def signing_secrets(session: Session, user: User) -> list[str]:
 
 
 def signed_request(
-    secrets_: list[str], message_id: str, body: dict[str, Any]
+    signing_keys: list[str], message_id: str, body: dict[str, Any]
 ) -> tuple[bytes, dict[str, str]]:
     """The body and the Standard Webhooks headers; one `v1,` signature per secret, space-separated."""
     text = json.dumps(body, separators=(",", ":"))
     now = datetime.now(UTC)
-    signatures = " ".join(Webhook(secret).sign(message_id, now, text) for secret in secrets_)
+    signatures = " ".join(Webhook(secret).sign(message_id, now, text) for secret in signing_keys)
     headers = {
         "content-type": "application/json",
         "webhook-id": message_id,
@@ -142,12 +142,12 @@ async def deliver_due() -> int:
     return len(due)
 
 
-async def send_ping(session_secrets: list[str], url: str) -> tuple[str, AttemptOutcome]:
+async def send_ping(signing_keys: list[str], url: str) -> tuple[str, AttemptOutcome]:
     """A signed `ping` event to `url`, sent now with the delivery's checks; returns (message id, outcome)."""
     settings = get_settings()
     message_id = f"ping-{uuid.uuid4().hex}"
     body = {"type": "ping", "timestamp": utcnow().isoformat(), "data": {"message": "fitexplain webhook test"}}
-    content, headers = signed_request(session_secrets, message_id, body)
+    content, headers = signed_request(signing_keys, message_id, body)
     outcome = await post_pinned(
         url, content, headers, allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout
     )
