@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from shared.db import make_engine
 from shared.jobstore import cancel, claim, fail, requeue_stale, succeed
@@ -24,6 +25,7 @@ from shared.webhook_outbox import (
     result_summary,
     settle,
 )
+from shared.webhooks import rotate_secret, signed_request, signing_secrets, user_secret
 
 URL = "https://receiver.example/hook"
 
@@ -150,3 +152,19 @@ def test_summary_and_retry_schedule_units() -> None:
     assert 4.0 <= next_delay(schedule, 1) <= 6.0  # type: ignore[operator]
     assert 24.0 <= next_delay(schedule, 2) <= 36.0  # type: ignore[operator]
     assert next_delay(schedule, 3) is None
+
+
+def test_the_previous_secret_signs_only_during_the_overlap(session: Session) -> None:
+    user = session.get(User, 1)
+    assert user is not None
+    old = user_secret(session, user)
+    new, until = rotate_secret(session, user, overlap_seconds=60)
+    assert new != old and until > utcnow()
+    assert signing_secrets(session, user) == [new, old]
+    body, headers = signed_request(signing_secrets(session, user), "m1", {"a": 1})
+    assert Webhook(old).verify(body, headers) == Webhook(new).verify(body, headers) == {"a": 1}
+    user.webhook_secret_previous_until = utcnow() - timedelta(seconds=1)
+    assert signing_secrets(session, user) == [new]
+    body, headers = signed_request(signing_secrets(session, user), "m2", {"a": 2})
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(body, headers)
