@@ -1,6 +1,7 @@
 """One delivery attempt in process, against loopback servers: https keeps the original host as the TLS
-server name while connecting to the checked address (and still verifies the certificate), and a
-receiver that trickles its answer is cut off by the attempt's total timeout."""
+server name while connecting to the checked address (and still verifies the certificate), a receiver
+that trickles its answer is cut off by the attempt's total timeout, and a huge answer is read only to
+64 KB."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +113,41 @@ def test_an_answer_that_never_ends_is_cut_off_by_the_total_timeout(
     outcome = asyncio.run(post_pinned(url, b"{}", {}, allow_private=True, timeout=1.0))
     assert outcome.error == "timed out after 1.0 s"
     assert outcome.status_code == 200 and outcome.response_excerpt is None and not outcome.delivered
+
+
+@pytest.fixture
+def flooding_server() -> Iterator[tuple[int, list[int]]]:
+    """Answers 200 with a 50 MB body; records how many bytes it managed to send."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent: list[int] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        size = 50_000_000
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n".encode())
+        chunk, total = b"y" * 65536, 0
+        try:
+            while total < size:
+                total += conn.send(chunk)
+        except OSError:
+            pass  # the client hung up
+        sent.append(total)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1], sent
+    listener.close()
+
+
+def test_at_most_64_kb_of_the_answer_is_read(
+    loopback_resolver: None, flooding_server: tuple[int, list[int]]
+) -> None:
+    port, sent = flooding_server
+    url = f"http://{HOST}:{port}/hook"
+    outcome = asyncio.run(post_pinned(url, b"{}", {}, allow_private=True, timeout=10))
+    assert outcome.delivered and outcome.response_excerpt == "y" * 1024
+    deadline = time.monotonic() + 10
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sent and sent[0] < 50_000_000  # the client stopped reading and closed the connection
