@@ -13,7 +13,7 @@ from shared.auth import create_token
 from shared.db import session_scope
 from shared.jobspec import PARAMS_BY_ENDPOINT
 from shared.jobstore import create_job, store_dataset
-from shared.tables import Job, JobEvent, User, utcnow
+from shared.tables import Job, JobEvent, User, WebhookDelivery, utcnow
 from tests.stack import DATA
 
 IRIS = (DATA / "iris_dataset2.csv").read_bytes()
@@ -89,3 +89,10 @@ def events(job_id: str) -> list[str]:
         return list(
             session.scalars(select(JobEvent.event).where(JobEvent.job_id == job_id).order_by(JobEvent.id))
         )
+
+
+def webhook_outbox(job_id: str) -> list[str]:
+    """The event types of the webhook deliveries written for a job (shared.webhook_outbox)."""
+    with session_scope() as session:
+        query = select(WebhookDelivery.event_type).where(WebhookDelivery.job_id == job_id)
+        return list(session.scalars(query.order_by(WebhookDelivery.id)))

@@ -8,9 +8,18 @@ import pytest
 import redis
 
 from shared.dispatch import dispatch, sweep
-from shared.queue import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK, broker_lost_messages
+from shared.queue import RUN_JOB_TASK, broker_lost_messages
 from shared.settings import Settings
-from tests.inprocess.factories import TINY_GBDT, ago, events, load_job, make_job, make_user, set_job
+from tests.inprocess.factories import (
+    TINY_GBDT,
+    ago,
+    events,
+    load_job,
+    make_job,
+    make_user,
+    set_job,
+    webhook_outbox,
+)
 from tests.inprocess.recorder import PublishRecorder
 from tests.stack import purge_queue
 
@@ -116,7 +125,7 @@ def test_the_sweep_requeues_and_republishes_a_job_whose_worker_vanished(
     assert events(job_id)[-2:] == ["requeued", "dispatched"]
 
 
-def test_the_sweep_fails_a_job_that_used_its_attempts_and_sends_its_webhook(
+def test_the_sweep_fails_a_job_that_used_its_attempts_and_writes_its_webhook(
     user_id: int, published: PublishRecorder, healthy_broker: redis.Redis, service_settings: Settings
 ) -> None:
     job_id = old_job(user_id, webhook_url="https://example.com/hook")
@@ -132,4 +141,4 @@ def test_the_sweep_fails_a_job_that_used_its_attempts_and_sends_its_webhook(
     job = load_job(job_id)
     assert job is not None and (job.status, job.error_code) == ("failed", "worker_lost")
     assert published.job_ids(RUN_JOB_TASK) == []
-    assert published.job_ids(DELIVER_WEBHOOK_TASK) == [job_id]
+    assert webhook_outbox(job_id) == ["job.failed"]

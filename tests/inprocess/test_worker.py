@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from shared.db import session_scope
 from shared.jobstore import cancel, result_body
-from shared.queue import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK
-from tests.inprocess.factories import TINY_GBDT, Account, events, load_job, make_job
+from shared.queue import RUN_JOB_TASK
+from tests.inprocess.factories import TINY_GBDT, Account, events, load_job, make_job, webhook_outbox
 from tests.inprocess.recorder import PublishRecorder
 from tests.stack import DATA
 
@@ -82,12 +82,12 @@ def test_a_job_cancelled_before_its_turn_is_not_run(alice: Account, run_job: Cal
     assert job is not None and (job.status, job.attempts) == ("cancelled", 0)
 
 
-def test_a_finished_job_with_a_webhook_publishes_its_delivery(
-    alice: Account, run_job: Callable[[str], str], published: PublishRecorder
+def test_a_finished_job_with_a_webhook_writes_its_delivery(
+    alice: Account, run_job: Callable[[str], str]
 ) -> None:
     job_id = make_job(alice.id, params={**TINY_GBDT, "webhook_url": "https://example.com/hook"})
     assert run_job(job_id) == "succeeded"
-    assert published.job_ids(DELIVER_WEBHOOK_TASK) == [job_id]
+    assert webhook_outbox(job_id) == ["job.succeeded"]
 
 
 @pytest.mark.parametrize(
