@@ -19,8 +19,11 @@ from fitexplain_client import (
     NotFoundError,
     Result,
     ValidationError,
+    WebhookVerificationError,
+    verify_webhook,
 )
 from tests.faults.conftest import slow_csv, slow_params
+from tests.service.test_webhooks import receiver  # noqa: F401 - the fixture
 from tests.stack import DATA, Stack
 
 pytestmark = pytest.mark.service
@@ -111,6 +114,34 @@ def test_every_endpoint_result_and_plots(results: dict[str, Result], endpoint: s
         path = tmp_path / f"{endpoint}-{kind}.png"
         figure.savefig(path)
         assert_png(path)
+
+
+def test_every_shap_plot_works_on_the_explanation(results: dict[str, Result], tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    explanation = results["mlclassification"].shap_explanation(class_label="1")
+    for draw in (shap.plots.beeswarm, shap.plots.bar, shap.plots.violin):
+        draw(explanation, show=False)
+        plt.savefig(tmp_path / f"{draw.__name__}.png")
+        plt.close("all")
+        assert_png(tmp_path / f"{draw.__name__}.png")
+    shap.plots.waterfall(results["gbdtregression"].shap_explanation()[0], show=False)
+    plt.savefig(tmp_path / "waterfall.png")
+    plt.close("all")
+    assert_png(tmp_path / "waterfall.png")
+
+
+def test_webhook_verified_with_the_users_secret(client: Client, receiver) -> None:  # noqa: F811
+    url, received = receiver
+    job = client.gbdtclassification(DATA / "iris_dataset2.csv", webhook_url=url)
+    body, headers = received.get(timeout=120)
+    message = verify_webhook(headers, body, client.webhook_secret())
+    assert message["type"] == "job.succeeded" and message["data"]["id"] == job.id
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(headers, body.replace(b"succeeded", b"failed"), client.webhook_secret())
 
 
 def test_shap_beeswarm_coloured_by_feature_values(results: dict[str, Result], tmp_path: Path) -> None:
