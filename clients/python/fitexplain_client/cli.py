@@ -31,7 +31,6 @@ PLUGIN_GROUP = "fitexplain.commands"
 app = typer.Typer(
     help="fitexplain: fit models on CSV files and explain them, as a job service.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
 )
 out = Console()
 err = Console(stderr=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -96,7 +96,7 @@ class Client(Endpoints[Job]):
         return self._get_json("/webhook-secret")["secret"]
 
 
-class AsyncClient(Endpoints[Any]):
+class AsyncClient(Endpoints[Coroutine[Any, Any, AsyncJob]]):
     """`Client`'s methods, awaited: `job = await client.mlregression(...)`, `result = await job.wait()`."""
 
     def __init__(
@@ -129,7 +129,7 @@ class AsyncClient(Endpoints[Any]):
         response = await self._transport.request("DELETE", path)
         return None if response.status_code == 204 else response.json()
 
-    async def submit(  # type: ignore[override]  # the awaitable form of Endpoints.submit
+    async def submit(
         self,
         endpoint: str,
         data: DataLike,

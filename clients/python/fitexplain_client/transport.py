@@ -24,10 +24,11 @@ class RetryPolicy:
     attempts: int = 5
     backoff: float = 0.5  # first delay in seconds, doubled each time, with jitter
     max_delay: float = 30.0
+    max_retry_after: float = 120.0  # the server's Retry-After is honoured up to this
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(retry_after, self.max_delay)
+            return min(retry_after, self.max_retry_after)
         return min(self.backoff * 2**attempt, self.max_delay) * random.uniform(0.5, 1.0)
 
 
