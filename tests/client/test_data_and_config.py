@@ -86,3 +86,16 @@ def test_result_reads_one_flat_object_or_a_list() -> None:
         one.plot_shap_summary()
     with pytest.raises(ValueError, match="no prediction intervals"):
         one.plot_intervals()
+
+
+def test_shap_long_form_follows_the_values() -> None:
+    classification = {"y_true": [0, 1], "y_pred": [0, 1], "proba": [[1, 0], [0, 1]], "accuracy": 1.0}
+    shap = {"method": "shap", "values": [[[1, -1], [2, -2]], [[3, -3], [4, -4]]], "base_values": [[0, 0]] * 2,
+            "feature_names": ["b", "a"], "class_labels": ["no", "yes"]}  # fmt: skip
+    frame = Result({**classification, "interpretability": shap}).to_frame("shap")
+    assert frame.to_dict("list") == {
+        "row": [0, 0, 0, 0, 1, 1, 1, 1],
+        "feature": ["b", "b", "a", "a", "b", "b", "a", "a"],
+        "class": ["no", "yes"] * 4,
+        "value": [1.0, -1.0, 2.0, -2.0, 3.0, -3.0, 4.0, -4.0],
+    }

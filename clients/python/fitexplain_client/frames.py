@@ -61,29 +61,16 @@ def to_frame(result: Result, kind: str) -> Any:
             }
         )
         return frame.sort_values("importance_mean", ascending=False, ignore_index=True)
-    if kind == "shap":
+    if kind == "shap":  # long form, in the order of the values: row, then feature, then class
         np = _need("numpy", "pandas")
         shap = result.require("shap")
         values = np.asarray(shap["values"], dtype=float)
-        names = list(shap["feature_names"])
-        rows, features = np.meshgrid(np.arange(values.shape[0]), np.arange(values.shape[1]), indexing="ij")
-        if values.ndim == 2:
-            return pd.DataFrame(
-                {"row": rows.ravel(), "feature": np.asarray(names)[features.ravel()], "value": values.ravel()}
-            )
-        labels = result.class_labels
-        parts = [
-            pd.DataFrame(
-                {
-                    "row": rows.ravel(),
-                    "feature": np.asarray(names)[features.ravel()],
-                    "class": label,
-                    "value": values[:, :, index].ravel(),
-                }
-            )
-            for index, label in enumerate(labels)
-        ]
-        return pd.concat(parts, ignore_index=True).sort_values(["row", "feature", "class"], ignore_index=True)
+        names = np.asarray(shap["feature_names"])
+        index = np.indices(values.shape).reshape(values.ndim, -1)
+        columns = {"row": index[0], "feature": names[index[1]]}
+        if values.ndim == 3:
+            columns["class"] = np.asarray(result.class_labels)[index[2]]
+        return pd.DataFrame({**columns, "value": values.ravel()})
     raise ValueError(f"kind must be 'predictions', 'importances' or 'shap', not {kind!r}")
 
 
