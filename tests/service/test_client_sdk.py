@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -223,3 +224,37 @@ def test_async_errors_are_typed_too(stack: Stack, token: str) -> None:
     with pytest.raises(ValidationError) as caught:
         asyncio.run(submit_bad())
     assert caught.value.column == "a" and caught.value.code == "missing_value"
+
+
+@pytest.mark.slow
+def test_the_running_jobs_limit_is_waited_out_through_retry_after(tmp_path: Path) -> None:
+    """A user allowed 2 unfinished jobs submits 6 at once: the server answers 429 with Retry-After, and
+    the client waits it out and resubmits until every job is accepted and has finished."""
+    limited = Stack(tmp_path, extra_env={"FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "2"}).setup()
+    try:
+        limited.start_worker(concurrency=2)
+        limited.start_api()
+        token = limited.token("limited")
+        csv = (DATA / "iris_dataset2.csv").read_bytes()
+        refused: list[int] = []
+
+        async def run_all() -> list[Result]:
+            async with AsyncClient(limited.url, token) as client:
+                client._transport.http.event_hooks["response"] = [
+                    lambda response: _record_refusal(response, refused)
+                ]
+                jobs = await asyncio.gather(*(client.gbdtclassification(csv, seed=seed) for seed in range(6)))
+                return await asyncio.gather(*(job.wait(timeout=300) for job in jobs))
+
+        results = asyncio.run(run_all())
+        assert len(results) == 6 and all(result.y_pred for result in results)
+        assert refused and set(refused) == {5}, (
+            "the limit was hit, and its Retry-After (5 s) was what we read"
+        )
+    finally:
+        limited.stop()
+
+
+async def _record_refusal(response: httpx.Response, refused: list[int]) -> None:
+    if response.status_code == 429:
+        refused.append(int(response.headers["Retry-After"]))
