@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from fitexplain_client.result import Result
 
 
-def _need(module: str, extra: str) -> Any:
+def need_extra(module: str, extra: str) -> Any:
     import importlib
 
     try:
@@ -29,7 +29,7 @@ def class_index(result: Result, class_label: str | None) -> int:
 
 def shap_arrays(result: Result, class_label: str | None) -> tuple[Any, Any]:
     """(values rows × features, base_values rows) for regression or for one class."""
-    np = _need("numpy", "plot")
+    np = need_extra("numpy", "plot")
     shap = result.require("shap")
     values = np.asarray(shap["values"], dtype=float)
     base = np.asarray(shap["base_values"], dtype=float)
@@ -42,7 +42,7 @@ def shap_arrays(result: Result, class_label: str | None) -> tuple[Any, Any]:
 
 
 def to_frame(result: Result, kind: str) -> Any:
-    pd = _need("pandas", "pandas")
+    pd = need_extra("pandas", "pandas")
     if kind == "predictions":
         frame = pd.DataFrame({"y_true": result.y_true, "y_pred": result.y_pred})
         if result.proba is not None:
@@ -62,7 +62,7 @@ def to_frame(result: Result, kind: str) -> Any:
         )
         return frame.sort_values("importance_mean", ascending=False, ignore_index=True)
     if kind == "shap":  # long form, in the order of the values: row, then feature, then class
-        np = _need("numpy", "pandas")
+        np = need_extra("numpy", "pandas")
         shap = result.require("shap")
         values = np.asarray(shap["values"], dtype=float)
         names = np.asarray(shap["feature_names"])
@@ -75,8 +75,8 @@ def to_frame(result: Result, kind: str) -> Any:
 
 
 def shap_explanation(result: Result, class_label: str | None, data: Any) -> Any:
-    shap_module = _need("shap", "shap")
-    np = _need("numpy", "shap")
+    shap_module = need_extra("shap", "shap")
+    np = need_extra("numpy", "shap")
     shap = result.require("shap")
     names = list(shap["feature_names"])
     if class_label is None and np.asarray(shap["values"]).ndim == 3:

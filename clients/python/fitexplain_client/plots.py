@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fitexplain_client.frames import _need, class_index, shap_arrays
+from fitexplain_client.frames import class_index, need_extra, shap_arrays
 
 if TYPE_CHECKING:
     from fitexplain_client.result import Result
 
 
 def _figure(n_rows: int) -> tuple[Any, Any]:
-    figure_module = _need("matplotlib.figure", "plot")
+    figure_module = need_extra("matplotlib.figure", "plot")
     figure = figure_module.Figure(figsize=(7, max(2.5, 0.3 * n_rows + 1.2)), layout="constrained")
     return figure, figure.add_subplot()
 
@@ -22,7 +22,7 @@ def _top(order: Any, top: int | None) -> Any:
 
 
 def importance(result: Result, top: int | None) -> Any:
-    np = _need("numpy", "plot")
+    np = need_extra("numpy", "plot")
     permutation = result.require("permutation")
     means = np.asarray(permutation["importances_mean"], dtype=float)
     stds = np.asarray(permutation["importances_std"], dtype=float)
@@ -38,7 +38,7 @@ def importance(result: Result, top: int | None) -> Any:
 
 
 def shap_summary(result: Result, class_label: str | None, top: int | None) -> Any:
-    np = _need("numpy", "plot")
+    np = need_extra("numpy", "plot")
     shap = result.require("shap")
     names = np.asarray(shap["feature_names"])
     values = np.asarray(shap["values"], dtype=float)
@@ -64,7 +64,7 @@ def shap_summary(result: Result, class_label: str | None, top: int | None) -> An
 
 
 def shap_beeswarm(result: Result, class_label: str | None, data: Any, top: int | None) -> Any:
-    np = _need("numpy", "plot")
+    np = need_extra("numpy", "plot")
     shap = result.require("shap")
     values, _ = shap_arrays(result, class_label)
     names = np.asarray(shap["feature_names"])
@@ -95,13 +95,13 @@ def shap_beeswarm(result: Result, class_label: str | None, data: Any, top: int |
 
 
 def intervals(result: Result) -> Any:
-    np = _need("numpy", "plot")
+    np = need_extra("numpy", "plot")
     lower, upper = (np.asarray(side, dtype=float) for side in result.regression_intervals())
     predicted = np.asarray(result.y_pred, dtype=float)
     actual = np.asarray(result.y_true, dtype=float)
     order = np.argsort(predicted)
     positions = np.arange(len(order))
-    figure_module = _need("matplotlib.figure", "plot")
+    figure_module = need_extra("matplotlib.figure", "plot")
     figure = figure_module.Figure(figsize=(8, 4), layout="constrained")
     axes = figure.add_subplot()
     axes.fill_between(positions, lower[order], upper[order], color="#3b75af", alpha=0.25, label="interval")
