@@ -4,6 +4,7 @@ command come without any of the server's ML or database packages."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,9 @@ USER_COMMANDS = ("login", "submit", "jobs", "status", "result", "cancel", "plot"
 
 
 def run(*args: str | Path) -> str:
-    done = subprocess.run([str(arg) for arg in args], capture_output=True, text=True, timeout=600)
+    """Run as on a laptop: no PYTHONPATH pointing into this repository (and its server package)."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run([str(arg) for arg in args], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, f"{args}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 

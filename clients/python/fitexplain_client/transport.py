@@ -16,6 +16,9 @@ from fitexplain_client import __version__
 from fitexplain_client.errors import AuthenticationError, error_from_response, retry_after_seconds
 
 RETRY_STATUSES = frozenset({429, 503})
+# Drop idle connections well before uvicorn closes them (5 s): a pooled connection reused just as the
+# server closes it fails with a ReadError, which a POST may not retry (e.g. after a 5 s Retry-After).
+POOL_LIMITS = httpx.Limits(keepalive_expiry=2.0)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
@@ -60,7 +63,9 @@ class SyncTransport:
     def __init__(self, base_url: str, token: str | None, timeout: float, policy: RetryPolicy) -> None:
         self.token = token
         self.policy = policy
-        self.http = httpx.Client(base_url=base_url, headers=headers(token), timeout=timeout)
+        self.http = httpx.Client(
+            base_url=base_url, headers=headers(token), timeout=timeout, limits=POOL_LIMITS
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         attempt = 0
@@ -85,7 +90,9 @@ class AsyncTransport:
     def __init__(self, base_url: str, token: str | None, timeout: float, policy: RetryPolicy) -> None:
         self.token = token
         self.policy = policy
-        self.http = httpx.AsyncClient(base_url=base_url, headers=headers(token), timeout=timeout)
+        self.http = httpx.AsyncClient(
+            base_url=base_url, headers=headers(token), timeout=timeout, limits=POOL_LIMITS
+        )
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         attempt = 0
