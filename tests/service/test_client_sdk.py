@@ -24,8 +24,8 @@ from fitexplain_client import (
     verify_webhook,
 )
 from tests.faults.conftest import slow_csv, slow_params
-from tests.service.test_webhooks import receiver  # noqa: F401 - the fixture
 from tests.stack import DATA, Stack
+from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.service
 
@@ -135,10 +135,13 @@ def test_every_shap_plot_works_on_the_explanation(results: dict[str, Result], tm
     assert_png(tmp_path / "waterfall.png")
 
 
-def test_webhook_verified_with_the_users_secret(client: Client, receiver) -> None:  # noqa: F811
-    url, received = receiver
-    job = client.gbdtclassification(DATA / "iris_dataset2.csv", webhook_url=url)
-    body, headers = received.get(timeout=120)
+def test_webhook_verified_with_the_users_secret(client: Client) -> None:
+    receiver = Receiver().start()
+    try:
+        job = client.gbdtclassification(DATA / "iris_dataset2.csv", webhook_url=receiver.url())
+        body, headers = receiver.received.get(timeout=120)
+    finally:
+        receiver.stop()
     message = verify_webhook(headers, body, client.webhook_secret())
     assert message["type"] == "job.succeeded" and message["data"]["id"] == job.id
     with pytest.raises(WebhookVerificationError):
