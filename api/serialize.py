@@ -25,6 +25,8 @@ class JobPublic(BaseModel):
     progress: float
     progress_message: str
     attempts: int
+    estimated_seconds: float | None = None  # estimated worker-seconds (None for jobs from before estimates)
+    queue: str = "small"  # "small" or "large": the queue the estimate routed the job to
     error: JobError | None = None
     created_at: datetime
     started_at: datetime | None = None
@@ -49,6 +51,8 @@ def job_public(job: Job) -> JobPublic:
         progress=job.progress,
         progress_message=job.progress_message,
         attempts=job.attempts,
+        estimated_seconds=job.estimated_seconds,
+        queue=job.queue,
         error=error,
         created_at=job.created_at,
         started_at=job.started_at,
