@@ -4,7 +4,8 @@ user's small job runs at once. Default per-user limits (the stack's test env rai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import numpy as np
@@ -37,10 +38,25 @@ def many_classes_csv(n_rows: int = 400, n_features: int = 3, n_classes: int = 10
     return ("\n".join(lines) + "\n").encode()
 
 
+def boosting_csv(n_rows: int, seed: int) -> bytes:
+    """Binary classification data: boosting 1000 trees on 1000 rows takes several seconds here."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_rows, 8)).round(4)
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int)
+    lines = [",".join([*(f"x{j}" for j in range(8)), "target"])]
+    lines += [",".join([*map(str, X[r]), str(y[r])]) for r in range(n_rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+BOOSTING = {"model_type": "gradientboosting", "n_estimators": 1000}
+
+
+def at(job: dict, field: str) -> datetime:
+    return datetime.fromisoformat(str(job[field]))
+
+
 def seconds_to_finish(job: dict) -> float:
-    created = datetime.fromisoformat(str(job["created_at"]))
-    finished = datetime.fromisoformat(str(job["finished_at"]))
-    return (finished - created).total_seconds()
+    return (at(job, "finished_at") - at(job, "created_at")).total_seconds()
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +71,10 @@ def default_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def raised_budget_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The budget raised so finding 1 is accepted; only a small-queue worker runs."""
+    """The budget raised so finding 1 is accepted; only a small-queue worker runs, two jobs at a time."""
     env = {**DEFAULT_USER_LIMITS, "FITEXPLAIN_MAX_JOB_SECONDS": "1e9"}
     deployment = Stack(tmp_path_factory.mktemp("fair_raised"), extra_env=env).setup()
-    deployment.start_worker(queue="small")
+    deployment.start_worker(concurrency=2, queue="small")
     deployment.start_api()
     yield deployment
     deployment.stop()
@@ -106,3 +122,41 @@ def test_with_the_budget_raised_large_jobs_wait_in_their_own_queue(raised_budget
         job = attacker.http.get(f"/jobs/{job_id}").json()
         assert job["status"] == "queued" and job["attempts"] == 0, job
         assert attacker.http.delete(f"/jobs/{job_id}").status_code == 200
+
+
+def test_a_user_with_jobs_running_is_served_after_a_user_with_none(raised_budget_stack: Stack) -> None:
+    """Two slots busy with ann's jobs (a short one and a long one); ann then queues a third job and bob
+    one: when the short job ends, the free slot takes bob's job although ann's is older (FIFO would not)."""
+    ann = Client(raised_budget_stack.url, raised_budget_stack.token("ann"))
+    bob = Client(raised_budget_stack.url, raised_budget_stack.token("bob"))
+    short = ann.submit("gbdtclassification", boosting_csv(1000, seed=1), **BOOSTING).json()["id"]
+    long = ann.submit("gbdtclassification", boosting_csv(3000, seed=2), **BOOSTING).json()["id"]
+    for job_id in (short, long):
+        wait_for(ann, job_id, lambda job: job["status"] != "queued")
+    assert ann.http.get(f"/jobs/{long}").json()["status"] == "running", "the long job ended too soon"
+
+    third = ann.submit("gbdtclassification", "iris_dataset2.csv")
+    assert third.status_code == 202, third.text
+    bobs = bob.submit("gbdtclassification", "iris_dataset2.csv")
+    assert bobs.status_code == 202, bobs.text
+    done = bob.wait(bobs.json()["id"], timeout=120)
+    assert done["status"] == "succeeded", done
+    ann_third = ann.http.get(f"/jobs/{third.json()['id']}").json()
+    short_job = ann.wait(short, timeout=120)
+    assert at(short_job, "finished_at") > at(ann_third, "created_at"), (
+        "both slots must be busy when ann queues"
+    )
+    started_later = ann_third["started_at"] is None or at(ann_third, "started_at") > at(done, "started_at")
+    assert started_later, (ann_third, done)
+    for job_id in (long, third.json()["id"]):
+        ann.http.delete(f"/jobs/{job_id}")
+
+
+def wait_for(client: Client, job_id: str, condition: Callable[[dict], bool], timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.http.get(f"/jobs/{job_id}").json()
+        if condition(job):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not reach the expected state in {timeout} s")
