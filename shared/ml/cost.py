@@ -135,8 +135,11 @@ def estimate_cost(spec: JobSpec, shape: DataShape, background_rows: int = 500) -
             evals = min(exact_evals, AGNOSTIC_EVALS_PER_ROW)
             shap += model.predict_rows(shape.n_test * evals, shape.n_features)
     parse = 2 * PARSE_SECONDS_PER_CELL * (shape.n_train + shape.n_test) * (shape.n_features + 1)
+    fit = model.fit
+    if spec.task == "regression" and spec.return_pi and spec.pi_method == "localconformal":
+        fit += _forest_fit(shape.n_train // 2, shape.n_features)  # its error model: extra trees
     tree_shap = model.shap_per_row is not None
-    return CostEstimate(parse=parse, fit=model.fit, permutation=permutation, shap=shap, tree_shap=tree_shap)
+    return CostEstimate(parse=parse, fit=fit, permutation=permutation, shap=shap, tree_shap=tree_shap)
 
 
 def check_budget(estimate: CostEstimate, budget_seconds: float) -> None:
@@ -223,7 +226,7 @@ def _sklearn_costs(spec: JobSpec, shape: DataShape) -> _ModelCosts:
     if name.startswith(FOREST_NAMES):
         depth = 2 * math.log2(n_train)  # fully grown, unbalanced trees
         leaves = n_train
-        fit = FOREST_TREES * n_train * math.log2(n_train) * math.sqrt(n_inputs) * FOREST_FIT_PER_UNIT
+        fit = _forest_fit(n_train, n_inputs)
         predict = FOREST_TREES * depth * FOREST_PREDICT_PER_NODE
         tree_shap = FOREST_TREES * leaves * depth * FOREST_SHAP_PER_LEAF
     else:
@@ -240,6 +243,11 @@ def _sklearn_costs(spec: JobSpec, shape: DataShape) -> _ModelCosts:
         # A wrapped model is explained by nnetsauce-tree or the model-agnostic sampler: bounded by the latter.
         shap_per_row=None if wrapped else tree_shap,
     )
+
+
+def _forest_fit(n_train: int, n_inputs: int) -> float:
+    n_train = max(n_train, 2)
+    return FOREST_TREES * n_train * math.log2(n_train) * math.sqrt(n_inputs) * FOREST_FIT_PER_UNIT
 
 
 def shape_of(dataset: Dataset) -> DataShape:

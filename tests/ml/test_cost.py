@@ -107,3 +107,11 @@ def test_advice_follows_the_dominant_cost() -> None:
     finding_1 = replace(finding_1, interpretability=("permutation", "shap"))
     assert estimate_cost(finding_1, FINDING_1).tree_shap
     assert not estimate_cost(replace(ml(), interpretability=("shap",)), IRIS).tree_shap
+
+
+def test_local_conformal_intervals_add_their_error_model() -> None:
+    model = ModelSpec(task="regression", family="ml", base_model="ElasticNet")
+    plain = JobSpec(model=model)
+    local = JobSpec(model=model, return_pi=True, pi_method="localconformal")
+    boston = DataShape(n_train=354, n_test=152, n_features=13)
+    assert total(plain, boston) < total(local, boston)
