@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shared.tables import Job
 
@@ -25,8 +25,10 @@ class JobPublic(BaseModel):
     progress: float
     progress_message: str
     attempts: int
-    estimated_seconds: float | None = None  # estimated worker-seconds (None for jobs from before estimates)
-    queue: str = "small"  # "small" or "large": the queue the estimate routed the job to
+    estimated_seconds: float | None = Field(
+        None, description="estimated worker-seconds of the job (null for jobs submitted before estimates)"
+    )
+    queue: str = Field("small", description='"small" or "large": the queue its estimated cost routed it to')
     error: JobError | None = None
     created_at: datetime
     started_at: datetime | None = None
