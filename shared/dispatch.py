@@ -15,7 +15,6 @@ from shared.jobstore import add_event, forget_dispatches, mark_dispatched, reque
 from shared.queue import RUN_JOB_TASK, broker_lost_messages, publish
 from shared.routing import broker_queue
 from shared.settings import get_settings
-from shared.webhooks import notify
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +42,9 @@ def sweep() -> dict[str, int]:
     undispatched queued job."""
     settings = get_settings()
     with session_scope() as session:
-        requeued, failed = requeue_stale(
+        requeued, _failed = requeue_stale(
             session, stale_after=settings.stale_after_seconds, max_attempts=settings.max_attempts
         )
-    for job_id in failed:
-        notify(job_id)
     try:
         lost = broker_lost_messages()
     except Exception as exc:  # broker down: nothing can be published this time anyway

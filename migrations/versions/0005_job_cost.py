@@ -1,7 +1,7 @@
 """jobs.estimated_seconds and jobs.queue: each job's estimated cost and the queue it was routed to
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
