@@ -15,8 +15,11 @@ The model counts the work each step does and multiplies by a measured cost per u
 - model-agnostic SHAP spends at most the explainer's evaluation budget per row (exact enumeration of
   2^p coalitions x background rows when that is smaller).
 
-The constants come from `benchmarks/cost_calibration.py` (which re-measures them and prints the estimate
-against measured jobs); each is rounded up, so the estimate errs on the side of too high.
+How the constants were measured: each unit was timed on its own on the reference machine at a load
+average of about 3 (one model thread; e.g. 200 trees of each library fitted on 100 x 4 and 5,000 x 20
+rows for the per-tree and per-cell costs; predict and TreeSHAP timed on 2,000 rows of 200-tree models of
+depth 6), then rounded up, so the estimate errs on the side of too high. `benchmarks/cost_calibration.py`
+prints the estimate beside whole jobs measured in the same run (table in benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 
 from shared.ml.data import Dataset
 from shared.ml.errors import LimitExceeded
+from shared.ml.pipeline import PERMUTATION_REPEATS
 from shared.ml.spec import GbdtType, JobSpec
 
 #: Model evaluations per explained row for the model-agnostic SHAP explainer, which takes its budget from
@@ -33,7 +37,6 @@ from shared.ml.spec import GbdtType, JobSpec
 #: rows, p <= 7 with 100), antithetic sampling otherwise. A nnetsauce classifier costs ~5 us an
 #: evaluation: 20k a row is 0.1 s a row.
 AGNOSTIC_EVALS_PER_ROW = 20_000
-PERMUTATION_REPEATS = 10
 #: Default n_estimators of scikit-learn's forests (the ml endpoints use the base model's defaults).
 FOREST_TREES = 100
 FOREST_NAMES = ("RandomForest", "ExtraTrees")
