@@ -1,6 +1,6 @@
 # The two commands: `make run` starts the service, `make test` runs the whole suite.
-# `make test-fast` runs only the unit (tests/ml) and in-process (tests/inprocess) tiers, one pytest process per
-# core (each in-process one with its own database): no worker or API process is started.
+# `make test-fast` runs only the unit (tests/ml) and in-process (tests/store, tests/inprocess) tiers, one pytest
+# process per core (each with its own databases): no worker or API process is started.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -27,7 +27,7 @@ test: install
 
 test-fast: install
 	bash scripts/ensure_services.sh
-	$(BIN)/pytest -n auto tests/ml tests/inprocess
+	$(BIN)/pytest -n auto tests/ml tests/store tests/inprocess
 
 lint: install
 	$(BIN)/ruff check .

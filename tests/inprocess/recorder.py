@@ -15,6 +15,7 @@ from shared.queue import RUN_JOB_TASK
 class Message:
     task: str
     args: tuple[Any, ...]
+    queue: str | None = None
 
 
 @dataclass
@@ -26,10 +27,12 @@ class PublishRecorder:
     broker_down: bool = False
     deliver: dict[str, Callable[..., object]] = field(default_factory=dict)
 
-    def send_task(self, name: str, args: list[Any] | None = None, kwargs: object = None, **_: object) -> None:
+    def send_task(
+        self, name: str, args: list[Any] | None = None, kwargs: object = None, **options: Any
+    ) -> None:
         if self.broker_down:
             raise OperationalError("Error 111 connecting to the broker (test: broker down)")
-        self.messages.append(Message(name, tuple(args or ())))
+        self.messages.append(Message(name, tuple(args or ()), options.get("queue")))
         if name in self.deliver:
             self.deliver[name](*(args or ()))
 

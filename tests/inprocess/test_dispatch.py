@@ -43,10 +43,13 @@ def old_job(user_id: int, **params: object) -> str:
     return job_id
 
 
-def test_dispatch_publishes_the_job_id_then_marks_it(user_id: int, published: PublishRecorder) -> None:
+def test_dispatch_publishes_the_job_id_then_marks_it(
+    user_id: int, published: PublishRecorder, service_settings: Settings
+) -> None:
     job_id = make_job(user_id)
-    assert dispatch(job_id)
+    assert dispatch(job_id, "small")
     assert published.job_ids(RUN_JOB_TASK) == [job_id]
+    assert published.messages[0].queue == service_settings.queue  # the small jobs' broker queue
     job = load_job(job_id)
     assert job is not None and job.dispatched_at is not None
     assert events(job_id) == ["submitted", "dispatched"]
@@ -55,7 +58,7 @@ def test_dispatch_publishes_the_job_id_then_marks_it(user_id: int, published: Pu
 def test_a_broker_outage_leaves_the_job_undispatched(user_id: int, published: PublishRecorder) -> None:
     published.broker_down = True
     job_id = make_job(user_id)
-    assert not dispatch(job_id)
+    assert not dispatch(job_id, "small")
     job = load_job(job_id)
     assert job is not None and (job.status, job.dispatched_at) == ("queued", None)
     assert events(job_id) == ["submitted"]
@@ -81,7 +84,7 @@ def test_the_sweep_publishes_after_an_outage_ends(
 ) -> None:
     published.broker_down = True
     job_id = make_job(user_id)
-    assert not dispatch(job_id)
+    assert not dispatch(job_id, "small")
     set_job(job_id, created_at=ago(10))
     assert sweep() == {"requeued": 0, "dispatched": 0}
     published.broker_down = False

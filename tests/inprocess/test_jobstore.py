@@ -350,9 +350,9 @@ def test_undispatched_lists_old_enough_queued_jobs_oldest_first(user_id: int) ->
     set_job(started, created_at=ago(300))
     running(started)
     with session_scope() as session:
-        assert jobstore.undispatched(session, older_than=50) == [older, old]
-        assert jobstore.undispatched(session, older_than=50, limit=1) == [older]
-        assert jobstore.undispatched(session) == [older, old, fresh]
+        assert jobstore.undispatched(session, older_than=50) == [(older, "small"), (old, "small")]
+        assert jobstore.undispatched(session, older_than=50, limit=1) == [(older, "small")]
+        assert [job_id for job_id, _ in jobstore.undispatched(session)] == [older, old, fresh]
 
 
 # -- deletion -----------------------------------------------------------------------------------------

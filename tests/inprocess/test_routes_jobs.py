@@ -75,6 +75,8 @@ def test_a_job_shows_its_public_fields(client: TestClient, alice: Account) -> No
         "started_at",
         "finished_at",
         "links",
+        "estimated_seconds",
+        "queue",
     }
     assert (body["id"], body["status"], body["attempts"], body["error"]) == (job_id, "running", 1, None)
     assert body["params"]["model_type"] == TINY_GBDT["model_type"]
