@@ -122,6 +122,10 @@ class Job(Base):
         CheckConstraint("progress >= 0 AND progress <= 1", name="job_progress_fraction"),
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_status", "status"),
+        Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_endpoint_created", "endpoint", "created_at"),
+        Index("ix_jobs_error_code", "error_code"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -141,6 +145,7 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    rerun_of: Mapped[str | None] = mapped_column(String(32))  # the job this one re-runs (dashboard)
 
 
 class JobResult(Base):
@@ -194,3 +199,20 @@ class JobPrepared(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class WorkerRow(Base):
+    """One worker process, heartbeated by itself; rows whose heartbeat is old enough are deleted."""
+
+    __tablename__ = "workers"
+    __table_args__ = (Index("ix_workers_heartbeat", "heartbeat_at"),)
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid, as in Job.worker
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    queue: Mapped[str] = mapped_column(String(400))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    current_job: Mapped[str | None] = mapped_column(String(32))
+    jobs_done: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_failed: Mapped[int] = mapped_column(Integer, default=0)
