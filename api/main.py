@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from api import dashboard
 from api.middleware import UploadLimitMiddleware
 from api.routes import account, admin, health, jobs, metrics, submit
 from shared import workers
@@ -118,6 +119,7 @@ def create_app() -> FastAPI:
     app.include_router(account.router)
     app.include_router(admin.router)
     app.include_router(metrics.router)
+    dashboard.install(app)
     return app
 
 
