@@ -44,3 +44,9 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
 fi
 wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
+
+# Chromium for the dashboard's browser tests (Playwright drives Debian's build: it cannot download its own)
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing Chromium"
+  apt_install chromium
+fi
