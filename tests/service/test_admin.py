@@ -106,6 +106,14 @@ def test_the_old_admin_page_points_to_the_dashboard(deployment: Deployment) -> N
     assert response.status_code == 308 and response.headers["location"] == "/dashboard"
 
 
+def test_readyz_says_when_no_worker_is_alive(deployment: Deployment) -> None:
+    response = httpx.get(f"{deployment.stack.url}/readyz")
+    assert response.status_code == 200  # the API still accepts and stores jobs
+    body = response.json()
+    assert body["ready"] is True and body["workers_alive"] == 0
+    assert body["notes"] == ["no worker is alive: jobs wait in the queue until one starts"]
+
+
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     found = {}
     for family in text_string_to_metric_families(text):
@@ -122,6 +130,7 @@ def test_metrics_parse_and_match_the_jobs(deployment: Deployment) -> None:
         assert found[("fitexplain_jobs", (("status", status),))] == count
     assert found[("fitexplain_job_failures", (("code", deployment.failure_code),))] == 1
     assert found[("fitexplain_queue_depth", ())] == 1  # the queued job's message, waiting in Redis
+    assert found[("fitexplain_workers_alive", ())] == 0  # the worker was stopped (and unregistered)
     assert found[("fitexplain_job_duration_seconds_count", ())] == 2  # the cancelled job never started
     assert found[("fitexplain_job_duration_seconds_bucket", (("le", "+Inf"),))] == 2
     assert 0 < found[("fitexplain_job_duration_seconds_sum", ())] < 600
