@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from api.dashboard import actions, pages
 from api.dashboard.rendering import STATIC_DIR, STATIC_PATH, render
 from api.dashboard.session import SignInRequired, signed_in_user
+from api.dashboard.timing import ServerTimingMiddleware
 
 
 def _is_dashboard(request: Request) -> bool:
@@ -20,6 +21,7 @@ def _is_dashboard(request: Request) -> bool:
 
 
 def install(app: FastAPI) -> None:
+    app.add_middleware(ServerTimingMiddleware)
     app.include_router(pages.router)
     app.include_router(actions.router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="dashboard-static")
