@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-WIDTH = 640
+WIDTH = 560
 LABEL_WIDTH = 190  # room for feature names left of the plot
 RIGHT_MARGIN = 60
 ROW_HEIGHT = 20

@@ -7,7 +7,7 @@ static/dashboard.js fetches every few seconds to refresh the page without reload
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -201,13 +201,20 @@ def _job_or_404(session: SessionDep, job_id: str, user: User) -> Job:
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(
-    job_id: str, request: Request, session: SessionDep, user: DashboardUser, fragment: Fragment = False
+    job_id: str,
+    request: Request,
+    session: SessionDep,
+    user: DashboardUser,
+    fragment: Annotated[Literal["", "status", "timeline"], Query()] = "",
 ) -> Response:
+    """The whole page, or one of its live parts: `fragment=status` (status, error, actions) or
+    `fragment=timeline`."""
     job = _job_or_404(session, job_id, user)
     detail = queries.job_detail(session, job)
     context: dict[str, object] = {"detail": detail, "job": job, "finished": job.status in FINISHED}
     if fragment:
-        return render(request, "parts/job_live.html", user, **context)
+        part = "parts/job_live.html" if fragment == "status" else "parts/job_timeline.html"
+        return render(request, part, user, **context)
     result = queries.load_result(session, job.id) if job.status == JobStatus.succeeded else None
     context.update(
         result=result,
