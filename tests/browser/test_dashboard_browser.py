@@ -117,6 +117,10 @@ def test_a_job_appears_and_finishes_without_a_reload(page: Page, worker: Deploym
     expect(page.locator('[data-testid="status-count"][data-status="succeeded"] .count')).not_to_have_text("0")
     expect(page.get_by_test_id("chart")).to_be_visible()
     screenshot(page, "overview")
+    page.get_by_role("link", name="Workers").click()
+    expect(page.get_by_test_id("worker-row")).to_have_count(2)  # the worker's two pool processes
+    expect(page.get_by_test_id("worker-row").first).to_contain_text("alive")
+    screenshot(page, "workers")
 
 
 def charts_on(page: Page, url: str, name: str) -> dict[str, int]:
