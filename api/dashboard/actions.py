@@ -1,5 +1,6 @@
-"""The dashboard's buttons: cancel, re-run, delete. POST forms only, each with a CSRF token (and the
-browser's confirmation, asked by static/dashboard.js); each recorded as a job event naming who."""
+"""The dashboard's buttons: cancel, re-run, delete, redeliver the webhook. POST forms only, each with a
+CSRF token (and the browser's confirmation, asked by static/dashboard.js); each recorded as a job event
+naming who."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from shared.dispatch import dispatch
 from shared.limits import RateLimited
 from shared.settings import get_settings
 from shared.tables import User
-from shared.webhooks import notify
+from shared.webhooks import RedeliveryRefused, redeliver
 
 router = APIRouter(prefix="/dashboard/jobs", include_in_schema=False, dependencies=[CsrfChecked])
 
@@ -33,16 +34,17 @@ def _act(job_id: str, user: User, action: str) -> str:
                 target = job.id
             elif action == "rerun":
                 target = rerun_job(session, job, user.name, get_settings()).id
+            elif action == "redeliver":
+                redeliver(session, job.id, actor=user.name)  # recorded as a `webhook_redeliver` event
+                target = job.id
             else:
                 delete_finished_job(session, job, user.name)
                 return "/dashboard/jobs"
-        except ActionRefused as exc:
+        except (ActionRefused, RedeliveryRefused) as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
         except RateLimited as exc:
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=exc.message) from None
-    if action == "cancel":
-        notify(target)
-    else:
+    if action == "rerun":
         dispatch(target)  # committed first: a broker outage leaves it for the sweep to publish
     return f"/dashboard/jobs/{target}"
 
@@ -65,3 +67,8 @@ async def rerun(job_id: str, user: DashboardUser) -> Response:
 @router.post("/{job_id}/delete")
 async def delete(job_id: str, user: DashboardUser) -> Response:
     return await _respond(job_id, user, "delete")
+
+
+@router.post("/{job_id}/redeliver")
+async def redeliver_webhook(job_id: str, user: DashboardUser) -> Response:
+    return await _respond(job_id, user, "redeliver")

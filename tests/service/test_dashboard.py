@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import httpx
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from api.dashboard.session import csrf_token
 from shared.tables import Job, JobEvent, WorkerRow, utcnow
 from tests.stack import DATA, Client, Stack
+from tests.webhook_receiver import Receiver
 
 pytestmark = [pytest.mark.service]
 
@@ -150,6 +152,39 @@ def test_rerun_makes_a_linked_job_and_records_who(root: Browser, alice: Client, 
     assert f'href="/dashboard/jobs/{new_id}"' in page
     refused = root.post(f"/dashboard/jobs/{new_id}/cancel")  # already finished
     assert refused.status_code == 409 and "already" in refused.text
+
+
+def delivered_count(client: Client, job_id: str) -> int:
+    deliveries = client.http.get(f"/jobs/{job_id}/webhooks").json()["deliveries"]
+    return sum(d["status"] == "delivered" for d in deliveries)
+
+
+def poll(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_redeliver_sends_the_webhook_again_and_records_who(
+    root: Browser, alice: Client, engine: Engine
+) -> None:
+    receiver = Receiver().start()
+    try:
+        job_id = str(finished_job(alice, webhook_url=receiver.url())["id"])
+        poll(lambda: delivered_count(alice, job_id) == 1, "the first delivery")
+        assert 'data-testid="redeliver"' in root.http.get(f"/dashboard/jobs/{job_id}").text
+        response = root.post(f"/dashboard/jobs/{job_id}/redeliver")
+        assert response.status_code == 303 and response.headers["location"] == f"/dashboard/jobs/{job_id}"
+        assert ("webhook_redeliver", "asked by dash-root") in events(engine, job_id)
+        poll(lambda: delivered_count(alice, job_id) == 2, "the redelivery")
+        bodies = [json.loads(body) for body, _ in receiver.all_received()]
+        assert [body["data"]["id"] for body in bodies] == [job_id, job_id]
+    finally:
+        receiver.stop()
+    without = finished_job(alice)
+    refused = root.post(f"/dashboard/jobs/{without['id']}/redeliver")
+    assert refused.status_code == 409 and "without a webhook_url" in refused.text
 
 
 def test_an_ordinary_user_is_scoped_to_their_jobs(carol: tuple[Browser, Client], alice: Client) -> None:
