@@ -20,6 +20,7 @@ from api.dashboard.session import (
     CsrfChecked,
     DashboardAdmin,
     DashboardUser,
+    SameOrigin,
     clear_session,
     set_session,
     signed_in_user,
@@ -50,7 +51,7 @@ def sign_in_form(request: Request) -> Response:
     return render(request, "sign_in.html", None)
 
 
-@router.post("/sign-in", response_class=HTMLResponse)
+@router.post("/sign-in", response_class=HTMLResponse, dependencies=[SameOrigin])
 def sign_in(request: Request, token: Annotated[str, Form(max_length=200)] = "") -> Response:
     token = token.strip()
     with session_scope() as session:

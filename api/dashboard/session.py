@@ -75,14 +75,23 @@ def require_admin(user: DashboardUser) -> User:
 DashboardAdmin = Annotated[User, Depends(require_admin)]
 
 
-def check_csrf(request: Request, csrf: Annotated[str, Form()] = "") -> None:
-    """403 unless the form's CSRF token matches the session and the request comes from this site."""
-    token = request.cookies.get(COOKIE, "")
+def check_same_origin(request: Request) -> None:
+    """403 when the browser says the form was posted from another site (also guards the sign-in form
+    against logging a victim into someone else's account)."""
     origin = request.headers.get("origin")
     if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, detail=f"Cross-site request refused (Origin {origin})."
         )
+
+
+SameOrigin = Depends(check_same_origin)
+
+
+def check_csrf(request: Request, csrf: Annotated[str, Form()] = "") -> None:
+    """403 unless the form's CSRF token matches the session and the request comes from this site."""
+    check_same_origin(request)
+    token = request.cookies.get(COOKIE, "")
     if not token or not hmac.compare_digest(csrf, csrf_token(token)):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Missing or wrong CSRF token: reload the page.")
 

@@ -88,6 +88,11 @@ def test_pages_need_a_session(stack: Stack) -> None:
     bad = httpx.post(stack.url + "/dashboard/sign-in", data={"token": "fx_wrong"})
     assert bad.status_code == 401 and "unknown, revoked or expired" in bad.text
     assert "set-cookie" not in bad.headers
+    token = stack.token("dash-login")
+    elsewhere = httpx.post(
+        stack.url + "/dashboard/sign-in", data={"token": token}, headers={"Origin": "https://evil.example"}
+    )
+    assert elsewhere.status_code == 403 and "set-cookie" not in elsewhere.headers
 
 
 def test_the_session_cookie_is_httponly_strict_and_secure_over_https(stack: Stack) -> None:
