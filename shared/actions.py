@@ -45,6 +45,8 @@ def rerun_job(session: Session, job: Job, by: str, settings: Settings) -> Job:
         endpoint=job.endpoint,
         params=dict(job.params),
         dataset=job.dataset_sha256,
+        estimated_seconds=job.estimated_seconds,  # same spec and data: same cost, same queue
+        queue=job.queue,
     )
     new.rerun_of = job.id
     add_event(session, job.id, "rerun", f"as job {new.id}, by {by}")

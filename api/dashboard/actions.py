@@ -33,7 +33,8 @@ def _act(job_id: str, user: User, action: str) -> str:
                 cancel_job(session, job, user.name)
                 target = job.id
             elif action == "rerun":
-                target = rerun_job(session, job, user.name, get_settings()).id
+                new = rerun_job(session, job, user.name, get_settings())
+                target, queue = new.id, new.queue
             elif action == "redeliver":
                 redeliver(session, job.id, actor=user.name)  # recorded as a `webhook_redeliver` event
                 target = job.id
@@ -45,7 +46,7 @@ def _act(job_id: str, user: User, action: str) -> str:
         except RateLimited as exc:
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=exc.message) from None
     if action == "rerun":
-        dispatch(target)  # committed first: a broker outage leaves it for the sweep to publish
+        dispatch(target, queue)  # committed first: a broker outage leaves it for the sweep to publish
     return f"/dashboard/jobs/{target}"
 
 

@@ -1,7 +1,7 @@
 """workers table (one row per worker process, heartbeated); re-run links and list indexes for the dashboard
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0008"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
