@@ -51,6 +51,12 @@ class Deployment:
         failed = self.dora.wait(self.failed)
         assert failed["status"] == "failed"
         self.failure_code = failed["error"]["code"]
+        # With fair-share claiming a message may run another job than its own: the last message can
+        # still wait in Redis after every job finished. Let the worker drain it before stopping it.
+        deadline = time.monotonic() + 60
+        while samples(httpx.get(f"{self.stack.url}/metrics").text)[("fitexplain_queue_depth", ())]:
+            assert time.monotonic() < deadline, "the worker did not drain its queue"
+            time.sleep(0.1)
         self.stack.stop_worker(worker)
         self.queued = self.eve.submit("gbdtclassification", IRIS).json()["id"]
 
