@@ -47,8 +47,8 @@ def quota(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         extra_env={
             SETTING: str(QUOTA),
             # Fan iris's 45 test rows out in chunks, so finished jobs have chunk parts to drop.
-            "FITEXPLAIN_FANOUT_MIN_ROWS_AGNOSTIC": "20",
-            "FITEXPLAIN_FANOUT_CHUNK_ROWS_AGNOSTIC": "10",
+            "FITEXPLAIN_FANOUT_MIN_ROWS": "20",
+            "FITEXPLAIN_FANOUT_CHUNK_ROWS": "10",
         },
     ).setup()
     stack.start_api()
@@ -372,7 +372,7 @@ def test_finished_and_deleted_jobs_leave_nothing_behind(worker: Stack, engine: E
     before = stored(engine)
     for i in range(6):
         content = variant(500 + i)
-        job_id = accepted(kim.submit("mlclassification", content, interpretability="shap"))
+        job_id = accepted(kim.submit("gbdtclassification", content, interpretability="shap"))
         assert kim.wait(job_id)["status"] == "succeeded"
         account = usage(kim)
         assert account["results"] == 1 and account["results_bytes"] > 0
@@ -386,12 +386,16 @@ def test_finished_and_deleted_jobs_leave_nothing_behind(worker: Stack, engine: E
 
 
 def test_a_result_counts_against_the_quota(worker: Stack) -> None:
-    """Results are charged too: once a result takes the user over the quota, the next upload is refused."""
+    """Two iris uploads fit the quota, but not one upload, its SHAP result and another upload."""
     lea = user(worker, "lea")
-    first = accepted(lea.submit("mlclassification", variant(600), interpretability="shap"))
+    first = accepted(lea.submit("gbdtclassification", variant(600), interpretability="shap"))
     assert lea.wait(first)["status"] == "succeeded"
-    results_bytes = usage(lea)["results_bytes"]
-    room = QUOTA - len(variant(600)) - results_bytes
-    fits = room >= len(variant(601))
-    response = lea.submit("gbdtclassification", variant(601))
-    assert response.status_code == (202 if fits else 413), (room, response.text)
+    account = usage(lea)
+    assert account["used_bytes"] == len(variant(600)) + account["results_bytes"]
+    assert 2 * len(variant(601)) <= QUOTA < account["used_bytes"] + len(variant(601))
+    refused = lea.submit("gbdtclassification", variant(601))
+    assert refused.status_code == 413 and f"results {account['results_bytes']:,}" in refused.json()["detail"]
+    assert lea.http.delete(f"/jobs/{first}").status_code == 204  # deleting the finished job frees it all
+    assert usage(lea)["used_bytes"] == 0
+    second = accepted(lea.submit("gbdtclassification", variant(601)))
+    assert lea.wait(second)["status"] == "succeeded"
