@@ -194,7 +194,7 @@ def _header_record(records: Iterator[tuple[int, list[str]]]) -> tuple[int, list[
     if first is None:  # text, but only blank lines and empty fields (a file holding just `""`)
         raise DataError(
             "no_header",
-            "The file has no header line: it holds only empty fields (such as \"\") or blank lines. "
+            'The file has no header line: it holds only empty fields (such as "") or blank lines. '
             "Send a CSV with a header line and data rows.",
         )
     line, names = first

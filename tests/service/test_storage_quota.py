@@ -139,7 +139,7 @@ def test_uploads_beyond_the_quota_are_refused_until_jobs_are_deleted(quota: Stac
     refused = ann.submit("gbdtclassification", variant(3))
     assert refused.status_code == 413, refused.text
     body = refused.json()
-    assert body["code"] == "storage_quota_exceeded"
+    assert set(body) == {"detail", "code", "usage"} and body["code"] == "storage_quota_exceeded"
     assert SETTING in body["detail"] and f"{QUOTA:,}" in body["detail"]
     assert f"{sum(sizes):,}" in body["detail"] and "DELETE /jobs" in body["detail"]
     assert body["usage"] == usage(ann)
