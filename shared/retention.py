@@ -30,5 +30,6 @@ def purge_expired(session: Session, retention_days: float, now: datetime | None 
     digests = set(session.scalars(select(Job.dataset_sha256).where(Job.id.in_(expired))).all())
     results = session.scalar(select(func.count()).select_from(JobResult).where(JobResult.job_id.in_(expired)))
     jobs = session.execute(delete(Job).where(Job.id.in_(expired))).rowcount
-    datasets = sum(release_upload(session, digest) for digest in digests if digest is not None)
+    # In one order everywhere: two API processes purging at once must not deadlock on each other's locks.
+    datasets = sum(release_upload(session, digest) for digest in sorted(d for d in digests if d is not None))
     return {"jobs": jobs, "results": results or 0, "datasets": datasets}

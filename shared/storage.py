@@ -9,10 +9,10 @@ several users is charged in full to each of them: deleting your own jobs always 
 charged, whoever else uses the same file. Fan-out working data (chunk parts, the prepared model) is not
 charged: it lives only while its job runs (see `shared.chunks.drop_working_data`).
 
-Race between a submit reusing an upload and a delete removing it: `store_upload` locks the stored copy
-(FOR KEY SHARE, what the job's foreign key takes anyway), so a concurrent `release_upload` waits for the
-submit to commit and is then refused by the foreign key: the upload stays. A release that commits first
-makes the submit store the content again.
+Races on one upload (a submit reusing it, deletes of the jobs using it) are settled by locking its row:
+`store_upload` takes a shared lock (FOR KEY SHARE, as the job's foreign key does), `release_upload` an
+exclusive one before it looks for remaining jobs. A release waits for a submit reusing the upload and
+then keeps it; a submit that comes second to a release stores the content again.
 """
 
 from __future__ import annotations
@@ -121,15 +121,20 @@ def store_upload(session: Session, content: bytes, digest: str, n_rows: int, n_c
 def release_upload(session: Session, digest: str) -> bool:
     """Delete an upload that no job references any more; True if it was deleted.
 
-    A submit that committed a job on it meanwhile makes the foreign key refuse the delete: it then stays.
+    The stored copy is locked first, so releases and submits of the same content take turns, and each
+    sees the jobs the others committed: two jobs deleted at once never both leave their upload behind.
     """
-    unreferenced = ~exists().where(Job.dataset_sha256 == digest)
+    locked = select(Upload.sha256).where(Upload.sha256 == digest).with_for_update()
+    if session.execute(locked).first() is None:
+        return False
+    if session.scalar(select(exists().where(Job.dataset_sha256 == digest))):
+        return False
     try:
         with session.begin_nested():
-            deleted = session.execute(delete(Upload).where(Upload.sha256 == digest, unreferenced)).rowcount
-    except IntegrityError:
+            session.execute(delete(Upload).where(Upload.sha256 == digest))
+    except IntegrityError:  # a job inserted without `store_upload`'s lock: the foreign key keeps the upload
         return False
-    return bool(deleted)
+    return True
 
 
 def upload_content(session: Session, digest: str | None) -> bytes:

@@ -284,6 +284,23 @@ def test_submit_waits_for_a_delete_removing_the_upload(quota: Stack, engine: Eng
     assert not upload_exists(engine, content)
 
 
+def test_two_deletes_at_once_release_the_upload_they_shared(quota: Stack, engine: Engine) -> None:
+    """Each delete sees the other's job still there until it commits: the second must look again."""
+    user(quota, "gil")
+    content = variant(202)
+    with Session(engine) as setup:
+        gil = session_user(setup, "gil")
+        first, second = new_job(setup, gil, content), new_job(setup, gil, content)
+        setup.commit()
+    deleting = Session(engine)
+    delete_job(deleting, first)  # keeps the upload: `second` still uses it
+    other = BlockedTransaction(engine, lambda session: delete_job(session, second))
+    deleting.commit()
+    deleting.close()
+    other.join()
+    assert not upload_exists(engine, content)
+
+
 def running_job_with_working_data(engine: Engine, owner: str, content: bytes) -> str:
     """A job claimed by a (pretend) worker "w", with two chunk parts and a prepared model stored."""
     with Session(engine) as session:
