@@ -92,6 +92,18 @@ def cancel_unfinished(client: Client) -> None:
             assert client.http.delete(f"/jobs/{job['id']}").status_code == 200
 
 
+STORED = (
+    "upload_bytes",
+    "uploads",
+    "result_bytes",
+    "results",
+    "chunk_bytes",
+    "chunks",
+    "prepared_bytes",
+    "prepared",
+)
+
+
 def stored(engine: Engine) -> dict[str, int]:
     """Every blob the service keeps, in bytes and rows: uploads, results, chunk parts, prepared models."""
     with engine.connect() as conn:
@@ -107,8 +119,7 @@ def stored(engine: Engine) -> dict[str, int]:
                 " (SELECT count(*) FROM job_prepared)"
             )
         ).one()
-    names = ("upload_bytes", "uploads", "result_bytes", "results", "chunk_bytes", "chunk_parts")
-    return dict(zip((*names, "prepared_bytes", "prepared"), map(int, row), strict=True))
+    return dict(zip(STORED, map(int, row), strict=True))
 
 
 def upload_exists(engine: Engine, content: bytes) -> bool:
