@@ -3,6 +3,7 @@
 queued -> running (claim) -> succeeded | failed; queued | running -> cancelled;
 running -> queued when a worker vanished (stale heartbeat), at most `max_attempts` times.
 A job that finishes drops its fan-out working data; a cancelled job also lets go of its upload at once.
+Every move to succeeded, failed or cancelled writes the job's webhook outbox row in the same transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from shared.chunks import drop_working_data
 from shared.storage import release_upload
 from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, heartbeat_stale, utcnow
+from shared.webhook_outbox import enqueue_finished
 
 
 def add_event(session: Session, job_id: str, event: str, detail: str | None = None) -> None:
@@ -114,6 +116,7 @@ def succeed(session: Session, job_id: str, worker: str, result: dict[str, Any]) 
     session.merge(JobResult(job_id=job_id, body_gzip=compressed, size_bytes=len(body)))
     drop_working_data(session, job_id)
     add_event(session, job_id, "succeeded")
+    enqueue_finished(session, job_id, result)
     return True
 
 
@@ -135,28 +138,26 @@ def fail(session: Session, job_id: str, code: str, message: str, worker: str | N
     if done:
         drop_working_data(session, job_id)
         add_event(session, job_id, "failed", f"{code}: {message}")
+        enqueue_finished(session, job_id)
     return bool(done)
 
 
 def cancel(session: Session, job_id: str) -> bool:
     """Cancel an unfinished job and remove what it kept at once: its working data, and its upload unless
     another job uses it. The job row stays (with no upload) to show that it was cancelled."""
-    digest = session.scalar(select(Job.dataset_sha256).where(Job.id == job_id))
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
-        .values(
-            status=JobStatus.cancelled,
-            progress_message="cancelled",
-            finished_at=utcnow(),
-            dataset_sha256=None,
-        )
+        .values(status=JobStatus.cancelled, progress_message="cancelled", finished_at=utcnow())
     ).rowcount
     if done:
+        add_event(session, job_id, "cancelled")
+        enqueue_finished(session, job_id)  # its summary still reads the upload's row count
+        digest = session.scalar(select(Job.dataset_sha256).where(Job.id == job_id))
+        session.execute(update(Job).where(Job.id == job_id).values(dataset_sha256=None))
         drop_working_data(session, job_id)
         if digest is not None:
             release_upload(session, digest)
-        add_event(session, job_id, "cancelled")
     return bool(done)
 
 
