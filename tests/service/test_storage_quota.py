@@ -17,7 +17,7 @@ from datetime import timedelta
 import httpx
 import numpy as np
 import pytest
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from shared import chunks
@@ -370,6 +370,23 @@ def test_chunk_parts_of_a_finished_job_are_not_stored(quota: Stack, engine: Engi
         chunks.finish(session, chunk, {"values": np.zeros(2)})
         session.commit()
         assert not chunks.still_running(session, job_id)
+    assert working_data(engine, job_id) == (0, 0)
+
+
+def test_a_cancel_waits_for_working_data_being_stored_and_drops_it(quota: Stack, engine: Engine) -> None:
+    """The job's worker stores its prepared model while the user cancels: the model must not outlive it."""
+    user(quota, "ike")
+    job_id = running_job_with_working_data(engine, "ike", variant(304))
+    with Session(engine) as session:
+        session.execute(delete(JobPrepared).where(JobPrepared.job_id == job_id))
+        session.commit()
+    storing = Session(engine)
+    assert chunks.still_running(storing, job_id)  # what the fan-out does before storing its work
+    chunks.store_prepared(storing, job_id, {"model": "fitted"})
+    canceller = BlockedTransaction(engine, lambda session: cancel(session, job_id))
+    storing.commit()
+    storing.close()
+    assert canceller.join() is True
     assert working_data(engine, job_id) == (0, 0)
 
 
