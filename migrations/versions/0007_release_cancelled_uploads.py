@@ -1,7 +1,7 @@
 """jobs.dataset_sha256 nullable: a cancelled job lets go of its upload at once
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
