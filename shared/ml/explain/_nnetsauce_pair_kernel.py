@@ -122,3 +122,43 @@ def gather_pairs(
                     for o in range(k):
                         result[x, z, feature, o] += table[base + s * k + o]
     return result
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's disk cache) both kernels on a one-split tree, before any job needs them.
+
+    A worker calls this at start, so the first SHAP job does not pay the compilation.
+    """
+    i64 = np.int64
+    table_start = np.zeros(1, dtype=i64)
+    table = unit_tables(
+        np.array([0, 2], dtype=i64),  # one tree, two leaves
+        np.array([[0.0], [1.0]]),
+        np.array([0, 1, 2], dtype=i64),
+        np.zeros(2, dtype=i64),
+        np.array([0, 1, 2], dtype=i64),
+        np.zeros(2, dtype=i64),
+        np.array([True, False]),
+        np.zeros(2, dtype=i64),
+        np.array([[True, False, False]]),
+        np.array([[False, False, False]]),
+        np.zeros(1, dtype=i64),
+        np.array([0, 1], dtype=i64),
+        np.zeros(1, dtype=i64),
+        np.array([0, 1], dtype=i64),
+        1,
+        np.array([[0.0, 0.0], [1.0, 0.0]]),
+        np.array([[0.0, -1.0], [0.0, 0.0]]),
+        table_start,
+        1,
+    )
+    gather_pairs(
+        table,
+        table_start,
+        np.zeros((1, 1), dtype=i64),
+        np.zeros((1, 1), dtype=i64),
+        np.ones(1, dtype=i64),
+        np.zeros((1, 1), dtype=i64),
+        1,
+        1,
+    )
