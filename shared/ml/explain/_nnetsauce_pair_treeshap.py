@@ -132,17 +132,19 @@ def _leaf_paths(
     path_left = left[path_node] == below[on_path]
     path_start = np.concatenate([[0], np.cumsum(on_path.sum(axis=1))]).astype(np.int64)
     path_slot = local_slot[path_node]
-    path_pos = np.empty_like(path_slot)
-    leaf_slots, leaf_slots_start = [], [0]
-    for leaf in range(leaves.shape[0]):
-        a, b = path_start[leaf], path_start[leaf + 1]
-        distinct, first = np.unique(path_slot[a:b], return_index=True)
-        order = np.argsort(first)  # first-seen order; any order gives the same credits
-        position = np.empty_like(order)
-        position[order] = np.arange(order.size)
-        path_pos[a:b] = position[np.searchsorted(distinct, path_slot[a:b])]
-        leaf_slots.append(distinct[order])
-        leaf_slots_start.append(leaf_slots_start[-1] + distinct.size)
+    entry_leaf = np.repeat(np.arange(leaves.shape[0]), np.diff(path_start))
+    # each split's first split on the same feature along its path (paths are short: compare by shifts)
+    first = np.arange(path_slot.shape[0])
+    for shift in range(1, int(np.diff(path_start).max(initial=0))):
+        same = (path_slot[shift:] == path_slot[:-shift]) & (entry_leaf[shift:] == entry_leaf[:-shift])
+        first[shift:][same] = np.arange(path_slot.shape[0] - shift)[same]
+    distinct = first == np.arange(path_slot.shape[0])
+    rank = np.cumsum(distinct) - 1  # distinct slots so far, over all leaves
+    leaf_slots_start = np.concatenate(
+        [[0], np.cumsum(np.bincount(entry_leaf[distinct], minlength=leaves.shape[0]))]
+    )
+    path_pos = rank[first] - leaf_slots_start[entry_leaf]
+    leaf_slots = path_slot[distinct]
     return LeafPaths(
         leaves=leaves,
         tree_leaves=np.append(np.searchsorted(leaves, roots), leaves.shape[0]).astype(np.int64),
@@ -150,8 +152,8 @@ def _leaf_paths(
         path_node=path_node.astype(np.int64),
         path_left=path_left,
         path_pos=path_pos.astype(np.int64),
-        leaf_slots_start=np.asarray(leaf_slots_start, dtype=np.int64),
-        leaf_slots=np.concatenate(leaf_slots).astype(np.int64) if leaf_slots else np.zeros(0, np.int64),
+        leaf_slots_start=leaf_slots_start.astype(np.int64),
+        leaf_slots=leaf_slots.astype(np.int64),
     )
 
 
