@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.tables import JobChunk, JobPrepared, heartbeat_stale, utcnow
+from shared.tables import Job, JobChunk, JobPrepared, JobStatus, heartbeat_stale, utcnow
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,16 @@ def beat(session: Session, chunk: ClaimedChunk) -> None:
 
 
 def finish(session: Session, chunk: ClaimedChunk, part: dict[str, Any]) -> None:
+    """Store a computed part, unless its job finished meanwhile (the part would outlive the job's data)."""
+    body = encode_part(part)
+    if not still_running(session, chunk.job_id):
+        return
     session.execute(
         update(JobChunk)
         .where(
             JobChunk.job_id == chunk.job_id, JobChunk.method == chunk.method, JobChunk.index == chunk.index
         )
-        .values(status="done", body_gzip=encode_part(part), heartbeat_at=utcnow())
+        .values(status="done", body_gzip=body, heartbeat_at=utcnow())
     )
 
 
@@ -129,6 +133,24 @@ def load_prepared(session: Session, job_id: str) -> Any | None:
 
 def drop_prepared(session: Session, job_id: str) -> None:
     session.execute(delete(JobPrepared).where(JobPrepared.job_id == job_id))
+
+
+def still_running(session: Session, job_id: str) -> bool:
+    """Lock the job row (shared) and say whether it still runs: working data written in this transaction
+    then cannot outlive a cancel, whose status change waits for the lock and drops it after."""
+    status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update(read=True))
+    return status == JobStatus.running
+
+
+def drop_working_data(session: Session, job_id: str) -> None:
+    """Free what a finished job kept for its helpers: the chunks' parts (merged into the result, or
+    useless) and the prepared model. The chunk rows stay, a few bytes each, as a record of the split."""
+    session.execute(
+        update(JobChunk)
+        .where(JobChunk.job_id == job_id, JobChunk.body_gzip.is_not(None))
+        .values(body_gzip=None)
+    )
+    drop_prepared(session, job_id)
 
 
 def encode_part(part: dict[str, Any]) -> bytes:

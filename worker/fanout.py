@@ -18,7 +18,7 @@ from shared.ml.spec import ExplanationMethod
 from shared.queue import RUN_CHUNK_TASK, publish
 from shared.routing import broker_queue
 from shared.settings import Settings
-from worker.heartbeat import Heartbeat
+from worker.heartbeat import Heartbeat, JobCancelled
 
 log = logging.getLogger("fitexplain.worker")
 
@@ -75,6 +75,8 @@ class FanOutRunner:
             part = explain(prepared, method, self.settings.limits(), progress=progress)
             return merge_explanations(prepared, method, [part])
         with session_scope() as session:
+            if not chunks.still_running(session, self.job_id):
+                raise JobCancelled  # cancelled meanwhile: store nothing that would outlive it
             chunks.create_chunks(session, self.job_id, method, spans)
             chunks.store_prepared(session, self.job_id, prepared)
         for _ in range(len(spans) - 1):

@@ -17,7 +17,8 @@ from shared.ml.errors import UserInputError
 from shared.ml.pipeline import PreparedJob, prepare, run
 from shared.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.settings import Settings, get_settings
-from shared.tables import Job, JobStatus, Upload
+from shared.storage import upload_content
+from shared.tables import Job, JobStatus
 from worker.app import app
 from worker.fanout import FanOutRunner, compute_chunk
 from worker.heartbeat import Heartbeat, JobCancelled
@@ -60,8 +61,7 @@ def run_job(message_job_id: str) -> str:
             log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
         workers.job_started(session, me, job_id)
         spec = job_spec_from_row(job.endpoint, job.params)
-        dataset = session.get(Upload, job.dataset_sha256)
-        content = dataset.content if dataset is not None else b""
+        content = upload_content(session, job.dataset_sha256)
 
     result: dict[str, Any] | None = None
     with job_heartbeat(job_id, me, settings) as beat:
@@ -124,8 +124,7 @@ def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
         with session_scope() as session:
             shared = chunks.load_prepared(session, job.id)
             if shared is None:
-                dataset = session.get(Upload, job.dataset_sha256)
-                content = dataset.content if dataset is not None else b""
+                content = upload_content(session, job.dataset_sha256)
         if shared is None:
             spec = job_spec_from_row(job.endpoint, job.params)
             shared = prepare(content, spec, settings.limits(), n_threads=settings.model_threads)
