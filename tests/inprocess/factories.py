@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from shared.auth import create_token
 from shared.db import session_scope
 from shared.jobspec import PARAMS_BY_ENDPOINT
-from shared.jobstore import create_job, store_dataset
+from shared.jobstore import create_job
+from shared.storage import sha256_hex, store_upload
 from shared.tables import Job, JobEvent, User, WebhookDelivery, utcnow
 from tests.stack import DATA
 
@@ -65,7 +66,8 @@ def insert_job(
     """`make_job` inside the caller's transaction."""
     stored = PARAMS_BY_ENDPOINT[endpoint].model_validate(params or TINY_GBDT).stored()
     n_rows, n_columns = csv.count(b"\n") - 1, csv.split(b"\n")[0].count(b",") + 1
-    digest = store_dataset(session, csv, n_rows, n_columns)
+    digest = sha256_hex(csv)
+    store_upload(session, csv, digest, n_rows, n_columns)
     return create_job(session, user_id=user_id, endpoint=endpoint, params=stored, dataset=digest).id
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import event, func, select, update
 from shared import chunks
 from shared.db import get_engine, session_scope
 from shared.tables import JobChunk, JobPrepared
-from tests.inprocess.factories import ago, make_job, make_user
+from tests.inprocess.factories import ago, make_job, make_user, set_job
 
 STALE = 300.0  # far from any time a slow machine takes between two statements
 SPANS = [(0, 10), (10, 20), (20, 25)]
@@ -20,7 +20,10 @@ SPANS = [(0, 10), (10, 20), (20, 25)]
 
 @pytest.fixture
 def job_id() -> str:
-    return make_job(make_user("alice")[0])
+    """A running job (chunks belong to a job its worker is explaining)."""
+    job_id = make_job(make_user("alice")[0])
+    set_job(job_id, status="running", worker="w1")
+    return job_id
 
 
 @pytest.fixture
@@ -125,6 +128,17 @@ def test_beat_keeps_a_running_chunk_fresh_and_ignores_a_done_one(planned: str) -
         )
     assert beats[0] >= long_ago + timedelta(seconds=STALE)
     assert beats[1] == long_ago
+
+
+def test_a_part_finished_after_its_job_was_cancelled_is_not_kept(planned: str) -> None:
+    chunk = claim_next(planned)
+    assert chunk is not None
+    set_job(planned, status="cancelled")
+    with session_scope() as session:
+        chunks.finish(session, chunk, {"span": (0, 10), "values": np.ones(10)})
+    assert chunk_rows(planned)[0] == (0, "running", 1)
+    with session_scope() as session:
+        assert chunks.load_parts(session, planned, "shap") == []
 
 
 def test_progress_counts_done_chunks_and_units(planned: str) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from shared import jobstore
 from shared.db import session_scope
+from shared.storage import sha256_hex, store_upload
 from shared.tables import Job, JobEvent, JobResult, JobStatus, Upload
 from tests.inprocess.factories import IRIS, ago, events, load_job, make_job, make_user, set_job
 
@@ -47,11 +48,9 @@ def running(job_id: str, worker: str = "w1") -> str:
 
 def test_an_upload_is_stored_once_per_content() -> None:
     with session_scope() as session:
-        first = jobstore.store_dataset(session, IRIS, 150, 5)
-        second = jobstore.store_dataset(session, IRIS, 150, 5)
-        other = jobstore.store_dataset(session, b"a,target\n1,0\n", 1, 2)
-    assert first == second == jobstore.sha256_hex(IRIS)
-    assert other != first
+        store_upload(session, IRIS, sha256_hex(IRIS), 150, 5)
+        store_upload(session, IRIS, sha256_hex(IRIS), 150, 5)
+        store_upload(session, b"a,target\n1,0\n", sha256_hex(b"a,target\n1,0\n"), 1, 2)
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Upload)) == 2
 
@@ -369,7 +368,7 @@ def test_delete_job_removes_its_result_events_and_unshared_upload(user_id: int) 
         assert session.get(Job, job_id) is None
         assert session.get(JobResult, job_id) is None
         assert session.scalar(select(func.count()).select_from(JobEvent)) == 0
-        assert session.get(Upload, jobstore.sha256_hex(IRIS)) is None
+        assert session.get(Upload, sha256_hex(IRIS)) is None
 
 
 def test_delete_job_keeps_an_upload_another_job_uses(user_id: int) -> None:
@@ -378,6 +377,6 @@ def test_delete_job_keeps_an_upload_another_job_uses(user_id: int) -> None:
         jobstore.delete_job(session, first)
         jobstore.delete_job(session, "0" * 32)  # unknown: nothing to do
     with session_scope() as session:
-        assert session.get(Upload, jobstore.sha256_hex(IRIS)) is not None
+        assert session.get(Upload, sha256_hex(IRIS)) is not None
         assert session.get(Job, second) is not None
         assert [job.status for job in session.scalars(select(Job))] == [JobStatus.queued]

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.db import session_scope
-from shared.jobstore import sha256_hex
 from shared.retention import purge_expired
+from shared.storage import sha256_hex
 from shared.tables import Job, JobEvent, JobResult, Upload, utcnow
 from tests.inprocess.factories import IRIS, ago, make_job, make_user, set_job
 
