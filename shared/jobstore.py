@@ -48,8 +48,17 @@ def add_event(session: Session, job_id: str, event: str, detail: str | None = No
     session.add(JobEvent(job_id=job_id, event=event, detail=detail))
 
 
-def create_job(session: Session, *, user_id: int, endpoint: str, params: dict[str, Any], dataset: str) -> Job:
-    job = Job(user_id=user_id, endpoint=endpoint, params=params, dataset_sha256=dataset)
+def create_job(
+    session: Session,
+    *,
+    user_id: int,
+    endpoint: str,
+    params: dict[str, Any],
+    spec: dict[str, Any],
+    dataset: str,
+) -> Job:
+    """A queued job; `spec` is the validated JobSpec's versioned JSON, `params` the request as sent."""
+    job = Job(user_id=user_id, endpoint=endpoint, params=params, spec=spec, dataset_sha256=dataset)
     session.add(job)
     session.flush()
     add_event(session, job.id, "submitted")

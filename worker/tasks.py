@@ -11,10 +11,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import chunks
 from shared.db import session_scope
-from shared.jobspec import job_spec_from_row
 from shared.jobstore import add_event, claim, fail, heartbeat, succeed
 from shared.ml.errors import UserInputError
 from shared.ml.pipeline import PreparedJob, prepare, run
+from shared.ml.spec import JobSpec
 from shared.queue import DELIVER_WEBHOOK_TASK, RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.settings import Settings, get_settings
 from shared.tables import Job, JobStatus, Upload, User
@@ -57,7 +57,7 @@ def run_job(job_id: str) -> str:
                 notify(job_id)
             return outcome.reason
         job = outcome.job
-        spec = job_spec_from_row(job.endpoint, job.params)
+        spec = JobSpec.from_json(job.spec)
         dataset = session.get(Upload, job.dataset_sha256)
         content = dataset.content if dataset is not None else b""
 
@@ -120,7 +120,7 @@ def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
                 dataset = session.get(Upload, job.dataset_sha256)
                 content = dataset.content if dataset is not None else b""
         if shared is None:
-            spec = job_spec_from_row(job.endpoint, job.params)
+            spec = JobSpec.from_json(job.spec)
             shared = prepare(content, spec, settings.limits(), n_threads=settings.model_threads)
         _prepared[job.id] = shared
     return _prepared[job.id]

@@ -25,12 +25,11 @@ from shared.jobspec import (
     GbdtRegressionParams,
     MlClassificationParams,
     MlRegressionParams,
-    job_spec,
 )
 from shared.jobstore import create_job, result_body, store_dataset
 from shared.limits import enforce_submission_limits, reserve_submission
 from shared.ml.data import load_dataset
-from shared.ml.pipeline import check_shap_limits
+from shared.ml.pipeline import check_explanation_limits
 from shared.settings import Settings
 from shared.tables import FINISHED, Job, JobStatus
 from shared.webhooks import check_url
@@ -85,19 +84,25 @@ async def submit(
 def _validate_and_store(
     endpoint: str, params: CommonParams, content: bytes, user_id: int, settings: Settings
 ) -> Job:
-    spec = job_spec(endpoint, params)
+    spec = params.to_spec()  # validated once, against the ML core's own declarations
     if params.webhook_url:
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
     limits = settings.limits()
     dataset = load_dataset(content, spec.task, spec.seed, limits)  # raises DataError -> 422
-    if "shap" in spec.interpretability:  # refuse now what the worker would refuse later
-        check_shap_limits(dataset, limits, interactions=spec.shap_interactions)
+    check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
     n_rows = len(dataset.y_train) + len(dataset.y_test)
     n_columns = len(dataset.feature_names)
     with session_scope() as session:
         reserve_submission(session, user_id, settings)
         digest = store_dataset(session, content, n_rows, n_columns)
-        return create_job(session, user_id=user_id, endpoint=endpoint, params=params.stored(), dataset=digest)
+        return create_job(
+            session,
+            user_id=user_id,
+            endpoint=endpoint,
+            params=params.stored(),
+            spec=spec.to_json(),
+            dataset=digest,
+        )
 
 
 def _load_job(job_id: str) -> Job:
