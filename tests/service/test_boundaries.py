@@ -15,7 +15,7 @@ from typing import Any
 import annotated_types
 import pytest
 
-from shared.jobspec import PARAMS_BY_ENDPOINT, TASK_BY_ENDPOINT
+from shared.jobspec import PARAMS_BY_ENDPOINT
 from shared.ml.spec import GBDT_MODEL_TYPES, MAX_DEPTH, MAX_DEPTH_BY_MODEL_TYPE, N_ESTIMATORS
 from tests.stack import Client, Stack
 
@@ -128,7 +128,7 @@ def test_every_boundary_value_is_a_422_at_submit_or_a_job_that_succeeds(stack: S
     submitted: dict[str, Case] = {}
     wrong: list[str] = []
     for case in CASES:
-        task = TASK_BY_ENDPOINT[case.endpoint]
+        task = PARAMS_BY_ENDPOINT[case.endpoint].task
         response = client.submit(case.endpoint, TINY_FILE[task], **case.params)
         if not case.accepted:
             if response.status_code != 422 or case.about not in response.text:
