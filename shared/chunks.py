@@ -18,8 +18,8 @@ import numpy as np
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from shared.ml.explain.methods import explanation_method
 from shared.ml.explain.methods.base import ExplanationPart
-from shared.ml.explain.registry import explanation_method
 from shared.tables import JobChunk, JobPrepared, heartbeat_stale, utcnow
 
 

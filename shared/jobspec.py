@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.ml.estimators import DEFAULT_BASE_MODEL
-from shared.ml.explain.registry import explanation_names
+from shared.ml.explain.methods import explanation_names
 from shared.ml.spec import (
     LEARNING_RATE,
     LEVEL,

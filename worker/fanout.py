@@ -11,7 +11,7 @@ import time
 
 from shared import chunks
 from shared.db import session_scope
-from shared.ml.explain.registry import explanation_method
+from shared.ml.explain.methods import explanation_method
 from shared.ml.pipeline import (
     PreparedJob,
     SpanProgress,

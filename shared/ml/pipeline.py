@@ -3,7 +3,7 @@
 A job splits into `prepare` (load, fit, predict, metrics) and explanation chunks: `plan_chunks` cuts a
 method's units (test rows for SHAP, features for permutation) into spans, `explain` computes one span,
 and `merge_explanations` joins the spans in order. Methods are objects looked up by name in
-shared/ml/explain/registry.py; nothing here knows which methods exist. Everything is seeded by the job's
+shared/ml/explain/methods/; nothing here knows which methods exist. Everything is seeded by the job's
 seed, so a span gives the same numbers whichever process computes it, and `run` equals prepare + one
 chunk per method + merge.
 """
@@ -19,9 +19,8 @@ from shared.ml.data import Dataset, load_dataset
 from shared.ml.errors import ParameterError
 from shared.ml.estimators import build_model
 from shared.ml.explain import tree
+from shared.ml.explain.methods import explanation_method
 from shared.ml.explain.methods.base import ExplanationPart, SpanProgress, merge_parts
-from shared.ml.explain.methods.shap import background_rows, check_shap_limits
-from shared.ml.explain.registry import explanation_method
 from shared.ml.intervals import fit_with_interval
 from shared.ml.metrics import classification_result, regression_result
 from shared.ml.prepared import PreparedJob
@@ -30,9 +29,7 @@ from shared.ml.spec import JobSpec, Limits
 __all__ = [
     "PreparedJob",
     "SpanProgress",
-    "background_rows",
     "check_explanation_limits",
-    "check_shap_limits",
     "explain",
     "merge_explanations",
     "plan_chunks",

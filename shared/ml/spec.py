@@ -3,7 +3,7 @@
 Each numeric bound and each list of names is declared here once: the HTTP parameter models
 (shared/jobspec.py), GET /models and the model builder (shared/ml/estimators.py) all read them from
 here, so a request the API accepts is one the worker can build. The base-model allowlist lives in
-shared/ml/registry.py and the explanation methods in shared/ml/explain/registry.py, both also in the
+shared/ml/registry.py and the explanation methods in shared/ml/explain/methods/, both also in the
 ML core. A JobSpec travels from the API to the worker as versioned JSON (`to_json`/`from_json`).
 """
 
@@ -130,7 +130,7 @@ class JobSpec:
 
     def validate(self) -> JobSpec:
         """Check every field against its declaration; returns self so callers can chain it."""
-        from shared.ml.explain.registry import explanation_names
+        from shared.ml.explain.methods import explanation_names
 
         self.model.validate()
         LEVEL.check(self.level)

@@ -1,4 +1,4 @@
-"""Explanation methods as objects (shared/ml/explain/registry.py): typed parts, declared merges."""
+"""Explanation methods as objects (shared/ml/explain/methods/): typed parts, declared merges."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from shared.chunks import decode_part, encode_part
 from shared.jobspec import GbdtClassificationParams
 from shared.ml.data import Dataset
+from shared.ml.explain.methods import explanation_method, explanation_names, register, unregister
 from shared.ml.explain.methods.base import (
     PER_UNIT,
     SAME,
@@ -22,7 +23,6 @@ from shared.ml.explain.methods.base import (
 )
 from shared.ml.explain.methods.permutation import PermutationImportance
 from shared.ml.explain.methods.shap import ShapValues
-from shared.ml.explain.registry import explanation_method, explanation_names, register, unregister
 from shared.ml.pipeline import explain, merge_explanations, plan_chunks, prepare, run
 from shared.ml.prepared import PreparedJob
 from shared.ml.spec import JobSpec, Limits, ModelSpec
