@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from shared.ml.estimators import DEFAULT_BASE_MODEL
 from shared.ml.explain.methods import explanation_names
+from shared.ml.registry import resolve_estimator_class
 from shared.ml.spec import (
     LEARNING_RATE,
     LEVEL,
@@ -127,12 +128,25 @@ class MlClassificationParams(MlParams):
         str, Field(description="a scikit-learn classifier's class name (see GET /models)")
     ] = DEFAULT_BASE_MODEL["classification"]
 
+    @field_validator("base_model")
+    @classmethod
+    def _known_classifier(cls, value: str) -> str:
+        resolve_estimator_class(value, "classification")  # so the 422 points at base_model itself
+        return value
+
 
 class MlRegressionParams(MlParams):
     task: ClassVar[Task] = "regression"
     base_model: Annotated[
         str, Field(description="a scikit-learn regressor's class name (see GET /models)")
     ] = DEFAULT_BASE_MODEL["regression"]
+
+    @field_validator("base_model")
+    @classmethod
+    def _known_regressor(cls, value: str) -> str:
+        resolve_estimator_class(value, "regression")
+        return value
+
     return_pi: Annotated[bool, Field(description="add split/local conformal prediction intervals")] = False
     level: Annotated[
         float, Field(**LEVEL.field_constraints(), description="prediction interval level, in percent")
