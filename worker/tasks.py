@@ -11,14 +11,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import chunks
 from shared.db import session_scope
-from shared.jobstore import add_event, claim, fail, heartbeat, succeed
+from shared.jobstore import claim, fail, heartbeat, succeed
 from shared.ml.errors import UserInputError
 from shared.ml.pipeline import PreparedJob, prepare, run
 from shared.ml.spec import JobSpec
-from shared.queue import DELIVER_WEBHOOK_TASK, RUN_CHUNK_TASK, RUN_JOB_TASK
+from shared.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.settings import Settings, get_settings
-from shared.tables import Job, JobStatus, Upload, User
-from shared.webhooks import notify, payload, send, user_secret
+from shared.tables import Job, JobStatus, Upload
 from worker.app import app
 from worker.fanout import FanOutRunner, compute_chunk
 from worker.heartbeat import Heartbeat, JobCancelled
@@ -53,8 +52,6 @@ def run_job(job_id: str) -> str:
         )
         if outcome.job is None:
             log.info("job %s not run: %s", job_id, outcome.reason)
-            if outcome.reason == "attempts exhausted":
-                notify(job_id)
             return outcome.reason
         job = outcome.job
         spec = JobSpec.from_json(job.spec)
@@ -92,12 +89,9 @@ def run_job(job_id: str) -> str:
             log.exception("job %s crashed", job_id)
             _fail(job_id, me, "internal_error", f"Internal error ({type(exc).__name__}); it has been logged.")
     if result is None:
-        notify(job_id)
         return "failed"
     with session_scope() as session:
         stored = succeed(session, job_id, me, result)
-    if stored:
-        notify(job_id)
     return "succeeded" if stored else "superseded"
 
 
@@ -146,37 +140,3 @@ def run_chunk(job_id: str) -> int:
             log.exception("chunk %s/%s/%s failed", job_id, chunk.method, chunk.index)
             return computed
         computed += 1
-
-
-@app.task(name=DELIVER_WEBHOOK_TASK, bind=True, max_retries=None)
-def deliver_webhook(self: Any, job_id: str) -> str:
-    """POST the signed job.finished message; retry non-2xx answers and network errors with backoff."""
-    settings = get_settings()
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        url = job.params.get("webhook_url") if job is not None else None
-        if job is None or not url:
-            return "no webhook"
-        user = session.get(User, job.user_id)
-        assert user is not None
-        secret = user_secret(session, user)
-        body = payload(job)
-        message_id = f"{job.id}-{job.status}"
-    try:
-        outcome = f"HTTP {send(url, secret, message_id, body, settings.webhook_timeout)}"
-        delivered = outcome.startswith("HTTP 2")
-    except Exception as exc:  # network errors: retried like a non-2xx answer
-        outcome, delivered = f"{type(exc).__name__}: {exc}"[:200], False
-    attempt = self.request.retries + 1
-    with session_scope() as session:
-        add_event(
-            session,
-            job_id,
-            "webhook_delivered" if delivered else "webhook_attempt_failed",
-            f"attempt {attempt}: {outcome}",
-        )
-    if delivered:
-        return "delivered"
-    if self.request.retries >= settings.webhook_max_retries:
-        return "gave up"
-    raise self.retry(countdown=min(5 * 2**self.request.retries, 600))
