@@ -34,6 +34,13 @@ def test_built_in_methods_and_their_result_types() -> None:
     assert explanation_names() == ("permutation", "shap")
     assert explanation_method("shap").result_type is ShapValues
     assert explanation_method("permutation").result_type is PermutationImportance
+    assert ShapValues.per_unit_fields() == ("values", "base_values", "interaction_values")
+    assert PermutationImportance.per_unit_fields() == (
+        "importances_mean",
+        "importances_std",
+        "importances",
+        "feature_names",
+    )
     with pytest.raises(ValueError, match="Unknown explanation method 'lime'"):
         explanation_method("lime")
 

@@ -1,9 +1,9 @@
 """The explanation-method protocol and the typed results its spans return.
 
 A result is a frozen dataclass whose fields declare how spans combine (as scikit-learn's Bunch results
-say what they hold): `per_unit` arrays are indexed by the span's units (test rows or features) along
-axis 0 and are concatenated; `summed` counts add up; `largest` keeps the worst estimate; any other field
-is the same in every span. `to_json` is the flat public object, with "method" first.
+say what they hold): PER_UNIT arrays are indexed by the span's units (test rows or features) along
+axis 0 and are concatenated; SUMMED counts add up; LARGEST keeps the worst estimate; SAME fields are
+equal in every span. `to_json` is the flat public object, with "method" first.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 import numpy as np
 
@@ -22,7 +22,6 @@ from shared.ml.spec import JobSpec, Limits
 
 Span = tuple[int, int]
 SpanProgress = Callable[[int, int], None]
-Combine = Literal["concatenate", "sum", "largest", "same"]
 _COMBINE = "combine"
 
 
@@ -44,8 +43,9 @@ class ExplanationPart:
     span: Span
 
     @classmethod
-    def combine_of(cls, name: str) -> Combine:
-        return next(f.metadata.get(_COMBINE, "same") for f in dataclasses.fields(cls) if f.name == name)
+    def per_unit_fields(cls) -> tuple[str, ...]:
+        """The fields indexed by the span's units (test rows or features) along axis 0."""
+        return tuple(f.name for f in cls.data_fields() if f.metadata.get(_COMBINE) == "concatenate")
 
     @classmethod
     def data_fields(cls) -> list[dataclasses.Field[Any]]:
