@@ -11,7 +11,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import chunks
 from shared.db import session_scope
-from shared.jobstore import claim, fail, heartbeat, succeed
+from shared.jobstore import claim_next, fail, heartbeat, succeed
 from shared.ml.errors import UserInputError
 from shared.ml.pipeline import PreparedJob, prepare, run
 from shared.ml.spec import JobSpec
@@ -39,21 +39,25 @@ def job_heartbeat(job_id: str, worker: str, settings: Settings) -> Heartbeat:
 
 
 @app.task(name=RUN_JOB_TASK)
-def run_job(job_id: str) -> str:
+def run_job(message_job_id: str) -> str:
+    """Run the fairest queued job of the message's queue (usually, but not always, the message's job)."""
     settings = get_settings()
     me = worker_name()
     with session_scope() as session:
-        outcome = claim(
+        outcome = claim_next(
             session,
-            job_id,
+            message_job_id,
             worker=me,
             stale_after=settings.stale_after_seconds,
             max_attempts=settings.max_attempts,
         )
         if outcome.job is None:
-            log.info("job %s not run: %s", job_id, outcome.reason)
+            log.info("job %s not run: %s", message_job_id, outcome.reason)
             return outcome.reason
         job = outcome.job
+        job_id, queue = job.id, job.queue
+        if job_id != message_job_id:
+            log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
         spec = JobSpec.from_json(job.spec)
         dataset = session.get(Upload, job.dataset_sha256)
         content = dataset.content if dataset is not None else b""
@@ -68,7 +72,7 @@ def run_job(job_id: str) -> str:
                 settings.limits(),
                 n_threads=settings.model_threads,
                 progress=beat.report,
-                explain_method=FanOutRunner(job_id, settings, beat),
+                explain_method=FanOutRunner(job_id, settings, beat, queue=queue),
             )
         except JobCancelled:
             log.info("job %s stopped: no longer ours", job_id)
