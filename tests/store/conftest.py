@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import make_engine
 from shared.jobstore import create_job, store_dataset
+from shared.ml.spec import JobSpec, ModelSpec
 from shared.tables import Job, JobStatus, User, utcnow
 from tests.stack import create_database, drop_database
 
@@ -68,6 +69,7 @@ class Jobs:
                 user_id=user_id,
                 endpoint="gbdtclassification",
                 params={},
+                spec=JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json(),
                 dataset=digest,
                 queue=queue,
             )
