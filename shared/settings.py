@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = 5.0
     stale_after_seconds: float = 60.0
     sweep_seconds: float = 5.0
+    # A worker row silent this long is deleted (it shows as dead on the dashboard until then).
+    worker_forget_seconds: float = 600.0
     worker_max_memory_per_child_kb: int = 4_000_000
 
     # Cost (estimated worker-seconds, shared/ml/cost.py): jobs above max_job_seconds are refused at submit;

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any
+from typing import Any, Literal
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared import chunks
+from shared import chunks, workers
 from shared.db import session_scope
 from shared.jobstore import claim_next, fail, heartbeat, succeed
 from shared.ml.errors import UserInputError
@@ -58,6 +58,7 @@ def run_job(message_job_id: str) -> str:
         job_id, queue = job.id, job.queue
         if job_id != message_job_id:
             log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
+        workers.job_started(session, me, job_id)
         spec = JobSpec.from_json(job.spec)
         dataset = session.get(Upload, job.dataset_sha256)
         content = dataset.content if dataset is not None else b""
@@ -76,6 +77,7 @@ def run_job(message_job_id: str) -> str:
             )
         except JobCancelled:
             log.info("job %s stopped: no longer ours", job_id)
+            _count_finished(me, "stopped")
             return "cancelled"
         except UserInputError as exc:
             _fail(job_id, me, exc.code, exc.message)
@@ -93,10 +95,17 @@ def run_job(message_job_id: str) -> str:
             log.exception("job %s crashed", job_id)
             _fail(job_id, me, "internal_error", f"Internal error ({type(exc).__name__}); it has been logged.")
     if result is None:
+        _count_finished(me, "failed")
         return "failed"
     with session_scope() as session:
         stored = succeed(session, job_id, me, result)
+        workers.job_finished(session, me, "done" if stored else "stopped")
     return "succeeded" if stored else "superseded"
+
+
+def _count_finished(worker: str, outcome: Literal["done", "failed", "stopped"]) -> None:
+    with session_scope() as session:
+        workers.job_finished(session, worker, outcome)
 
 
 def _fail(job_id: str, worker: str, code: str, message: str) -> None:

@@ -5,7 +5,7 @@ the API used when they were submitted, so a job queued before the upgrade still 
 copy lives here, not in shared/, because a migration must keep doing what it did when it was written.
 
 Revision ID: 0004
-Revises: 0005
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0004"
-down_revision = "0005"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
