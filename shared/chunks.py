@@ -18,6 +18,8 @@ import numpy as np
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from shared.ml.explain.methods import explanation_method
+from shared.ml.explain.methods.base import ExplanationPart
 from shared.tables import Job, JobChunk, JobPrepared, JobStatus, heartbeat_stale, utcnow
 
 
@@ -80,7 +82,7 @@ def beat(session: Session, chunk: ClaimedChunk) -> None:
     )
 
 
-def finish(session: Session, chunk: ClaimedChunk, part: dict[str, Any]) -> None:
+def finish(session: Session, chunk: ClaimedChunk, part: ExplanationPart) -> None:
     """Store a computed part, unless its job finished meanwhile (the part would outlive the job's data)."""
     body = encode_part(part)
     if not still_running(session, chunk.job_id):
@@ -110,13 +112,15 @@ def progress(session: Session, job_id: str, method: str) -> tuple[int, int, int,
     )
 
 
-def load_parts(session: Session, job_id: str, method: str) -> list[dict[str, Any]]:
+def load_parts(session: Session, job_id: str, method: str) -> list[ExplanationPart]:
+    """The done chunks' typed parts, in order (the method's result type says how to read them)."""
+    result_type = explanation_method(method).result_type
     bodies = session.scalars(
         select(JobChunk.body_gzip)
         .where(JobChunk.job_id == job_id, JobChunk.method == method, JobChunk.status == "done")
         .order_by(JobChunk.index)
     ).all()
-    return [decode_part(body) for body in bodies if body is not None]
+    return [result_type.from_record(decode_part(body)) for body in bodies if body is not None]
 
 
 def store_prepared(session: Session, job_id: str, prepared: object) -> None:
@@ -153,10 +157,11 @@ def drop_working_data(session: Session, job_id: str) -> None:
     drop_prepared(session, job_id)
 
 
-def encode_part(part: dict[str, Any]) -> bytes:
+def encode_part(part: ExplanationPart) -> bytes:
     """Arrays as .npy (never pickled), everything else as JSON, gzip-compressed together."""
-    arrays = {k: v for k, v in part.items() if isinstance(v, np.ndarray)}
-    plain = {k: _plain(v) for k, v in part.items() if k not in arrays}
+    record = part.to_record()
+    arrays = {k: v for k, v in record.items() if isinstance(v, np.ndarray)}
+    plain = {k: _plain(v) for k, v in record.items() if k not in arrays}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     header = json.dumps(plain).encode()
@@ -167,8 +172,6 @@ def decode_part(body: bytes) -> dict[str, Any]:
     raw = gzip.decompress(body)
     size = int.from_bytes(raw[:8], "big")
     part: dict[str, Any] = json.loads(raw[8 : 8 + size])
-    if "span" in part:
-        part["span"] = tuple(part["span"])
     with np.load(io.BytesIO(raw[8 + size :]), allow_pickle=False) as arrays:
         part.update({key: arrays[key] for key in arrays.files})
     return part

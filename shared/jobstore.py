@@ -34,14 +34,17 @@ def create_job(
     user_id: int,
     endpoint: str,
     params: dict[str, Any],
+    spec: dict[str, Any],
     dataset: str,
     estimated_seconds: float | None = None,
     queue: str = "small",
 ) -> Job:
+    """A queued job; `spec` is the validated JobSpec's versioned JSON, `params` the request as sent."""
     job = Job(
         user_id=user_id,
         endpoint=endpoint,
         params=params,
+        spec=spec,
         dataset_sha256=dataset,
         estimated_seconds=estimated_seconds,
         queue=queue,

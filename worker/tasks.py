@@ -11,10 +11,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import chunks, workers
 from shared.db import session_scope
-from shared.jobspec import job_spec_from_row
 from shared.jobstore import claim_next, fail, heartbeat, succeed
 from shared.ml.errors import UserInputError
 from shared.ml.pipeline import PreparedJob, prepare, run
+from shared.ml.spec import JobSpec
 from shared.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.settings import Settings, get_settings
 from shared.storage import upload_content
@@ -60,7 +60,7 @@ def run_job(message_job_id: str) -> str:
         if job_id != message_job_id:
             log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
         workers.job_started(session, me, job_id)
-        spec = job_spec_from_row(job.endpoint, job.params)
+        spec = JobSpec.from_json(job.spec)
         content = upload_content(session, job.dataset_sha256)
 
     result: dict[str, Any] | None = None
@@ -126,7 +126,7 @@ def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
             if shared is None:
                 content = upload_content(session, job.dataset_sha256)
         if shared is None:
-            spec = job_spec_from_row(job.endpoint, job.params)
+            spec = JobSpec.from_json(job.spec)
             shared = prepare(content, spec, settings.limits(), n_threads=settings.model_threads)
         _prepared[job.id] = shared
     return _prepared[job.id]

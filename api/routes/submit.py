@@ -25,13 +25,12 @@ from shared.jobspec import (
     GbdtRegressionParams,
     MlClassificationParams,
     MlRegressionParams,
-    job_spec,
 )
 from shared.jobstore import create_job, result_body
 from shared.limits import enforce_submission_limits, reserve_submission
 from shared.ml.cost import check_budget, estimate_cost, shape_of
 from shared.ml.data import load_dataset
-from shared.ml.pipeline import check_shap_limits
+from shared.ml.pipeline import check_explanation_limits
 from shared.routing import queue_for_cost
 from shared.settings import Settings
 from shared.storage import check_quota, sha256_hex, store_upload
@@ -94,7 +93,7 @@ async def submit(
 def _validate_and_store(
     endpoint: str, params: CommonParams, content: bytes, user_id: int, settings: Settings
 ) -> Job:
-    spec = job_spec(endpoint, params)
+    spec = params.to_spec()  # validated once, against the ML core's own declarations
     if params.webhook_url:
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
     digest = sha256_hex(content)
@@ -103,8 +102,7 @@ def _validate_and_store(
         check_quota(session, user_id, digest=digest, size=len(content), quota=quota)
     limits = settings.limits()
     dataset = load_dataset(content, spec.task, spec.seed, limits)  # raises DataError -> 422
-    if "shap" in spec.interpretability:  # refuse now what the worker would refuse later
-        check_shap_limits(dataset, limits, interactions=spec.shap_interactions)
+    check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
     cost = estimate_cost(spec, shape_of(dataset), limits.max_background_rows)
     check_budget(cost, settings.max_job_seconds)  # raises LimitExceeded -> 422
     n_rows = len(dataset.y_train) + len(dataset.y_test)
@@ -118,6 +116,7 @@ def _validate_and_store(
             user_id=user_id,
             endpoint=endpoint,
             params=params.stored(),
+            spec=spec.to_json(),
             dataset=digest,
             estimated_seconds=round(cost.total, 3),
             queue=queue_for_cost(cost.total, settings),

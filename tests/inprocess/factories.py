@@ -64,11 +64,18 @@ def insert_job(
     csv: bytes = IRIS,
 ) -> str:
     """`make_job` inside the caller's transaction."""
-    stored = PARAMS_BY_ENDPOINT[endpoint].model_validate(params or TINY_GBDT).stored()
+    validated = PARAMS_BY_ENDPOINT[endpoint].model_validate(params or TINY_GBDT)
     n_rows, n_columns = csv.count(b"\n") - 1, csv.split(b"\n")[0].count(b",") + 1
     digest = sha256_hex(csv)
     store_upload(session, csv, digest, n_rows, n_columns)
-    return create_job(session, user_id=user_id, endpoint=endpoint, params=stored, dataset=digest).id
+    return create_job(
+        session,
+        user_id=user_id,
+        endpoint=endpoint,
+        params=validated.stored(),
+        spec=validated.to_spec().to_json(),
+        dataset=digest,
+    ).id
 
 
 def ago(seconds: float) -> datetime:

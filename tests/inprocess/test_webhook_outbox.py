@@ -14,6 +14,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from shared.db import get_sessionmaker
 from shared.jobstore import cancel, claim, fail, requeue_stale, succeed
+from shared.ml.spec import JobSpec, ModelSpec
 from shared.settings import Settings
 from shared.tables import Job, JobStatus, Upload, User, WebhookAttempt, WebhookDelivery, utcnow
 from shared.webhook_outbox import (
@@ -41,7 +42,15 @@ def session(service_settings: Settings) -> Iterator[Session]:
 
 def new_job(session: Session, webhook: str | None = URL, **fields: object) -> str:
     params = {"webhook_url": webhook} if webhook else {}
-    job = Job(user_id=1, endpoint="gbdtclassification", params=params, dataset_sha256="d" * 64, **fields)
+    spec = JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json()
+    job = Job(
+        user_id=1,
+        endpoint="gbdtclassification",
+        params=params,
+        spec=spec,
+        dataset_sha256="d" * 64,
+        **fields,
+    )
     session.add(job)
     session.commit()
     return job.id

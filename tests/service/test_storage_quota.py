@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from shared import chunks
 from shared.db import make_engine
 from shared.jobstore import cancel, claim, create_job, delete_job, fail, succeed
+from shared.ml.spec import JobSpec, ModelSpec
 from shared.retention import purge_expired
 from shared.storage import release_upload, sha256_hex, store_upload
 from shared.tables import Job, JobChunk, JobPrepared, Upload, User, utcnow
@@ -209,7 +210,10 @@ def new_job(session: Session, owner: int, content: bytes) -> str:
     """What a submit does in its transaction: store (or lock) the upload, insert the job."""
     digest = sha256_hex(content)
     store_upload(session, content, digest, 150, 4)
-    return create_job(session, user_id=owner, endpoint="gbdtclassification", params={}, dataset=digest).id
+    spec = JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json()
+    return create_job(
+        session, user_id=owner, endpoint="gbdtclassification", params={}, spec=spec, dataset=digest
+    ).id
 
 
 class BlockedTransaction:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import make_engine
 from shared.jobstore import create_job
+from shared.ml.spec import JobSpec, ModelSpec
 from shared.storage import sha256_hex, store_upload
 from shared.tables import Job, JobStatus, User, utcnow
 from tests.stack import create_database, drop_database
@@ -71,6 +72,7 @@ class Jobs:
                 user_id=user_id,
                 endpoint="gbdtclassification",
                 params={},
+                spec=JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json(),
                 dataset=digest,
                 queue=queue,
             )

@@ -98,7 +98,6 @@ def explain_nnetsauce_tree(
         values, base_values = values[:, :, 0], base_values[:, 0] + offset
     mean_abs = float(np.abs(values).mean()) if values.size else 0.0
     return {
-        "method": "shap",
         "values": values,
         "base_values": base_values,
         "explainer": "nnetsauce-tree",
