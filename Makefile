@@ -1,10 +1,12 @@
 # The two commands: `make run` starts the service, `make test` runs the whole suite.
+# `make test-fast` runs only the unit (tests/ml) and in-process (tests/store, tests/inprocess) tiers, one pytest
+# process per core (each with its own databases): no worker or API process is started.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean
+.PHONY: run test test-fast install lint bench clean
 
 # One pip command for both packages: the client owns the `fitexplain` command, the server adds its
 # subcommands to it (entry-point group `fitexplain.commands`).
@@ -22,6 +24,10 @@ test: install
 	bash scripts/ensure_services.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+test-fast: install
+	bash scripts/ensure_services.sh
+	$(BIN)/pytest -n auto tests/ml tests/store tests/inprocess
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,22 +1,22 @@
-"""The webhook outbox's SQL, in process on SQLite: every finishing transition writes its delivery in
-the same transaction, a due delivery is claimed by one dispatcher only, and a settle after the lease ran
-out changes nothing."""
+"""The webhook outbox's SQL, in process on the in-process tier's Postgres: every finishing transition
+writes its delivery in the same transaction, a due delivery is claimed by one dispatcher only, and a
+settle after the lease ran out changes nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from shared.db import make_engine
+from shared.db import get_sessionmaker
 from shared.jobstore import cancel, claim, fail, requeue_stale, succeed
 from shared.ml.spec import JobSpec, ModelSpec
-from shared.tables import Base, Job, JobStatus, Upload, User, WebhookAttempt, WebhookDelivery, utcnow
+from shared.settings import Settings
+from shared.tables import Job, JobStatus, Upload, User, WebhookAttempt, WebhookDelivery, utcnow
 from shared.webhook_outbox import (
     AttemptOutcome,
     RedeliveryRefused,
@@ -32,15 +32,12 @@ URL = "https://receiver.example/hook"
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
-    Base.metadata.create_all(engine)
-    with sessionmaker(bind=engine, expire_on_commit=False)() as session:
+def session(service_settings: Settings) -> Iterator[Session]:
+    with get_sessionmaker()() as session:
         session.add(User(id=1, name="alice"))
         session.add(Upload(sha256="d" * 64, content=b"x", size_bytes=1, n_rows=150, n_columns=4))
         session.commit()
         yield session
-    engine.dispose()
 
 
 def new_job(session: Session, webhook: str | None = URL, **fields: object) -> str:

@@ -1,0 +1,107 @@
+"""Rows for the in-process tests, written through the job store itself, and ways to age them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shared.auth import create_token
+from shared.db import session_scope
+from shared.jobspec import PARAMS_BY_ENDPOINT
+from shared.jobstore import create_job
+from shared.storage import sha256_hex, store_upload
+from shared.tables import Job, JobEvent, User, WebhookDelivery, utcnow
+from tests.stack import DATA
+
+IRIS = (DATA / "iris_dataset2.csv").read_bytes()
+TINY_GBDT = {"model_type": "lightgbm", "n_estimators": 5, "interpretability": "none"}
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user of the in-process API: its id and the header that authenticates it."""
+
+    id: int
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def make_user(name: str, *, admin: bool = False) -> tuple[int, str]:
+    """A user and a fresh API token for it: (user id, token)."""
+    with session_scope() as session:
+        token = create_token(session, name, admin=admin)
+    with session_scope() as session:
+        user_id = session.scalar(select(User.id).where(User.name == name))
+    assert user_id is not None
+    return user_id, token
+
+
+def make_job(
+    user_id: int,
+    *,
+    endpoint: str = "gbdtclassification",
+    params: dict[str, Any] | None = None,
+    csv: bytes = IRIS,
+) -> str:
+    """A queued job as submit writes it (parameters validated by the endpoint's model); returns its id."""
+    with session_scope() as session:
+        return insert_job(session, user_id, endpoint=endpoint, params=params, csv=csv)
+
+
+def insert_job(
+    session: Session,
+    user_id: int,
+    *,
+    endpoint: str = "gbdtclassification",
+    params: dict[str, Any] | None = None,
+    csv: bytes = IRIS,
+) -> str:
+    """`make_job` inside the caller's transaction."""
+    validated = PARAMS_BY_ENDPOINT[endpoint].model_validate(params or TINY_GBDT)
+    n_rows, n_columns = csv.count(b"\n") - 1, csv.split(b"\n")[0].count(b",") + 1
+    digest = sha256_hex(csv)
+    store_upload(session, csv, digest, n_rows, n_columns)
+    return create_job(
+        session,
+        user_id=user_id,
+        endpoint=endpoint,
+        params=validated.stored(),
+        spec=validated.to_spec().to_json(),
+        dataset=digest,
+    ).id
+
+
+def ago(seconds: float) -> datetime:
+    return utcnow() - timedelta(seconds=seconds)
+
+
+def set_job(job_id: str, **values: Any) -> None:
+    """Force columns of a job row (to age a heartbeat, a creation time...), bypassing the job store."""
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def load_job(job_id: str) -> Job | None:
+    with session_scope() as session:
+        return session.get(Job, job_id)
+
+
+def events(job_id: str) -> list[str]:
+    with session_scope() as session:
+        return list(
+            session.scalars(select(JobEvent.event).where(JobEvent.job_id == job_id).order_by(JobEvent.id))
+        )
+
+
+def webhook_outbox(job_id: str) -> list[str]:
+    """The event types of the webhook deliveries written for a job (shared.webhook_outbox)."""
+    with session_scope() as session:
+        query = select(WebhookDelivery.event_type).where(WebhookDelivery.job_id == job_id)
+        return list(session.scalars(query.order_by(WebhookDelivery.id)))

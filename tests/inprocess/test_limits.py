@@ -1,0 +1,101 @@
+"""Per-user submission limits (shared/limits.py), counted in the database."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from shared.db import session_scope
+from shared.limits import RateLimited, check_submission_limits, enforce_submission_limits, reserve_submission
+from shared.settings import Settings
+from tests.inprocess.factories import ago, insert_job, make_job, make_user, set_job
+
+
+@pytest.fixture
+def limited(service_settings: Settings) -> Settings:
+    tighter = {"max_running_jobs_per_user": 2, "max_submissions_per_minute": 3}
+    return service_settings.model_copy(update=tighter)
+
+
+def check(user_id: int, settings: Settings) -> None:
+    with session_scope() as session:
+        check_submission_limits(session, user_id, settings)
+
+
+def test_unfinished_jobs_count_up_to_the_limit(limited: Settings) -> None:
+    user_id = make_user("alice")[0]
+    make_job(user_id)
+    check(user_id, limited)
+    running = make_job(user_id)
+    set_job(running, status="running")
+    with pytest.raises(RateLimited) as refused:
+        check(user_id, limited)
+    assert refused.value.retry_after == 5
+    assert "2 unfinished jobs; the limit is 2 (FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER)" in refused.value.message
+
+
+@pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled"])
+def test_finished_jobs_do_not_count_as_unfinished(limited: Settings, status: str) -> None:
+    user_id = make_user("alice")[0]
+    make_job(user_id)
+    set_job(make_job(user_id), status=status)
+    check(user_id, limited)
+
+
+def test_another_users_jobs_do_not_count(limited: Settings) -> None:
+    alice, bob = make_user("alice")[0], make_user("bob")[0]
+    for _ in range(3):
+        make_job(bob)
+    check(alice, limited)
+    with pytest.raises(RateLimited):
+        check(bob, limited)
+
+
+def test_submissions_per_minute_count_finished_jobs_of_the_last_minute(limited: Settings) -> None:
+    user_id = make_user("alice")[0]
+    jobs = [make_job(user_id) for _ in range(3)]
+    for job_id in jobs:
+        set_job(job_id, status="succeeded")
+    with pytest.raises(RateLimited) as refused:
+        check(user_id, limited)
+    assert refused.value.retry_after == 60
+    assert "3 jobs in the last minute; the limit is 3" in refused.value.message
+    assert "FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE" in refused.value.message
+    set_job(jobs[0], created_at=ago(61))
+    check(user_id, limited)
+
+
+def test_the_early_check_and_the_reservation_apply_the_same_limits(limited: Settings) -> None:
+    user_id = make_user("alice")[0]
+    make_job(user_id)
+    enforce_submission_limits(user_id, limited)
+    with session_scope() as session:
+        reserve_submission(session, user_id, limited)
+    make_job(user_id)
+    with pytest.raises(RateLimited):
+        enforce_submission_limits(user_id, limited)
+    with pytest.raises(RateLimited), session_scope() as session:
+        reserve_submission(session, user_id, limited)
+
+
+def test_simultaneous_submissions_cannot_overshoot_the_limit(limited: Settings) -> None:
+    """Six submissions of one user at once, each checking and inserting in one transaction: the user's
+    row lock queues them, so exactly the limit's worth get in."""
+    user_id = make_user("alice")[0]
+    start = threading.Barrier(6)
+
+    def submit(_: int) -> bool:
+        start.wait()
+        try:
+            with session_scope() as session:
+                reserve_submission(session, user_id, limited)
+                insert_job(session, user_id)
+        except RateLimited:
+            return False
+        return True
+
+    with ThreadPoolExecutor(6) as pool:
+        accepted = list(pool.map(submit, range(6)))
+    assert accepted.count(True) == limited.max_running_jobs_per_user

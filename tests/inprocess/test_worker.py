@@ -1,0 +1,134 @@
+"""`run_job` (worker/tasks.py) called in this process on a job in the database, with tiny data: the
+worker's side of the job store, without Celery or a worker process."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from shared.db import session_scope
+from shared.jobstore import cancel, result_body
+from shared.queue import RUN_JOB_TASK
+from tests.inprocess.factories import TINY_GBDT, Account, events, load_job, make_job, webhook_outbox
+from tests.inprocess.recorder import PublishRecorder
+from tests.stack import DATA
+
+IRIS_FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+PERMUTATION = {**TINY_GBDT, "interpretability": "permutation"}
+
+
+@pytest.fixture(scope="module")
+def run_job() -> Callable[[str], str]:
+    """The Celery task's function (importing worker/ loads the ML stack: once per module)."""
+    from worker.tasks import run_job
+
+    return run_job
+
+
+def stored_result(job_id: str) -> dict[str, Any]:
+    with session_scope() as session:
+        body = result_body(session, job_id)
+    assert body is not None
+    return orjson.loads(gzip.decompress(body))
+
+
+def test_a_job_runs_to_a_stored_result(alice: Account, run_job: Callable[[str], str]) -> None:
+    job_id = make_job(alice.id, params=PERMUTATION)
+    assert run_job(job_id) == "succeeded"
+    job = load_job(job_id)
+    assert job is not None
+    assert (job.status, job.progress, job.attempts, job.error_code) == ("succeeded", 1.0, 1, None)
+    assert events(job_id) == ["submitted", "started", "succeeded"]
+    result = stored_result(job_id)
+    assert 0.8 <= result["accuracy"] <= 1.0
+    interpretability = result["interpretability"]
+    assert interpretability["method"] == "permutation"
+    assert interpretability["feature_names"] == IRIS_FEATURES
+    assert len(interpretability["importances_mean"]) == len(IRIS_FEATURES)
+
+
+def test_a_bad_file_fails_with_its_code_and_column(alice: Account, run_job: Callable[[str], str]) -> None:
+    job_id = make_job(alice.id, csv=(DATA / "malformed" / "missing_feature.csv").read_bytes())
+    assert run_job(job_id) == "failed"
+    job = load_job(job_id)
+    assert job is not None
+    assert (job.status, job.error_code) == ("failed", "missing_value")
+    assert "Column 'a'" in (job.error_message or "") and "line 3" in (job.error_message or "")
+    assert events(job_id)[-1] == "failed"
+
+
+def test_a_redelivered_message_never_runs_a_finished_job_again(
+    alice: Account, run_job: Callable[[str], str]
+) -> None:
+    job_id = make_job(alice.id)
+    assert run_job(job_id) == "succeeded"
+    first = stored_result(job_id)
+    assert run_job(job_id) == "already succeeded"
+    assert stored_result(job_id) == first
+    assert events(job_id).count("started") == 1
+
+
+def test_a_job_cancelled_before_its_turn_is_not_run(alice: Account, run_job: Callable[[str], str]) -> None:
+    job_id = make_job(alice.id)
+    with session_scope() as session:
+        cancel(session, job_id)
+    assert run_job(job_id) == "already cancelled"
+    job = load_job(job_id)
+    assert job is not None and (job.status, job.attempts) == ("cancelled", 0)
+
+
+def test_a_finished_job_with_a_webhook_writes_its_delivery(
+    alice: Account, run_job: Callable[[str], str]
+) -> None:
+    job_id = make_job(alice.id, params={**TINY_GBDT, "webhook_url": "https://example.com/hook"})
+    assert run_job(job_id) == "succeeded"
+    assert webhook_outbox(job_id) == ["job.succeeded"]
+
+
+@pytest.mark.parametrize(
+    ("path", "wait"), [("/gbdtclassification", {"wait": "30"}), ("/techtonique/gbdtclassification", {})]
+)
+def test_waiting_requests_answer_the_result_itself(
+    client: TestClient,
+    alice: Account,
+    run_job: Callable[[str], str],
+    published: PublishRecorder,
+    path: str,
+    wait: dict[str, str],
+) -> None:
+    """With an eager worker behind the recorder, `wait` and the /techtonique mount answer 200 with the
+    result JSON, as techtonique.net does."""
+    published.deliver[RUN_JOB_TASK] = run_job
+    response = client.post(
+        path,
+        params={"model_type": "lightgbm", "n_estimators": "5", "interpretability": "permutation", **wait},
+        files={"file": ("iris.csv", (DATA / "iris_dataset2.csv").read_bytes(), "text/csv")},
+        headers=alice.headers,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["interpretability"]["feature_names"] == IRIS_FEATURES
+    assert len(published.job_ids()) == 1
+
+
+def test_waiting_for_a_job_that_ends_without_a_result_answers_why(
+    client: TestClient, alice: Account, published: PublishRecorder
+) -> None:
+    def cancelled_at_once(job_id: str) -> None:
+        with session_scope() as session:
+            cancel(session, job_id)
+
+    published.deliver[RUN_JOB_TASK] = cancelled_at_once
+    response = client.post(
+        "/techtonique/gbdtclassification",
+        files={"file": ("iris.csv", (DATA / "iris_dataset2.csv").read_bytes(), "text/csv")},
+        headers=alice.headers,
+    )
+    assert response.status_code == 409
+    body = response.json()
+    assert body["detail"] == "The job was cancelled." and body["code"] is None
+    assert body["job_id"] == published.job_ids()[0]
