@@ -3,6 +3,7 @@ in order, and encoded without pickle."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import numpy as np
@@ -11,12 +12,27 @@ from sqlalchemy import event, func, select, update
 
 from shared import chunks
 from shared.db import get_engine, session_scope
+from shared.ml.explain.methods.shap import ShapValues
 from shared.tables import JobChunk, JobPrepared
 from tests.inprocess.factories import ago, make_job, make_user, set_job
 
-TYPED_PARTS = pytest.mark.skip(
-    reason="TODO: chunks now store typed ExplanationPart results (spec merge, 12:33); these still pass dicts"
-)
+
+def shap_part(start: int, stop: int, fill: float = 1.0) -> ShapValues:
+    """A typed SHAP part for rows start..stop (two features), as a worker would store it."""
+    rows = stop - start
+    return ShapValues(
+        span=(start, stop),
+        values=np.full((rows, 2), fill),
+        base_values=np.zeros(rows),
+        feature_names=["a", "b"],
+        explainer="tree",
+        exact=True,
+        output_space="raw",
+        n_model_evals=0,
+        error_estimate=None,
+        notes="",
+    )
+
 
 STALE = 300.0  # far from any time a slow machine takes between two statements
 SPANS = [(0, 10), (10, 20), (20, 25)]
@@ -105,12 +121,11 @@ def test_a_chunk_whose_worker_went_quiet_is_claimed_again(planned: str) -> None:
     assert claim_next(planned) is None
 
 
-@TYPED_PARTS
 def test_a_done_chunk_is_never_claimed_even_when_old(planned: str) -> None:
     first = claim_next(planned)
     assert first is not None
     with session_scope() as session:
-        chunks.finish(session, first, {"span": (0, 10), "values": np.ones((10, 2))})
+        chunks.finish(session, first, shap_part(0, 10))
     set_chunk(planned, 0, heartbeat_at=ago(STALE * 10))
     nexts = [claim_next(planned) for _ in range(3)]
     assert [c.index for c in nexts if c] == [1, 2]
@@ -135,60 +150,50 @@ def test_beat_keeps_a_running_chunk_fresh_and_ignores_a_done_one(planned: str) -
     assert beats[1] == long_ago
 
 
-@TYPED_PARTS
 def test_a_part_finished_after_its_job_was_cancelled_is_not_kept(planned: str) -> None:
     chunk = claim_next(planned)
     assert chunk is not None
     set_job(planned, status="cancelled")
     with session_scope() as session:
-        chunks.finish(session, chunk, {"span": (0, 10), "values": np.ones(10)})
+        chunks.finish(session, chunk, shap_part(0, 10))
     assert chunk_rows(planned)[0] == (0, "running", 1)
     with session_scope() as session:
         assert chunks.load_parts(session, planned, "shap") == []
 
 
-@TYPED_PARTS
 def test_progress_counts_done_chunks_and_units(planned: str) -> None:
     with session_scope() as session:
         assert chunks.progress(session, planned, "shap") == (0, 3, 0, 25)
     second = [claim_next(planned) for _ in range(2)][1]
     assert second is not None
     with session_scope() as session:
-        chunks.finish(session, second, {"span": (10, 20)})
+        chunks.finish(session, second, shap_part(10, 20))
     with session_scope() as session:
         assert chunks.progress(session, planned, "shap") == (1, 3, 10, 25)
         assert chunks.progress(session, planned, "permutation") == (0, 0, 0, 0)
 
 
-@TYPED_PARTS
 def test_parts_load_in_chunk_order_whatever_the_finishing_order(planned: str) -> None:
     claimed = [claim_next(planned) for _ in SPANS]
     for chunk in reversed(claimed):
         assert chunk is not None
         with session_scope() as session:
-            values = np.full(chunk.stop - chunk.start, chunk.index)
-            chunks.finish(session, chunk, {"span": (chunk.start, chunk.stop), "values": values})
+            chunks.finish(session, chunk, shap_part(chunk.start, chunk.stop, fill=chunk.index))
     with session_scope() as session:
         parts = chunks.load_parts(session, planned, "shap")
-    assert [part["span"] for part in parts] == SPANS
-    assert [int(part["values"][0]) for part in parts] == [0, 1, 2]
+    assert [part.span for part in parts] == SPANS
+    assert [int(part.values[0, 0]) for part in parts] == [0, 1, 2]
 
 
-@TYPED_PARTS
 def test_a_part_round_trips_arrays_scalars_and_spans_without_pickle() -> None:
-    part = {
-        "span": (3, 7),
-        "values": np.arange(12.0).reshape(3, 4),
-        "labels": np.array([0, 1, 1]),
-        "base_value": np.float64(0.25),
-        "explainer": "tree",
-    }
-    decoded = chunks.decode_part(chunks.encode_part(part))
-    assert decoded["span"] == (3, 7)
-    assert decoded["base_value"] == 0.25 and decoded["explainer"] == "tree"
-    np.testing.assert_array_equal(decoded["values"], part["values"])
-    np.testing.assert_array_equal(decoded["labels"], part["labels"])
-    objects = {"span": (0, 1), "bad": np.array([{"a": 1}], dtype=object)}
+    part = dataclasses.replace(shap_part(3, 7), values=np.arange(8.0).reshape(4, 2), error_estimate=0.25)
+    decoded = ShapValues.from_record(chunks.decode_part(chunks.encode_part(part)))
+    assert decoded.span == (3, 7)
+    assert decoded.error_estimate == 0.25 and decoded.explainer == "tree"
+    assert decoded.feature_names == ["a", "b"]
+    np.testing.assert_array_equal(decoded.values, part.values)
+    np.testing.assert_array_equal(decoded.base_values, part.base_values)
+    objects = dataclasses.replace(part, values=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError):  # object arrays would need pickle: refused on the way back
         chunks.decode_part(chunks.encode_part(objects))
 
