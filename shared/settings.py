@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     visibility_timeout: int = 7200
     max_attempts: int = 3
     heartbeat_seconds: float = 5.0
+    # How often a worker asks whether its running job was cancelled (then kills its computation).
+    cancel_poll_seconds: float = Field(1.0, gt=0, le=60)
     stale_after_seconds: float = 60.0
     sweep_seconds: float = 5.0
     worker_max_memory_per_child_kb: int = 4_000_000

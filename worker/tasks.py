@@ -7,21 +7,30 @@ import os
 import socket
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
-
 from shared import chunks
 from shared.db import session_scope
 from shared.jobspec import job_spec_from_row
-from shared.jobstore import add_event, claim, fail, heartbeat, succeed
+from shared.jobstore import (
+    add_event,
+    claim,
+    computation_died,
+    computation_stopped,
+    fail,
+    heartbeat,
+    still_running_on,
+    succeed,
+)
 from shared.ml.errors import UserInputError
 from shared.ml.pipeline import PreparedJob, prepare, run
+from shared.ml.spec import JobSpec
 from shared.queue import DELIVER_WEBHOOK_TASK, RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.settings import Settings, get_settings
 from shared.tables import Job, JobStatus, Upload, User
 from shared.webhooks import notify, payload, send, user_secret
 from worker.app import app
+from worker.computation import Computation, Outcome, Progress, run_killable
 from worker.fanout import FanOutRunner, compute_chunk
-from worker.heartbeat import Heartbeat, JobCancelled
+from worker.heartbeat import Heartbeat
 
 log = logging.getLogger("fitexplain.worker")
 
@@ -61,49 +70,94 @@ def run_job(job_id: str) -> str:
         dataset = session.get(Upload, job.dataset_sha256)
         content = dataset.content if dataset is not None else b""
 
-    result: dict[str, Any] | None = None
-    with job_heartbeat(job_id, me, settings) as beat:
-        beat.report(0.0, "fitting")
+    try:
+        with job_heartbeat(job_id, me, settings) as beat:
+            beat.record(0.0, "fitting")
+            ended = run_killable(
+                compute_job(job_id, me, content, spec, settings),
+                time_limit=settings.soft_time_limit,
+                poll_seconds=settings.cancel_poll_seconds,
+                still_wanted=lambda: not beat.lost.is_set() and _still_ours(job_id, me),
+                on_progress=beat.record,
+            )
+    except Exception as exc:  # the supervision itself failed (the computation was killed): never a hang
+        log.exception("job %s: supervising its computation failed", job_id)
+        ended = Outcome("finished", _fail(job_id, me, "internal_error", _internal_error_message(exc)))
+    with session_scope() as session:
+        computation_stopped(session, job_id, me)
+    return _conclude(job_id, me, ended, settings)
+
+
+def compute_job(job_id: str, me: str, content: bytes, spec: JobSpec, settings: Settings) -> Computation:
+    """The job's computation, run in the killable child: fit, explain, store the result or the error."""
+
+    def compute(progress: Progress) -> str:
         try:
             result = run(
                 content,
                 spec,
                 settings.limits(),
                 n_threads=settings.model_threads,
-                progress=beat.report,
-                explain_method=FanOutRunner(job_id, settings, beat),
+                progress=progress,
+                explain_method=FanOutRunner(job_id, settings),
             )
-        except JobCancelled:
-            log.info("job %s stopped: no longer ours", job_id)
-            return "cancelled"
         except UserInputError as exc:
-            _fail(job_id, me, exc.code, exc.message)
-        except SoftTimeLimitExceeded:
-            _fail(
-                job_id,
-                me,
-                "time_limit",
-                f"The job ran past the time limit of {settings.soft_time_limit} s "
-                "(FITEXPLAIN_SOFT_TIME_LIMIT): explain fewer rows or use a faster model.",
-            )
+            return _fail(job_id, me, exc.code, exc.message)
         except MemoryError:
-            _fail(job_id, me, "out_of_memory", "The job ran out of memory: explain fewer rows or features.")
+            message = "The job ran out of memory: explain fewer rows or features."
+            return _fail(job_id, me, "out_of_memory", message)
         except Exception as exc:
             log.exception("job %s crashed", job_id)
-            _fail(job_id, me, "internal_error", f"Internal error ({type(exc).__name__}); it has been logged.")
-    if result is None:
-        notify(job_id)
-        return "failed"
-    with session_scope() as session:
-        stored = succeed(session, job_id, me, result)
-    if stored:
-        notify(job_id)
-    return "succeeded" if stored else "superseded"
+            return _fail(job_id, me, "internal_error", _internal_error_message(exc))
+        with session_scope() as session:
+            stored = succeed(session, job_id, me, result)
+        return "succeeded" if stored else "superseded"
+
+    return compute
 
 
-def _fail(job_id: str, worker: str, code: str, message: str) -> None:
+def _conclude(job_id: str, me: str, ended: Outcome, settings: Settings) -> str:
+    """Record how the computation ended; every finished job is notified (webhook) exactly once."""
+    if ended.ended == "finished":
+        if ended.detail in ("succeeded", "failed"):
+            notify(job_id)
+        return ended.detail
+    if ended.ended == "cancelled":
+        log.info("job %s stopped: no longer ours", job_id)
+        return "cancelled"
+    if ended.ended == "time_limit":
+        log.warning("job %s stopped: %s", job_id, ended.detail)
+        failed = _fail(
+            job_id,
+            me,
+            "time_limit",
+            f"The job ran past the time limit of {settings.soft_time_limit} s "
+            "(FITEXPLAIN_SOFT_TIME_LIMIT): explain fewer rows or use a faster model.",
+        )
+        if failed == "failed":
+            notify(job_id)
+        return "time_limit"
+    log.error("job %s: its computation %s", job_id, ended.detail)
     with session_scope() as session:
-        fail(session, job_id, code, message, worker=worker)
+        done = computation_died(session, job_id, me, how=ended.detail, max_attempts=settings.max_attempts)
+    if done == "failed":
+        notify(job_id)
+    return f"computation {ended.detail}: {done}"
+
+
+def _internal_error_message(exc: Exception) -> str:
+    return f"Internal error ({type(exc).__name__}); it has been logged."
+
+
+def _still_ours(job_id: str, me: str) -> bool:
+    with session_scope() as session:
+        return still_running_on(session, job_id, me)
+
+
+def _fail(job_id: str, worker: str, code: str, message: str) -> str:
+    with session_scope() as session:
+        done = fail(session, job_id, code, message, worker=worker)
+    return "failed" if done else "superseded"
 
 
 _prepared: dict[str, PreparedJob] = {}  # the last job this process fitted for chunk work
