@@ -73,6 +73,7 @@ def api(
     """Run the HTTP API only."""
     import uvicorn
 
+    from api.http_protocol import BoundedHeadersProtocol
     from shared.settings import get_settings
 
     settings = get_settings()
@@ -83,6 +84,8 @@ def api(
         workers=workers,
         log_level="info",
         timeout_graceful_shutdown=5,
+        http=BoundedHeadersProtocol,  # h11, bounding the request head: 431 beyond max_header_bytes
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 

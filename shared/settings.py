@@ -33,6 +33,7 @@ class Settings(BaseSettings):
 
     # Input limits.
     max_upload_bytes: int = 100_000_000
+    max_header_bytes: int = Field(65_536, ge=1024, description="request line plus headers; larger: 431")
     max_rows: int = 1_000_000
     max_columns: int = 1_000
     max_cell_chars: int = 1_000
