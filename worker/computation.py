@@ -3,10 +3,14 @@ when this worker dies.
 
 Native code (a catboost or xgboost fit) never returns to Python to notice an exception such as Celery's
 SoftTimeLimitExceeded, so the only stop that always works is SIGKILL of the process doing the work. The
-Celery task stays in this process as the child's supervisor: it relays the child's progress, asks
+Celery task stays in its pool process as the child's supervisor: it relays the child's progress, asks
 `still_wanted` every `poll_seconds`, and kills the child's process group when the job was cancelled or
-ran out of time. The child is forked after the ML stack was imported, so it starts in milliseconds and
-shares the parent's memory until it writes to it.
+ran out of time.
+
+The child is forked once, after the ML stack was imported, and then runs computation after computation
+(sent to it as picklable callables): forking a worker-sized process costs ~100-150 ms here, a job on a
+small dataset about as much, so a job pays for a fork only after the previous child had to be killed (or
+retired for its memory).
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Literal
+from typing import Any, Literal
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -31,116 +36,125 @@ from worker.lifeline import die_with_parent
 log = logging.getLogger("fitexplain.worker")
 
 Progress = Callable[[float, str], None]
-Computation = Callable[[Progress], str]
+Computation = Callable[[Progress], str]  # must be picklable: a module-level function or a partial of one
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How the child ended. `finished`: it returned `detail`; `cancelled` and `time_limit`: it was killed;
-    `crashed`: it died by itself (`detail` says how: a signal such as the OOM killer's, or an exit code)."""
+    """How a computation ended. `finished`: it returned `detail`; `cancelled` and `time_limit`: it was
+    killed; `crashed`: its process died by itself (`detail` says how: a signal such as the OOM killer's)."""
 
     ended: Literal["finished", "cancelled", "time_limit", "crashed"]
     detail: str
 
 
-def run_killable(
-    compute: Computation,
-    *,
-    time_limit: float,
-    poll_seconds: float,
-    still_wanted: Callable[[], bool],
-    on_progress: Progress,
-) -> Outcome:
-    """Run `compute(progress)` in a forked child and supervise it until it ends or is killed."""
-    receiver, sender = multiprocessing.Pipe(duplex=False)
-    child = _Child(_fork(compute, receiver, sender))
-    sender.close()
-    deadline = time.monotonic() + time_limit
-    next_poll = time.monotonic() + poll_seconds
-    try:
-        while True:
-            if receiver.poll(min(poll_seconds, max(0.0, deadline - time.monotonic()))):
-                message = _receive(receiver)
-                if message is None:  # the child closed its end: it is exiting
-                    return Outcome("crashed", _how_it_ended(child.reap()))
-                kind, *payload = message
-                if kind == "progress":
-                    on_progress(*payload)
-                else:
-                    child.reap()
-                    return Outcome("finished", payload[0])
-            now = time.monotonic()
-            if now >= deadline:
-                return child.kill(Outcome("time_limit", f"ran past {time_limit:g} s"))
-            if now >= next_poll:
-                next_poll = now + poll_seconds
-                if not still_wanted():
-                    return child.kill(Outcome("cancelled", "no longer wanted"))
-    except SoftTimeLimitExceeded:  # Celery's own limit, a backstop above ours: same ending
-        return child.kill(Outcome("time_limit", "Celery's soft time limit"))
-    except BaseException:
-        child.kill(Outcome("crashed", "supervisor failed"))
-        raise
-    finally:
-        receiver.close()
+class KillableExecutor:
+    """A child process that runs computations one at a time, killed (and replaced at the next one) when a
+    computation must stop. One per worker pool process."""
 
+    def __init__(self, max_rss_kb: int | None = None) -> None:
+        self.max_rss_kb = max_rss_kb
+        self._child: _Child | None = None
 
-def _fork(compute: Computation, receiver: Connection, sender: Connection) -> int:
-    """Fork the child (os.fork: multiprocessing refuses to start children in Celery's pool processes)."""
-    supervisor = os.getpid()
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
-        receiver.close()
-        _child_main(compute, sender, supervisor)
-        code = 0
-    except BaseException:
-        log.exception("the computation failed")
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    def run(
+        self,
+        compute: Computation,
+        *,
+        time_limit: float,
+        poll_seconds: float,
+        still_wanted: Callable[[], bool],
+        on_progress: Progress,
+    ) -> Outcome:
+        """Run `compute(progress)` in the child and supervise it until it ends or is killed."""
+        child = self._ready_child()
+        deadline = time.monotonic() + time_limit
+        next_poll = time.monotonic() + poll_seconds
+        try:
+            child.connection.send(compute)
+            while True:
+                if child.connection.poll(min(poll_seconds, max(0.0, deadline - time.monotonic()))):
+                    message = _receive(child.connection)
+                    if message is None:  # the child closed its end: it died
+                        self._child = None
+                        return Outcome("crashed", _how_it_ended(child.reap()))
+                    kind, payload = message
+                    if kind == "progress":
+                        on_progress(*payload)
+                        continue
+                    if kind == "retiring":  # it outgrew its memory limit: the next job gets a new one
+                        self._child = None
+                        child.reap()
+                    return Outcome("finished", payload)
+                now = time.monotonic()
+                if now >= deadline:
+                    return self._kill(Outcome("time_limit", f"ran past {time_limit:g} s"))
+                if now >= next_poll:
+                    next_poll = now + poll_seconds
+                    if not still_wanted():
+                        return self._kill(Outcome("cancelled", "no longer wanted"))
+        except SoftTimeLimitExceeded:  # Celery's own limit, a backstop above ours: same ending
+            return self._kill(Outcome("time_limit", "Celery's soft time limit"))
+        except BaseException:
+            self._kill(Outcome("crashed", "its supervisor failed"))
+            raise
 
+    def close(self) -> None:
+        self._kill(Outcome("cancelled", "closed"))
 
-def _child_main(compute: Computation, sender: Connection, supervisor_pid: int) -> None:
-    die_with_parent(supervisor_pid)
-    os.setpgid(0, 0)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # Celery's handlers are the supervisor's, not ours
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # billiard's soft-limit signal: the supervisor's only
-    get_engine().dispose(close=False)  # the parent's pooled connections stay the parent's
-    outcome = compute(lambda fraction, message: sender.send(("progress", fraction, message)))
-    sender.send(("done", outcome))
-    sender.close()
+    def _ready_child(self) -> _Child:
+        if self._child is None:
+            self._child = _Child.fork(self.max_rss_kb)
+        return self._child
 
-
-def _receive(receiver: Connection) -> tuple | None:
-    try:
-        return receiver.recv()
-    except EOFError:
-        return None
+    def _kill(self, outcome: Outcome) -> Outcome:
+        if self._child is not None:
+            self._child.kill()
+            log.info("computation %d stopped: %s", self._child.pid, outcome.ended)
+            self._child = None
+        return outcome
 
 
 class _Child:
-    """The forked child, put in a process group of its own (it does so too: whichever runs first wins),
-    so that a kill reaches whatever it started as well."""
+    """The forked process, in a process group of its own (it sets it too: whichever runs first wins), so
+    that a kill reaches whatever it started as well."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, connection: Connection) -> None:
         self.pid = pid
+        self.connection = connection
         self.exitcode: int | None = None
         with contextlib.suppress(PermissionError, ProcessLookupError):  # done by the child, or it is gone
             os.setpgid(pid, pid)
+
+    @classmethod
+    def fork(cls, max_rss_kb: int | None) -> _Child:
+        """Fork with os.fork: multiprocessing refuses to start children from Celery's pool processes."""
+        ours, theirs = multiprocessing.Pipe(duplex=True)
+        supervisor = os.getpid()
+        pid = os.fork()
+        if pid:
+            theirs.close()
+            return cls(pid, ours)
+        code = 1
+        try:
+            ours.close()
+            _serve_computations(theirs, supervisor, max_rss_kb)
+            code = 0
+        except BaseException:
+            log.exception("the computation process failed")
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
 
     def reap(self) -> int:
         """Wait for the child to exit; its exit code (negative: the signal that killed it)."""
         if self.exitcode is None:
             _, status = os.waitpid(self.pid, 0)
             self.exitcode = os.waitstatus_to_exitcode(status)
+            self.connection.close()
         return self.exitcode
 
-    def kill(self, outcome: Outcome) -> Outcome:
+    def kill(self) -> None:
         """SIGKILL the child's group and reap it: once this returns, the computation has stopped."""
         if self.exitcode is None:
             try:
@@ -150,11 +164,40 @@ class _Child:
             except PermissionError:  # not (yet) a group leader
                 os.kill(self.pid, signal.SIGKILL)
             self.reap()
-            log.info("computation %d stopped: %s", self.pid, outcome.ended)
-        return outcome
+
+
+def _serve_computations(connection: Connection, supervisor_pid: int, max_rss_kb: int | None) -> None:
+    """The child's loop: run each computation received, report its progress and outcome; exit when the
+    supervisor closes the pipe (or dies: PR_SET_PDEATHSIG), or once over `max_rss_kb`."""
+    die_with_parent(supervisor_pid)
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # Celery's handlers are the supervisor's, not ours
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # billiard's soft-limit signal: the supervisor's only
+    get_engine().dispose(close=False)  # the parent's pooled connections stay the parent's
+
+    def progress(fraction: float, message: str) -> None:
+        connection.send(("progress", (fraction, message)))
+
+    while True:
+        compute = _receive(connection)
+        if compute is None:
+            return
+        outcome = compute(progress)
+        if max_rss_kb and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > max_rss_kb:
+            connection.send(("retiring", outcome))
+            return
+        connection.send(("done", outcome))
+
+
+def _receive(connection: Connection) -> Any | None:
+    try:
+        return connection.recv()
+    except (EOFError, OSError):
+        return None
 
 
 def _how_it_ended(exitcode: int) -> str:
     if exitcode < 0:
-        return f"killed by {signal.Signals(-exitcode).name}"
+        return f"was killed by {signal.Signals(-exitcode).name}"
     return f"exited with code {exitcode}"

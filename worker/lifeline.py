@@ -7,7 +7,6 @@ elsewhere a daemon thread watches the parent id and exits when it changes.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -33,7 +32,7 @@ def die_with_parent(parent_pid: int | None = None) -> None:
 def _kernel_pdeathsig() -> bool:
     if not sys.platform.startswith("linux"):
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded (find_library would fork)
     return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
 
 

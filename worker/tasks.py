@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from functools import cache, partial
 from typing import Any
 
 from shared import chunks
@@ -28,7 +29,7 @@ from shared.settings import Settings, get_settings
 from shared.tables import Job, JobStatus, Upload, User
 from shared.webhooks import notify, payload, send, user_secret
 from worker.app import app
-from worker.computation import Computation, Outcome, Progress, run_killable
+from worker.computation import KillableExecutor, Outcome, Progress
 from worker.fanout import FanOutRunner, compute_chunk
 from worker.heartbeat import Heartbeat
 
@@ -37,6 +38,12 @@ log = logging.getLogger("fitexplain.worker")
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@cache
+def executor() -> KillableExecutor:
+    """This pool process's computation child (forked at its first job, replaced after a kill)."""
+    return KillableExecutor(max_rss_kb=get_settings().worker_max_memory_per_child_kb)
 
 
 def job_heartbeat(job_id: str, worker: str, settings: Settings) -> Heartbeat:
@@ -73,8 +80,8 @@ def run_job(job_id: str) -> str:
     try:
         with job_heartbeat(job_id, me, settings) as beat:
             beat.record(0.0, "fitting")
-            ended = run_killable(
-                compute_job(job_id, me, content, spec, settings),
+            ended = executor().run(
+                partial(compute_job, job_id, me, content, spec),
                 time_limit=settings.soft_time_limit,
                 poll_seconds=settings.cancel_poll_seconds,
                 still_wanted=lambda: not beat.lost.is_set() and _still_ours(job_id, me),
@@ -88,32 +95,29 @@ def run_job(job_id: str) -> str:
     return _conclude(job_id, me, ended, settings)
 
 
-def compute_job(job_id: str, me: str, content: bytes, spec: JobSpec, settings: Settings) -> Computation:
+def compute_job(job_id: str, me: str, content: bytes, spec: JobSpec, progress: Progress) -> str:
     """The job's computation, run in the killable child: fit, explain, store the result or the error."""
-
-    def compute(progress: Progress) -> str:
-        try:
-            result = run(
-                content,
-                spec,
-                settings.limits(),
-                n_threads=settings.model_threads,
-                progress=progress,
-                explain_method=FanOutRunner(job_id, settings),
-            )
-        except UserInputError as exc:
-            return _fail(job_id, me, exc.code, exc.message)
-        except MemoryError:
-            message = "The job ran out of memory: explain fewer rows or features."
-            return _fail(job_id, me, "out_of_memory", message)
-        except Exception as exc:
-            log.exception("job %s crashed", job_id)
-            return _fail(job_id, me, "internal_error", _internal_error_message(exc))
-        with session_scope() as session:
-            stored = succeed(session, job_id, me, result)
-        return "succeeded" if stored else "superseded"
-
-    return compute
+    settings = get_settings()
+    try:
+        result = run(
+            content,
+            spec,
+            settings.limits(),
+            n_threads=settings.model_threads,
+            progress=progress,
+            explain_method=FanOutRunner(job_id, settings),
+        )
+    except UserInputError as exc:
+        return _fail(job_id, me, exc.code, exc.message)
+    except MemoryError:
+        message = "The job ran out of memory: explain fewer rows or features."
+        return _fail(job_id, me, "out_of_memory", message)
+    except Exception as exc:
+        log.exception("job %s crashed", job_id)
+        return _fail(job_id, me, "internal_error", _internal_error_message(exc))
+    with session_scope() as session:
+        stored = succeed(session, job_id, me, result)
+    return "succeeded" if stored else "superseded"
 
 
 def _conclude(job_id: str, me: str, ended: Outcome, settings: Settings) -> str:
