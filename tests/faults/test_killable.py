@@ -96,3 +96,30 @@ def test_time_limit_in_native_code_fails_the_job_once_and_keeps_the_worker(
     history = assert_finished_exactly_once(stack, [long, short])[long]
     assert history.count("started") == 1 and "requeued" not in history, history
     assert "WorkerLostError" not in worker_log(stack)
+
+
+def test_a_cancelled_job_counts_against_the_running_limit_until_its_worker_is_free(
+    stacks: Callable[..., Stack],
+) -> None:
+    # The worker asks about cancellation only every 60 s here: a wide, certain window in which the
+    # cancelled job's computation is still running.
+    stack = stacks(
+        extra_env={"FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "1", "FITEXPLAIN_CANCEL_POLL_SECONDS": "60"}
+    )
+    stack.start_worker()
+    stack.start_api()
+    alice = client_for(stack)
+    long = alice.submit("gbdtclassification", slow_csv(), **NATIVE_FIT).json()["id"]
+    wait_until(fitting(alice, long), START_TIMEOUT, "the catboost fit to start")
+
+    assert alice.http.delete(f"/jobs/{long}").json()["status"] == "cancelled"
+    refused = alice.submit("gbdtclassification", "iris_dataset2.csv")
+    assert refused.status_code == 429, refused.text
+    assert "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER" in refused.json()["detail"]
+    assert alice.http.delete(f"/jobs/{long}").status_code == 409  # not deleted while still stopping
+
+    wait_until(lambda: f"job {long} stopped" in worker_log(stack), 120, "the worker to stop the job")
+    accepted = alice.submit("gbdtclassification", "iris_dataset2.csv")
+    assert accepted.status_code == 202, accepted.text
+    assert alice.wait(accepted.json()["id"], timeout=START_TIMEOUT)["status"] == "succeeded"
+    assert alice.http.delete(f"/jobs/{long}").status_code == 204
