@@ -15,13 +15,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.middleware import UploadLimitMiddleware
-from api.routes import account, admin, health, jobs, metrics, submit
+from api.routes import account, admin, health, jobs, metrics, submit, webhooks
 from shared.db import session_scope
 from shared.dispatch import sweep
 from shared.limits import RateLimited
 from shared.ml.errors import UserInputError
 from shared.retention import purge_expired
 from shared.settings import get_settings
+from shared.webhooks import deliver_due
 
 log = logging.getLogger("fitexplain.api")
 
@@ -53,13 +54,29 @@ async def _sweep_forever(interval: float) -> None:
                 log.warning("retention purge failed: %s", exc)
 
 
+async def _deliver_webhooks_forever(interval: float) -> None:
+    """Send due webhooks from the outbox. Needs only the database: a broker outage delays nothing, and
+    a delivery whose dispatcher was killed mid-attempt is taken again when its lease runs out."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await deliver_due()
+        except Exception as exc:  # the database may be down: try again next time
+            log.warning("webhook delivery pass failed: %s", exc)
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    task = asyncio.create_task(_sweep_forever(get_settings().sweep_seconds))
+    settings = get_settings()
+    tasks = [
+        asyncio.create_task(_sweep_forever(settings.sweep_seconds)),
+        asyncio.create_task(_deliver_webhooks_forever(settings.webhook_poll_seconds)),
+    ]
     try:
         yield
     finally:
-        task.cancel()
+        for task in tasks:
+            task.cancel()
 
 
 def create_app() -> FastAPI:
@@ -108,6 +125,7 @@ def create_app() -> FastAPI:
     app.include_router(submit.router)
     app.include_router(submit.compat_router)
     app.include_router(jobs.router)
+    app.include_router(webhooks.router)
     app.include_router(account.router)
     app.include_router(admin.router)
     app.include_router(metrics.router)

@@ -14,7 +14,6 @@ from shared.db import session_scope
 from shared.jobstore import add_event, forget_dispatches, mark_dispatched, requeue_stale, undispatched
 from shared.queue import RUN_JOB_TASK, broker_lost_messages, publish
 from shared.settings import get_settings
-from shared.webhooks import notify
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +36,9 @@ def sweep() -> dict[str, int]:
     undispatched queued job."""
     settings = get_settings()
     with session_scope() as session:
-        requeued, failed = requeue_stale(
+        requeued, _failed = requeue_stale(
             session, stale_after=settings.stale_after_seconds, max_attempts=settings.max_attempts
         )
-    for job_id in failed:
-        notify(job_id)
     try:
         lost = broker_lost_messages()
     except Exception as exc:  # broker down: nothing can be published this time anyway

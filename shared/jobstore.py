@@ -3,6 +3,7 @@
 queued -> running (claim) -> succeeded | failed; queued | running -> cancelled;
 running -> queued when a worker vanished (stale heartbeat) or the job's computation died, at most
 `max_attempts` times. A job cancelled while running is `stopping` until its worker killed the computation.
+Every move to succeeded, failed or cancelled writes the job's webhook outbox row in the same transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, Upload, heartbeat_stale, utcnow
+from shared.webhook_outbox import enqueue_finished
 
 
 def sha256_hex(content: bytes) -> str:
@@ -137,6 +139,7 @@ def succeed(session: Session, job_id: str, worker: str, result: dict[str, Any]) 
         return False
     session.merge(JobResult(job_id=job_id, body_gzip=compressed, size_bytes=len(body)))
     add_event(session, job_id, "succeeded")
+    enqueue_finished(session, job_id, result)
     return True
 
 
@@ -157,6 +160,7 @@ def fail(session: Session, job_id: str, code: str, message: str, worker: str | N
     ).rowcount
     if done:
         add_event(session, job_id, "failed", f"{code}: {message}")
+        enqueue_finished(session, job_id)
     return bool(done)
 
 
@@ -173,6 +177,7 @@ def cancel(session: Session, job_id: str) -> bool:
     ).rowcount
     if done:
         add_event(session, job_id, "cancelled")
+        enqueue_finished(session, job_id)
     return bool(done)
 
 

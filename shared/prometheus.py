@@ -12,7 +12,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.tables import FINISHED, Job, JobStatus, utcnow
+from shared.tables import FINISHED, DeliveryStatus, Job, JobStatus, WebhookDelivery, utcnow
+from shared.webhook_outbox import oldest_undelivered_age
 
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 DURATION_WINDOW = timedelta(hours=1)
@@ -28,6 +29,14 @@ def failures_by_code(session: Session) -> dict[str, int]:
         select(Job.error_code, func.count()).where(Job.status == JobStatus.failed).group_by(Job.error_code)
     ).tuples()
     return {code or "unknown": int(count) for code, count in rows}
+
+
+def deliveries_by_outcome(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)
+    ).tuples()
+    counts = dict(rows.all())
+    return {status.value: int(counts.get(status.value, 0)) for status in DeliveryStatus}
 
 
 def recent_durations(session: Session) -> list[float]:
@@ -61,6 +70,8 @@ class JobCollector(Collector):
             failures = failures_by_code(session)
             durations = recent_durations(session)
             depth = self.queue_depth(session)
+            deliveries = deliveries_by_outcome(session)
+            undelivered_age = oldest_undelivered_age(session)
         jobs = GaugeMetricFamily("fitexplain_jobs", "Stored jobs by status.", labels=["status"])
         for status, count in statuses.items():
             jobs.add_metric([status], count)
@@ -79,6 +90,19 @@ class JobCollector(Collector):
         )
         histogram.add_metric([], histogram_buckets(durations), sum_value=sum(durations))
         yield histogram
+        webhooks = GaugeMetricFamily(
+            "fitexplain_webhook_deliveries",
+            "Stored webhook deliveries by outcome (pending, delivered, failed for good).",
+            labels=["outcome"],
+        )
+        for outcome, count in deliveries.items():
+            webhooks.add_metric([outcome], count)
+        yield webhooks
+        yield GaugeMetricFamily(
+            "fitexplain_webhook_oldest_undelivered_seconds",
+            "Age of the oldest webhook delivery still pending (0 when none is).",
+            value=undelivered_age,
+        )
 
 
 def queued_jobs(session: Session) -> int:

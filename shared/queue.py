@@ -14,7 +14,6 @@ from shared.settings import Settings, get_settings
 
 RUN_JOB_TASK = "fitexplain.run_job"
 RUN_CHUNK_TASK = "fitexplain.run_chunk"
-DELIVER_WEBHOOK_TASK = "fitexplain.deliver_webhook"
 
 
 def celery_config(settings: Settings) -> dict[str, object]:

@@ -73,8 +73,12 @@ class Settings(BaseSettings):
 
     # Webhooks: allow_private lets jobs call back to loopback/private addresses (tests, one-host installs).
     webhook_allow_private: bool = False
-    webhook_timeout: float = 10.0
-    webhook_max_retries: int = 5
+    webhook_timeout: float = Field(10.0, gt=0, le=120, description="total seconds of one delivery attempt")
+    # Seconds before each retry (±20 % jitter); after the last one the delivery fails for good (~21 h).
+    webhook_retry_schedule: str = "5,30,120,600,1800,7200,21600,43200"
+    webhook_poll_seconds: float = Field(1.0, gt=0, description="how often the API looks for due deliveries")
+    webhook_secret_overlap_seconds: float = 86_400.0  # after a rotation, the old secret signs this long
+    webhook_resolver: str = ""  # "module:function" replacing DNS resolution for webhooks (tests only)
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:
@@ -86,7 +90,27 @@ class Settings(BaseSettings):
             raise ValueError("FITEXPLAIN_HARD_TIME_LIMIT must be greater than FITEXPLAIN_SOFT_TIME_LIMIT")
         if self.visibility_timeout <= self.hard_time_limit:
             raise ValueError("FITEXPLAIN_VISIBILITY_TIMEOUT must be greater than FITEXPLAIN_HARD_TIME_LIMIT")
+        _ = self.webhook_retry_delays  # refuse a malformed schedule at start-up
         return self
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        """FITEXPLAIN_WEBHOOK_RETRY_SCHEDULE as seconds: comma-separated, each > 0 (may be empty)."""
+        try:
+            delays = tuple(float(part) for part in self.webhook_retry_schedule.split(",") if part.strip())
+        except ValueError:
+            delays = (-1.0,)
+        if any(not delay > 0 for delay in delays):
+            raise ValueError(
+                "FITEXPLAIN_WEBHOOK_RETRY_SCHEDULE must be comma-separated positive seconds, "
+                f"got {self.webhook_retry_schedule!r}"
+            )
+        return delays
+
+    @property
+    def webhook_lease_seconds(self) -> float:
+        """How long a dispatcher owns a delivery it claimed: longer than any attempt can take."""
+        return 2 * self.webhook_timeout + 5
 
     @property
     def large_queue(self) -> str:

@@ -1,106 +1,154 @@
 """Signed webhooks (Standard Webhooks) that tell a user's server when one of their jobs has finished.
 
-Each user has their own signing secret (GET /webhook-secret), so one user cannot forge another's calls.
-Deliveries run as their own Celery task, retried with backoff; each attempt is a job event.
+Each user has their own signing secret (GET /webhook-secret), so one user cannot forge another's calls;
+after a rotation the previous secret keeps signing beside the new one for a day (the spec's multiple
+signatures), so receivers can switch without losing a message. Deliveries come from the outbox
+(shared.webhook_outbox), sent by `deliver_due`, which the API runs in a loop: it needs only the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import contextlib
-import ipaddress
 import json
+import logging
 import secrets
-import socket
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
 from shared.db import session_scope
-from shared.ml.errors import ParameterError
-from shared.queue import DELIVER_WEBHOOK_TASK, publish
-from shared.tables import Job, User
+from shared.settings import get_settings
+from shared.tables import User, utcnow
+from shared.webhook_address import check_url
+from shared.webhook_delivery import post_pinned
+from shared.webhook_outbox import AttemptOutcome, DueDelivery, RedeliveryRefused, claim_due, redeliver, settle
+
+__all__ = [
+    "RedeliveryRefused",
+    "check_url",
+    "deliver_due",
+    "redeliver",
+    "rotate_secret",
+    "send_ping",
+    "signing_secrets",
+    "user_secret",
+]
+
+log = logging.getLogger("fitexplain.webhooks")
+
+CONCURRENT_DELIVERIES = 16
+CLAIM_BATCH = 100
+
+
+def _new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def user_secret(session: Session, user: User) -> str:
-    """The user's signing secret, created on first use."""
+    """The user's current signing secret, created on first use."""
     if not user.webhook_secret:
-        user.webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        user.webhook_secret = _new_secret()
         session.flush()
     return user.webhook_secret
 
 
-def check_url(url: str, *, allow_private: bool) -> None:
-    """Refuse URLs that are not http(s), or that resolve to loopback/private/link-local addresses."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ParameterError(
-            "bad_webhook_url", f"webhook_url must be an http(s) URL with a host, got {url!r}."
-        )
-    if allow_private:
-        return
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise ParameterError(
-            "bad_webhook_url", f"webhook_url host {parts.hostname!r} does not resolve."
-        ) from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise ParameterError(
-                "bad_webhook_url",
-                f"webhook_url host {parts.hostname!r} resolves to a non-public address ({address}).",
-            )
+def rotate_secret(session: Session, user: User, overlap_seconds: float) -> tuple[str, datetime]:
+    """A new current secret; the old one keeps signing until the returned time."""
+    previous = user_secret(session, user)
+    until = utcnow() + timedelta(seconds=overlap_seconds)
+    user.webhook_secret = _new_secret()
+    user.webhook_secret_previous = previous
+    user.webhook_secret_previous_until = until
+    session.flush()
+    return user.webhook_secret, until
 
 
-def payload(job: Job) -> dict[str, Any]:
-    error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
-    return {
-        "type": f"job.{job.status}",
-        "timestamp": datetime.now(UTC).isoformat(),
-        "data": {
-            "id": job.id,
-            "endpoint": job.endpoint,
-            "status": job.status,
-            "error": error,
-            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-            "links": {"self": f"/jobs/{job.id}", "result": f"/jobs/{job.id}/result"},
-        },
-    }
+def signing_secrets(session: Session, user: User) -> list[str]:
+    """The secrets that sign a message now: the current one, and the previous one during the overlap."""
+    current = user_secret(session, user)
+    until = user.webhook_secret_previous_until
+    if until is not None and until.tzinfo is None:  # SQLite hands back naive UTC
+        until = until.replace(tzinfo=UTC)
+    if user.webhook_secret_previous and until is not None and until > utcnow():
+        return [current, user.webhook_secret_previous]
+    return [current]
 
 
-def signed_request(secret: str, message_id: str, body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-    """The body and the Standard Webhooks headers (webhook-id, -timestamp, -signature)."""
+def signed_request(
+    signing_keys: list[str], message_id: str, body: dict[str, Any]
+) -> tuple[bytes, dict[str, str]]:
+    """The body and the Standard Webhooks headers; one `v1,` signature per secret, space-separated."""
     text = json.dumps(body, separators=(",", ":"))
     now = datetime.now(UTC)
-    signature = Webhook(secret).sign(message_id, now, text)
+    signatures = " ".join(Webhook(secret).sign(message_id, now, text) for secret in signing_keys)
     headers = {
         "content-type": "application/json",
         "webhook-id": message_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signature,
+        "webhook-signature": signatures,
     }
     return text.encode(), headers
 
 
-def send(url: str, secret: str, message_id: str, body: dict[str, Any], timeout: float) -> int:
-    """POST once; returns the HTTP status (raises httpx errors on network failure)."""
-    content, headers = signed_request(secret, message_id, body)
-    response = httpx.post(url, content=content, headers=headers, timeout=timeout, follow_redirects=False)
-    return response.status_code
+async def _attempt(due: DueDelivery) -> None:
+    settings = get_settings()
+    content, headers = signed_request(due.secrets, due.message_id, due.payload)
+    outcome = await post_pinned(
+        due.url,
+        content,
+        headers,
+        allow_private=settings.webhook_allow_private,
+        timeout=settings.webhook_timeout,
+    )
+
+    def record() -> str | None:
+        with session_scope() as session:
+            return settle(session, due, outcome, settings.webhook_retry_delays)
+
+    status = await asyncio.to_thread(record)
+    if status is None:
+        log.warning("delivery %s: lease expired during attempt %s", due.id, due.attempt)
 
 
-def notify(job_id: str) -> None:
-    """Queue the webhook of a finished job, if it asked for one (a broker outage only loses the call)."""
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        wanted = job is not None and bool(job.params.get("webhook_url"))
-    if wanted:
-        # A broker outage loses only this call: the job itself is safe in the database, and pollable.
-        with contextlib.suppress(Exception):
-            publish(DELIVER_WEBHOOK_TASK, job_id)
+async def deliver_due() -> int:
+    """One pass of the dispatcher: claim the due deliveries and make one attempt of each, a few at a
+    time. Returns how many were attempted."""
+    settings = get_settings()
+
+    def claim() -> list[DueDelivery]:
+        with session_scope() as session:
+            return claim_due(
+                session,
+                lease_seconds=settings.webhook_lease_seconds,
+                limit=CLAIM_BATCH,
+                secrets_for=signing_secrets,
+            )
+
+    due = await asyncio.to_thread(claim)
+    gate = asyncio.Semaphore(CONCURRENT_DELIVERIES)
+
+    async def attempt(delivery: DueDelivery) -> None:
+        async with gate:
+            try:
+                await _attempt(delivery)
+            except Exception:  # the database went away mid-pass: the lease runs out, it is retried
+                log.exception("webhook delivery %s failed", delivery.id)
+
+    await asyncio.gather(*(attempt(d) for d in due))
+    return len(due)
+
+
+async def send_ping(signing_keys: list[str], url: str) -> tuple[str, AttemptOutcome]:
+    """A signed `ping` event to `url`, sent now with the delivery's checks; returns (message id, outcome)."""
+    settings = get_settings()
+    message_id = f"ping-{uuid.uuid4().hex}"
+    body = {"type": "ping", "timestamp": utcnow().isoformat(), "data": {"message": "fitexplain webhook test"}}
+    content, headers = signed_request(signing_keys, message_id, body)
+    outcome = await post_pinned(
+        url, content, headers, allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout
+    )
+    return message_id, outcome

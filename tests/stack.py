@@ -75,6 +75,12 @@ class Stack:
                 "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "1000",
                 "FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE": "100000",
                 "FITEXPLAIN_WEBHOOK_ALLOW_PRIVATE": "true",  # test receivers listen on 127.0.0.1
+                "FITEXPLAIN_WEBHOOK_POLL_SECONDS": "0.2",
+                "FITEXPLAIN_WEBHOOK_RETRY_SCHEDULE": "0.3,0.5,1",  # three quick retries, then failed
+                "FITEXPLAIN_WEBHOOK_TIMEOUT": "5",
+                # tests.webhook_resolver stands in for DNS for *.rebind.test and *.loopback.test hosts
+                "FITEXPLAIN_WEBHOOK_RESOLVER": "tests.webhook_resolver:rebinding",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -94,10 +100,10 @@ class Stack:
         self.cli("migrate")
         return self
 
-    def start_api(self) -> None:
+    def start_api(self, *args: str) -> None:
         log = open(self.tmp / f"api-{self.port}.log", "ab")  # noqa: SIM115 - kept open for the process
         self.api = subprocess.Popen(
-            [str(BIN / "fitexplain"), "api"], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+            [str(BIN / "fitexplain"), "api", *args], env=self.env(), stdout=log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

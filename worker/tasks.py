@@ -6,13 +6,11 @@ import logging
 import os
 import socket
 from functools import cache, partial
-from typing import Any
 
 from shared import chunks
 from shared.db import session_scope
 from shared.jobspec import job_spec_from_row
 from shared.jobstore import (
-    add_event,
     claim,
     computation_died,
     computation_stopped,
@@ -24,10 +22,9 @@ from shared.jobstore import (
 from shared.ml.errors import UserInputError
 from shared.ml.pipeline import PreparedJob, prepare, run
 from shared.ml.spec import JobSpec
-from shared.queue import DELIVER_WEBHOOK_TASK, RUN_CHUNK_TASK, RUN_JOB_TASK
+from shared.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.settings import Settings, get_settings
-from shared.tables import Job, JobStatus, Upload, User
-from shared.webhooks import notify, payload, send, user_secret
+from shared.tables import Job, JobStatus, Upload
 from worker.app import app
 from worker.computation import KillableExecutor, Outcome, Progress
 from worker.fanout import FanOutRunner, compute_chunk
@@ -69,8 +66,6 @@ def run_job(job_id: str) -> str:
         )
         if outcome.job is None:
             log.info("job %s not run: %s", job_id, outcome.reason)
-            if outcome.reason == "attempts exhausted":
-                notify(job_id)
             return outcome.reason
         job = outcome.job
         spec = job_spec_from_row(job.endpoint, job.params)
@@ -121,31 +116,25 @@ def compute_job(job_id: str, me: str, content: bytes, spec: JobSpec, progress: P
 
 
 def _conclude(job_id: str, me: str, ended: Outcome, settings: Settings) -> str:
-    """Record how the computation ended; every finished job is notified (webhook) exactly once."""
+    """Record how the computation ended (each move to a final state writes the job's webhook outbox)."""
     if ended.ended == "finished":
-        if ended.detail in ("succeeded", "failed"):
-            notify(job_id)
         return ended.detail
     if ended.ended == "cancelled":
         log.info("job %s stopped: no longer ours", job_id)
         return "cancelled"
     if ended.ended == "time_limit":
         log.warning("job %s stopped: %s", job_id, ended.detail)
-        failed = _fail(
+        _fail(
             job_id,
             me,
             "time_limit",
             f"The job ran past the time limit of {settings.soft_time_limit} s "
             "(FITEXPLAIN_SOFT_TIME_LIMIT): explain fewer rows or use a faster model.",
         )
-        if failed == "failed":
-            notify(job_id)
         return "time_limit"
     log.error("job %s: its computation %s", job_id, ended.detail)
     with session_scope() as session:
         done = computation_died(session, job_id, me, how=ended.detail, max_attempts=settings.max_attempts)
-    if done == "failed":
-        notify(job_id)
     return f"computation {ended.detail}: {done}"
 
 
@@ -204,37 +193,3 @@ def run_chunk(job_id: str) -> int:
             log.exception("chunk %s/%s/%s failed", job_id, chunk.method, chunk.index)
             return computed
         computed += 1
-
-
-@app.task(name=DELIVER_WEBHOOK_TASK, bind=True, max_retries=None)
-def deliver_webhook(self: Any, job_id: str) -> str:
-    """POST the signed job.finished message; retry non-2xx answers and network errors with backoff."""
-    settings = get_settings()
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        url = job.params.get("webhook_url") if job is not None else None
-        if job is None or not url:
-            return "no webhook"
-        user = session.get(User, job.user_id)
-        assert user is not None
-        secret = user_secret(session, user)
-        body = payload(job)
-        message_id = f"{job.id}-{job.status}"
-    try:
-        outcome = f"HTTP {send(url, secret, message_id, body, settings.webhook_timeout)}"
-        delivered = outcome.startswith("HTTP 2")
-    except Exception as exc:  # network errors: retried like a non-2xx answer
-        outcome, delivered = f"{type(exc).__name__}: {exc}"[:200], False
-    attempt = self.request.retries + 1
-    with session_scope() as session:
-        add_event(
-            session,
-            job_id,
-            "webhook_delivered" if delivered else "webhook_attempt_failed",
-            f"attempt {attempt}: {outcome}",
-        )
-    if delivered:
-        return "delivered"
-    if self.request.retries >= settings.webhook_max_retries:
-        return "gave up"
-    raise self.retry(countdown=min(5 * 2**self.request.retries, 600))

@@ -11,7 +11,6 @@ from api.deps import CurrentUser, SessionDep
 from api.serialize import JobPage, JobPublic, job_public, result_response
 from shared.jobstore import cancel, delete_job, result_body
 from shared.tables import FINISHED, Job, JobStatus, User
-from shared.webhooks import notify
 
 router = APIRouter(
     prefix="/jobs", tags=["jobs"], responses={401: {"description": "Missing or invalid token."}}
@@ -94,7 +93,6 @@ def cancel_or_delete_job(job_id: str, session: SessionDep, user: CurrentUser) ->
         session.commit()
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     if cancel(session, job_id):
-        session.commit()
-        notify(job_id)
+        session.commit()  # with the job's webhook outbox row
     session.refresh(job)
     return Response(job_public(job).model_dump_json(), media_type="application/json")
