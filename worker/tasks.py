@@ -153,7 +153,7 @@ def _fail(job_id: str, worker: str, code: str, message: str) -> str:
     return "failed" if done else "superseded"
 
 
-_prepared: dict[str, PreparedJob] = {}  # the last job this process fitted for chunk work
+_prepared: dict[str, PreparedJob] = {}  # the last job this computation child fitted for chunk work
 
 
 def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
@@ -175,21 +175,44 @@ def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
 
 @app.task(name=RUN_CHUNK_TASK)
 def run_chunk(job_id: str) -> int:
-    """Help a running job: compute its unclaimed explanation chunks until none is left."""
+    """Help a running job: compute its unclaimed explanation chunks until none is left, in the killable
+    child (stopped as soon as the job is no longer running, or at the time limit)."""
+    settings = get_settings()
+    ended = executor().run(
+        partial(compute_chunks, job_id),
+        time_limit=settings.soft_time_limit,
+        poll_seconds=settings.cancel_poll_seconds,
+        still_wanted=lambda: _job_running(job_id),
+        on_progress=lambda *_: None,
+    )
+    if ended.ended != "finished":  # its chunk's heartbeat stops: the job's own worker recomputes it
+        log.warning("chunk work for job %s stopped: %s (%s)", job_id, ended.ended, ended.detail)
+        return 0
+    return int(ended.detail)
+
+
+def compute_chunks(job_id: str, progress: Progress) -> str:
+    """Claim and compute the job's chunks while it runs; the number computed (run in the killable child)."""
     settings = get_settings()
     computed = 0
     while True:
         with session_scope() as session:
             job = session.get(Job, job_id)
             if job is None or job.status != JobStatus.running:
-                return computed
+                return str(computed)
             chunk = chunks.claim_next(session, job_id, stale_after=settings.stale_after_seconds)
             if chunk is None:
-                return computed
+                return str(computed)
         try:
             prepared = _prepared_for(job, settings)
             compute_chunk(prepared, chunk, settings)
         except Exception:  # the job's own worker recomputes the chunk once its heartbeat is stale
             log.exception("chunk %s/%s/%s failed", job_id, chunk.method, chunk.index)
-            return computed
+            return str(computed)
         computed += 1
+
+
+def _job_running(job_id: str) -> bool:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        return job is not None and job.status == JobStatus.running
