@@ -90,7 +90,7 @@ class KillableExecutor:
                     return self._kill(Outcome("time_limit", f"ran past {time_limit:g} s"))
                 if now >= next_poll:
                     next_poll = now + poll_seconds
-                    if not still_wanted():
+                    if not _asked(still_wanted):
                         return self._kill(Outcome("cancelled", "no longer wanted"))
         except SoftTimeLimitExceeded:  # Celery's own limit, a backstop above ours: same ending
             return self._kill(Outcome("time_limit", "Celery's soft time limit"))
@@ -188,6 +188,15 @@ def _serve_computations(connection: Connection, supervisor_pid: int, max_rss_kb:
             connection.send(("retiring", outcome))
             return
         connection.send(("done", outcome))
+
+
+def _asked(still_wanted: Callable[[], bool]) -> bool:
+    """The answer, or True when it cannot be had (a database blip must not kill a job's computation)."""
+    try:
+        return still_wanted()
+    except Exception as exc:
+        log.warning("could not check whether the computation is still wanted: %s", exc)
+        return True
 
 
 def _receive(connection: Connection) -> Any | None:
