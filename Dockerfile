@@ -26,7 +26,8 @@ WORKDIR /app
 # Dependencies first, in their own layer: editing the code does not reinstall the ML stack.
 # (README.m[d]: copied when present, as pyproject.toml names it as the long description.)
 COPY pyproject.toml README.m[d] ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+COPY clients/python/pyproject.toml ./clients/python/
+RUN python -c "import tomllib; print('\n'.join(d for f in ('pyproject.toml', 'clients/python/pyproject.toml') for d in tomllib.load(open(f, 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
@@ -37,12 +38,15 @@ COPY shared ./shared
 COPY api ./api
 COPY worker ./worker
 COPY cli ./cli
+COPY clients/python ./clients/python
 
+# One pip command for both: the client package owns the `fitexplain` command, the server adds its
+# subcommands (serve, api, worker, ...) through the `fitexplain.commands` entry-point group.
 # Editable on purpose: `fitexplain migrate` finds alembic.ini and migrations/ next to cli/
 # (cli/main.py REPO_ROOT), which a plain `pip install .` into site-packages would lose.
 # The sources stay owned by root: the service cannot rewrite its own code.
-RUN pip install --no-deps -e . \
-    && python -m compileall -q api worker shared cli migrations
+RUN pip install --no-deps -e ./clients/python -e . \
+    && python -m compileall -q api worker shared cli migrations clients/python/fitexplain_client
 
 USER 10001:10001
 

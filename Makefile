@@ -6,9 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install lint bench clean
 
-$(STAMP): pyproject.toml
+# One pip command for both packages: the client owns the `fitexplain` command, the server adds its
+# subcommands to it (entry-point group `fitexplain.commands`).
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ./clients/python -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,7 +25,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check api worker cli shared
+	$(BIN)/ruff format --check api worker cli shared clients/python tests
 
 bench: install
 	$(BIN)/python benchmarks/seed_requests.py

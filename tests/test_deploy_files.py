@@ -23,6 +23,7 @@ import typer.main
 import yaml
 
 import cli.main
+import fitexplain_client.cli
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,9 +138,24 @@ def fitexplain_services(compose: dict[str, Any]) -> dict[str, list[str]]:
     return found
 
 
+def console_app() -> typer.Typer:
+    """The `fitexplain` command as pip installs it: the client package's script, plus the commands every
+    package declares under the `fitexplain.commands` entry-point group (here: the server's pyproject)."""
+    client = tomllib.loads((ROOT / "clients" / "python" / "pyproject.toml").read_text())["project"]
+    assert client["scripts"] == {"fitexplain": "fitexplain_client.cli:main"}
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "fitexplain" not in server.get("scripts", {}), "two packages must not both write bin/fitexplain"
+    plugins = server["entry-points"][fitexplain_client.cli.PLUGIN_GROUP]
+    assert plugins == {"server": "cli.main:app"}
+    app = typer.Typer()
+    fitexplain_client.cli.add_plugin(app, fitexplain_client.cli.app)
+    fitexplain_client.cli.add_plugin(app, cli.main.app)
+    return app
+
+
 def cli_group() -> Any:
     """The click group behind the typer app (typer may vendor click: duck-typed, not isinstance)."""
-    group = typer.main.get_command(cli.main.app)
+    group = typer.main.get_command(console_app())
     assert isinstance(getattr(group, "commands", None), dict), "the CLI is not a command group"
     return group
 
@@ -192,7 +208,10 @@ def duration_seconds(text: str) -> float:
 
 
 def dockerignored(path: str) -> bool:
-    """.dockerignore semantics for a top-level path: the last matching pattern wins, `!` re-includes."""
+    """.dockerignore semantics: the last matching pattern wins, `!` re-includes, and a pattern that matches
+    a directory matches everything under it."""
+    parts = path.strip("/").split("/")
+    prefixes = ["/".join(parts[: index + 1]) for index in range(len(parts))]
     ignored = False
     for line in (ROOT / ".dockerignore").read_text().splitlines():
         pattern = line.strip()
@@ -201,7 +220,7 @@ def dockerignored(path: str) -> bool:
         negate = pattern.startswith("!")
         pattern = pattern.lstrip("!").strip("/")
         candidates = [pattern, pattern[3:]] if pattern.startswith("**/") else [pattern]
-        if any(fnmatch.fnmatchcase(path, candidate) for candidate in candidates):
+        if any(fnmatch.fnmatchcase(prefix, candidate) for prefix in prefixes for candidate in candidates):
             ignored = not negate
     return ignored
 
@@ -217,6 +236,18 @@ def test_every_service_runs_a_real_cli_command_with_real_options() -> None:
     assert services["migrate"][1] == "migrate"
     assert services["api"][1] == "api"
     assert services["worker"][1] == "worker"
+
+
+def test_one_command_has_the_users_and_the_operators_subcommands() -> None:
+    commands = set(cli_group().commands)
+    users = {"login", "submit", "jobs", "status", "result", "cancel", "plot"}
+    operators = {"serve", "api", "worker", "migrate", "create-token", "revoke-tokens"}
+    assert users | operators <= commands, sorted(commands)
+
+
+def test_make_installs_client_and_server_in_one_pip_command() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"pip install [^\n]*-e \./clients/python -e '\.\[test\]'", makefile), makefile
 
 
 def test_cli_check_rejects_what_the_cli_rejects() -> None:
@@ -349,7 +380,8 @@ def test_image_base_user_and_install() -> None:
     assert "[test]" not in runs and ".[" not in runs, "no test extras in the production image"
     # `fitexplain migrate` finds alembic.ini and migrations/ next to cli/ (cli.main.REPO_ROOT), so the
     # package must be installed in place (editable), not copied into site-packages.
-    assert re.search(r"pip install (--no-deps )?(-e|--editable) \.", runs), runs
+    # One pip command installs the client (owner of the `fitexplain` script) and the server (its plugin).
+    assert re.search(r"pip install (--no-deps )?-e \./clients/python -e \.(\s|$)", runs), runs
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     if any(dependency.startswith("lightgbm") for dependency in dependencies):
         assert "libgomp1" in runs, "LightGBM's wheel needs the system libgomp.so.1, absent from slim images"
@@ -385,6 +417,9 @@ def test_dockerignore_keeps_secrets_and_bulk_out_of_the_build_context() -> None:
         assert dockerignored(path), f"{path} would be sent to the Docker daemon"
     for path in ("api", "worker", "shared", "cli", "migrations", "alembic.ini", "pyproject.toml"):
         assert not dockerignored(path), path
+    assert not dockerignored("clients/python"), "the image installs the client package (the command)"
+    assert dockerignored("clients/python/fitexplain_client.egg-info")
+    assert dockerignored("clients/r"), "only the Python client goes into the image"
 
 
 class _Health(http.server.BaseHTTPRequestHandler):

@@ -1,0 +1,94 @@
+"""NumPy, pandas and shap views of a Result (each library imported only here, when used)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fitexplain_client.result import Result
+
+
+def need_extra(module: str, extra: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{module} is needed for this: pip install 'fitexplain-client[{extra}]'") from exc
+
+
+def class_index(result: Result, class_label: str | None) -> int:
+    """The column of `class_label` (default: the last class, the positive one for 0/1 targets)."""
+    labels = result.class_labels
+    if class_label is None:
+        return len(labels) - 1
+    if str(class_label) not in labels:
+        raise ValueError(f"class_label={class_label!r} is not one of the classes {labels}")
+    return labels.index(str(class_label))
+
+
+def shap_arrays(result: Result, class_label: str | None) -> tuple[Any, Any]:
+    """(values rows × features, base_values rows) for regression or for one class."""
+    np = need_extra("numpy", "plot")
+    shap = result.require("shap")
+    values = np.asarray(shap["values"], dtype=float)
+    base = np.asarray(shap["base_values"], dtype=float)
+    if values.ndim == 3:
+        index = class_index(result, class_label)
+        values, base = values[:, :, index], base[:, index]
+    elif class_label is not None and result.task == "regression":
+        raise ValueError("class_label applies to classification results")
+    return values, base
+
+
+def to_frame(result: Result, kind: str) -> Any:
+    pd = need_extra("pandas", "pandas")
+    if kind == "predictions":
+        frame = pd.DataFrame({"y_true": result.y_true, "y_pred": result.y_pred})
+        if result.proba is not None:
+            for index, label in enumerate(result.class_labels):
+                frame[f"proba_{label}"] = [row[index] for row in result.proba]
+        if result.pi_lower is not None:
+            frame["pi_lower"], frame["pi_upper"] = result.pi_lower, result.pi_upper
+        return frame
+    if kind == "importances":
+        permutation = result.require("permutation")
+        frame = pd.DataFrame(
+            {
+                "feature": permutation["feature_names"],
+                "importance_mean": permutation["importances_mean"],
+                "importance_std": permutation["importances_std"],
+            }
+        )
+        return frame.sort_values("importance_mean", ascending=False, ignore_index=True)
+    if kind == "shap":  # long form, in the order of the values: row, then feature, then class
+        np = need_extra("numpy", "pandas")
+        shap = result.require("shap")
+        values = np.asarray(shap["values"], dtype=float)
+        names = np.asarray(shap["feature_names"])
+        index = np.indices(values.shape).reshape(values.ndim, -1)
+        columns = {"row": index[0], "feature": names[index[1]]}
+        if values.ndim == 3:
+            columns["class"] = np.asarray(result.class_labels)[index[2]]
+        return pd.DataFrame({**columns, "value": values.ravel()})
+    raise ValueError(f"kind must be 'predictions', 'importances' or 'shap', not {kind!r}")
+
+
+def shap_explanation(result: Result, class_label: str | None, data: Any) -> Any:
+    shap_module = need_extra("shap", "shap")
+    np = need_extra("numpy", "shap")
+    shap = result.require("shap")
+    names = list(shap["feature_names"])
+    if class_label is None and np.asarray(shap["values"]).ndim == 3:
+        values = np.asarray(shap["values"], dtype=float)
+        base = np.asarray(shap["base_values"], dtype=float)
+        extra: dict[str, Any] = {"output_names": result.class_labels}
+    else:
+        values, base = shap_arrays(result, class_label)
+        extra = {}
+    features = None if data is None else np.asarray(data, dtype=float)
+    if features is not None and features.shape != values.shape[:2]:
+        raise ValueError(f"data has shape {features.shape}; the SHAP values are for {values.shape[:2]}")
+    return shap_module.Explanation(
+        values=values, base_values=base, data=features, feature_names=names, **extra
+    )

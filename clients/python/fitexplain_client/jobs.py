@@ -1,0 +1,174 @@
+"""A submitted job: its state, waiting for it with a progress bar, its result, cancelling it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fitexplain_client.errors import JobFailedError, WaitTimeoutError
+from fitexplain_client.progress import JobProgress
+from fitexplain_client.result import Result
+
+if TYPE_CHECKING:
+    from fitexplain_client.client import AsyncClient, Client
+
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class JobState:
+    """GET /jobs/{id}, as the server sent it (`raw`), with the fields scripts read most."""
+
+    id: str
+    status: str
+    progress: float
+    progress_message: str
+    error: dict[str, str] | None
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> JobState:
+        return cls(
+            id=body["id"],
+            status=body["status"],
+            progress=float(body.get("progress") or 0.0),
+            progress_message=body.get("progress_message") or "",
+            error=body.get("error"),
+            raw=body,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def raise_unless_succeeded(self) -> None:
+        if self.status != "succeeded":
+            error = self.error or {}
+            message = error.get("message") or f"the job was {self.status}"
+            raise JobFailedError(self.id, self.status, error.get("code"), message)
+
+
+def poll_delays(first: float = 0.1, factor: float = 1.5, cap: float = 1.0) -> Iterator[float]:
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * factor, cap)
+
+
+def _timed_out(deadline: float | None, job_id: str, timeout: float | None, state: JobState) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise WaitTimeoutError(f"job {job_id} still {state.status} after {timeout} s (it goes on running)")
+
+
+class Job:
+    """A job of a `Client`."""
+
+    def __init__(self, client: Client, body: dict[str, Any]) -> None:
+        self._client = client
+        self.state = JobState.from_json(body)
+
+    @property
+    def id(self) -> str:
+        return self.state.id
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.state.status} {self.state.progress:.0%}>"
+
+    def refresh(self) -> JobState:
+        self.state = JobState.from_json(self._client._get_json(f"/jobs/{self.id}"))
+        return self.state
+
+    def status(self) -> str:
+        """The job's status now: queued, running, succeeded, failed or cancelled."""
+        return self.refresh().status
+
+    def cancel(self) -> JobState:
+        """Cancel the job if it has not finished (a finished job is left as it is)."""
+        if self.refresh().finished:
+            return self.state
+        body = self._client._delete_json(f"/jobs/{self.id}")
+        if body is not None:  # None: it finished meanwhile, and the DELETE removed it
+            self.state = JobState.from_json(body)
+        return self.state
+
+    def delete(self) -> None:
+        """Delete a finished job with its result and upload (cancel it first if it is still running)."""
+        self._client._delete_json(f"/jobs/{self.id}")
+
+    def result(self) -> Result:
+        """The result of a succeeded job (raises JobFailedError if it failed or was cancelled)."""
+        if self.state.status != "succeeded":
+            self.refresh()
+            if self.state.finished:
+                self.state.raise_unless_succeeded()
+        return Result(self._client._get_json(f"/jobs/{self.id}/result"), job_id=self.id)
+
+    def wait(self, timeout: float | None = None, progress: bool = True) -> Result:
+        """Poll until the job finishes (0.1 s, backing off to 1 s), showing a progress bar; its Result."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with JobProgress(self.id, enabled=progress) as bar:
+            for delay in poll_delays():
+                bar.update(self.refresh().raw)
+                if self.state.finished:
+                    break
+                _timed_out(deadline, self.id, timeout, self.state)
+                time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
+        self.state.raise_unless_succeeded()
+        return self.result()
+
+
+class AsyncJob:
+    """A job of an `AsyncClient`: the same methods as `Job`, awaited."""
+
+    def __init__(self, client: AsyncClient, body: dict[str, Any]) -> None:
+        self._client = client
+        self.state = JobState.from_json(body)
+
+    @property
+    def id(self) -> str:
+        return self.state.id
+
+    def __repr__(self) -> str:
+        return f"<AsyncJob {self.id} {self.state.status} {self.state.progress:.0%}>"
+
+    async def refresh(self) -> JobState:
+        self.state = JobState.from_json(await self._client._get_json(f"/jobs/{self.id}"))
+        return self.state
+
+    async def status(self) -> str:
+        return (await self.refresh()).status
+
+    async def cancel(self) -> JobState:
+        if (await self.refresh()).finished:
+            return self.state
+        body = await self._client._delete_json(f"/jobs/{self.id}")
+        if body is not None:
+            self.state = JobState.from_json(body)
+        return self.state
+
+    async def delete(self) -> None:
+        await self._client._delete_json(f"/jobs/{self.id}")
+
+    async def result(self) -> Result:
+        if self.state.status != "succeeded":
+            await self.refresh()
+            if self.state.finished:
+                self.state.raise_unless_succeeded()
+        return Result(await self._client._get_json(f"/jobs/{self.id}/result"), job_id=self.id)
+
+    async def wait(self, timeout: float | None = None, progress: bool = False) -> Result:
+        """As `Job.wait`; no progress bar by default, as many jobs are usually awaited together."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with JobProgress(self.id, enabled=progress) as bar:
+            for delay in poll_delays():
+                bar.update((await self.refresh()).raw)
+                if self.state.finished:
+                    break
+                _timed_out(deadline, self.id, timeout, self.state)
+                pause = delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic()))
+                await asyncio.sleep(pause)
+        self.state.raise_unless_succeeded()
+        return await self.result()

@@ -1,0 +1,127 @@
+"""Retries and typed errors against a real HTTP server on 127.0.0.1 that answers from a script."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from fitexplain_client import Client, RateLimitedError, RetryPolicy, ServiceUnavailableError, ValidationError
+
+
+class ScriptedServer(http.server.ThreadingHTTPServer):
+    """Answers each request with the next (status, headers, body) of `script`; records what it got."""
+
+    def __init__(self, script: list[tuple[int, dict[str, str], dict]]) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.script = script
+        self.seen: list[tuple[str, str]] = []
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: ScriptedServer
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.server.seen.append((self.command, self.path))
+        status, headers, body = self.server.script.pop(0)
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in {**headers, "Content-Type": "application/json"}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    servers: list[ScriptedServer] = []
+
+    def start(script: list[tuple[int, dict[str, str], dict]]) -> tuple[ScriptedServer, Client]:
+        server = ScriptedServer(script)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        return server, Client(url, "fx_test", retry=RetryPolicy(attempts=3, backoff=0.01))
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+JOB = {"id": "j1", "status": "queued", "progress": 0.0, "progress_message": "", "error": None}
+
+
+def test_429_and_503_are_retried_honouring_retry_after(serve) -> None:
+    server, client = serve(
+        [
+            (429, {"Retry-After": "0"}, {"detail": "Too many submissions"}),
+            (503, {"Retry-After": "0"}, {"detail": "database unavailable"}),
+            (202, {}, JOB),
+        ]
+    )
+    job = client.submit("mlclassification", b"a,target\n1,0\n")
+    assert job.id == "j1"
+    assert server.seen == [("POST", "/mlclassification")] * 3
+
+
+def test_retries_end_in_a_typed_error_with_retry_after(serve) -> None:
+    _, client = serve([(429, {"Retry-After": "0"}, {"detail": "Too many running jobs"})] * 3)
+    with pytest.raises(RateLimitedError) as caught:
+        client.jobs()
+    assert caught.value.retry_after == 0 and "Too many running jobs" in str(caught.value)
+    _, client = serve([(503, {}, {"detail": "broker down"})] * 3)
+    with pytest.raises(ServiceUnavailableError):
+        client.job("j1")
+
+
+def test_a_422_is_not_retried_and_names_the_column(serve) -> None:
+    body = {"detail": "Column 'x' has a missing value on line 3.", "code": "missing_value", "column": "x"}
+    server, client = serve([(422, {}, body)])
+    with pytest.raises(ValidationError) as caught:
+        client.mlregression(b"x,target\n1,2\n,3\n")
+    assert (caught.value.column, caught.value.code, caught.value.status_code) == ("x", "missing_value", 422)
+    assert len(server.seen) == 1
+
+
+def test_request_validation_lists_name_the_parameter(serve) -> None:
+    body = {"detail": [{"loc": ["query", "level"], "msg": "Input should be less than 100", "type": "x"}]}
+    _, client = serve([(422, {}, body)])
+    with pytest.raises(ValidationError, match=r"level: Input should be less than 100"):
+        client.mlregression(b"x,target\n1,2\n", level=120)
+
+
+def _dead_url() -> str:
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    port = server.server_address[1]
+    server.server_close()  # nothing listens there any more
+    return f"http://127.0.0.1:{port}"
+
+
+def test_network_errors_are_retried_for_get_only() -> None:
+    attempts: list[str] = []
+
+    class CountingClient(Client):
+        pass
+
+    client = CountingClient(_dead_url(), "fx_test", retry=RetryPolicy(attempts=3, backoff=0.01))
+    client._transport.http.event_hooks["request"] = [lambda request: attempts.append(request.method)]
+    with pytest.raises(httpx.ConnectError):
+        client.jobs()
+    assert attempts == ["GET"] * 3
+    attempts.clear()
+    with pytest.raises(httpx.ConnectError):
+        client.submit("gbdtregression", b"x,target\n1,2\n")
+    assert attempts == ["POST"], "a POST may have created a job: never resent"
