@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shared.tables import Job
 
@@ -25,6 +25,10 @@ class JobPublic(BaseModel):
     progress: float
     progress_message: str
     attempts: int
+    estimated_seconds: float | None = Field(
+        None, description="estimated worker-seconds of the job (null for jobs submitted before estimates)"
+    )
+    queue: str = Field("small", description='"small" or "large": the queue its estimated cost routed it to')
     error: JobError | None = None
     created_at: datetime
     started_at: datetime | None = None
@@ -49,6 +53,8 @@ def job_public(job: Job) -> JobPublic:
         progress=job.progress,
         progress_message=job.progress_message,
         attempts=job.attempts,
+        estimated_seconds=job.estimated_seconds,
+        queue=job.queue,
         error=error,
         created_at=job.created_at,
         started_at=job.started_at,

@@ -13,15 +13,21 @@ import logging
 from shared.db import session_scope
 from shared.jobstore import add_event, forget_dispatches, mark_dispatched, requeue_stale, undispatched
 from shared.queue import RUN_JOB_TASK, broker_lost_messages, publish
+from shared.routing import broker_queue
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 
-def dispatch(job_id: str) -> bool:
-    """Publish one job; False (and the job stays undispatched) when the broker is unreachable."""
+def dispatch(job_id: str, queue: str) -> bool:
+    """Publish one job to its queue ("small" or "large", from the job row); False (and the job stays
+    undispatched) when the broker is unreachable.
+
+    The message wakes a worker of that queue, which claims the fairest queued job of the queue (see
+    `jobstore.claim_next`): one message per queued job, so every job gets its turn.
+    """
     try:
-        publish(RUN_JOB_TASK, job_id)
+        publish(RUN_JOB_TASK, job_id, queue=broker_queue(queue, get_settings()))
     except Exception as exc:  # any broker failure: the sweep retries later
         log.warning("could not publish job %s: %s", job_id, exc)
         return False
@@ -52,8 +58,8 @@ def sweep() -> dict[str, int]:
     with session_scope() as session:
         pending = undispatched(session, older_than=1.0)
     sent = 0
-    for job_id in pending:
-        if not dispatch(job_id):
+    for job_id, queue in pending:
+        if not dispatch(job_id, queue):
             break  # broker still down: try again next sweep
         sent += 1
     return {"requeued": len(requeued), "dispatched": sent}

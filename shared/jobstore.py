@@ -1,6 +1,7 @@
 """Job state changes, each a single SQL statement that says what it expects.
 
-queued -> running (claim) -> succeeded | failed; queued | running -> cancelled;
+queued -> running (claim_next takes the fairest queued job of a queue) -> succeeded | failed;
+queued | running -> cancelled;
 running -> queued when a worker vanished (stale heartbeat) or the job's computation died, at most
 `max_attempts` times. A job cancelled while running is `stopping` until its worker killed the computation.
 Every move to succeeded, failed or cancelled writes the job's webhook outbox row in the same transaction.
@@ -17,7 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, Upload, heartbeat_stale, utcnow
 from shared.webhook_outbox import enqueue_finished
@@ -51,8 +52,24 @@ def add_event(session: Session, job_id: str, event: str, detail: str | None = No
     session.add(JobEvent(job_id=job_id, event=event, detail=detail))
 
 
-def create_job(session: Session, *, user_id: int, endpoint: str, params: dict[str, Any], dataset: str) -> Job:
-    job = Job(user_id=user_id, endpoint=endpoint, params=params, dataset_sha256=dataset)
+def create_job(
+    session: Session,
+    *,
+    user_id: int,
+    endpoint: str,
+    params: dict[str, Any],
+    dataset: str,
+    estimated_seconds: float | None = None,
+    queue: str = "small",
+) -> Job:
+    job = Job(
+        user_id=user_id,
+        endpoint=endpoint,
+        params=params,
+        dataset_sha256=dataset,
+        estimated_seconds=estimated_seconds,
+        queue=queue,
+    )
     session.add(job)
     session.flush()
     add_event(session, job.id, "submitted")
@@ -71,29 +88,69 @@ class Claim:
     reason: str
 
 
+def claim_next(session: Session, job_id: str, *, worker: str, stale_after: float, max_attempts: int) -> Claim:
+    """Take the fairest queued job of the queue that `job_id`'s message came from, or else `job_id` itself.
+
+    A job's message is a wake-up for its queue, not an order to run that job: the worker takes the queued
+    job whose user has the fewest jobs running, the oldest first among equals (fair share). Every queued
+    job has one message, so each message that finds a queued job runs one, and every job gets its turn.
+    When the queue holds no queued job, the message's own job is claimed as `claim` does (a running
+    job whose worker was lost is taken over; a finished one is left alone).
+    """
+    queue = session.scalar(select(Job.queue).where(Job.id == job_id))
+    if queue is not None:
+        taken = claim_fairest(session, queue, worker=worker, max_attempts=max_attempts)
+        if taken is not None:
+            return taken
+    return claim(session, job_id, worker=worker, stale_after=stale_after, max_attempts=max_attempts)
+
+
+def claim_fairest(session: Session, queue: str, *, worker: str, max_attempts: int) -> Claim | None:
+    """Claim the queued job of `queue` whose user has the fewest running jobs (then the oldest), in one
+    conditional UPDATE; None when the queue has no queued job free to take.
+
+    On Postgres the candidate row is chosen FOR UPDATE SKIP LOCKED, so concurrent workers take different
+    jobs without waiting on each other; SQLite has a single writer, so the statement is atomic there.
+    """
+    others = aliased(Job)
+    running_of_user = (
+        select(func.count())
+        .select_from(others)
+        .where(others.user_id == Job.user_id, others.status == JobStatus.running)
+        .scalar_subquery()
+    )
+    fairest = (
+        select(Job.id)
+        .where(Job.queue == queue, Job.status == JobStatus.queued, Job.attempts < max_attempts)
+        .order_by(running_of_user, Job.created_at, Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=Job)
+        .scalar_subquery()
+    )
+    job_id = session.execute(
+        update(Job)
+        .where(Job.id == fairest, Job.status == JobStatus.queued)
+        .values(**_claimed_values(worker))
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    if job_id is None:
+        return None
+    return _claimed(session, job_id, worker)
+
+
 def claim(session: Session, job_id: str, *, worker: str, stale_after: float, max_attempts: int) -> Claim:
     """Atomically take a queued job (or a running one whose worker stopped beating)."""
-    now = utcnow()
     lost = and_(Job.status == JobStatus.running, heartbeat_stale(Job.heartbeat_at, stale_after))
     runnable = or_(Job.status == JobStatus.queued, lost)
     row = session.execute(
         update(Job)
         .where(Job.id == job_id, runnable, Job.attempts < max_attempts)
-        .values(
-            status=JobStatus.running,
-            attempts=Job.attempts + 1,
-            worker=worker,
-            started_at=now,
-            heartbeat_at=now,
-            progress=0.0,
-            progress_message="starting",
-        )
+        .values(**_claimed_values(worker))
         .returning(Job.id)
     ).first()
     if row is not None:
-        job = session.get(Job, job_id, populate_existing=True)
-        add_event(session, job_id, "started", f"attempt {job.attempts} on {worker}")  # type: ignore[union-attr]
-        return Claim(job, "claimed")
+        return _claimed(session, job_id, worker)
     job = session.get(Job, job_id)
     if job is None:
         return Claim(None, "gone")
@@ -107,6 +164,26 @@ def claim(session: Session, job_id: str, *, worker: str, stale_after: float, max
         fail(session, job_id, "worker_lost", worker_lost_message(job.attempts))
         return Claim(None, "attempts exhausted")
     return Claim(None, "running elsewhere")
+
+
+def _claimed_values(worker: str) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "status": JobStatus.running,
+        "attempts": Job.attempts + 1,
+        "worker": worker,
+        "started_at": now,
+        "heartbeat_at": now,
+        "progress": 0.0,
+        "progress_message": "starting",
+    }
+
+
+def _claimed(session: Session, job_id: str, worker: str) -> Claim:
+    job = session.get(Job, job_id, populate_existing=True)
+    assert job is not None
+    add_event(session, job_id, "started", f"attempt {job.attempts} on {worker}")
+    return Claim(job, "claimed")
 
 
 def heartbeat(
@@ -228,16 +305,16 @@ def forget_dispatches(session: Session) -> list[str]:
     return ids
 
 
-def undispatched(session: Session, *, older_than: float = 0.0, limit: int = 100) -> list[str]:
-    """Queued jobs whose message was never published (the broker was down)."""
+def undispatched(session: Session, *, older_than: float = 0.0, limit: int = 100) -> list[tuple[str, str]]:
+    """(id, queue) of queued jobs whose message was never published (the broker was down)."""
     cutoff = utcnow() - timedelta(seconds=older_than)
     return list(
         session.execute(
-            select(Job.id)
+            select(Job.id, Job.queue)
             .where(Job.status == JobStatus.queued, Job.dispatched_at.is_(None), Job.created_at <= cutoff)
             .order_by(Job.created_at)
             .limit(limit)
-        ).scalars()
+        ).tuples()
     )
 
 

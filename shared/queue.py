@@ -58,9 +58,10 @@ def get_celery() -> Celery:
     return app
 
 
-def publish(task_name: str, *args: object) -> None:
-    """Send one message carrying only ids; raises if the broker cannot be reached right now."""
-    get_celery().send_task(task_name, args=list(args), retry=False)
+def publish(task_name: str, *args: object, queue: str | None = None) -> None:
+    """Send one message carrying only ids (to `queue`, else the default queue); raises if the broker
+    cannot be reached right now."""
+    get_celery().send_task(task_name, args=list(args), queue=queue, retry=False)
 
 
 def broker_lost_messages() -> bool:

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     sweep_seconds: float = 5.0
     worker_max_memory_per_child_kb: int = 4_000_000
 
+    # Cost (estimated worker-seconds, shared/ml/cost.py): jobs above max_job_seconds are refused at submit;
+    # jobs above large_job_seconds go to the large queue, so small jobs never wait behind them.
+    max_job_seconds: float = Field(180.0, gt=0)
+    large_job_seconds: float = Field(30.0, ge=0)
+
     # Work sizing.
     # Threads per model (boosters, OpenMP, BLAS) in each worker process: 1 suits one worker process per
     # core, the usual deployment; raise it for a single worker on a many-core machine.

@@ -127,6 +127,8 @@ class Job(Base):
         CheckConstraint("progress >= 0 AND progress <= 1", name="job_progress_fraction"),
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_status", "status"),
+        CheckConstraint("queue IN ('small', 'large')", name="job_queue_valid"),
+        Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -141,6 +143,9 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200))
+    # Estimated worker-seconds (shared/ml/cost.py) and the queue it routed the job to: small or large.
+    estimated_seconds: Mapped[float | None] = mapped_column(Float)
+    queue: Mapped[str] = mapped_column(String(16), default="small", server_default="small")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -117,11 +117,18 @@ class Stack:
             time.sleep(0.2)
         raise RuntimeError("API did not answer /healthz within 60 s")
 
-    def start_worker(self, concurrency: int = 1) -> subprocess.Popen[bytes]:
+    def start_worker(self, concurrency: int = 1, queue: str = "all") -> subprocess.Popen[bytes]:
+        """A worker process taking jobs of one queue ("small", "large") or of both ("all")."""
         index = len(self.workers)
         log = open(self.tmp / f"worker-{index}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            [str(BIN / "fitexplain"), "worker", f"--concurrency={concurrency}", "--loglevel=info"],
+            [
+                str(BIN / "fitexplain"),
+                "worker",
+                f"--concurrency={concurrency}",
+                f"--queue={queue}",
+                "--loglevel=info",
+            ],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -238,6 +238,14 @@ def test_every_service_runs_a_real_cli_command_with_real_options() -> None:
     assert services["worker"][1] == "worker"
 
 
+def test_a_worker_serves_each_queue() -> None:
+    """Small jobs never wait behind large ones: a worker takes only small jobs; large ones are served."""
+    workers = [command for command in fitexplain_services(load_compose()).values() if command[1] == "worker"]
+    queues = [option_value(command, "--queue") or "all" for command in workers]
+    assert "small" in queues, f"no worker for the small queue alone: {queues}"
+    assert {"large", "all"} & set(queues), f"no worker takes large jobs: {queues}"
+
+
 def test_one_command_has_the_users_and_the_operators_subcommands() -> None:
     commands = set(cli_group().commands)
     users = {"login", "submit", "jobs", "status", "result", "cancel", "plot"}

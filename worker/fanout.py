@@ -16,6 +16,7 @@ from shared.ml.explain.shap import choose_explainer
 from shared.ml.pipeline import PreparedJob, SpanProgress, explain, merge_explanations, plan_chunks
 from shared.ml.spec import ExplanationMethod
 from shared.queue import RUN_CHUNK_TASK, publish
+from shared.routing import broker_queue
 from shared.settings import Settings
 from worker.heartbeat import Heartbeat
 
@@ -60,10 +61,13 @@ def compute_chunk(prepared: PreparedJob, chunk: chunks.ClaimedChunk, settings: S
 class FanOutRunner:
     """A pipeline MethodRunner that fans large explanations out across workers."""
 
-    def __init__(self, job_id: str, settings: Settings, job_heartbeat: Heartbeat | None = None) -> None:
+    def __init__(
+        self, job_id: str, settings: Settings, job_heartbeat: Heartbeat | None = None, queue: str = "small"
+    ) -> None:
         self.job_id = job_id
         self.settings = settings
         self.job_heartbeat = job_heartbeat
+        self.queue = queue  # the job's queue: its chunks go there too, never ahead of other queues' jobs
 
     def __call__(self, prepared: PreparedJob, method: ExplanationMethod, progress: SpanProgress) -> dict:
         spans = fanout_spans(prepared, method, self.settings)
@@ -75,7 +79,7 @@ class FanOutRunner:
             chunks.store_prepared(session, self.job_id, prepared)
         for _ in range(len(spans) - 1):
             try:
-                publish(RUN_CHUNK_TASK, self.job_id)
+                publish(RUN_CHUNK_TASK, self.job_id, queue=broker_queue(self.queue, self.settings))
             except Exception as exc:  # no helpers then: this worker computes every chunk itself
                 log.warning("could not publish chunk work for %s: %s", self.job_id, exc)
                 break

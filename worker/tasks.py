@@ -11,7 +11,7 @@ from shared import chunks
 from shared.db import session_scope
 from shared.jobspec import job_spec_from_row
 from shared.jobstore import (
-    claim,
+    claim_next,
     computation_died,
     computation_stopped,
     fail,
@@ -53,21 +53,25 @@ def job_heartbeat(job_id: str, worker: str, settings: Settings) -> Heartbeat:
 
 
 @app.task(name=RUN_JOB_TASK)
-def run_job(job_id: str) -> str:
+def run_job(message_job_id: str) -> str:
+    """Run the fairest queued job of the message's queue (usually, but not always, the message's job)."""
     settings = get_settings()
     me = worker_name()
     with session_scope() as session:
-        outcome = claim(
+        outcome = claim_next(
             session,
-            job_id,
+            message_job_id,
             worker=me,
             stale_after=settings.stale_after_seconds,
             max_attempts=settings.max_attempts,
         )
         if outcome.job is None:
-            log.info("job %s not run: %s", job_id, outcome.reason)
+            log.info("job %s not run: %s", message_job_id, outcome.reason)
             return outcome.reason
         job = outcome.job
+        job_id, queue = job.id, job.queue
+        if job_id != message_job_id:
+            log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
         spec = job_spec_from_row(job.endpoint, job.params)
         dataset = session.get(Upload, job.dataset_sha256)
         content = dataset.content if dataset is not None else b""
@@ -76,7 +80,7 @@ def run_job(job_id: str) -> str:
         with job_heartbeat(job_id, me, settings) as beat:
             beat.record(0.0, "fitting")
             ended = executor().run(
-                partial(compute_job, job_id, me, content, spec),
+                partial(compute_job, job_id, me, content, spec, queue),
                 time_limit=settings.soft_time_limit,
                 poll_seconds=settings.cancel_poll_seconds,
                 still_wanted=lambda: not beat.lost.is_set() and _still_ours(job_id, me),
@@ -90,7 +94,7 @@ def run_job(job_id: str) -> str:
     return _conclude(job_id, me, ended, settings)
 
 
-def compute_job(job_id: str, me: str, content: bytes, spec: JobSpec, progress: Progress) -> str:
+def compute_job(job_id: str, me: str, content: bytes, spec: JobSpec, queue: str, progress: Progress) -> str:
     """The job's computation, run in the killable child: fit, explain, store the result or the error."""
     settings = get_settings()
     try:
@@ -100,7 +104,7 @@ def compute_job(job_id: str, me: str, content: bytes, spec: JobSpec, progress: P
             settings.limits(),
             n_threads=settings.model_threads,
             progress=progress,
-            explain_method=FanOutRunner(job_id, settings),
+            explain_method=FanOutRunner(job_id, settings, queue=queue),
         )
     except UserInputError as exc:
         return _fail(job_id, me, exc.code, exc.message)

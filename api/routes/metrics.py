@@ -31,13 +31,19 @@ def _redis() -> redis.Redis | None:
 
 
 def queue_depth(session: Session) -> int:
-    """Messages waiting in Redis for the queue; without Redis, the jobs still queued in the database."""
+    """Messages waiting in Redis in the small and large queues; without Redis, the jobs still queued in
+    the database."""
     client = _redis()
     if client is None:
         return queued_jobs(session)
-    queue = get_settings().queue
+    settings = get_settings()
+    keys = [
+        queue + suffix
+        for queue in (settings.queue, settings.large_queue)
+        for suffix in REDIS_PRIORITY_SUFFIXES
+    ]
     try:
-        return sum(int(client.llen(queue + suffix)) for suffix in REDIS_PRIORITY_SUFFIXES)  # type: ignore[arg-type]
+        return sum(int(client.llen(key)) for key in keys)  # type: ignore[arg-type]
     except redis.RedisError:  # the broker is down: the database still knows what waits
         return queued_jobs(session)
 

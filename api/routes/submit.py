@@ -30,8 +30,10 @@ from shared.jobspec import (
 )
 from shared.jobstore import create_job, result_body, store_dataset
 from shared.limits import enforce_submission_limits, reserve_submission
+from shared.ml.cost import check_budget, estimate_cost, shape_of
 from shared.ml.data import load_dataset
 from shared.ml.pipeline import check_shap_limits
+from shared.routing import queue_for_cost
 from shared.settings import Settings
 from shared.tables import FINISHED, Job, JobStatus
 from shared.webhooks import check_url
@@ -54,7 +56,10 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, object]] = {
     400: {"description": "The multipart body could not be parsed."},
     401: {"description": "Missing or invalid token."},
     413: {"description": "Upload larger than FITEXPLAIN_MAX_UPLOAD_BYTES."},
-    422: {"description": "Bad parameter or unusable CSV; the message names the column or parameter."},
+    422: {
+        "description": "Bad parameter or unusable CSV (the message names the column or parameter), or a "
+        "job estimated above the per-job budget (FITEXPLAIN_MAX_JOB_SECONDS; code `over_budget`)."
+    },
     429: {"description": "Too many submissions or running jobs for this user."},
 }
 
@@ -72,7 +77,7 @@ async def submit(
     await run_in_threadpool(enforce_submission_limits, user_id, settings)
     job = await run_in_threadpool(_validate_and_store, endpoint, params, content, user_id, settings)
     accepted = job_public(job)  # as accepted: queued (a worker may claim it as soon as it is published)
-    await run_in_threadpool(dispatch, job.id)
+    await run_in_threadpool(dispatch, job.id, job.queue)
     if wait:
         finished = await _wait_for(job.id, wait)
         if finished is not None:
@@ -96,12 +101,22 @@ def _validate_and_store(
     dataset = load_dataset(content, spec.task, spec.seed, limits)  # raises DataError -> 422
     if "shap" in spec.interpretability:  # refuse now what the worker would refuse later
         check_shap_limits(dataset, limits, interactions=spec.shap_interactions)
+    cost = estimate_cost(spec, shape_of(dataset), limits.max_background_rows)
+    check_budget(cost, settings.max_job_seconds)  # raises LimitExceeded -> 422
     n_rows = len(dataset.y_train) + len(dataset.y_test)
     n_columns = len(dataset.feature_names)
     with session_scope() as session:
         reserve_submission(session, user_id, settings)
         digest = store_dataset(session, content, n_rows, n_columns)
-        return create_job(session, user_id=user_id, endpoint=endpoint, params=params.stored(), dataset=digest)
+        return create_job(
+            session,
+            user_id=user_id,
+            endpoint=endpoint,
+            params=params.stored(),
+            dataset=digest,
+            estimated_seconds=round(cost.total, 3),
+            queue=queue_for_cost(cost.total, settings),
+        )
 
 
 def _load_job(job_id: str) -> Job:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 import numpy as np
@@ -39,8 +40,8 @@ SplitSource = Literal["training_index", "seeded_split"]
 class Dataset:
     """Train/test arrays ready for an estimator.
 
-    For classification, `class_labels` holds the original labels as strings in sorted order of the
-    original values, and the y arrays hold integer codes into it.
+    For classification, `class_labels` holds the labels exactly as written in the file (one class per
+    distinct text), sorted by numeric value when all are numbers, and the y arrays hold codes into it.
     """
 
     X_train: np.ndarray
@@ -312,16 +313,14 @@ def _regression_target(values: pd.Series) -> np.ndarray:
 
 
 def _encode_classes(values: pd.Series, limits: Limits) -> tuple[np.ndarray, list[str]]:
-    """Integer codes 0..k-1 and the label strings, sorted by value (numerically when all are numbers)."""
-    numbers = pd.to_numeric(values, errors="coerce")
-    if not numbers.isna().any() and np.isfinite(numbers.to_numpy(dtype=np.float64)).all():
-        floats = numbers.to_numpy(dtype=np.float64)
-        unique, codes = np.unique(floats, return_inverse=True)
-        integral = bool(np.all(unique == np.round(unique)))
-        labels = [str(int(v)) if integral else repr(float(v)) for v in unique]
-    else:
-        unique_strings, codes = np.unique(values.to_numpy(dtype=str), return_inverse=True)
-        labels = [str(v) for v in unique_strings]
+    """Integer codes 0..k-1 and the labels exactly as written in the file (surrounding spaces stripped).
+
+    Two rows share a class only when their label text is identical: `1`, `01` and `1.0` are three
+    classes, and `9007199254740993` is not `9007199254740992` (no trip through float64). Labels sort by
+    their exact numeric value when all are numbers (ties by text), otherwise by text.
+    """
+    unique, codes = np.unique(values.to_numpy(dtype=str), return_inverse=True)
+    labels = sorted(unique.tolist(), key=_label_sort_key(unique.tolist()))
     if len(labels) > limits.max_classes:
         raise DataError(
             "too_many_classes",
@@ -335,7 +334,25 @@ def _encode_classes(values: pd.Series, limits: Limits) -> tuple[np.ndarray, list
             f"The target has a single class ({labels[0]!r}): classification needs at least two.",
             column=TARGET,
         )
-    return codes.astype(np.int64), labels
+    position = {label: index for index, label in enumerate(labels)}
+    sorted_codes = np.array([position[label] for label in unique.tolist()], dtype=np.int64)
+    return sorted_codes[codes], labels
+
+
+def _label_sort_key(labels: list[str]) -> Callable[[str], tuple[Decimal, str] | tuple[str]]:
+    """Numeric order (exact, via Decimal) when every label is a finite number, text order otherwise."""
+    numbers = {label: _exact_number(label) for label in labels}
+    if all(number is not None for number in numbers.values()):
+        return lambda label: (numbers[label], label)  # type: ignore[return-value]
+    return lambda label: (label,)
+
+
+def _exact_number(text: str) -> Decimal | None:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() and "_" not in text else None
 
 
 def _training_mask(values: pd.Series) -> np.ndarray:

@@ -39,10 +39,16 @@ def _with_nones(array: np.ndarray) -> list:
 
 
 def original_labels(class_labels: list[str]) -> list[int] | list[str]:
-    """Labels as the user wrote them: ints when every label is an integer, strings otherwise."""
-    if all(INTEGER_LABEL.fullmatch(label) for label in class_labels):
+    """Labels as the user wrote them: ints when every label is an integer written in its plain form (no
+    leading zero or sign, within int64, so the JSON number reads back as the same text), else strings.
+    `01` stays "01", so it never collides with 1."""
+    if all(_plain_integer(label) for label in class_labels):
         return [int(label) for label in class_labels]
     return list(class_labels)
+
+
+def _plain_integer(label: str) -> bool:
+    return bool(INTEGER_LABEL.fullmatch(label)) and str(int(label)) == label and abs(int(label)) < 2**63
 
 
 def classification_result(

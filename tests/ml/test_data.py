@@ -13,6 +13,7 @@ import pytest
 
 from shared.ml.data import _clean_table, _exact_table, load_dataset, read_table
 from shared.ml.errors import DataError
+from shared.ml.metrics import original_labels
 from shared.ml.spec import Limits
 from tests.ml.conftest import DATA_DIR, read_data
 
@@ -127,3 +128,33 @@ def test_imports_stay_light() -> None:
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert output.stdout.strip() == "[]"
+
+
+def labelled(labels: list[str], repeats: int = 4) -> bytes:
+    rows = [f"{i},{label}" for i, label in enumerate(labels * repeats)]
+    return ("\n".join(["a,target", *rows]) + "\n").encode()
+
+
+def test_labels_are_the_exact_text_large_integers_do_not_merge() -> None:
+    dataset = load_dataset(labelled(["9007199254740993", "9007199254740992"]), "classification", 1, Limits())
+    assert dataset.class_labels == ["9007199254740992", "9007199254740993"]
+    assert sorted(set(dataset.y_train.tolist())) == [0, 1]
+
+
+def test_labels_equal_as_numbers_but_written_differently_are_distinct_classes() -> None:
+    dataset = load_dataset(labelled(["1", "01", "1.0", "2"]), "classification", 1, Limits())
+    assert dataset.class_labels == ["01", "1", "1.0", "2"]  # by value, ties by text
+    assert sorted(set(dataset.y_train.tolist())) == [0, 1, 2, 3]
+
+
+def test_mixed_text_and_numbers_sort_as_text() -> None:
+    dataset = load_dataset(labelled(["10", "9", "b", "a"]), "classification", 1, Limits())
+    assert dataset.class_labels == ["10", "9", "a", "b"]
+
+
+def test_results_give_labels_back_as_written() -> None:
+    assert original_labels(["0", "1", "9007199254740993"]) == [0, 1, 9007199254740993]
+    assert original_labels(["01", "1", "1.0"]) == ["01", "1", "1.0"]  # not all plain integers: text
+    assert original_labels(["-3", "7"]) == [-3, 7]
+    assert original_labels(["+3", "7"]) == ["+3", "7"]
+    assert original_labels(["1", str(2**64)]) == ["1", str(2**64)]  # beyond int64: text, never a float

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from shared.ml.cost import AGNOSTIC_EVALS_PER_ROW
 from shared.ml.errors import ParameterError
 from shared.ml.explain import nnetsauce_tree, tree
 from shared.ml.explain._predict import library_of, predict_fn_for
@@ -19,11 +20,6 @@ from shared.ml.spec import Task
 
 ProgressFn = Callable[[int, int], None]
 Route = Literal["tree", "nnetsauce-tree", "agnostic"]
-
-# Model evaluations per explained row for the model-agnostic path: exact enumeration of all 2^p
-# coalitions when they fit (2^p x background rows: p <= 5 with 500 rows, p <= 7 with 100), antithetic
-# sampling otherwise. A nnetsauce classifier costs ~5 us an evaluation: 20k a row is 0.1 s a row.
-AGNOSTIC_EVALS_PER_ROW = 20_000
 
 
 def explain_shap(

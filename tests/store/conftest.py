@@ -1,0 +1,89 @@
+"""In-process tests of the job store's SQL: a migrated database (SQLite and a fresh Postgres database),
+rows written directly, each state change called as the API and the workers call it. No processes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db import make_engine
+from shared.jobstore import create_job, store_dataset
+from shared.tables import Job, JobStatus, User, utcnow
+from tests.stack import create_database, drop_database
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def migrate(url: str) -> None:
+    config = Config(str(REPO / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO / "migrations"))
+    config.attributes["database_url"] = url
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a freshly migrated database of each kind the service supports."""
+    name = f"fx_store_{uuid.uuid4().hex[:10]}"
+    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else create_database(name)
+    try:
+        migrate(url)
+        engine = make_engine(url)
+        yield sessionmaker(bind=engine, expire_on_commit=False)
+        engine.dispose()
+    finally:
+        if request.param == "postgresql":
+            drop_database(name)
+
+
+@dataclass
+class Jobs:
+    """Writes users and jobs in the states a test needs."""
+
+    sessions: sessionmaker[Session]
+
+    def user(self, name: str) -> int:
+        with self.sessions.begin() as session:
+            user = User(name=name)
+            session.add(user)
+            session.flush()
+            return user.id
+
+    def job(
+        self, user_id: int, *, queue: str = "small", status: str = JobStatus.queued, age: float = 0.0
+    ) -> str:
+        """A job submitted `age` seconds ago, put straight in `status` (if running: a fresh heartbeat)."""
+        with self.sessions.begin() as session:
+            digest = store_dataset(session, b"x,target\n1,0\n", 1, 2)
+            job = create_job(
+                session,
+                user_id=user_id,
+                endpoint="gbdtclassification",
+                params={},
+                dataset=digest,
+                queue=queue,
+            )
+            job.created_at = utcnow() - timedelta(seconds=age)
+            job.status = status
+            if status == JobStatus.running:
+                job.attempts, job.heartbeat_at, job.worker = 1, utcnow(), "elsewhere:1"
+            return job.id
+
+    def row(self, job_id: str) -> Job:
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            return job
+
+
+@pytest.fixture
+def jobs(sessions: sessionmaker[Session]) -> Jobs:
+    return Jobs(sessions)
