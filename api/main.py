@@ -14,8 +14,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from api import dashboard
 from api.middleware import UploadLimitMiddleware
 from api.routes import account, admin, health, jobs, metrics, submit, webhooks
+from shared import workers
 from shared.db import session_scope
 from shared.dispatch import sweep
 from shared.limits import RateLimited
@@ -28,6 +30,11 @@ log = logging.getLogger("fitexplain.api")
 
 
 PURGE_EVERY_SECONDS = 3600.0
+
+
+def _forget_dead_workers() -> None:
+    with session_scope() as session:
+        workers.forget_dead(session, get_settings().worker_forget_seconds)
 
 
 def _purge() -> None:
@@ -44,6 +51,7 @@ async def _sweep_forever(interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             await run_in_threadpool(sweep)
+            await run_in_threadpool(_forget_dead_workers)
         except Exception as exc:  # the database or broker may be down: try again next time
             log.warning("sweep failed: %s", exc)
         if time.monotonic() >= next_purge:
@@ -129,6 +137,7 @@ def create_app() -> FastAPI:
     app.include_router(account.router)
     app.include_router(admin.router)
     app.include_router(metrics.router)
+    dashboard.install(app)
     return app
 
 

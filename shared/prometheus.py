@@ -60,9 +60,15 @@ def histogram_buckets(values: list[float]) -> list[tuple[str, float]]:
 class JobCollector(Collector):
     """Reads the job table (and the broker's queue length) on each scrape."""
 
-    def __init__(self, open_session: Callable[[], Session], queue_depth: Callable[[Session], int]) -> None:
+    def __init__(
+        self,
+        open_session: Callable[[], Session],
+        queue_depth: Callable[[Session], int],
+        workers_alive: Callable[[Session], int],
+    ) -> None:
         self.open_session = open_session
         self.queue_depth = queue_depth
+        self.workers_alive = workers_alive
 
     def collect(self) -> Iterator[Metric]:
         with self.open_session() as session:
@@ -70,6 +76,7 @@ class JobCollector(Collector):
             failures = failures_by_code(session)
             durations = recent_durations(session)
             depth = self.queue_depth(session)
+            alive = self.workers_alive(session)
             deliveries = deliveries_by_outcome(session)
             undelivered_age = oldest_undelivered_age(session)
         jobs = GaugeMetricFamily("fitexplain_jobs", "Stored jobs by status.", labels=["status"])
@@ -84,6 +91,9 @@ class JobCollector(Collector):
         yield failed
         yield GaugeMetricFamily(
             "fitexplain_queue_depth", "Job messages waiting in the broker's queue.", value=depth
+        )
+        yield GaugeMetricFamily(
+            "fitexplain_workers_alive", "Worker processes whose heartbeat is fresh.", value=alive
         )
         histogram = HistogramMetricFamily(
             "fitexplain_job_duration_seconds", "Run time of the jobs that finished in the last hour."
@@ -113,8 +123,10 @@ def queued_jobs(session: Session) -> int:
 
 
 def job_registry(
-    open_session: Callable[[], Session], queue_depth: Callable[[Session], int]
+    open_session: Callable[[], Session],
+    queue_depth: Callable[[Session], int],
+    workers_alive: Callable[[Session], int],
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(JobCollector(open_session, queue_depth))
+    registry.register(JobCollector(open_session, queue_depth, workers_alive))
     return registry

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     cancel_poll_seconds: float = Field(1.0, gt=0, le=60)
     stale_after_seconds: float = 60.0
     sweep_seconds: float = 5.0
+    # A worker row silent this long is deleted (it shows as dead on the dashboard until then).
+    worker_forget_seconds: float = 600.0
     worker_max_memory_per_child_kb: int = 4_000_000
 
     # Cost (estimated worker-seconds, shared/ml/cost.py): jobs above max_job_seconds are refused at submit;

@@ -127,6 +127,10 @@ class Job(Base):
         CheckConstraint("progress >= 0 AND progress <= 1", name="job_progress_fraction"),
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_status", "status"),
+        Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_endpoint_created", "endpoint", "created_at"),
+        Index("ix_jobs_error_code", "error_code"),
         CheckConstraint("queue IN ('small', 'large')", name="job_queue_valid"),
         Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
     )
@@ -153,6 +157,7 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # Cancelled while running, and its worker has not yet confirmed the computation was killed.
     stopping: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    rerun_of: Mapped[str | None] = mapped_column(String(32))  # the job this one re-runs (dashboard)
 
 
 class JobResult(Base):
@@ -262,3 +267,20 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     response_excerpt: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkerRow(Base):
+    """One worker process, heartbeated by itself; rows whose heartbeat is old enough are deleted."""
+
+    __tablename__ = "workers"
+    __table_args__ = (Index("ix_workers_heartbeat", "heartbeat_at"),)
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid, as in Job.worker
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    queue: Mapped[str] = mapped_column(String(400))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    current_job: Mapped[str | None] = mapped_column(String(32))
+    jobs_done: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_failed: Mapped[int] = mapped_column(Integer, default=0)

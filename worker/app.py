@@ -43,3 +43,5 @@ def _prepare_child(**_: object) -> None:
 
 
 warm_imports()
+
+import worker.registry  # noqa: E402, F401  (connects the worker-row signals)

@@ -6,8 +6,9 @@ import logging
 import os
 import socket
 from functools import cache, partial
+from typing import Literal
 
-from shared import chunks
+from shared import chunks, workers
 from shared.db import session_scope
 from shared.jobspec import job_spec_from_row
 from shared.jobstore import (
@@ -72,6 +73,7 @@ def run_job(message_job_id: str) -> str:
         job_id, queue = job.id, job.queue
         if job_id != message_job_id:
             log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
+        workers.job_started(session, me, job_id)
         spec = job_spec_from_row(job.endpoint, job.params)
         dataset = session.get(Upload, job.dataset_sha256)
         content = dataset.content if dataset is not None else b""
@@ -91,7 +93,9 @@ def run_job(message_job_id: str) -> str:
         ended = Outcome("finished", _fail(job_id, me, "internal_error", _internal_error_message(exc)))
     with session_scope() as session:
         computation_stopped(session, job_id, me)
-    return _conclude(job_id, me, ended, settings)
+    concluded = _conclude(job_id, me, ended, settings)
+    _count_finished(me, _worker_outcome(ended))
+    return concluded
 
 
 def compute_job(job_id: str, me: str, content: bytes, spec: JobSpec, queue: str, progress: Progress) -> str:
@@ -140,6 +144,18 @@ def _conclude(job_id: str, me: str, ended: Outcome, settings: Settings) -> str:
     with session_scope() as session:
         done = computation_died(session, job_id, me, how=ended.detail, max_attempts=settings.max_attempts)
     return f"computation {ended.detail}: {done}"
+
+
+def _worker_outcome(ended: Outcome) -> Literal["done", "failed", "stopped"]:
+    """How the job ended, as the workers table counts it."""
+    if ended.ended == "finished":
+        return {"succeeded": "done", "failed": "failed"}.get(ended.detail, "stopped")  # type: ignore[return-value]
+    return "stopped" if ended.ended == "cancelled" else "failed"
+
+
+def _count_finished(worker: str, outcome: Literal["done", "failed", "stopped"]) -> None:
+    with session_scope() as session:
+        workers.job_finished(session, worker, outcome)
 
 
 def _internal_error_message(exc: Exception) -> str:

@@ -8,8 +8,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from shared.db import get_engine
+from shared import workers
+from shared.db import get_engine, session_scope
 from shared.queue import get_celery
+from shared.settings import get_settings
 
 router = APIRouter(tags=["health"])
 
@@ -37,9 +39,19 @@ def _check_broker() -> str:
         return f"unreachable: {type(exc).__name__}"
 
 
+def _count_workers() -> int | None:
+    try:
+        with session_scope() as session:
+            return workers.alive_count(session, get_settings().stale_after_seconds)
+    except Exception:
+        return None
+
+
 class Readiness(BaseModel):
     ready: bool
     checks: dict[str, str]
+    workers_alive: int | None = None  # None when the database cannot be asked
+    notes: list[str] = []
 
 
 @router.get(
@@ -53,7 +65,11 @@ async def readyz() -> JSONResponse:
         "broker": await run_in_threadpool(_check_broker),
     }
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    alive = await run_in_threadpool(_count_workers) if checks["database"] == "ok" else None
+    # No worker does not make the API unready (it still accepts and stores jobs), but it is said.
+    notes = ["no worker is alive: jobs wait in the queue until one starts"] if alive == 0 else []
+    body = {"ready": ready, "checks": checks, "workers_alive": alive, "notes": notes}
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/models")

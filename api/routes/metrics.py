@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from sqlalchemy.orm import Session
 
+from shared import workers
 from shared.db import get_sessionmaker
 from shared.prometheus import job_registry, queued_jobs
 from shared.settings import get_settings
@@ -48,9 +49,13 @@ def queue_depth(session: Session) -> int:
         return queued_jobs(session)
 
 
+def workers_alive(session: Session) -> int:
+    return workers.alive_count(session, get_settings().stale_after_seconds)
+
+
 @lru_cache
 def _registry() -> CollectorRegistry:
-    return job_registry(get_sessionmaker(), queue_depth)
+    return job_registry(get_sessionmaker(), queue_depth, workers_alive)
 
 
 @router.get(
