@@ -44,6 +44,13 @@ def event_times(stack: Stack, job_id: str) -> dict[str, datetime]:
         return {event: at for event, at in rows.fetchall()}
 
 
+def still_stopping(stack: Stack, job_id: str) -> bool:
+    with psycopg.connect(dsn(stack), connect_timeout=3) as conn:
+        row = conn.execute("SELECT stopping FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    assert row is not None
+    return bool(row[0])
+
+
 def test_cancelling_a_job_in_native_code_frees_its_worker(stacks: Callable[..., Stack]) -> None:
     stack = stacks()
     worker = stack.start_worker()  # one process, one job at a time
@@ -118,7 +125,7 @@ def test_a_cancelled_job_counts_against_the_running_limit_until_its_worker_is_fr
     assert "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER" in refused.json()["detail"]
     assert alice.http.delete(f"/jobs/{long}").status_code == 409  # not deleted while still stopping
 
-    wait_until(lambda: f"job {long} stopped" in worker_log(stack), 120, "the worker to stop the job")
+    wait_until(lambda: not still_stopping(stack, long), 120, "the worker to stop the computation")
     accepted = alice.submit("gbdtclassification", "iris_dataset2.csv")
     assert accepted.status_code == 202, accepted.text
     assert alice.wait(accepted.json()["id"], timeout=START_TIMEOUT)["status"] == "succeeded"
