@@ -17,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from api import dashboard
 from api.middleware import UploadLimitMiddleware
 from api.routes import account, admin, health, jobs, metrics, submit, webhooks
+from api.routes.account import usage_public
 from shared import workers
 from shared.db import session_scope
 from shared.dispatch import sweep
@@ -24,6 +25,7 @@ from shared.limits import RateLimited
 from shared.ml.errors import UserInputError
 from shared.retention import purge_expired
 from shared.settings import get_settings
+from shared.storage import StorageQuotaExceeded
 from shared.webhooks import deliver_due
 
 log = logging.getLogger("fitexplain.api")
@@ -106,6 +108,13 @@ def create_app() -> FastAPI:
     async def _rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
         return JSONResponse(
             {"detail": exc.message}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
+        )
+
+    @app.exception_handler(StorageQuotaExceeded)
+    async def _storage_quota_exceeded(request: Request, exc: StorageQuotaExceeded) -> JSONResponse:
+        usage = usage_public(exc.usage, exc.quota).model_dump()
+        return JSONResponse(
+            {"detail": exc.message, "code": "storage_quota_exceeded", "usage": usage}, status_code=413
         )
 
     @app.exception_handler(DBAPIError)

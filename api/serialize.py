@@ -36,6 +36,11 @@ class JobPublic(BaseModel):
     links: dict[str, str]
 
 
+# Pages start at most this far in: far past any real list, and well inside the database's 64-bit OFFSET
+# (a larger number used to reach the driver and fail with a 500).
+MAX_OFFSET = 1_000_000_000
+
+
 class JobPage(BaseModel):
     items: list[JobPublic]
     total: int

@@ -240,13 +240,13 @@ class Batch:
     worker_seconds: float  # the jobs' run times (started_at -> finished_at) added up
 
 
-def all_at_once(client: Any) -> Batch:
-    """The eight requests submitted together: what extra workers buy."""
+def all_at_once(client: Any, cases: list[Case]) -> Batch:
+    """The requests submitted together: what extra workers buy."""
     from _stack import _gap
 
     started = time.perf_counter()
     ids = []
-    for case in CASES:
+    for case in cases:
         response = client.submit(case.endpoint, case.csv_name, interpretability=case.method)
         response.raise_for_status()
         ids.append(response.json()["id"])
@@ -278,12 +278,12 @@ def format_table(rows: list[Row], batch: Batch | None) -> str:
     total_worker = sum(row.worker_seconds or 0.0 for row in rows)
     total_baseline = sum(row.baseline_seconds for row in rows)
     lines.append(
-        f"| all eight, one after another | {total_service:.2f} | {total_worker:.2f} | {total_baseline:.2f} | "
+        f"| all, one after another | {total_service:.2f} | {total_worker:.2f} | {total_baseline:.2f} | "
         f"{total_baseline / total_service:.2f} | | | |"
     )
     if batch is not None:
         lines.append(
-            f"| all eight submitted at once | {batch.seconds:.2f} | {batch.worker_seconds:.2f} | "
+            f"| all submitted at once | {batch.seconds:.2f} | {batch.worker_seconds:.2f} | "
             f"{total_baseline:.2f} | {total_baseline / batch.seconds:.2f} | | | |"
         )
     referenced = [row for row in rows if row.reference]
@@ -318,14 +318,27 @@ def main() -> None:
     )
     parser.add_argument("--no-batch", action="store_true", help="skip the all-eight-at-once run")
     parser.add_argument("--json", metavar="OUT", help="write the rows and the machine description here")
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="only the requests whose label contains TEXT ('mlclassification shap')",
+    )
     args = parser.parse_args()
+    cases = [case for case in CASES if args.only is None or args.only in case.label]
+    if not cases:
+        parser.error(f"--only {args.only!r} matches none of: {', '.join(case.label for case in CASES)}")
     warnings.filterwarnings("ignore")  # nnetsauce and lightgbm warnings would drown the table
-    meta = machine() | {"workers": args.workers, "quick": args.quick, "repeats": args.repeats}
+    meta = machine() | {
+        "workers": args.workers,
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "only": args.only,
+    }
     rows: list[Row] = []
     batch = None
     with running_stack(args.workers) as (_stack, client):
         warm_up(client, args.workers)
-        for index, case in enumerate(CASES):
+        for index, case in enumerate(cases):
             runs = [
                 measure(case, client, args.quick, (index + k) % 2 == 1, args.reference_rows)
                 for k in range(args.repeats)
@@ -338,7 +351,7 @@ def main() -> None:
                 flush=True,
             )
         if not args.no_batch:
-            batch = all_at_once(client)
+            batch = all_at_once(client, cases)
     meta["load_average_end"] = os.getloadavg()
     print(
         f"{meta['date']}, {meta['cpus']} CPUs, {meta['platform']}, workers {args.workers}, "

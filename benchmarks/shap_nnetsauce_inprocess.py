@@ -75,16 +75,22 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     import shap
 
+    from shared.ml.explain._nnetsauce_pair_kernel import warm_up
     from shared.ml.explain.nnetsauce_tree import explain_nnetsauce_tree
+
+    warm_up()  # numba compiles (or loads) the kernels once per process, as a worker does at start
 
     X_train, y_train, X_test, _ = load()
     model = fit_seed_model(X_train, y_train)
     n_ref_rows, n_ref_pairs = (5, 8) if args.quick else (20, 128)
     n_shap_rows = 20 if args.quick else X_test.shape[0]
 
-    started = time.perf_counter()
-    ours = explain_nnetsauce_tree(model, X_train, X_test, task="classification", random_state=123)
-    ours_seconds = time.perf_counter() - started
+    ours_times = []
+    for _ in range(3):  # median of three: the machine is shared
+        started = time.perf_counter()
+        ours = explain_nnetsauce_tree(model, X_train, X_test, task="classification", random_state=123)
+        ours_times.append(time.perf_counter() - started)
+    ours_seconds = sorted(ours_times)[1]
     started = time.perf_counter()
     ours_small = explain_nnetsauce_tree(model, X_train[:100], X_test, task="classification", random_state=123)
     ours_small_seconds = time.perf_counter() - started

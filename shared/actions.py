@@ -38,12 +38,17 @@ def rerun_job(session: Session, job: Job, by: str, settings: Settings) -> Job:
     one (`rerun_of`). Counts against the owner's submission limits (may raise RateLimited)."""
     if job.status not in RERUNNABLE:
         raise ActionRefused(f"Job {job.id} is {job.status}: only failed or cancelled jobs can be re-run.")
+    if job.dataset_sha256 is None:  # a cancelled job's upload is released at once (storage quota)
+        raise ActionRefused(
+            f"Job {job.id} no longer has its upload (released when it was cancelled): submit the file again."
+        )
     reserve_submission(session, job.user_id, settings)
     new = create_job(
         session,
         user_id=job.user_id,
         endpoint=job.endpoint,
         params=dict(job.params),
+        spec=dict(job.spec),  # the same validated spec: a rerun is never validated differently
         dataset=job.dataset_sha256,
         estimated_seconds=job.estimated_seconds,  # same spec and data: same cost, same queue
         queue=job.queue,

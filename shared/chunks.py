@@ -18,7 +18,9 @@ import numpy as np
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.tables import JobChunk, JobPrepared, heartbeat_stale, utcnow
+from shared.ml.explain.methods import explanation_method
+from shared.ml.explain.methods.base import ExplanationPart
+from shared.tables import Job, JobChunk, JobPrepared, JobStatus, heartbeat_stale, utcnow
 
 
 @dataclass(frozen=True)
@@ -80,13 +82,17 @@ def beat(session: Session, chunk: ClaimedChunk) -> None:
     )
 
 
-def finish(session: Session, chunk: ClaimedChunk, part: dict[str, Any]) -> None:
+def finish(session: Session, chunk: ClaimedChunk, part: ExplanationPart) -> None:
+    """Store a computed part, unless its job finished meanwhile (the part would outlive the job's data)."""
+    body = encode_part(part)
+    if not still_running(session, chunk.job_id):
+        return
     session.execute(
         update(JobChunk)
         .where(
             JobChunk.job_id == chunk.job_id, JobChunk.method == chunk.method, JobChunk.index == chunk.index
         )
-        .values(status="done", body_gzip=encode_part(part), heartbeat_at=utcnow())
+        .values(status="done", body_gzip=body, heartbeat_at=utcnow())
     )
 
 
@@ -106,13 +112,15 @@ def progress(session: Session, job_id: str, method: str) -> tuple[int, int, int,
     )
 
 
-def load_parts(session: Session, job_id: str, method: str) -> list[dict[str, Any]]:
+def load_parts(session: Session, job_id: str, method: str) -> list[ExplanationPart]:
+    """The done chunks' typed parts, in order (the method's result type says how to read them)."""
+    result_type = explanation_method(method).result_type
     bodies = session.scalars(
         select(JobChunk.body_gzip)
         .where(JobChunk.job_id == job_id, JobChunk.method == method, JobChunk.status == "done")
         .order_by(JobChunk.index)
     ).all()
-    return [decode_part(body) for body in bodies if body is not None]
+    return [result_type.from_record(decode_part(body)) for body in bodies if body is not None]
 
 
 def store_prepared(session: Session, job_id: str, prepared: object) -> None:
@@ -131,10 +139,29 @@ def drop_prepared(session: Session, job_id: str) -> None:
     session.execute(delete(JobPrepared).where(JobPrepared.job_id == job_id))
 
 
-def encode_part(part: dict[str, Any]) -> bytes:
+def still_running(session: Session, job_id: str) -> bool:
+    """Lock the job row (shared) and say whether it still runs: working data written in this transaction
+    then cannot outlive a cancel, whose status change waits for the lock and drops it after."""
+    status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update(read=True))
+    return status == JobStatus.running
+
+
+def drop_working_data(session: Session, job_id: str) -> None:
+    """Free what a finished job kept for its helpers: the chunks' parts (merged into the result, or
+    useless) and the prepared model. The chunk rows stay, a few bytes each, as a record of the split."""
+    session.execute(
+        update(JobChunk)
+        .where(JobChunk.job_id == job_id, JobChunk.body_gzip.is_not(None))
+        .values(body_gzip=None)
+    )
+    drop_prepared(session, job_id)
+
+
+def encode_part(part: ExplanationPart) -> bytes:
     """Arrays as .npy (never pickled), everything else as JSON, gzip-compressed together."""
-    arrays = {k: v for k, v in part.items() if isinstance(v, np.ndarray)}
-    plain = {k: _plain(v) for k, v in part.items() if k not in arrays}
+    record = part.to_record()
+    arrays = {k: v for k, v in record.items() if isinstance(v, np.ndarray)}
+    plain = {k: _plain(v) for k, v in record.items() if k not in arrays}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     header = json.dumps(plain).encode()
@@ -145,8 +172,6 @@ def decode_part(body: bytes) -> dict[str, Any]:
     raw = gzip.decompress(body)
     size = int.from_bytes(raw[:8], "big")
     part: dict[str, Any] = json.loads(raw[8 : 8 + size])
-    if "span" in part:
-        part["span"] = tuple(part["span"])
     with np.load(io.BytesIO(raw[8 + size :]), allow_pickle=False) as arrays:
         part.update({key: arrays[key] for key in arrays.files})
     return part

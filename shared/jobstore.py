@@ -4,48 +4,25 @@ queued -> running (claim_next takes the fairest queued job of a queue) -> succee
 queued | running -> cancelled;
 running -> queued when a worker vanished (stale heartbeat) or the job's computation died, at most
 `max_attempts` times. A job cancelled while running is `stopping` until its worker killed the computation.
+A job that finishes drops its fan-out working data; a cancelled job also lets go of its upload at once.
 Every move to succeeded, failed or cancelled writes the job's webhook outbox row in the same transaction.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, Upload, heartbeat_stale, utcnow
+from shared.chunks import drop_working_data
+from shared.storage import release_upload
+from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, heartbeat_stale, utcnow
 from shared.webhook_outbox import enqueue_finished
-
-
-def sha256_hex(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
-
-
-def store_dataset(session: Session, content: bytes, n_rows: int, n_columns: int) -> str:
-    """Store an upload once per content; returns its sha256."""
-    digest = sha256_hex(content)
-    if session.get(Upload, digest) is None:
-        try:
-            with session.begin_nested():
-                session.add(
-                    Upload(
-                        sha256=digest,
-                        content=content,
-                        size_bytes=len(content),
-                        n_rows=n_rows,
-                        n_columns=n_columns,
-                    )
-                )
-        except IntegrityError:
-            pass  # stored concurrently by another request: same content, nothing to do
-    return digest
 
 
 def add_event(session: Session, job_id: str, event: str, detail: str | None = None) -> None:
@@ -58,14 +35,17 @@ def create_job(
     user_id: int,
     endpoint: str,
     params: dict[str, Any],
+    spec: dict[str, Any],
     dataset: str,
     estimated_seconds: float | None = None,
     queue: str = "small",
 ) -> Job:
+    """A queued job; `spec` is the validated JobSpec's versioned JSON, `params` the request as sent."""
     job = Job(
         user_id=user_id,
         endpoint=endpoint,
         params=params,
+        spec=spec,
         dataset_sha256=dataset,
         estimated_seconds=estimated_seconds,
         queue=queue,
@@ -215,6 +195,7 @@ def succeed(session: Session, job_id: str, worker: str, result: dict[str, Any]) 
     if not done:
         return False
     session.merge(JobResult(job_id=job_id, body_gzip=compressed, size_bytes=len(body)))
+    drop_working_data(session, job_id)
     add_event(session, job_id, "succeeded")
     enqueue_finished(session, job_id, result)
     return True
@@ -236,12 +217,15 @@ def fail(session: Session, job_id: str, code: str, message: str, worker: str | N
         )
     ).rowcount
     if done:
+        drop_working_data(session, job_id)
         add_event(session, job_id, "failed", f"{code}: {message}")
         enqueue_finished(session, job_id)
     return bool(done)
 
 
 def cancel(session: Session, job_id: str) -> bool:
+    """Cancel an unfinished job and remove what it kept at once: its working data, and its upload unless
+    another job uses it. The job row stays (with no upload) to show that it was cancelled."""
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
@@ -254,7 +238,12 @@ def cancel(session: Session, job_id: str) -> bool:
     ).rowcount
     if done:
         add_event(session, job_id, "cancelled")
-        enqueue_finished(session, job_id)
+        enqueue_finished(session, job_id)  # its summary still reads the upload's row count
+        digest = session.scalar(select(Job.dataset_sha256).where(Job.id == job_id))
+        session.execute(update(Job).where(Job.id == job_id).values(dataset_sha256=None))
+        drop_working_data(session, job_id)
+        if digest is not None:
+            release_upload(session, digest)
     return bool(done)
 
 
@@ -324,16 +313,16 @@ def result_body(session: Session, job_id: str) -> bytes | None:
 
 
 def delete_job(session: Session, job_id: str) -> None:
-    """Delete a job with its result and events; its dataset goes too unless another job uses it."""
+    """Delete a job with its result, events and working data; its upload goes too unless another job
+    uses it."""
     job = session.get(Job, job_id)
     if job is None:
         return
     digest = job.dataset_sha256
     session.delete(job)
     session.flush()
-    still_used = session.scalar(select(func.count()).select_from(Job).where(Job.dataset_sha256 == digest))
-    if not still_used:
-        session.execute(delete(Upload).where(Upload.sha256 == digest))
+    if digest is not None:
+        release_upload(session, digest)
 
 
 def still_running_on(session: Session, job_id: str, worker: str) -> bool:

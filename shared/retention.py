@@ -1,7 +1,8 @@
 """Retention: finished jobs older than FITEXPLAIN_RETENTION_DAYS go, with their results and uploads.
 
 Results, events and chunks follow their job by ON DELETE CASCADE; an upload goes only when no remaining
-job uses it (uploads are shared by content). Running it twice, or from several API processes, is harmless.
+job uses it (uploads are shared by content; `shared.storage.release_upload`). Running it twice, or from
+several API processes, is harmless.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from shared.tables import FINISHED, Job, JobResult, Upload, utcnow
+from shared.storage import release_upload
+from shared.tables import FINISHED, Job, JobResult, utcnow
 
 
 def purge_expired(session: Session, retention_days: float, now: datetime | None = None) -> dict[str, int]:
@@ -28,10 +30,6 @@ def purge_expired(session: Session, retention_days: float, now: datetime | None 
     digests = set(session.scalars(select(Job.dataset_sha256).where(Job.id.in_(expired))).all())
     results = session.scalar(select(func.count()).select_from(JobResult).where(JobResult.job_id.in_(expired)))
     jobs = session.execute(delete(Job).where(Job.id.in_(expired))).rowcount
-    datasets = 0
-    if digests:
-        still_used = select(Job.dataset_sha256).where(Job.dataset_sha256.in_(digests))
-        datasets = session.execute(
-            delete(Upload).where(Upload.sha256.in_(digests), Upload.sha256.not_in(still_used))
-        ).rowcount
+    # In one order everywhere: two API processes purging at once must not deadlock on each other's locks.
+    datasets = sum(release_upload(session, digest) for digest in sorted(d for d in digests if d is not None))
     return {"jobs": jobs, "results": results or 0, "datasets": datasets}

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # Per-user limits.
     max_running_jobs_per_user: int = 4
     max_submissions_per_minute: int = 60
+    # Bytes of uploads and results a user's jobs keep (an upload shared by several users counts for each).
+    max_storage_bytes_per_user: int = Field(1_000_000_000, ge=0)
     token_ttl_days: int | None = None
 
     # Reliability: soft < hard < visibility timeout, so Redis never redelivers a job still running.

@@ -138,8 +138,10 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     endpoint: Mapped[str] = mapped_column(String(40))
-    params: Mapped[dict[str, Any]] = mapped_column(JsonType)
-    dataset_sha256: Mapped[str] = mapped_column(ForeignKey("datasets.sha256"), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JsonType)  # the query parameters, for display
+    spec: Mapped[dict[str, Any]] = mapped_column(JsonType)  # JobSpec.to_json(): what the worker runs
+    # The upload; None once the job was cancelled (its upload is then released at once).
+    dataset_sha256: Mapped[str | None] = mapped_column(ForeignKey("datasets.sha256"), index=True)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     progress_message: Mapped[str] = mapped_column(String(200), default="queued")

@@ -15,6 +15,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from shared.db import make_engine
 from shared.jobstore import cancel, claim, fail, requeue_stale, succeed
+from shared.ml.spec import JobSpec, ModelSpec
 from shared.tables import Base, Job, JobStatus, Upload, User, WebhookAttempt, WebhookDelivery, utcnow
 from shared.webhook_outbox import (
     AttemptOutcome,
@@ -44,7 +45,15 @@ def session(tmp_path: Path) -> Iterator[Session]:
 
 def new_job(session: Session, webhook: str | None = URL, **fields: object) -> str:
     params = {"webhook_url": webhook} if webhook else {}
-    job = Job(user_id=1, endpoint="gbdtclassification", params=params, dataset_sha256="d" * 64, **fields)
+    spec = JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json()
+    job = Job(
+        user_id=1,
+        endpoint="gbdtclassification",
+        params=params,
+        spec=spec,
+        dataset_sha256="d" * 64,
+        **fields,
+    )
     session.add(job)
     session.commit()
     return job.id

@@ -23,6 +23,9 @@ def warm_imports() -> None:
     import xgboost  # noqa: F401
 
     import shared.ml.pipeline  # noqa: F401
+    from shared.ml.explain._nnetsauce_pair_kernel import warm_up
+
+    warm_up()  # compiled SHAP loops, inherited by the forked children
 
 
 @worker_process_init.connect

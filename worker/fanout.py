@@ -7,41 +7,42 @@ the other chunks let idle workers help. Completion is counted in the database (s
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 from shared import chunks
 from shared.db import session_scope
-from shared.ml.explain.shap import choose_explainer
-from shared.ml.pipeline import PreparedJob, SpanProgress, explain, merge_explanations, plan_chunks
-from shared.ml.spec import ExplanationMethod
+from shared.ml.explain.methods import explanation_method
+from shared.ml.pipeline import (
+    PreparedJob,
+    SpanProgress,
+    cheap_to_explain,
+    explain,
+    merge_explanations,
+    plan_chunks,
+)
 from shared.queue import RUN_CHUNK_TASK, publish
 from shared.routing import broker_queue
 from shared.settings import Settings
-from worker.heartbeat import Heartbeat
+from worker.heartbeat import Heartbeat, JobCancelled
 
 log = logging.getLogger("fitexplain.worker")
 
 
-def fanout_spans(
-    prepared: PreparedJob, method: ExplanationMethod, settings: Settings
-) -> list[tuple[int, int]]:
+def fanout_spans(prepared: PreparedJob, method: str, settings: Settings) -> list[tuple[int, int]]:
     """The chunks for a method, or a single span when the work is too small to be worth splitting.
 
-    Exact TreeSHAP costs about a millisecond a row, model-agnostic explainers about a thousand times
-    more, so each kind has its own threshold and chunk size (in test rows).
+    Tree models are about a thousand times cheaper to explain than others, so each kind has its own
+    threshold and chunk size (in test rows); the method turns that into units (rows or features).
     """
-    n_rows, n_features = prepared.dataset.X_test.shape
-    if choose_explainer(prepared.model) == "tree":
+    n_rows = prepared.dataset.X_test.shape[0]
+    if cheap_to_explain(prepared):
         min_rows, chunk_rows = settings.fanout_min_rows, settings.fanout_chunk_rows
     else:
         min_rows, chunk_rows = settings.fanout_min_rows_agnostic, settings.fanout_chunk_rows_agnostic
+    explainer = explanation_method(method)
     if n_rows < min_rows:
-        return [(0, n_rows if method == "shap" else n_features)]
-    if method == "shap":
-        return plan_chunks(prepared, method, chunk_rows)
-    per_chunk = max(1, math.ceil(n_features / max(2, math.ceil(n_rows / chunk_rows))))
-    return plan_chunks(prepared, method, per_chunk)
+        return [(0, explainer.work(prepared))]
+    return plan_chunks(prepared, method, explainer.units_per_chunk(prepared, chunk_rows))
 
 
 def compute_chunk(prepared: PreparedJob, chunk: chunks.ClaimedChunk, settings: Settings) -> None:
@@ -53,7 +54,7 @@ def compute_chunk(prepared: PreparedJob, chunk: chunks.ClaimedChunk, settings: S
         return True
 
     with Heartbeat(f"{chunk.job_id}-{chunk.method}-{chunk.index}", beat, settings.heartbeat_seconds):
-        part = explain(prepared, chunk.method, settings.limits(), span=(chunk.start, chunk.stop))  # type: ignore[arg-type]
+        part = explain(prepared, chunk.method, settings.limits(), span=(chunk.start, chunk.stop))
     with session_scope() as session:
         chunks.finish(session, chunk, part)
 
@@ -69,12 +70,14 @@ class FanOutRunner:
         self.job_heartbeat = job_heartbeat
         self.queue = queue  # the job's queue: its chunks go there too, never ahead of other queues' jobs
 
-    def __call__(self, prepared: PreparedJob, method: ExplanationMethod, progress: SpanProgress) -> dict:
+    def __call__(self, prepared: PreparedJob, method: str, progress: SpanProgress) -> dict:
         spans = fanout_spans(prepared, method, self.settings)
         if len(spans) == 1:
             part = explain(prepared, method, self.settings.limits(), progress=progress)
             return merge_explanations(prepared, method, [part])
         with session_scope() as session:
+            if not chunks.still_running(session, self.job_id):
+                raise JobCancelled  # cancelled meanwhile: store nothing that would outlive it
             chunks.create_chunks(session, self.job_id, method, spans)
             chunks.store_prepared(session, self.job_id, prepared)
         for _ in range(len(spans) - 1):

@@ -10,7 +10,6 @@ from typing import Literal
 
 from shared import chunks, workers
 from shared.db import session_scope
-from shared.jobspec import job_spec_from_row
 from shared.jobstore import (
     claim_next,
     computation_died,
@@ -25,7 +24,8 @@ from shared.ml.pipeline import PreparedJob, prepare, run
 from shared.ml.spec import JobSpec
 from shared.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.settings import Settings, get_settings
-from shared.tables import Job, JobStatus, Upload
+from shared.storage import upload_content
+from shared.tables import Job, JobStatus
 from worker.app import app
 from worker.computation import KillableExecutor, Outcome, Progress
 from worker.fanout import FanOutRunner, compute_chunk
@@ -74,9 +74,8 @@ def run_job(message_job_id: str) -> str:
         if job_id != message_job_id:
             log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
         workers.job_started(session, me, job_id)
-        spec = job_spec_from_row(job.endpoint, job.params)
-        dataset = session.get(Upload, job.dataset_sha256)
-        content = dataset.content if dataset is not None else b""
+        spec = JobSpec.from_json(job.spec)
+        content = upload_content(session, job.dataset_sha256)
 
     try:
         with job_heartbeat(job_id, me, settings) as beat:
@@ -184,10 +183,9 @@ def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
         with session_scope() as session:
             shared = chunks.load_prepared(session, job.id)
             if shared is None:
-                dataset = session.get(Upload, job.dataset_sha256)
-                content = dataset.content if dataset is not None else b""
+                content = upload_content(session, job.dataset_sha256)
         if shared is None:
-            spec = job_spec_from_row(job.endpoint, job.params)
+            spec = JobSpec.from_json(job.spec)
             shared = prepare(content, spec, settings.limits(), n_threads=settings.model_threads)
         _prepared[job.id] = shared
     return _prepared[job.id]

@@ -27,6 +27,7 @@ from api.dashboard.session import (
 )
 from api.deps import SessionDep, SettingsDep
 from api.routes.metrics import queue_depth
+from api.serialize import MAX_OFFSET
 from shared import workers
 from shared.auth import user_for_token
 from shared.db import session_scope
@@ -160,7 +161,7 @@ def jobs_page(
     until: Text = "",
     q: Annotated[str, Query(max_length=32)] = "",
     limit: Annotated[int, Query()] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     fragment: Fragment = False,
 ) -> Response:
     if limit not in PAGE_SIZES:

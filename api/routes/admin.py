@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from api.deps import AdminUser, SessionDep
-from api.serialize import JobPublic, job_public
+from api.serialize import MAX_OFFSET, JobPublic, job_public
 from shared.prometheus import jobs_by_status
 from shared.tables import Job, JobStatus, User
 
@@ -47,7 +47,7 @@ def all_jobs(
     session: SessionDep,
     admin: AdminUser,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     user: Annotated[
         str | None, Query(max_length=100, pattern=r"^[^\x00]*$", description="a user's name")

@@ -76,9 +76,10 @@ async def readyz() -> JSONResponse:
 def models() -> dict[str, list[str]]:
     """The scikit-learn estimators that `base_model` accepts, and the boosters `model_type` accepts."""
     from shared.ml.registry import classifier_names, regressor_names
+    from shared.ml.spec import GBDT_MODEL_TYPES
 
     return {
         "classifiers": classifier_names(),
         "regressors": regressor_names(),
-        "gbdt_model_types": ["lightgbm", "xgboost", "catboost", "gradientboosting"],
+        "gbdt_model_types": list(GBDT_MODEL_TYPES),
     }

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sqlalchemy import func, select
 
 from api.deps import CurrentUser, SessionDep
-from api.serialize import JobPage, JobPublic, job_public, result_response
+from api.serialize import MAX_OFFSET, JobPage, JobPublic, job_public, result_response
 from shared.jobstore import cancel, delete_job, result_body
 from shared.tables import FINISHED, Job, JobStatus, User
 
@@ -31,7 +31,7 @@ def list_jobs(
     session: SessionDep,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
 ) -> JobPage:
     """The caller's jobs, newest first."""

@@ -26,15 +26,15 @@ from shared.jobspec import (
     GbdtRegressionParams,
     MlClassificationParams,
     MlRegressionParams,
-    job_spec,
 )
-from shared.jobstore import create_job, result_body, store_dataset
+from shared.jobstore import create_job, result_body
 from shared.limits import enforce_submission_limits, reserve_submission
 from shared.ml.cost import check_budget, estimate_cost, shape_of
 from shared.ml.data import load_dataset
-from shared.ml.pipeline import check_shap_limits
+from shared.ml.pipeline import check_explanation_limits
 from shared.routing import queue_for_cost
 from shared.settings import Settings
+from shared.storage import check_quota, sha256_hex, store_upload
 from shared.tables import FINISHED, Job, JobStatus
 from shared.webhooks import check_url
 
@@ -55,7 +55,10 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"description": "With `wait`: the result JSON, when the job finished in time."},
     400: {"description": "The multipart body could not be parsed."},
     401: {"description": "Missing or invalid token."},
-    413: {"description": "Upload larger than FITEXPLAIN_MAX_UPLOAD_BYTES."},
+    413: {
+        "description": "Upload larger than FITEXPLAIN_MAX_UPLOAD_BYTES, or keeping it would exceed the "
+        "user's storage quota (FITEXPLAIN_MAX_STORAGE_BYTES_PER_USER; code `storage_quota_exceeded`)."
+    },
     422: {
         "description": "Bad parameter or unusable CSV (the message names the column or parameter), or a "
         "job estimated above the per-job budget (FITEXPLAIN_MAX_JOB_SECONDS; code `over_budget`)."
@@ -94,25 +97,30 @@ async def submit(
 def _validate_and_store(
     endpoint: str, params: CommonParams, content: bytes, user_id: int, settings: Settings
 ) -> Job:
-    spec = job_spec(endpoint, params)
+    spec = params.to_spec()  # validated once, against the ML core's own declarations
     if params.webhook_url:
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
+    digest = sha256_hex(content)
+    quota = settings.max_storage_bytes_per_user
+    with session_scope() as session:  # a cheap early check, before parsing (the binding one is below)
+        check_quota(session, user_id, digest=digest, size=len(content), quota=quota)
     limits = settings.limits()
     dataset = load_dataset(content, spec.task, spec.seed, limits)  # raises DataError -> 422
-    if "shap" in spec.interpretability:  # refuse now what the worker would refuse later
-        check_shap_limits(dataset, limits, interactions=spec.shap_interactions)
+    check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
     cost = estimate_cost(spec, shape_of(dataset), limits.max_background_rows)
     check_budget(cost, settings.max_job_seconds)  # raises LimitExceeded -> 422
     n_rows = len(dataset.y_train) + len(dataset.y_test)
     n_columns = len(dataset.feature_names)
     with session_scope() as session:
-        reserve_submission(session, user_id, settings)
-        digest = store_dataset(session, content, n_rows, n_columns)
+        reserve_submission(session, user_id, settings)  # locks the user's row: checks below hold
+        check_quota(session, user_id, digest=digest, size=len(content), quota=quota)
+        store_upload(session, content, digest, n_rows, n_columns)
         return create_job(
             session,
             user_id=user_id,
             endpoint=endpoint,
             params=params.stored(),
+            spec=spec.to_json(),
             dataset=digest,
             estimated_seconds=round(cost.total, 3),
             queue=queue_for_cost(cost.total, settings),

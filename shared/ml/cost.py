@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from shared.ml.data import Dataset
 from shared.ml.errors import LimitExceeded
-from shared.ml.pipeline import PERMUTATION_REPEATS
+from shared.ml.explain.methods.permutation import PERMUTATION_REPEATS
 from shared.ml.spec import GbdtType, JobSpec
 
 #: Model evaluations per explained row for the model-agnostic SHAP explainer, which takes its budget from

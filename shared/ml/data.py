@@ -66,7 +66,7 @@ def read_table(content: bytes, limits: Limits) -> pd.DataFrame:
     text = _decode(content)
     if not text.strip():
         raise DataError("empty_file", "The file is empty: send a CSV with a header line and data rows.")
-    header = [name.strip() for name in next(_records(text))[1]]
+    _, header = _header_record(_records(text))
     _check_header(header, limits)
     fast = _clean_table(text, header, limits)
     return fast if fast is not None else _exact_table(text, limits)
@@ -155,8 +155,7 @@ def _decode(content: bytes) -> str:
 def _parse_rows(text: str, limits: Limits) -> tuple[list[str], list[list[str]], list[int]]:
     """Split the text into a header and rows, checking shape, names and sizes line by line."""
     records = _records(text)
-    header_line, header = next(records)
-    header = [name.strip() for name in header]
+    header_line, header = _header_record(records)
     _check_header(header, limits)
     rows: list[list[str]] = []
     lines: list[int] = []
@@ -188,6 +187,19 @@ def _parse_rows(text: str, limits: Limits) -> tuple[list[str], list[list[str]], 
     if not rows:
         raise DataError("no_rows", f"The file has a header (line {header_line}) but no data rows.")
     return header, rows, lines
+
+
+def _header_record(records: Iterator[tuple[int, list[str]]]) -> tuple[int, list[str]]:
+    """The first non-blank record, as (line, stripped column names)."""
+    first = next(records, None)
+    if first is None:  # text, but only blank lines and empty fields (a file holding just `""`)
+        raise DataError(
+            "no_header",
+            'The file has no header line: it holds only empty fields (such as "") or blank lines. '
+            "Send a CSV with a header line and data rows.",
+        )
+    line, names = first
+    return line, [name.strip() for name in names]
 
 
 def _records(text: str) -> Iterator[tuple[int, list[str]]]:

@@ -1,18 +1,79 @@
-"""What a fit-and-explain job asks for, as plain frozen dataclasses.
+"""What a fit-and-explain job asks for, and every bound and allowed name it is checked against.
 
-The API validates HTTP parameters into these; the worker hands them to the pipeline.
+Each numeric bound and each list of names is declared here once: the HTTP parameter models
+(shared/jobspec.py), GET /models and the model builder (shared/ml/estimators.py) all read them from
+here, so a request the API accepts is one the worker can build. The base-model allowlist lives in
+shared/ml/registry.py and the explanation methods in shared/ml/explain/methods/, both also in the
+ML core. A JobSpec travels from the API to the worker as versioned JSON (`to_json`/`from_json`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, get_args
+
+from shared.ml.errors import ParameterError
 
 Task = Literal["classification", "regression"]
 Family = Literal["ml", "gbdt"]
-ExplanationMethod = Literal["permutation", "shap"]
 GbdtType = Literal["lightgbm", "xgboost", "catboost", "gradientboosting"]
 PiMethod = Literal["splitconformal", "localconformal"]
+
+GBDT_MODEL_TYPES: tuple[str, ...] = get_args(GbdtType)
+PI_METHODS: tuple[str, ...] = get_args(PiMethod)
+#: Boosters whose exact SHAP interaction values we compute.
+INTERACTION_MODEL_TYPES: tuple[str, ...] = ("xgboost", "gradientboosting")
+
+SPEC_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An allowed numeric range, inclusive at each end unless said otherwise."""
+
+    name: str
+    low: float
+    high: float
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+    applies_to: str = ""  # e.g. "for model_type catboost", when the bound is narrower for some models
+
+    def allows(self, value: float) -> bool:
+        above = value >= self.low if self.low_inclusive else value > self.low
+        below = value <= self.high if self.high_inclusive else value < self.high
+        return above and below
+
+    def describe(self) -> str:
+        low = f"at least {self.low:g}" if self.low_inclusive else f"greater than {self.low:g}"
+        high = f"at most {self.high:g}" if self.high_inclusive else f"less than {self.high:g}"
+        return f"{low} and {high}{' ' + self.applies_to if self.applies_to else ''}"
+
+    def check(self, value: float) -> None:
+        if not self.allows(value):
+            raise ParameterError("bad_parameter", f"{self.name} must be {self.describe()}; got {value}.")
+
+    def field_constraints(self) -> dict[str, float]:
+        """The same bound as pydantic Field arguments (ge/gt, le/lt), for the HTTP models and OpenAPI."""
+        return {
+            "ge" if self.low_inclusive else "gt": self.low,
+            "le" if self.high_inclusive else "lt": self.high,
+        }
+
+
+SEED = Bound("seed", 0, 2**31 - 1)
+N_HIDDEN_FEATURES = Bound("n_hidden_features", 0, 1_000)
+#: 1,000 trees at the deepest depth cost seconds on a 30-row file; 10,000 catboost trees cost 40 s there
+#: and minutes on the seed data (and gradientboosting fits its trees one by one in Python).
+N_ESTIMATORS = Bound("n_estimators", 1, 1_000)
+LEARNING_RATE = Bound("learning_rate", 0, 1, low_inclusive=False)
+MAX_DEPTH = Bound("max_depth", 1, 16)  # deeper trees are never what a user meant
+#: CatBoost grows symmetric trees of 2^depth leaves whatever the data: at depth 16, 100 trees on iris
+#: take 80 s, so 10,000 would outrun the worker's time limit; CatBoost itself recommends 4 to 10.
+MAX_DEPTH_BY_MODEL_TYPE: dict[str, Bound] = {
+    "catboost": Bound("max_depth", 1, 10, applies_to="for model_type catboost"),
+}
+LEVEL = Bound("level", 0, 100, low_inclusive=False, high_inclusive=False)
+BOUNDS: tuple[Bound, ...] = (SEED, N_HIDDEN_FEATURES, N_ESTIMATORS, LEARNING_RATE, MAX_DEPTH, LEVEL)
 
 
 @dataclass(frozen=True)
@@ -29,17 +90,34 @@ class ModelSpec:
     max_depth: int = 3
     seed: int = 123
 
+    def validate(self) -> None:
+        """ParameterError naming the first field outside its declared bound or list."""
+        _check_choice("task", self.task, get_args(Task))
+        _check_choice("family", self.family, get_args(Family))
+        SEED.check(self.seed)
+        if self.family == "ml":
+            from shared.ml.registry import resolve_estimator_class
+
+            N_HIDDEN_FEATURES.check(self.n_hidden_features)
+            if self.base_model is not None:
+                resolve_estimator_class(self.base_model, self.task)
+        else:
+            _check_choice("model_type", self.model_type, GBDT_MODEL_TYPES)
+            N_ESTIMATORS.check(self.n_estimators)
+            LEARNING_RATE.check(self.learning_rate)
+            MAX_DEPTH_BY_MODEL_TYPE.get(self.model_type, MAX_DEPTH).check(self.max_depth)
+
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A whole fit-and-explain request."""
+    """A whole fit-and-explain request; `interpretability` names registered explanation methods."""
 
     model: ModelSpec
     predict_proba: bool = False
     return_pi: bool = False
     level: float = 95.0
     pi_method: PiMethod = "splitconformal"
-    interpretability: tuple[ExplanationMethod, ...] = ()
+    interpretability: tuple[str, ...] = ()
     shap_interactions: bool = False
 
     @property
@@ -49,6 +127,67 @@ class JobSpec:
     @property
     def seed(self) -> int:
         return self.model.seed
+
+    def validate(self) -> JobSpec:
+        """Check every field against its declaration; returns self so callers can chain it."""
+        from shared.ml.explain.methods import explanation_names
+
+        self.model.validate()
+        LEVEL.check(self.level)
+        _check_choice("pi_method", self.pi_method, PI_METHODS)
+        for method in self.interpretability:
+            _check_choice("interpretability", method, explanation_names())
+        if self.shap_interactions:
+            check_interactions(self.interpretability, self.model)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        """The versioned JSON form stored on the job row: {"version": 1, "model": {...}, ...}."""
+        body = asdict(self)
+        body["interpretability"] = list(self.interpretability)
+        return {"version": SPEC_VERSION, **body}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobSpec:
+        """The JobSpec that `to_json` wrote; refuses other versions and unknown fields."""
+        body = dict(data)
+        version = body.pop("version", None)
+        if version != SPEC_VERSION:
+            raise ValueError(
+                f"job spec version {version!r} is not supported (this code reads {SPEC_VERSION})"
+            )
+        model = body.pop("model")
+        _check_known_fields(ModelSpec, model)
+        _check_known_fields(cls, body)
+        body["interpretability"] = tuple(body.get("interpretability", ()))
+        return cls(model=ModelSpec(**model), **body)
+
+
+def check_interactions(interpretability: tuple[str, ...], model: ModelSpec) -> None:
+    """SHAP interaction values need SHAP asked for, on a booster whose interactions we compute."""
+    if "shap" not in interpretability:
+        raise ParameterError(
+            "bad_parameter", "shap_interactions=true needs interpretability=shap (or permutation,shap)"
+        )
+    if model.family != "gbdt" or model.model_type not in INTERACTION_MODEL_TYPES:
+        raise ParameterError(
+            "interactions_unsupported",
+            f"shap_interactions is available for model_type {' or '.join(INTERACTION_MODEL_TYPES)} "
+            f"(the /gbdt endpoints), not {model.model_type if model.family == 'gbdt' else model.base_model}",
+        )
+
+
+def _check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
+    if value not in allowed:
+        raise ParameterError(
+            "bad_parameter", f"{name} {value!r} is not allowed; use one of {', '.join(map(str, allowed))}."
+        )
+
+
+def _check_known_fields(cls: type, data: dict[str, Any]) -> None:
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"job spec: unknown {cls.__name__} fields {sorted(unknown)}")
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,26 @@ def test_pair_treeshap_matches_brute_force_shapley_per_pair():
         np.testing.assert_allclose(phi[i, j], expected, atol=1e-12)
 
 
+def test_pair_treeshap_exact_with_repeated_split_features_and_a_single_leaf_tree():
+    """Deep trees on two features split on the same feature many times along a path; a tree fitted on
+    a constant target is a single leaf. Both must still give the exact per-pair Shapley values."""
+    from sklearn.tree import DecisionTreeRegressor
+
+    X, _ = _data(n=200)
+    deep = DecisionTreeRegressor(max_depth=8, random_state=0).fit(X[:, :2], np.sin(X[:, 0]) * X[:, 1])
+    leaf = DecisionTreeRegressor(random_state=0).fit(X[:, :2], np.ones(200))
+    assert leaf.tree_.node_count == 1
+    flat = flatten_forest([deep.tree_, leaf.tree_], np.array([0.5, 0.5]), normalise=False)
+    rows, refs = X[:4, :2], X[100:103, :2]
+    phi = cross_shap(flat, goes_left(flat, rows), goes_left(flat, refs), 2)
+
+    def predict(points: np.ndarray) -> np.ndarray:
+        return (0.5 * deep.predict(points) + 0.5 * leaf.predict(points))[:, None]
+
+    for i, j in itertools.product(range(4), range(3)):
+        np.testing.assert_allclose(phi[i, j], _exact_input_shap(predict, rows[i], refs[j][None]), atol=1e-12)
+
+
 def test_feature_map_reproduces_nnetsauce_cook_test_set():
     model, X = _classifier()
     fmap = build_feature_map(model)

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.retention import purge_expired
+from shared.storage import sha256_hex
 from shared.tables import Job, JobEvent, JobResult, Upload, utcnow
 from tests.stack import DATA, Client, Stack
 
@@ -158,14 +159,14 @@ def test_retention_deletes_old_finished_jobs_and_unused_uploads(deployment: Depl
             backdate(session, job_id, days=40)
         backdate(session, d.failed, days=20)
         session.commit()
-        iris, boston = (session.get(Job, j).dataset_sha256 for j in (d.succeeded, d.cancelled))
+        iris = session.get(Job, d.succeeded).dataset_sha256
+        assert session.get(Upload, sha256_hex(BOSTON)) is None  # the cancelled job released it at once
 
-        assert purge_expired(session, retention_days=30) == {"jobs": 2, "results": 1, "datasets": 1}
+        assert purge_expired(session, retention_days=30) == {"jobs": 2, "results": 1, "datasets": 0}
         session.commit()
 
         remaining = set(session.scalars(select(Job.id)))
         assert remaining == {d.failed, d.queued}  # too recent; not finished, however old
-        assert session.get(Upload, boston) is None  # only the cancelled job used it
         assert session.get(Upload, iris) is not None  # the queued job still needs it
         assert count(session, JobResult, JobResult.job_id == d.succeeded) == 0
         assert count(session, JobEvent, JobEvent.job_id.in_([d.succeeded, d.cancelled])) == 0

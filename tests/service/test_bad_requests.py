@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from api.serialize import MAX_OFFSET
 from tests.stack import DATA, Client, Stack
 
 pytestmark = [pytest.mark.service]
@@ -111,3 +112,24 @@ def test_model_that_cannot_fit_fails_with_a_reason(alice: Client) -> None:
     assert job["error"]["code"] != "internal_error" and "negative" in job["error"]["message"].lower()
     result = alice.http.get(f"/jobs/{job['id']}/result")
     assert result.status_code == 409 and "failed" in detail(result)
+
+
+@pytest.fixture(scope="module")
+def admin(stack: Stack) -> Client:
+    return Client(stack.url, stack.token("root-pages", "--admin"))
+
+
+@pytest.mark.parametrize("offset", [str(2**63), str(2**63 - 1), str(MAX_OFFSET + 1)])
+def test_huge_offsets_are_refused_with_the_limit(alice: Client, admin: Client, offset: str) -> None:
+    """They used to reach the database driver and fail there (500 OverflowError)."""
+    for client, path in ((alice, "/jobs"), (admin, "/admin/jobs")):
+        response = client.http.get(path, params={"offset": offset})
+        assert response.status_code == 422, (path, response.text)
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["query", "offset"] and f"{MAX_OFFSET}" in error["msg"], error
+
+
+def test_the_largest_offset_is_an_empty_page(alice: Client, admin: Client) -> None:
+    for client, path in ((alice, "/jobs"), (admin, "/admin/jobs")):
+        page = client.http.get(path, params={"offset": MAX_OFFSET}).json()
+        assert page["items"] == [] and page["offset"] == MAX_OFFSET

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from api.dashboard.session import csrf_token
+from api.serialize import MAX_OFFSET
 from shared.tables import Job, JobEvent, WorkerRow, utcnow
 from tests.stack import DATA, Client, Stack
 from tests.webhook_receiver import Receiver
@@ -247,3 +248,9 @@ def test_workers_register_count_jobs_and_age_out(
             assert time.monotonic() < deadline, "the dead worker's row was not deleted"
             session.rollback()
             time.sleep(0.2)
+
+
+def test_a_huge_offset_is_refused_with_the_limit(root: Browser) -> None:
+    """It used to reach the database driver and fail there (500 OverflowError)."""
+    response = root.http.get("/dashboard/jobs", params={"offset": str(2**63)})
+    assert response.status_code == 422 and str(MAX_OFFSET) in response.text

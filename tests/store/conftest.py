@@ -15,7 +15,9 @@ from alembic.config import Config
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import make_engine
-from shared.jobstore import create_job, store_dataset
+from shared.jobstore import create_job
+from shared.ml.spec import JobSpec, ModelSpec
+from shared.storage import sha256_hex, store_upload
 from shared.tables import Job, JobStatus, User, utcnow
 from tests.stack import create_database, drop_database
 
@@ -62,12 +64,15 @@ class Jobs:
     ) -> str:
         """A job submitted `age` seconds ago, put straight in `status` (if running: a fresh heartbeat)."""
         with self.sessions.begin() as session:
-            digest = store_dataset(session, b"x,target\n1,0\n", 1, 2)
+            content = b"x,target\n1,0\n"
+            digest = sha256_hex(content)
+            store_upload(session, content, digest, 1, 2)
             job = create_job(
                 session,
                 user_id=user_id,
                 endpoint="gbdtclassification",
                 params={},
+                spec=JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json(),
                 dataset=digest,
                 queue=queue,
             )

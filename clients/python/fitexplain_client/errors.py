@@ -58,7 +58,8 @@ class ConflictError(APIError):
 
 
 class PayloadTooLargeError(APIError):
-    """413: the upload is larger than the server accepts."""
+    """413: the upload is larger than the server accepts, or keeping it would exceed the user's storage
+    quota (`code` "storage_quota_exceeded"; `body["usage"]` shows what is used)."""
 
 
 class ValidationError(APIError):

@@ -69,7 +69,10 @@ def _flat(obj: Any, *, keep_last: bool = False) -> FlatForest:
 
 @dataclass(frozen=True)
 class PairOutputs:
-    """Per-pair mapped-space attributions (P, q, k) and the outputs of the explained and reference rows."""
+    """Per-pair mapped-space attributions (P, q, k) and the outputs (n, k) of explained and reference rows.
+
+    phi has one column fewer than the outputs for a binary calibrated model (`BaseModelExplainer.binary`).
+    """
 
     phi: np.ndarray
     out_x: np.ndarray  # (n_x, k)
@@ -81,6 +84,9 @@ class BaseModelExplainer:
 
     def __init__(self, obj: Any, *, n_classes: int | None) -> None:
         self.n_classes = n_classes
+        # True when phi holds only the positive class of a binary calibrated model: the negative class's
+        # attributions are exactly its negation, so the chain rule runs on one column instead of two
+        self.binary = isinstance(obj, CalibratedClassifierCV) and n_classes == 2
         if isinstance(obj, CalibratedClassifierCV):
             # a binary calibrator reads only the positive-class column: explain that one alone
             keep_last = n_classes == 2
@@ -121,26 +127,31 @@ class BaseModelExplainer:
 def _calibrate(
     raw: PairOutputs, fold: Any, n_classes: int, x_index: np.ndarray, z_index: np.ndarray
 ) -> PairOutputs:
-    """sklearn's `_CalibratedClassifier.predict_proba`, carried through per pair."""
+    """sklearn's `_CalibratedClassifier.predict_proba`, carried through per pair.
+
+    For two classes phi holds the positive class only (the negative one is its negation, see
+    `BaseModelExplainer.binary`); the outputs hold both.
+    """
     class_of_column = np.searchsorted(fold.classes, fold.estimator.classes_)
     if n_classes == 2:
-        columns, targets = [raw.phi.shape[2] - 1], [1]
+        columns, targets = [raw.phi.shape[2] - 1], [0]
     else:
         columns, targets = list(range(raw.phi.shape[2])), list(class_of_column)
     P, q = raw.phi.shape[:2]
-    phi_g = np.zeros((P, q, n_classes))
+    phi_g = np.empty((P, q, len(columns)))
     g_x = np.zeros((raw.out_x.shape[0], n_classes))
     g_z = np.zeros((raw.out_z.shape[0], n_classes))
     for column, target, calibrator in zip(columns, targets, fold.calibrators, strict=True):
         fx, fz = raw.out_x[:, column], raw.out_z[:, column]
         gx, gz = expit(-(calibrator.a_ * fx + calibrator.b_)), expit(-(calibrator.a_ * fz + calibrator.b_))
-        g_x[:, target], g_z[:, target] = gx, gz
-        phi_g[:, :, target] = (
-            raw.phi[:, :, column]
-            * _rescale(fx[x_index], fz[z_index], gx[x_index], gz[z_index], calibrator.a_)[:, None]
+        output = 1 if n_classes == 2 else target
+        g_x[:, output], g_z[:, output] = gx, gz
+        np.multiply(
+            raw.phi[:, :, column],
+            _rescale(fx[x_index], fz[z_index], gx[x_index], gz[z_index], calibrator.a_)[:, None],
+            out=phi_g[:, :, target],
         )
     if n_classes == 2:
-        phi_g[:, :, 0] = -phi_g[:, :, 1]
         g_x[:, 0], g_z[:, 0] = 1.0 - g_x[:, 1], 1.0 - g_z[:, 1]
         return PairOutputs(phi_g, g_x, g_z)
     return _normalise(PairOutputs(phi_g, g_x, g_z), x_index, z_index)

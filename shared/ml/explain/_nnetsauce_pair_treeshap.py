@@ -1,4 +1,4 @@
-"""Exact interventional TreeSHAP for every (row, reference row) pair, vectorised with NumPy.
+"""Exact interventional TreeSHAP for every (row, reference row) pair (NumPy tables, compiled games).
 
 shap's TreeExplainer averages over the background inside its C code; the chain rule back through
 nnetsauce's feature map needs each pair's attributions, because its multipliers depend on the pair.
@@ -14,6 +14,22 @@ from dataclasses import dataclass
 from math import factorial
 
 import numpy as np
+
+from shared.ml.explain._nnetsauce_pair_kernel import gather_pairs, unit_tables
+
+
+@dataclass(frozen=True)
+class LeafPaths:
+    """Each leaf's root-to-leaf splits, flattened for the compiled unit games (offsets per leaf/tree)."""
+
+    leaves: np.ndarray  # (L,) global node index of each leaf, tree by tree
+    tree_leaves: np.ndarray  # (T + 1,) offsets into leaves
+    path_start: np.ndarray  # (L + 1,) offsets into the path arrays
+    path_node: np.ndarray  # the splits on each leaf's path
+    path_left: np.ndarray  # True where the path goes left
+    path_pos: np.ndarray  # index of the split's feature among the leaf's distinct slots
+    leaf_slots_start: np.ndarray  # (L + 1,) offsets into leaf_slots
+    leaf_slots: np.ndarray  # each leaf's distinct tree-local feature slots, in first-seen order
 
 
 @dataclass(frozen=True)
@@ -31,15 +47,7 @@ class FlatForest:
     tree_internal: list[np.ndarray]  # per tree, its internal nodes
     tree_features: np.ndarray  # (n_trees, F) each tree's distinct split features, padded with -1
     local_slot: np.ndarray  # (N,) position of the node's feature in its tree's row of tree_features
-
-    def leaf_of(self, left_mask: np.ndarray, rows: np.ndarray, tree: np.ndarray) -> np.ndarray:
-        """Leaf reached in tree[i] by row rows[i] of the split decisions left_mask."""
-        node = self.roots[tree]
-        for _ in range(self.max_depth):
-            internal = self.left[node] >= 0
-            step = np.where(left_mask[rows, node], self.left[node], self.right[node])
-            node = np.where(internal, step, node)
-        return node
+    paths: LeafPaths
 
 
 def flatten_forest(trees: list, weights: np.ndarray, *, normalise: bool) -> FlatForest:
@@ -76,6 +84,7 @@ def flatten_forest(trees: list, weights: np.ndarray, *, normalise: bool) -> Flat
         tree_features[t, : feats_t.size] = feats_t
         local_slot[nodes] = np.searchsorted(feats_t, feature[nodes])
     return FlatForest(
+        paths=_leaf_paths(left, ancestors, local_slot, np.asarray(roots, dtype=np.int64)),
         left=left,
         right=right,
         feature=feature,
@@ -113,6 +122,41 @@ def _ancestor_table(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> t
     return ancestors, max_depth
 
 
+def _leaf_paths(
+    left: np.ndarray, ancestors: np.ndarray, local_slot: np.ndarray, roots: np.ndarray
+) -> LeafPaths:
+    leaves = np.nonzero(left < 0)[0]
+    above, below = ancestors[leaves, :-1], ancestors[leaves, 1:]
+    on_path = below >= 0
+    path_node = above[on_path]
+    path_left = left[path_node] == below[on_path]
+    path_start = np.concatenate([[0], np.cumsum(on_path.sum(axis=1))]).astype(np.int64)
+    path_slot = local_slot[path_node]
+    entry_leaf = np.repeat(np.arange(leaves.shape[0]), np.diff(path_start))
+    # each split's first split on the same feature along its path (paths are short: compare by shifts)
+    first = np.arange(path_slot.shape[0])
+    for shift in range(1, int(np.diff(path_start).max(initial=0))):
+        same = (path_slot[shift:] == path_slot[:-shift]) & (entry_leaf[shift:] == entry_leaf[:-shift])
+        first[shift:][same] = np.arange(path_slot.shape[0] - shift)[same]
+    distinct = first == np.arange(path_slot.shape[0])
+    rank = np.cumsum(distinct) - 1  # distinct slots so far, over all leaves
+    leaf_slots_start = np.concatenate(
+        [[0], np.cumsum(np.bincount(entry_leaf[distinct], minlength=leaves.shape[0]))]
+    )
+    path_pos = rank[first] - leaf_slots_start[entry_leaf]
+    leaf_slots = path_slot[distinct]
+    return LeafPaths(
+        leaves=leaves,
+        tree_leaves=np.append(np.searchsorted(leaves, roots), leaves.shape[0]).astype(np.int64),
+        path_start=path_start,
+        path_node=path_node.astype(np.int64),
+        path_left=path_left,
+        path_pos=path_pos.astype(np.int64),
+        leaf_slots_start=leaf_slots_start.astype(np.int64),
+        leaf_slots=leaf_slots.astype(np.int64),
+    )
+
+
 def goes_left(forest: FlatForest, Z: np.ndarray) -> np.ndarray:
     """(n_rows, N) split decisions, with sklearn's float32 cast of the inputs so paths match predict."""
     z32 = np.asarray(Z, dtype=np.float32).astype(np.float64)
@@ -141,28 +185,48 @@ def cross_shap(forest: FlatForest, left_x: np.ndarray, left_z: np.ndarray, n_fea
     For every (x, z) the attributions sum to f(x) - f(z) exactly (efficiency of each tree's game).
     A tree's credit depends on a row only through its split decisions in that tree, and rows share
     few distinct decision vectors per tree: each tree's game is solved once per distinct (x, z)
-    decision-vector pair (a "unit") and gathered per pair.
+    decision-vector pair (a "unit", by leaf enumeration) and gathered per pair (compiled loops).
     """
     codes_x, reps_x = _tree_codes(forest, left_x)
     codes_z, reps_z = _tree_codes(forest, left_z)
-    n_x = np.array([r.size for r in reps_x])
-    n_z = np.array([r.size for r in reps_z])
-    unit_offsets = np.concatenate([[0], np.cumsum(n_x * n_z)[:-1]])
-    unit_tree = np.repeat(np.arange(n_x.size), n_x * n_z)
-    unit_x = np.concatenate([r[np.arange(a * b) // b] for r, a, b in zip(reps_x, n_x, n_z, strict=True)])
-    unit_z = np.concatenate([r[np.arange(a * b) % b] for r, a, b in zip(reps_z, n_x, n_z, strict=True)])
-    credits = _unit_shap(forest, left_x, left_z, unit_tree, unit_x, unit_z)  # (U, F, k)
-    n_out = credits.shape[2]
-    result = np.zeros((n_out, n_features, codes_x.shape[0], codes_z.shape[0]))
-    for t in range(n_x.size):
-        table = credits[unit_offsets[t] : unit_offsets[t] + n_x[t] * n_z[t]]  # (Ux * Uz, F, k)
-        units = codes_x[:, t][:, None] * n_z[t] + codes_z[:, t][None, :]  # (n_x, n_z)
-        for slot, feature in enumerate(forest.tree_features[t]):
-            if feature < 0:
-                break
-            for out in range(n_out):
-                result[out, feature] += table[:, slot, out][units]
-    return np.ascontiguousarray(result.transpose(2, 3, 1, 0))
+    n_ux = np.array([r.size for r in reps_x], dtype=np.int64)
+    n_uz = np.array([r.size for r in reps_z], dtype=np.int64)
+    n_slots, k = forest.tree_features.shape[1], forest.value.shape[1]
+    sizes = n_ux * n_uz * n_slots * k
+    table_start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    weights_a, weights_b = _shapley_weights(max(forest.max_depth, 1))
+    paths = forest.paths
+    table = unit_tables(
+        paths.tree_leaves,
+        forest.value[paths.leaves],
+        paths.leaf_slots_start,
+        paths.leaf_slots,
+        paths.path_start,
+        paths.path_node,
+        paths.path_left,
+        paths.path_pos,
+        np.ascontiguousarray(left_x),
+        np.ascontiguousarray(left_z),
+        np.concatenate(reps_x).astype(np.int64),
+        np.concatenate([[0], np.cumsum(n_ux)]).astype(np.int64),
+        np.concatenate(reps_z).astype(np.int64),
+        np.concatenate([[0], np.cumsum(n_uz)]).astype(np.int64),
+        n_slots,
+        weights_a,
+        weights_b,
+        table_start,
+        int(sizes.sum()),
+    )
+    return gather_pairs(
+        table,
+        table_start,
+        codes_x,
+        np.ascontiguousarray(codes_z.T),
+        n_uz,
+        forest.tree_features,
+        n_features,
+        k,
+    )
 
 
 def _tree_codes(forest: FlatForest, left_mask: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -171,83 +235,16 @@ def _tree_codes(forest: FlatForest, left_mask: np.ndarray) -> tuple[np.ndarray, 
     codes = np.empty((left_mask.shape[0], n_trees), dtype=np.int64)
     reps = []
     for t in range(n_trees):
-        decisions = left_mask[:, forest.tree_internal[t]]
-        _, first, inverse = np.unique(decisions, axis=0, return_index=True, return_inverse=True)
+        if not forest.tree_internal[t].size:  # a single-leaf tree: every row alike
+            codes[:, t] = 0
+            reps.append(np.zeros(1, dtype=np.int64))
+            continue
+        packed = np.packbits(left_mask[:, forest.tree_internal[t]], axis=1)
+        keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         codes[:, t] = inverse.ravel()
         reps.append(first)
     return codes, reps
-
-
-def _unit_shap(
-    forest: FlatForest,
-    left_x: np.ndarray,
-    left_z: np.ndarray,
-    unit_tree: np.ndarray,
-    unit_x: np.ndarray,
-    unit_z: np.ndarray,
-) -> np.ndarray:
-    """(U, F, k) each unit's Shapley credits over its tree's local feature slots."""
-    n_units, n_out = unit_tree.shape[0], forest.value.shape[1]
-    n_slots = forest.tree_features.shape[1]
-    flat = np.zeros((n_units * n_slots, n_out))
-    lx = forest.leaf_of(left_x, unit_x, unit_tree)
-    lz = forest.leaf_of(left_z, unit_z, unit_tree)
-    unit = np.nonzero(lx != lz)[0]
-    lx, lz = lx[unit], lz[unit]
-    shared = np.cumprod(forest.ancestors[lx] == forest.ancestors[lz], axis=1).sum(axis=1)
-    node = forest.ancestors[lx, shared - 1]  # the node where x and z part ways
-    width = max(forest.max_depth, 1)
-    weights_a, weights_b = _shapley_weights(width)
-    set_a = np.full((unit.shape[0], width), -1, dtype=np.int64)
-    set_b = set_a.copy()
-    size_a = np.zeros(unit.shape[0], dtype=np.int64)
-    size_b = size_a.copy()
-    while unit.size:
-        at_leaf = forest.left[node] < 0
-        if at_leaf.any():
-            _credit_leaves(
-                flat,
-                forest.value[node[at_leaf]],
-                unit[at_leaf],
-                set_a[at_leaf],
-                set_b[at_leaf],
-                size_a[at_leaf],
-                size_b[at_leaf],
-                weights_a,
-                weights_b,
-                n_slots,
-            )
-            keep = ~at_leaf
-            unit, node = unit[keep], node[keep]
-            set_a, set_b, size_a, size_b = set_a[keep], set_b[keep], size_a[keep], size_b[keep]
-        if not unit.size:
-            break
-        slot = forest.local_slot[node]
-        x_left = left_x[unit_x[unit], node]
-        z_left = left_z[unit_z[unit], node]
-        in_a = (set_a == slot[:, None]).any(axis=1)
-        in_b = (set_b == slot[:, None]).any(axis=1)
-        split = (x_left != z_left) & ~in_a & ~in_b
-        go_left = np.where(in_b, z_left, x_left)
-        child = np.where(go_left, forest.left[node], forest.right[node])
-        if split.any():
-            s = np.nonzero(split)[0]
-            # the copy takes this feature from z; the original takes it from x
-            z_node = np.where(z_left[s], forest.left[node[s]], forest.right[node[s]])
-            z_set_b = set_b[s].copy()
-            z_set_b[np.arange(s.size), size_b[s]] = slot[s]
-            z_set_a, z_size_a, z_size_b = set_a[s], size_a[s], size_b[s] + 1
-            set_a[s, size_a[s]] = slot[s]
-            size_a[s] += 1
-            unit = np.concatenate([unit, unit[s]])
-            node = np.concatenate([child, z_node])
-            set_a = np.concatenate([set_a, z_set_a])
-            set_b = np.concatenate([set_b, z_set_b])
-            size_a = np.concatenate([size_a, z_size_a])
-            size_b = np.concatenate([size_b, z_size_b])
-        else:
-            node = child
-    return flat.reshape(n_units, n_slots, n_out)
 
 
 def _shapley_weights(width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -265,32 +262,3 @@ def _shapley_weights(width: int) -> tuple[np.ndarray, np.ndarray]:
             if b:
                 weights_b[a, b] = -factorial(a) * factorial(b - 1) / total
     return weights_a, weights_b
-
-
-def _credit_leaves(
-    flat: np.ndarray,
-    value: np.ndarray,
-    pair: np.ndarray,
-    set_a: np.ndarray,
-    set_b: np.ndarray,
-    size_a: np.ndarray,
-    size_b: np.ndarray,
-    weights_a: np.ndarray,
-    weights_b: np.ndarray,
-    n_features: int,
-) -> None:
-    """Add each reached leaf's Shapley credit to its A and B features (in place, by bincount)."""
-    credit_a = weights_a[size_a, size_b]
-    credit_b = weights_b[size_a, size_b]
-    index, weight = [], []
-    for members, credit in ((set_a, credit_a), (set_b, credit_b)):
-        rows, slots = np.nonzero(members >= 0)
-        index.append(pair[rows] * n_features + members[rows, slots])
-        weight.append(credit[rows])
-    index_all = np.concatenate(index)
-    weight_all = np.concatenate(weight)
-    rows_all = np.concatenate([np.nonzero(set_a >= 0)[0], np.nonzero(set_b >= 0)[0]])
-    for out in range(value.shape[1]):
-        flat[:, out] += np.bincount(
-            index_all, weights=weight_all * value[rows_all, out], minlength=flat.shape[0]
-        )

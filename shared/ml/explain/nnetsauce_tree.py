@@ -74,6 +74,7 @@ def explain_nnetsauce_tree(
     background = map_rows(fmap, X_background)
     n_rows, n_ref = X_explain.shape[0], background.X.shape[0]
     k = n_classes if classification else 1
+    k_phi = 1 if base.binary else k
     values = np.zeros((n_rows, fmap.n_inputs, k))
     base_values = np.zeros((n_rows, k))
     rows_per_chunk = max(1, _PAIRS_PER_CHUNK // max(n_ref, 1))
@@ -84,16 +85,19 @@ def explain_nnetsauce_tree(
         z_index = np.tile(np.arange(n_ref), stop - start)
         pairs = base.explain_pairs(rows.Z, background.Z, x_index, z_index)
         phi = chain_to_inputs(fmap, pairs.phi, rows, background, x_index, z_index)
-        values[start:stop] = phi.reshape(stop - start, n_ref, fmap.n_inputs, k).mean(axis=1)
+        values[start:stop, :, k - k_phi :] = phi.reshape(stop - start, n_ref, fmap.n_inputs, k_phi).mean(
+            axis=1
+        )
         base_values[start:stop] = pairs.out_z.mean(axis=0)
         if progress is not None:
             progress(stop, n_rows)
+    if base.binary:  # the negative class's attributions are the positive one's, negated, pair by pair
+        values[:, :, 0] = -values[:, :, 1]
     if not classification:
         offset = float(np.asarray(model.y_mean_).ravel()[0])
         values, base_values = values[:, :, 0], base_values[:, 0] + offset
     mean_abs = float(np.abs(values).mean()) if values.size else 0.0
     return {
-        "method": "shap",
         "values": values,
         "base_values": base_values,
         "explainer": "nnetsauce-tree",

@@ -61,7 +61,6 @@ def permutation_importance(
     baseline = scores[0]
     importances = baseline - scores[1:].reshape(len(span), n_repeats)
     return {
-        "method": "permutation",
         "importances_mean": importances.mean(axis=1),
         "importances_std": importances.std(axis=1),
         "importances": importances,
@@ -70,7 +69,6 @@ def permutation_importance(
         "n_model_evals": int(len(block_feature) * n_rows),
         "n_predict_calls": n_calls,
         "baseline_score": float(baseline),
-        "features": (start, stop),
     }
 
 

@@ -54,7 +54,7 @@ def explain_shap(
     if route == "tree":
         return tree.tree_shap(model, X_explain, task=task, progress=progress, interactions=interactions)
     if route == "nnetsauce-tree":
-        result = nnetsauce_tree.explain_nnetsauce_tree(
+        return nnetsauce_tree.explain_nnetsauce_tree(
             model,
             X_background,
             X_explain,
@@ -63,8 +63,6 @@ def explain_shap(
             row_ids=row_ids,
             progress=progress,
         )
-        result.setdefault("method", "shap")
-        return result
     from shared.ml.explain.agnostic import explain_agnostic
 
     result = explain_agnostic(
@@ -76,7 +74,6 @@ def explain_shap(
         progress=progress,
         max_evals=AGNOSTIC_EVALS_PER_ROW,
     )
-    result["method"] = "shap"
     result["output_space"] = "probability" if task == "classification" else "raw"
     return result
 

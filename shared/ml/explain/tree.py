@@ -77,7 +77,6 @@ def tree_shap(
     result = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0] if key != "space"}
     output_space, notes = pieces[0]["space"]
     result.update(
-        method="shap",
         explainer="tree",
         exact=True,
         output_space=output_space,

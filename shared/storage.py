@@ -1,0 +1,143 @@
+"""What a user's jobs keep (uploads and results), the per-user quota on it, and the removal of uploads.
+
+The one module that knows where job bytes live and how they are counted (issue 11 moves them out of the
+database: this is the part that follows).
+
+Accounting: a user is charged for each distinct upload their jobs reference (content-addressed, so an
+upload sent twice is stored and charged once) and for each stored (gzip) result. An upload shared by
+several users is charged in full to each of them: deleting your own jobs always frees what you were
+charged, whoever else uses the same file. Fan-out working data (chunk parts, the prepared model) is not
+charged: it lives only while its job runs (see `shared.chunks.drop_working_data`).
+
+Races on one upload (a submit reusing it, deletes of the jobs using it) are settled by locking its row:
+`store_upload` takes a shared lock (FOR KEY SHARE, as the job's foreign key does), `release_upload` an
+exclusive one before it looks for remaining jobs. A release waits for a submit reusing the upload and
+then keeps it; a submit that comes second to a release stores the content again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared.tables import Job, JobResult, Upload
+
+QUOTA_SETTING = "FITEXPLAIN_MAX_STORAGE_BYTES_PER_USER"
+
+
+def sha256_hex(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+@dataclass(frozen=True)
+class StorageUsage:
+    """Bytes kept for one user's jobs."""
+
+    uploads_bytes: int
+    results_bytes: int
+    uploads: int
+    results: int
+
+    @property
+    def used_bytes(self) -> int:
+        return self.uploads_bytes + self.results_bytes
+
+
+class StorageQuotaExceeded(Exception):
+    def __init__(self, message: str, usage: StorageUsage, quota: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+        self.quota = quota
+
+
+def usage(session: Session, user_id: int) -> StorageUsage:
+    referenced = select(Job.dataset_sha256).where(Job.user_id == user_id)
+    uploads_bytes, uploads = session.execute(
+        select(func.coalesce(func.sum(Upload.size_bytes), 0), func.count()).where(
+            Upload.sha256.in_(referenced)
+        )
+    ).one()
+    results_bytes, results = session.execute(
+        select(func.coalesce(func.sum(func.length(JobResult.body_gzip)), 0), func.count())
+        .join(Job, Job.id == JobResult.job_id)
+        .where(Job.user_id == user_id)
+    ).one()
+    return StorageUsage(int(uploads_bytes), int(results_bytes), int(uploads), int(results))
+
+
+def check_quota(session: Session, user_id: int, *, digest: str, size: int, quota: int) -> StorageUsage:
+    """Raise StorageQuotaExceeded when keeping this upload would take the user past `quota` bytes.
+
+    An upload the user's jobs already reference costs nothing more. Results are not known at submit: a
+    result may take a user over the quota, and their next submit is then refused. Binding only under the
+    user's row lock (`shared.limits.reserve_submission`), in the transaction that stores the job.
+    """
+    current = usage(session, user_id)
+    already_kept = session.scalar(
+        select(exists().where(Job.user_id == user_id, Job.dataset_sha256 == digest))
+    )
+    added = 0 if already_kept else size
+    if current.used_bytes + added > quota:
+        raise StorageQuotaExceeded(
+            f"Storage quota exceeded: your jobs keep {current.used_bytes:,} bytes (uploads "
+            f"{current.uploads_bytes:,}, results {current.results_bytes:,}) and this upload adds {added:,}; "
+            f"the quota is {quota:,} bytes per user ({QUOTA_SETTING}). Delete jobs you no longer need "
+            "(DELETE /jobs/{id}) to free space; GET /account/usage shows what you use.",
+            current,
+            quota,
+        )
+    return current
+
+
+def store_upload(session: Session, content: bytes, digest: str, n_rows: int, n_columns: int) -> None:
+    """Store an upload once per content (its sha256, `digest`), or lock the stored copy for this
+    transaction so that a concurrent `release_upload` cannot remove it under the job about to use it."""
+    locked = select(Upload.sha256).where(Upload.sha256 == digest).with_for_update(read=True, key_share=True)
+    for _ in range(3):
+        if session.execute(locked).first() is not None:
+            return
+        try:
+            with session.begin_nested():
+                session.add(
+                    Upload(
+                        sha256=digest,
+                        content=content,
+                        size_bytes=len(content),
+                        n_rows=n_rows,
+                        n_columns=n_columns,
+                    )
+                )
+            return
+        except IntegrityError:
+            continue  # stored concurrently by another request: lock that copy instead
+    raise RuntimeError(f"upload {digest} was stored and removed concurrently three times")
+
+
+def release_upload(session: Session, digest: str) -> bool:
+    """Delete an upload that no job references any more; True if it was deleted.
+
+    The stored copy is locked first, so releases and submits of the same content take turns, and each
+    sees the jobs the others committed: two jobs deleted at once never both leave their upload behind.
+    """
+    locked = select(Upload.sha256).where(Upload.sha256 == digest).with_for_update()
+    if session.execute(locked).first() is None:
+        return False
+    if session.scalar(select(exists().where(Job.dataset_sha256 == digest))):
+        return False
+    try:
+        with session.begin_nested():
+            session.execute(delete(Upload).where(Upload.sha256 == digest))
+    except IntegrityError:  # a job inserted without `store_upload`'s lock: the foreign key keeps the upload
+        return False
+    return True
+
+
+def upload_content(session: Session, digest: str | None) -> bytes:
+    """The upload's bytes; empty when it is gone (the job was cancelled or deleted meanwhile)."""
+    upload = session.get(Upload, digest) if digest is not None else None
+    return upload.content if upload is not None else b""
