@@ -1,7 +1,7 @@
 """jobs.stopping: a job cancelled while running holds its worker until the computation was killed
 
 Revision ID: 0006
-Revises: 0007
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0007"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
