@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.service, pytest.mark.slow]
 START_TIMEOUT = 120  # a cold worker imports the ML stack
 TIME_LIMIT = 3
 # A catboost fit that stays in native code for minutes here (one thread); it is always stopped early.
-NATIVE_FIT = {"model_type": "catboost", "n_estimators": 3000, "max_depth": 8, "interpretability": "none"}
+NATIVE_FIT = {"model_type": "catboost", "n_estimators": 1000, "max_depth": 10, "interpretability": "none"}
 
 
 def fitting(client: Client, job_id: str) -> Callable[[], bool]:
