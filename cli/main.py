@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
-import subprocess
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from cli.supervisor import PARENT_PID_ENV, WorkerSupervisor
 
 app = typer.Typer(
     help="fitexplain: fit models on CSV files and explain them, as a job service.", no_args_is_help=True
@@ -71,6 +73,7 @@ def api(
     """Run the HTTP API only."""
     import uvicorn
 
+    from api.http_protocol import BoundedHeadersProtocol
     from shared.settings import get_settings
 
     settings = get_settings()
@@ -81,6 +84,8 @@ def api(
         workers=workers,
         log_level="info",
         timeout_graceful_shutdown=5,
+        http=BoundedHeadersProtocol,  # h11, bounding the request head: 431 beyond max_header_bytes
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 
@@ -122,6 +127,11 @@ def worker(
     ] = QueueChoice.all,
 ) -> None:
     """Run a Celery worker that executes fit-and-explain jobs."""
+    supervisor_pid = os.environ.get(PARENT_PID_ENV)
+    if supervisor_pid:  # started by `serve`: never outlive it
+        from worker.lifeline import die_with_parent
+
+        die_with_parent(int(supervisor_pid))
     from worker.app import app as celery_app
 
     celery_app.worker_main(worker_argv(concurrency, loglevel, queue))
@@ -135,21 +145,34 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="default FITEXPLAIN_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="default FITEXPLAIN_PORT")] = None,
-    concurrency: Annotated[int, typer.Option(help="jobs run at once")] = 1,
+    concurrency: Annotated[int, typer.Option(help="jobs run at once by each worker")] = 1,
 ) -> None:
-    """Migrate, then run the API and a worker together (embedded SQLite unless URLs are set)."""
+    """Migrate, then run the API and one worker per queue (small and large jobs), restarting a worker
+    that dies (embedded SQLite unless URLs are set)."""
     from shared.settings import get_settings
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     # uvicorn re-raises the SIGTERM it caught once it has shut down: make that an exception, so the
-    # `finally` below always stops the worker too.
+    # `finally` below always stops the workers too.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     migrate()
-    worker_process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "worker", f"--concurrency={concurrency}", "--loglevel=warning"],
+    workers = WorkerSupervisor(
+        {
+            queue.value: [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "worker",
+                f"--queue={queue.value}",
+                f"--concurrency={concurrency}",
+                "--loglevel=warning",
+            ]
+            for queue in (QueueChoice.small, QueueChoice.large)
+        },
         env=os.environ.copy(),
-        start_new_session=True,  # its own process group: stopped (pool included) only by us, below
     )
+    workers.start()
     where = (
         "embedded SQLite under " + str(settings.home.resolve()) if settings.embedded else "external services"
     )
@@ -161,12 +184,7 @@ def serve(
         api(host=host, port=port, workers=1)
     finally:
         # Warm shutdown first; a job cut short by the kill is requeued by the sweep of the next start.
-        os.killpg(worker_process.pid, signal.SIGTERM)
-        try:
-            worker_process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker_process.pid, signal.SIGKILL)
-            worker_process.wait(timeout=10)
+        workers.stop()
 
 
 if __name__ == "__main__":

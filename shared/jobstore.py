@@ -2,7 +2,8 @@
 
 queued -> running (claim_next takes the fairest queued job of a queue) -> succeeded | failed;
 queued | running -> cancelled;
-running -> queued when a worker vanished (stale heartbeat), at most `max_attempts` times.
+running -> queued when a worker vanished (stale heartbeat) or the job's computation died, at most
+`max_attempts` times. A job cancelled while running is `stopping` until its worker killed the computation.
 A job that finishes drops its fan-out working data; a cancelled job also lets go of its upload at once.
 Every move to succeeded, failed or cancelled writes the job's webhook outbox row in the same transaction.
 """
@@ -228,7 +229,12 @@ def cancel(session: Session, job_id: str) -> bool:
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
-        .values(status=JobStatus.cancelled, progress_message="cancelled", finished_at=utcnow())
+        .values(
+            status=JobStatus.cancelled,
+            progress_message="cancelled",
+            finished_at=utcnow(),
+            stopping=Job.status == JobStatus.running,  # its worker still has to stop the computation
+        )
     ).rowcount
     if done:
         add_event(session, job_id, "cancelled")
@@ -317,3 +323,37 @@ def delete_job(session: Session, job_id: str) -> None:
     session.flush()
     if digest is not None:
         release_upload(session, digest)
+
+
+def still_running_on(session: Session, job_id: str, worker: str) -> bool:
+    """True while the job is running and owned by `worker` (not cancelled, not reclaimed)."""
+    found = session.scalar(
+        select(Job.id).where(Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker)
+    )
+    return found is not None
+
+
+def computation_stopped(session: Session, job_id: str, worker: str) -> None:
+    """The worker's computation of the job is over: a cancelled job no longer holds a worker."""
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.worker == worker, Job.stopping).values(stopping=False)
+    )
+
+
+def computation_died(session: Session, job_id: str, worker: str, *, how: str, max_attempts: int) -> str:
+    """The job's computation died by itself (the OOM killer, a crash in native code): run it again on
+    any worker (the sweep publishes it), unless it used up its attempts. Returns what was done."""
+    mine = [Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker]
+    attempts = session.scalar(select(Job.attempts).where(*mine))
+    if attempts is None:
+        return "no longer ours"
+    if attempts >= max_attempts:
+        fail(session, job_id, "worker_lost", worker_lost_message(attempts), worker=worker)
+        return "failed"
+    session.execute(
+        update(Job)
+        .where(*mine)
+        .values(status=JobStatus.queued, dispatched_at=None, progress_message="requeued: computation died")
+    )
+    add_event(session, job_id, "requeued", f"the computation {how}")
+    return "requeued"

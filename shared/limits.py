@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from shared.db import session_scope
 from shared.settings import Settings
-from shared.tables import Job, JobStatus, User, utcnow
+from shared.tables import Job, JobStatus, User, heartbeat_stale, utcnow
 
 
 class RateLimited(Exception):
@@ -32,12 +32,21 @@ def reserve_submission(session: Session, user_id: int, settings: Settings) -> No
     check_submission_limits(session, user_id, settings)
 
 
+def holds_a_worker(stale_after: float) -> ColumnElement[bool]:
+    """Unfinished jobs, and cancelled ones whose computation is still being killed (unless their worker
+    stopped beating: a dead worker holds nothing)."""
+    return or_(
+        Job.status.in_([JobStatus.queued, JobStatus.running]),
+        and_(Job.stopping, not_(heartbeat_stale(Job.heartbeat_at, stale_after))),
+    )
+
+
 def check_submission_limits(session: Session, user_id: int, settings: Settings) -> None:
     """Raise RateLimited when the user has too many unfinished jobs or submitted too often this minute."""
     active = session.scalar(
         select(func.count())
         .select_from(Job)
-        .where(Job.user_id == user_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
+        .where(Job.user_id == user_id, holds_a_worker(settings.stale_after_seconds))
     )
     if active >= settings.max_running_jobs_per_user:
         raise RateLimited(

@@ -39,7 +39,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
-        "task_soft_time_limit": settings.soft_time_limit,
+        # A worker kills a job's computation at soft_time_limit itself (worker/computation.py); Celery's
+        # limits sit above that as a backstop for the supervising task.
+        "task_soft_time_limit": (settings.soft_time_limit + settings.hard_time_limit) / 2,
         "task_time_limit": settings.hard_time_limit,
         "worker_prefetch_multiplier": 1,
         "worker_max_memory_per_child": settings.worker_max_memory_per_child_kb,

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
 
     # Input limits.
     max_upload_bytes: int = 100_000_000
+    max_header_bytes: int = Field(65_536, ge=1024, description="request line plus headers; larger: 431")
     max_rows: int = 1_000_000
     max_columns: int = 1_000
     max_cell_chars: int = 1_000
@@ -54,6 +55,8 @@ class Settings(BaseSettings):
     visibility_timeout: int = 7200
     max_attempts: int = 3
     heartbeat_seconds: float = 5.0
+    # How often a worker asks whether its running job was cancelled (then kills its computation).
+    cancel_poll_seconds: float = Field(1.0, gt=0, le=60)
     stale_after_seconds: float = 60.0
     sweep_seconds: float = 5.0
     # A worker row silent this long is deleted (it shows as dead on the dashboard until then).

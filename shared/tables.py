@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
     or_,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -155,6 +157,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Cancelled while running, and its worker has not yet confirmed the computation was killed.
+    stopping: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     rerun_of: Mapped[str | None] = mapped_column(String(32))  # the job this one re-runs (dashboard)
 
 

@@ -36,7 +36,9 @@ def _prepare_child(**_: object) -> None:
 
     from shared.db import get_engine
     from shared.settings import get_settings
+    from worker.lifeline import die_with_parent
 
+    die_with_parent()  # a pool process never outlives its worker (killed with SIGKILL, say)
     get_engine().dispose(close=False)
     threads = get_settings().model_threads
     if threads is not None:

@@ -33,6 +33,10 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(timeout=self.interval + 5)
 
+    def record(self, fraction: float, message: str) -> None:
+        """Progress to write with the next beat (from a computation that this thread does not run)."""
+        self.progress = (fraction, message)
+
     def report(self, fraction: float, message: str) -> None:
         """A progress callback for the ML core."""
         self.progress = (fraction, message)

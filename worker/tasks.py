@@ -5,13 +5,20 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any, Literal
-
-from celery.exceptions import SoftTimeLimitExceeded
+from functools import cache, partial
+from typing import Literal
 
 from shared import chunks, workers
 from shared.db import session_scope
-from shared.jobstore import claim_next, fail, heartbeat, succeed
+from shared.jobstore import (
+    claim_next,
+    computation_died,
+    computation_stopped,
+    fail,
+    heartbeat,
+    still_running_on,
+    succeed,
+)
 from shared.ml.errors import UserInputError
 from shared.ml.pipeline import PreparedJob, prepare, run
 from shared.ml.spec import JobSpec
@@ -20,14 +27,21 @@ from shared.settings import Settings, get_settings
 from shared.storage import upload_content
 from shared.tables import Job, JobStatus
 from worker.app import app
+from worker.computation import KillableExecutor, Outcome, Progress
 from worker.fanout import FanOutRunner, compute_chunk
-from worker.heartbeat import Heartbeat, JobCancelled
+from worker.heartbeat import Heartbeat
 
 log = logging.getLogger("fitexplain.worker")
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@cache
+def executor() -> KillableExecutor:
+    """This pool process's computation child (forked at its first job, replaced after a kill)."""
+    return KillableExecutor(max_rss_kb=get_settings().worker_max_memory_per_child_kb)
 
 
 def job_heartbeat(job_id: str, worker: str, settings: Settings) -> Heartbeat:
@@ -63,44 +77,79 @@ def run_job(message_job_id: str) -> str:
         spec = JobSpec.from_json(job.spec)
         content = upload_content(session, job.dataset_sha256)
 
-    result: dict[str, Any] | None = None
-    with job_heartbeat(job_id, me, settings) as beat:
-        beat.report(0.0, "fitting")
-        try:
-            result = run(
-                content,
-                spec,
-                settings.limits(),
-                n_threads=settings.model_threads,
-                progress=beat.report,
-                explain_method=FanOutRunner(job_id, settings, beat, queue=queue),
+    try:
+        with job_heartbeat(job_id, me, settings) as beat:
+            beat.record(0.0, "fitting")
+            ended = executor().run(
+                partial(compute_job, job_id, me, content, spec, queue),
+                time_limit=settings.soft_time_limit,
+                poll_seconds=settings.cancel_poll_seconds,
+                still_wanted=lambda: not beat.lost.is_set() and _still_ours(job_id, me),
+                on_progress=beat.record,
             )
-        except JobCancelled:
-            log.info("job %s stopped: no longer ours", job_id)
-            _count_finished(me, "stopped")
-            return "cancelled"
-        except UserInputError as exc:
-            _fail(job_id, me, exc.code, exc.message)
-        except SoftTimeLimitExceeded:
-            _fail(
-                job_id,
-                me,
-                "time_limit",
-                f"The job ran past the time limit of {settings.soft_time_limit} s "
-                "(FITEXPLAIN_SOFT_TIME_LIMIT): explain fewer rows or use a faster model.",
-            )
-        except MemoryError:
-            _fail(job_id, me, "out_of_memory", "The job ran out of memory: explain fewer rows or features.")
-        except Exception as exc:
-            log.exception("job %s crashed", job_id)
-            _fail(job_id, me, "internal_error", f"Internal error ({type(exc).__name__}); it has been logged.")
-    if result is None:
-        _count_finished(me, "failed")
-        return "failed"
+    except Exception as exc:  # the supervision itself failed (the computation was killed): never a hang
+        log.exception("job %s: supervising its computation failed", job_id)
+        ended = Outcome("finished", _fail(job_id, me, "internal_error", _internal_error_message(exc)))
+    with session_scope() as session:
+        computation_stopped(session, job_id, me)
+    concluded = _conclude(job_id, me, ended, settings)
+    _count_finished(me, _worker_outcome(ended))
+    return concluded
+
+
+def compute_job(job_id: str, me: str, content: bytes, spec: JobSpec, queue: str, progress: Progress) -> str:
+    """The job's computation, run in the killable child: fit, explain, store the result or the error."""
+    settings = get_settings()
+    try:
+        result = run(
+            content,
+            spec,
+            settings.limits(),
+            n_threads=settings.model_threads,
+            progress=progress,
+            explain_method=FanOutRunner(job_id, settings, queue=queue),
+        )
+    except UserInputError as exc:
+        return _fail(job_id, me, exc.code, exc.message)
+    except MemoryError:
+        message = "The job ran out of memory: explain fewer rows or features."
+        return _fail(job_id, me, "out_of_memory", message)
+    except Exception as exc:
+        log.exception("job %s crashed", job_id)
+        return _fail(job_id, me, "internal_error", _internal_error_message(exc))
     with session_scope() as session:
         stored = succeed(session, job_id, me, result)
-        workers.job_finished(session, me, "done" if stored else "stopped")
     return "succeeded" if stored else "superseded"
+
+
+def _conclude(job_id: str, me: str, ended: Outcome, settings: Settings) -> str:
+    """Record how the computation ended (each move to a final state writes the job's webhook outbox)."""
+    if ended.ended == "finished":
+        return ended.detail
+    if ended.ended == "cancelled":
+        log.info("job %s stopped: no longer ours", job_id)
+        return "cancelled"
+    if ended.ended == "time_limit":
+        log.warning("job %s stopped: %s", job_id, ended.detail)
+        _fail(
+            job_id,
+            me,
+            "time_limit",
+            f"The job ran past the time limit of {settings.soft_time_limit} s "
+            "(FITEXPLAIN_SOFT_TIME_LIMIT): explain fewer rows or use a faster model.",
+        )
+        return "time_limit"
+    log.error("job %s: its computation %s", job_id, ended.detail)
+    with session_scope() as session:
+        done = computation_died(session, job_id, me, how=ended.detail, max_attempts=settings.max_attempts)
+    return f"computation {ended.detail}: {done}"
+
+
+def _worker_outcome(ended: Outcome) -> Literal["done", "failed", "stopped"]:
+    """How the job ended, as the workers table counts it."""
+    if ended.ended == "finished":
+        return {"succeeded": "done", "failed": "failed"}.get(ended.detail, "stopped")  # type: ignore[return-value]
+    return "stopped" if ended.ended == "cancelled" else "failed"
 
 
 def _count_finished(worker: str, outcome: Literal["done", "failed", "stopped"]) -> None:
@@ -108,12 +157,22 @@ def _count_finished(worker: str, outcome: Literal["done", "failed", "stopped"]) 
         workers.job_finished(session, worker, outcome)
 
 
-def _fail(job_id: str, worker: str, code: str, message: str) -> None:
+def _internal_error_message(exc: Exception) -> str:
+    return f"Internal error ({type(exc).__name__}); it has been logged."
+
+
+def _still_ours(job_id: str, me: str) -> bool:
     with session_scope() as session:
-        fail(session, job_id, code, message, worker=worker)
+        return still_running_on(session, job_id, me)
 
 
-_prepared: dict[str, PreparedJob] = {}  # the last job this process fitted for chunk work
+def _fail(job_id: str, worker: str, code: str, message: str) -> str:
+    with session_scope() as session:
+        done = fail(session, job_id, code, message, worker=worker)
+    return "failed" if done else "superseded"
+
+
+_prepared: dict[str, PreparedJob] = {}  # the last job this computation child fitted for chunk work
 
 
 def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
@@ -134,21 +193,44 @@ def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
 
 @app.task(name=RUN_CHUNK_TASK)
 def run_chunk(job_id: str) -> int:
-    """Help a running job: compute its unclaimed explanation chunks until none is left."""
+    """Help a running job: compute its unclaimed explanation chunks until none is left, in the killable
+    child (stopped as soon as the job is no longer running, or at the time limit)."""
+    settings = get_settings()
+    ended = executor().run(
+        partial(compute_chunks, job_id),
+        time_limit=settings.soft_time_limit,
+        poll_seconds=settings.cancel_poll_seconds,
+        still_wanted=lambda: _job_running(job_id),
+        on_progress=lambda *_: None,
+    )
+    if ended.ended != "finished":  # its chunk's heartbeat stops: the job's own worker recomputes it
+        log.warning("chunk work for job %s stopped: %s (%s)", job_id, ended.ended, ended.detail)
+        return 0
+    return int(ended.detail)
+
+
+def compute_chunks(job_id: str, progress: Progress) -> str:
+    """Claim and compute the job's chunks while it runs; the number computed (run in the killable child)."""
     settings = get_settings()
     computed = 0
     while True:
         with session_scope() as session:
             job = session.get(Job, job_id)
             if job is None or job.status != JobStatus.running:
-                return computed
+                return str(computed)
             chunk = chunks.claim_next(session, job_id, stale_after=settings.stale_after_seconds)
             if chunk is None:
-                return computed
+                return str(computed)
         try:
             prepared = _prepared_for(job, settings)
             compute_chunk(prepared, chunk, settings)
         except Exception:  # the job's own worker recomputes the chunk once its heartbeat is stale
             log.exception("chunk %s/%s/%s failed", job_id, chunk.method, chunk.index)
-            return computed
+            return str(computed)
         computed += 1
+
+
+def _job_running(job_id: str) -> bool:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        return job is not None and job.status == JobStatus.running

@@ -73,11 +73,21 @@ def get_result(job_id: str, request: Request, session: SessionDep, user: Current
 
 @router.delete(
     "/{job_id}",
-    responses={**NOT_FOUND, 200: {"description": "Cancelled: the job as it now stands"}, 204: {}},
+    responses={
+        **NOT_FOUND,
+        200: {"description": "Cancelled: the job as it now stands"},
+        204: {},
+        409: {"description": "Cancelled, and its worker is still stopping it: retry in a few seconds"},
+    },
 )
 def cancel_or_delete_job(job_id: str, session: SessionDep, user: CurrentUser) -> Response:
     """Cancels a job that has not finished; deletes a finished job with its result and upload."""
     job = owned_job(session, job_id, user)
+    if job.stopping:  # deleting it now would free the user's running-jobs place before the worker is free
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail="The job was cancelled and its worker is still stopping it: delete it in a few seconds.",
+        )
     if job.status in FINISHED:
         delete_job(session, job_id)
         session.commit()

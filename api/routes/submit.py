@@ -15,6 +15,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile, statu
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from api.auth_first import AuthenticateBeforeBodyRoute
 from api.deps import CurrentUser, SettingsDep
 from api.serialize import job_public, result_response
 from shared.db import session_scope
@@ -37,8 +38,11 @@ from shared.storage import check_quota, sha256_hex, store_upload
 from shared.tables import FINISHED, Job, JobStatus
 from shared.webhooks import check_url
 
-router = APIRouter(tags=["submit"])
-compat_router = APIRouter(prefix="/techtonique", tags=["techtonique compatibility"])
+# The token is checked before the upload is read: a refused upload costs a header, not its body.
+router = APIRouter(tags=["submit"], route_class=AuthenticateBeforeBodyRoute)
+compat_router = APIRouter(
+    prefix="/techtonique", tags=["techtonique compatibility"], route_class=AuthenticateBeforeBodyRoute
+)
 
 UploadDep = Annotated[
     UploadFile, File(description="the CSV: feature columns, `target`, optional `training_index`")

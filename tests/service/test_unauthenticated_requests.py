@@ -1,0 +1,97 @@
+"""Requests that cost the server before they are authenticated: a 60 MB upload with a bad or missing
+token is refused with 401 before its body is read, and a 32 MB request header gets 431.
+
+Both are shown on a raw socket, as an attacker would send them: the 401 arrives while 59 of the 60 MB
+are still unsent (the server never waited for them), the 431 long before the 32 MB were sent.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.stack import Stack
+
+pytestmark = [pytest.mark.service]
+
+BODY_BYTES = 60_000_000
+SENT_BEFORE_ANSWER = 1_000_000
+HEADER_BYTES = 32_000_000
+CHUNK = 65_536
+PART_HEAD = (
+    b"--fxboundary\r\n"
+    b'Content-Disposition: form-data; name="file"; filename="big.csv"\r\n'
+    b"Content-Type: text/csv\r\n\r\n"
+    b"x0,x1,target\n"
+)
+
+
+@pytest.fixture(scope="module")
+def api_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(tmp_path_factory.mktemp("unauthenticated")).setup()
+    stack.start_api()
+    yield stack
+    stack.stop()
+
+
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """The status code and body of one HTTP/1.1 response (Content-Length framed)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65_536)
+        assert chunk, f"connection closed before a response: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    length = int({k.lower(): v for k, v in headers.items()}.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65_536)
+        if not chunk:
+            break
+        body += chunk
+    return int(lines[0].split()[1]), body
+
+
+@pytest.mark.parametrize("authorization", ["Bearer fx_not_a_token", None], ids=["bad token", "no token"])
+def test_upload_without_a_valid_token_is_refused_before_its_body_is_read(
+    api_only: Stack, authorization: str | None
+) -> None:
+    head = [
+        "POST /gbdtclassification HTTP/1.1",
+        f"Host: 127.0.0.1:{api_only.port}",
+        "Content-Type: multipart/form-data; boundary=fxboundary",
+        f"Content-Length: {BODY_BYTES}",
+    ]
+    if authorization:
+        head.append(f"Authorization: {authorization}")
+    with socket.create_connection(("127.0.0.1", api_only.port), timeout=60) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        sock.sendall(PART_HEAD + b"1,2,3\n" * (SENT_BEFORE_ANSWER // 6))  # a valid start of an upload
+        # 59 MB are still unsent: an answer now means the server did not wait for the body.
+        status, body = read_response(sock)
+    assert status == 401, body
+    assert "token" in json.loads(body)["detail"].lower()
+
+
+def test_oversized_request_header_gets_431(api_only: Stack) -> None:
+    with socket.create_connection(("127.0.0.1", api_only.port), timeout=60) as sock:
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{api_only.port}\r\nX-Big: ".encode())
+        sent = 0
+        while sent < HEADER_BYTES:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:  # the server answered: stop sending
+                break
+            try:
+                sock.sendall(b"a" * CHUNK)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += CHUNK
+        status, body = read_response(sock)
+    assert status == 431, body
+    assert sent < HEADER_BYTES  # answered long before the 32 MB were sent
+    assert b"FITEXPLAIN_MAX_HEADER_BYTES" in body
