@@ -16,7 +16,7 @@ CHROMIUM = Path(os.environ.get("FITEXPLAIN_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(os.environ.get("FITEXPLAIN_TEST_OUTPUT", REPO / "test-output")) / "screenshots"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # not session: sync Playwright keeps an event loop running meanwhile
 def browser() -> Iterator[Browser]:
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run scripts/ensure_services.sh (make test does)"
     with sync_playwright() as playwright:

@@ -15,24 +15,7 @@ from shared.db import get_engine, session_scope
 from shared.ml.explain.methods.shap import ShapValues
 from shared.tables import JobChunk, JobPrepared
 from tests.inprocess.factories import ago, make_job, make_user, set_job
-
-
-def shap_part(start: int, stop: int, fill: float = 1.0) -> ShapValues:
-    """A typed SHAP part for rows start..stop (two features), as a worker would store it."""
-    rows = stop - start
-    return ShapValues(
-        span=(start, stop),
-        values=np.full((rows, 2), fill),
-        base_values=np.zeros(rows),
-        feature_names=["a", "b"],
-        explainer="tree",
-        exact=True,
-        output_space="raw",
-        n_model_evals=0,
-        error_estimate=None,
-        notes="",
-    )
-
+from tests.parts import shap_part
 
 STALE = 300.0  # far from any time a slow machine takes between two statements
 SPANS = [(0, 10), (10, 20), (20, 25)]

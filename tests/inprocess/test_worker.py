@@ -4,7 +4,7 @@ worker's side of the job store, without Celery or a worker process."""
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -23,11 +23,17 @@ PERMUTATION = {**TINY_GBDT, "interpretability": "permutation"}
 
 
 @pytest.fixture(scope="module")
-def run_job() -> Callable[[str], str]:
-    """The Celery task's function (importing worker/ loads the ML stack: once per module)."""
-    from worker.tasks import run_job
+def run_job() -> Iterator[Callable[[str], str]]:
+    """The Celery task's function (importing worker/ loads the ML stack: once per module).
 
-    return run_job
+    Jobs compute in a child forked from this test process; it is stopped after the module, so that it
+    does not hold the test process's inherited pipes (Playwright's, for one) open until the end.
+    """
+    from worker.tasks import executor, run_job
+
+    yield run_job
+    executor().close()
+    executor.cache_clear()
 
 
 def stored_result(job_id: str) -> dict[str, Any]:
