@@ -30,6 +30,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks._stack import running_stack  # noqa: E402
+from shared.ml.spec import JobSpec, ModelSpec  # noqa: E402
 from shared.tables import Job, Upload, User, new_id, utcnow  # noqa: E402
 
 ENDPOINTS = ("mlclassification", "mlregression", "gbdtclassification", "gbdtregression")
@@ -63,6 +64,9 @@ def fill(database_url: str, n_jobs: int) -> str:
                     "user_id": rng.choice(user_ids),
                     "endpoint": rng.choice(ENDPOINTS),
                     "params": {"model_type": "lightgbm", "interpretability": "shap", "seed": k},
+                    "spec": JobSpec(
+                        model=ModelSpec(task="regression", family="gbdt", seed=k), interpretability=("shap",)
+                    ).to_json(),
                     "dataset_sha256": "0" * 64,
                     "status": status,
                     "progress": 1.0 if finished else 0.0,
