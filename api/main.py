@@ -19,6 +19,8 @@ from api.middleware import UploadLimitMiddleware
 from api.routes import account, admin, health, jobs, metrics, submit, webhooks
 from api.routes.account import usage_public
 from shared import workers
+from shared.blob_gc import sweep_orphans
+from shared.blobs import blob_store
 from shared.db import session_scope
 from shared.dispatch import sweep
 from shared.limits import RateLimited
@@ -40,14 +42,18 @@ def _forget_dead_workers() -> None:
 
 
 def _purge() -> None:
+    settings = get_settings()
     with session_scope() as session:
-        counts = purge_expired(session, get_settings().retention_days)
+        counts = purge_expired(session, settings.retention_days)
     if counts["jobs"]:
         log.info("retention: deleted %s", counts)
+    with session_scope() as session:
+        sweep_orphans(session, blob_store(settings), settings.orphan_blob_minutes)
 
 
 async def _sweep_forever(interval: float) -> None:
-    """Publish jobs the broker missed and requeue jobs of vanished workers; purge old jobs hourly."""
+    """Publish jobs the broker missed and requeue jobs of vanished workers; hourly, purge old jobs and
+    sweep orphan blobs."""
     next_purge = 0.0
     while True:
         await asyncio.sleep(interval)

@@ -2,7 +2,8 @@
 
 A job's explanation is cut into spans (rows for SHAP, features for permutation importance); each span is
 a `job_chunks` row that any worker may claim, compute and store. Completion is counted here, and a chunk
-whose worker stopped beating can be claimed again.
+whose worker stopped beating can be claimed again. The parts and the prepared model are blobs
+(shared/blobs.py) that live only while their job runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import numpy as np
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from shared import blob_gc
+from shared.blobs import current_store, new_token
 from shared.ml.explain.methods import explanation_method
 from shared.ml.explain.methods.base import ExplanationPart
 from shared.tables import Job, JobChunk, JobPrepared, JobStatus, heartbeat_stale, utcnow
@@ -84,16 +87,26 @@ def beat(session: Session, chunk: ClaimedChunk) -> None:
 
 def finish(session: Session, chunk: ClaimedChunk, part: ExplanationPart) -> None:
     """Store a computed part, unless its job finished meanwhile (the part would outlive the job's data)."""
-    body = encode_part(part)
+    key = f"chunks/{chunk.job_id}/{chunk.method}-{chunk.index}-{new_token()}.part"
+    blobs = current_store()
+    blobs.put_bytes(key, encode_part(part))
+    blob_gc.written(session, key)
     if not still_running(session, chunk.job_id):
+        blobs.delete(key)
         return
+    this_chunk = (
+        JobChunk.job_id == chunk.job_id,
+        JobChunk.method == chunk.method,
+        JobChunk.index == chunk.index,
+    )
+    # A chunk reclaimed from a slow worker may be finished twice: the later part replaces the earlier.
+    replaced = session.scalar(select(JobChunk.blob_key).where(*this_chunk).with_for_update())
     session.execute(
         update(JobChunk)
-        .where(
-            JobChunk.job_id == chunk.job_id, JobChunk.method == chunk.method, JobChunk.index == chunk.index
-        )
-        .values(status="done", body_gzip=body, heartbeat_at=utcnow())
+        .where(*this_chunk)
+        .values(status="done", blob_key=key, body_gzip=None, heartbeat_at=utcnow())
     )
+    blob_gc.delete_after_commit(session, [replaced])
 
 
 def progress(session: Session, job_id: str, method: str) -> tuple[int, int, int, int]:
@@ -115,28 +128,42 @@ def progress(session: Session, job_id: str, method: str) -> tuple[int, int, int,
 def load_parts(session: Session, job_id: str, method: str) -> list[ExplanationPart]:
     """The done chunks' typed parts, in order (the method's result type says how to read them)."""
     result_type = explanation_method(method).result_type
-    bodies = session.scalars(
-        select(JobChunk.body_gzip)
+    stored = session.execute(
+        select(JobChunk.blob_key, JobChunk.body_gzip)
         .where(JobChunk.job_id == job_id, JobChunk.method == method, JobChunk.status == "done")
         .order_by(JobChunk.index)
     ).all()
+    blobs = current_store()
+    bodies = [blobs.get_bytes(key) if key is not None else inline for key, inline in stored]
     return [result_type.from_record(decode_part(body)) for body in bodies if body is not None]
 
 
 def store_prepared(session: Session, job_id: str, prepared: object) -> None:
     """Share the fitted job with helping workers (pickle: written and read only by our workers)."""
     if session.get(JobPrepared, job_id) is None:
-        session.add(JobPrepared(job_id=job_id, body=pickle.dumps(prepared, protocol=5)))
+        key = f"prepared/{job_id}/{new_token()}.pickle"
+        current_store().put_bytes(key, pickle.dumps(prepared, protocol=5))
+        blob_gc.written(session, key)
+        session.add(JobPrepared(job_id=job_id, blob_key=key))
 
 
 def load_prepared(session: Session, job_id: str) -> Any | None:
     row = session.get(JobPrepared, job_id)
-    # Safe to unpickle: only our workers write this table, from models they fitted themselves.
-    return None if row is None else pickle.loads(row.body)
+    if row is None:
+        return None
+    try:
+        body = current_store().get_bytes(row.blob_key) if row.blob_key is not None else row.body
+    except FileNotFoundError:  # dropped (the job finished) after this session read the row
+        return None
+    # Safe to unpickle: only our workers write these, from models they fitted themselves.
+    return None if body is None else pickle.loads(body)
 
 
 def drop_prepared(session: Session, job_id: str) -> None:
-    session.execute(delete(JobPrepared).where(JobPrepared.job_id == job_id))
+    keys = session.scalars(
+        delete(JobPrepared).where(JobPrepared.job_id == job_id).returning(JobPrepared.blob_key)
+    ).all()
+    blob_gc.delete_after_commit(session, keys)
 
 
 def still_running(session: Session, job_id: str) -> bool:
@@ -148,12 +175,15 @@ def still_running(session: Session, job_id: str) -> bool:
 
 def drop_working_data(session: Session, job_id: str) -> None:
     """Free what a finished job kept for its helpers: the chunks' parts (merged into the result, or
-    useless) and the prepared model. The chunk rows stay, a few bytes each, as a record of the split."""
-    session.execute(
-        update(JobChunk)
-        .where(JobChunk.job_id == job_id, JobChunk.body_gzip.is_not(None))
-        .values(body_gzip=None)
+    useless) and the prepared model. The chunk rows stay, a few bytes each, as a record of the split.
+    Their blobs go after the commit."""
+    holding = (
+        JobChunk.job_id == job_id,
+        or_(JobChunk.blob_key.is_not(None), JobChunk.body_gzip.is_not(None)),
     )
+    keys = session.scalars(select(JobChunk.blob_key).where(*holding).with_for_update()).all()
+    session.execute(update(JobChunk).where(*holding).values(blob_key=None, body_gzip=None))
+    blob_gc.delete_after_commit(session, keys)
     drop_prepared(session, job_id)
 
 

@@ -5,22 +5,27 @@ queued | running -> cancelled;
 running -> queued when a worker vanished (stale heartbeat) or the job's computation died, at most
 `max_attempts` times. A job cancelled while running is `stopping` until its worker killed the computation.
 A job that finishes drops its fan-out working data; a cancelled job also lets go of its upload at once.
+Job bytes live in the blob store: a result's blob is written before its row, and blobs of deleted rows
+go after the commit (shared/blob_gc.py).
 Every move to succeeded, failed or cancelled writes the job's webhook outbox row in the same transaction.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from shared import blob_gc
+from shared.blobs import current_store, new_token
 from shared.chunks import drop_working_data
-from shared.storage import release_upload
+from shared.storage import release_upload, sha256_hex
 from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, heartbeat_stale, utcnow
 from shared.webhook_outbox import enqueue_finished
 
@@ -187,14 +192,30 @@ def succeed(session: Session, job_id: str, worker: str, result: dict[str, Any]) 
     # orjson and gzip level 1: a 100k x 100 SHAP result encodes in 2 s instead of 16 s (6% larger).
     body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
     compressed = gzip.compress(body, 1)
+    # The blob first (outside the job row's lock): a row without its blob must never exist. If the
+    # commit then fails, the blob is deleted with the rollback, or swept as an orphan after a crash.
+    key = f"results/{job_id}/{new_token()}.json.gz"
+    blobs = current_store()
+    blobs.put_bytes(key, compressed)
+    blob_gc.written(session, key)
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker)
         .values(status=JobStatus.succeeded, progress=1.0, progress_message="done", finished_at=utcnow())
     ).rowcount
     if not done:
+        blobs.delete(key)
         return False
-    session.merge(JobResult(job_id=job_id, body_gzip=compressed, size_bytes=len(body)))
+    session.merge(
+        JobResult(
+            job_id=job_id,
+            blob_key=key,
+            body_gzip=None,
+            size_bytes=len(body),
+            stored_bytes=len(compressed),
+            sha256=sha256_hex(compressed),
+        )
+    )
     drop_working_data(session, job_id)
     add_event(session, job_id, "succeeded")
     enqueue_finished(session, job_id, result)
@@ -308,17 +329,43 @@ def undispatched(session: Session, *, older_than: float = 0.0, limit: int = 100)
 
 
 def result_body(session: Session, job_id: str) -> bytes | None:
+    """The stored result: gzip-compressed JSON; None when there is none (or it was just deleted)."""
     row = session.get(JobResult, job_id)
-    return None if row is None else row.body_gzip
+    if row is None:
+        return None
+    if row.blob_key is None:
+        return row.body_gzip
+    try:
+        return current_store().get_bytes(row.blob_key)
+    except FileNotFoundError:  # the job was deleted after this session read its row
+        return None
+
+
+def open_result(session: Session, job_id: str) -> IO[bytes] | None:
+    """The stored result (gzip-compressed JSON) as a binary stream, for streaming responses; the caller
+    closes it. None when there is none."""
+    row = session.get(JobResult, job_id)
+    if row is None:
+        return None
+    if row.blob_key is None:
+        return io.BytesIO(row.body_gzip or b"")
+    try:
+        return current_store().open(row.blob_key)
+    except FileNotFoundError:
+        return None
 
 
 def delete_job(session: Session, job_id: str) -> None:
     """Delete a job with its result, events and working data; its upload goes too unless another job
-    uses it."""
+    uses it. Their blobs go after the commit."""
     job = session.get(Job, job_id)
     if job is None:
         return
     digest = job.dataset_sha256
+    drop_working_data(session, job_id)
+    blob_gc.delete_after_commit(
+        session, session.scalars(select(JobResult.blob_key).where(JobResult.job_id == job_id))
+    )
     session.delete(job)
     session.flush()
     if digest is not None:

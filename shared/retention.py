@@ -1,8 +1,8 @@
 """Retention: finished jobs older than FITEXPLAIN_RETENTION_DAYS go, with their results and uploads.
 
-Results, events and chunks follow their job by ON DELETE CASCADE; an upload goes only when no remaining
-job uses it (uploads are shared by content; `shared.storage.release_upload`). Running it twice, or from
-several API processes, is harmless.
+Results, events and chunks follow their job by ON DELETE CASCADE, and their blobs go after the commit;
+an upload goes only when no remaining job uses it (uploads are shared by content;
+`shared.storage.release_upload`). Running it twice, or from several API processes, is harmless.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from shared import blob_gc
 from shared.storage import release_upload
-from shared.tables import FINISHED, Job, JobResult, utcnow
+from shared.tables import FINISHED, Job, JobChunk, JobPrepared, JobResult, utcnow
 
 
 def purge_expired(session: Session, retention_days: float, now: datetime | None = None) -> dict[str, int]:
@@ -29,6 +30,12 @@ def purge_expired(session: Session, retention_days: float, now: datetime | None 
     )
     digests = set(session.scalars(select(Job.dataset_sha256).where(Job.id.in_(expired))).all())
     results = session.scalar(select(func.count()).select_from(JobResult).where(JobResult.job_id.in_(expired)))
+    for column, job_column in (
+        (JobResult.blob_key, JobResult.job_id),
+        (JobChunk.blob_key, JobChunk.job_id),
+        (JobPrepared.blob_key, JobPrepared.job_id),
+    ):
+        blob_gc.delete_after_commit(session, session.scalars(select(column).where(job_column.in_(expired))))
     jobs = session.execute(delete(Job).where(Job.id.in_(expired))).rowcount
     # In one order everywhere: two API processes purging at once must not deadlock on each other's locks.
     datasets = sum(release_upload(session, digest) for digest in sorted(d for d in digests if d is not None))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     fanout_chunk_rows_agnostic: int = 500
 
     retention_days: int = 30
+
+    # Job bytes (uploads, results, fan-out parts): empty = FITEXPLAIN_HOME/blobs; else an fsspec URL such
+    # as s3://bucket/prefix. Options (JSON) go to the filesystem: for S3 endpoint_url, key, secret...
+    storage_url: str = ""
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    # A blob that no row references and is older than this is an orphan (a crash between its write and
+    # the commit of its row) and is removed by the hourly purge.
+    orphan_blob_minutes: float = Field(30.0, gt=0)
 
     # Webhooks: allow_private lets jobs call back to loopback/private addresses (tests, one-host installs).
     webhook_allow_private: bool = False

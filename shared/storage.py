@@ -1,7 +1,10 @@
 """What a user's jobs keep (uploads and results), the per-user quota on it, and the removal of uploads.
 
-The one module that knows where job bytes live and how they are counted (issue 11 moves them out of the
-database: this is the part that follows).
+The bytes live in the blob store (shared/blobs.py); the rows keep their key, size and checksum, and
+quotas are counted from those columns. An upload's blob key is `uploads/<sha256>/<token>.<format>`: a
+new key each time the content is stored again, so a release's deletion (after its commit) can never
+remove the blob of a later copy. Rows from before the blob store keep their bytes inline (`blob_key`
+NULL) and are read from there.
 
 Accounting: a user is charged for each distinct upload their jobs reference (content-addressed, so an
 upload sent twice is stored and charged once) and for each stored (gzip) result. An upload shared by
@@ -19,11 +22,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shared import blob_gc
+from shared.blobs import current_store, new_token
 from shared.tables import Job, JobResult, Upload
 
 QUOTA_SETTING = "FITEXPLAIN_MAX_STORAGE_BYTES_PER_USER"
@@ -63,7 +69,7 @@ def usage(session: Session, user_id: int) -> StorageUsage:
         )
     ).one()
     results_bytes, results = session.execute(
-        select(func.coalesce(func.sum(func.length(JobResult.body_gzip)), 0), func.count())
+        select(func.coalesce(func.sum(JobResult.stored_bytes), 0), func.count())
         .join(Job, Job.id == JobResult.job_id)
         .where(Job.user_id == user_id)
     ).one()
@@ -94,27 +100,44 @@ def check_quota(session: Session, user_id: int, *, digest: str, size: int, quota
     return current
 
 
-def store_upload(session: Session, content: bytes, digest: str, n_rows: int, n_columns: int) -> None:
+def store_upload(
+    session: Session,
+    source: bytes | Path,
+    digest: str,
+    n_rows: int,
+    n_columns: int,
+    *,
+    format: str = "csv",
+) -> None:
     """Store an upload once per content (its sha256, `digest`), or lock the stored copy for this
-    transaction so that a concurrent `release_upload` cannot remove it under the job about to use it."""
+    transaction so that a concurrent `release_upload` cannot remove it under the job about to use it.
+
+    `source` is the content or a local file holding it (streamed to the store, never read whole). The
+    blob is written before its row; if this transaction does not commit, it is deleted again.
+    """
     locked = select(Upload.sha256).where(Upload.sha256 == digest).with_for_update(read=True, key_share=True)
     for _ in range(3):
         if session.execute(locked).first() is not None:
             return
+        key = f"uploads/{digest}/{new_token()}.{format}"
+        blobs = current_store()
+        size = blobs.put_file(key, source) if isinstance(source, Path) else blobs.put_bytes(key, source)
+        blob_gc.written(session, key)
         try:
             with session.begin_nested():
                 session.add(
                     Upload(
                         sha256=digest,
-                        content=content,
-                        size_bytes=len(content),
+                        blob_key=key,
+                        format=format,
+                        size_bytes=size,
                         n_rows=n_rows,
                         n_columns=n_columns,
                     )
                 )
             return
         except IntegrityError:
-            continue  # stored concurrently by another request: lock that copy instead
+            blobs.delete(key)  # stored concurrently by another request: lock that copy instead
     raise RuntimeError(f"upload {digest} was stored and removed concurrently three times")
 
 
@@ -123,9 +146,11 @@ def release_upload(session: Session, digest: str) -> bool:
 
     The stored copy is locked first, so releases and submits of the same content take turns, and each
     sees the jobs the others committed: two jobs deleted at once never both leave their upload behind.
+    Its blob goes after the commit.
     """
-    locked = select(Upload.sha256).where(Upload.sha256 == digest).with_for_update()
-    if session.execute(locked).first() is None:
+    locked = select(Upload.sha256, Upload.blob_key).where(Upload.sha256 == digest).with_for_update()
+    row = session.execute(locked).first()
+    if row is None:
         return False
     if session.scalar(select(exists().where(Job.dataset_sha256 == digest))):
         return False
@@ -134,10 +159,48 @@ def release_upload(session: Session, digest: str) -> bool:
             session.execute(delete(Upload).where(Upload.sha256 == digest))
     except IntegrityError:  # a job inserted without `store_upload`'s lock: the foreign key keeps the upload
         return False
+    blob_gc.delete_after_commit(session, [row.blob_key])
     return True
 
 
 def upload_content(session: Session, digest: str | None) -> bytes:
-    """The upload's bytes; empty when it is gone (the job was cancelled or deleted meanwhile)."""
+    """The upload's bytes; empty when it is gone (the job was cancelled or deleted meanwhile).
+
+    Reads the whole upload: for small callers. Workers read `upload_path`.
+    """
     upload = session.get(Upload, digest) if digest is not None else None
-    return upload.content if upload is not None else b""
+    if upload is None:
+        return b""
+    if upload.blob_key is None:
+        return upload.content or b""
+    try:
+        return current_store().get_bytes(upload.blob_key)
+    except FileNotFoundError:  # released after this session read its row
+        return b""
+
+
+def upload_path(session: Session, digest: str | None) -> Path | None:
+    """A local file holding the upload (the blob itself in a local store, a cached download of a remote
+    one); None when it is gone (the job was cancelled or deleted meanwhile)."""
+    upload = session.get(Upload, digest) if digest is not None else None
+    if upload is None:
+        return None
+    blobs = current_store()
+    if upload.blob_key is None:  # a row from before the blob store: its bytes, copied to the cache once
+        path = blobs.cache_dir / "inline" / f"{upload.sha256}.{upload.format}"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp = path.with_name(f".{path.name}.{new_token()}.part")
+            temp.write_bytes(upload.content or b"")
+            temp.replace(path)
+        return path
+    try:
+        return blobs.local_path(upload.blob_key)
+    except FileNotFoundError:
+        return None
+
+
+def upload_format(session: Session, digest: str | None) -> str:
+    """How the upload is stored: "csv" (as sent) or "parquet" (converted at submit)."""
+    found = session.scalar(select(Upload.format).where(Upload.sha256 == digest)) if digest else None
+    return found or "csv"

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -106,13 +107,16 @@ class ApiToken(Base):
 
 
 class Upload(Base):
-    """An uploaded CSV, stored once per content (sha256) where every worker can read it."""
+    """An upload, stored once per content (sha256) in the blob store (shared/blobs.py), where every
+    worker can read it. Rows written before the blob store keep their bytes inline (`blob_key` NULL)."""
 
     __tablename__ = "datasets"
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    content: Mapped[bytes] = mapped_column(LargeBinary)
-    size_bytes: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)  # inline bytes of rows from before 0010
+    blob_key: Mapped[str | None] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(16), default="csv", server_default="csv")  # csv | parquet
+    size_bytes: Mapped[int] = mapped_column(Integer)  # bytes stored
     n_rows: Mapped[int] = mapped_column(Integer)
     n_columns: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
@@ -163,13 +167,16 @@ class Job(Base):
 
 
 class JobResult(Base):
-    """The result JSON, gzip-compressed: results reach tens of MB for large SHAP jobs."""
+    """The result JSON, gzip-compressed in the blob store: results reach tens of MB for large SHAP jobs."""
 
     __tablename__ = "job_results"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    body_gzip: Mapped[bytes] = mapped_column(LargeBinary)
-    size_bytes: Mapped[int] = mapped_column(Integer)
+    body_gzip: Mapped[bytes | None] = mapped_column(LargeBinary)  # inline bytes of rows from before 0010
+    blob_key: Mapped[str | None] = mapped_column(String(200))
+    size_bytes: Mapped[int] = mapped_column(Integer)  # the JSON's size, uncompressed
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # gzip, as stored
+    sha256: Mapped[str | None] = mapped_column(String(64))  # of the stored (gzip) bytes
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
@@ -198,7 +205,8 @@ class JobChunk(Base):
     stop: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    body_gzip: Mapped[bytes | None] = mapped_column(LargeBinary)
+    body_gzip: Mapped[bytes | None] = mapped_column(LargeBinary)  # inline part of rows from before 0010
+    blob_key: Mapped[str | None] = mapped_column(String(200))  # the done part, until the job finishes
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
@@ -211,7 +219,8 @@ class JobPrepared(Base):
     __tablename__ = "job_prepared"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)  # inline pickle of rows from before 0010
+    blob_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 

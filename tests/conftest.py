@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.stack import Client, Stack
+
+if TYPE_CHECKING:
+    from tests.s3 import S3Server
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +36,12 @@ def bob(stack: Stack) -> Client:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3-compatible server (moto) on a free local port, for the S3 variants of storage tests."""
+    from tests.s3 import moto_server  # moto is slow to import: only for the tests that use it
+
+    with moto_server() as server:
+        yield server

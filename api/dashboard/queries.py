@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from shared.jobstore import result_body
 from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, Upload, User, utcnow
 
 WINDOW = timedelta(hours=1)
@@ -296,5 +297,5 @@ def load_result(session: Session, job_id: str) -> dict[str, Any] | None:
     size = session.scalar(select(JobResult.size_bytes).where(JobResult.job_id == job_id))
     if size is None or size > MAX_CHART_RESULT_BYTES:
         return None
-    body = session.scalar(select(JobResult.body_gzip).where(JobResult.job_id == job_id))
+    body = result_body(session, job_id)
     return orjson.loads(gzip.decompress(body)) if body is not None else None
