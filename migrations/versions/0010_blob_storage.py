@@ -30,7 +30,17 @@ INLINE = (
 )
 
 
+def _defer_foreign_keys() -> None:
+    """SQLite rebuilds a table to alter a column: the jobs referencing `datasets` must not fail its
+    drop. Foreign keys off (possible outside a transaction; the migration's connection is disposed
+    after it), else deferred to the commit, when the rebuilt table holds the same rows again."""
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("PRAGMA foreign_keys = OFF")
+        op.execute("PRAGMA defer_foreign_keys = ON")
+
+
 def upgrade() -> None:
+    _defer_foreign_keys()
     for table, column, _ in INLINE:
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("blob_key", sa.String(length=200), nullable=True))
@@ -56,6 +66,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _defer_foreign_keys()
     bind = op.get_bind()
     for table, column, keys in INLINE:
         columns = ", ".join(f'"{key}"' for key in keys)

@@ -1,0 +1,146 @@
+"""The blob storage migration: rows written before it keep their inline bytes, readable as before, with
+their stored sizes and checksums filled in; the downgrade brings blobs back inline."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy.orm import Session
+
+from shared import settings
+from shared.blobs import current_store
+from shared.db import make_engine
+from shared.jobstore import result_body
+from shared.storage import upload_content, upload_path, usage
+from tests.stack import REPO, create_database, drop_database
+
+pytestmark = [pytest.mark.service]
+
+CSV = b"a,b,target\n1,2,0\n3,4,1\n"
+RESULT = gzip.compress(b'{"accuracy": 1.0}')
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(REPO / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO / "migrations"))
+    config.attributes["database_url"] = url
+    return config
+
+
+def blob_migration(config: Config) -> tuple[str, str]:
+    """(revision, down_revision) of the migration that adds blob keys, wherever the chain puts it."""
+    for script in ScriptDirectory.from_config(config).walk_revisions():
+        if hasattr(script.module, "INLINE"):
+            return script.revision, str(script.down_revision)
+    raise AssertionError("no migration defines INLINE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    name = f"fx_migration_{uuid.uuid4().hex[:10]}"
+    yield create_database(name)
+    drop_database(name)
+
+
+@pytest.fixture
+def local_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process's blob store: a directory of its own (the downgrade reads blobs through it)."""
+    monkeypatch.setenv("FITEXPLAIN_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FITEXPLAIN_STORAGE_URL", raising=False)
+    settings.get_settings.cache_clear()
+    yield
+    settings.get_settings.cache_clear()
+
+
+def insert_old_rows(engine: sa.Engine) -> None:
+    metadata = sa.MetaData()
+    metadata.reflect(engine)
+    t = metadata.tables
+    now = sa.func.now()
+    with engine.begin() as connection:
+        connection.execute(sa.insert(t["users"]).values(id=1, name="old", is_admin=False, created_at=now))
+        connection.execute(
+            sa.insert(t["datasets"]).values(
+                sha256="d" * 64, content=CSV, size_bytes=len(CSV), n_rows=2, n_columns=3, created_at=now
+            )
+        )
+        connection.execute(
+            sa.insert(t["jobs"]).values(
+                id="old1",
+                user_id=1,
+                endpoint="gbdtclassification",
+                params={},
+                spec={"version": 1},
+                dataset_sha256="d" * 64,
+                status="succeeded",
+                progress=1.0,
+                progress_message="done",
+                attempts=1,
+                queue="small",
+                stopping=False,
+                created_at=now,
+            )
+        )
+        connection.execute(
+            sa.insert(t["job_results"]).values(job_id="old1", body_gzip=RESULT, size_bytes=17, created_at=now)
+        )
+        connection.execute(
+            sa.insert(t["job_chunks"]).values(
+                job_id="old1",
+                method="shap",
+                index=0,
+                start=0,
+                stop=1,
+                status="done",
+                attempts=1,
+                body_gzip=b"p",
+            )
+        )
+        connection.execute(sa.insert(t["job_prepared"]).values(job_id="old1", body=b"model", created_at=now))
+
+
+def test_old_rows_keep_their_bytes_inline_and_get_sizes_and_checksums(
+    database_url: str, local_store: None
+) -> None:
+    config = alembic_config(database_url)
+    revision, before = blob_migration(config)
+    command.upgrade(config, before)
+    engine = make_engine(database_url)
+    insert_old_rows(engine)
+    command.upgrade(config, revision)
+    with engine.connect() as connection:
+        dataset = connection.execute(sa.text("SELECT blob_key, format, content FROM datasets")).one()
+        result = connection.execute(sa.text("SELECT blob_key, stored_bytes, sha256 FROM job_results")).one()
+    assert dataset == (None, "csv", CSV)
+    assert result == (None, len(RESULT), hashlib.sha256(RESULT).hexdigest())
+    with Session(engine) as session:
+        assert upload_content(session, "d" * 64) == CSV
+        path = upload_path(session, "d" * 64)
+        assert path is not None and path.read_bytes() == CSV
+        assert result_body(session, "old1") == RESULT
+        assert usage(session, 1).results_bytes == len(RESULT)
+        # A row written after the migration has its bytes in the store: the downgrade fetches them.
+        current_store().put_bytes("results/new/1.json.gz", b"new result")
+        session.execute(
+            sa.text("UPDATE job_results SET blob_key = 'results/new/1.json.gz', body_gzip = NULL")
+        )
+        session.commit()
+    command.downgrade(config, before)
+    with engine.connect() as connection:
+        assert connection.scalar(sa.text("SELECT body_gzip FROM job_results")) == b"new result"
+        assert connection.scalar(sa.text("SELECT content FROM datasets")) == CSV
+        columns = {column["name"] for column in sa.inspect(connection).get_columns("job_results")}
+    assert "blob_key" not in columns and "sha256" not in columns
+    engine.dispose()
