@@ -4,6 +4,7 @@ its own, Celery worker processes and the uvicorn API, all configured only throug
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,12 +12,18 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 import redis
+
+from shared import settings as service_settings
+from shared.blobs import BlobStore, blob_store
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -86,6 +93,32 @@ class Stack:
         )
         env.update(self.extra_env)
         return env
+
+    def blob_store(self) -> BlobStore:
+        """The blob store the stack's processes use (a local directory under its home, or a bucket)."""
+        env = self.env()
+        settings = service_settings.Settings(
+            home=Path(env["FITEXPLAIN_HOME"]),
+            database_url=self.database_url,
+            storage_url=env.get("FITEXPLAIN_STORAGE_URL", ""),
+            storage_options=json.loads(env.get("FITEXPLAIN_STORAGE_OPTIONS") or "{}"),
+        )
+        return blob_store(settings)
+
+    @contextmanager
+    def as_this_process(self) -> Iterator[None]:
+        """This test process configured as the stack's processes are (settings, blob store), for tests
+        that call the job store directly on the stack's database."""
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in self.env().items():
+                if key.startswith(("FITEXPLAIN_", "AWS_")):
+                    patch.setenv(key, value)
+            service_settings.get_settings.cache_clear()
+            try:
+                yield
+            finally:
+                service_settings.get_settings.cache_clear()
+        service_settings.get_settings.cache_clear()
 
     def cli(self, *args: str) -> str:
         done = subprocess.run(

@@ -53,7 +53,8 @@ def quota(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         },
     ).setup()
     stack.start_api()
-    yield stack
+    with stack.as_this_process():  # the job store calls below write to the stack's blob store
+        yield stack
     stack.stop()
 
 
@@ -93,34 +94,30 @@ def cancel_unfinished(client: Client) -> None:
             assert client.http.delete(f"/jobs/{job['id']}").status_code == 200
 
 
-STORED = (
-    "upload_bytes",
-    "uploads",
-    "result_bytes",
-    "results",
-    "chunk_bytes",
-    "chunks",
-    "prepared_bytes",
-    "prepared",
-)
+STORED = ("upload_bytes", "uploads", "result_bytes", "results", "chunks", "prepared")
+HOLDS_A_PART = "blob_key IS NOT NULL OR body_gzip IS NOT NULL"
 
 
-def stored(engine: Engine) -> dict[str, int]:
-    """Every blob the service keeps, in bytes and rows: uploads, results, chunk parts, prepared models."""
+def stored(engine: Engine, stack: Stack) -> dict[str, int]:
+    """Everything the service keeps: rows with their stored sizes (uploads, results, chunk parts,
+    prepared models), and the blobs in its store."""
     with engine.connect() as conn:
         row = conn.execute(
             text(
-                "SELECT (SELECT coalesce(sum(length(content)), 0) FROM datasets),"
+                "SELECT (SELECT coalesce(sum(size_bytes), 0) FROM datasets),"
                 " (SELECT count(*) FROM datasets),"
-                " (SELECT coalesce(sum(length(body_gzip)), 0) FROM job_results),"
+                " (SELECT coalesce(sum(stored_bytes), 0) FROM job_results),"
                 " (SELECT count(*) FROM job_results),"
-                " (SELECT coalesce(sum(length(body_gzip)), 0) FROM job_chunks),"
-                " (SELECT count(body_gzip) FROM job_chunks),"
-                " (SELECT coalesce(sum(length(body)), 0) FROM job_prepared),"
+                f" (SELECT count(*) FROM job_chunks WHERE {HOLDS_A_PART}),"
                 " (SELECT count(*) FROM job_prepared)"
             )
         ).one()
-    return dict(zip(STORED, map(int, row), strict=True))
+    blobs = {blob.key: blob.size for blob in stack.blob_store().list()}
+    return {
+        **dict(zip(STORED, map(int, row), strict=True)),
+        "blobs": len(blobs),
+        "blob_bytes": sum(blobs.values()),
+    }
 
 
 def upload_exists(engine: Engine, content: bytes) -> bool:
@@ -194,11 +191,11 @@ def test_parallel_submits_do_not_slip_past_the_quota(quota: Stack) -> None:
 def test_cancelled_queued_jobs_leave_nothing_behind(quota: Stack, engine: Engine) -> None:
     """Six of the acceptance test's twelve rounds: submit a distinct CSV, cancel it while it is queued."""
     eli = user(quota, "eli")
-    before = stored(engine)
+    before = stored(engine, quota)
     for i in range(6):
         job_id = accepted(eli.submit("gbdtclassification", variant(100 + i)))
         assert eli.http.delete(f"/jobs/{job_id}").json()["status"] == "cancelled"
-        assert stored(engine) == before
+        assert stored(engine, quota) == before
     assert usage(eli)["used_bytes"] == 0
 
 
@@ -322,20 +319,22 @@ def running_job_with_working_data(engine: Engine, owner: str, content: bytes) ->
         job_id = new_job(session, session_user(session, owner), content)
         session.commit()
         assert claim(session, job_id, worker="w", stale_after=60, max_attempts=3).job is not None
-        for index in range(2):
-            chunk = JobChunk(job_id=job_id, method="shap", index=index, start=index, stop=index + 1)
-            chunk.body_gzip = b"part"
-            session.add(chunk)
-        session.add(JobPrepared(job_id=job_id, body=b"model"))
+        chunks.create_chunks(session, job_id, "shap", [(0, 1), (1, 2), (2, 3)])
+        chunks.store_prepared(session, job_id, {"model": "fitted"})
         session.commit()
+        for _ in range(2):
+            chunk = chunks.claim_next(session, job_id, stale_after=60)
+            assert chunk is not None
+            chunks.finish(session, chunk, shap_part(chunk.start, chunk.stop))
+            session.commit()
         return job_id
 
 
 def working_data(engine: Engine, job_id: str) -> tuple[int, int]:
     """(chunk parts, prepared models) the job keeps."""
     with Session(engine) as session:
-        parts = session.scalars(select(JobChunk.body_gzip).where(JobChunk.job_id == job_id)).all()
-        return sum(part is not None for part in parts), int(session.get(JobPrepared, job_id) is not None)
+        parts = session.scalar(select(func.count()).where(JobChunk.job_id == job_id, text(HOLDS_A_PART)))
+        return int(parts or 0), int(session.get(JobPrepared, job_id) is not None)
 
 
 @pytest.mark.parametrize(("outcome", "index"), [("succeeded", 300), ("failed", 301), ("cancelled", 302)])
@@ -418,7 +417,7 @@ def test_retention_releases_only_uploads_no_job_uses(quota: Stack, engine: Engin
 def test_finished_and_deleted_jobs_leave_nothing_behind(worker: Stack, engine: Engine) -> None:
     """The other six rounds: submit a distinct CSV, let it finish (SHAP fanned out in chunks), delete it."""
     kim = user(worker, "kim")
-    before = stored(engine)
+    before = stored(engine, worker)
     for i in range(6):
         content = variant(500 + i)
         job_id = accepted(kim.submit("gbdtclassification", content, interpretability="shap"))
@@ -430,7 +429,7 @@ def test_finished_and_deleted_jobs_leave_nothing_behind(worker: Stack, engine: E
             assert session.scalar(select(func.count()).where(JobChunk.job_id == job_id)) >= 2
         assert working_data(engine, job_id) == (0, 0)
         assert kim.http.delete(f"/jobs/{job_id}").status_code == 204
-        assert stored(engine) == before
+        assert stored(engine, worker) == before
     assert usage(kim)["used_bytes"] == 0
 
 
