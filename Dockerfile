@@ -15,11 +15,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 # A fixed numeric uid, so `runAsNonRoot` and volume ownership work the same everywhere.
-# The home directory is writable: numba (under shap) caches compiled code there.
+# The home directory is writable: numba (under shap) caches compiled code there. The blobs directory
+# exists in the image, so a volume mounted on it starts owned by the service's user.
 RUN groupadd --system --gid 10001 fitexplain \
     && useradd --system --uid 10001 --gid fitexplain --create-home --home-dir /home/fitexplain fitexplain \
-    && mkdir -p /var/lib/fitexplain \
-    && chown fitexplain:fitexplain /var/lib/fitexplain
+    && mkdir -p /var/lib/fitexplain/blobs \
+    && chown -R fitexplain:fitexplain /var/lib/fitexplain
 
 WORKDIR /app
 
@@ -27,7 +28,8 @@ WORKDIR /app
 # (README.m[d]: copied when present, as pyproject.toml names it as the long description.)
 COPY pyproject.toml README.m[d] ./
 COPY clients/python/pyproject.toml ./clients/python/
-RUN python -c "import tomllib; print('\n'.join(d for f in ('pyproject.toml', 'clients/python/pyproject.toml') for d in tomllib.load(open(f, 'rb'))['project']['dependencies']))" \
+# The s3 extra (s3fs) too: FITEXPLAIN_STORAGE_URL may name an S3 bucket.
+RUN python -c "import tomllib; p = [tomllib.load(open(f, 'rb'))['project'] for f in ('pyproject.toml', 'clients/python/pyproject.toml')]; print('\n'.join([*p[0]['dependencies'], *p[0]['optional-dependencies']['s3'], *p[1]['dependencies']]))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt

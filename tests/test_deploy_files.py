@@ -479,3 +479,26 @@ def test_api_service_healthcheck_probes_healthz(status: int, healthy: bool) -> N
     assert test[0] == "CMD", "exec form: the image has no shell tools to interpret CMD-SHELL reliably"
     port = int(option_value(argv(api["command"]), "--port") or 8000)
     assert run_probe(test[1:], status, compose_port=port) == healthy
+
+
+def test_api_and_workers_share_the_blob_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Job bytes written by the API (uploads) are read by the workers and the other way round (results):
+    a local store must be one volume mounted in every service at the path the setting names."""
+    compose = load_compose()
+    services = compose["services"]
+    paths = set()
+    for name in fitexplain_services(compose):
+        url = settings_from(service_env(services[name]), monkeypatch).storage_url
+        assert url.startswith("file:///"), f"{name}: the default store is the shared volume"
+        path = url.removeprefix("file://")
+        mounts = [str(volume).split(":") for volume in services[name].get("volumes", [])]
+        assert [path] == [target for source, target, *_ in mounts if source in compose["volumes"]], name
+        paths.add(path)
+    assert len(paths) == 1
+    runs = " ".join(dockerfile("RUN"))
+    assert f"mkdir -p {paths.pop()}" in runs, "a volume on a path missing from the image is owned by root"
+    with_s3 = load_compose({**COMPOSE_ENV, "FITEXPLAIN_STORAGE_URL": "s3://bucket/fitexplain"})
+    for name in fitexplain_services(with_s3):
+        env = service_env(with_s3["services"][name])
+        assert env["FITEXPLAIN_STORAGE_URL"] == "s3://bucket/fitexplain"
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"} <= set(env)
