@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -122,7 +123,22 @@ def load_dataset(content: bytes, task: Task, seed: int, limits: Limits) -> Datas
     The split follows `training_index` when present, otherwise a 30% test split seeded by `seed`
     (stratified for classification), so the same file and seed always give the same split.
     """
-    frame = read_table(content, limits)
+    return dataset_from_table(read_table(content, limits), task, seed, limits)
+
+
+def load_source(source: bytes | Path, task: Task, seed: int, limits: Limits) -> Dataset:
+    """The Dataset of a stored upload: a canonical Parquet file (a path, or its bytes) written by
+    `shared.ml.ingest`, or the CSV bytes of an upload stored before uploads were converted."""
+    from shared.ml import canonical  # pyarrow: loaded only where stored uploads are read
+
+    if isinstance(source, Path) or canonical.is_canonical(source):
+        return dataset_from_table(canonical.read_table(source), task, seed, limits)
+    return load_dataset(source, task, seed, limits)
+
+
+def dataset_from_table(frame: pd.DataFrame, task: Task, seed: int, limits: Limits) -> Dataset:
+    """Split a validated table (float64 features, `target` and `training_index` as stripped text, each
+    row's position in the upload as the index) into train and test arrays for `task`."""
     feature_names = [name for name in frame.columns if name not in (TARGET, TRAINING_INDEX)]
     X = frame[feature_names].to_numpy(dtype=np.float64)
     if task == "classification":
@@ -204,7 +220,12 @@ def _header_record(records: Iterator[tuple[int, list[str]]]) -> tuple[int, list[
 
 def _records(text: str) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, fields) for each non-blank record; the line is where the record starts."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    return records_from(io.StringIO(text, newline=""))
+
+
+def records_from(stream: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """`_records` of a text stream (opened with newline=""), read as it is consumed."""
+    reader = csv.reader(stream, strict=True)
     line = 1
     try:
         for row in reader:
@@ -263,16 +284,25 @@ def _is_missing(values: pd.Series) -> pd.Series:
     return values.str.lower().isin(MISSING_TOKENS)
 
 
+def _at(values: pd.Series, position: int) -> str:
+    """Where a value is: "line N" of a CSV, "row N" of a Parquet or Arrow file (the index's name)."""
+    return f"{values.index.name or 'line'} {position}"
+
+
+def missing_value_error(column: str, where: str, value: object) -> DataError:
+    return DataError(
+        "missing_value",
+        f"Column '{column}' has a missing value on {where} (value {value!r}); missing "
+        "values are not imputed: fill or drop those rows first.",
+        column=column,
+    )
+
+
 def _raise_missing(values: pd.Series, column: str) -> None:
     missing = _is_missing(values)
     if missing.any():
         line = int(values.index[np.argmax(missing.to_numpy())])
-        raise DataError(
-            "missing_value",
-            f"Column '{column}' has a missing value on line {line} (value {values.loc[line]!r}); missing "
-            "values are not imputed: fill or drop those rows first.",
-            column=column,
-        )
+        raise missing_value_error(column, _at(values, line), values.loc[line])
 
 
 def _checked_strings(values: pd.Series, column: str) -> pd.Series:
@@ -294,7 +324,7 @@ def _to_float(values: pd.Series, column: str, code: str = "non_numeric") -> pd.S
         line = int(values.index[np.argmax(bad)])
         raise DataError(
             code,
-            f"Column '{column}' has a non-numeric value {values.loc[line]!r} on line {line}.",
+            f"Column '{column}' has a non-numeric value {values.loc[line]!r} on {_at(values, line)}.",
             column=column,
         )
     numbers = numbers.astype(np.float64)
@@ -303,7 +333,7 @@ def _to_float(values: pd.Series, column: str, code: str = "non_numeric") -> pd.S
         line = int(values.index[np.argmax(infinite)])
         raise DataError(
             "infinite_value",
-            f"Column '{column}' has an infinite value {values.loc[line]!r} on line {line}.",
+            f"Column '{column}' has an infinite value {values.loc[line]!r} on {_at(values, line)}.",
             column=column,
         )
     return numbers
@@ -375,7 +405,7 @@ def _training_mask(values: pd.Series) -> np.ndarray:
         raise DataError(
             "bad_training_index",
             f"Column '{TRAINING_INDEX}' must hold only 1 (train) or 0 (test); found {values.loc[line]!r} "
-            f"on line {line}.",
+            f"on {_at(values, line)}.",
             column=TRAINING_INDEX,
         )
     is_train = numbers.to_numpy() == 1
