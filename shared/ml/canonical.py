@@ -42,7 +42,9 @@ class CanonicalWriter:
         self.schema = schema(header, position)
         self.header = header
         self.rows = 0
-        self._writer = pq.ParquetWriter(path, self.schema, compression="snappy")
+        # Dictionary encoding only for the text columns: on float columns it costs 4x the write time.
+        text = [name for name in header if name in TEXT_COLUMNS]
+        self._writer = pq.ParquetWriter(path, self.schema, compression="snappy", use_dictionary=text)
 
     def write(self, columns: dict[str, pa.Array | pa.ChunkedArray], positions: np.ndarray) -> None:
         arrays = [columns[name] for name in self.header] + [pa.array(positions, pa.int64())]

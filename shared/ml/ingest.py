@@ -16,13 +16,12 @@ non-numeric or infinite value.
 from __future__ import annotations
 
 import codecs
-import csv
 import gzip
 import io
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -118,14 +117,16 @@ def ingest(path: Path, dest: Path, limits: Limits, *, filename: str = "", conten
     """Validate the upload at `path` in one streaming pass and write its canonical Parquet file to
     `dest`; raise DataError naming the problem (then `dest` may hold a partial file: remove it)."""
     found = detect_format(path, filename, content_type)
-    if found == "csv":
-        header, n_rows = _ingest_csv(lambda: open(path, "rb"), dest, limits)
-    elif found == "csv.gz":
-        header, n_rows = _ingest_csv(lambda: gzip.open(path, "rb"), dest, limits)  # type: ignore[arg-type, return-value]
+    if found in ("csv", "csv.gz"):
+        header, n_rows = _ingest_csv(partial(_open_text, path, found), dest, limits)
     else:
         header, n_rows = _ingest_columnar(path, found, dest, limits)
     features = [name for name in header if name not in TEXT_COLUMNS]
     return Ingested(dest, found, n_rows, features, dest.stat().st_size)
+
+
+def _open_text(path: Path, found: Format) -> BinaryIO:
+    return gzip.open(path, "rb") if found == "csv.gz" else open(path, "rb")  # type: ignore[return-value]
 
 
 # --- CSV --------------------------------------------------------------------------------------------
@@ -135,7 +136,7 @@ class _Unusual(Exception):
     """The fast reader met something it does not vouch for: the exact reader decides."""
 
 
-Opener = Callable[[], AbstractContextManager[BinaryIO]]
+Opener = Callable[[], BinaryIO]
 
 
 def _ingest_csv(open_raw: Opener, dest: Path, limits: Limits) -> tuple[list[str], int]:
@@ -150,7 +151,8 @@ def _ingest_csv(open_raw: Opener, dest: Path, limits: Limits) -> tuple[list[str]
         with open_raw() as raw:
             return _exact_csv(raw, dest, limits, blank)
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise DataError("bad_gzip", f"The gzip-compressed file cannot be read ({err}): is it complete?") from None
+        message = f"The gzip-compressed file cannot be read ({err}): is it complete?"
+        raise DataError("bad_gzip", message) from None
 
 
 class _LineScanner(io.RawIOBase):
@@ -284,8 +286,8 @@ def _check_utf8(raw: BinaryIO) -> bool:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise DataError(
-            "not_utf8", f"The file is not UTF-8 text (it ends inside a character, line {number}): "
-            "save it as UTF-8 CSV."
+            "not_utf8",
+            f"The file is not UTF-8 text (it ends inside a character, line {number}): save it as UTF-8 CSV.",
         ) from None
     return blank
 
@@ -320,7 +322,9 @@ def _exact_csv(raw: BinaryIO, dest: Path, limits: Limits, blank: bool) -> tuple[
                     "value per column.",
                 )
             if max(map(len, row)) > limits.max_cell_chars:
-                column = next(n for n, cell in zip(header, row, strict=True) if len(cell) > limits.max_cell_chars)
+                column = next(
+                    name for name, cell in zip(header, row, strict=True) if len(cell) > limits.max_cell_chars
+                )
                 raise DataError(
                     "cell_too_long",
                     f"Column '{column}' has a value longer than {limits.max_cell_chars} characters on line "
@@ -402,9 +406,7 @@ def _open_columnar(path: Path, found: Format) -> tuple[list[str], Iterator[pa.Re
     return stream.schema.names, iter(stream)
 
 
-def _write_columnar(
-    header: list[str], batches: Iterator[pa.RecordBatch], dest: Path, limits: Limits
-) -> int:
+def _write_columnar(header: list[str], batches: Iterator[pa.RecordBatch], dest: Path, limits: Limits) -> int:
     problems = _ColumnProblems()
     position: Position = "row"
     with CanonicalWriter(dest, header, position) as writer:
