@@ -383,19 +383,33 @@ class _ColumnProblems:
 
 
 def _ingest_columnar(path: Path, found: Format, dest: Path, limits: Limits) -> tuple[list[str], int]:
+    names, batches = _open_columnar(path, found)
+    header = [name.strip() for name in names]
+    data._check_header(header, limits)
+    return header, _write_columnar(header, _unbroken(batches, found), dest, limits)
+
+
+def _unreadable(found: Format, err: Exception) -> DataError:
     what = "Parquet" if found == "parquet" else "Arrow IPC"
+    return DataError(f"bad_{found.split('-')[0]}", f"The {what} file cannot be read ({err}): is it complete?")
+
+
+def _unbroken(batches: Iterator[pa.RecordBatch], found: Format) -> Iterator[pa.RecordBatch]:
+    """The batches; a file that breaks off while they are read is a DataError."""
     try:
-        names, batches = _open_columnar(path, found)
-        header = [name.strip() for name in names]
-        data._check_header(header, limits)
-        return header, _write_columnar(header, batches, dest, limits)
+        yield from batches
     except (pa.ArrowException, OSError) as err:
-        raise DataError(
-            f"bad_{found.split('-')[0]}", f"The {what} file cannot be read ({err}): is it complete?"
-        ) from None
+        raise _unreadable(found, err) from None
 
 
 def _open_columnar(path: Path, found: Format) -> tuple[list[str], Iterator[pa.RecordBatch]]:
+    try:
+        return _open_reader(path, found)
+    except (pa.ArrowException, OSError) as err:
+        raise _unreadable(found, err) from None
+
+
+def _open_reader(path: Path, found: Format) -> tuple[list[str], Iterator[pa.RecordBatch]]:
     if found == "parquet":
         parquet = pq.ParquetFile(path)
         return parquet.schema_arrow.names, parquet.iter_batches(batch_size=COLUMNAR_BATCH_ROWS)
@@ -437,8 +451,12 @@ def _columnar_values(
     kind = column.type
     if pa.types.is_dictionary(kind):
         column, kind = column.dictionary_decode(), kind.value_type
+    if column.null_count:
+        at = int(rows[pc.index(column.is_null(), True).as_py()])
+        problems.add(name, data.missing_value_error(name, f"row {at}", None))
+        return None
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        lengths = pc.utf8_length(column.fill_null(""))
+        lengths = pc.utf8_length(column)
         if len(column) and pc.max(lengths).as_py() > limits.max_cell_chars:
             at = int(rows[pc.index(pc.greater(lengths, limits.max_cell_chars), True).as_py()])
             problems.add(
@@ -459,10 +477,6 @@ def _columnar_values(
             name,
             DataError("non_numeric", f"Column '{name}' holds {kind} values, not numbers.", column=name),
         )
-        return None
-    if column.null_count:
-        at = int(rows[pc.index(column.is_null(), True).as_py()])
-        problems.add(name, data.missing_value_error(name, f"row {at}", None))
         return None
     if name in TEXT_COLUMNS:
         values = column.to_pandas()
