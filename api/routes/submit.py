@@ -33,7 +33,7 @@ from shared.jobspec import (
 from shared.jobstore import create_job, result_body
 from shared.limits import enforce_submission_limits, reserve_submission
 from shared.ml.cost import check_budget, check_memory, estimate_cost, shape_of
-from shared.ml.data import load_source
+from shared.ml.data import load_checks
 from shared.ml.ingest import Ingested, ingest
 from shared.ml.pipeline import check_explanation_limits
 from shared.routing import queue_for_cost
@@ -128,13 +128,12 @@ def _validate_and_store(
         filename=received.filename,
         content_type=received.content_type,
     )
-    dataset = load_source(ingested.path, spec.task, spec.seed, limits)  # raises DataError -> 422
+    dataset = load_checks(ingested.path, spec.task, spec.seed, limits)  # raises DataError -> 422
     check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
     shape = shape_of(dataset)
     check_memory(shape, settings.worker_max_memory_mb)  # raises LimitExceeded -> 422
     cost = estimate_cost(spec, shape, limits.max_background_rows)
     check_budget(cost, settings.max_job_seconds)  # raises LimitExceeded -> 422
-    del dataset
     with session_scope() as session:
         reserve_submission(session, user_id, settings)  # locks the user's row: checks below hold
         check_quota(

@@ -63,10 +63,17 @@ class CanonicalWriter:
         self.close()
 
 
-def read_table(source: Path | bytes) -> pd.DataFrame:
+def read_labels(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """`read_table` of the text columns only, and the feature names."""
+    names = pq.read_schema(path).names
+    frame = read_table(path, [name for name in names if name in TEXT_COLUMNS or name == POSITION])
+    return frame, [name for name in names if name not in TEXT_COLUMNS and name != POSITION]
+
+
+def read_table(source: Path | bytes, columns: list[str] | None = None) -> pd.DataFrame:
     """The canonical file as `shared.ml.data.read_table` returns a CSV: float64 features, text `target`
     and `training_index`, and the rows' positions as the index (named "line" or "row")."""
-    table = pq.read_table(source if isinstance(source, Path) else io.BytesIO(source))
+    table = pq.read_table(source if isinstance(source, Path) else io.BytesIO(source), columns=columns)
     position = (table.schema.metadata or {}).get(POSITION_KEY, b"line").decode()
     names = [name for name in table.column_names if name != POSITION]
     frame = pd.DataFrame(

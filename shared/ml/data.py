@@ -136,11 +136,31 @@ def load_source(source: bytes | Path, task: Task, seed: int, limits: Limits) -> 
     return load_dataset(source, task, seed, limits)
 
 
-def dataset_from_table(frame: pd.DataFrame, task: Task, seed: int, limits: Limits) -> Dataset:
+def load_checks(path: Path, task: Task, seed: int, limits: Limits) -> Dataset:
+    """`load_source` of a canonical file without its feature values, for the checks made at submit
+    (labels, split, sizes): X_train and X_test have their shapes but are read-only zero-copy views of a
+    single 0.0, so an API process never holds an upload's features."""
+    from shared.ml import canonical
+
+    frame, feature_names = canonical.read_labels(path)
+    return dataset_from_table(frame, task, seed, limits, feature_names)
+
+
+def dataset_from_table(
+    frame: pd.DataFrame, task: Task, seed: int, limits: Limits, placeholder_features: list[str] | None = None
+) -> Dataset:
     """Split a validated table (float64 features, `target` and `training_index` as stripped text, each
-    row's position in the upload as the index) into train and test arrays for `task`."""
-    feature_names = [name for name in frame.columns if name not in (TARGET, TRAINING_INDEX)]
-    X = frame[feature_names].to_numpy(dtype=np.float64)
+    row's position in the upload as the index) into train and test arrays for `task`.
+
+    With `placeholder_features`, the frame holds only `target` (and `training_index`): X gets those
+    names and zero-copy placeholder values (see `load_checks`); the split is the same.
+    """
+    if placeholder_features is None:
+        feature_names = [name for name in frame.columns if name not in (TARGET, TRAINING_INDEX)]
+        X = frame[feature_names].to_numpy(dtype=np.float64)
+    else:
+        feature_names = placeholder_features
+        X = np.arange(len(frame))  # row numbers: split exactly as the rows would be
     if task == "classification":
         y, class_labels = _encode_classes(frame[TARGET], limits)
     else:
@@ -153,6 +173,9 @@ def dataset_from_table(frame: pd.DataFrame, task: Task, seed: int, limits: Limit
         split_source = "seeded_split"
         X_train, X_test, y_train, y_test = _seeded_split(X, y, task, seed)
     _check_training_rows(y_train, y_test, class_labels)
+    if placeholder_features is not None:
+        width = len(feature_names)
+        X_train, X_test = (np.broadcast_to(0.0, (len(rows), width)) for rows in (X_train, X_test))
     return Dataset(X_train, X_test, y_train, y_test, feature_names, class_labels, split_source)
 
 

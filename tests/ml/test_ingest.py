@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shared.ml.data import Dataset, load_dataset, load_source
+from shared.ml.data import Dataset, load_checks, load_dataset, load_source
 from shared.ml.errors import DataError
 from shared.ml.ingest import ACCEPTED, ingest
 from shared.ml.spec import Limits
@@ -253,3 +253,20 @@ def test_columnar_limits_name_the_limit(tmp_path: Path, kind: str) -> None:
         ingest_as(frame, b"", kind, tmp_path, replace(Limits(), max_rows=5))
     with pytest.raises(DataError, match="max_columns"):
         ingest_as(frame, b"", kind, tmp_path, replace(Limits(), max_columns=2))
+
+
+@pytest.mark.parametrize(
+    ("name", "task"), [("iris_dataset2.csv", "classification"), ("boston_dataset2.csv", "regression")]
+)
+def test_the_submit_checks_see_the_split_without_the_feature_values(
+    tmp_path: Path, name: str, task: str
+) -> None:
+    frame = pd.read_csv(DATA_DIR / name).drop(columns=["training_index"])
+    csv = frame.to_csv(index=False).encode()
+    canonical = ingest_as(frame, csv, "csv", tmp_path)
+    checks, full = load_checks(canonical, task, 5, Limits()), load_source(canonical, task, 5, Limits())
+    for name in ("y_train", "y_test"):
+        np.testing.assert_array_equal(getattr(checks, name), getattr(full, name))
+    assert (checks.X_train.shape, checks.X_test.shape) == (full.X_train.shape, full.X_test.shape)
+    assert checks.X_train.strides == (0, 0)  # no feature values held
+    assert (checks.feature_names, checks.class_labels) == (full.feature_names, full.class_labels)
