@@ -93,12 +93,7 @@ async def submit(
     request: Request,
     wait: float | None,
 ) -> Response:
-    # The part is spooled by the multipart parser; it is copied, hashed and read in threads.
-    with upload_files.workspace(settings.home) as directory:
-        received = await run_in_threadpool(
-            upload_files.receive, file.file, directory, file.filename or "", file.content_type or ""
-        )
-        job = await run_in_threadpool(_validate_and_store, endpoint, params, received, user_id, settings)
+    job = await run_in_threadpool(_receive_and_store, endpoint, params, file, user_id, settings)
     accepted = job_public(job)  # as accepted: queued (a worker may claim it as soon as it is published)
     await run_in_threadpool(dispatch, job.id, job.queue)
     if wait:
@@ -112,6 +107,17 @@ async def submit(
         status_code=status.HTTP_202_ACCEPTED,
         headers={"Location": f"/jobs/{job_id}"},
     )
+
+
+def _receive_and_store(
+    endpoint: str, params: CommonParams, file: UploadFile, user_id: int, settings: Settings
+) -> Job:
+    """In a thread, which also owns the upload's temp directory: removed when it is done with it, even
+    if the request was cancelled meanwhile. The part was spooled by the multipart parser."""
+    with upload_files.workspace(settings.home) as directory:
+        filename, content_type = file.filename or "", file.content_type or ""
+        received = upload_files.receive(file.file, directory, filename, content_type)
+        return _validate_and_store(endpoint, params, received, user_id, settings)
 
 
 def _validate_and_store(
