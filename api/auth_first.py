@@ -3,7 +3,8 @@
 FastAPI reads (and parses) a form body before it resolves any dependency, the token check included: an
 upload with a bad or missing token was read in full, up to FITEXPLAIN_MAX_UPLOAD_BYTES, before its 401.
 This route class checks the token first, exactly as the `CurrentUser` dependency does (same answers), so
-a refused upload costs a header, not its body.
+a refused upload costs a header, not its body; subclasses add checks that need only the headers and the
+user (`before_body`).
 """
 
 from __future__ import annotations
@@ -17,15 +18,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.deps import bearer_scheme, get_current_user
+from shared.tables import User
 
 
 class AuthenticateBeforeBodyRoute(APIRoute):
+    async def before_body(self, request: Request, user: User) -> None:
+        """Checks of an authenticated request made before its body is read (none here)."""
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def authenticated_handler(request: Request) -> Response:
             credentials = await bearer_scheme(request)
-            await run_in_threadpool(get_current_user, credentials)  # raises the 401
+            user = await run_in_threadpool(get_current_user, credentials)  # raises the 401
+            await self.before_body(request, user)
             return await handler(request)
 
         return authenticated_handler

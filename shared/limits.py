@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from shared.db import session_scope
 from shared.settings import Settings
+from shared.storage import check_quota
 from shared.tables import Job, JobStatus, User, heartbeat_stale, utcnow
 
 
@@ -20,9 +21,17 @@ class RateLimited(Exception):
 
 
 def enforce_submission_limits(user_id: int, settings: Settings) -> None:
-    """A cheap early check, before the upload is parsed (the binding one is `reserve_submission`)."""
+    """A cheap early check, before the upload is read (the binding one is `reserve_submission`): the
+    user's rate and unfinished jobs, and a storage quota already used up.
+
+    The upload's own size cannot be charged yet: an upload the user's jobs already keep costs nothing
+    (it is recognised by its sha256, known once it is read), and what is kept is its Parquet conversion,
+    not the bytes sent. A user whose results took them past the quota is refused here, as the binding
+    check would refuse them whatever they send.
+    """
     with session_scope() as session:
         check_submission_limits(session, user_id, settings)
+        check_quota(session, user_id, digest="", size=0, quota=settings.max_storage_bytes_per_user)
 
 
 def reserve_submission(session: Session, user_id: int, settings: Settings) -> None:

@@ -32,9 +32,9 @@ class Settings(BaseSettings):
     max_wait: float = Field(60.0, ge=0, le=600)
 
     # Input limits.
-    max_upload_bytes: int = 100_000_000
+    max_upload_bytes: int = 1_000_000_000
     max_header_bytes: int = Field(65_536, ge=1024, description="request line plus headers; larger: 431")
-    max_rows: int = 1_000_000
+    max_rows: int = 10_000_000
     max_columns: int = 1_000
     max_cell_chars: int = 1_000
     max_classes: int = 100
@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # A worker row silent this long is deleted (it shows as dead on the dashboard until then).
     worker_forget_seconds: float = 600.0
     worker_max_memory_per_child_kb: int = 4_000_000
+    # A job whose data alone would need more than this in a worker (shared/ml/cost.py) is refused at submit.
+    worker_max_memory_mb: int = Field(4_000, gt=0)
 
     # Cost (estimated worker-seconds, shared/ml/cost.py): jobs above max_job_seconds are refused at submit;
     # jobs above large_job_seconds go to the large queue, so small jobs never wait behind them.

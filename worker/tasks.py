@@ -6,7 +6,10 @@ import logging
 import os
 import socket
 from functools import cache, partial
+from pathlib import Path
 from typing import Literal
+
+from sqlalchemy.orm import Session
 
 from shared import chunks, workers
 from shared.db import session_scope
@@ -75,13 +78,13 @@ def run_job(message_job_id: str) -> str:
             log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
         workers.job_started(session, me, job_id)
         spec = JobSpec.from_json(job.spec)
-        content = upload_content(session, job.dataset_sha256)
+        source = upload_source(session, job.dataset_sha256)
 
     try:
         with job_heartbeat(job_id, me, settings) as beat:
             beat.record(0.0, "fitting")
             ended = executor().run(
-                partial(compute_job, job_id, me, content, spec, queue),
+                partial(compute_job, job_id, me, source, spec, queue),
                 time_limit=settings.soft_time_limit,
                 poll_seconds=settings.cancel_poll_seconds,
                 still_wanted=lambda: not beat.lost.is_set() and _still_ours(job_id, me),
@@ -97,12 +100,19 @@ def run_job(message_job_id: str) -> str:
     return concluded
 
 
-def compute_job(job_id: str, me: str, content: bytes, spec: JobSpec, queue: str, progress: Progress) -> str:
+def upload_source(session: Session, digest: str | None) -> bytes | Path:
+    """What the ML core loads: the stored canonical Parquet bytes (or a legacy upload's CSV bytes)."""
+    return upload_content(session, digest)
+
+
+def compute_job(
+    job_id: str, me: str, source: bytes | Path, spec: JobSpec, queue: str, progress: Progress
+) -> str:
     """The job's computation, run in the killable child: fit, explain, store the result or the error."""
     settings = get_settings()
     try:
         result = run(
-            content,
+            source,
             spec,
             settings.limits(),
             n_threads=settings.model_threads,
@@ -183,10 +193,10 @@ def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
         with session_scope() as session:
             shared = chunks.load_prepared(session, job.id)
             if shared is None:
-                content = upload_content(session, job.dataset_sha256)
+                source = upload_source(session, job.dataset_sha256)
         if shared is None:
             spec = JobSpec.from_json(job.spec)
-            shared = prepare(content, spec, settings.limits(), n_threads=settings.model_threads)
+            shared = prepare(source, spec, settings.limits(), n_threads=settings.model_threads)
         _prepared[job.id] = shared
     return _prepared[job.id]
 

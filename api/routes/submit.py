@@ -14,10 +14,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
+from api import upload_files
 from api.auth_first import AuthenticateBeforeBodyRoute
 from api.deps import CurrentUser, SettingsDep
 from api.serialize import job_public, result_response
+from api.upload_files import ReceivedUpload
 from shared.db import session_scope
 from shared.dispatch import dispatch
 from shared.jobspec import (
@@ -29,23 +32,35 @@ from shared.jobspec import (
 )
 from shared.jobstore import create_job, result_body
 from shared.limits import enforce_submission_limits, reserve_submission
-from shared.ml.cost import check_budget, estimate_cost, shape_of
-from shared.ml.data import load_dataset
+from shared.ml.cost import check_budget, check_memory, estimate_cost, shape_of
+from shared.ml.data import load_checks
+from shared.ml.ingest import Ingested, ingest
 from shared.ml.pipeline import check_explanation_limits
 from shared.routing import queue_for_cost
-from shared.settings import Settings
-from shared.storage import check_quota, sha256_hex, store_upload
-from shared.tables import FINISHED, Job, JobStatus
+from shared.settings import Settings, get_settings
+from shared.storage import check_quota, store_upload
+from shared.tables import FINISHED, Job, JobStatus, User
 from shared.webhooks import check_url
 
-# The token is checked before the upload is read: a refused upload costs a header, not its body.
-router = APIRouter(tags=["submit"], route_class=AuthenticateBeforeBodyRoute)
-compat_router = APIRouter(
-    prefix="/techtonique", tags=["techtonique compatibility"], route_class=AuthenticateBeforeBodyRoute
-)
+
+class SubmitRoute(AuthenticateBeforeBodyRoute):
+    """The token and the user's limits (rate, unfinished jobs, a used-up quota) are checked before the
+    upload is read: a refused upload costs a header, not its body."""
+
+    async def before_body(self, request: Request, user: User) -> None:
+        await run_in_threadpool(enforce_submission_limits, user.id, get_settings())
+
+
+router = APIRouter(tags=["submit"], route_class=SubmitRoute)
+compat_router = APIRouter(prefix="/techtonique", tags=["techtonique compatibility"], route_class=SubmitRoute)
 
 UploadDep = Annotated[
-    UploadFile, File(description="the CSV: feature columns, `target`, optional `training_index`")
+    UploadFile,
+    File(
+        description="the data: feature columns, `target`, optional `training_index`; as CSV (UTF-8), "
+        "gzip-compressed CSV, Parquet or Arrow IPC (file or stream), told apart by their first bytes, "
+        "the part's file name or its content type"
+    ),
 ]
 
 USER_ERROR_STATUS = {"internal_error": 500, "worker_lost": 503, "time_limit": 504}
@@ -60,8 +75,10 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, object]] = {
         "user's storage quota (FITEXPLAIN_MAX_STORAGE_BYTES_PER_USER; code `storage_quota_exceeded`)."
     },
     422: {
-        "description": "Bad parameter or unusable CSV (the message names the column or parameter), or a "
-        "job estimated above the per-job budget (FITEXPLAIN_MAX_JOB_SECONDS; code `over_budget`)."
+        "description": "Bad parameter or unusable data (the message names the column or parameter, and "
+        "the accepted formats for an unknown one), or a job estimated above the per-job budget "
+        "(FITEXPLAIN_MAX_JOB_SECONDS; code `over_budget`) or the worker memory bound "
+        "(FITEXPLAIN_WORKER_MAX_MEMORY_MB; code `over_memory`)."
     },
     429: {"description": "Too many submissions or running jobs for this user."},
 }
@@ -76,9 +93,7 @@ async def submit(
     request: Request,
     wait: float | None,
 ) -> Response:
-    content = await file.read()
-    await run_in_threadpool(enforce_submission_limits, user_id, settings)
-    job = await run_in_threadpool(_validate_and_store, endpoint, params, content, user_id, settings)
+    job = await run_in_threadpool(_receive_and_store, endpoint, params, file, user_id, settings)
     accepted = job_public(job)  # as accepted: queued (a worker may claim it as soon as it is published)
     await run_in_threadpool(dispatch, job.id, job.queue)
     if wait:
@@ -94,37 +109,62 @@ async def submit(
     )
 
 
+def _receive_and_store(
+    endpoint: str, params: CommonParams, file: UploadFile, user_id: int, settings: Settings
+) -> Job:
+    """In a thread, which also owns the upload's temp directory: removed when it is done with it, even
+    if the request was cancelled meanwhile. The part was spooled by the multipart parser."""
+    with upload_files.workspace(settings.home) as directory:
+        filename, content_type = file.filename or "", file.content_type or ""
+        received = upload_files.receive(file.file, directory, filename, content_type)
+        return _validate_and_store(endpoint, params, received, user_id, settings)
+
+
 def _validate_and_store(
-    endpoint: str, params: CommonParams, content: bytes, user_id: int, settings: Settings
+    endpoint: str, params: CommonParams, received: ReceivedUpload, user_id: int, settings: Settings
 ) -> Job:
     spec = params.to_spec()  # validated once, against the ML core's own declarations
     if params.webhook_url:
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
-    digest = sha256_hex(content)
-    quota = settings.max_storage_bytes_per_user
-    with session_scope() as session:  # a cheap early check, before parsing (the binding one is below)
-        check_quota(session, user_id, digest=digest, size=len(content), quota=quota)
     limits = settings.limits()
-    dataset = load_dataset(content, spec.task, spec.seed, limits)  # raises DataError -> 422
+    ingested = ingest(  # raises DataError -> 422
+        received.path,
+        received.path.with_name("canonical.parquet"),
+        limits,
+        filename=received.filename,
+        content_type=received.content_type,
+    )
+    dataset = load_checks(ingested.path, spec.task, spec.seed, limits)  # raises DataError -> 422
     check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
-    cost = estimate_cost(spec, shape_of(dataset), limits.max_background_rows)
+    shape = shape_of(dataset)
+    check_memory(shape, settings.worker_max_memory_mb)  # raises LimitExceeded -> 422
+    cost = estimate_cost(spec, shape, limits.max_background_rows)
     check_budget(cost, settings.max_job_seconds)  # raises LimitExceeded -> 422
-    n_rows = len(dataset.y_train) + len(dataset.y_test)
-    n_columns = len(dataset.feature_names)
     with session_scope() as session:
         reserve_submission(session, user_id, settings)  # locks the user's row: checks below hold
-        check_quota(session, user_id, digest=digest, size=len(content), quota=quota)
-        store_upload(session, content, digest, n_rows, n_columns)
+        check_quota(
+            session,
+            user_id,
+            digest=received.digest,
+            size=ingested.size_bytes,
+            quota=settings.max_storage_bytes_per_user,
+        )
+        _store(session, ingested, received.digest)
         return create_job(
             session,
             user_id=user_id,
             endpoint=endpoint,
             params=params.stored(),
             spec=spec.to_json(),
-            dataset=digest,
+            dataset=received.digest,
             estimated_seconds=round(cost.total, 3),
             queue=queue_for_cost(cost.total, settings),
         )
+
+
+def _store(session: Session, ingested: Ingested, digest: str) -> None:
+    """Keep the canonical Parquet file under the upload's sha256 (of the bytes as sent)."""
+    store_upload(session, ingested.path.read_bytes(), digest, ingested.n_rows, ingested.n_columns)
 
 
 def _load_job(job_id: str) -> Job:

@@ -157,6 +157,29 @@ def check_budget(estimate: CostEstimate, budget_seconds: float) -> None:
     )
 
 
+# Copies of the data a job holds at its peak: the loaded table, X, its train/test split and the model's
+# own (boosters' matrices, nnetsauce's transformed inputs). A rough bound, meant to refuse the hopeless.
+MEMORY_COPIES = 6
+
+
+def estimated_memory_bytes(shape: DataShape) -> int:
+    """Bytes a worker needs for the job's data: rows x (features + target + index) x 8 x MEMORY_COPIES."""
+    return (shape.n_train + shape.n_test) * (shape.n_features + 2) * 8 * MEMORY_COPIES
+
+
+def check_memory(shape: DataShape, max_memory_mb: int) -> None:
+    """LimitExceeded (a 422 at submit) when the job's data alone would not fit in a worker's memory."""
+    needed_mb = estimated_memory_bytes(shape) / 1e6
+    if needed_mb <= max_memory_mb:
+        return
+    raise LimitExceeded(
+        "over_memory",
+        f"This job's data ({shape.n_train + shape.n_test:,} rows x {shape.n_features:,} features) needs "
+        f"about {needed_mb:,.0f} MB in a worker, more than its {max_memory_mb:,} MB "
+        "(worker_max_memory_mb): send fewer rows or features.",
+    )
+
+
 def _advice(estimate: CostEstimate) -> str:
     part = estimate.largest_part()
     if part == "shap" and estimate.tree_shap:

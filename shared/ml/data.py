@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -122,9 +123,44 @@ def load_dataset(content: bytes, task: Task, seed: int, limits: Limits) -> Datas
     The split follows `training_index` when present, otherwise a 30% test split seeded by `seed`
     (stratified for classification), so the same file and seed always give the same split.
     """
-    frame = read_table(content, limits)
-    feature_names = [name for name in frame.columns if name not in (TARGET, TRAINING_INDEX)]
-    X = frame[feature_names].to_numpy(dtype=np.float64)
+    return dataset_from_table(read_table(content, limits), task, seed, limits)
+
+
+def load_source(source: bytes | Path, task: Task, seed: int, limits: Limits) -> Dataset:
+    """The Dataset of a stored upload: a canonical Parquet file (a path, or its bytes) written by
+    `shared.ml.ingest`, or the CSV bytes of an upload stored before uploads were converted."""
+    from shared.ml import canonical  # pyarrow: loaded only where stored uploads are read
+
+    if isinstance(source, Path) or canonical.is_canonical(source):
+        return dataset_from_table(canonical.read_table(source), task, seed, limits)
+    return load_dataset(source, task, seed, limits)
+
+
+def load_checks(path: Path, task: Task, seed: int, limits: Limits) -> Dataset:
+    """`load_source` of a canonical file without its feature values, for the checks made at submit
+    (labels, split, sizes): X_train and X_test have their shapes but are read-only zero-copy views of a
+    single 0.0, so an API process never holds an upload's features."""
+    from shared.ml import canonical
+
+    frame, feature_names = canonical.read_labels(path)
+    return dataset_from_table(frame, task, seed, limits, feature_names)
+
+
+def dataset_from_table(
+    frame: pd.DataFrame, task: Task, seed: int, limits: Limits, placeholder_features: list[str] | None = None
+) -> Dataset:
+    """Split a validated table (float64 features, `target` and `training_index` as stripped text, each
+    row's position in the upload as the index) into train and test arrays for `task`.
+
+    With `placeholder_features`, the frame holds only `target` (and `training_index`): X gets those
+    names and zero-copy placeholder values (see `load_checks`); the split is the same.
+    """
+    if placeholder_features is None:
+        feature_names = [name for name in frame.columns if name not in (TARGET, TRAINING_INDEX)]
+        X = frame[feature_names].to_numpy(dtype=np.float64)
+    else:
+        feature_names = placeholder_features
+        X = np.arange(len(frame))  # row numbers: split exactly as the rows would be
     if task == "classification":
         y, class_labels = _encode_classes(frame[TARGET], limits)
     else:
@@ -137,6 +173,9 @@ def load_dataset(content: bytes, task: Task, seed: int, limits: Limits) -> Datas
         split_source = "seeded_split"
         X_train, X_test, y_train, y_test = _seeded_split(X, y, task, seed)
     _check_training_rows(y_train, y_test, class_labels)
+    if placeholder_features is not None:
+        width = len(feature_names)
+        X_train, X_test = (np.broadcast_to(0.0, (len(rows), width)) for rows in (X_train, X_test))
     return Dataset(X_train, X_test, y_train, y_test, feature_names, class_labels, split_source)
 
 
@@ -204,7 +243,12 @@ def _header_record(records: Iterator[tuple[int, list[str]]]) -> tuple[int, list[
 
 def _records(text: str) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, fields) for each non-blank record; the line is where the record starts."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    return records_from(io.StringIO(text, newline=""))
+
+
+def records_from(stream: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """`_records` of a text stream (opened with newline=""), read as it is consumed."""
+    reader = csv.reader(stream, strict=True)
     line = 1
     try:
         for row in reader:
@@ -263,16 +307,25 @@ def _is_missing(values: pd.Series) -> pd.Series:
     return values.str.lower().isin(MISSING_TOKENS)
 
 
+def _at(values: pd.Series, position: int) -> str:
+    """Where a value is: "line N" of a CSV, "row N" of a Parquet or Arrow file (the index's name)."""
+    return f"{values.index.name or 'line'} {position}"
+
+
+def missing_value_error(column: str, where: str, value: object) -> DataError:
+    return DataError(
+        "missing_value",
+        f"Column '{column}' has a missing value on {where} (value {value!r}); missing "
+        "values are not imputed: fill or drop those rows first.",
+        column=column,
+    )
+
+
 def _raise_missing(values: pd.Series, column: str) -> None:
     missing = _is_missing(values)
     if missing.any():
         line = int(values.index[np.argmax(missing.to_numpy())])
-        raise DataError(
-            "missing_value",
-            f"Column '{column}' has a missing value on line {line} (value {values.loc[line]!r}); missing "
-            "values are not imputed: fill or drop those rows first.",
-            column=column,
-        )
+        raise missing_value_error(column, _at(values, line), values.loc[line])
 
 
 def _checked_strings(values: pd.Series, column: str) -> pd.Series:
@@ -294,7 +347,7 @@ def _to_float(values: pd.Series, column: str, code: str = "non_numeric") -> pd.S
         line = int(values.index[np.argmax(bad)])
         raise DataError(
             code,
-            f"Column '{column}' has a non-numeric value {values.loc[line]!r} on line {line}.",
+            f"Column '{column}' has a non-numeric value {values.loc[line]!r} on {_at(values, line)}.",
             column=column,
         )
     numbers = numbers.astype(np.float64)
@@ -303,7 +356,7 @@ def _to_float(values: pd.Series, column: str, code: str = "non_numeric") -> pd.S
         line = int(values.index[np.argmax(infinite)])
         raise DataError(
             "infinite_value",
-            f"Column '{column}' has an infinite value {values.loc[line]!r} on line {line}.",
+            f"Column '{column}' has an infinite value {values.loc[line]!r} on {_at(values, line)}.",
             column=column,
         )
     return numbers
@@ -375,7 +428,7 @@ def _training_mask(values: pd.Series) -> np.ndarray:
         raise DataError(
             "bad_training_index",
             f"Column '{TRAINING_INDEX}' must hold only 1 (train) or 0 (test); found {values.loc[line]!r} "
-            f"on line {line}.",
+            f"on {_at(values, line)}.",
             column=TRAINING_INDEX,
         )
     is_train = numbers.to_numpy() == 1

@@ -11,11 +11,12 @@ chunk per method + merge.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shared.ml.data import Dataset, load_dataset
+from shared.ml.data import Dataset, load_source
 from shared.ml.errors import ParameterError
 from shared.ml.estimators import build_model
 from shared.ml.explain import tree
@@ -40,10 +41,14 @@ __all__ = [
 PREPARE_SHARE = 0.2  # fraction of run()'s progress bar spent before the explanations
 
 
-def prepare(content: bytes, spec: JobSpec, limits: Limits, n_threads: int | None = None) -> PreparedJob:
-    """Load the CSV, fit the model on the training rows and score it on the test rows."""
+def prepare(source: bytes | Path, spec: JobSpec, limits: Limits, n_threads: int | None = None) -> PreparedJob:
+    """Load the upload, fit the model on the training rows and score it on the test rows.
+
+    `source` is the canonical Parquet file (a path, or its bytes) of `shared.ml.ingest`, or the CSV
+    bytes of an upload stored before uploads were converted.
+    """
     spec.validate()
-    dataset = load_dataset(content, spec.task, spec.seed, limits)
+    dataset = load_source(source, spec.task, spec.seed, limits)
     model = build_model(spec.model, n_threads)
     if spec.task == "regression" and spec.return_pi:
         fitted = _guarded_fit(
@@ -128,7 +133,7 @@ def explain_whole(limits: Limits) -> MethodRunner:
 
 
 def run(
-    content: bytes,
+    source: bytes | Path,
     spec: JobSpec,
     limits: Limits,
     n_threads: int | None = None,
@@ -146,7 +151,7 @@ def run(
     report = progress or (lambda fraction, message: None)
     runner = explain_method or explain_whole(limits)
     report(0.0, "fitting")
-    prepared = prepare(content, spec, limits, n_threads)
+    prepared = prepare(source, spec, limits, n_threads)
     result = dict(prepared.result)
     methods = list(dict.fromkeys(spec.interpretability))
     check_explanation_limits(spec, prepared.dataset, limits)  # fail before spending time on any method

@@ -194,7 +194,7 @@ def _check_known_fields(cls: type, data: dict[str, Any]) -> None:
 class Limits:
     """Bounds that keep a worker alive; the service fills them from its settings."""
 
-    max_rows: int = 1_000_000
+    max_rows: int = 10_000_000
     max_columns: int = 1_000
     max_cell_chars: int = 1_000
     max_classes: int = 100

@@ -8,11 +8,13 @@ the `worker` fixture starts one for the tests after them.
 from __future__ import annotations
 
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,7 +24,8 @@ from sqlalchemy.orm import Session
 from shared import chunks
 from shared.db import make_engine
 from shared.jobstore import cancel, claim, create_job, delete_job, fail, succeed
-from shared.ml.spec import JobSpec, ModelSpec
+from shared.ml.ingest import ingest
+from shared.ml.spec import JobSpec, Limits, ModelSpec
 from shared.retention import purge_expired
 from shared.storage import release_upload, sha256_hex, store_upload
 from shared.tables import Job, JobChunk, JobPrepared, Upload, User, utcnow
@@ -32,7 +35,19 @@ from tests.stack import DATA, Client, Stack
 pytestmark = [pytest.mark.service]
 
 IRIS = (DATA / "iris_dataset2.csv").read_bytes()
-QUOTA = int(3.5 * len(IRIS))  # three iris-sized uploads fit, a fourth does not
+
+
+def stored_size(content: bytes) -> int:
+    """What the service keeps of a CSV upload, and charges: its canonical Parquet file."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "upload.csv"
+        path.write_bytes(content)
+        return ingest(path, Path(directory) / "canonical.parquet", Limits()).size_bytes
+
+
+# Three iris-sized uploads fit, a fourth does not; two fit, but not one with its SHAP result (about 5.2 kB,
+# more than the 4.6 kB of iris's Parquet file) and another.
+QUOTA = int(3.05 * stored_size(IRIS))
 SETTING = "FITEXPLAIN_MAX_STORAGE_BYTES_PER_USER"
 
 
@@ -140,7 +155,7 @@ def test_usage_of_a_new_user(quota: Stack) -> None:
 def test_uploads_beyond_the_quota_are_refused_until_jobs_are_deleted(quota: Stack) -> None:
     ann = user(quota, "ann")
     jobs = [accepted(ann.submit("gbdtclassification", variant(i))) for i in range(3)]
-    sizes = [len(variant(i)) for i in range(3)]
+    sizes = [stored_size(variant(i)) for i in range(3)]
     assert usage(ann)["used_bytes"] == usage(ann)["uploads_bytes"] == sum(sizes)
     again = accepted(ann.submit("gbdtclassification", variant(0)))  # stored and charged once
     assert usage(ann)["uploads"] == 3 and usage(ann)["used_bytes"] == sum(sizes)
@@ -170,7 +185,7 @@ def test_an_upload_shared_by_two_users_is_charged_to_each_and_kept_while_used(
     shared = variant(10)
     ben_job = accepted(ben.submit("gbdtclassification", shared))
     cid_job = accepted(cid.submit("gbdtclassification", shared))
-    assert usage(ben)["uploads_bytes"] == usage(cid)["uploads_bytes"] == len(shared)
+    assert usage(ben)["uploads_bytes"] == usage(cid)["uploads_bytes"] == stored_size(shared)
     ben.http.delete(f"/jobs/{ben_job}")
     assert usage(ben)["used_bytes"] == 0
     assert upload_exists(engine, shared)  # cid's job still needs it
@@ -424,7 +439,7 @@ def test_finished_and_deleted_jobs_leave_nothing_behind(worker: Stack, engine: E
         assert kim.wait(job_id)["status"] == "succeeded"
         account = usage(kim)
         assert account["results"] == 1 and account["results_bytes"] > 0
-        assert account["used_bytes"] == len(content) + account["results_bytes"]
+        assert account["used_bytes"] == stored_size(content) + account["results_bytes"]
         with Session(engine) as session:  # the explanation was fanned out, and its parts dropped since
             assert session.scalar(select(func.count()).where(JobChunk.job_id == job_id)) >= 2
         assert working_data(engine, job_id) == (0, 0)
@@ -439,8 +454,8 @@ def test_a_result_counts_against_the_quota(worker: Stack) -> None:
     first = accepted(lea.submit("gbdtclassification", variant(600), interpretability="shap"))
     assert lea.wait(first)["status"] == "succeeded"
     account = usage(lea)
-    assert account["used_bytes"] == len(variant(600)) + account["results_bytes"]
-    assert 2 * len(variant(601)) <= QUOTA < account["used_bytes"] + len(variant(601))
+    assert account["used_bytes"] == stored_size(variant(600)) + account["results_bytes"]
+    assert 2 * stored_size(variant(601)) <= QUOTA < account["used_bytes"] + stored_size(variant(601))
     refused = lea.submit("gbdtclassification", variant(601))
     assert refused.status_code == 413 and f"results {account['results_bytes']:,}" in refused.json()["detail"]
     assert lea.http.delete(f"/jobs/{first}").status_code == 204  # deleting the finished job frees it all

@@ -1,5 +1,6 @@
 """Requests that cost the server before they are authenticated: a 60 MB upload with a bad or missing
-token is refused with 401 before its body is read, and a 32 MB request header gets 431.
+token is refused with 401 before its body is read, and a 32 MB request header gets 431. A user over
+their running-jobs limit gets their 429 before the body is read too.
 
 Both are shown on a raw socket, as an attacker would send them: the 401 arrives while 59 of the 60 MB
 are still unsent (the server never waited for them), the 431 long before the 32 MB were sent.
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.stack import Stack
+from tests.stack import Client, Stack
 
 pytestmark = [pytest.mark.service]
 
@@ -32,7 +33,9 @@ PART_HEAD = (
 
 @pytest.fixture(scope="module")
 def api_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(tmp_path_factory.mktemp("unauthenticated")).setup()
+    stack = Stack(
+        tmp_path_factory.mktemp("unauthenticated"), extra_env={"FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "1"}
+    ).setup()
     stack.start_api()
     yield stack
     stack.stop()
@@ -55,6 +58,31 @@ def read_response(sock: socket.socket) -> tuple[int, bytes]:
             break
         body += chunk
     return int(lines[0].split()[1]), body
+
+
+def send_large_upload(stack: Stack, authorization: str | None) -> tuple[int, bytes]:
+    """Send the head of a 60 MB upload and its first megabyte; the answer then comes before the rest."""
+    head = [
+        "POST /gbdtclassification HTTP/1.1",
+        f"Host: 127.0.0.1:{stack.port}",
+        "Content-Type: multipart/form-data; boundary=fxboundary",
+        f"Content-Length: {BODY_BYTES}",
+    ]
+    if authorization:
+        head.append(f"Authorization: {authorization}")
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=60) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        sock.sendall(PART_HEAD + b"1,2,3\n" * (SENT_BEFORE_ANSWER // 6))
+        return read_response(sock)
+
+
+def test_a_user_over_the_running_jobs_limit_is_refused_before_the_body_is_read(api_only: Stack) -> None:
+    token = api_only.token("busy")
+    first = Client(api_only.url, token).submit("gbdtclassification", "iris_dataset2.csv")
+    assert first.status_code == 202, first.text  # queued for good: this stack has no worker
+    status, body = send_large_upload(api_only, f"Bearer {token}")
+    assert status == 429, body
+    assert "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER" in json.loads(body)["detail"]
 
 
 @pytest.mark.parametrize("authorization", ["Bearer fx_not_a_token", None], ids=["bad token", "no token"])

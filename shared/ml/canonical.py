@@ -1,0 +1,89 @@
+"""The canonical Parquet file every upload is converted to, whatever format it came in.
+
+One column per header column, in header order: features as float64, `target` and `training_index` as the
+stripped text of the upload (their meaning depends on the task). A last column named "" (no header name
+can be empty) holds each row's position in the upload, so errors found later still name it: its line in
+a CSV, or its row number (from 1) in a Parquet or Arrow file, as the file's metadata says.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+POSITION = ""
+POSITION_KEY = b"fitexplain.position"
+TEXT_COLUMNS = ("target", "training_index")
+MAGIC = b"PAR1"
+Position = Literal["line", "row"]
+
+
+def is_canonical(content: bytes) -> bool:
+    """Whether stored bytes are a Parquet file (uploads stored before this format are CSV text)."""
+    return content[:4] == MAGIC
+
+
+def schema(header: list[str], position: Position) -> pa.Schema:
+    fields = [pa.field(name, pa.string() if name in TEXT_COLUMNS else pa.float64()) for name in header]
+    return pa.schema([*fields, pa.field(POSITION, pa.int64())], metadata={POSITION_KEY: position.encode()})
+
+
+class CanonicalWriter:
+    """Writes the canonical file batch by batch (one row group per batch)."""
+
+    def __init__(self, path: Path, header: list[str], position: Position) -> None:
+        self.schema = schema(header, position)
+        self.header = header
+        self.rows = 0
+        # Dictionary encoding only for the text columns: on float columns it costs 4x the write time.
+        text = [name for name in header if name in TEXT_COLUMNS]
+        self._writer = pq.ParquetWriter(path, self.schema, compression="snappy", use_dictionary=text)
+
+    def write(self, columns: dict[str, pa.Array | pa.ChunkedArray], positions: np.ndarray) -> None:
+        arrays = [columns[name] for name in self.header] + [pa.array(positions, pa.int64())]
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        self.rows += len(positions)
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> CanonicalWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def read_labels(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """`read_table` of the text columns only, and the feature names."""
+    names = pq.read_schema(path).names
+    frame = read_table(path, [name for name in names if name in TEXT_COLUMNS or name == POSITION])
+    return frame, [name for name in names if name not in TEXT_COLUMNS and name != POSITION]
+
+
+def read_table(source: Path | bytes, columns: list[str] | None = None) -> pd.DataFrame:
+    """The canonical file as `shared.ml.data.read_table` returns a CSV: float64 features, text `target`
+    and `training_index`, and the rows' positions as the index (named "line" or "row")."""
+    table = pq.read_table(source if isinstance(source, Path) else io.BytesIO(source), columns=columns)
+    position = (table.schema.metadata or {}).get(POSITION_KEY, b"line").decode()
+    names = [name for name in table.column_names if name != POSITION]
+    frame = pd.DataFrame(
+        {
+            name: table.column(name).to_pandas() if name in TEXT_COLUMNS else table.column(name).to_numpy()
+            for name in names
+        }
+    )
+    frame.index = pd.Index(table.column(POSITION).to_numpy(), name=position)
+    for name in TEXT_COLUMNS:
+        if name in frame.columns:
+            frame[name] = frame[name].astype(str)
+    return frame

@@ -1,0 +1,65 @@
+"""An upload cut off mid-body (the client closes its connection) against the real API process stores
+nothing and leaves no file behind; the API goes on serving."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from shared.tables import Job, Upload
+from tests.stack import DATA, Client, Stack
+
+pytestmark = [pytest.mark.service]
+
+IRIS = (DATA / "iris_dataset2.csv").read_bytes()
+
+
+def counts(stack: Stack) -> tuple[int, int]:
+    engine = create_engine(stack.database_url)
+    try:
+        with engine.connect() as connection:
+            jobs = connection.scalar(select(func.count()).select_from(Job))
+            uploads = connection.scalar(select(func.count()).select_from(Upload))
+            return int(jobs or 0), int(uploads or 0)
+    finally:
+        engine.dispose()
+
+
+def temporary_files(stack: Stack) -> list[Path]:
+    tmp = stack.tmp / "home" / "tmp"
+    return sorted(path for path in tmp.rglob("*") if path.is_file()) if tmp.exists() else []
+
+
+def test_an_upload_cut_off_mid_body_stores_nothing(stack: Stack, alice: Client) -> None:
+    boundary = uuid.uuid4().hex
+    rows = b"".join(b"%d,%d,%d,%d,%d\n" % (i, i + 1, i + 2, i + 3, i % 2) for i in range(200_000))
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="data.csv"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
+    body += b"a,b,c,d,target\n" + rows + f"\r\n--{boundary}--\r\n".encode()
+    head = (
+        "POST /gbdtclassification HTTP/1.1\r\nHost: x\r\n"
+        f"{'Authorization'}: {alice.http.headers['Authorization']}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    before = counts(stack)
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=30) as connection:
+        connection.sendall(head + body[: len(body) // 2])  # half the body (over 1 MB: spooled to disk)
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while temporary_files(stack) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert temporary_files(stack) == []
+    assert counts(stack) == before
+    assert httpx.get(f"{stack.url}/healthz", timeout=5).status_code == 200
+    whole = alice.submit("gbdtclassification", IRIS)  # the API goes on serving uploads
+    assert whole.status_code == 202, whole.text
+    assert temporary_files(stack) == []
