@@ -18,9 +18,11 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import func, select
 
+from shared.blobs import blob_store
 from shared.db import session_scope
 from shared.jobstore import result_body
 from shared.settings import Settings
+from shared.storage import upload_content
 from shared.tables import Job, Upload
 from tests.inprocess.factories import TINY_GBDT, Account
 from tests.stack import DATA
@@ -69,8 +71,12 @@ def count(table: type) -> int:
 
 
 def leftovers(settings: Settings) -> list[Path]:
+    """Temporary files of uploads, and uploads in the blob store that no row holds."""
     tmp = settings.home / "tmp"
-    return sorted(tmp.rglob("*")) if tmp.exists() else []
+    files = sorted(tmp.rglob("*")) if tmp.exists() else []
+    with session_scope() as session:
+        kept = set(session.scalars(select(Upload.blob_key)))
+    return files + [Path(blob.key) for blob in blob_store(settings).list("uploads/") if blob.key not in kept]
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +108,8 @@ def test_every_format_is_stored_as_parquet_and_gives_the_same_result(
             assert job is not None
             upload = session.get(Upload, job.dataset_sha256)
             assert upload is not None
-            assert upload.content[:4] == b"PAR1" and (upload.n_rows, upload.n_columns) == (150, 4)
+            assert upload.format == "parquet" and (upload.n_rows, upload.n_columns) == (150, 4)
+            assert upload_content(session, upload.sha256)[:4] == b"PAR1"
         assert run_job(job_id) == "succeeded"
         results[kind] = stored_result(job_id)
     assert leftovers(service_settings) == []
