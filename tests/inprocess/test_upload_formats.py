@@ -71,12 +71,12 @@ def count(table: type) -> int:
 
 
 def leftovers(settings: Settings) -> list[Path]:
-    """Temporary files of uploads, and uploads in the blob store that no row holds."""
     tmp = settings.home / "tmp"
-    files = sorted(tmp.rglob("*")) if tmp.exists() else []
-    with session_scope() as session:
-        kept = set(session.scalars(select(Upload.blob_key)))
-    return files + [Path(blob.key) for blob in blob_store(settings).list("uploads/") if blob.key not in kept]
+    return sorted(tmp.rglob("*")) if tmp.exists() else []
+
+
+def upload_blobs(settings: Settings) -> set[str]:
+    return {blob.key for blob in blob_store(settings).list("uploads/")}
 
 
 @pytest.fixture(scope="module")
@@ -129,18 +129,20 @@ def test_a_truncated_parquet_file_is_refused_and_leaves_nothing(
     client: TestClient, alice: Account, service_settings: Settings
 ) -> None:
     content = UPLOADS["parquet"][2]
+    blobs_before = upload_blobs(service_settings)
     response = post(
         client, alice, "data.parquet", "application/vnd.apache.parquet", content[: len(content) // 2]
     )
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "bad_parquet" and "Parquet" in response.json()["detail"]
     assert (count(Job), count(Upload)) == (0, 0)
-    assert leftovers(service_settings) == []
+    assert leftovers(service_settings) == [] and upload_blobs(service_settings) == blobs_before
 
 
 def test_an_unknown_binary_is_refused_naming_the_accepted_formats(
     client: TestClient, alice: Account, service_settings: Settings
 ) -> None:
+    blobs_before = upload_blobs(service_settings)
     response = post(client, alice, "book.xlsx", "application/octet-stream", b"PK\x03\x04" + bytes(200))
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
@@ -148,6 +150,7 @@ def test_an_unknown_binary_is_refused_naming_the_accepted_formats(
     for word in ("CSV", "Parquet", "Arrow IPC", "gzip"):
         assert word in detail
     assert (count(Job), count(Upload)) == (0, 0) and leftovers(service_settings) == []
+    assert upload_blobs(service_settings) == blobs_before
 
 
 def test_a_bad_line_after_the_first_megabyte_is_a_422_naming_it(
