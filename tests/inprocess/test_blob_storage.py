@@ -239,3 +239,23 @@ def test_rows_from_before_the_blob_store_are_read_inline(user_id: int) -> None:
     with session_scope() as session:
         jobstore.delete_job(session, job_id)
         assert release_upload(session, digest) is False  # already released by the delete
+
+
+def test_a_store_down_after_the_commit_leaves_an_orphan_for_the_sweep(
+    user_id: int, store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = succeeded_job(user_id)
+    row = result_row(job_id)
+    assert row is not None and row.blob_key is not None
+
+    def store_down(self: BlobStore, key: str) -> None:
+        raise ConnectionError("the store is unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(BlobStore, "delete", store_down)
+        with session_scope() as session:
+            jobstore.delete_job(session, job_id)  # the commit stands; the blob stays behind
+    assert result_row(job_id) is None and store.exists(row.blob_key)
+    with session_scope() as session:
+        sweep_orphans(session, store, 30, now=utcnow() + timedelta(hours=1))
+    assert not store.exists(row.blob_key)
