@@ -45,13 +45,12 @@ def written(session: Session, key: str) -> None:
 
 
 def _delete(keys: list[str], why: str) -> None:
-    if not keys:
-        return
-    store = current_store()
+    """Delete blobs, never raising: this runs after a commit, which must not look failed. A blob left
+    behind (the store is down) has no row any more: the orphan sweep removes it later."""
     for key in keys:
         try:
-            store.delete(key)
-        except Exception as exc:  # the store is down: the orphan sweep removes it later
+            current_store().delete(key)
+        except Exception as exc:
             log.warning("could not delete blob %s (%s): %s", key, why, exc)
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
+import cli.main
 from shared import chunks, jobstore
 from shared.blob_gc import sweep_orphans
 from shared.blobs import BlobStore, current_store
@@ -239,3 +241,47 @@ def test_rows_from_before_the_blob_store_are_read_inline(user_id: int) -> None:
     with session_scope() as session:
         jobstore.delete_job(session, job_id)
         assert release_upload(session, digest) is False  # already released by the delete
+
+
+def test_a_store_down_after_the_commit_leaves_an_orphan_for_the_sweep(
+    user_id: int, store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = succeeded_job(user_id)
+    row = result_row(job_id)
+    assert row is not None and row.blob_key is not None
+
+    def store_down(self: BlobStore, key: str) -> None:
+        raise ConnectionError("the store is unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(BlobStore, "delete", store_down)
+        with session_scope() as session:
+            jobstore.delete_job(session, job_id)  # the commit stands; the blob stays behind
+    assert result_row(job_id) is None and store.exists(row.blob_key)
+    with session_scope() as session:
+        sweep_orphans(session, store, 30, now=utcnow() + timedelta(hours=1))
+    assert not store.exists(row.blob_key)
+
+
+def test_inline_bytes_are_moved_to_the_store_on_request(user_id: int, store: BlobStore) -> None:
+    """`fitexplain move-inline-bytes`: rows from before 0010 get blobs and drop their inline bytes."""
+    job_id = succeeded_job(user_id)
+    inline = gzip.compress(b'{"inline": true}')
+    digest = sha256_hex(IRIS)
+    with session_scope() as session:
+        session.execute(update(Upload).where(Upload.sha256 == digest).values(blob_key=None, content=IRIS))
+        session.execute(
+            update(JobResult).where(JobResult.job_id == job_id).values(blob_key=None, body_gzip=inline)
+        )
+        before = usage(session, user_id)
+    outcome = CliRunner().invoke(cli.main.app, ["move-inline-bytes", "--batch", "1"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "moved 1 uploads and 1 results" in outcome.output
+    with session_scope() as session:
+        upload = session.get(Upload, digest)
+        result = session.get(JobResult, job_id)
+        assert upload is not None and upload.content is None and upload.blob_key is not None
+        assert result is not None and result.body_gzip is None and result.blob_key is not None
+        assert store.get_bytes(upload.blob_key) == IRIS and upload_content(session, digest) == IRIS
+        assert jobstore.result_body(session, job_id) == inline
+        assert usage(session, user_id) == before
