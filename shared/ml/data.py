@@ -128,9 +128,14 @@ def load_dataset(content: bytes, task: Task, seed: int, limits: Limits) -> Datas
 
 def load_source(source: bytes | Path, task: Task, seed: int, limits: Limits) -> Dataset:
     """The Dataset of a stored upload: a canonical Parquet file (a path, or its bytes) written by
-    `shared.ml.ingest`, or the CSV bytes of an upload stored before uploads were converted."""
+    `shared.ml.ingest`, or the CSV (a path, or its bytes) of an upload stored before uploads were
+    converted; told apart by their first bytes."""
     from shared.ml import canonical  # pyarrow: loaded only where stored uploads are read
 
+    if isinstance(source, Path):
+        with open(source, "rb") as file:
+            if not canonical.is_canonical(file.read(4)):
+                source = source.read_bytes()
     if isinstance(source, Path) or canonical.is_canonical(source):
         return dataset_from_table(canonical.read_table(source), task, seed, limits)
     return load_dataset(source, task, seed, limits)
