@@ -270,3 +270,12 @@ def test_the_submit_checks_see_the_split_without_the_feature_values(
     assert (checks.X_train.shape, checks.X_test.shape) == (full.X_train.shape, full.X_test.shape)
     assert checks.X_train.strides == (0, 0)  # no feature values held
     assert (checks.feature_names, checks.class_labels) == (full.feature_names, full.class_labels)
+
+
+def test_a_legacy_csv_upload_loads_from_its_bytes_or_a_path(tmp_path: Path) -> None:
+    csv = (DATA_DIR / "iris_dataset2.csv").read_bytes()
+    path = tmp_path / "stored"
+    path.write_bytes(csv)
+    expected = load_dataset(csv, "classification", 1, Limits())
+    assert_same(load_source(csv, "classification", 1, Limits()), expected)
+    assert_same(load_source(path, "classification", 1, Limits()), expected)
