@@ -18,6 +18,7 @@ from api import dashboard
 from api.middleware import UploadLimitMiddleware
 from api.routes import account, admin, health, jobs, metrics, submit, webhooks
 from api.routes.account import usage_public
+from api.waiting import JobWaiter
 from shared import workers
 from shared.db import session_scope
 from shared.dispatch import sweep
@@ -78,6 +79,8 @@ async def _deliver_webhooks_forever(interval: float) -> None:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
+    waiter = app.state.job_waiter = JobWaiter(settings.database_url)
+    await waiter.start()
     tasks = [
         asyncio.create_task(_sweep_forever(settings.sweep_seconds)),
         asyncio.create_task(_deliver_webhooks_forever(settings.webhook_poll_seconds)),
@@ -87,6 +90,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         for task in tasks:
             task.cancel()
+        await waiter.stop()
 
 
 def create_app() -> FastAPI:
