@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,9 +43,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+import psycopg  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from benchmarks._stack import running_stack  # noqa: E402
+from benchmarks._stack import _raise_keyboard_interrupt, running_stack  # noqa: E402
 from tests.stack import BIN, DATA, free_port  # noqa: E402
 
 CSV = (DATA / "iris_dataset2.csv").read_bytes()
@@ -166,6 +168,7 @@ def report(run: Run, times: dict[str, dict[str, float | None]], fit_seconds: flo
         ("  created -> started (claim)", "created_at", "started_at"),
         ("  started -> finished (worker)", "started_at", "finished_at"),
         ("  finished -> answered/seen", "finished_at", "done"),
+        ("  commit notified -> answered/seen", "notified", "done"),
     ]
     if run.mode == "poll":
         phases.insert(1, ("  202 round trip", "sent", "accepted"))
@@ -190,25 +193,58 @@ def fit_in_process(repeats: int = 20) -> float:
     from shared.settings import Settings
 
     spec = GbdtClassificationParams(**PARAMS).to_spec()
-    limits = Settings().limits()
-    run(CSV, spec, limits)
+    settings = Settings()
+    limits, threads = settings.limits(), settings.model_threads  # as the worker runs it
+    run(CSV, spec, limits, n_threads=threads)
     took = []
     for _ in range(repeats):
         started = time.perf_counter()
-        run(CSV, spec, limits)
+        run(CSV, spec, limits, n_threads=threads)
         took.append(time.perf_counter() - started)
     return statistics.median(took)
+
+
+class CommitListener:
+    """When this process heard each job's finishing commit (Postgres LISTEN on the service's channel; the
+    code before notifications sends none): the gap from it to the answer is the API's waiting cost."""
+
+    def __init__(self, database_url: str) -> None:
+        self.heard: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if database_url.startswith("postgresql"):
+            dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
+            self._thread = threading.Thread(target=self._listen, args=(dsn,), daemon=True)
+            self._thread.start()
+
+    def _listen(self, dsn: str) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("LISTEN fitexplain_jobs")
+            while not self._stop.is_set():
+                for notification in conn.notifies(timeout=0.2):
+                    self.heard[notification.payload] = time.time()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def measure(deployment: str, base_url: str, token: str, database_url: str, n: int, fit: float) -> dict:
     http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     run_poll(http, WARMUP)
+    listener = CommitListener(database_url)
     results: dict[str, object] = {}
-    for mode, runner in (("poll", run_poll), ("wait", run_wait)):
-        run = Run(deployment, mode, runner(http, n))
-        times = rows(database_url, [s.job_id for s in run.samples])
-        results[mode] = report(run, times, fit)
-    http.close()
+    try:
+        for mode, runner in (("poll", run_poll), ("wait", run_wait)):
+            run = Run(deployment, mode, runner(http, n))
+            times = rows(database_url, [s.job_id for s in run.samples])
+            for job_id, row in times.items():
+                row["notified"] = listener.heard.get(job_id)
+            results[mode] = report(run, times, fit)
+    finally:
+        listener.stop()
+        http.close()
     return results
 
 
@@ -293,6 +329,7 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # stop what was started, also on SIGTERM
     fit = fit_in_process()
     codes = [("before", args.baseline), ("after", REPO)] if args.baseline else [("", REPO)]
     results: dict[str, object] = {"fit_in_process_ms": round(fit * 1000, 2)}

@@ -10,13 +10,11 @@ from functools import lru_cache
 import redis
 from celery import Celery
 
+from shared import sql_broker
 from shared.settings import Settings, get_settings
 
 RUN_JOB_TASK = "fitexplain.run_job"
 RUN_CHUNK_TASK = "fitexplain.run_chunk"
-# kombu's SQLAlchemy transport (the embedded SQLite broker) polls its table, every second by default: a
-# small job would wait half a second for its worker. A poll is one indexed SELECT on a local file.
-SQL_BROKER_POLL_SECONDS = 0.02
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
@@ -31,12 +29,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
     # A publish fails at once while the broker is down (kombu would otherwise retry for ~6 s inside
     # the submit request): the job row is the outbox and the sweep publishes it later.
     fail_fast = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
-    broker_options = {**transport_options, **fail_fast} if transport_options else {}
-    if settings.broker_url.startswith("sqla+"):
-        broker_options = {"polling_interval": SQL_BROKER_POLL_SECONDS}
     return {
-        "broker_url": settings.broker_url,
-        "broker_transport_options": broker_options,
+        **sql_broker.celery_settings(settings.broker_url),
+        "broker_transport_options": {**transport_options, **fail_fast} if transport_options else {},
         "result_backend_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 3,
