@@ -25,7 +25,8 @@ class AuthenticateBeforeBodyRoute(APIRoute):
 
         async def authenticated_handler(request: Request) -> Response:
             credentials = await bearer_scheme(request)
-            await run_in_threadpool(get_current_user, credentials)  # raises the 401
+            # raises the 401; kept for the route's CurrentUser dependency (one lookup per request)
+            request.state.user = await run_in_threadpool(get_current_user, request, credentials)
             return await handler(request)
 
         return authenticated_handler
