@@ -1,6 +1,10 @@
 """How long a trivial job takes through the real service, and where the time goes.
 
     .venv/bin/python benchmarks/latency.py [--jobs 100] [--only pg|embedded] [--json out.json]
+                                           [--baseline DIR]
+
+`--baseline DIR` (a checkout of older code, e.g. `git archive <commit> | tar -x -C DIR`) runs each
+deployment on that code first, then on this repository's, in the same run (same machine load).
 
 Two deployments, each started fresh:
 - **pg**: `fitexplain api` and one `fitexplain worker` (concurrency 1) on a fresh Postgres database and
@@ -16,8 +20,11 @@ On each, N trivial jobs (iris on /gbdtclassification, xgboost, no explanation) a
 The breakdown reads the job rows' timestamps (all processes share this machine's clock): request sent →
 row created (HTTP, auth, parsing, validation, insert), created → dispatched (commit, publish, mark),
 created → started (delivery to the worker, claim), started → finished (worker: heartbeat, computation
-child, fit, result store), finished → answered. "fit in-process" is `shared.ml.pipeline.run` on the same
-CSV in this process, so "started → finished" minus it is the worker's own overhead.
+child, fit, result store), finished → answered. "commit notified → answered" starts when this process,
+LISTENing on the service's channel, heard the job's finishing commit (Postgres only; code without
+notifications has none): it is what waiting costs the API on top of the job. "fit in-process" is
+`shared.ml.pipeline.run` on the same CSV in this process, so "started → finished" minus it is the
+worker's own overhead.
 """
 
 from __future__ import annotations
