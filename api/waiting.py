@@ -6,8 +6,9 @@ registered (so a job that finished before is seen), at each wake-up, and every `
 (so a notification lost while the listener reconnects delays an answer, never loses it). When the listener
 reconnects, every waiter checks its row again at once.
 
-On SQLite (the embedded default) there is no LISTEN: waiters read the row every `SQLITE_POLL_SECONDS`,
-a cheap local read.
+On SQLite (the embedded default) there is no LISTEN: waiters read the row every `SQLITE_POLL_SECONDS`
+(a cheap local read), a little longer the longer they have waited (2% of it, at most 0.25 s), so many
+long waits do not keep the database busy.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ log = logging.getLogger("fitexplain.api")
 FALLBACK_POLL_SECONDS = 1.0  # with a live listener: only a safety net
 UNLISTENED_POLL_SECONDS = 0.1  # while the listener is down (reconnecting)
 SQLITE_POLL_SECONDS = 0.02
+SQLITE_POLL_GROWTH = 0.02  # of the time already waited
+SQLITE_POLL_MAX_SECONDS = 0.25
 RECONNECT_SECONDS = (0.1, 5.0)  # first and largest delay between reconnection attempts
 
 # A connection that silently vanished (a network cut) is noticed by TCP within about half a minute.
@@ -84,7 +87,8 @@ class JobWaiter:
 
     async def wait(self, job_id: str, seconds: float) -> Finished | None:
         """The finished job, or None when it is still unfinished after `seconds`."""
-        deadline = time.monotonic() + seconds
+        started = time.monotonic()
+        deadline = started + seconds
         woken = asyncio.Event()
         self._waiting[job_id].add(woken)  # before the first read: a notification after it is not missed
         try:
@@ -97,16 +101,17 @@ class JobWaiter:
                 if remaining <= 0:
                     return None
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(self._poll_seconds(), remaining))
+                    poll = self._poll_seconds(time.monotonic() - started)
+                    await asyncio.wait_for(woken.wait(), min(poll, remaining))
         finally:
             events = self._waiting[job_id]
             events.discard(woken)
             if not events:
                 del self._waiting[job_id]
 
-    def _poll_seconds(self) -> float:
+    def _poll_seconds(self, waited: float) -> float:
         if not self.postgres:
-            return SQLITE_POLL_SECONDS
+            return min(SQLITE_POLL_SECONDS + SQLITE_POLL_GROWTH * waited, SQLITE_POLL_MAX_SECONDS)
         return FALLBACK_POLL_SECONDS if self._listening.is_set() else UNLISTENED_POLL_SECONDS
 
     def _wake(self, job_id: str | None = None) -> None:
