@@ -343,7 +343,9 @@ def main() -> None:
     for name, deployment in (("pg", pg), ("embedded", embedded)):
         if args.only in (None, name):
             for label, code in codes:
-                results[f"{name} {label}".strip()] = deployment(label, code.resolve(), args.jobs, fit)
+                # Processes start in the code's directory: alembic (run by serve) puts "." on sys.path.
+                with contextlib.chdir(code):
+                    results[f"{name} {label}".strip()] = deployment(label, code.resolve(), args.jobs, fit)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
