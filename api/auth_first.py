@@ -30,7 +30,9 @@ class AuthenticateBeforeBodyRoute(APIRoute):
 
         async def authenticated_handler(request: Request) -> Response:
             credentials = await bearer_scheme(request)
-            user = await run_in_threadpool(get_current_user, credentials)  # raises the 401
+            # raises the 401; kept for the route's CurrentUser dependency (one lookup per request)
+            user = await run_in_threadpool(get_current_user, request, credentials)
+            request.state.user = user
             await self.before_body(request, user)
             return await handler(request)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -34,10 +34,15 @@ def _unauthorized(message: str) -> HTTPException:
 
 
 def get_current_user(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> User:
     """The token's user, looked up in a session of its own that is closed at once: a request must not
-    hold a pooled connection while it waits for another (concurrent submits would drain the pool)."""
+    hold a pooled connection while it waits for another (concurrent submits would drain the pool).
+    Looked up once per request: a route that authenticates before the body keeps it in `request.state`."""
+    checked: User | None = getattr(request.state, "user", None)
+    if checked is not None:
+        return checked
     if credentials is None:
         raise _unauthorized("Missing token: send 'Authorization: Bearer <token>'.")
     with session_scope() as session:

@@ -18,6 +18,7 @@ from api import dashboard
 from api.middleware import UploadLimitMiddleware
 from api.routes import account, admin, health, jobs, metrics, submit, webhooks
 from api.routes.account import usage_public
+from api.waiting import JobWaiter
 from shared import workers
 from shared.blob_gc import sweep_orphans
 from shared.blobs import blob_store
@@ -84,6 +85,8 @@ async def _deliver_webhooks_forever(interval: float) -> None:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
+    waiter = app.state.job_waiter = JobWaiter(settings.database_url)
+    await waiter.start()
     tasks = [
         asyncio.create_task(_sweep_forever(settings.sweep_seconds)),
         asyncio.create_task(_deliver_webhooks_forever(settings.webhook_poll_seconds)),
@@ -93,6 +96,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         for task in tasks:
             task.cancel()
+        await waiter.stop()
 
 
 def create_app() -> FastAPI:

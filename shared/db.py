@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import get_settings
@@ -53,3 +53,10 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def commit_without_flush_wait(session: Session) -> None:
+    """Let this transaction's commit return before Postgres has flushed it to disk (~5 ms less per
+    commit): still atomic, but a crash of Postgres may lose it. Only for records that are repaired anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from shared.db import session_scope
+from shared.db import commit_without_flush_wait, session_scope
 from shared.jobstore import add_event, forget_dispatches, mark_dispatched, requeue_stale, undispatched
 from shared.queue import RUN_JOB_TASK, broker_lost_messages, publish
 from shared.routing import broker_queue
@@ -32,6 +32,7 @@ def dispatch(job_id: str, queue: str) -> bool:
         log.warning("could not publish job %s: %s", job_id, exc)
         return False
     with session_scope() as session:
+        commit_without_flush_wait(session)  # a lost mark only makes the sweep publish the job again
         mark_dispatched(session, job_id)
         add_event(session, job_id, "dispatched")
     return True

@@ -7,7 +7,8 @@ running -> queued when a worker vanished (stale heartbeat) or the job's computat
 A job that finishes drops its fan-out working data; a cancelled job also lets go of its upload at once.
 Job bytes live in the blob store: a result's blob is written before its row, and blobs of deleted rows
 go after the commit (shared/blob_gc.py).
-Every move to succeeded, failed or cancelled writes the job's webhook outbox row in the same transaction.
+Every move to succeeded, failed or cancelled writes the job's webhook outbox row in the same transaction,
+and a NOTIFY that wakes the API's waiting requests on commit (shared/job_events.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session, aliased
 from shared import blob_gc
 from shared.blobs import current_store, new_token
 from shared.chunks import drop_working_data
+from shared.job_events import notify_finished
 from shared.storage import release_upload, sha256_hex
 from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, heartbeat_stale, utcnow
 from shared.webhook_outbox import enqueue_finished
@@ -219,6 +221,7 @@ def succeed(session: Session, job_id: str, worker: str, result: dict[str, Any]) 
     drop_working_data(session, job_id)
     add_event(session, job_id, "succeeded")
     enqueue_finished(session, job_id, result)
+    notify_finished(session, job_id)
     return True
 
 
@@ -241,6 +244,7 @@ def fail(session: Session, job_id: str, code: str, message: str, worker: str | N
         drop_working_data(session, job_id)
         add_event(session, job_id, "failed", f"{code}: {message}")
         enqueue_finished(session, job_id)
+        notify_finished(session, job_id)
     return bool(done)
 
 
@@ -260,6 +264,7 @@ def cancel(session: Session, job_id: str) -> bool:
     if done:
         add_event(session, job_id, "cancelled")
         enqueue_finished(session, job_id)  # its summary still reads the upload's row count
+        notify_finished(session, job_id)
         digest = session.scalar(select(Job.dataset_sha256).where(Job.id == job_id))
         session.execute(update(Job).where(Job.id == job_id).values(dataset_sha256=None))
         drop_working_data(session, job_id)

@@ -10,6 +10,7 @@ from functools import lru_cache
 import redis
 from celery import Celery
 
+from shared import sql_broker
 from shared.settings import Settings, get_settings
 
 RUN_JOB_TASK = "fitexplain.run_job"
@@ -29,7 +30,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
     # the submit request): the job row is the outbox and the sweep publishes it later.
     fail_fast = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
     return {
-        "broker_url": settings.broker_url,
+        **sql_broker.celery_settings(settings.broker_url),
         "broker_transport_options": {**transport_options, **fail_fast} if transport_options else {},
         "result_backend_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,

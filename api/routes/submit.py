@@ -6,8 +6,6 @@ The route functions are built per endpoint at import time; this module does not 
 `from __future__ import annotations`, because FastAPI must see their parameter models as classes.
 """
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -21,6 +19,7 @@ from api.auth_first import AuthenticateBeforeBodyRoute
 from api.deps import CurrentUser, SettingsDep
 from api.serialize import job_public, result_response
 from api.upload_files import ReceivedUpload
+from api.waiting import Finished, job_waiter
 from shared.db import session_scope
 from shared.dispatch import dispatch
 from shared.jobspec import (
@@ -30,7 +29,7 @@ from shared.jobspec import (
     MlClassificationParams,
     MlRegressionParams,
 )
-from shared.jobstore import create_job, result_body
+from shared.jobstore import create_job
 from shared.limits import enforce_submission_limits, reserve_submission
 from shared.ml.cost import check_budget, check_memory, estimate_cost, shape_of
 from shared.ml.data import load_checks
@@ -39,7 +38,7 @@ from shared.ml.pipeline import check_explanation_limits
 from shared.routing import queue_for_cost
 from shared.settings import Settings, get_settings
 from shared.storage import check_quota, store_upload
-from shared.tables import FINISHED, Job, JobStatus, User
+from shared.tables import Job, JobStatus, User
 from shared.webhooks import check_url
 
 
@@ -97,7 +96,7 @@ async def submit(
     accepted = job_public(job)  # as accepted: queued (a worker may claim it as soon as it is published)
     await run_in_threadpool(dispatch, job.id, job.queue)
     if wait:
-        finished = await _wait_for(job.id, wait)
+        finished = await job_waiter(request.app).wait(job.id, wait)
         if finished is not None:
             return finished_response(request, finished)
         accepted = job_public(await run_in_threadpool(_load_job, job.id))  # still running: show progress
@@ -176,31 +175,7 @@ def _load_job(job_id: str) -> Job:
         return job
 
 
-async def _wait_for(job_id: str, seconds: float) -> tuple[Job, bytes | None] | None:
-    """Poll the job row until it finishes or `seconds` pass (polling backs off from 0.1 s to 1 s)."""
-    deadline = time.monotonic() + seconds
-    delay = 0.1
-    while True:
-        found = await run_in_threadpool(_finished_job, job_id)
-        if found is not None:
-            return found
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        await asyncio.sleep(min(delay, remaining))
-        delay = min(delay * 1.5, 1.0)
-
-
-def _finished_job(job_id: str) -> tuple[Job, bytes | None] | None:
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.status not in FINISHED:
-            return None
-        body = result_body(session, job_id) if job.status == JobStatus.succeeded else None
-        return job, body
-
-
-def finished_response(request: Request, finished: tuple[Job, bytes | None]) -> Response:
+def finished_response(request: Request, finished: Finished) -> Response:
     """200 with the result JSON itself, or the job's error as techtonique-style `{"detail": ...}`."""
     job, body = finished
     if body is not None:

@@ -1,0 +1,144 @@
+"""Waiting for a job to finish (`wait=N`, the /techtonique mount): woken by a notification, not a timer.
+
+On Postgres one listener connection per API process LISTENs on shared/job_events.py's channel and wakes
+the requests waiting for that job. Notifications are hints: a waiter reads the job row itself, once
+registered (so a job that finished before is seen), at each wake-up, and every `FALLBACK_POLL_SECONDS`
+(so a notification lost while the listener reconnects delays an answer, never loses it). When the listener
+reconnects, every waiter checks its row again at once.
+
+On SQLite (the embedded default) there is no LISTEN: waiters read the row every `SQLITE_POLL_SECONDS`
+(a cheap local read), a little longer the longer they have waited (2% of it, at most 0.25 s), so many
+long waits do not keep the database busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+
+import psycopg
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.engine import make_url
+
+from shared.db import session_scope
+from shared.job_events import CHANNEL
+from shared.jobstore import result_body
+from shared.settings import get_settings
+from shared.tables import FINISHED, Job, JobStatus
+
+log = logging.getLogger("fitexplain.api")
+
+FALLBACK_POLL_SECONDS = 1.0  # with a live listener: only a safety net
+UNLISTENED_POLL_SECONDS = 0.1  # while the listener is down (reconnecting)
+SQLITE_POLL_SECONDS = 0.02
+SQLITE_POLL_GROWTH = 0.02  # of the time already waited
+SQLITE_POLL_MAX_SECONDS = 0.25
+RECONNECT_SECONDS = (0.1, 5.0)  # first and largest delay between reconnection attempts
+
+# A connection that silently vanished (a network cut) is noticed by TCP within about half a minute.
+KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+
+Finished = tuple[Job, bytes | None]
+
+
+def finished_job(job_id: str) -> Finished | None:
+    """The job and its result body (None for a failed or cancelled job), once it is finished."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status not in FINISHED:
+            return None
+        body = result_body(session, job_id) if job.status == JobStatus.succeeded else None
+        return job, body
+
+
+def job_waiter(app: FastAPI) -> JobWaiter:
+    """The app's waiter (started by its lifespan); one without a listener when no lifespan ran."""
+    waiter: JobWaiter | None = getattr(app.state, "job_waiter", None)
+    if waiter is None:
+        waiter = app.state.job_waiter = JobWaiter(get_settings().database_url)
+    return waiter
+
+
+class JobWaiter:
+    """The waiting requests of one API process, and (on Postgres) the listener that wakes them."""
+
+    def __init__(self, database_url: str) -> None:
+        url = make_url(database_url)
+        self.postgres = url.get_backend_name() == "postgresql"
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._waiting: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._listening = asyncio.Event()  # set while LISTEN is active on a live connection
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.postgres and self._task is None:
+            self._task = asyncio.create_task(self._listen_forever(), name="job-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def wait(self, job_id: str, seconds: float) -> Finished | None:
+        """The finished job, or None when it is still unfinished after `seconds`."""
+        started = time.monotonic()
+        deadline = started + seconds
+        woken = asyncio.Event()
+        self._waiting[job_id].add(woken)  # before the first read: a notification after it is not missed
+        try:
+            while True:
+                woken.clear()
+                found = await run_in_threadpool(finished_job, job_id)
+                if found is not None:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    poll = self._poll_seconds(time.monotonic() - started)
+                    await asyncio.wait_for(woken.wait(), min(poll, remaining))
+        finally:
+            events = self._waiting[job_id]
+            events.discard(woken)
+            if not events:
+                del self._waiting[job_id]
+
+    def _poll_seconds(self, waited: float) -> float:
+        if not self.postgres:
+            return min(SQLITE_POLL_SECONDS + SQLITE_POLL_GROWTH * waited, SQLITE_POLL_MAX_SECONDS)
+        return FALLBACK_POLL_SECONDS if self._listening.is_set() else UNLISTENED_POLL_SECONDS
+
+    def _wake(self, job_id: str | None = None) -> None:
+        """Wake the waiters of `job_id`, or all of them."""
+        groups = [self._waiting.get(job_id, set())] if job_id else list(self._waiting.values())
+        for events in groups:
+            for event in events:
+                event.set()
+
+    async def _listen_forever(self) -> None:
+        delay = RECONNECT_SECONDS[0]
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True, connect_timeout=3, **KEEPALIVE
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self._listening.set()
+                    self._wake()  # what finished while nobody listened is read now
+                    delay = RECONNECT_SECONDS[0]
+                    async for notification in conn.notifies():
+                        self._wake(notification.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the connection dropped or Postgres is down: reconnect
+                log.warning("job listener lost its connection (%s); reconnecting", exc)
+            finally:
+                self._listening.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_SECONDS[1])

@@ -1,0 +1,132 @@
+"""A finished job is announced on commit only; a waiting request ends even when the announcement is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from api.waiting import JobWaiter
+from shared import jobstore
+from shared.db import get_engine, session_scope
+from shared.job_events import CHANNEL
+from shared.settings import Settings
+from shared.tables import JobStatus
+from tests.inprocess.factories import make_job, make_user
+
+
+@pytest.fixture
+def job_id() -> str:
+    return make_job(make_user("alice")[0])
+
+
+@pytest.fixture
+def listener(service_settings: Settings) -> psycopg.Connection:
+    dsn = service_settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"LISTEN {CHANNEL}")
+        yield conn
+
+
+def heard(conn: psycopg.Connection) -> list[str]:
+    """The payloads delivered so far (a notification of a commit arrives before the commit returns)."""
+    return [n.payload for n in conn.notifies(timeout=0.2)]
+
+
+@pytest.mark.parametrize("transition", ["fail", "cancel"])
+def test_a_finished_job_is_announced_only_when_its_transaction_commits(
+    listener: psycopg.Connection, job_id: str, transition: str
+) -> None:
+    finish = {
+        "fail": lambda session: jobstore.fail(session, job_id, "bad_input", "no"),
+        "cancel": lambda session: jobstore.cancel(session, job_id),
+    }[transition]
+    with pytest.raises(RuntimeError), session_scope() as session:
+        assert finish(session)
+        raise RuntimeError("rolled back")
+    assert heard(listener) == []
+
+    with session_scope() as session:
+        assert finish(session)
+    assert heard(listener) == [job_id]
+
+
+def test_success_is_announced_on_commit(listener: psycopg.Connection, job_id: str) -> None:
+    with session_scope() as session:
+        jobstore.claim(session, job_id, worker="w1", stale_after=300, max_attempts=3)
+    with session_scope() as session:
+        assert jobstore.succeed(session, job_id, "w1", {"y_pred": [1]})
+    assert heard(listener) == [job_id]
+
+
+def test_a_job_that_does_not_finish_is_not_announced(listener: psycopg.Connection, job_id: str) -> None:
+    with session_scope() as session:
+        jobstore.claim(session, job_id, worker="w1", stale_after=300, max_attempts=3)
+        jobstore.heartbeat(session, job_id, "w1", 0.5, "fitting")
+    assert heard(listener) == []
+
+
+def _finish_later(job_id: str, started: threading.Event) -> threading.Thread:
+    def finish() -> None:
+        started.wait(30)
+        with session_scope() as session:
+            jobstore.fail(session, job_id, "bad_input", "no")
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    return thread
+
+
+def _terminate_listeners() -> int:
+    with get_engine().connect() as conn:
+        return len(
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                )
+            ).all()
+        )
+
+
+def test_a_wait_ends_when_the_job_finishes(service_settings: Settings, job_id: str) -> None:
+    async def scenario() -> tuple[object, ...] | None:
+        waiter = JobWaiter(service_settings.database_url)
+        await waiter.start()
+        try:
+            started = threading.Event()
+            thread = _finish_later(job_id, started)
+            waiting = asyncio.create_task(waiter.wait(job_id, 30))
+            await asyncio.sleep(0.3)  # the waiter has read the unfinished row and sleeps
+            started.set()
+            found = await waiting
+            thread.join()
+            return found
+        finally:
+            await waiter.stop()
+
+    found = asyncio.run(scenario())
+    assert found is not None and found[0].status == JobStatus.failed
+
+
+def test_a_wait_ends_even_when_its_listener_is_killed_and_the_notification_lost(
+    service_settings: Settings, job_id: str
+) -> None:
+    async def scenario() -> tuple[object, ...] | None:
+        waiter = JobWaiter(service_settings.database_url)
+        await waiter.start()
+        try:
+            waiting = asyncio.create_task(waiter.wait(job_id, 30))
+            await asyncio.sleep(0.3)  # listening, and the waiter sleeps on the unfinished row
+            assert await asyncio.to_thread(_terminate_listeners) == 1
+            with session_scope() as session:  # finished while the listener reconnects: its NOTIFY is lost
+                jobstore.fail(session, job_id, "bad_input", "no")
+            return await waiting
+        finally:
+            await waiter.stop()
+
+    found = asyncio.run(scenario())
+    assert found is not None and found[0].status == JobStatus.failed
