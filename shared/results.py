@@ -19,11 +19,13 @@ the JSON's dict, so `to_result(encode(result, f), f) == result` is the test that
 
 from __future__ import annotations
 
+import gc
 import gzip
 import io
 import itertools
 import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,16 +64,37 @@ FORMATS = {f.name: f for f in (JSON, *BINARY_FORMATS)}
 
 def load_stored(body_gzip: bytes) -> dict[str, Any]:
     """The result dict from its stored form (gzip of its JSON)."""
-    return orjson.loads(gzip.decompress(body_gzip))
+    with collector_paused():
+        return orjson.loads(gzip.decompress(body_gzip))
 
 
 def encode(result: dict[str, Any], format_name: str) -> bytes:
     """The result in a binary format: "arrow", "arrow-file", "parquet" or "npz"."""
-    return _ENCODERS[format_name](result)
+    with collector_paused():
+        return _ENCODERS[format_name](result)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while millions of lists are made or read (a SHAP result's
+    rows): it would otherwise scan them again and again, which makes orjson.loads 2.5x slower. Nothing
+    made here holds cycles."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def to_result(data: bytes, format_name: str) -> dict[str, Any]:
     """The result dict back from `encode`'s bytes: equal to the one encoded (NaN read back as None)."""
+    with collector_paused():
+        return _decode(data, format_name)
+
+
+def _decode(data: bytes, format_name: str) -> dict[str, Any]:
     if format_name == "npz":
         return from_npz(data)
     if format_name == "parquet":
@@ -210,8 +233,13 @@ def _put(result: dict[str, Any], path: Path, values: Any) -> None:
 
 def _metadata(rest: dict[str, Any], arrays: list[dict[str, Any]], n_rows: int | None) -> bytes:
     return orjson.dumps(
-        {"layout": "fitexplain-result", "version": LAYOUT_VERSION, "n_rows": n_rows, "arrays": arrays,
-         "result": rest}
+        {
+            "layout": "fitexplain-result",
+            "version": LAYOUT_VERSION,
+            "n_rows": n_rows,
+            "arrays": arrays,
+            "result": rest,
+        }
     )
 
 
@@ -326,9 +354,19 @@ def to_arrow(result: dict[str, Any], *, file: bool = False) -> bytes:
 
 
 def to_parquet(result: dict[str, Any]) -> bytes:
+    """Parquet, zstd; floats byte-stream-split (10% smaller, faster), labels dictionary-encoded (SHAP
+    values have no repeats worth a dictionary: trying one costs time for nothing)."""
+    table = to_table(result)
+    floats = [field.name for field in table.schema if pa.types.is_floating(field.type)]
     sink = pa.BufferOutputStream()
-    # Floats of SHAP values have no repeats worth a dictionary; trying one costs time for nothing.
-    pq.write_table(to_table(result), sink, compression="zstd", use_dictionary=["y_true", "y_pred"])
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        compression_level=1,
+        use_dictionary=[name for name in ("y_true", "y_pred") if name not in floats],
+        use_byte_stream_split=floats or False,
+    )
     return sink.getvalue().to_pybytes()
 
 
