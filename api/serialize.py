@@ -93,19 +93,17 @@ def gunzipped(body_gzip: bytes, chunk: int = GUNZIP_CHUNK) -> Iterator[bytes]:
     view = memoryview(body_gzip)
     while view:
         decompressor = zlib.decompressobj(wbits=31)
-        while view and not decompressor.eof:
-            pending, view = view[:chunk], view[chunk:]
-            while pending:
-                piece = decompressor.decompress(pending, chunk)
-                if piece:
-                    yield piece
-                pending = decompressor.unconsumed_tail
-        tail = decompressor.flush()
-        if tail:
-            yield tail
-        if not decompressor.eof:
-            raise EOFError("the stored result ends before its gzip stream does")
-        view = memoryview(decompressor.unused_data + bytes(view))
+        while not decompressor.eof:
+            if decompressor.unconsumed_tail:  # input left over when the last piece filled up
+                data: bytes | memoryview = decompressor.unconsumed_tail
+            else:
+                data, view = view[:chunk], view[chunk:]
+            piece = decompressor.decompress(data, chunk)
+            if piece:
+                yield piece
+            elif not data:  # no input left, no output either, and the stream is not over
+                raise EOFError("the stored result ends before its gzip stream does")
+        view = memoryview(decompressor.unused_data + bytes(view))  # the next gzip member, if any
 
 
 def binary_result_response(body_gzip: bytes, fmt: results.ResultFormat, job_id: str) -> Response:
