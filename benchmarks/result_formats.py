@@ -3,8 +3,9 @@
 A synthetic binary-classification result in the pipeline's shape (`classification_result` plus SHAP's
 flat object): 190k test rows x 24 features x 2 classes by default. For each format: the API's CPU time
 from the stored gzip JSON to the bytes it sends, and their size, with ratios against the JSON path in
-the same run. Then the worker's side: encoding the stored form (orjson + gzip level 1, as
-`shared/jobstore.succeed` does) against other gzip encoders, when they are installed (`isal`, `zlib-ng`).
+the same run; what a client pays to read each; then the worker's side: encoding the stored form
+(orjson + gzip level 1, as `shared/jobstore.succeed` does) against other gzip encoders, when they are
+installed (`isal`, `zlib-ng`).
 Run: .venv/bin/python benchmarks/result_formats.py [--rows N] [--features P] [--repeats R]
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import json
 import time
 import zlib
 from collections.abc import Callable
@@ -129,6 +131,41 @@ def api_side(result: dict[str, Any], repeats: int) -> None:
     print(f"\n(table building alone: {table_seconds:.2f} s; times include orjson.loads)")
 
 
+def client_side(result: dict[str, Any], repeats: int) -> None:
+    """What the user's side pays to get SHAP values as a NumPy array out of the bytes it received."""
+    body = gzip.decompress(gzip.compress(orjson.dumps(result), 1))
+    loaded = results.load_stored(gzip.compress(body, 1))
+    forms = {name: results.encode(loaded, name) for name in ("arrow-file", "parquet", "npz")}
+
+    def from_json(loads: Callable[[bytes], Any]) -> Callable[[], Any]:
+        return lambda: np.asarray(loads(body)["interpretability"]["values"], dtype=np.float64)
+
+    def from_parquet() -> Any:
+        return pq.read_table(io.BytesIO(forms["parquet"])).to_pandas().filter(like="shap_").to_numpy()
+
+    def from_arrow() -> Any:
+        table = pa.ipc.open_file(pa.BufferReader(forms["arrow-file"])).read_all()
+        return table.to_pandas().filter(like="shap_").to_numpy()
+
+    def from_npz() -> Any:
+        with np.load(io.BytesIO(forms["npz"])) as arrays:
+            return arrays["shap_values"]
+
+    readers = {
+        "json.loads (stdlib) + np.asarray": from_json(json.loads),
+        "orjson.loads + np.asarray": from_json(orjson.loads),
+        "pd.read_parquet": from_parquet,
+        "pd.read_feather (arrow-file)": from_arrow,
+        "np.load (npz)": from_npz,
+    }
+    print("\nclient: from the received bytes to the SHAP values as an array")
+    baseline = None
+    for label, read in readers.items():
+        seconds, _ = best_of(repeats, read)
+        baseline = baseline or seconds
+        print(f"{label:<46} {seconds:>6.2f} s {seconds / baseline:>6.3f}x")
+
+
 def worker_side(result: dict[str, Any], repeats: int) -> None:
     """The stored form: gzip of the orjson bytes, level 1, by several encoders (same format)."""
     body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -173,6 +210,7 @@ def main() -> None:
     result = synthetic_result(args.rows, args.features)
     print(f"{args.rows} rows x {args.features} features x 2 classes, SHAP, best of {args.repeats}\n")
     api_side(result, args.repeats)
+    client_side(result, args.repeats)
     worker_side(result, args.repeats)
 
 
