@@ -250,6 +250,9 @@ def to_table(result: dict[str, Any]) -> pa.Table:
     """The per-row table; the rest of the result is JSON in the schema metadata (key "fitexplain")."""
     rest, moved = split_arrays(result, rows_only=True)
     n_rows = len(moved[0].values) if moved else 0
+    for item in [m for m in moved if len(m.values) != n_rows]:  # not one entry per row: stays JSON
+        _put(rest, item.path, from_json_values(item.values))
+        moved.remove(item)
     classes = class_names(result)
     columns: dict[str, pa.Array] = {}
     described: list[dict[str, Any]] = []

@@ -153,3 +153,10 @@ def test_a_result_without_rows_or_explanations_still_converts() -> None:
     result = {"accuracy": 0.96, "y_pred": [0, 1, 2]}
     for fmt in BINARY:
         assert results.to_result(results.encode(result, fmt), fmt) == result
+
+
+def test_an_array_of_another_length_than_the_rows_stays_in_the_metadata() -> None:
+    result = {"y_true": [1.0, 2.0], "y_pred": [1.5, 2.5], "pi_lower": [0.0]}
+    table = results.to_table(result)
+    assert table.column_names == ["y_true", "y_pred"]
+    assert results.to_result(results.encode(result, "parquet"), "parquet") == result
