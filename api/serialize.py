@@ -16,8 +16,8 @@ from shared import results
 from shared.tables import Job
 
 GUNZIP_CHUNK = 1 << 20  # bytes of gzip read, and at most bytes of JSON sent, per streamed piece
-# Converting a 190k-row SHAP result to a binary form holds its JSON as Python objects (about 1.5 GB) for
-# about 3 CPU-seconds: at most this many at once per API process, the others wait their turn.
+# Converting a 190k-row SHAP result to a binary form holds its JSON as Python objects (1.4 GB at peak) for
+# 4-5 CPU-seconds: at most this many at once per API process, the others wait their turn.
 CONVERSIONS = threading.BoundedSemaphore(2)
 
 
@@ -111,7 +111,8 @@ def gunzipped(body_gzip: bytes, chunk: int = GUNZIP_CHUNK) -> Iterator[bytes]:
 
 
 def binary_result_response(body_gzip: bytes, fmt: results.ResultFormat, job_id: str) -> Response:
-    """The result converted from its stored JSON (about 1 s for a 190k-row SHAP result), as a download."""
+    """The result converted from its stored JSON (about 5 CPU-seconds for a 190k-row SHAP result), as a
+    download."""
     with CONVERSIONS:
         data = results.encode(results.load_stored(body_gzip), fmt.name)
     headers = {
