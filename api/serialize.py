@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -91,23 +91,30 @@ def result_response(
     )
 
 
-def gunzipped(body_gzip: bytes, chunk: int = GUNZIP_CHUNK) -> Iterator[bytes]:
+def gunzipped(body_gzip: bytes | Iterable[bytes], chunk: int = GUNZIP_CHUNK) -> Iterator[bytes]:
     """The decompressed bytes of a gzip body (every member, as gzip.decompress), in pieces of at most
-    `chunk` bytes however well the data compressed."""
-    view = memoryview(body_gzip)
-    while view:
-        decompressor = zlib.decompressobj(wbits=31)
-        while not decompressor.eof:
-            if decompressor.unconsumed_tail:  # input left over when the last piece filled up
-                data: bytes | memoryview = decompressor.unconsumed_tail
-            else:
-                data, view = view[:chunk], view[chunk:]
+    `chunk` bytes however well the data compressed. The body may come as bytes or as pieces of them (a
+    stream read from storage)."""
+    if isinstance(body_gzip, bytes | bytearray | memoryview):
+        view = memoryview(body_gzip)
+        body_gzip = (view[start : start + chunk] for start in range(0, len(view), chunk))
+    decompressor, fresh = zlib.decompressobj(wbits=31), True
+    for data in body_gzip:
+        while data:
+            fresh = False
             piece = decompressor.decompress(data, chunk)
             if piece:
                 yield piece
-            elif not data:  # no input left, no output either, and the stream is not over
-                raise EOFError("the stored result ends before its gzip stream does")
-        view = memoryview(decompressor.unused_data + bytes(view))  # the next gzip member, if any
+            if decompressor.eof:  # the member is over: what follows is the next one
+                data = decompressor.unused_data
+                decompressor, fresh = zlib.decompressobj(wbits=31), True
+            else:
+                data = decompressor.unconsumed_tail
+    while not fresh and not decompressor.eof:  # output still held back when the last piece filled up
+        piece = decompressor.decompress(b"", chunk)
+        if not piece:
+            raise EOFError("the stored result ends before its gzip stream does")
+        yield piece
 
 
 def binary_result_response(body_gzip: bytes, fmt: results.ResultFormat, job_id: str) -> Response:

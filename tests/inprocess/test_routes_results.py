@@ -147,6 +147,9 @@ def test_gunzip_streams_in_bounded_pieces_across_gzip_members() -> None:
     body = gzip.compress(text[:300_000], 1) + gzip.compress(text[300_000:], 9)
     pieces = list(gunzipped(body, chunk=4096))
     assert b"".join(pieces) == text and max(map(len, pieces)) <= 4096
+    streamed = (body[start : start + 777] for start in range(0, len(body), 777))  # as storage may send it
+    assert b"".join(gunzipped(streamed, chunk=4096)) == text
+    assert b"".join(gunzipped(gzip.compress(b""))) == b"" and list(gunzipped(b"")) == []
     with pytest.raises((EOFError, zlib.error)):
         list(gunzipped(body[:-20]))
 
