@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import gzip
+import threading
+import zlib
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from shared import results
 from shared.tables import Job
+
+GUNZIP_CHUNK = 1 << 20  # bytes of gzip read, and at most bytes of JSON sent, per streamed piece
+# Converting a 190k-row SHAP result to a binary form holds its JSON as Python objects (1.4 GB at peak) for
+# 4-5 CPU-seconds: at most this many at once per API process, the others wait their turn.
+CONVERSIONS = threading.BoundedSemaphore(2)
 
 
 class JobError(BaseModel):
@@ -68,12 +77,53 @@ def job_public(job: Job) -> JobPublic:
     )
 
 
-def result_response(request: Request, body_gzip: bytes, status_code: int = 200) -> Response:
-    """Send the stored gzip body as is to clients that accept gzip, decompressed to the others."""
-    headers = {"Vary": "Accept-Encoding"}
+def result_response(
+    request: Request, body_gzip: bytes, status_code: int = 200, vary: str = "Accept-Encoding"
+) -> Response:
+    """Send the stored gzip body as is to clients that accept gzip, decompressed to the others (streamed:
+    a 68 MB result is never held whole in memory)."""
+    headers = {"Vary": vary}
     if "gzip" in request.headers.get("accept-encoding", ""):
         headers["Content-Encoding"] = "gzip"
         return Response(body_gzip, status_code=status_code, media_type="application/json", headers=headers)
-    return Response(
-        gzip.decompress(body_gzip), status_code=status_code, media_type="application/json", headers=headers
+    return StreamingResponse(
+        gunzipped(body_gzip), status_code=status_code, media_type="application/json", headers=headers
     )
+
+
+def gunzipped(body_gzip: bytes | Iterable[bytes], chunk: int = GUNZIP_CHUNK) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip body (every member, as gzip.decompress), in pieces of at most
+    `chunk` bytes however well the data compressed. The body may come as bytes or as pieces of them (a
+    stream read from storage)."""
+    if isinstance(body_gzip, bytes | bytearray | memoryview):
+        view = memoryview(body_gzip)
+        body_gzip = (view[start : start + chunk] for start in range(0, len(view), chunk))
+    decompressor, fresh = zlib.decompressobj(wbits=31), True
+    for data in body_gzip:
+        while data:
+            fresh = False
+            piece = decompressor.decompress(data, chunk)
+            if piece:
+                yield piece
+            if decompressor.eof:  # the member is over: what follows is the next one
+                data = decompressor.unused_data
+                decompressor, fresh = zlib.decompressobj(wbits=31), True
+            else:
+                data = decompressor.unconsumed_tail
+    while not fresh and not decompressor.eof:  # output still held back when the last piece filled up
+        piece = decompressor.decompress(b"", chunk)
+        if not piece:
+            raise EOFError("the stored result ends before its gzip stream does")
+        yield piece
+
+
+def binary_result_response(body_gzip: bytes, fmt: results.ResultFormat, job_id: str) -> Response:
+    """The result converted from its stored JSON (about 5 CPU-seconds for a 190k-row SHAP result), as a
+    download."""
+    with CONVERSIONS:
+        data = results.encode(results.load_stored(body_gzip), fmt.name)
+    headers = {
+        "Vary": "Accept, Accept-Encoding",
+        "Content-Disposition": f'attachment; filename="{job_id}.{fmt.extension}"',
+    }
+    return Response(data, media_type=fmt.media_types[0], headers=headers)

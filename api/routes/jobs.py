@@ -6,10 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, SessionDep
-from api.serialize import MAX_OFFSET, JobPage, JobPublic, job_public, result_response
+from api.negotiation import ResultFormatName, choose_format
+from api.serialize import (
+    MAX_OFFSET,
+    JobPage,
+    JobPublic,
+    binary_result_response,
+    job_public,
+    result_response,
+)
 from shared.jobstore import cancel, delete_job, result_body
+from shared.results import FORMATS
 from shared.tables import FINISHED, Job, JobStatus, User
 
 router = APIRouter(
@@ -48,16 +58,50 @@ def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
     return job_public(owned_job(session, job_id, user))
 
 
+RESULT_CONTENT: dict[str, dict] = {
+    "application/json": {"schema": {"type": "object"}},
+    **{
+        media: {"schema": {"type": "string", "format": "binary"}}
+        for fmt in FORMATS.values()
+        if fmt.name != "json"
+        for media in fmt.media_types
+    },
+}
+
+
 @router.get(
     "/{job_id}/result",
     responses={
         **NOT_FOUND,
-        200: {"description": "The result JSON (techtonique's shape)", "content": {"application/json": {}}},
+        200: {
+            "description": "The result: JSON (techtonique's shape) by default; Arrow IPC (stream or file), "
+            "Parquet or NPZ when `format=` or the Accept header asks (README, Binary results), with "
+            '`Content-Disposition: attachment; filename="{job_id}.{extension}"`. The binary forms hold '
+            "the same numbers: one row per test row (y_true, y_pred, proba_<class>, pi_lower/pi_upper, "
+            "base_value, shap_<feature>[_<class>]) and the rest of the JSON in the schema metadata "
+            "(key `fitexplain`); NPZ holds each array with its true shape and `metadata`.",
+            "content": RESULT_CONTENT,
+        },
+        406: {"description": "The Accept header matches none of the result's media types."},
         409: {"description": "The job has not succeeded (yet): the detail says its status."},
     },
 )
-def get_result(job_id: str, request: Request, session: SessionDep, user: CurrentUser) -> Response:
+def get_result(
+    job_id: str,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    result_format: Annotated[
+        ResultFormatName | None,
+        Query(
+            alias="format",
+            description="json, arrow (IPC stream), arrow-file (IPC file, Feather v2), parquet or npz; "
+            "wins over the Accept header. JSON by default.",
+        ),
+    ] = None,
+) -> Response:
     job = owned_job(session, job_id, user)
+    chosen = choose_format(result_format, request.headers.get("accept"))
     if job.status != JobStatus.succeeded:
         message = f"Job {job_id} is {job.status}"
         if job.error_code:
@@ -65,10 +109,18 @@ def get_result(job_id: str, request: Request, session: SessionDep, user: Current
         elif job.status not in FINISHED:
             message += f"; poll /jobs/{job_id} until it has succeeded"
         raise HTTPException(status.HTTP_409_CONFLICT, detail=message + ".")
+    body = stored_result(session, job_id)
+    if chosen.name == "json":
+        return result_response(request, body, vary="Accept, Accept-Encoding")
+    return binary_result_response(body, chosen, job_id)
+
+
+def stored_result(session: Session, job_id: str) -> bytes:
+    """The stored gzip JSON of a succeeded job (the one place this route reads it), or 404 if deleted."""
     body = result_body(session, job_id)
     if body is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"The result of job {job_id} was deleted.")
-    return result_response(request, body)
+    return body
 
 
 @router.delete(

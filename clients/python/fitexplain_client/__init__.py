@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from fitexplain_client.binary import ResultFrame
 from fitexplain_client.client import AsyncClient, Client
 from fitexplain_client.errors import (
     APIError,
@@ -42,6 +43,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitedError",
     "Result",
+    "ResultFrame",
     "RetryPolicy",
     "ServerError",
     "ServiceUnavailableError",

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fitexplain_client import config
+from fitexplain_client.binary import FORMATS
 from fitexplain_client.client import Client
 from fitexplain_client.errors import APIError, FitexplainError, JobFailedError
 from fitexplain_client.result import Result
@@ -244,11 +245,25 @@ def result(
     out_path: Annotated[
         Path | None, typer.Option("--out", "-o", help="write the JSON here, not stdout")
     ] = None,
+    result_format: Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", help="json, or a binary form written to --out: arrow, arrow-file, parquet, npz"
+        ),
+    ] = "json",
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """A succeeded job's result JSON (exit 1 if the job failed, 2 if it is not finished)."""
+    if result_format not in FORMATS:
+        choices = ", ".join(FORMATS)
+        raise typer.BadParameter(f"{result_format!r} is not one of {choices}", param_hint="--format")
+    if result_format != "json" and out_path is None:
+        raise typer.BadParameter(f"--format {result_format} is binary: give --out FILE", param_hint="--out")
     with exit_codes(), Client(url, token) as client:
+        if result_format != "json":
+            client.job(job_id).download(result_format, out_path)  # type: ignore[arg-type]
+            return
         found = client.job(job_id).result()
     write_json(found.json, out_path)
 

@@ -61,6 +61,9 @@ class Client(Endpoints[Job]):
     def _get_json(self, path: str, **params: Any) -> Any:
         return self._transport.request("GET", path, params=params or None).json()
 
+    def _get_bytes(self, path: str, **params: Any) -> bytes:
+        return self._transport.request("GET", path, params=params or None).content
+
     def _delete_json(self, path: str) -> Any:
         response = self._transport.request("DELETE", path)
         return None if response.status_code == 204 else response.json()
@@ -124,6 +127,9 @@ class AsyncClient(Endpoints[Coroutine[Any, Any, AsyncJob]]):
 
     async def _get_json(self, path: str, **params: Any) -> Any:
         return (await self._transport.request("GET", path, params=params or None)).json()
+
+    async def _get_bytes(self, path: str, **params: Any) -> bytes:
+        return (await self._transport.request("GET", path, params=params or None)).content
 
     async def _delete_json(self, path: str) -> Any:
         response = await self._transport.request("DELETE", path)

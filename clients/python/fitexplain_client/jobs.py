@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fitexplain_client.binary import ResultFormat, ResultFrame, check_format, read_parquet
 from fitexplain_client.errors import JobFailedError, WaitTimeoutError
 from fitexplain_client.progress import JobProgress
 from fitexplain_client.result import Result
@@ -100,11 +103,28 @@ class Job:
 
     def result(self) -> Result:
         """The result of a succeeded job (raises JobFailedError if it failed or was cancelled)."""
+        self._require_success()
+        return Result(self._client._get_json(f"/jobs/{self.id}/result"), job_id=self.id)
+
+    def download(self, format: ResultFormat = "parquet", path: str | os.PathLike[str] | None = None) -> bytes:
+        """The result as the server sends it in `format` (json, arrow, arrow-file, parquet or npz), written
+        to `path` too when given: for R (`arrow::read_parquet`), NumPy (`np.load`) or another tool."""
+        self._require_success()
+        data = self._client._get_bytes(f"/jobs/{self.id}/result", format=check_format(format))
+        if path is not None:
+            Path(path).write_bytes(data)
+        return data
+
+    def result_frame(self) -> ResultFrame:
+        """The result as a pandas DataFrame, one row per test row, and the rest as `metadata` (its Parquet
+        form; extra `arrow`). Much faster than `result()` for a SHAP result of many rows."""
+        return read_parquet(self.download("parquet"))
+
+    def _require_success(self) -> None:
         if self.state.status != "succeeded":
             self.refresh()
             if self.state.finished:
                 self.state.raise_unless_succeeded()
-        return Result(self._client._get_json(f"/jobs/{self.id}/result"), job_id=self.id)
 
     def wait(self, timeout: float | None = None, progress: bool = True) -> Result:
         """Poll until the job finishes (0.1 s, backing off to 1 s), showing a progress bar; its Result."""
@@ -158,6 +178,23 @@ class AsyncJob:
             if self.state.finished:
                 self.state.raise_unless_succeeded()
         return Result(await self._client._get_json(f"/jobs/{self.id}/result"), job_id=self.id)
+
+    async def download(
+        self, format: ResultFormat = "parquet", path: str | os.PathLike[str] | None = None
+    ) -> bytes:
+        """As `Job.download`."""
+        if self.state.status != "succeeded":
+            await self.refresh()
+            if self.state.finished:
+                self.state.raise_unless_succeeded()
+        data = await self._client._get_bytes(f"/jobs/{self.id}/result", format=check_format(format))
+        if path is not None:
+            Path(path).write_bytes(data)
+        return data
+
+    async def result_frame(self) -> ResultFrame:
+        """As `Job.result_frame`."""
+        return read_parquet(await self.download("parquet"))
 
     async def wait(self, timeout: float | None = None, progress: bool = False) -> Result:
         """As `Job.wait`; no progress bar by default, as many jobs are usually awaited together."""
