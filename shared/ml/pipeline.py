@@ -24,6 +24,7 @@ from shared.ml.explain.methods import explanation_method
 from shared.ml.explain.methods.base import ExplanationPart, SpanProgress, merge_parts
 from shared.ml.intervals import fit_with_interval
 from shared.ml.metrics import classification_result, regression_result
+from shared.ml.phases import Phases
 from shared.ml.prepared import PreparedJob
 from shared.ml.spec import JobSpec, Limits
 
@@ -41,14 +42,27 @@ __all__ = [
 PREPARE_SHARE = 0.2  # fraction of run()'s progress bar spent before the explanations
 
 
-def prepare(source: bytes | Path, spec: JobSpec, limits: Limits, n_threads: int | None = None) -> PreparedJob:
+def prepare(
+    source: bytes | Path,
+    spec: JobSpec,
+    limits: Limits,
+    n_threads: int | None = None,
+    phases: Phases | None = None,
+) -> PreparedJob:
     """Load the upload, fit the model on the training rows and score it on the test rows.
 
     `source` is the canonical Parquet file (a path, or its bytes) of `shared.ml.ingest`, or the CSV
     bytes of an upload stored before uploads were converted.
     """
     spec.validate()
-    dataset = load_source(source, spec.task, spec.seed, limits)
+    phases = phases or Phases()
+    with phases.timed("load"):
+        dataset = load_source(source, spec.task, spec.seed, limits)
+    with phases.timed("fit"):
+        return _fit(spec, dataset, n_threads)
+
+
+def _fit(spec: JobSpec, dataset: Dataset, n_threads: int | None) -> PreparedJob:
     model = build_model(spec.model, n_threads)
     if spec.task == "regression" and spec.return_pi:
         fitted = _guarded_fit(
@@ -139,6 +153,7 @@ def run(
     n_threads: int | None = None,
     progress: Callable[[float, str], None] | None = None,
     explain_method: MethodRunner | None = None,
+    phases: Phases | None = None,
 ) -> dict:
     """The whole job: predictions, metrics and result["interpretability"].
 
@@ -146,12 +161,14 @@ def run(
     and a list of such objects, in the order asked, when several were.
 
     `explain_method` decides how each method's explanation is computed (the worker passes one that
-    fans large work out to other workers); by default everything runs here, in one piece.
+    fans large work out to other workers); by default everything runs here, in one piece. `phases`, when
+    given, receives the seconds spent loading, fitting and explaining.
     """
+    phases = phases or Phases()
     report = progress or (lambda fraction, message: None)
     runner = explain_method or explain_whole(limits)
     report(0.0, "fitting")
-    prepared = prepare(source, spec, limits, n_threads)
+    prepared = prepare(source, spec, limits, n_threads, phases)
     result = dict(prepared.result)
     methods = list(dict.fromkeys(spec.interpretability))
     check_explanation_limits(spec, prepared.dataset, limits)  # fail before spending time on any method
@@ -160,7 +177,8 @@ def run(
     share = (1.0 - PREPARE_SHARE) / max(len(methods), 1)
     for position, method in enumerate(methods):
         offset = PREPARE_SHARE + position * share
-        explanations.append(runner(prepared, method, _span_reporter(report, method, offset, share)))
+        with phases.timed("explain"):
+            explanations.append(runner(prepared, method, _span_reporter(report, method, offset, share)))
     if explanations:
         result["interpretability"] = explanations[0] if len(explanations) == 1 else explanations
     report(1.0, "done")
