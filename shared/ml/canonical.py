@@ -18,10 +18,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shared.ml import data
+from shared.ml.errors import DataError
+
 POSITION = ""
 POSITION_KEY = b"fitexplain.position"
 TEXT_COLUMNS = ("target", "training_index")
 MAGIC = b"PAR1"
+# Problems found per column, reported in this order (the order of `data._to_float`'s checks).
+COLUMN_CHECKS = {"missing_value": 0, "non_numeric": 1, "infinite_value": 2, "cell_too_long": 3}
 Position = Literal["line", "row"]
 
 
@@ -87,3 +92,33 @@ def read_table(source: Path | bytes, columns: list[str] | None = None) -> pd.Dat
         if name in frame.columns:
             frame[name] = frame[name].astype(str)
     return frame
+
+
+class ColumnProblems:
+    """Each column's first problem of each kind, kept across batches; reported in header order."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, DataError] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.found)
+
+    def convert(self, values: pd.Series, column: str) -> pa.Array | None:
+        """The column as the canonical file holds it, or None (and the problem kept)."""
+        try:
+            if column in TEXT_COLUMNS:
+                return pa.array(data._checked_strings(values, column).to_numpy(dtype=object), pa.string())
+            return pa.array(data._numeric_feature(values, column).to_numpy(), pa.float64())
+        except DataError as err:
+            self.add(column, err)
+            return None
+
+    def add(self, column: str, err: DataError) -> None:
+        kept = self.found.get(column)
+        if kept is None or COLUMN_CHECKS.get(err.code, 9) < COLUMN_CHECKS.get(kept.code, 9):
+            self.found[column] = err
+
+    def raise_first(self, header: list[str]) -> None:
+        for column in header:
+            if column in self.found:
+                raise self.found[column]

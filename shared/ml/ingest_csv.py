@@ -1,0 +1,251 @@
+"""CSV uploads (plain or gzip-compressed) into the canonical Parquet file, streaming.
+
+pyarrow's streaming reader goes first; at the first thing it does not vouch for (a parse or conversion
+error, a missing or non-finite value, a long line, blank lines or quoted newlines that shift line
+numbers) the file is read again by the exact reader, `shared.ml.data`'s rules streamed line by line,
+which names the line and column of the problem. Errors come in `shared.ml.data.read_table`'s order:
+not UTF-8 anywhere, then the header, then the first broken row (shape, cell length, row limit), then
+per column in header order its first missing, non-numeric or infinite value.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import io
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from shared.ml import data
+from shared.ml.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems
+from shared.ml.data import MISSING_TOKENS, DataError
+from shared.ml.spec import Limits
+
+CSV_BLOCK_BYTES = 4 << 20  # pyarrow's CSV block: one batch of about this much text
+EXACT_BATCH_ROWS = 20_000
+HEADER_MAX_BYTES = 64 << 20
+
+
+class _Unusual(Exception):
+    """The fast reader met something it does not vouch for: the exact reader decides."""
+
+
+Opener = Callable[[], BinaryIO]
+
+
+def ingest_csv(open_raw: Opener, dest: Path, limits: Limits) -> tuple[list[str], int]:
+    try:
+        with open_raw() as raw:
+            return _fast_csv(raw, dest, limits)
+    except (_Unusual, DataError, pa.ArrowException, UnicodeDecodeError, OSError, EOFError, zlib.error):
+        pass
+    try:
+        with open_raw() as raw:
+            blank = _check_utf8(raw)
+        with open_raw() as raw:
+            return _exact_csv(raw, dest, limits, blank)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        message = f"The gzip-compressed file cannot be read ({err}): is it complete?"
+        raise DataError("bad_gzip", message) from None
+
+
+class _LineScanner(io.RawIOBase):
+    """The data after the header, as pyarrow reads it, counting lines and spotting long lines."""
+
+    def __init__(self, raw: BinaryIO, max_cell_chars: int) -> None:
+        self.raw = raw
+        self.max_cell_chars = max_cell_chars
+        self.newlines = 0
+        self.seen_bytes = 0
+        self.last_byte = b"\n"
+        self.long_line = False
+        self._carry = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        chunk = self.raw.read(len(buffer))
+        if chunk:
+            self._scan(chunk)
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def _scan(self, chunk: bytes) -> None:
+        self.newlines += chunk.count(b"\n")
+        self.seen_bytes += len(chunk)
+        self.last_byte = chunk[-1:]
+        lines = (self._carry + chunk).split(b"\n")
+        self._carry = lines.pop()
+        if len(self._carry) > self.max_cell_chars:
+            self._check(self._carry)
+        if lines and max(map(len, lines)) > self.max_cell_chars:
+            for line in lines:
+                self._check(line)
+
+    def _check(self, line: bytes) -> None:
+        # A cell is at most its comma-separated piece (in bytes, which count at least its characters).
+        if len(line) > self.max_cell_chars and max(map(len, line.split(b","))) > self.max_cell_chars:
+            self.long_line = True
+
+    @property
+    def lines(self) -> int:
+        """Physical lines read (a last line without a newline counts)."""
+        return self.newlines + (0 if self.last_byte == b"\n" or not self.seen_bytes else 1)
+
+
+def _fast_csv(raw: BinaryIO, dest: Path, limits: Limits) -> tuple[list[str], int]:
+    header_lines, header = _read_header(raw)
+    data._check_header(header, limits)
+    scanner = _LineScanner(raw, limits.max_cell_chars)
+    names = [f"c{index}" for index in range(len(header))]
+    reader = pacsv.open_csv(
+        pa.PythonFile(scanner, mode="r"),
+        read_options=pacsv.ReadOptions(column_names=names, block_size=CSV_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={
+                code: pa.string() if name in TEXT_COLUMNS else pa.float64()
+                for code, name in zip(names, header, strict=True)
+            },
+            strings_can_be_null=False,
+        ),
+    )
+    missing = pa.array(sorted(MISSING_TOKENS))
+    first_line = header_lines + 1
+    with CanonicalWriter(dest, header, "line") as writer:
+        for batch in reader:
+            if writer.rows + batch.num_rows > limits.max_rows or scanner.long_line:
+                raise _Unusual
+            columns: dict[str, pa.Array] = {}
+            for name, column in zip(header, batch.columns, strict=True):
+                if column.null_count:
+                    raise _Unusual
+                if name in TEXT_COLUMNS:
+                    if len(column) and pc.max(pc.utf8_length(column)).as_py() > limits.max_cell_chars:
+                        raise _Unusual
+                    column = pc.utf8_trim_whitespace(column)
+                    if pc.any(pc.is_in(pc.utf8_lower(column), missing)).as_py():
+                        raise _Unusual
+                elif not pc.all(pc.is_finite(column)).as_py():
+                    raise _Unusual
+                columns[name] = column
+            start = first_line + writer.rows
+            writer.write(columns, np.arange(start, start + batch.num_rows))
+        if writer.rows == 0 or scanner.long_line or scanner.lines != writer.rows:
+            raise _Unusual  # no rows, or blank lines / quoted newlines: the positions are not lines
+        return header, writer.rows
+
+
+def _read_header(raw: BinaryIO) -> tuple[int, list[str]]:
+    """(lines up to the header's end, stripped names): the first non-blank record, as `_records` finds it."""
+    lines: list[bytes] = []
+    size = 0
+    while size < HEADER_MAX_BYTES:
+        line = raw.readline(HEADER_MAX_BYTES)
+        if not line:
+            raise _Unusual  # only blank lines: the exact reader says which error
+        lines.append(line)
+        size += len(line)
+        if not line.endswith(b"\n"):
+            continue
+        text = b"".join(lines).decode("utf-8-sig")
+        try:
+            records = list(data.records_from(io.StringIO(text, newline="")))
+        except DataError:
+            continue  # a quoted field goes on over the next line
+        if len(records) > 1 or "\r" in text.replace("\r\n", ""):
+            raise _Unusual  # lines ended by a lone carriage return: the exact reader handles them
+        if records:
+            return text.count("\n"), [name.strip() for name in records[0][1]]
+    raise _Unusual
+
+
+def _check_utf8(raw: BinaryIO) -> bool:
+    """Raise not_utf8 naming the first bad byte's line, as `data._decode` does; True if the text is blank."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    blank = True
+    number = 0
+    for number, line in enumerate(raw, start=1):
+        try:
+            text = decoder.decode(line)
+        except UnicodeDecodeError as err:
+            bad = line[err.start] if err.start < len(line) else line[-1]
+            raise DataError(
+                "not_utf8",
+                f"The file is not UTF-8 text (byte 0x{bad:02x} on line {number}): save it as UTF-8 CSV.",
+            ) from None
+        blank = blank and not text.strip()
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise DataError(
+            "not_utf8",
+            f"The file is not UTF-8 text (it ends inside a character, line {number}): save it as UTF-8 CSV.",
+        ) from None
+    return blank
+
+
+def _exact_csv(raw: BinaryIO, dest: Path, limits: Limits, blank: bool) -> tuple[list[str], int]:
+    """`data._exact_table` streamed: rows checked line by line, values converted batch by batch."""
+    if blank:
+        raise DataError("empty_file", "The file is empty: send a CSV with a header line and data rows.")
+    records = data.records_from(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
+    header_line, header = data._header_record(records)
+    data._check_header(header, limits)
+    problems = ColumnProblems()
+    width = len(header)
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    n_rows = 0
+    with CanonicalWriter(dest, header, "line") as writer:
+
+        def flush() -> None:
+            frame = pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=object)
+            columns = {name: problems.convert(frame[name], name) for name in header}
+            if not problems:
+                writer.write(columns, np.asarray(lines))  # type: ignore[arg-type]
+            rows.clear()
+            lines.clear()
+
+        for line, row in records:
+            if len(row) != width:
+                raise DataError(
+                    "ragged_rows",
+                    f"Line {line} has {len(row)} fields but the header has {width}: every row needs one "
+                    "value per column.",
+                )
+            if max(map(len, row)) > limits.max_cell_chars:
+                column = next(
+                    name for name, cell in zip(header, row, strict=True) if len(cell) > limits.max_cell_chars
+                )
+                raise DataError(
+                    "cell_too_long",
+                    f"Column '{column}' has a value longer than {limits.max_cell_chars} characters on line "
+                    f"{line} (limit max_cell_chars).",
+                    column=column,
+                )
+            if n_rows == limits.max_rows:
+                raise DataError(
+                    "too_many_rows",
+                    f"The file has more than {limits.max_rows} data rows (limit max_rows): sample it first.",
+                )
+            rows.append([cell.strip() for cell in row])
+            lines.append(line)
+            n_rows += 1
+            if len(rows) == EXACT_BATCH_ROWS:
+                flush()
+        if rows:
+            flush()
+    if n_rows == 0:
+        raise DataError("no_rows", f"The file has a header (line {header_line}) but no data rows.")
+    problems.raise_first(header)
+    return header, n_rows
