@@ -8,7 +8,6 @@ whose worker stopped beating can be claimed again. The parts and the prepared mo
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import pickle
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from isal import igzip
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -195,11 +195,11 @@ def encode_part(part: ExplanationPart) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     header = json.dumps(plain).encode()
-    return gzip.compress(len(header).to_bytes(8, "big") + header + buffer.getvalue(), 3)
+    return igzip.compress(len(header).to_bytes(8, "big") + header + buffer.getvalue(), 3)
 
 
 def decode_part(body: bytes) -> dict[str, Any]:
-    raw = gzip.decompress(body)
+    raw = igzip.decompress(body)
     size = int.from_bytes(raw[:8], "big")
     part: dict[str, Any] = json.loads(raw[8 : 8 + size])
     with np.load(io.BytesIO(raw[8 + size :]), allow_pickle=False) as arrays:

@@ -13,13 +13,13 @@ and a NOTIFY that wakes the API's waiting requests on commit (shared/job_events.
 
 from __future__ import annotations
 
-import gzip
 import io
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO, Any
 
 import orjson
+from isal import igzip
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
@@ -193,7 +193,7 @@ def heartbeat(
 def succeed(session: Session, job_id: str, worker: str, result: dict[str, Any]) -> bool:
     # orjson and gzip level 1: a 100k x 100 SHAP result encodes in 2 s instead of 16 s (6% larger).
     body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
-    compressed = gzip.compress(body, 1)
+    compressed = igzip.compress(body, 1)  # ISA-L: 2.5x faster than zlib at level 1, a bit smaller
     # The blob first (outside the job row's lock): a row without its blob must never exist. If the
     # commit then fails, the blob is deleted with the rollback, or swept as an orphan after a crash.
     key = f"results/{job_id}/{new_token()}.json.gz"

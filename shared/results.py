@@ -20,7 +20,6 @@ the JSON's dict, so `to_result(encode(result, f), f) == result` is the test that
 from __future__ import annotations
 
 import gc
-import gzip
 import io
 import itertools
 import math
@@ -33,6 +32,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+from isal import igzip
 
 METADATA_KEY = "fitexplain"
 LAYOUT_VERSION = 1
@@ -65,7 +65,7 @@ FORMATS = {f.name: f for f in (JSON, *BINARY_FORMATS)}
 def load_stored(body_gzip: bytes) -> dict[str, Any]:
     """The result dict from its stored form (gzip of its JSON)."""
     with collector_paused():
-        return orjson.loads(gzip.decompress(body_gzip))
+        return orjson.loads(igzip.decompress(body_gzip))
 
 
 def encode(result: dict[str, Any], format_name: str) -> bytes:

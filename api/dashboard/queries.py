@@ -6,13 +6,13 @@ select only the columns they show (never the uploaded CSV's bytes) and page in t
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import orjson
+from isal import igzip
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -298,4 +298,4 @@ def load_result(session: Session, job_id: str) -> dict[str, Any] | None:
     if size is None or size > MAX_CHART_RESULT_BYTES:
         return None
     body = result_body(session, job_id)
-    return orjson.loads(gzip.decompress(body)) if body is not None else None
+    return orjson.loads(igzip.decompress(body)) if body is not None else None

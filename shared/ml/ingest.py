@@ -8,11 +8,12 @@ rules and errors are those of `shared.ml.data.read_table` for the same content.
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Literal
+
+from isal import igzip
 
 from shared.ml.canonical import TEXT_COLUMNS
 from shared.ml.errors import DataError
@@ -102,4 +103,4 @@ def ingest(path: Path, dest: Path, limits: Limits, *, filename: str = "", conten
 
 
 def _open_text(path: Path, found: Format) -> BinaryIO:
-    return gzip.open(path, "rb") if found == "csv.gz" else open(path, "rb")  # type: ignore[return-value]
+    return igzip.open(path, "rb") if found == "csv.gz" else open(path, "rb")  # type: ignore[return-value]

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from isal import isal_zlib
 
 from shared.ml import data
 from shared.ml.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems
@@ -32,6 +33,7 @@ from shared.ml.spec import Limits
 CSV_BLOCK_BYTES = 4 << 20  # pyarrow's CSV block: one batch of about this much text
 EXACT_BATCH_ROWS = 20_000
 HEADER_MAX_BYTES = 64 << 20
+GZIP_ERRORS = (zlib.error, isal_zlib.error)  # a corrupt gzip stream, from zlib or from ISA-L (igzip)
 
 
 class _Unusual(Exception):
@@ -45,14 +47,14 @@ def ingest_csv(open_raw: Opener, dest: Path, limits: Limits) -> tuple[list[str],
     try:
         with open_raw() as raw:
             return _fast_csv(raw, dest, limits)
-    except (_Unusual, DataError, pa.ArrowException, UnicodeDecodeError, OSError, EOFError, zlib.error):
+    except (_Unusual, DataError, pa.ArrowException, UnicodeDecodeError, OSError, EOFError, *GZIP_ERRORS):
         pass
     try:
         with open_raw() as raw:
             blank = _check_utf8(raw)
         with open_raw() as raw:
             return _exact_csv(raw, dest, limits, blank)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+    except (EOFError, gzip.BadGzipFile, *GZIP_ERRORS) as err:
         message = f"The gzip-compressed file cannot be read ({err}): is it complete?"
         raise DataError("bad_gzip", message) from None
 
