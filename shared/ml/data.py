@@ -203,34 +203,40 @@ def _parse_rows(text: str, limits: Limits) -> tuple[list[str], list[list[str]], 
     _check_header(header, limits)
     rows: list[list[str]] = []
     lines: list[int] = []
-    width = len(header)
     for line, row in records:
-        if len(row) != width:
-            raise DataError(
-                "ragged_rows",
-                f"Line {line} has {len(row)} fields but the header has {width}: every row needs one "
-                "value per column.",
-            )
-        if max(map(len, row)) > limits.max_cell_chars:
-            column = next(
-                name for name, cell in zip(header, row, strict=True) if len(cell) > limits.max_cell_chars
-            )
-            raise DataError(
-                "cell_too_long",
-                f"Column '{column}' has a value longer than {limits.max_cell_chars} characters on line "
-                f"{line} (limit max_cell_chars).",
-                column=column,
-            )
-        if len(rows) == limits.max_rows:
-            raise DataError(
-                "too_many_rows",
-                f"The file has more than {limits.max_rows} data rows (limit max_rows): sample it first.",
-            )
+        check_record(line, row, header, len(rows), limits)
         rows.append([cell.strip() for cell in row])
         lines.append(line)
     if not rows:
         raise DataError("no_rows", f"The file has a header (line {header_line}) but no data rows.")
     return header, rows, lines
+
+
+def check_record(line: int, row: list[str], header: list[str], rows_before: int, limits: Limits) -> None:
+    """The checks of one data record (line `line`, after `rows_before` rows): its width, its cells'
+    lengths and the row limit."""
+    width = len(header)
+    if len(row) != width:
+        raise DataError(
+            "ragged_rows",
+            f"Line {line} has {len(row)} fields but the header has {width}: every row needs one "
+            "value per column.",
+        )
+    if max(map(len, row)) > limits.max_cell_chars:
+        column = next(
+            name for name, cell in zip(header, row, strict=True) if len(cell) > limits.max_cell_chars
+        )
+        raise DataError(
+            "cell_too_long",
+            f"Column '{column}' has a value longer than {limits.max_cell_chars} characters on line "
+            f"{line} (limit max_cell_chars).",
+            column=column,
+        )
+    if rows_before == limits.max_rows:
+        raise DataError(
+            "too_many_rows",
+            f"The file has more than {limits.max_rows} data rows (limit max_rows): sample it first.",
+        )
 
 
 def _header_record(records: Iterator[tuple[int, list[str]]]) -> tuple[int, list[str]]:

@@ -27,7 +27,7 @@ from isal import isal_zlib
 
 from shared.ml import data
 from shared.ml.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems
-from shared.ml.data import MISSING_TOKENS, DataError
+from shared.ml.data import MISSING_TOKENS, DataError, check_record
 from shared.ml.spec import Limits
 
 CSV_BLOCK_BYTES = 4 << 20  # pyarrow's CSV block: one batch of about this much text
@@ -204,7 +204,6 @@ def _exact_csv(raw: BinaryIO, dest: Path, limits: Limits, blank: bool) -> tuple[
     header_line, header = data._header_record(records)
     data._check_header(header, limits)
     problems = ColumnProblems()
-    width = len(header)
     rows: list[list[str]] = []
     lines: list[int] = []
     n_rows = 0
@@ -219,27 +218,7 @@ def _exact_csv(raw: BinaryIO, dest: Path, limits: Limits, blank: bool) -> tuple[
             lines.clear()
 
         for line, row in records:
-            if len(row) != width:
-                raise DataError(
-                    "ragged_rows",
-                    f"Line {line} has {len(row)} fields but the header has {width}: every row needs one "
-                    "value per column.",
-                )
-            if max(map(len, row)) > limits.max_cell_chars:
-                column = next(
-                    name for name, cell in zip(header, row, strict=True) if len(cell) > limits.max_cell_chars
-                )
-                raise DataError(
-                    "cell_too_long",
-                    f"Column '{column}' has a value longer than {limits.max_cell_chars} characters on line "
-                    f"{line} (limit max_cell_chars).",
-                    column=column,
-                )
-            if n_rows == limits.max_rows:
-                raise DataError(
-                    "too_many_rows",
-                    f"The file has more than {limits.max_rows} data rows (limit max_rows): sample it first.",
-                )
+            check_record(line, row, header, n_rows, limits)
             rows.append([cell.strip() for cell in row])
             lines.append(line)
             n_rows += 1
