@@ -205,3 +205,32 @@ def test_forests_of_large_trees_are_left_to_the_sampler():
     assert np.mean(leaf_counts(model.obj)) > MAX_MEAN_LEAVES
     assert supports(model) and not affordable(model)
     assert choose_explainer(model) == "agnostic"
+
+
+def test_worker_warm_up_compiles_the_signatures_a_job_uses():
+    """The worker compiles (or loads) the kernels at start: a job's call must not add a specialisation,
+    which would be compiled inside the job (seconds) in every fresh worker process."""
+    from shared.ml.explain import _nnetsauce_pair_kernel as kernel
+
+    kernel.warm_up()
+    warmed = {kernel.unit_tables: set(kernel.unit_tables.signatures)}
+    warmed[kernel.gather_pairs] = set(kernel.gather_pairs.signatures)
+    for n_classes in (2, 3):
+        model, X = _classifier(n_classes=n_classes)
+        explain_nnetsauce_tree(model, X[:20], X[60:65], task="classification", random_state=0)
+    model, X = _regressor()
+    explain_nnetsauce_tree(model, X[:20], X[60:65], task="regression", random_state=0)
+    for dispatcher, signatures in warmed.items():
+        assert set(dispatcher.signatures) == signatures
+
+
+def test_error_estimate_and_notes_state_how_the_estimate_was_made():
+    from shared.ml.explain.nnetsauce_tree import MEASURED_RELATIVE_ERROR
+
+    model, X = _classifier()
+    result = explain_nnetsauce_tree(model, X[:20], X[60:65], task="classification", random_state=0)
+    assert result["exact"] is False and result["explainer"] == "nnetsauce-tree"
+    assert result["error_estimate"] == pytest.approx(
+        MEASURED_RELATIVE_ERROR * np.abs(result["values"]).mean()
+    )
+    assert str(MEASURED_RELATIVE_ERROR) in result["notes"] and "reference" in result["notes"]
