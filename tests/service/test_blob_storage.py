@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
+import pandas as pd
 import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
@@ -94,7 +96,12 @@ def test_the_result_is_served_from_its_blob_and_working_data_is_gone(
         assert (row.stored_bytes, row.sha256) == (len(stored), hashlib.sha256(stored).hexdigest())
         assert session.scalar(select(func.count()).where(JobChunk.job_id == job_id)) >= 2  # fanned out
         assert session.scalar(select(Upload.content).where(Upload.blob_key == upload_key)) is None
-    assert blobs.get_bytes(upload_key) == variant(1)
+    stored_upload = blobs.get_bytes(upload_key)  # the canonical Parquet of the CSV sent
+    sent = pd.read_csv(io.BytesIO(variant(1)))
+    kept = pd.read_parquet(io.BytesIO(stored_upload))
+    assert stored_upload[:4] == b"PAR1" and len(kept) == len(sent)
+    for column in sent.columns:  # (the canonical file also keeps each row's line number)
+        assert (kept[column].astype(float) == sent[column].astype(float)).all(), column
 
     as_gzip = httpx.get(
         f"{storage.url}/jobs/{job_id}/result",
@@ -108,7 +115,7 @@ def test_the_result_is_served_from_its_blob_and_working_data_is_gone(
     assert [b.key for b in blobs.list(f"prepared/{job_id}/")] == []
 
     usage = ann.http.get("/account/usage").json()
-    assert usage["results_bytes"] == len(stored) and usage["uploads_bytes"] == len(variant(1))
+    assert usage["results_bytes"] == len(stored) and usage["uploads_bytes"] == len(stored_upload)
 
 
 def test_deleting_a_job_deletes_its_blobs(storage: Stack, engine: Engine, blobs: BlobStore) -> None:
