@@ -44,17 +44,18 @@ class _Sink:
         self.pending.append(data)
         self.pending_bytes += len(data)
 
-    def take(self) -> bytes:
-        data = b"".join(self.pending)
-        self.pending.clear()
+    def take(self) -> list[bytes]:
+        pieces = self.pending
+        self.pending = []
         self.pending_bytes = 0
-        return data
+        return pieces
 
-    def write(self, data: bytes) -> None:
+    def write(self, pieces: list[bytes]) -> None:
         """Blocking: in a thread (sha256 and the write release the GIL)."""
-        self.digest.update(data)
-        self.file.write(data)
-        self.size += len(data)
+        for data in pieces:
+            self.digest.update(data)
+            self.size += len(data)
+        self.file.writelines(pieces)
 
     def finish(self) -> None:
         self.file.flush()
