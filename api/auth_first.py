@@ -25,6 +25,12 @@ class AuthenticateBeforeBodyRoute(APIRoute):
     async def before_body(self, request: Request, user: User) -> None:
         """Checks of an authenticated request made before its body is read (none here)."""
 
+    async def answer(
+        self, request: Request, handler: Callable[[Request], Coroutine[Any, Any, Response]]
+    ) -> Response:
+        """Read the body and answer (FastAPI's own handler); subclasses may read the body first."""
+        return await handler(request)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
@@ -34,6 +40,6 @@ class AuthenticateBeforeBodyRoute(APIRoute):
             user = await run_in_threadpool(get_current_user, request, credentials)
             request.state.user = user
             await self.before_body(request, user)
-            return await handler(request)
+            return await self.answer(request, handler)
 
         return authenticated_handler

@@ -1,4 +1,4 @@
-"""An upload on local disk while it is validated: copied once from the multipart part, hashed as it goes.
+"""An upload on local disk while it is validated: written once as it streams in (`api.upload_stream`).
 
 Each request gets a directory of its own under FITEXPLAIN_HOME/tmp, removed when the request ends, also
 on errors: nothing of an upload outlives its request there.
@@ -6,16 +6,20 @@ on errors: nothing of an upload outlives its request there.
 
 from __future__ import annotations
 
-import hashlib
+import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-CHUNK_BYTES = 1 << 20
+import pyarrow as pa
+
+# Conversions at once: one per core. More only share the cores (each answer comes later, all of them
+# in memory at once); the others' bytes keep streaming to disk meanwhile.
+CONVERSIONS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -39,15 +43,12 @@ def workspace(home: Path) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def receive(part: BinaryIO, directory: Path, filename: str, content_type: str) -> ReceivedUpload:
-    """Copy the spooled multipart part to `directory` in chunks, hashing it (blocking: call in a thread)."""
-    path = directory / "upload"
-    digest = hashlib.sha256()
-    size = 0
-    part.seek(0)
-    with open(path, "wb") as out:
-        while chunk := part.read(CHUNK_BYTES):
-            digest.update(chunk)
-            out.write(chunk)
-            size += len(chunk)
-    return ReceivedUpload(path, digest.hexdigest(), size, filename, content_type)
+@contextmanager
+def conversion_slot() -> Iterator[None]:
+    """Wait for a free conversion slot (blocking: call in a thread); on leaving it, give the memory
+    pyarrow's pool keeps back to the system, so the API's RSS does not ratchet up upload after upload."""
+    with CONVERSIONS:
+        try:
+            yield
+        finally:
+            pa.default_memory_pool().release_unused()

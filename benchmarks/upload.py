@@ -3,20 +3,22 @@
 A 190,000-row CSV (24 float features, `target`, `training_index`; about 90 MB) is generated in a temp
 dir, with its gzip and Parquet versions. Through a real API process (Postgres, Redis; no worker: only
 the submit is timed) it measures:
-  - one submit of each format (the answer time: upload, validation, conversion, storage);
+  - one submit of each format (the answer time: upload, validation, conversion, storage), `--repeats`
+    times (the same file again: converted and checked again, stored once), the median;
   - six concurrent CSV submits (six distinct files): each one's answer time, and the API process's
     peak RSS during them (VmHWM, reset before the round via /proc/<pid>/clear_refs).
 The baseline in the same run is `pandas.read_csv` of the same file in this process. With
 `--baseline-repo PATH` the CSV rounds are also run against the API of another checkout (e.g. the main
 branch before streaming uploads: /work/main), on a fresh stack.
 
-    .venv/bin/python benchmarks/upload.py [--baseline-repo /work/main] [--rows 190000]
+    .venv/bin/python benchmarks/upload.py [--baseline-repo /work/main] [--rows 190000] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import shutil
 import sys
 import tempfile
@@ -100,15 +102,33 @@ def peak_mb(pids: list[int]) -> float:
     return total / 1024
 
 
-def measure(label: str, paths: dict[str, Path], formats: list[str], env: dict[str, str]) -> None:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes so far: the work, whatever else shares the machine."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    return "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
+def measure(
+    label: str, paths: dict[str, Path], formats: list[str], env: dict[str, str], repeats: int
+) -> None:
     with running_stack(0, extra_env={**STACK_ENV, **env}) as (stack, client):
         submit(client, paths["csv"].parent / "warm.csv", "warm.csv", "text/csv")  # imports, connections
         for kind in formats:
-            seconds, code, text = submit(client, paths[kind], *FORMATS[kind])
-            refused = "" if code == 202 else f" {text}"
-            print(f"{label}: one {kind} submit: {seconds:.2f} s (HTTP {code}{refused})")
+            answers = [submit(client, paths[kind], *FORMATS[kind]) for _ in range(repeats)]
+            refused = "".join(f" HTTP {code} {text}" for _, code, text in answers if code != 202)
+            times = sorted(seconds for seconds, _, _ in answers)
+            listed = ", ".join(f"{seconds:.2f}" for seconds, _, _ in answers)
+            print(f"{label}: one {kind} submit: median {times[len(times) // 2]:.2f} s ({listed}){refused}")
         pids = api_pids(stack)
         reset_peak(pids)
+        cpu_before = cpu_seconds(pids)
         started = time.perf_counter()
         with ThreadPoolExecutor(CONCURRENT) as pool:
             answers = list(
@@ -120,6 +140,8 @@ def measure(label: str, paths: dict[str, Path], formats: list[str], env: dict[st
         times = ", ".join(f"{seconds:.2f} s ({code})" for seconds, code, _ in answers)
         print(f"{label}: {CONCURRENT} concurrent CSV submits: {times}; all done in {wall:.2f} s")
         print(f"{label}: API peak RSS during them: {peak_mb(pids):,.0f} MB")
+        cpu = cpu_seconds(pids) - cpu_before
+        print(f"{label}: API CPU time for the six: {cpu:.2f} s (load average {load_average()})")
         failed = [text for _, code, text in answers if code != 202]
         if failed:
             print(f"{label}: refused: {failed[0]}")
@@ -131,12 +153,16 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=190_000)
     parser.add_argument("--baseline-repo", type=Path, default=None)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="single submits of each format (the same file: stored once)"
+    )
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="fx_upload_bench_"))
     try:
         paths = generate(directory, args.rows)
         (directory / "warm.csv").write_bytes((REPO / "tests" / "data" / "iris_dataset2.csv").read_bytes())
         size = paths["csv"].stat().st_size
+        print(f"{os.cpu_count()} CPUs, load average (1, 5, 15 min) {load_average()}")
         print(
             f"CSV {size / 1e6:.1f} MB ({args.rows:,} rows x {N_FEATURES} features + target + training_index)"
         )
@@ -146,7 +172,7 @@ def main() -> None:
         pd.read_csv(paths["csv"])
         read_csv = time.perf_counter() - started
         print(f"baseline: pandas.read_csv of the CSV in this process: {read_csv:.2f} s")
-        measure("this branch", paths, list(FORMATS), {})
+        measure("this branch", paths, list(FORMATS), {}, args.repeats)
         if args.baseline_repo is not None:
             repo = args.baseline_repo.resolve()
             measure(
@@ -154,8 +180,9 @@ def main() -> None:
                 paths,
                 ["csv"],
                 {"PYTHONPATH": str(repo), "FITEXPLAIN_MAX_UPLOAD_BYTES": str(10**9)},
+                args.repeats,
             )
-        print(f"(pandas.read_csv: {read_csv:.2f} s in the same run)")
+        print(f"(pandas.read_csv: {read_csv:.2f} s in the same run; load average now {load_average()})")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

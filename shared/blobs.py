@@ -73,10 +73,21 @@ class BlobStore:
             self.fs.pipe_file(path, data)
         return len(data)
 
-    def put_file(self, key: str, local_path: Path) -> int:
-        """Store a local file under `key`, streamed (never read whole); returns its size."""
+    def put_file(self, key: str, local_path: Path, *, link: bool = False) -> int:
+        """Store a local file under `key`, streamed (never read whole); returns its size.
+
+        With `link` (the caller never writes to `local_path` again), a local store hard-links the file
+        when it is on the same filesystem: no copy. The link appears whole, as a rename does.
+        """
         path = self._path(key)
         size = local_path.stat().st_size
+        if self.is_local and link:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(local_path, path)
+                return size
+            except OSError:  # another filesystem, or one without hard links: copied below
+                pass
         if self.is_local:
             with _AtomicFile(Path(path)) as temp, open(local_path, "rb") as source:
                 shutil.copyfileobj(source, temp, 1 << 20)

@@ -112,7 +112,8 @@ def store_upload(
     """Store an upload once per content (its sha256, `digest`), or lock the stored copy for this
     transaction so that a concurrent `release_upload` cannot remove it under the job about to use it.
 
-    `source` is the content or a local file holding it (streamed to the store, never read whole). The
+    `source` is the content or a local file holding it (streamed to the store, never read whole; a
+    local store may hard-link it, so it must not be written to again). The
     blob is written before its row; if this transaction does not commit, it is deleted again.
     """
     locked = select(Upload.sha256).where(Upload.sha256 == digest).with_for_update(read=True, key_share=True)
@@ -121,7 +122,10 @@ def store_upload(
             return
         key = f"uploads/{digest}/{new_token()}.{format}"
         blobs = current_store()
-        size = blobs.put_file(key, source) if isinstance(source, Path) else blobs.put_bytes(key, source)
+        if isinstance(source, Path):
+            size = blobs.put_file(key, source, link=True)
+        else:
+            size = blobs.put_bytes(key, source)
         blob_gc.written(session, key)
         try:
             with session.begin_nested():

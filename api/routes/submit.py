@@ -6,7 +6,7 @@ The route functions are built per endpoint at import time; this module does not 
 `from __future__ import annotations`, because FastAPI must see their parameter models as classes.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
@@ -19,6 +19,7 @@ from api.auth_first import AuthenticateBeforeBodyRoute
 from api.deps import CurrentUser, SettingsDep
 from api.serialize import job_public, result_response
 from api.upload_files import ReceivedUpload
+from api.upload_stream import ReceivedFile, is_multipart, receive_form
 from api.waiting import Finished, job_waiter
 from shared.db import session_scope
 from shared.dispatch import dispatch
@@ -48,6 +49,18 @@ class SubmitRoute(AuthenticateBeforeBodyRoute):
 
     async def before_body(self, request: Request, user: User) -> None:
         await run_in_threadpool(enforce_submission_limits, user.id, get_settings())
+
+    async def answer(
+        self, request: Request, handler: Callable[[Request], Coroutine[Any, Any, Response]]
+    ) -> Response:
+        """The multipart body is streamed into the request's workspace (`api.upload_stream`), removed
+        when the answer is ready. The conversion thread is done with it by then: a thread started by
+        run_in_threadpool is waited for, even when the request is cancelled."""
+        if not is_multipart(request):
+            return await handler(request)
+        with upload_files.workspace(get_settings().home) as directory:
+            await receive_form(request, directory)
+            return await handler(request)
 
 
 router = APIRouter(tags=["submit"], route_class=SubmitRoute)
@@ -92,7 +105,8 @@ async def submit(
     request: Request,
     wait: float | None,
 ) -> Response:
-    job = await run_in_threadpool(_receive_and_store, endpoint, params, file, user_id, settings)
+    assert isinstance(file, ReceivedFile)  # a file part is only found in a multipart body: SubmitRoute's
+    job = await run_in_threadpool(_validate_and_store, endpoint, params, file.received(), user_id, settings)
     accepted = job_public(job)  # as accepted: queued (a worker may claim it as soon as it is published)
     await run_in_threadpool(dispatch, job.id, job.queue)
     if wait:
@@ -108,17 +122,6 @@ async def submit(
     )
 
 
-def _receive_and_store(
-    endpoint: str, params: CommonParams, file: UploadFile, user_id: int, settings: Settings
-) -> Job:
-    """In a thread, which also owns the upload's temp directory: removed when it is done with it, even
-    if the request was cancelled meanwhile. The part was spooled by the multipart parser."""
-    with upload_files.workspace(settings.home) as directory:
-        filename, content_type = file.filename or "", file.content_type or ""
-        received = upload_files.receive(file.file, directory, filename, content_type)
-        return _validate_and_store(endpoint, params, received, user_id, settings)
-
-
 def _validate_and_store(
     endpoint: str, params: CommonParams, received: ReceivedUpload, user_id: int, settings: Settings
 ) -> Job:
@@ -126,14 +129,15 @@ def _validate_and_store(
     if params.webhook_url:
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
     limits = settings.limits()
-    ingested = ingest(  # raises DataError -> 422
-        received.path,
-        received.path.with_name("canonical.parquet"),
-        limits,
-        filename=received.filename,
-        content_type=received.content_type,
-    )
-    dataset = load_checks(ingested.path, spec.task, spec.seed, limits)  # raises DataError -> 422
+    with upload_files.conversion_slot():
+        ingested = ingest(  # raises DataError -> 422
+            received.path,
+            received.path.with_name("canonical.parquet"),
+            limits,
+            filename=received.filename,
+            content_type=received.content_type,
+        )
+        dataset = load_checks(ingested.path, spec.task, spec.seed, limits)  # raises DataError -> 422
     check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
     shape = shape_of(dataset)
     check_memory(shape, settings.worker_max_memory_mb)  # raises LimitExceeded -> 422

@@ -34,6 +34,7 @@ CSV_BLOCK_BYTES = 4 << 20  # pyarrow's CSV block: one batch of about this much t
 EXACT_BATCH_ROWS = 20_000
 HEADER_MAX_BYTES = 64 << 20
 GZIP_ERRORS = (zlib.error, isal_zlib.error)  # a corrupt gzip stream, from zlib or from ISA-L (igzip)
+NEWLINE = ord("\n")
 
 
 class _Unusual(Exception):
@@ -74,17 +75,37 @@ class _LineScanner(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        chunk = self.raw.read(len(buffer))
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.raw.read(size)
         if chunk:
             self._scan(chunk)
+        return chunk
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        chunk = self.read(len(buffer))
         buffer[: len(chunk)] = chunk
         return len(chunk)
 
     def _scan(self, chunk: bytes) -> None:
-        self.newlines += chunk.count(b"\n")
+        """Count the newlines; spot a line longer than a cell may be with numpy (this runs on every
+        byte), and only then look at its cells."""
         self.seen_bytes += len(chunk)
         self.last_byte = chunk[-1:]
+        ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == NEWLINE)
+        self.newlines += len(ends)
+        if self.long_line:
+            return
+        if len(ends):
+            longest = max(len(self._carry) + int(ends[0]), int(np.diff(ends).max(initial=1)) - 1)
+            tail = len(chunk) - int(ends[-1]) - 1
+        else:
+            longest, tail = 0, len(self._carry) + len(chunk)
+        if longest > self.max_cell_chars or tail > self.max_cell_chars:
+            self._scan_lines(chunk)
+        else:
+            self._carry = chunk[int(ends[-1]) + 1 :] if len(ends) else self._carry + chunk
+
+    def _scan_lines(self, chunk: bytes) -> None:
         lines = (self._carry + chunk).split(b"\n")
         self._carry = lines.pop()
         if len(self._carry) > self.max_cell_chars:

@@ -5,6 +5,7 @@ behind, neither a `datasets` row nor a file under FITEXPLAIN_HOME/tmp."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,3 +171,34 @@ def test_a_bad_line_after_the_first_megabyte_is_a_422_naming_it(
     assert (body["code"], body["column"]) == ("non_numeric", "c")
     assert "line 18000" in body["detail"] and "'abc'" in body["detail"]
     assert (count(Job), count(Upload)) == (0, 0) and leftovers(service_settings) == []
+
+
+def test_a_large_upload_is_kept_under_the_sha256_of_the_bytes_sent(
+    client: TestClient, alice: Account, service_settings: Settings
+) -> None:
+    """Written and hashed as it streams in (more than a flush of a megabyte), after a text field;
+    the stored blob outlives the request's workspace."""
+    rng = np.random.default_rng(2)
+    rows = [
+        ",".join(f"{value:.15f}" for value in row) + f",{i % 2}"
+        for i, row in enumerate(rng.normal(size=(40_000, 4)))
+    ]
+    content = ("\n".join(["a,b,c,d,target", *rows]) + "\n").encode()
+    assert len(content) > 2 * (1 << 20)
+    params = {key: str(value) for key, value in TINY_GBDT.items()}
+    response = client.post(
+        "/gbdtclassification",
+        params=params,
+        data={"note": "a text field before the file"},
+        files={"file": ("data.csv", content, "text/csv")},
+        headers=alice.headers,
+    )
+    assert response.status_code == 202, response.text
+    with session_scope() as session:
+        job = session.get(Job, response.json()["id"])
+        assert job is not None and job.dataset_sha256 == hashlib.sha256(content).hexdigest()
+        upload = session.get(Upload, job.dataset_sha256)
+        assert upload is not None and (upload.n_rows, upload.n_columns) == (40_000, 4)
+        stored = upload_content(session, upload.sha256)
+    assert stored[:4] == b"PAR1" and len(stored) == upload.size_bytes
+    assert leftovers(service_settings) == []
