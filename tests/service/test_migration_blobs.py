@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session
 
 from shared import settings
@@ -21,37 +18,12 @@ from shared.blobs import current_store
 from shared.db import make_engine
 from shared.jobstore import result_body
 from shared.storage import upload_content, upload_path, usage
-from tests.stack import REPO, create_database, drop_database
+from tests.migrations import alembic_config, migration_defining
 
 pytestmark = [pytest.mark.service]
 
 CSV = b"a,b,target\n1,2,0\n3,4,1\n"
 RESULT = gzip.compress(b'{"accuracy": 1.0}')
-
-
-def alembic_config(url: str) -> Config:
-    config = Config(str(REPO / "alembic.ini"))
-    config.set_main_option("script_location", str(REPO / "migrations"))
-    config.attributes["database_url"] = url
-    return config
-
-
-def blob_migration(config: Config) -> tuple[str, str]:
-    """(revision, down_revision) of the migration that adds blob keys, wherever the chain puts it."""
-    for script in ScriptDirectory.from_config(config).walk_revisions():
-        if hasattr(script.module, "INLINE"):
-            return script.revision, str(script.down_revision)
-    raise AssertionError("no migration defines INLINE")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    name = f"fx_migration_{uuid.uuid4().hex[:10]}"
-    yield create_database(name)
-    drop_database(name)
 
 
 @pytest.fixture
@@ -115,7 +87,7 @@ def test_old_rows_keep_their_bytes_inline_and_get_sizes_and_checksums(
     database_url: str, local_store: None
 ) -> None:
     config = alembic_config(database_url)
-    revision, before = blob_migration(config)
+    revision, before = migration_defining(config, "INLINE")
     command.upgrade(config, before)
     engine = make_engine(database_url)
     insert_old_rows(engine)

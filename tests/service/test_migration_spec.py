@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 
 from shared.db import make_engine
 from shared.jobspec import PARAMS_BY_ENDPOINT
 from shared.ml.spec import JobSpec
-from tests.stack import REPO, create_database, drop_database
+from tests.migrations import alembic_config, migration_defining
 
 pytestmark = [pytest.mark.service]
 
@@ -36,34 +31,9 @@ OLD_ROWS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def alembic_config(url: str) -> Config:
-    config = Config(str(REPO / "alembic.ini"))
-    config.set_main_option("script_location", str(REPO / "migrations"))
-    config.attributes["database_url"] = url
-    return config
-
-
-def spec_migration(config: Config) -> tuple[str, str]:
-    """(revision, down_revision) of the migration that adds jobs.spec, wherever the chain puts it."""
-    for script in ScriptDirectory.from_config(config).walk_revisions():
-        if hasattr(script.module, "spec_from_params"):
-            return script.revision, str(script.down_revision)
-    raise AssertionError("no migration defines spec_from_params")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    name = f"fx_migration_{uuid.uuid4().hex[:10]}"
-    yield create_database(name)
-    drop_database(name)
-
-
 def test_old_rows_are_backfilled_with_the_spec_the_api_builds(database_url: str) -> None:
     config = alembic_config(database_url)
-    revision, before = spec_migration(config)
+    revision, before = migration_defining(config, "spec_from_params")
     command.upgrade(config, before)
     engine = make_engine(database_url)
     metadata = sa.MetaData()

@@ -1,0 +1,41 @@
+"""Helpers of the migration tests: an Alembic config for a database, the migration that defines a name
+wherever the chain puts it, and a fresh database on SQLite and on Postgres."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from tests.stack import REPO, create_database, drop_database
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(REPO / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO / "migrations"))
+    config.attributes["database_url"] = url
+    return config
+
+
+def migration_defining(config: Config, name: str) -> tuple[str, str]:
+    """(revision, down_revision) of the migration whose module defines `name` (ids are not in file
+    order: migrations written on parallel branches were re-chained when merged)."""
+    for script in ScriptDirectory.from_config(config).walk_revisions():
+        if hasattr(script.module, name):
+            return script.revision, str(script.down_revision)
+    raise AssertionError(f"no migration defines {name}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database, on SQLite and then on Postgres."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    name = f"fx_migration_{uuid.uuid4().hex[:10]}"
+    yield create_database(name)
+    drop_database(name)
