@@ -6,7 +6,7 @@ import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
@@ -78,17 +78,35 @@ def job_public(job: Job) -> JobPublic:
 
 
 def result_response(
-    request: Request, body_gzip: bytes, status_code: int = 200, vary: str = "Accept-Encoding"
+    request: Request,
+    body_gzip: bytes | BinaryIO,
+    status_code: int = 200,
+    vary: str = "Accept-Encoding",
 ) -> Response:
-    """Send the stored gzip body as is to clients that accept gzip, decompressed to the others (streamed:
-    a 68 MB result is never held whole in memory)."""
+    """Send the stored gzip body as is to clients that accept gzip, decompressed to the others. The body
+    may be an open stream of the stored blob (closed once sent): then neither form is ever held whole in
+    memory, whatever the result's size."""
     headers = {"Vary": vary}
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        headers["Content-Encoding"] = "gzip"
-        return Response(body_gzip, status_code=status_code, media_type="application/json", headers=headers)
-    return StreamingResponse(
-        gunzipped(body_gzip), status_code=status_code, media_type="application/json", headers=headers
-    )
+    json_type = "application/json"
+    pieces = _read_pieces(body_gzip) if not isinstance(body_gzip, bytes) else None
+    if "gzip" not in request.headers.get("accept-encoding", ""):
+        content = gunzipped(pieces if pieces is not None else body_gzip)
+        return StreamingResponse(content, status_code=status_code, media_type=json_type, headers=headers)
+    headers["Content-Encoding"] = "gzip"
+    if pieces is None:
+        return Response(body_gzip, status_code=status_code, media_type=json_type, headers=headers)
+    assert not isinstance(body_gzip, bytes)
+    if body_gzip.seekable():  # the stored size, as a whole body would have it
+        headers["Content-Length"] = str(body_gzip.seek(0, 2))
+        body_gzip.seek(0)
+    return StreamingResponse(pieces, status_code=status_code, media_type=json_type, headers=headers)
+
+
+def _read_pieces(stream: BinaryIO, chunk: int = GUNZIP_CHUNK) -> Iterator[bytes]:
+    """The stream's bytes in pieces of at most `chunk`, closing it at the end (or when abandoned)."""
+    with stream:
+        while piece := stream.read(chunk):
+            yield piece
 
 
 def gunzipped(body_gzip: bytes | Iterable[bytes], chunk: int = GUNZIP_CHUNK) -> Iterator[bytes]:

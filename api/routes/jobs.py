@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sqlalchemy import func, select
@@ -18,7 +18,7 @@ from api.serialize import (
     job_public,
     result_response,
 )
-from shared.jobstore import cancel, delete_job, result_body
+from shared.jobstore import cancel, delete_job, open_result
 from shared.results import FORMATS
 from shared.tables import FINISHED, Job, JobStatus, User
 
@@ -109,18 +109,20 @@ def get_result(
         elif job.status not in FINISHED:
             message += f"; poll /jobs/{job_id} until it has succeeded"
         raise HTTPException(status.HTTP_409_CONFLICT, detail=message + ".")
-    body = stored_result(session, job_id)
-    if chosen.name == "json":
-        return result_response(request, body, vary="Accept, Accept-Encoding")
+    if chosen.name == "json":  # streamed from the blob store
+        return result_response(request, stored_result(session, job_id), vary="Accept, Accept-Encoding")
+    with stored_result(session, job_id) as stream:
+        body = stream.read()
     return binary_result_response(body, chosen, job_id)
 
 
-def stored_result(session: Session, job_id: str) -> bytes:
-    """The stored gzip JSON of a succeeded job (the one place this route reads it), or 404 if deleted."""
-    body = result_body(session, job_id)
-    if body is None:
+def stored_result(session: Session, job_id: str) -> BinaryIO:
+    """The stored gzip JSON of a succeeded job, open for reading (the one place this route reads it), or
+    404 if it was deleted."""
+    stream = open_result(session, job_id)
+    if stream is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"The result of job {job_id} was deleted.")
-    return body
+    return stream
 
 
 @router.delete(
