@@ -126,18 +126,27 @@ def compute_job(
             explain_method=FanOutRunner(job_id, settings, queue=queue),
             phases=phases,
         )
-    except UserInputError as exc:
-        return _fail(job_id, me, exc.code, exc.message)
-    except MemoryError:
-        message = "The job ran out of memory: explain fewer rows or features."
-        return _fail(job_id, me, "out_of_memory", message)
     except Exception as exc:
-        log.exception("job %s crashed", job_id)
-        return _fail(job_id, me, "internal_error", _internal_error_message(exc))
+        return _computation_failed(job_id, me, exc)
     with phases.timed("store"), session_scope() as session:
         stored = succeed(session, job_id, me, result)
     log.info("job %s phases: %s", job_id, phases)  # benchmarks/large_data.py reads this line
     return "succeeded" if stored else "superseded"
+
+
+def _computation_failed(job_id: str, me: str, exc: Exception) -> str:
+    """Record why the computation failed, unless the job was cancelled meanwhile: cancelling releases
+    its upload, so a computation still reading it fails, and that is the cancel, not an error."""
+    if not _still_ours(job_id, me):
+        log.info("job %s stopped: no longer ours (its computation ended with %s)", job_id, type(exc).__name__)
+        return "superseded"
+    if isinstance(exc, UserInputError):
+        return _fail(job_id, me, exc.code, exc.message)
+    if isinstance(exc, MemoryError):
+        message = "The job ran out of memory: explain fewer rows or features."
+        return _fail(job_id, me, "out_of_memory", message)
+    log.error("job %s crashed", job_id, exc_info=exc)
+    return _fail(job_id, me, "internal_error", _internal_error_message(exc))
 
 
 def _conclude(job_id: str, me: str, ended: Outcome, settings: Settings) -> str:

@@ -4,6 +4,7 @@ worker's side of the job store, without Celery or a worker process."""
 from __future__ import annotations
 
 import gzip
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -138,3 +139,32 @@ def test_waiting_for_a_job_that_ends_without_a_result_answers_why(
     body = response.json()
     assert body["detail"] == "The job was cancelled." and body["code"] is None
     assert body["job_id"] == published.job_ids()[0]
+
+
+def test_a_computation_whose_job_is_cancelled_under_it_stops_without_an_error(
+    alice: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelling a running job releases its upload; a computation still about to read the file then
+    fails, which is the cancel taking effect, not an error of the job."""
+    from shared.jobstore import claim
+    from shared.ml.spec import JobSpec
+    from shared.storage import upload_path
+    from worker.tasks import compute_job
+
+    job_id = make_job(alice.id)
+    with session_scope() as session:
+        claimed = claim(session, job_id, worker="w", stale_after=60, max_attempts=3)
+        assert claimed.job is not None
+        spec = JobSpec.from_json(claimed.job.spec)
+        path = upload_path(session, claimed.job.dataset_sha256)
+    assert path is not None and path.exists()
+    with session_scope() as session:
+        assert cancel(session, job_id)
+    assert not path.exists()  # released with the cancel's commit
+    with caplog.at_level(logging.INFO, logger="fitexplain.worker"):
+        assert compute_job(job_id, "w", path, spec, "small", lambda *_: None) == "superseded"
+    assert f"job {job_id} stopped: no longer ours" in caplog.text  # what the fault tests wait for
+    assert "crashed" not in caplog.text
+    job = load_job(job_id)
+    assert job is not None and (job.status, job.error_code) == ("cancelled", None)
+    assert "failed" not in events(job_id)
