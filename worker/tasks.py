@@ -28,7 +28,7 @@ from shared.ml.pipeline import PreparedJob, prepare, run
 from shared.ml.spec import JobSpec
 from shared.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.settings import Settings, get_settings
-from shared.storage import upload_format, upload_path
+from shared.storage import upload_path
 from shared.tables import Job, JobStatus
 from worker.app import app
 from worker.computation import KillableExecutor, Outcome, Progress
@@ -102,12 +102,11 @@ def run_job(message_job_id: str) -> str:
 
 
 def upload_source(session: Session, digest: str | None) -> bytes | Path:
-    """What the ML core loads: the stored canonical Parquet file (a local path: the blob itself, or a
-    cached download of a remote one), or a legacy upload's CSV bytes; empty bytes when it is gone."""
+    """What the ML core loads: the stored file (a local path: the blob itself, or a cached download of a
+    remote one; `load_source` tells a canonical Parquet from a legacy CSV by its first bytes), or empty
+    bytes when it is gone."""
     path = upload_path(session, digest)
-    if path is None:
-        return b""
-    return path.read_bytes() if upload_format(session, digest) == "csv" else path
+    return b"" if path is None else path
 
 
 def compute_job(
