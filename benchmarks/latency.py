@@ -35,7 +35,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -54,7 +53,8 @@ import psycopg  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from benchmarks._stack import _raise_keyboard_interrupt, running_stack  # noqa: E402
-from tests.stack import BIN, DATA, free_port  # noqa: E402
+from tests.stack import DATA  # noqa: E402
+from tests.stack import embedded_serve as start_embedded_serve  # noqa: E402
 
 CSV = (DATA / "iris_dataset2.csv").read_bytes()
 PARAMS = {"model_type": "xgboost"}
@@ -269,51 +269,17 @@ def pg(label: str, code: Path, n: int, fit: float) -> dict:
 @contextlib.contextmanager
 def embedded_serve(code: Path) -> Iterator[tuple[str, str, str]]:
     tmp = Path(tempfile.mkdtemp(prefix="fx_latency_"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FITEXPLAIN_")}
-    env.update({"FITEXPLAIN_HOME": str(tmp / "home"), "FITEXPLAIN_PORT": str(port), "PYTHONUNBUFFERED": "1"})
-    env.update(
-        {
-            "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "1000",
-            "FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE": "100000",
-            "PYTHONPATH": pythonpath(code),
-        }
-    )
-    log = (tmp / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [str(BIN / "fitexplain"), "serve"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    env = {
+        "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "1000",
+        "FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE": "100000",
+        "PYTHONPATH": pythonpath(code),
+    }
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp / "serve.log").read_text()[-3000:])
-            time.sleep(0.3)
-        created = subprocess.run(
-            [str(BIN / "fitexplain"), "create-token", "bench"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        token = created.stdout.strip().splitlines()[-1]
-        time.sleep(3)  # the workers import the ML stack
-        yield url, token, f"sqlite:///{tmp / 'home' / 'fitexplain.db'}"
+        with start_embedded_serve(tmp, env, startup=120) as serve:
+            token = serve.token("bench")
+            time.sleep(3)  # the workers import the ML stack
+            yield serve.url, token, f"sqlite:///{tmp / 'home' / 'fitexplain.db'}"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
         print(f"serve stopped (log in {tmp / 'serve.log'})", file=sys.stderr)
 
 

@@ -235,3 +235,65 @@ class Client:
         job = self.wait(response.json()["id"])
         assert job["status"] == "succeeded", job
         return self.result(job["id"])
+
+
+@dataclass
+class EmbeddedServe:
+    """A running `fitexplain serve` on the embedded default (SQLite database and broker under its home)."""
+
+    url: str
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def token(self, user: str) -> str:
+        done = subprocess.run(
+            [str(BIN / "fitexplain"), "create-token", user],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+
+@contextmanager
+def embedded_serve(
+    tmp: Path, extra_env: dict[str, str] | None = None, startup: float = 90
+) -> Iterator[EmbeddedServe]:
+    """`fitexplain serve` with FITEXPLAIN_HOME under `tmp` and no other FITEXPLAIN_* setting from this
+    environment (only `extra_env`'s), once /healthz answers; its process group is stopped on exit."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FITEXPLAIN_")}
+    env.update({"FITEXPLAIN_HOME": str(tmp / "home"), "FITEXPLAIN_PORT": str(port), "PYTHONUNBUFFERED": "1"})
+    env.update(extra_env or {})
+    log = tmp / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(BIN / "fitexplain"), "serve"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    serve = EmbeddedServe(f"http://127.0.0.1:{port}", env, log, process)
+    try:
+        deadline = time.monotonic() + startup
+        while True:
+            try:
+                if httpx.get(f"{serve.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve did not come up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield serve
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)  # serve gives its workers 10 s, then kills them
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
