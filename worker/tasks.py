@@ -122,7 +122,7 @@ def compute_job(
             settings.limits(),
             n_threads=settings.model_threads,
             progress=progress,
-            explain_method=FanOutRunner(job_id, settings, queue=queue),
+            explain_method=FanOutRunner(job_id, settings, queue=queue, worker=me),
             phases=phases,
         )
     except Exception as exc:
