@@ -3,9 +3,10 @@
 The job's own worker takes chunks too, so a job never waits for a free worker; messages published for
 the other chunks let idle workers help. Completion is counted in the database (shared.chunks).
 
-Splitting costs something (the fitted job shared as a blob, each part stored and read back, the merge):
-about half the explanation's own time for a fast tree model. So a job fans out only when the workers
-table shows another live, idle worker on its queue; alone, its worker explains in one piece.
+Splitting costs something (the fitted job pickled into a blob with its arrays, 39 MB for 190k x 24; each
+part stored and read back; the merge): for xgboost's fast TreeSHAP, about a tenth of the explanation. So a
+job fans out only when the workers table shows another live, idle worker on its queue; alone, its worker
+explains in one piece.
 """
 
 from __future__ import annotations
