@@ -140,8 +140,21 @@ def binary_result_response(body_gzip: bytes, fmt: results.ResultFormat, job_id: 
     download."""
     with CONVERSIONS:
         data = results.encode(results.load_stored(body_gzip), fmt.name)
-    headers = {
+    return Response(data, media_type=fmt.media_types[0], headers=_download_headers(fmt, job_id))
+
+
+def stored_binary_response(stream: BinaryIO, fmt: results.ResultFormat, job_id: str) -> Response:
+    """A binary form the worker stored with the result, streamed as is (closed once sent); the same
+    headers as a converted one, plus its length."""
+    headers = _download_headers(fmt, job_id)
+    if stream.seekable():
+        headers["Content-Length"] = str(stream.seek(0, 2))
+        stream.seek(0)
+    return StreamingResponse(_read_pieces(stream), media_type=fmt.media_types[0], headers=headers)
+
+
+def _download_headers(fmt: results.ResultFormat, job_id: str) -> dict[str, str]:
+    return {
         "Vary": "Accept, Accept-Encoding",
         "Content-Disposition": f'attachment; filename="{job_id}.{fmt.extension}"',
     }
-    return Response(data, media_type=fmt.media_types[0], headers=headers)

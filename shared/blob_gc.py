@@ -25,12 +25,12 @@ log = logging.getLogger(__name__)
 _DELETE_AFTER_COMMIT = "fitexplain_blobs_delete_after_commit"
 _WRITTEN = "fitexplain_blobs_written"
 
-# Every key prefix and the column that references its blobs.
-REFERENCES: dict[str, InstrumentedAttribute[str | None]] = {
-    "uploads/": Upload.blob_key,
-    "results/": JobResult.blob_key,
-    "chunks/": JobChunk.blob_key,
-    "prepared/": JobPrepared.blob_key,
+# Every key prefix and the columns that reference its blobs.
+REFERENCES: dict[str, tuple[InstrumentedAttribute[str | None], ...]] = {
+    "uploads/": (Upload.blob_key,),
+    "results/": (JobResult.blob_key, JobResult.parquet_key),
+    "chunks/": (JobChunk.blob_key,),
+    "prepared/": (JobPrepared.blob_key,),
 }
 
 
@@ -78,11 +78,13 @@ def sweep_orphans(
     (younger ones may belong to a transaction not yet committed). Returns how many were deleted."""
     cutoff = (now or utcnow()) - timedelta(minutes=older_than_minutes)
     deleted = 0
-    for prefix, column in REFERENCES.items():
+    for prefix, columns in REFERENCES.items():
         candidates = [blob.key for blob in store.list(prefix) if blob.modified < cutoff]
         for start in range(0, len(candidates), 500):
             batch = candidates[start : start + 500]
-            referenced = set(session.scalars(select(column).where(column.in_(batch))))
+            referenced = {
+                key for column in columns for key in session.scalars(select(column).where(column.in_(batch)))
+            }
             for key in batch:
                 if key not in referenced:
                     store.delete(key)

@@ -88,6 +88,13 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def parquet_to_store(result: dict[str, Any], min_rows: int) -> bytes | None:
+    """The result's Parquet form when it has at least `min_rows` test rows (converting it again on each
+    request would cost the API real time), else None."""
+    rows = result.get("y_pred")
+    return encode(result, "parquet") if isinstance(rows, list) and len(rows) >= min_rows else None
+
+
 def to_result(data: bytes, format_name: str) -> dict[str, Any]:
     """The result dict back from `encode`'s bytes: equal to the one encoded (NaN read back as None)."""
     with collector_paused():

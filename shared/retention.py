@@ -32,6 +32,7 @@ def purge_expired(session: Session, retention_days: float, now: datetime | None 
     results = session.scalar(select(func.count()).select_from(JobResult).where(JobResult.job_id.in_(expired)))
     for column, job_column in (
         (JobResult.blob_key, JobResult.job_id),
+        (JobResult.parquet_key, JobResult.job_id),
         (JobChunk.blob_key, JobChunk.job_id),
         (JobPrepared.blob_key, JobPrepared.job_id),
     ):

@@ -64,6 +64,16 @@ def alive_count(session: Session, stale_after: float) -> int:
     return int(session.scalar(select(func.count()).select_from(WorkerRow).where(~stale)) or 0)
 
 
+def idle_helpers(session: Session, *, me: str, queue: str, stale_after: float) -> int:
+    """Live workers other than `me` that consume the Celery queue `queue` and run no job now: the ones
+    that could start on a fanned-out job's chunks at once."""
+    stale = heartbeat_stale(WorkerRow.heartbeat_at, stale_after)
+    consumed = session.scalars(
+        select(WorkerRow.queue).where(~stale, WorkerRow.name != me, WorkerRow.current_job.is_(None))
+    )
+    return sum(queue in names.split(",") for names in consumed)
+
+
 def forget_dead(session: Session, forget_after: float) -> int:
     """Delete the rows of workers silent for `forget_after` seconds; returns how many."""
     cutoff = utcnow() - timedelta(seconds=forget_after)

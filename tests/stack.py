@@ -170,6 +170,20 @@ class Stack:
         self.workers.append(proc)
         return proc
 
+    def wait_for_workers(self, count: int, timeout: float = 120) -> None:
+        """Wait until `count` worker pool processes have registered (a job fans out only to workers that
+        are in the workers table when its explanation starts)."""
+        dsn = self.database_url.replace("postgresql+psycopg://", "postgresql://")
+        deadline = time.monotonic() + timeout
+        while True:
+            with psycopg.connect(dsn) as conn:
+                found = conn.execute("SELECT count(*) FROM workers").fetchone()
+            if found is not None and found[0] >= count:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{found} of {count} workers registered after {timeout} s")
+            time.sleep(0.2)
+
     def stop_worker(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         """Stop a worker and its pool children (SIGKILL goes to the whole process group)."""
         if proc.poll() is None:

@@ -27,6 +27,7 @@ from shared.ml.phases import Phases
 from shared.ml.pipeline import PreparedJob, prepare, run
 from shared.ml.spec import JobSpec
 from shared.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
+from shared.results import parquet_to_store
 from shared.settings import Settings, get_settings
 from shared.storage import upload_path
 from shared.tables import Job, JobStatus
@@ -122,15 +123,27 @@ def compute_job(
             settings.limits(),
             n_threads=settings.model_threads,
             progress=progress,
-            explain_method=FanOutRunner(job_id, settings, queue=queue),
+            explain_method=FanOutRunner(job_id, settings, queue=queue, worker=me),
             phases=phases,
         )
     except Exception as exc:
         return _computation_failed(job_id, me, exc)
-    with phases.timed("store"), session_scope() as session:
-        stored = succeed(session, job_id, me, result)
+    with phases.timed("store"):
+        parquet = _parquet_form(job_id, result, settings)
+        with session_scope() as session:
+            stored = succeed(session, job_id, me, result, parquet)
     log.info("job %s phases: %s", job_id, phases)  # benchmarks/large_data.py reads this line
     return "succeeded" if stored else "superseded"
+
+
+def _parquet_form(job_id: str, result: dict, settings: Settings) -> bytes | None:
+    """The result's Parquet form to store beside it, if it is large; None if it could not be made (the
+    API then converts on request, as for small results)."""
+    try:
+        return parquet_to_store(result, settings.result_parquet_min_rows)
+    except Exception:
+        log.exception("job %s: its result's Parquet form could not be made", job_id)
+        return None
 
 
 def _computation_failed(job_id: str, me: str, exc: Exception) -> str:

@@ -17,8 +17,9 @@ from api.serialize import (
     binary_result_response,
     job_public,
     result_response,
+    stored_binary_response,
 )
-from shared.jobstore import cancel, delete_job, open_result
+from shared.jobstore import cancel, delete_job, open_result, open_result_parquet
 from shared.results import FORMATS
 from shared.tables import FINISHED, Job, JobStatus, User
 
@@ -111,6 +112,8 @@ def get_result(
         raise HTTPException(status.HTTP_409_CONFLICT, detail=message + ".")
     if chosen.name == "json":  # streamed from the blob store
         return result_response(request, stored_result(session, job_id), vary="Accept, Accept-Encoding")
+    if chosen.name == "parquet" and (parquet := open_result_parquet(session, job_id)) is not None:
+        return stored_binary_response(parquet, chosen, job_id)  # stored by the worker: no conversion
     with stored_result(session, job_id) as stream:
         body = stream.read()
     return binary_result_response(body, chosen, job_id)

@@ -285,3 +285,55 @@ def test_inline_bytes_are_moved_to_the_store_on_request(user_id: int, store: Blo
         assert store.get_bytes(upload.blob_key) == IRIS and upload_content(session, digest) == IRIS
         assert jobstore.result_body(session, job_id) == inline
         assert usage(session, user_id) == before
+
+
+def parquet_job(user_id: int) -> tuple[str, JobResult]:
+    """A succeeded job whose result was stored with its Parquet form (as the worker does for large ones)."""
+    job_id = running_job(user_id)
+    with session_scope() as session:
+        assert jobstore.succeed(session, job_id, "w", {"y_pred": [1.0, 2.0]}, parquet=b"PAR1 form PAR1")
+    row = result_row(job_id)
+    assert row is not None and row.parquet_key is not None and row.blob_key is not None
+    return job_id, row
+
+
+def test_a_stored_parquet_form_is_a_blob_beside_the_json_and_counts_in_the_usage(
+    user_id: int, store: BlobStore
+) -> None:
+    job_id, row = parquet_job(user_id)
+    assert row.parquet_key is not None and row.parquet_key.startswith(f"results/{job_id}/")
+    assert store.get_bytes(row.parquet_key) == b"PAR1 form PAR1" and row.parquet_bytes == 14
+    with session_scope() as session:
+        stream = jobstore.open_result_parquet(session, job_id)
+        assert stream is not None and stream.read() == b"PAR1 form PAR1"
+        stream.close()
+        assert usage(session, user_id).results_bytes == row.stored_bytes + 14
+        sweep_orphans(session, store, 30, now=utcnow() + timedelta(hours=1))
+    assert store.exists(row.parquet_key) and store.exists(str(row.blob_key))  # referenced: kept
+    with session_scope() as session:
+        jobstore.delete_job(session, job_id)
+    assert not store.exists(row.parquet_key) and not store.exists(str(row.blob_key))
+
+
+def test_retention_removes_a_stored_parquet_form(user_id: int, store: BlobStore) -> None:
+    job_id, row = parquet_job(user_id)
+    set_job(job_id, finished_at=ago(40 * 86400))
+    with session_scope() as session:
+        assert purge_expired(session, 30)["results"] == 1
+    assert not store.exists(str(row.parquet_key)) and not store.exists(str(row.blob_key))
+
+
+def test_a_result_without_a_parquet_form_has_none_to_open(user_id: int) -> None:
+    job_id = succeeded_job(user_id)
+    row = result_row(job_id)
+    assert row is not None and (row.parquet_key, row.parquet_bytes) == (None, 0)
+    with session_scope() as session:
+        assert jobstore.open_result_parquet(session, job_id) is None
+
+
+def test_a_result_stored_too_late_leaves_no_blob(user_id: int, store: BlobStore) -> None:
+    """The job is no longer this worker's (cancelled, requeued): neither form is kept."""
+    job_id = running_job(user_id)
+    with session_scope() as session:
+        assert not jobstore.succeed(session, job_id, "another", {"y_pred": [1.0]}, parquet=b"PAR1")
+    assert [blob.key for blob in store.list(f"results/{job_id}/")] == []

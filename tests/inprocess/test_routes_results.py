@@ -160,3 +160,27 @@ def test_the_openapi_lists_every_media_type_of_the_result(client: TestClient) ->
     assert set(content) >= {"application/json", "application/x-parquet", *MEDIA.values()}
     [parameter] = [p for p in operation["parameters"] if p["name"] == "format"]
     assert "406" in operation["responses"] and "parquet" in str(parameter["schema"])
+
+
+def test_a_stored_parquet_form_is_sent_as_stored_and_equals_the_conversion(
+    client: TestClient, alice: Account
+) -> None:
+    """The worker stores a large result's Parquet form with it: the download streams those bytes, the
+    very ones the API would have converted from the JSON."""
+    parquet = results.parquet_to_store(RESULT, min_rows=40)
+    assert parquet is not None and results.parquet_to_store(RESULT, min_rows=41) is None
+    job_id = make_job(alice.id)
+    with session_scope() as session:
+        assert claim(session, job_id, worker="w1", stale_after=60, max_attempts=3).job is not None
+    with session_scope() as session:
+        assert succeed(session, job_id, "w1", RESULT, parquet)
+    assert parquet == results.encode(results.load_stored(stored(job_id)), "parquet")
+    response = client.get(f"/jobs/{job_id}/result", params={"format": "parquet"}, headers=alice.headers)
+    assert response.status_code == 200 and response.content == parquet
+    assert response.headers["content-type"] == MEDIA["parquet"]
+    assert response.headers["content-length"] == str(len(parquet))
+    assert response.headers["content-disposition"] == f'attachment; filename="{job_id}.parquet"'
+    assert "Accept" in response.headers["vary"]
+    assert results.to_result(response.content, "parquet") == RESULT
+    as_json = client.get(f"/jobs/{job_id}/result", headers={**alice.headers, "Accept-Encoding": "identity"})
+    assert as_json.content == gzip.decompress(stored(job_id))  # JSON unchanged, still the default

@@ -168,3 +168,42 @@ def test_a_computation_whose_job_is_cancelled_under_it_stops_without_an_error(
     job = load_job(job_id)
     assert job is not None and (job.status, job.error_code) == ("cancelled", None)
     assert "failed" not in events(job_id)
+
+
+@pytest.mark.parametrize(("min_rows", "kept"), [(45, True), (46, False)])
+def test_the_worker_stores_the_parquet_form_of_results_with_enough_rows(
+    alice: Account, monkeypatch: pytest.MonkeyPatch, min_rows: int, kept: bool
+) -> None:
+    """Iris has 45 test rows: its result gets a stored Parquet form from 45 rows on, equal to the one the
+    API would convert from the stored JSON."""
+    from shared import results
+    from shared.jobstore import claim, open_result_parquet
+    from shared.ml.spec import JobSpec
+    from shared.settings import get_settings
+    from shared.storage import upload_path
+    from worker.tasks import compute_job
+
+    monkeypatch.setenv("FITEXPLAIN_RESULT_PARQUET_MIN_ROWS", str(min_rows))
+    get_settings.cache_clear()
+    job_id = make_job(alice.id, params={**TINY_GBDT, "interpretability": "shap"})
+    with session_scope() as session:
+        claimed = claim(session, job_id, worker="w", stale_after=60, max_attempts=3)
+        assert claimed.job is not None
+        spec = JobSpec.from_json(claimed.job.spec)
+        path = upload_path(session, claimed.job.dataset_sha256)
+    assert path is not None
+    stream = None
+    try:
+        assert compute_job(job_id, "w", path, spec, "small", lambda *_: None) == "succeeded"
+        with session_scope() as session:
+            stream = open_result_parquet(session, job_id)
+            body = result_body(session, job_id)
+        stored = stream.read() if stream is not None else None
+    finally:
+        if stream is not None:
+            stream.close()
+        monkeypatch.delenv("FITEXPLAIN_RESULT_PARQUET_MIN_ROWS")
+        get_settings.cache_clear()  # later tests read the package's settings again
+    assert body is not None and (stored is not None) == kept
+    if stored is not None:
+        assert stored == results.encode(results.load_stored(body), "parquet")

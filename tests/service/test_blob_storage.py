@@ -45,8 +45,9 @@ def storage(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         server = request.getfixturevalue("s3_server")
         env.update(server.env(server.new_bucket()))
     stack = Stack(tmp_path_factory.mktemp(f"blobs-{request.param}"), extra_env=env).setup()
-    stack.start_worker(concurrency=2)
+    stack.start_worker(concurrency=2)  # two pool processes: a job fans out only when another can help
     stack.start_api()
+    stack.wait_for_workers(2)
     with stack.as_this_process():  # retention and the sweep below run here, on the stack's store
         yield stack
     stack.stop()

@@ -36,6 +36,7 @@ def fanout_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     deployment.start_worker()
     deployment.start_worker()
     deployment.start_api()
+    deployment.wait_for_workers(2)  # a job fans out only when another worker is there to help
     yield deployment
     deployment.stop()
 

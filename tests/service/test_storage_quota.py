@@ -2,7 +2,7 @@
 nothing, but for content still used by another job.
 
 The first tests run with no worker, so every accepted job stays queued and holds exactly its upload;
-the `worker` fixture starts one for the tests after them.
+the `worker` fixture starts one (two pool processes) for the tests after them.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def engine(quota: Stack) -> Iterator[Engine]:
 def worker(quota: Stack, engine: Engine) -> Stack:
     with engine.connect() as conn:  # every earlier test cancelled what it left queued
         assert conn.scalar(text("SELECT count(*) FROM jobs WHERE status = 'queued'")) == 0
-    quota.start_worker()
+    quota.start_worker(concurrency=2)  # two pool processes: a job fans out only when another can help
+    quota.wait_for_workers(2)
     return quota
 
 

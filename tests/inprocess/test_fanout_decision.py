@@ -1,0 +1,109 @@
+"""Whether a large explanation fans out (worker/fanout.py): only when the workers table shows another
+live, idle worker on the job's queue; otherwise the job's own worker explains it in one piece, with the
+same numbers and no chunk rows or messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select, update
+
+from shared import workers
+from shared.db import session_scope
+from shared.ml import pipeline
+from shared.ml.spec import JobSpec, ModelSpec
+from shared.settings import Settings
+from shared.tables import JobChunk, WorkerRow
+from tests.inprocess.factories import IRIS, Account, ago, make_job, set_job
+from tests.inprocess.recorder import PublishRecorder
+
+ME = "host:1"
+STALE = 60.0
+SPEC = JobSpec(
+    ModelSpec(task="classification", family="gbdt", model_type="xgboost", n_estimators=5),
+    interpretability=("shap",),
+)
+
+
+@pytest.fixture(scope="module")
+def prepared() -> pipeline.PreparedJob:
+    """Iris fitted once: 45 test rows, which the settings below cut into 5 chunks."""
+    return pipeline.prepare(IRIS, SPEC, Settings().limits(), n_threads=1)
+
+
+@pytest.fixture
+def fanning(service_settings: Settings) -> Settings:
+    return service_settings.model_copy(update={"fanout_min_rows": 20, "fanout_chunk_rows": 10})
+
+
+@pytest.fixture
+def job_id(alice: Account) -> Iterator[str]:
+    job_id = make_job(alice.id)
+    set_job(job_id, status="running", worker=ME)
+    yield job_id
+
+
+def add_worker(name: str, queue: str, *, current_job: str | None = None, beat_seconds_ago: float = 0) -> None:
+    host, pid = name.split(":")
+    with session_scope() as session:
+        workers.register(session, name=name, host=host, pid=int(pid), queue=queue)
+        session.flush()
+        values = {"current_job": current_job, "heartbeat_at": ago(beat_seconds_ago)}
+        session.execute(update(WorkerRow).where(WorkerRow.name == name).values(**values))
+
+
+def idle_helpers(queue: str) -> int:
+    with session_scope() as session:
+        return workers.idle_helpers(session, me=ME, queue=queue, stale_after=STALE)
+
+
+def test_only_other_live_idle_workers_of_the_queue_count_as_helpers(service_settings: Settings) -> None:
+    small, large = service_settings.queue, service_settings.large_queue
+    add_worker(ME, f"{small},{large}")  # the job's own worker never helps itself
+    add_worker("host:2", large)  # another queue
+    add_worker("host:3", f"{small},{large}", current_job="busy")  # running a job
+    add_worker("host:4", small, beat_seconds_ago=10 * STALE)  # dead
+    assert idle_helpers(small) == 0
+    assert idle_helpers(large) == 1
+    add_worker("host:5", f"{small},{large}")
+    assert (idle_helpers(small), idle_helpers(large)) == (1, 2)
+
+
+def explain_with_runner(job_id: str, settings: Settings, prepared: pipeline.PreparedJob) -> dict:
+    from worker.fanout import FanOutRunner
+
+    runner = FanOutRunner(job_id, settings, queue="small", worker=ME)
+    return runner(prepared, "shap", lambda done, total: None)
+
+
+def chunk_count(job_id: str) -> int:
+    with session_scope() as session:
+        return int(session.scalar(select(func.count()).where(JobChunk.job_id == job_id)) or 0)
+
+
+def test_a_worker_alone_explains_in_one_piece(
+    job_id: str, fanning: Settings, prepared: pipeline.PreparedJob, published: PublishRecorder
+) -> None:
+    add_worker(ME, fanning.queue)
+    add_worker("host:2", fanning.queue, current_job="busy")
+    explained = explain_with_runner(job_id, fanning, prepared)
+    assert chunk_count(job_id) == 0 and published.messages == []
+    whole = pipeline.explain_whole(fanning.limits())(prepared, "shap", lambda done, total: None)
+    assert explained == whole
+
+
+def test_an_idle_helper_makes_the_job_fan_out(
+    job_id: str, fanning: Settings, prepared: pipeline.PreparedJob, published: PublishRecorder
+) -> None:
+    add_worker(ME, fanning.queue)
+    add_worker("host:2", fanning.queue)
+    explained = explain_with_runner(job_id, fanning, prepared)  # this process computes every chunk
+    assert chunk_count(job_id) == 5
+    assert [m.queue for m in published.messages] == [fanning.queue] * 4
+    whole = pipeline.explain_whole(fanning.limits())(prepared, "shap", lambda done, total: None)
+    np.testing.assert_allclose(explained["values"], whole["values"], rtol=1e-12, atol=1e-12)
+    assert {k: v for k, v in explained.items() if k != "values"} == {
+        k: v for k, v in whole.items() if k != "values"
+    }
