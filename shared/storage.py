@@ -69,7 +69,7 @@ def usage(session: Session, user_id: int) -> StorageUsage:
         )
     ).one()
     results_bytes, results = session.execute(
-        select(func.coalesce(func.sum(JobResult.stored_bytes + JobResult.parquet_bytes), 0), func.count())
+        select(func.coalesce(func.sum(JobResult.stored_bytes), 0), func.count())
         .join(Job, Job.id == JobResult.job_id)
         .where(Job.user_id == user_id)
     ).one()

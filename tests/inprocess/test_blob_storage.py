@@ -297,7 +297,7 @@ def parquet_job(user_id: int) -> tuple[str, JobResult]:
     return job_id, row
 
 
-def test_a_stored_parquet_form_is_a_blob_beside_the_json_and_counts_in_the_usage(
+def test_a_stored_parquet_form_is_a_blob_beside_the_json_and_is_not_charged(
     user_id: int, store: BlobStore
 ) -> None:
     job_id, row = parquet_job(user_id)
@@ -307,7 +307,7 @@ def test_a_stored_parquet_form_is_a_blob_beside_the_json_and_counts_in_the_usage
         stream = jobstore.open_result_parquet(session, job_id)
         assert stream is not None and stream.read() == b"PAR1 form PAR1"
         stream.close()
-        assert usage(session, user_id).results_bytes == row.stored_bytes + 14
+        assert usage(session, user_id).results_bytes == row.stored_bytes  # the service's copy, not charged
         sweep_orphans(session, store, 30, now=utcnow() + timedelta(hours=1))
     assert store.exists(row.parquet_key) and store.exists(str(row.blob_key))  # referenced: kept
     with session_scope() as session:
