@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, aliased
 
 from shared import blob_gc
 from shared.blobs import current_store, new_token
-from shared.chunks import drop_working_data
+from shared.chunks import drop_working_data, may_hold_working_data
 from shared.job_events import notify_finished
 from shared.storage import release_upload, sha256_hex
 from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, heartbeat_stale, utcnow
@@ -225,7 +225,8 @@ def succeed(session: Session, job_id: str, worker: str, result: dict[str, Any]) 
             sha256=sha256_hex(compressed),
         )
     )
-    drop_working_data(session, job_id)
+    if may_hold_working_data(job):
+        drop_working_data(session, job_id)
     add_event(session, job_id, "succeeded")
     enqueue_finished(session, job_id, result, job=job)
     notify_finished(session, job_id)
