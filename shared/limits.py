@@ -7,7 +7,6 @@ from datetime import timedelta
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 
-from shared.db import session_scope
 from shared.settings import Settings
 from shared.storage import StorageUsage, keeps_upload, refuse_over_quota, usage_query
 from shared.tables import Job, JobStatus, User, heartbeat_stale, utcnow
@@ -20,7 +19,7 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-def enforce_submission_limits(user_id: int, settings: Settings) -> None:
+def enforce_submission_limits(session: Session, user_id: int, settings: Settings) -> None:
     """A cheap early check, before the upload is read (the binding one is `reserve_submission`): the
     user's rate and unfinished jobs, and a storage quota already used up.
 
@@ -29,8 +28,7 @@ def enforce_submission_limits(user_id: int, settings: Settings) -> None:
     not the bytes sent. A user whose results took them past the quota is refused here, as the binding
     check would refuse them whatever they send.
     """
-    with session_scope() as session:
-        check_submission_limits(session, user_id, settings, upload=("", 0))
+    check_submission_limits(session, user_id, settings, upload=("", 0))
 
 
 def reserve_submission(

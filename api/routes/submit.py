@@ -47,8 +47,8 @@ class SubmitRoute(AuthenticateBeforeBodyRoute):
     """The token and the user's limits (rate, unfinished jobs, a used-up quota) are checked before the
     upload is read: a refused upload costs a header, not its body."""
 
-    async def before_body(self, request: Request, user: User) -> None:
-        await run_in_threadpool(enforce_submission_limits, user.id, get_settings())
+    def before_body(self, session: Session, user: User) -> None:
+        enforce_submission_limits(session, user.id, get_settings())
 
     async def answer(
         self, request: Request, handler: Callable[[Request], Coroutine[Any, Any, Response]]
