@@ -14,16 +14,20 @@ from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.deps import bearer_scheme, get_current_user
+from api.deps import authenticate, bearer_scheme
+from shared.db import session_scope
 from shared.tables import User
 
 
 class AuthenticateBeforeBodyRoute(APIRoute):
-    async def before_body(self, request: Request, user: User) -> None:
-        """Checks of an authenticated request made before its body is read (none here)."""
+    def before_body(self, session: Session, user: User) -> None:
+        """Checks of an authenticated request made before its body is read (none here); run in the
+        token lookup's session and thread (one round of each per request)."""
 
     async def answer(
         self, request: Request, handler: Callable[[Request], Coroutine[Any, Any, Response]]
@@ -31,15 +35,19 @@ class AuthenticateBeforeBodyRoute(APIRoute):
         """Read the body and answer (FastAPI's own handler); subclasses may read the body first."""
         return await handler(request)
 
+    def _authenticate(self, credentials: HTTPAuthorizationCredentials | None) -> User:
+        with session_scope() as session:
+            user = authenticate(session, credentials)  # raises the 401
+            self.before_body(session, user)
+        return user
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def authenticated_handler(request: Request) -> Response:
             credentials = await bearer_scheme(request)
-            # raises the 401; kept for the route's CurrentUser dependency (one lookup per request)
-            user = await run_in_threadpool(get_current_user, request, credentials)
-            request.state.user = user
-            await self.before_body(request, user)
+            # kept for the route's CurrentUser dependency (one lookup per request)
+            request.state.user = await run_in_threadpool(self._authenticate, credentials)
             return await self.answer(request, handler)
 
         return authenticated_handler

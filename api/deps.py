@@ -43,10 +43,15 @@ def get_current_user(
     checked: User | None = getattr(request.state, "user", None)
     if checked is not None:
         return checked
+    with session_scope() as session:
+        return authenticate(session, credentials)
+
+
+def authenticate(session: Session, credentials: HTTPAuthorizationCredentials | None) -> User:
+    """The credentials' user, or the 401 that says what is wrong with them."""
     if credentials is None:
         raise _unauthorized("Missing token: send 'Authorization: Bearer <token>'.")
-    with session_scope() as session:
-        user = user_for_token(session, credentials.credentials)
+    user = user_for_token(session, credentials.credentials)
     if user is None:
         raise _unauthorized("Invalid, revoked or expired token.")
     return user

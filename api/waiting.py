@@ -22,13 +22,14 @@ from collections import defaultdict
 import psycopg
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from shared.db import session_scope
 from shared.job_events import CHANNEL
 from shared.jobstore import result_body
 from shared.settings import get_settings
-from shared.tables import FINISHED, Job, JobStatus
+from shared.tables import FINISHED, Job, JobResult, JobStatus
 
 log = logging.getLogger("fitexplain.api")
 
@@ -48,7 +49,11 @@ Finished = tuple[Job, bytes | None]
 def finished_job(job_id: str) -> Finished | None:
     """The job and its result body (None for a failed or cancelled job), once it is finished."""
     with session_scope() as session:
-        job = session.get(Job, job_id)
+        # the result row comes with the job (one round trip): result_body then finds it in the session
+        found = session.execute(
+            select(Job, JobResult).outerjoin(JobResult, JobResult.job_id == Job.id).where(Job.id == job_id)
+        ).first()
+        job = found[0] if found is not None else None
         if job is None or job.status not in FINISHED:
             return None
         body = result_body(session, job_id) if job.status == JobStatus.succeeded else None

@@ -202,6 +202,10 @@ def fit_in_process(repeats: int = 20) -> float:
     spec = GbdtClassificationParams(**PARAMS).to_spec()
     settings = Settings()
     limits, threads = settings.limits(), settings.model_threads  # as the worker runs it
+    if threads is not None:  # the worker's pool processes cap OpenMP and BLAS too (worker/app.py)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)
     run(CSV, spec, limits, n_threads=threads)
     took = []
     for _ in range(repeats):

@@ -8,7 +8,7 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from shared.tables import ApiToken, User, utcnow
 
@@ -49,7 +49,10 @@ def revoke_tokens(session: Session, name: str) -> int:
 def user_for_token(session: Session, token: str) -> User | None:
     """The token's user, or None if unknown, revoked or expired."""
     digest = hash_token(token)
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    # the user comes in the same query: every request authenticates, so a second round trip counts
+    row = session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == digest).options(joinedload(ApiToken.user))
+    )
     if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
         return None
     if row.expires_at is not None and row.expires_at <= utcnow():

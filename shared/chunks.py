@@ -23,6 +23,7 @@ from shared import blob_gc
 from shared.blobs import current_store, new_token
 from shared.ml.explain.methods import explanation_method
 from shared.ml.explain.methods.base import ExplanationPart
+from shared.ml.spec import JobSpec
 from shared.tables import Job, JobChunk, JobPrepared, JobStatus, heartbeat_stale, utcnow
 
 
@@ -171,6 +172,12 @@ def still_running(session: Session, job_id: str) -> bool:
     then cannot outlive a cancel, whose status change waits for the lock and drops it after."""
     status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update(read=True))
     return status == JobStatus.running
+
+
+def may_hold_working_data(job: Job) -> bool:
+    """Whether the job can have chunks or a prepared model: only explanations fan out (worker/fanout.py),
+    so a job that asks for none never has any (and finishing it need not look)."""
+    return bool(JobSpec.from_json(job.spec).interpretability)
 
 
 def drop_working_data(session: Session, job_id: str) -> None:

@@ -33,8 +33,8 @@ def dispatch(job_id: str, queue: str) -> bool:
         return False
     with session_scope() as session:
         commit_without_flush_wait(session)  # a lost mark only makes the sweep publish the job again
-        mark_dispatched(session, job_id)
         add_event(session, job_id, "dispatched")
+        mark_dispatched(session, job_id)  # last: it holds the job's row until the commit
     return True
 
 

@@ -20,12 +20,12 @@ from typing import IO, Any
 
 import orjson
 from isal import igzip
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ScalarSelect, and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from shared import blob_gc
 from shared.blobs import current_store, new_token
-from shared.chunks import drop_working_data
+from shared.chunks import drop_working_data, may_hold_working_data
 from shared.job_events import notify_finished
 from shared.storage import release_upload, sha256_hex
 from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, heartbeat_stale, utcnow
@@ -64,7 +64,11 @@ def create_job(
 
 
 def mark_dispatched(session: Session, job_id: str) -> None:
-    session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=utcnow()))
+    """Record that the job's message was published, unless a worker is claiming the job right now (it
+    holds the row): the API must not wait for that claim, and the mark only matters while the job is
+    queued (a job left queued unmarked is published once more by the sweep, which is harmless)."""
+    free = select(Job.id).where(Job.id == job_id).with_for_update(skip_locked=True, key_share=True)
+    session.execute(update(Job).where(Job.id == free.scalar_subquery()).values(dispatched_at=utcnow()))
 
 
 @dataclass(frozen=True)
@@ -84,15 +88,16 @@ def claim_next(session: Session, job_id: str, *, worker: str, stale_after: float
     When the queue holds no queued job, the message's own job is claimed as `claim` does (a running
     job whose worker was lost is taken over; a finished one is left alone).
     """
-    queue = session.scalar(select(Job.queue).where(Job.id == job_id))
-    if queue is not None:
-        taken = claim_fairest(session, queue, worker=worker, max_attempts=max_attempts)
-        if taken is not None:
-            return taken
+    queue = select(Job.queue).where(Job.id == job_id).scalar_subquery()  # none when the job is gone
+    taken = claim_fairest(session, queue, worker=worker, max_attempts=max_attempts)
+    if taken is not None:
+        return taken
     return claim(session, job_id, worker=worker, stale_after=stale_after, max_attempts=max_attempts)
 
 
-def claim_fairest(session: Session, queue: str, *, worker: str, max_attempts: int) -> Claim | None:
+def claim_fairest(
+    session: Session, queue: str | ScalarSelect[str], *, worker: str, max_attempts: int
+) -> Claim | None:
     """Claim the queued job of `queue` whose user has the fewest running jobs (then the oldest), in one
     conditional UPDATE; None when the queue has no queued job free to take.
 
@@ -111,33 +116,34 @@ def claim_fairest(session: Session, queue: str, *, worker: str, max_attempts: in
         .where(Job.queue == queue, Job.status == JobStatus.queued, Job.attempts < max_attempts)
         .order_by(running_of_user, Job.created_at, Job.id)
         .limit(1)
-        .with_for_update(skip_locked=True, of=Job)
+        .with_for_update(skip_locked=True, of=Job, key_share=True)  # not skipped for a child row's FK lock
         .scalar_subquery()
     )
-    job_id = session.execute(
+    job = session.execute(
         update(Job)
         .where(Job.id == fairest, Job.status == JobStatus.queued)
         .values(**_claimed_values(worker))
-        .returning(Job.id)
-        .execution_options(synchronize_session=False)
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
     ).scalar()
-    if job_id is None:
+    if job is None:
         return None
-    return _claimed(session, job_id, worker)
+    return _claimed(session, job, worker)
 
 
 def claim(session: Session, job_id: str, *, worker: str, stale_after: float, max_attempts: int) -> Claim:
     """Atomically take a queued job (or a running one whose worker stopped beating)."""
     lost = and_(Job.status == JobStatus.running, heartbeat_stale(Job.heartbeat_at, stale_after))
     runnable = or_(Job.status == JobStatus.queued, lost)
-    row = session.execute(
+    claimed = session.execute(
         update(Job)
         .where(Job.id == job_id, runnable, Job.attempts < max_attempts)
         .values(**_claimed_values(worker))
-        .returning(Job.id)
-    ).first()
-    if row is not None:
-        return _claimed(session, job_id, worker)
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).scalar()
+    if claimed is not None:
+        return _claimed(session, claimed, worker)
     job = session.get(Job, job_id)
     if job is None:
         return Claim(None, "gone")
@@ -166,10 +172,9 @@ def _claimed_values(worker: str) -> dict[str, Any]:
     }
 
 
-def _claimed(session: Session, job_id: str, worker: str) -> Claim:
-    job = session.get(Job, job_id, populate_existing=True)
-    assert job is not None
-    add_event(session, job_id, "started", f"attempt {job.attempts} on {worker}")
+def _claimed(session: Session, job: Job, worker: str) -> Claim:
+    """The claim of `job`, as its claiming UPDATE returned it (no second read of the row)."""
+    add_event(session, job.id, "started", f"attempt {job.attempts} on {worker}")
     return Claim(job, "claimed")
 
 
@@ -207,16 +212,18 @@ def succeed(
     for written_key, content in written.items():
         blobs.put_bytes(written_key, content)
         blob_gc.written(session, written_key)
-    done = session.execute(
+    job = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker)
         .values(status=JobStatus.succeeded, progress=1.0, progress_message="done", finished_at=utcnow())
-    ).rowcount
-    if not done:
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).scalar()
+    if job is None:
         for written_key in written:
             blobs.delete(written_key)
         return False
-    session.merge(
+    session.add(  # a job gets its result row only here, in the transaction that makes it succeeded
         JobResult(
             job_id=job_id,
             blob_key=key,
@@ -228,9 +235,10 @@ def succeed(
             parquet_bytes=len(parquet or b""),
         )
     )
-    drop_working_data(session, job_id)
+    if may_hold_working_data(job):
+        drop_working_data(session, job_id)
     add_event(session, job_id, "succeeded")
-    enqueue_finished(session, job_id, result)
+    enqueue_finished(session, job_id, result, job=job)
     notify_finished(session, job_id)
     return True
 

@@ -24,7 +24,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import Exists, Select, delete, exists, func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -61,19 +61,36 @@ class StorageQuotaExceeded(Exception):
         self.quota = quota
 
 
-def usage(session: Session, user_id: int) -> StorageUsage:
-    referenced = select(Job.dataset_sha256).where(Job.user_id == user_id)
-    uploads_bytes, uploads = session.execute(
-        select(func.coalesce(func.sum(Upload.size_bytes), 0), func.count()).where(
-            Upload.sha256.in_(referenced)
-        )
-    ).one()
-    results_bytes, results = session.execute(
-        select(func.coalesce(func.sum(JobResult.stored_bytes), 0), func.count())
+def usage_query(user_id: int) -> Select[tuple[int, int, int, int]]:
+    """The user's uploads bytes, results bytes, uploads and results (StorageUsage's order): one row of
+    two one-row aggregates, to which other counts can be added (one statement)."""
+    uploads = (
+        select(func.coalesce(func.sum(Upload.size_bytes), 0).label("bytes"), func.count().label("n"))
+        .where(Upload.sha256.in_(_referenced(user_id)))
+        .subquery()
+    )
+    results = (
+        select(func.coalesce(func.sum(JobResult.stored_bytes), 0).label("bytes"), func.count().label("n"))
         .join(Job, Job.id == JobResult.job_id)
         .where(Job.user_id == user_id)
-    ).one()
-    return StorageUsage(int(uploads_bytes), int(results_bytes), int(uploads), int(results))
+        .subquery()
+    )
+    return select(uploads.c.bytes, results.c.bytes, uploads.c.n, results.c.n).select_from(
+        uploads.join(results, true())
+    )
+
+
+def _referenced(user_id: int) -> Select[tuple[str | None]]:
+    return select(Job.dataset_sha256).where(Job.user_id == user_id)
+
+
+def usage(session: Session, user_id: int) -> StorageUsage:
+    return StorageUsage(*(int(n) for n in session.execute(usage_query(user_id)).one()))
+
+
+def keeps_upload(user_id: int, digest: str) -> Exists:
+    """Whether the user's jobs already reference the upload `digest` (then it costs nothing more)."""
+    return exists().where(Job.user_id == user_id, Job.dataset_sha256 == digest)
 
 
 def check_quota(session: Session, user_id: int, *, digest: str, size: int, quota: int) -> StorageUsage:
@@ -83,11 +100,16 @@ def check_quota(session: Session, user_id: int, *, digest: str, size: int, quota
     result may take a user over the quota, and their next submit is then refused. Binding only under the
     user's row lock (`shared.limits.reserve_submission`), in the transaction that stores the job.
     """
-    current = usage(session, user_id)
-    already_kept = session.scalar(
-        select(exists().where(Job.user_id == user_id, Job.dataset_sha256 == digest))
-    )
-    added = 0 if already_kept else size
+    *counts, already_kept = session.execute(
+        usage_query(user_id).add_columns(keeps_upload(user_id, digest))
+    ).one()
+    current = StorageUsage(*(int(n) for n in counts))
+    refuse_over_quota(current, 0 if already_kept else size, quota)
+    return current
+
+
+def refuse_over_quota(current: StorageUsage, added: int, quota: int) -> None:
+    """Raise StorageQuotaExceeded when `added` bytes on top of `current` exceed `quota`."""
     if current.used_bytes + added > quota:
         raise StorageQuotaExceeded(
             f"Storage quota exceeded: your jobs keep {current.used_bytes:,} bytes (uploads "
@@ -97,7 +119,6 @@ def check_quota(session: Session, user_id: int, *, digest: str, size: int, quota
             current,
             quota,
         )
-    return current
 
 
 def store_upload(

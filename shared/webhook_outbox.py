@@ -86,12 +86,16 @@ def finished_payload(session: Session, job: Job, result: dict[str, Any] | None =
     }
 
 
-def enqueue_finished(session: Session, job_id: str, result: dict[str, Any] | None = None) -> None:
+def enqueue_finished(
+    session: Session, job_id: str, result: dict[str, Any] | None = None, *, job: Job | None = None
+) -> None:
     """Add the outbox row of a job that has just finished, if it asked for a webhook.
 
-    Call inside the transaction of the transition (jobstore does), after the job's UPDATE.
+    Call inside the transaction of the transition (jobstore does), after the job's UPDATE; `job` is the
+    row that UPDATE returned, if it did (else it is read again).
     """
-    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        job = session.get(Job, job_id, populate_existing=True)
     if job is None or not job.params.get("webhook_url"):
         return
     _add_delivery(session, job, finished_payload(session, job, result), requested_by=None)

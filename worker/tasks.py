@@ -95,11 +95,10 @@ def run_job(message_job_id: str) -> str:
     except Exception as exc:  # the supervision itself failed (the computation was killed): never a hang
         log.exception("job %s: supervising its computation failed", job_id)
         ended = Outcome("finished", _fail(job_id, me, "internal_error", _internal_error_message(exc)))
-    with session_scope() as session:
+    with session_scope() as session:  # the computation is over: one commit frees the job and counts it
         computation_stopped(session, job_id, me)
-    concluded = _conclude(job_id, me, ended, settings)
-    _count_finished(me, _worker_outcome(ended))
-    return concluded
+        workers.job_finished(session, me, _worker_outcome(ended))
+    return _conclude(job_id, me, ended, settings)
 
 
 def upload_source(session: Session, digest: str | None) -> bytes | Path:
@@ -189,11 +188,6 @@ def _worker_outcome(ended: Outcome) -> Literal["done", "failed", "stopped"]:
     if ended.ended == "finished":
         return {"succeeded": "done", "failed": "failed"}.get(ended.detail, "stopped")  # type: ignore[return-value]
     return "stopped" if ended.ended == "cancelled" else "failed"
-
-
-def _count_finished(worker: str, outcome: Literal["done", "failed", "stopped"]) -> None:
-    with session_scope() as session:
-        workers.job_finished(session, worker, outcome)
 
 
 def _internal_error_message(exc: Exception) -> str:

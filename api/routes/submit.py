@@ -38,7 +38,7 @@ from shared.ml.ingest import Ingested, ingest
 from shared.ml.pipeline import check_explanation_limits
 from shared.routing import queue_for_cost
 from shared.settings import Settings, get_settings
-from shared.storage import check_quota, store_upload
+from shared.storage import store_upload
 from shared.tables import Job, JobStatus, User
 from shared.webhooks import check_url
 
@@ -47,8 +47,8 @@ class SubmitRoute(AuthenticateBeforeBodyRoute):
     """The token and the user's limits (rate, unfinished jobs, a used-up quota) are checked before the
     upload is read: a refused upload costs a header, not its body."""
 
-    async def before_body(self, request: Request, user: User) -> None:
-        await run_in_threadpool(enforce_submission_limits, user.id, get_settings())
+    def before_body(self, session: Session, user: User) -> None:
+        enforce_submission_limits(session, user.id, get_settings())
 
     async def answer(
         self, request: Request, handler: Callable[[Request], Coroutine[Any, Any, Response]]
@@ -144,14 +144,8 @@ def _validate_and_store(
     cost = estimate_cost(spec, shape, limits.max_background_rows)
     check_budget(cost, settings.max_job_seconds)  # raises LimitExceeded -> 422
     with session_scope() as session:
-        reserve_submission(session, user_id, settings)  # locks the user's row: checks below hold
-        check_quota(
-            session,
-            user_id,
-            digest=received.digest,
-            size=ingested.size_bytes,
-            quota=settings.max_storage_bytes_per_user,
-        )
+        # locks the user's row, so the limits and the quota hold until the job below is committed
+        reserve_submission(session, user_id, settings, upload=(received.digest, ingested.size_bytes))
         _store(session, ingested, received.digest)
         return create_job(
             session,

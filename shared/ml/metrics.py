@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
+from shared.ml.classification_report import classification_report
+
 INTEGER_LABEL = re.compile(r"-?\d+")
 
 
@@ -57,16 +59,7 @@ def classification_result(
     """classification_report(output_dict=True) keyed by label strings, plus y_true, y_pred and proba."""
     y_true_codes = np.asarray(y_true_codes).astype(np.int64).ravel()
     y_pred_codes = np.asarray(y_pred_codes).astype(np.int64).ravel()
-    report = skm.classification_report(
-        y_true_codes,
-        y_pred_codes,
-        labels=list(range(len(class_labels))),
-        target_names=class_labels,
-        output_dict=True,
-        zero_division=0,
-    )
-    if "accuracy" not in report:  # scikit-learn swaps it for "micro avg" when some labels are never seen
-        report["accuracy"] = skm.accuracy_score(y_true_codes, y_pred_codes)
+    report = classification_report(y_true_codes, y_pred_codes, class_labels)
     result = _json_report(report)
     labels = original_labels(class_labels)
     result["y_true"] = [labels[code] for code in y_true_codes]

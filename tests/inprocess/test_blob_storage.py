@@ -29,7 +29,7 @@ from shared.storage import (
     usage,
 )
 from shared.tables import JobChunk, JobPrepared, JobResult, Upload, utcnow
-from tests.inprocess.factories import IRIS, ago, make_job, make_user, set_job
+from tests.inprocess.factories import IRIS, TINY_GBDT, ago, make_job, make_user, set_job
 from tests.parts import shap_part
 
 
@@ -47,8 +47,8 @@ def user_id() -> int:
     return make_user("alice")[0]
 
 
-def running_job(user_id: int, csv: bytes = IRIS) -> str:
-    job_id = make_job(user_id, csv=csv)
+def running_job(user_id: int, csv: bytes = IRIS, params: dict[str, object] | None = None) -> str:
+    job_id = make_job(user_id, csv=csv, params=params)
     with session_scope() as session:
         assert jobstore.claim(session, job_id, worker="w", stale_after=300, max_attempts=3).job is not None
     return job_id
@@ -158,7 +158,9 @@ def test_an_upload_shared_with_another_job_keeps_its_blob(user_id: int, store: B
 
 
 def test_working_data_blobs_go_when_the_job_finishes(user_id: int, store: BlobStore) -> None:
-    job_id = running_job(user_id)
+    job_id = running_job(
+        user_id, params={**TINY_GBDT, "interpretability": "shap"}
+    )  # only explanations fan out
     with session_scope() as session:
         chunks.create_chunks(session, job_id, "shap", [(0, 10), (10, 20)])
         chunks.store_prepared(session, job_id, {"model": "fitted"})

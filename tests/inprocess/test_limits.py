@@ -70,12 +70,12 @@ def test_submissions_per_minute_count_finished_jobs_of_the_last_minute(limited: 
 def test_the_early_check_and_the_reservation_apply_the_same_limits(limited: Settings) -> None:
     user_id = make_user("alice")[0]
     make_job(user_id)
-    enforce_submission_limits(user_id, limited)
     with session_scope() as session:
+        enforce_submission_limits(session, user_id, limited)
         reserve_submission(session, user_id, limited)
     make_job(user_id)
-    with pytest.raises(RateLimited):
-        enforce_submission_limits(user_id, limited)
+    with pytest.raises(RateLimited), session_scope() as session:
+        enforce_submission_limits(session, user_id, limited)
     with pytest.raises(RateLimited), session_scope() as session:
         reserve_submission(session, user_id, limited)
 

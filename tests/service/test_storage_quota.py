@@ -219,11 +219,12 @@ def session_user(session: Session, name: str) -> int:
     return int(session.scalar(select(User.id).where(User.name == name)))
 
 
-def new_job(session: Session, owner: int, content: bytes) -> str:
+def new_job(session: Session, owner: int, content: bytes, interpretability: tuple[str, ...] = ()) -> str:
     """What a submit does in its transaction: store (or lock) the upload, insert the job."""
     digest = sha256_hex(content)
     store_upload(session, content, digest, 150, 4)
-    spec = JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json()
+    model = ModelSpec(task="classification", family="gbdt")
+    spec = JobSpec(model=model, interpretability=interpretability).to_json()
     return create_job(
         session, user_id=owner, endpoint="gbdtclassification", params={}, spec=spec, dataset=digest
     ).id
@@ -332,7 +333,7 @@ def test_two_deletes_at_once_release_the_upload_they_shared(quota: Stack, engine
 def running_job_with_working_data(engine: Engine, owner: str, content: bytes) -> str:
     """A job claimed by a (pretend) worker "w", with two chunk parts and a prepared model stored."""
     with Session(engine) as session:
-        job_id = new_job(session, session_user(session, owner), content)
+        job_id = new_job(session, session_user(session, owner), content, interpretability=("shap",))
         session.commit()
         assert claim(session, job_id, worker="w", stale_after=60, max_attempts=3).job is not None
         chunks.create_chunks(session, job_id, "shap", [(0, 1), (1, 2), (2, 3)])
