@@ -1,4 +1,5 @@
-"""Waiting for a job to finish (`wait=N`, the /techtonique mount): woken by a notification, not a timer.
+"""Waiting for a job to finish (`wait=N` on a submit or on `GET /jobs/{id}`, the /techtonique mount):
+woken by a notification, not a timer.
 
 On Postgres one listener connection per API process LISTENs on shared/job_events.py's channel and wakes
 the requests waiting for that job. Notifications are hints: a waiter reads the job row itself, once
@@ -46,8 +47,9 @@ KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "
 Finished = tuple[Job, bytes | None]
 
 
-def finished_job(job_id: str) -> Finished | None:
-    """The job and its result body (None for a failed or cancelled job), once it is finished."""
+def finished_job(job_id: str, with_body: bool = True) -> Finished | None:
+    """The job and its result body (None for a failed or cancelled job, or unless `with_body`), once it
+    is finished."""
     with session_scope() as session:
         # the result row comes with the job (one round trip): result_body then finds it in the session
         found = session.execute(
@@ -56,8 +58,8 @@ def finished_job(job_id: str) -> Finished | None:
         job = found[0] if found is not None else None
         if job is None or job.status not in FINISHED:
             return None
-        body = result_body(session, job_id) if job.status == JobStatus.succeeded else None
-        return job, body
+        wanted = with_body and job.status == JobStatus.succeeded
+        return job, result_body(session, job_id) if wanted else None
 
 
 def job_waiter(app: FastAPI) -> JobWaiter:
@@ -90,8 +92,9 @@ class JobWaiter:
                 await self._task
             self._task = None
 
-    async def wait(self, job_id: str, seconds: float) -> Finished | None:
-        """The finished job, or None when it is still unfinished after `seconds`."""
+    async def wait(self, job_id: str, seconds: float, *, with_body: bool = True) -> Finished | None:
+        """The finished job (with its result body if `with_body`), or None when it is still unfinished
+        after `seconds`."""
         started = time.monotonic()
         deadline = started + seconds
         woken = asyncio.Event()
@@ -99,7 +102,7 @@ class JobWaiter:
         try:
             while True:
                 woken.clear()
-                found = await run_in_threadpool(finished_job, job_id)
+                found = await run_in_threadpool(finished_job, job_id, with_body)
                 if found is not None:
                     return found
                 remaining = deadline - time.monotonic()

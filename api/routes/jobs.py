@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,9 @@ from api.serialize import (
     result_response,
     stored_binary_response,
 )
+from api.waiting import job_waiter
+from shared.db import session_scope
+from shared.jobspec import MAX_WAIT_SECONDS
 from shared.jobstore import cancel, delete_job, open_result, open_result_parquet
 from shared.results import FORMATS
 from shared.tables import FINISHED, Job, JobStatus, User
@@ -54,9 +58,36 @@ def list_jobs(
     return JobPage(items=[job_public(j) for j in jobs], total=total, limit=limit, offset=offset)
 
 
+FINISHED_NAMES = frozenset(str(s.value) for s in FINISHED)
+
+
 @router.get("/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
-def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
-    return job_public(owned_job(session, job_id, user))
+async def get_job(
+    job_id: str,
+    request: Request,
+    user: CurrentUser,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="seconds to wait for the job to finish before answering (a long poll: the answer "
+            "comes as soon as it finishes, woken by a notification); 0 answers at once",
+        ),
+    ] = 0,
+) -> JobPublic:
+    job = await run_in_threadpool(_owned_public, job_id, user)
+    if wait and job.status not in FINISHED_NAMES:
+        finished = await job_waiter(request.app).wait(job_id, wait, with_body=False)
+        if finished is not None:
+            return job_public(finished[0])
+        job = await run_in_threadpool(_owned_public, job_id, user)  # still unfinished: its progress now
+    return job
+
+
+def _owned_public(job_id: str, user: User) -> JobPublic:
+    with session_scope() as session:
+        return job_public(owned_job(session, job_id, user))
 
 
 RESULT_CONTENT: dict[str, dict] = {

@@ -10,7 +10,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from fitexplain_client import Client, RateLimitedError, RetryPolicy, ServiceUnavailableError, ValidationError
+from fitexplain_client import (
+    Client,
+    JobFailedError,
+    RateLimitedError,
+    RetryPolicy,
+    ServiceUnavailableError,
+    ValidationError,
+    WaitTimeoutError,
+)
 
 
 class ScriptedServer(http.server.ThreadingHTTPServer):
@@ -125,3 +133,23 @@ def test_network_errors_are_retried_for_get_only() -> None:
     with pytest.raises(httpx.ConnectError):
         client.submit("gbdtregression", b"x,target\n1,2\n")
     assert attempts == ["POST"], "a POST may have created a job: never resent"
+
+
+QUEUED = {"id": "j1", "status": "queued", "progress": 0.0, "progress_message": ""}
+
+
+def test_wait_long_polls_and_copes_with_a_server_that_answers_at_once(serve) -> None:
+    """A server from before `GET /jobs/{id}?wait=` answers at once: the wait then polls, backing off."""
+    done = {**QUEUED, "status": "failed", "error": {"code": "bad_csv", "message": "no rows"}}
+    server, client = serve([(200, {}, QUEUED), (200, {}, QUEUED), (200, {}, done)])
+    with pytest.raises(JobFailedError, match="no rows"):
+        client.job("j1").wait(timeout=30, progress=False)
+    assert server.seen[0] == ("GET", "/jobs/j1")  # client.job reads the state
+    assert [path for _, path in server.seen[1:]] == ["/jobs/j1?wait=2.0"] * 2
+
+
+def test_a_wait_on_a_server_that_answers_at_once_times_out_without_hammering_it(serve) -> None:
+    server, client = serve([(200, {}, QUEUED)] * 100)
+    with pytest.raises(WaitTimeoutError, match="still queued"):
+        client.job("j1").wait(timeout=0.5, progress=False)
+    assert 2 <= len(server.seen) <= 8  # backing off 0.1, 0.15, 0.225 s...: a handful, not a busy loop

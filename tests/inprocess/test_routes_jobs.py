@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -161,3 +164,39 @@ def test_delete_of_a_finished_job_removes_it_and_its_upload(client: TestClient, 
     assert client.get(f"/jobs/{job_id}/result", headers=alice.headers).status_code == 404
     with session_scope() as session:
         assert session.get(Upload, digest) is None
+
+
+def test_wait_on_the_status_answers_when_the_job_finishes(client: TestClient, alice: Account) -> None:
+    job_id = make_job(alice.id)
+    finisher = threading.Timer(0.3, succeeded, args=(job_id,))  # the "worker", while the GET waits
+    finisher.start()
+    try:
+        response = client.get(f"/jobs/{job_id}", params={"wait": 30}, headers=alice.headers)
+    finally:
+        finisher.join()
+    assert response.status_code == 200
+    assert (response.json()["id"], response.json()["status"]) == (job_id, "succeeded")
+
+
+def test_wait_on_the_status_ends_with_the_unfinished_job_after_its_seconds(
+    client: TestClient, alice: Account
+) -> None:
+    job_id = make_job(alice.id)
+    started = time.monotonic()
+    response = client.get(f"/jobs/{job_id}", params={"wait": 0.3}, headers=alice.headers)
+    assert time.monotonic() - started >= 0.3  # it did wait (an upper bound would be a timing assertion)
+    assert (response.status_code, response.json()["status"]) == (200, "queued")
+
+
+@pytest.mark.parametrize("wait", ["61", "-1", "soon"])
+def test_a_bad_wait_on_the_status_is_a_422_naming_it(client: TestClient, alice: Account, wait: str) -> None:
+    job_id = make_job(alice.id)
+    response = client.get(f"/jobs/{job_id}", params={"wait": wait}, headers=alice.headers)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "wait"]
+
+
+def test_wait_on_someone_elses_job_is_a_404_at_once(client: TestClient, alice: Account, bob: Account) -> None:
+    job_id = make_job(bob.id)
+    response = client.get(f"/jobs/{job_id}", params={"wait": 60}, headers=alice.headers)
+    assert response.status_code == 404

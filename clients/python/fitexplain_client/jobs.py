@@ -61,6 +61,36 @@ def poll_delays(first: float = 0.1, factor: float = 1.5, cap: float = 1.0) -> It
         delay = min(delay * factor, cap)
 
 
+LONG_POLL_SECONDS = 2.0  # how long each status request of a wait may be held: the progress bar's pace
+
+
+class _Schedule:
+    """One wait's requests: each asks the server to hold it until the job finishes (`GET /jobs/{id}?wait=`),
+    so the answer comes as the job ends; a server from before long polls answers at once, and is then
+    polled, backing off as `poll_delays`."""
+
+    def __init__(self, job_id: str, timeout: float | None) -> None:
+        self.job_id, self.timeout = job_id, timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self._delays = poll_delays()
+        self._asked_at = self._asked = 0.0
+
+    def long_poll(self) -> float:
+        """The `wait` of the next status request (0 once the deadline passed)."""
+        self._asked_at = time.monotonic()
+        left = LONG_POLL_SECONDS if self.deadline is None else self.deadline - self._asked_at
+        self._asked = max(0.0, min(LONG_POLL_SECONDS, left))
+        return self._asked
+
+    def pause(self, state: JobState) -> float:
+        """Seconds to sleep before the next request for a job still unfinished (raises past the deadline)."""
+        _timed_out(self.deadline, self.job_id, self.timeout, state)
+        if time.monotonic() - self._asked_at >= self._asked / 2:
+            return 0.0  # the server held the request: ask again at once
+        delay = next(self._delays)
+        return delay if self.deadline is None else max(0.0, min(delay, self.deadline - time.monotonic()))
+
+
 def _timed_out(deadline: float | None, job_id: str, timeout: float | None, state: JobState) -> None:
     if deadline is not None and time.monotonic() >= deadline:
         raise WaitTimeoutError(f"job {job_id} still {state.status} after {timeout} s (it goes on running)")
@@ -80,8 +110,10 @@ class Job:
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.state.status} {self.state.progress:.0%}>"
 
-    def refresh(self) -> JobState:
-        self.state = JobState.from_json(self._client._get_json(f"/jobs/{self.id}"))
+    def refresh(self, wait: float = 0) -> JobState:
+        """The job's state now, or (`wait` seconds at most) as soon as it finishes."""
+        params = {"wait": round(wait, 3)} if wait else {}
+        self.state = JobState.from_json(self._client._get_json(f"/jobs/{self.id}", **params))
         return self.state
 
     def status(self) -> str:
@@ -127,15 +159,15 @@ class Job:
                 self.state.raise_unless_succeeded()
 
     def wait(self, timeout: float | None = None, progress: bool = True) -> Result:
-        """Poll until the job finishes (0.1 s, backing off to 1 s), showing a progress bar; its Result."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Wait until the job finishes, showing a progress bar; its Result. The server is asked to answer as
+        the job ends (long polls of LONG_POLL_SECONDS), so the wait ends with the job, not at a poll tick."""
+        schedule = _Schedule(self.id, timeout)
         with JobProgress(self.id, enabled=progress) as bar:
-            for delay in poll_delays():
-                bar.update(self.refresh().raw)
+            while True:
+                bar.update(self.refresh(wait=schedule.long_poll()).raw)
                 if self.state.finished:
                     break
-                _timed_out(deadline, self.id, timeout, self.state)
-                time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
+                time.sleep(schedule.pause(self.state))
         self.state.raise_unless_succeeded()
         return self.result()
 
@@ -154,8 +186,9 @@ class AsyncJob:
     def __repr__(self) -> str:
         return f"<AsyncJob {self.id} {self.state.status} {self.state.progress:.0%}>"
 
-    async def refresh(self) -> JobState:
-        self.state = JobState.from_json(await self._client._get_json(f"/jobs/{self.id}"))
+    async def refresh(self, wait: float = 0) -> JobState:
+        params = {"wait": round(wait, 3)} if wait else {}
+        self.state = JobState.from_json(await self._client._get_json(f"/jobs/{self.id}", **params))
         return self.state
 
     async def status(self) -> str:
@@ -198,14 +231,12 @@ class AsyncJob:
 
     async def wait(self, timeout: float | None = None, progress: bool = False) -> Result:
         """As `Job.wait`; no progress bar by default, as many jobs are usually awaited together."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        schedule = _Schedule(self.id, timeout)
         with JobProgress(self.id, enabled=progress) as bar:
-            for delay in poll_delays():
-                bar.update((await self.refresh()).raw)
+            while True:
+                bar.update((await self.refresh(wait=schedule.long_poll())).raw)
                 if self.state.finished:
                     break
-                _timed_out(deadline, self.id, timeout, self.state)
-                pause = delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic()))
-                await asyncio.sleep(pause)
+                await asyncio.sleep(schedule.pause(self.state))
         self.state.raise_unless_succeeded()
         return await self.result()
