@@ -126,7 +126,7 @@ def plain_script(path: Path, threads: int) -> dict[str, float]:
 
 
 def service_run(stack: Stack, client: Client, path: Path, case: Case, download: str) -> dict[str, float]:
-    """Submit -> poll -> download, as a client sees it, plus the worker's own phases."""
+    """Submit -> wait (long polls) -> download, as a client sees it, plus the worker's own phases."""
     times: dict[str, float] = {}
     started = time.perf_counter()
     with path.open("rb") as upload:
@@ -140,13 +140,10 @@ def service_run(stack: Stack, client: Client, path: Path, case: Case, download: 
     if response.status_code != 202:
         raise RuntimeError(f"submit: HTTP {response.status_code} {response.text[:500]}")
     job_id = response.json()["id"]
-    delay = 0.02
-    while True:
-        job = client.http.get(f"/jobs/{job_id}").json()
+    while True:  # long polls: each answers as soon as the job finishes (GET /jobs/{id}?wait=)
+        job = client.http.get(f"/jobs/{job_id}", params={"wait": 60}, timeout=90).json()
         if job["status"] in ("succeeded", "failed", "cancelled"):
             break
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.25)
     if job["status"] != "succeeded":
         raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
     times["done"] = time.perf_counter() - started
