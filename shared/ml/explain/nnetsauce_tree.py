@@ -15,9 +15,18 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
+from shared.ml.explain._calibrated_paths import sigmoid_path_values
 from shared.ml.explain._nnetsauce_base import BaseModelExplainer, leaf_counts, supports_base
-from shared.ml.explain._nnetsauce_map import build_feature_map, chain_to_inputs, map_rows, supports_map
+from shared.ml.explain._nnetsauce_map import (
+    FeatureMap,
+    MappedRows,
+    build_feature_map,
+    chain_to_inputs,
+    map_rows,
+    supports_map,
+)
 from shared.ml.spec import Task
 
 # Relative mean absolute error on the breast-cancer seed request (nnetsauce over a calibrated random
@@ -33,6 +42,10 @@ _PAIRS_PER_CHUNK = 262144
 # needed more than 24 GB. Larger trees go to the model-agnostic sampler, whose cost does not depend on
 # the trees (300 rows of the 22.6-leaf model: 7 s).
 MAX_MEAN_LEAVES = 12
+#: Antithetic permutation pairs per (row, background row) pair for the calibrators' Shapley paths: with
+#: 398 background rows, 4 gave a sampling error well below the method's (relative MAE 0.068 vs 0.067 at
+#: 16 against a 4000-unit unbiased estimate, first 5 test rows).
+SIGMOID_PATHS = 4
 
 
 def supports(model: Any) -> bool:
@@ -67,7 +80,6 @@ def explain_nnetsauce_tree(
     values: (n, p) for regression, (n, p, k) for classification (k classes, also for binary);
     for every row values.sum(features) + base_values equals the model's output.
     """
-    del random_state, row_ids  # deterministic: no random stream to seed or align
     if not supports(model):
         raise ValueError("explain_nnetsauce_tree: not an nnetsauce model over a supported tree ensemble")
     classification = task == "classification"
@@ -76,6 +88,7 @@ def explain_nnetsauce_tree(
     base = BaseModelExplainer(model.obj, n_classes=n_classes)
     background = map_rows(fmap, X_background)
     n_rows, n_ref = X_explain.shape[0], background.X.shape[0]
+    ids = np.arange(n_rows) if row_ids is None else np.asarray(row_ids, dtype=np.int64)
     k = n_classes if classification else 1
     k_phi = 1 if base.binary else k
     values = np.zeros((n_rows, fmap.n_inputs, k))
@@ -86,12 +99,17 @@ def explain_nnetsauce_tree(
         rows = map_rows(fmap, X_explain[start:stop])
         x_index = np.repeat(np.arange(stop - start), n_ref)
         z_index = np.tile(np.arange(n_ref), stop - start)
-        pairs = base.explain_pairs(rows.Z, background.Z, x_index, z_index)
-        phi = chain_to_inputs(fmap, pairs.phi, rows, background, x_index, z_index)
+        if base.binary:
+            seeds = _row_seeds(random_state, ids[start:stop])
+            phi, out_z = _calibrated_pairs(base, fmap, rows, background, x_index, z_index, seeds)
+        else:
+            pairs = base.explain_pairs(rows.Z, background.Z, x_index, z_index)
+            phi = chain_to_inputs(fmap, pairs.phi, rows, background, x_index, z_index)
+            out_z = pairs.out_z
         values[start:stop, :, k - k_phi :] = phi.reshape(stop - start, n_ref, fmap.n_inputs, k_phi).mean(
             axis=1
         )
-        base_values[start:stop] = pairs.out_z.mean(axis=0)
+        base_values[start:stop] = out_z.mean(axis=0)
         if progress is not None:
             progress(stop, n_rows)
     if base.binary:  # the negative class's attributions are the positive one's, negated, pair by pair
@@ -117,3 +135,41 @@ def explain_nnetsauce_tree(
             "measurement on one dataset, not a bound."
         ),
     }
+
+
+def _row_seeds(random_state: int, row_ids: np.ndarray) -> np.ndarray:
+    """One seed per explained row from (random_state, row id), so chunking the rows changes nothing."""
+    return np.array(
+        [np.random.SeedSequence([random_state, int(row_id)]).generate_state(1)[0] for row_id in row_ids],
+        dtype=np.int64,
+    )
+
+
+def _calibrated_pairs(
+    base: BaseModelExplainer,
+    fmap: FeatureMap,
+    rows: MappedRows,
+    background: MappedRows,
+    x_index: np.ndarray,
+    z_index: np.ndarray,
+    row_seeds: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Binary calibrated forest: (P, p, 1) input attributions of the positive class per pair, (n_ref, 2)
+    calibrated probabilities of the background rows.
+
+    Each fold's forest change is carried to the inputs by the chain rule (additive per pair), then through
+    the fold's sigmoid calibrator by sampled Shapley paths of that additive game (_calibrated_paths).
+    """
+    folds = base.raw_folds(rows.Z, background.Z)
+    shares = np.stack(
+        [chain_to_inputs(fmap, raw.phi, rows, background, x_index, z_index)[:, :, 0] for raw, _, _ in folds],
+        axis=2,
+    )
+    forest_at_z = np.stack([raw.out_z[z_index, -1] for raw, _, _ in folds], axis=1)
+    slope = np.array([a for _, a, _ in folds])
+    intercept = np.array([b for _, _, b in folds])
+    phi = sigmoid_path_values(
+        np.ascontiguousarray(shares), forest_at_z, slope, intercept, row_seeds, SIGMOID_PATHS
+    )
+    positive = np.mean([expit(-(a * raw.out_z[:, -1] + b)) for raw, a, b in folds], axis=0)
+    return phi[:, :, None], np.stack([1.0 - positive, positive], axis=1)
