@@ -106,6 +106,18 @@ class BaseModelExplainer:
             out_z=sum(r.out_z for r in results) / n,
         )
 
+    def raw_folds(self, Zx: np.ndarray, Zz: np.ndarray) -> list[tuple[PairOutputs, float, float]]:
+        """A binary calibrated model's folds before calibration: per-pair forest attributions of the positive
+        class (P, q, 1), forest outputs, and each fold's sigmoid calibrator (a_, b_)."""
+        if not self.binary:
+            raise ValueError("raw_folds: only for a binary calibrated model")
+        results = []
+        for forest, fold in self.folds:
+            raw = _forest_pairs(forest, Zx, Zz)
+            calibrator = fold.calibrators[0]
+            results.append((raw, float(calibrator.a_), float(calibrator.b_)))
+        return results
+
     def _fold(
         self,
         forest: FlatForest,
@@ -115,13 +127,18 @@ class BaseModelExplainer:
         x_index: np.ndarray,
         z_index: np.ndarray,
     ) -> PairOutputs:
-        left_x, left_z = goes_left(forest, Zx), goes_left(forest, Zz)
-        leaves_x, leaves_z = leaves_of(forest, left_x), leaves_of(forest, left_z)
-        phi = cross_shap(forest, left_x, left_z, Zx.shape[1]).reshape(-1, Zx.shape[1], forest.value.shape[1])
-        raw = PairOutputs(phi, forest_output(forest, leaves_x), forest_output(forest, leaves_z))
+        raw = _forest_pairs(forest, Zx, Zz)
         if fold is None:
             return raw
         return _calibrate(raw, fold, self.n_classes or 2, x_index, z_index)
+
+
+def _forest_pairs(forest: FlatForest, Zx: np.ndarray, Zz: np.ndarray) -> PairOutputs:
+    """Exact per-pair TreeSHAP of one forest's output, with its outputs at both sets of rows."""
+    left_x, left_z = goes_left(forest, Zx), goes_left(forest, Zz)
+    leaves_x, leaves_z = leaves_of(forest, left_x), leaves_of(forest, left_z)
+    phi = cross_shap(forest, left_x, left_z, Zx.shape[1]).reshape(-1, Zx.shape[1], forest.value.shape[1])
+    return PairOutputs(phi, forest_output(forest, leaves_x), forest_output(forest, leaves_z))
 
 
 def _calibrate(

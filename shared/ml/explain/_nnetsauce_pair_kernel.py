@@ -127,8 +127,12 @@ def gather_pairs(
 def warm_up() -> None:
     """Compile (or load from numba's disk cache) both kernels on a one-split tree, before any job needs them.
 
-    A worker calls this at start, so the first SHAP job does not pay the compilation.
+    A worker calls this at start, so the first SHAP job does not pay the compilation. The calibrators'
+    path kernel (_calibrated_paths) is warmed here too.
     """
+    from shared.ml.explain import _calibrated_paths
+
+    _calibrated_paths.warm_up()
     i64 = np.int64
     table_start = np.zeros(1, dtype=i64)
     table = unit_tables(
