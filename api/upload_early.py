@@ -1,0 +1,158 @@
+"""A CSV upload converted while it still streams in, when a core is free for it.
+
+Converting only once the whole body is on disk leaves the cores idle while it arrives (its parsing is
+the larger part of an upload's time). Once the first megabyte of a file part is written and reads as
+CSV (plain or gzip), a conversion starts in a thread of its own, reading the part as it grows
+(`GrowingUpload`); the handler then takes its result instead of converting (`api.upload_files`).
+
+At most one such conversion per core, apart from the handlers' conversion slots: a slow client
+holding one back only delays its own upload. Whatever the request's outcome, the conversion is over
+before the request's workspace is removed (`settle`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+
+from shared.ml.errors import DataError
+from shared.ml.ingest import Ingested, detect_format, ingest
+from shared.ml.spec import Limits
+
+CANONICAL_NAME = "canonical.parquet"
+_CORES = max(1, os.cpu_count() or 1)
+_SLOTS = threading.BoundedSemaphore(_CORES)
+_THREADS = ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="early-conversion")
+
+
+class UploadBrokenOff(Exception):
+    """The body stopped before the part's end (client gone, bad multipart, too large, or discarded)."""
+
+
+class GrowingUpload:
+    """A file part being written, readable as it grows: a reader waits for bytes not yet written."""
+
+    def __init__(self, path: Path, written: int) -> None:
+        self.path = path
+        self._written = written
+        self._complete = False
+        self._broken = False
+        self._changed = threading.Condition()
+
+    def grew(self, written: int) -> None:
+        """The writer flushed `written` bytes in all (called from its thread)."""
+        with self._changed:
+            self._written = written
+            self._changed.notify_all()
+
+    def complete(self) -> None:
+        with self._changed:
+            self._complete = True
+            self._changed.notify_all()
+
+    def break_off(self) -> None:
+        with self._changed:
+            self._broken = True
+            self._changed.notify_all()
+
+    def available(self, offset: int) -> int:
+        """Bytes written past `offset`, waiting for some; 0 at the part's end."""
+        with self._changed:
+            while self._written <= offset and not self._complete and not self._broken:
+                self._changed.wait()
+            if self._broken:
+                raise UploadBrokenOff
+            return self._written - offset
+
+    def wait_complete(self) -> None:
+        with self._changed:
+            while not self._complete and not self._broken:
+                self._changed.wait()
+            if self._broken:
+                raise UploadBrokenOff
+
+    def opener(self) -> Callable[[], BinaryIO]:
+        """Opens the part: first as it grows, then (a second pass over it) once it is complete."""
+        opened = 0
+
+        def open_upload() -> BinaryIO:
+            nonlocal opened
+            opened += 1
+            if opened > 1:
+                self.wait_complete()
+                return open(self.path, "rb")
+            return io.BufferedReader(_Follower(self), buffer_size=1 << 20)  # type: ignore[return-value]
+
+        return open_upload
+
+
+class _Follower(io.RawIOBase):
+    def __init__(self, upload: GrowingUpload) -> None:
+        self.upload = upload
+        self.file = open(upload.path, "rb")  # noqa: SIM115 - closed with the follower
+        self.offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        available = self.upload.available(self.offset)
+        if available == 0:
+            return 0
+        read = self.file.readinto(memoryview(buffer)[:available])
+        self.offset += read
+        return read
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+@dataclass
+class EarlyConversion:
+    growing: GrowingUpload
+    limits: Limits
+    future: Future[Ingested]
+
+    def discard(self) -> None:
+        """Stop it (if it still reads the part) and wait until it is over (blocking)."""
+        self.growing.break_off()
+        self.future.exception()
+
+
+def start(
+    path: Path, written: int, filename: str, content_type: str, limits: Limits
+) -> EarlyConversion | None:
+    """Start converting the part at `path` (`written` bytes so far) if it reads as CSV and a core is
+    free; None otherwise (the handler converts it as usual, and reports any format error)."""
+    try:
+        found = detect_format(path, filename, content_type)
+    except DataError:
+        return None
+    if found not in ("csv", "csv.gz") or not _SLOTS.acquire(blocking=False):
+        return None
+    growing = GrowingUpload(path, written)
+
+    def convert() -> Ingested:
+        try:
+            return ingest(
+                path,
+                path.with_name(CANONICAL_NAME),
+                limits,
+                filename=filename,
+                content_type=content_type,
+                open_upload=growing.opener(),
+            )
+        finally:
+            _SLOTS.release()
+            pa.default_memory_pool().release_unused()
+
+    return EarlyConversion(growing, limits, _THREADS.submit(convert))
