@@ -3,7 +3,8 @@
 Converting only once the whole body is on disk leaves the cores idle while it arrives (its parsing is
 the larger part of an upload's time). Once the first megabyte of a file part is written and reads as
 CSV (plain or gzip), a conversion starts in a thread of its own, reading the part as it grows
-(`GrowingUpload`); the handler then takes its result instead of converting (`api.upload_files`).
+(`GrowingUpload`), or at a later megabyte if no core was free then; the handler then takes its result
+instead of converting (`api.upload_files`).
 
 At most one such conversion per core, apart from the handlers' conversion slots: a slow client
 holding one back only delays its own upload. Whatever the request's outcome, the conversion is over
@@ -128,16 +129,20 @@ class EarlyConversion:
         self.future.exception()
 
 
+def convertible(path: Path, filename: str, content_type: str) -> bool:
+    """Whether the part at `path` (its first bytes written) reads as CSV, plain or gzip; a format
+    error is left to the handler's conversion, which reports it."""
+    try:
+        return detect_format(path, filename, content_type) in ("csv", "csv.gz")
+    except DataError:
+        return False
+
+
 def start(
     path: Path, written: int, filename: str, content_type: str, limits: Limits
 ) -> EarlyConversion | None:
-    """Start converting the part at `path` (`written` bytes so far) if it reads as CSV and a core is
-    free; None otherwise (the handler converts it as usual, and reports any format error)."""
-    try:
-        found = detect_format(path, filename, content_type)
-    except DataError:
-        return None
-    if found not in ("csv", "csv.gz") or not _SLOTS.acquire(blocking=False):
+    """Start converting the CSV part at `path` (`written` bytes so far) if a core is free; else None."""
+    if not _SLOTS.acquire(blocking=False):
         return None
     growing = GrowingUpload(path, written)
 

@@ -48,6 +48,7 @@ class _Sink:
         self.pending: list[bytes | memoryview] = []
         self.pending_bytes = 0
         self.early: EarlyConversion | None = None
+        self.convertible: bool | None = None  # as CSV while it streams in (None: not known yet)
 
     def add(self, data: bytes | memoryview) -> None:
         self.pending.append(data)
@@ -70,11 +71,18 @@ class _Sink:
             self.early.growing.grew(self.size)
 
     def write_and_start(self, pieces: list[bytes | memoryview]) -> None:
-        """`write`, then start converting the part as it arrives (if it is CSV and a core is free)."""
+        """`write`, then start converting the part as it arrives if it is CSV and a core is free."""
         self.write(pieces)
         self.file.flush()
-        limits = get_settings().limits()
-        self.early = upload_early.start(self.path, self.size, self.filename, self.content_type, limits)
+        if self.convertible is None:
+            self.convertible = upload_early.convertible(self.path, self.filename, self.content_type)
+        if self.convertible:
+            limits = get_settings().limits()
+            self.early = upload_early.start(self.path, self.size, self.filename, self.content_type, limits)
+
+    @property
+    def may_start(self) -> bool:
+        return self.early is None and self.convertible is not False
 
     def finish(self) -> None:
         self.file.flush()
@@ -155,8 +163,8 @@ class StreamingMultiPartParser(MultiPartParser):
                 parser.write(chunk)
                 for index, sink in enumerate(self.sinks):
                     if sink.pending_bytes >= FLUSH_BYTES:
-                        first = index == 0 and sink.size == 0  # the first batch of the first file part
-                        await run_in_threadpool(sink.write_and_start if first else sink.write, sink.take())
+                        start = index == 0 and sink.may_start  # the first file part, not converting yet
+                        await run_in_threadpool(sink.write_and_start if start else sink.write, sink.take())
             parser.finalize()
             for sink in self.sinks:
                 await run_in_threadpool(sink.write, sink.take())
