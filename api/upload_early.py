@@ -8,7 +8,7 @@ instead of converting (`api.upload_files`).
 
 At most one such conversion per core, apart from the handlers' conversion slots: a slow client
 holding one back only delays its own upload. Whatever the request's outcome, the conversion is over
-before the request's workspace is removed (`settle`).
+before the request's workspace is removed (`api.upload_stream.receive_form`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import io
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -29,9 +29,7 @@ from shared.ml.ingest import Ingested, detect_format, ingest
 from shared.ml.spec import Limits
 
 CANONICAL_NAME = "canonical.parquet"
-_CORES = max(1, os.cpu_count() or 1)
-_SLOTS = threading.BoundedSemaphore(_CORES)
-_THREADS = ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="early-conversion")
+_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 class UploadBrokenOff(Exception):
@@ -160,4 +158,15 @@ def start(
             _SLOTS.release()
             pa.default_memory_pool().release_unused()
 
-    return EarlyConversion(growing, limits, _THREADS.submit(convert))
+    future: Future[Ingested] = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(convert())
+        except BaseException as exc:  # the handler gets it from the future
+            future.set_exception(exc)
+
+    # A daemon thread: one waiting for the rest of an upload never holds up the process's exit.
+    threading.Thread(target=run, name="early-conversion", daemon=True).start()
+    return EarlyConversion(growing, limits, future)
