@@ -23,8 +23,9 @@ from api.upload_early import CANONICAL_NAME, EarlyConversion
 from shared.ml.ingest import Ingested, ingest
 from shared.ml.spec import Limits
 
-# Conversions at once: one per core. More only share the cores (each answer comes later, all of them
-# in memory at once); the others' bytes keep streaming to disk meanwhile.
+# Conversions of received uploads at once: one per core. More only share the cores (each answer comes
+# later, all of them in memory at once); the others' bytes keep streaming to disk meanwhile. (Uploads
+# converted as they stream in have slots of their own: `api.upload_early`.)
 CONVERSIONS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
