@@ -6,15 +6,15 @@ CSV (plain or gzip), a conversion starts in a thread of its own, reading the par
 (`GrowingUpload`), or at a later megabyte if no core was free then; the handler then takes its result
 instead of converting (`api.upload_files`).
 
-At most one such conversion per core, apart from the handlers' conversion slots: a slow client
-holding one back only delays its own upload. Whatever the request's outcome, the conversion is over
-before the request's workspace is removed (`api.upload_stream.receive_form`).
+Such a conversion takes a conversion slot (`api.conversion_slots`) only if another stays free: slow
+clients can hold all but one slot, and uploads already received always find one. Whatever the
+request's outcome, the conversion is over before the request's workspace is removed
+(`api.upload_stream.receive_form`).
 """
 
 from __future__ import annotations
 
 import io
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -22,14 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import pyarrow as pa
-
+from api.conversion_slots import give_back, take_spare
 from shared.ml.errors import DataError
 from shared.ml.ingest import Ingested, detect_format, ingest
 from shared.ml.spec import Limits
 
 CANONICAL_NAME = "canonical.parquet"
-_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 class UploadBrokenOff(Exception):
@@ -139,8 +137,8 @@ def convertible(path: Path, filename: str, content_type: str) -> bool:
 def start(
     path: Path, written: int, filename: str, content_type: str, limits: Limits
 ) -> EarlyConversion | None:
-    """Start converting the CSV part at `path` (`written` bytes so far) if a core is free; else None."""
-    if not _SLOTS.acquire(blocking=False):
+    """Start converting the CSV part at `path` (`written` bytes so far) if a spare slot is free; else None."""
+    if not take_spare():
         return None
     growing = GrowingUpload(path, written)
 
@@ -155,8 +153,7 @@ def start(
                 open_upload=growing.opener(),
             )
         finally:
-            _SLOTS.release()
-            pa.default_memory_pool().release_unused()
+            give_back()
 
     future: Future[Ingested] = Future()
 

@@ -1,6 +1,6 @@
 """An upload on local disk while it is validated: written once as it streams in (`api.upload_stream`),
 and converted to the canonical Parquet file (`converted`): while it streams in if a core was free for it
-(`api.upload_early`), else in one of the conversion slots.
+(`api.upload_early`), else in a conversion slot (`api.conversion_slots`) once received.
 
 Each request gets a directory of its own under FITEXPLAIN_HOME/tmp, removed when the request ends, also
 on errors: nothing of an upload outlives its request there.
@@ -8,25 +8,17 @@ on errors: nothing of an upload outlives its request there.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-
+from api.conversion_slots import conversion_slot
 from api.upload_early import CANONICAL_NAME, EarlyConversion
 from shared.ml.ingest import Ingested, ingest
 from shared.ml.spec import Limits
-
-# Conversions of received uploads at once: one per core. More only share the cores (each answer comes
-# later, all of them in memory at once); the others' bytes keep streaming to disk meanwhile. (Uploads
-# converted as they stream in have slots of their own: `api.upload_early`.)
-CONVERSIONS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -49,17 +41,6 @@ def workspace(home: Path) -> Iterator[Path]:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-@contextmanager
-def conversion_slot() -> Iterator[None]:
-    """Wait for a free conversion slot (blocking: call in a thread); on leaving it, give the memory
-    pyarrow's pool keeps back to the system, so the API's RSS does not ratchet up upload after upload."""
-    with CONVERSIONS:
-        try:
-            yield
-        finally:
-            pa.default_memory_pool().release_unused()
 
 
 @contextmanager
