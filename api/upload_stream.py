@@ -4,17 +4,20 @@ Starlette's parser spools a file part into a SpooledTemporaryFile, one thread ho
 the upload was then copied again to be hashed. Here each file part is written once, to its own file in
 the workspace, hashed on the way, in batches of about a megabyte handed to a thread: the event loop
 only runs python-multipart's boundary search. Everything else is Starlette's parser (limits, errors,
-the FormData it returns), so FastAPI validates the form as before.
+the FormData it returns), so FastAPI validates the form as before. The first file part may start
+converting after its first batch (`api.upload_early`).
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
-from contextlib import aclosing
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +26,10 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
+from api import upload_early
+from api.upload_early import EarlyConversion
 from api.upload_files import ReceivedUpload
+from shared.settings import get_settings
 
 FLUSH_BYTES = 1 << 20
 PARSE_ERROR = "There was an error parsing the body"  # FastAPI's answer to a body it cannot read
@@ -32,34 +38,57 @@ PARSE_ERROR = "There was an error parsing the body"  # FastAPI's answer to a bod
 class _Sink:
     """One file part on disk: data is queued by the parser's callbacks, written and hashed in a thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, filename: str, content_type: str) -> None:
         self.path = path
+        self.filename = filename
+        self.content_type = content_type
         self.file = open(path, "w+b")  # noqa: SIM115 - closed with the form (UploadFile.close)
         self.digest = hashlib.sha256()
         self.size = 0
-        self.pending: list[bytes] = []
+        self.pending: list[bytes | memoryview] = []
         self.pending_bytes = 0
+        self.early: EarlyConversion | None = None
+        self.convertible: bool | None = None  # as CSV while it streams in (None: not known yet)
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes | memoryview) -> None:
         self.pending.append(data)
         self.pending_bytes += len(data)
 
-    def take(self) -> list[bytes]:
+    def take(self) -> list[bytes | memoryview]:
         pieces = self.pending
         self.pending = []
         self.pending_bytes = 0
         return pieces
 
-    def write(self, pieces: list[bytes]) -> None:
+    def write(self, pieces: list[bytes | memoryview]) -> None:
         """Blocking: in a thread (sha256 and the write release the GIL)."""
         for data in pieces:
             self.digest.update(data)
             self.size += len(data)
         self.file.writelines(pieces)
+        if self.early is not None:
+            self.file.flush()
+            self.early.growing.grew(self.size)
+
+    def write_and_start(self, pieces: list[bytes | memoryview]) -> None:
+        """`write`, then start converting the part as it arrives if it is CSV and a core is free."""
+        self.write(pieces)
+        self.file.flush()
+        if self.convertible is None:
+            self.convertible = upload_early.convertible(self.path, self.filename, self.content_type)
+        if self.convertible:
+            limits = get_settings().limits()
+            self.early = upload_early.start(self.path, self.size, self.filename, self.content_type, limits)
+
+    @property
+    def may_start(self) -> bool:
+        return self.early is None and self.convertible is not False
 
     def finish(self) -> None:
         self.file.flush()
         self.file.seek(0)
+        if self.early is not None:
+            self.early.growing.complete()
 
 
 class ReceivedFile(UploadFile):
@@ -76,6 +105,7 @@ class ReceivedFile(UploadFile):
             self.sink.size,
             self.filename or "",
             self.content_type or "",
+            self.sink.early,
         )
 
 
@@ -88,7 +118,7 @@ class StreamingMultiPartParser(MultiPartParser):
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         file = self._current_part.file
         if isinstance(file, ReceivedFile):
-            file.sink.add(data[start:end])
+            file.sink.add(memoryview(data)[start:end])  # no copy: the chunk is written within a megabyte
         else:
             super().on_part_data(data, start, end)
 
@@ -103,14 +133,12 @@ class StreamingMultiPartParser(MultiPartParser):
         if self._current_files > self.max_files:
             raise MultiPartException(f"Too many files. Maximum number of files is {self.max_files}.")
         name = "upload" if not self.sinks else f"upload-{len(self.sinks)}"
-        sink = _Sink(self.directory / name)
+        filename = _decode(options[b"filename"], self._charset)
+        headers = Headers(raw=self._current_part.item_headers)
+        sink = _Sink(self.directory / name, filename, headers.get("content-type", ""))
         self.sinks.append(sink)
         self._current_part.field_name = _decode(options[b"name"], self._charset)
-        self._current_part.file = ReceivedFile(
-            sink,
-            filename=_decode(options[b"filename"], self._charset),
-            headers=Headers(raw=self._current_part.item_headers),
-        )
+        self._current_part.file = ReceivedFile(sink, filename=filename, headers=headers)
 
     async def parse(self) -> FormData:
         _, params = parse_options_header(self.headers["Content-Type"])
@@ -133,9 +161,10 @@ class StreamingMultiPartParser(MultiPartParser):
             parser = MultipartParser(boundary, callbacks)
             async for chunk in self.stream:
                 parser.write(chunk)
-                for sink in self.sinks:
+                for index, sink in enumerate(self.sinks):
                     if sink.pending_bytes >= FLUSH_BYTES:
-                        await run_in_threadpool(sink.write, sink.take())
+                        start = index == 0 and sink.may_start  # the first file part, not converting yet
+                        await run_in_threadpool(sink.write_and_start if start else sink.write, sink.take())
             parser.finalize()
             for sink in self.sinks:
                 await run_in_threadpool(sink.write, sink.take())
@@ -143,6 +172,8 @@ class StreamingMultiPartParser(MultiPartParser):
                 self._set_size(sink)
         except BaseException as exc:
             for sink in self.sinks:
+                if sink.early is not None:
+                    sink.early.growing.break_off()
                 sink.file.close()
             if isinstance(exc, FormParserError):
                 raise MultiPartException("Invalid multipart data.") from exc
@@ -174,16 +205,35 @@ def is_multipart(request: Request) -> bool:
     return content_type == b"multipart/form-data"
 
 
-async def receive_form(request: Request, directory: Path) -> None:
+@asynccontextmanager
+async def receive_form(request: Request, directory: Path) -> AsyncIterator[None]:
     """Parse the request's multipart body into `directory`, and give it to the request as its form
     (`request.form()` then returns it: FastAPI reads and validates it as usual). Errors are those of
-    Starlette and FastAPI for the same body: 400 naming the multipart problem, or FastAPI's 400."""
+    Starlette and FastAPI for the same body: 400 naming the multipart problem, or FastAPI's 400.
+
+    On leaving, a conversion started while the body streamed in is over (stopped if the handler did not
+    take its result), so `directory` can go."""
+    parser = StreamingMultiPartParser(request.headers, None, directory)
     try:
-        async with aclosing(request.stream()) as stream:
-            request._form = await StreamingMultiPartParser(request.headers, stream, directory).parse()
-    except MultiPartException as exc:
-        raise HTTPException(status_code=400, detail=exc.message) from exc
-    except HTTPException:
-        raise
-    except Exception as exc:
-        raise HTTPException(status_code=400, detail=PARSE_ERROR) from exc
+        try:
+            async with aclosing(request.stream()) as stream:
+                parser.stream = stream
+                request._form = await parser.parse()
+        except MultiPartException as exc:
+            raise HTTPException(status_code=400, detail=exc.message) from exc
+        except HTTPException:
+            raise
+        except Exception as exc:
+            raise HTTPException(status_code=400, detail=PARSE_ERROR) from exc
+        yield
+    finally:
+        await _settle(parser.sinks)
+
+
+async def _settle(sinks: list[_Sink]) -> None:
+    conversions = [sink.early for sink in sinks if sink.early is not None]
+    if conversions:
+        with anyio.CancelScope(shield=True):  # also when the request is cancelled
+            for early in conversions:
+                if not early.future.done():
+                    await run_in_threadpool(early.discard)

@@ -34,7 +34,7 @@ from shared.jobstore import create_job
 from shared.limits import enforce_submission_limits, reserve_submission
 from shared.ml.cost import check_budget, check_memory, estimate_cost, shape_of
 from shared.ml.data import load_checks
-from shared.ml.ingest import Ingested, ingest
+from shared.ml.ingest import Ingested
 from shared.ml.pipeline import check_explanation_limits
 from shared.routing import queue_for_cost
 from shared.settings import Settings, get_settings
@@ -59,8 +59,8 @@ class SubmitRoute(AuthenticateBeforeBodyRoute):
         if not is_multipart(request):
             return await handler(request)
         with upload_files.workspace(get_settings().home) as directory:
-            await receive_form(request, directory)
-            return await handler(request)
+            async with receive_form(request, directory):
+                return await handler(request)
 
 
 router = APIRouter(tags=["submit"], route_class=SubmitRoute)
@@ -129,14 +129,7 @@ def _validate_and_store(
     if params.webhook_url:
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
     limits = settings.limits()
-    with upload_files.conversion_slot():
-        ingested = ingest(  # raises DataError -> 422
-            received.path,
-            received.path.with_name("canonical.parquet"),
-            limits,
-            filename=received.filename,
-            content_type=received.content_type,
-        )
+    with upload_files.converted(received, limits) as ingested:  # raises DataError -> 422
         dataset = load_checks(ingested.path, spec.task, spec.seed, limits)  # raises DataError -> 422
     check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
     shape = shape_of(dataset)

@@ -8,6 +8,7 @@ rules and errors are those of `shared.ml.data.read_table` for the same content.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -90,17 +91,44 @@ def _declared_format(filename: str, content_type: str) -> Format | None:
     return None
 
 
-def ingest(path: Path, dest: Path, limits: Limits, *, filename: str = "", content_type: str = "") -> Ingested:
+def ingest(
+    path: Path,
+    dest: Path,
+    limits: Limits,
+    *,
+    filename: str = "",
+    content_type: str = "",
+    open_upload: Callable[[], BinaryIO] | None = None,
+) -> Ingested:
     """Validate the upload at `path` in one streaming pass and write its canonical Parquet file to
-    `dest`; raise DataError naming the problem (then `dest` may hold a partial file: remove it)."""
+    `dest`; raise DataError naming the problem (then `dest` may hold a partial file: remove it).
+
+    `open_upload` opens a CSV's bytes (each pass over them: the exact reader's is a second one) instead
+    of the file at `path`, e.g. to read an upload that is still arriving."""
     found = detect_format(path, filename, content_type)
     if found in ("csv", "csv.gz"):
-        header, n_rows = ingest_csv(partial(_open_text, path, found), dest, limits)
+        open_raw = open_upload or partial(open, path, "rb")
+        header, n_rows = ingest_csv(partial(_open_text, open_raw, found), dest, limits)
     else:
         header, n_rows = ingest_columnar(path, found, dest, limits)
     features = [name for name in header if name not in TEXT_COLUMNS]
     return Ingested(dest, found, n_rows, features, dest.stat().st_size)
 
 
-def _open_text(path: Path, found: Format) -> BinaryIO:
-    return igzip.open(path, "rb") if found == "csv.gz" else open(path, "rb")  # type: ignore[return-value]
+class _GzipText(igzip.IGzipFile):
+    """A gzip stream that also closes the stream it reads (GzipFile leaves a given file object open)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
+def _open_text(open_raw: Callable[[], BinaryIO], found: Format) -> BinaryIO:
+    raw = open_raw()
+    return _GzipText(raw) if found == "csv.gz" else raw  # type: ignore[return-value]

@@ -14,7 +14,8 @@ import codecs
 import gzip
 import io
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,7 +31,11 @@ from shared.ml.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems
 from shared.ml.data import MISSING_TOKENS, DataError, check_record
 from shared.ml.spec import Limits
 
-CSV_BLOCK_BYTES = 4 << 20  # pyarrow's CSV block: one batch of about this much text
+# pyarrow's CSV block. Its reader reads ahead several blocks: its memory scales with this size, and
+# parsing small blocks is no slower (they stay in cache). Blocks are checked and written a few at a
+# time (`BLOCKS_PER_ROW_GROUP`), so Parquet row groups and per-batch costs stay those of 4 MB of text.
+CSV_BLOCK_BYTES = 1 << 20
+BLOCKS_PER_ROW_GROUP = 4
 EXACT_BATCH_ROWS = 20_000
 HEADER_MAX_BYTES = 64 << 20
 GZIP_ERRORS = (zlib.error, isal_zlib.error)  # a corrupt gzip stream, from zlib or from ISA-L (igzip)
@@ -145,11 +150,11 @@ def _fast_csv(raw: BinaryIO, dest: Path, limits: Limits) -> tuple[list[str], int
     missing = pa.array(sorted(MISSING_TOKENS))
     first_line = header_lines + 1
     with CanonicalWriter(dest, header, "line") as writer:
-        for batch in reader:
-            if writer.rows + batch.num_rows > limits.max_rows or scanner.long_line:
+        for group in _row_groups(reader):
+            if writer.rows + group.num_rows > limits.max_rows or scanner.long_line:
                 raise _Unusual
-            columns: dict[str, pa.Array] = {}
-            for name, column in zip(header, batch.columns, strict=True):
+            columns: dict[str, pa.ChunkedArray] = {}
+            for name, column in zip(header, group.columns, strict=True):
                 if column.null_count:
                     raise _Unusual
                 if name in TEXT_COLUMNS:
@@ -162,10 +167,16 @@ def _fast_csv(raw: BinaryIO, dest: Path, limits: Limits) -> tuple[list[str], int
                     raise _Unusual
                 columns[name] = column
             start = first_line + writer.rows
-            writer.write(columns, np.arange(start, start + batch.num_rows))
+            writer.write(columns, np.arange(start, start + group.num_rows))
         if writer.rows == 0 or scanner.long_line or scanner.lines != writer.rows:
             raise _Unusual  # no rows, or blank lines / quoted newlines: the positions are not lines
         return header, writer.rows
+
+
+def _row_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    iterator = iter(batches)
+    while group := list(islice(iterator, BLOCKS_PER_ROW_GROUP)):
+        yield pa.Table.from_batches(group)
 
 
 def _read_header(raw: BinaryIO) -> tuple[int, list[str]]:

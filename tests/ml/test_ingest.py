@@ -161,7 +161,7 @@ def test_a_bad_value_after_the_first_megabyte_names_its_line_and_column(
 
 
 def test_a_large_clean_csv_equals_todays_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shared.ml.ingest_csv.CSV_BLOCK_BYTES", 1 << 20)
+    monkeypatch.setattr("shared.ml.ingest_csv.CSV_BLOCK_BYTES", 1 << 18)
     csv = big_csv(30_000)
     path = tmp_path / "big.csv"
     path.write_bytes(csv)

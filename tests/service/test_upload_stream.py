@@ -3,6 +3,7 @@ nothing and leaves no file behind; the API goes on serving."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 import uuid
@@ -63,3 +64,48 @@ def test_an_upload_cut_off_mid_body_stores_nothing(stack: Stack, alice: Client) 
     whole = alice.submit("gbdtclassification", IRIS)  # the API goes on serving uploads
     assert whole.status_code == 202, whole.text
     assert temporary_files(stack) == []
+
+
+def large_csv(bad_line: int | None = None) -> bytes:
+    """About 5 MB: over a megabyte, so the API starts converting it while the rest streams in."""
+    rows = [b"%d.25,%d.5,%d.75,%d,%d" % (i, i + 1, i + 2, i % 7, i % 2) for i in range(250_000)]
+    if bad_line is not None:
+        rows[bad_line - 2] = b"1.5,2.5,abc,3,1"  # the header is line 1
+    return b"a,b,c,d,target\n" + b"\n".join(rows) + b"\n"
+
+
+def test_a_large_csv_converted_as_it_streams_in_is_stored_and_named_by_its_hash(
+    stack: Stack, alice: Client
+) -> None:
+    content = large_csv()
+    response = alice.submit("gbdtclassification", content, n_estimators=5)
+    assert response.status_code == 202, response.text
+    engine = create_engine(stack.database_url)
+    try:
+        with engine.connect() as connection:
+            digest = connection.scalar(select(Job.dataset_sha256).where(Job.id == response.json()["id"]))
+            rows = connection.scalar(select(Upload.n_rows).where(Upload.sha256 == digest))
+    finally:
+        engine.dispose()
+    assert (digest, rows) == (hashlib.sha256(content).hexdigest(), 250_000)
+    assert temporary_files(stack) == []
+
+
+def test_a_bad_line_late_in_a_streamed_csv_is_a_422_naming_it(stack: Stack, alice: Client) -> None:
+    content = large_csv(bad_line=200_000)
+    assert content.index(b"abc") > 1 << 20
+    before = counts(stack)
+    response = alice.submit("gbdtclassification", content)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert (body["code"], body["column"]) == ("non_numeric", "c") and "line 200000" in body["detail"]
+    assert counts(stack) == before and temporary_files(stack) == []
+
+
+def test_a_bad_parameter_with_a_large_csv_is_a_422_and_leaves_no_file(stack: Stack, alice: Client) -> None:
+    """The conversion started while the CSV streamed in is stopped before the workspace goes."""
+    before = counts(stack)
+    response = alice.submit("gbdtclassification", large_csv(), n_estimators="many")
+    assert response.status_code == 422, response.text
+    assert "n_estimators" in response.text
+    assert counts(stack) == before and temporary_files(stack) == []
