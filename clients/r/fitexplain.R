@@ -96,14 +96,21 @@ fx_wait <- function(job, timeout = Inf, progress = interactive(), url = NULL, to
   bar <- if (progress) txtProgressBar(min = 0, max = 1, style = 3) else NULL
   on.exit(if (!is.null(bar)) close(bar))
   repeat {
-    state <- fx_json(fx_request("GET", paste0("/jobs/", id), url, token))
+    # A long poll: the server holds the request until the job finishes (2 s at most, the bar's pace).
+    left <- timeout - as.numeric(difftime(Sys.time(), started, units = "secs"))
+    hold <- max(0, min(2, left))
+    asked <- Sys.time()
+    path <- paste0("/jobs/", id, if (hold > 0) sprintf("?wait=%.3f", hold) else "")
+    state <- fx_json(fx_request("GET", path, url, token))
     if (!is.null(bar)) setTxtProgressBar(bar, if (state$status == "succeeded") 1 else state$progress)
     if (state$status %in% c("succeeded", "failed", "cancelled")) break
     if (as.numeric(difftime(Sys.time(), started, units = "secs")) > timeout) {
       stop(sprintf("job %s still %s after %s s", id, state$status, timeout), call. = FALSE)
     }
-    Sys.sleep(delay)
-    delay <- min(delay * 1.5, 1)
+    if (as.numeric(difftime(Sys.time(), asked, units = "secs")) < hold / 2) {
+      Sys.sleep(delay)  # a server from before long polls answered at once: poll, backing off
+      delay <- min(delay * 1.5, 1)
+    }
   }
   if (state$status != "succeeded") {
     error <- state$error
