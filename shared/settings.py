@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # Threads per model (boosters, OpenMP, BLAS) in each worker process: 1 suits one worker process per
     # core, the usual deployment; raise it for a single worker on a many-core machine.
     model_threads: int | None = 1
+    # Cores this machine's workers share (empty: the ones the OS lets the worker run on). A job fans out to
+    # an idle worker on the same machine only while the cores leave room for both (worker/fanout.py).
+    worker_cores: int | None = Field(None, ge=1)
     # Fan-out: tree explanations are cheap per row (exact TreeSHAP), model-agnostic ones cost ~1000x more.
     fanout_min_rows: int = 20_000
     fanout_chunk_rows: int = 10_000

@@ -64,14 +64,32 @@ def alive_count(session: Session, stale_after: float) -> int:
     return int(session.scalar(select(func.count()).select_from(WorkerRow).where(~stale)) or 0)
 
 
-def idle_helpers(session: Session, *, me: str, queue: str, stale_after: float) -> int:
-    """Live workers other than `me` that consume the Celery queue `queue` and run no job now: the ones
-    that could start on a fanned-out job's chunks at once."""
+def idle_helpers(
+    session: Session,
+    *,
+    me: str,
+    queue: str,
+    stale_after: float,
+    threads_per_job: int = 1,
+    cores_here: int | None = None,
+) -> int:
+    """Live workers other than `me` that consume the Celery queue `queue`, run no job now, and would add
+    cores to a fanned-out job's chunks: every such worker on another host, and those on `me`'s own host
+    only while that host has cores to spare (`cores_here` split into jobs of `threads_per_job` threads,
+    less `me` and the host's busy workers; None: no limit). Two workers of 2 threads on 2 cores would
+    only take turns on the same cores, paying for the split."""
     stale = heartbeat_stale(WorkerRow.heartbeat_at, stale_after)
-    consumed = session.scalars(
-        select(WorkerRow.queue).where(~stale, WorkerRow.name != me, WorkerRow.current_job.is_(None))
-    )
-    return sum(queue in names.split(",") for names in consumed)
+    my_host = session.scalar(select(WorkerRow.host).where(WorkerRow.name == me)) or me.rsplit(":", 1)[0]
+    others = session.execute(
+        select(WorkerRow.host, WorkerRow.queue, WorkerRow.current_job).where(~stale, WorkerRow.name != me)
+    ).all()
+    idle = [host for host, names, job in others if job is None and queue in names.split(",")]
+    elsewhere = sum(host != my_host for host in idle)
+    here = len(idle) - elsewhere
+    if cores_here is not None:
+        busy_here = sum(host == my_host and job is not None for host, _, job in others)
+        here = min(here, max(0, cores_here // max(1, threads_per_job) - 1 - busy_here))
+    return elsewhere + here
 
 
 def forget_dead(session: Session, forget_after: float) -> int:

@@ -79,6 +79,7 @@ class Stack:
                 "FITEXPLAIN_SWEEP_SECONDS": "1",
                 "FITEXPLAIN_HEARTBEAT_SECONDS": "1",
                 "FITEXPLAIN_STALE_AFTER_SECONDS": "6",
+                "FITEXPLAIN_WORKER_CORES": "2",  # same-host fan-out decided alike on any machine
                 "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "1000",
                 "FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE": "100000",
                 "FITEXPLAIN_WEBHOOK_ALLOW_PRIVATE": "true",  # test receivers listen on 127.0.0.1

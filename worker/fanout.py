@@ -12,6 +12,7 @@ explains in one piece.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -32,6 +33,12 @@ from shared.settings import Settings
 from worker.heartbeat import Heartbeat, JobCancelled
 
 log = logging.getLogger("fitexplain.worker")
+
+
+def cores_here(settings: Settings) -> int:
+    """The cores this machine gives its workers' jobs: FITEXPLAIN_WORKER_CORES, else the ones this process
+    may run on (a container's CPU quota is not visible here: set the setting there)."""
+    return settings.worker_cores or len(os.sched_getaffinity(0))
 
 
 def fanout_spans(
@@ -87,13 +94,15 @@ class FanOutRunner:
         self.worker = worker  # this worker's row in the workers table (never its own helper)
 
     def helpers(self) -> int:
-        """Idle live workers, other than this one, that take messages from the job's queue."""
+        """Idle live workers, other than this one, that take messages from the job's queue and add cores."""
         with session_scope() as session:
             return workers.idle_helpers(
                 session,
                 me=self.worker,
                 queue=broker_queue(self.queue, self.settings),
                 stale_after=self.settings.stale_after_seconds,
+                threads_per_job=self.settings.model_threads or cores_here(self.settings),
+                cores_here=cores_here(self.settings),
             )
 
     def __call__(self, prepared: PreparedJob, method: str, progress: SpanProgress) -> dict:

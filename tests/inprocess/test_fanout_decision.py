@@ -35,7 +35,9 @@ def prepared() -> pipeline.PreparedJob:
 
 @pytest.fixture
 def fanning(service_settings: Settings) -> Settings:
-    return service_settings.model_copy(update={"fanout_min_rows": 20, "fanout_chunk_rows": 10})
+    # one thread per job on two cores: a second worker on this host brings a core (whatever this machine has)
+    update = {"fanout_min_rows": 20, "fanout_chunk_rows": 10, "model_threads": 1, "worker_cores": 2}
+    return service_settings.model_copy(update=update)
 
 
 @pytest.fixture
@@ -69,6 +71,39 @@ def test_only_other_live_idle_workers_of_the_queue_count_as_helpers(service_sett
     assert idle_helpers(large) == 1
     add_worker("host:5", f"{small},{large}")
     assert (idle_helpers(small), idle_helpers(large)) == (1, 2)
+
+
+def helpers_here(threads_per_job: int, cores_here: int) -> int:
+    with session_scope() as session:
+        asked = {"threads_per_job": threads_per_job, "cores_here": cores_here}
+        return workers.idle_helpers(session, me=ME, queue="q", stale_after=STALE, **asked)
+
+
+def test_a_worker_on_the_same_host_helps_only_while_the_cores_leave_room() -> None:
+    add_worker(ME, "q")
+    add_worker("host:2", "q")  # idle, same host as ME
+    assert helpers_here(threads_per_job=1, cores_here=2) == 1  # one core each
+    assert helpers_here(threads_per_job=2, cores_here=2) == 0  # both would share the same two cores
+    assert helpers_here(threads_per_job=2, cores_here=4) == 1
+    add_worker("host:3", "other", current_job="busy")  # busy on this host: its job holds a core
+    assert helpers_here(threads_per_job=1, cores_here=2) == 0
+    assert helpers_here(threads_per_job=1, cores_here=3) == 1
+    add_worker("elsewhere:7", "q")  # another machine brings its own cores
+    assert helpers_here(threads_per_job=2, cores_here=2) == 1
+    assert helpers_here(threads_per_job=1, cores_here=8) == 2
+
+
+def test_the_runner_counts_a_same_host_helper_only_with_cores_to_spare(
+    job_id: str, fanning: Settings, prepared: pipeline.PreparedJob, published: PublishRecorder
+) -> None:
+    add_worker(ME, fanning.queue)
+    add_worker("host:2", fanning.queue)
+    two_threads = fanning.model_copy(update={"model_threads": 2, "worker_cores": 2})
+    explain_with_runner(job_id, two_threads, prepared)
+    assert chunk_count(job_id) == 0 and published.messages == []
+    one_thread = fanning.model_copy(update={"model_threads": 1, "worker_cores": 2})
+    explain_with_runner(job_id, one_thread, prepared)
+    assert chunk_count(job_id) == 5
 
 
 def explain_with_runner(job_id: str, settings: Settings, prepared: pipeline.PreparedJob) -> dict:
