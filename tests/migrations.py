@@ -4,10 +4,11 @@ wherever the chain puts it, and a fresh database on SQLite and on Postgres."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
@@ -19,6 +20,33 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("script_location", str(REPO / "migrations"))
     config.attributes["database_url"] = url
     return config
+
+
+def insert_old_job(
+    connection: sa.Connection, tables: Mapping[str, sa.Table], *, endpoint: str, dataset: dict[str, object]
+) -> None:
+    """User 1, its dataset (`dataset`: the row's content and sizes) and its succeeded job "old1", as rows
+    written before a migration; the test adds the job's result and whatever else its migration moves."""
+    now = sa.func.now()
+    connection.execute(sa.insert(tables["users"]).values(id=1, name="old", is_admin=False, created_at=now))
+    connection.execute(sa.insert(tables["datasets"]).values(sha256="d" * 64, created_at=now, **dataset))
+    connection.execute(
+        sa.insert(tables["jobs"]).values(
+            id="old1",
+            user_id=1,
+            endpoint=endpoint,
+            params={},
+            spec={"version": 1},
+            dataset_sha256="d" * 64,
+            status="succeeded",
+            progress=1.0,
+            progress_message="done",
+            attempts=1,
+            queue="small",
+            stopping=False,
+            created_at=now,
+        )
+    )
 
 
 def migration_defining(config: Config, name: str) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from shared.blobs import current_store
 from shared.db import make_engine
 from shared.jobstore import result_body
 from shared.storage import upload_content, upload_path, usage
-from tests.migrations import alembic_config, migration_defining
+from tests.migrations import alembic_config, insert_old_job, migration_defining
 
 pytestmark = [pytest.mark.service]
 
@@ -42,29 +42,8 @@ def insert_old_rows(engine: sa.Engine) -> None:
     t = metadata.tables
     now = sa.func.now()
     with engine.begin() as connection:
-        connection.execute(sa.insert(t["users"]).values(id=1, name="old", is_admin=False, created_at=now))
-        connection.execute(
-            sa.insert(t["datasets"]).values(
-                sha256="d" * 64, content=CSV, size_bytes=len(CSV), n_rows=2, n_columns=3, created_at=now
-            )
-        )
-        connection.execute(
-            sa.insert(t["jobs"]).values(
-                id="old1",
-                user_id=1,
-                endpoint="gbdtclassification",
-                params={},
-                spec={"version": 1},
-                dataset_sha256="d" * 64,
-                status="succeeded",
-                progress=1.0,
-                progress_message="done",
-                attempts=1,
-                queue="small",
-                stopping=False,
-                created_at=now,
-            )
-        )
+        dataset = {"content": CSV, "size_bytes": len(CSV), "n_rows": 2, "n_columns": 3}
+        insert_old_job(connection, t, endpoint="gbdtclassification", dataset=dataset)
         connection.execute(
             sa.insert(t["job_results"]).values(job_id="old1", body_gzip=RESULT, size_bytes=17, created_at=now)
         )

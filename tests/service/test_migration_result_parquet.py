@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from shared.db import make_engine
 from shared.jobstore import open_result_parquet, result_body
 from shared.storage import usage
-from tests.migrations import alembic_config, migration_defining
+from tests.migrations import alembic_config, insert_old_job, migration_defining
 
 pytestmark = [pytest.mark.service]
 
@@ -26,29 +26,8 @@ def insert_old_result(engine: sa.Engine) -> None:
     t = metadata.tables
     now = sa.func.now()
     with engine.begin() as connection:
-        connection.execute(sa.insert(t["users"]).values(id=1, name="old", is_admin=False, created_at=now))
-        connection.execute(
-            sa.insert(t["datasets"]).values(
-                sha256="d" * 64, content=b"x", size_bytes=1, n_rows=1, n_columns=1, created_at=now
-            )
-        )
-        connection.execute(
-            sa.insert(t["jobs"]).values(
-                id="old1",
-                user_id=1,
-                endpoint="gbdtregression",
-                params={},
-                spec={"version": 1},
-                dataset_sha256="d" * 64,
-                status="succeeded",
-                progress=1.0,
-                progress_message="done",
-                attempts=1,
-                queue="small",
-                stopping=False,
-                created_at=now,
-            )
-        )
+        dataset = {"content": b"x", "size_bytes": 1, "n_rows": 1, "n_columns": 1}
+        insert_old_job(connection, t, endpoint="gbdtregression", dataset=dataset)
         connection.execute(
             sa.insert(t["job_results"]).values(
                 job_id="old1", body_gzip=RESULT, size_bytes=17, stored_bytes=len(RESULT), created_at=now
