@@ -96,10 +96,17 @@ def result_response(
     if pieces is None:
         return Response(body_gzip, status_code=status_code, media_type=json_type, headers=headers)
     assert not isinstance(body_gzip, bytes)
-    if body_gzip.seekable():  # the stored size, as a whole body would have it
-        headers["Content-Length"] = str(body_gzip.seek(0, 2))
-        body_gzip.seek(0)
+    headers.update(_length_header(body_gzip))  # the stored size, as a whole body would have it
     return StreamingResponse(pieces, status_code=status_code, media_type=json_type, headers=headers)
+
+
+def _length_header(stream: BinaryIO) -> dict[str, str]:
+    """Content-Length of a seekable stream (rewound), else nothing (the response is then chunked)."""
+    if not stream.seekable():
+        return {}
+    length = stream.seek(0, 2)
+    stream.seek(0)
+    return {"Content-Length": str(length)}
 
 
 def _read_pieces(stream: BinaryIO, chunk: int = GUNZIP_CHUNK) -> Iterator[bytes]:
@@ -146,10 +153,7 @@ def binary_result_response(body_gzip: bytes, fmt: results.ResultFormat, job_id: 
 def stored_binary_response(stream: BinaryIO, fmt: results.ResultFormat, job_id: str) -> Response:
     """A binary form the worker stored with the result, streamed as is (closed once sent); the same
     headers as a converted one, plus its length."""
-    headers = _download_headers(fmt, job_id)
-    if stream.seekable():
-        headers["Content-Length"] = str(stream.seek(0, 2))
-        stream.seek(0)
+    headers = {**_download_headers(fmt, job_id), **_length_header(stream)}
     return StreamingResponse(_read_pieces(stream), media_type=fmt.media_types[0], headers=headers)
 
 

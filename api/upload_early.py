@@ -125,6 +125,25 @@ class EarlyConversion:
         self.future.exception()
 
 
+def ingest_part(
+    path: Path,
+    filename: str,
+    content_type: str,
+    limits: Limits,
+    open_upload: Callable[[], BinaryIO] | None = None,
+) -> Ingested:
+    """The file part at `path` converted to the canonical Parquet file beside it (`CANONICAL_NAME`), as
+    received or (`open_upload`) as it streams in; raises DataError naming its problem."""
+    return ingest(
+        path,
+        path.with_name(CANONICAL_NAME),
+        limits,
+        filename=filename,
+        content_type=content_type,
+        open_upload=open_upload,
+    )
+
+
 def convertible(path: Path, filename: str, content_type: str) -> bool:
     """Whether the part at `path` (its first bytes written) reads as CSV, plain or gzip; a format
     error is left to the handler's conversion, which reports it."""
@@ -144,14 +163,7 @@ def start(
 
     def convert() -> Ingested:
         try:
-            return ingest(
-                path,
-                path.with_name(CANONICAL_NAME),
-                limits,
-                filename=filename,
-                content_type=content_type,
-                open_upload=growing.opener(),
-            )
+            return ingest_part(path, filename, content_type, limits, open_upload=growing.opener())
         finally:
             give_back()
 

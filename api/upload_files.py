@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.conversion_slots import conversion_slot
-from api.upload_early import CANONICAL_NAME, EarlyConversion
-from shared.ml.ingest import Ingested, ingest
+from api.upload_early import EarlyConversion, ingest_part
+from shared.ml.ingest import Ingested
 from shared.ml.spec import Limits
 
 
@@ -55,10 +55,4 @@ def converted(received: ReceivedUpload, limits: Limits) -> Iterator[Ingested]:
             return
         early.discard()
     with conversion_slot():
-        yield ingest(
-            received.path,
-            received.path.with_name(CANONICAL_NAME),
-            limits,
-            filename=received.filename,
-            content_type=received.content_type,
-        )
+        yield ingest_part(received.path, received.filename, received.content_type, limits)

@@ -51,11 +51,12 @@ def finished_job(job_id: str, with_body: bool = True) -> Finished | None:
     """The job and its result body (None for a failed or cancelled job, or unless `with_body`), once it
     is finished."""
     with session_scope() as session:
-        # the result row comes with the job (one round trip): result_body then finds it in the session
-        found = session.execute(
-            select(Job, JobResult).outerjoin(JobResult, JobResult.job_id == Job.id).where(Job.id == job_id)
-        ).first()
-        job = found[0] if found is not None else None
+        if with_body:  # the result row comes with the job (one round trip): result_body finds it then
+            with_result = select(Job, JobResult).outerjoin(JobResult, JobResult.job_id == Job.id)
+            found = session.execute(with_result.where(Job.id == job_id)).first()
+            job = found[0] if found is not None else None
+        else:  # a status wait: the result row is not read at all
+            job = session.get(Job, job_id)
         if job is None or job.status not in FINISHED:
             return None
         wanted = with_body and job.status == JobStatus.succeeded

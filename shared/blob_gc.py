@@ -25,10 +25,12 @@ log = logging.getLogger(__name__)
 _DELETE_AFTER_COMMIT = "fitexplain_blobs_delete_after_commit"
 _WRITTEN = "fitexplain_blobs_written"
 
+# A result's blobs: its gzip JSON and, for large results, its Parquet form.
+RESULT_KEYS: tuple[InstrumentedAttribute[str | None], ...] = (JobResult.blob_key, JobResult.parquet_key)
 # Every key prefix and the columns that reference its blobs.
 REFERENCES: dict[str, tuple[InstrumentedAttribute[str | None], ...]] = {
     "uploads/": (Upload.blob_key,),
-    "results/": (JobResult.blob_key, JobResult.parquet_key),
+    "results/": RESULT_KEYS,
     "chunks/": (JobChunk.blob_key,),
     "prepared/": (JobPrepared.blob_key,),
 }

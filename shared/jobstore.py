@@ -398,9 +398,7 @@ def delete_job(session: Session, job_id: str) -> None:
         return
     digest = job.dataset_sha256
     drop_working_data(session, job_id)
-    stored = session.execute(
-        select(JobResult.blob_key, JobResult.parquet_key).where(JobResult.job_id == job_id)
-    ).all()
+    stored = session.execute(select(*blob_gc.RESULT_KEYS).where(JobResult.job_id == job_id)).all()
     blob_gc.delete_after_commit(session, [key for row in stored for key in row])
     session.delete(job)
     session.flush()

@@ -31,8 +31,7 @@ def purge_expired(session: Session, retention_days: float, now: datetime | None 
     digests = set(session.scalars(select(Job.dataset_sha256).where(Job.id.in_(expired))).all())
     results = session.scalar(select(func.count()).select_from(JobResult).where(JobResult.job_id.in_(expired)))
     for column, job_column in (
-        (JobResult.blob_key, JobResult.job_id),
-        (JobResult.parquet_key, JobResult.job_id),
+        *((column, JobResult.job_id) for column in blob_gc.RESULT_KEYS),
         (JobChunk.blob_key, JobChunk.job_id),
         (JobPrepared.blob_key, JobPrepared.job_id),
     ):

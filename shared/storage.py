@@ -93,23 +93,14 @@ def keeps_upload(user_id: int, digest: str) -> Exists:
     return exists().where(Job.user_id == user_id, Job.dataset_sha256 == digest)
 
 
-def check_quota(session: Session, user_id: int, *, digest: str, size: int, quota: int) -> StorageUsage:
-    """Raise StorageQuotaExceeded when keeping this upload would take the user past `quota` bytes.
-
-    An upload the user's jobs already reference costs nothing more. Results are not known at submit: a
-    result may take a user over the quota, and their next submit is then refused. Binding only under the
-    user's row lock (`shared.limits.reserve_submission`), in the transaction that stores the job.
-    """
-    *counts, already_kept = session.execute(
-        usage_query(user_id).add_columns(keeps_upload(user_id, digest))
-    ).one()
-    current = StorageUsage(*(int(n) for n in counts))
-    refuse_over_quota(current, 0 if already_kept else size, quota)
-    return current
-
-
 def refuse_over_quota(current: StorageUsage, added: int, quota: int) -> None:
-    """Raise StorageQuotaExceeded when `added` bytes on top of `current` exceed `quota`."""
+    """Raise StorageQuotaExceeded when `added` bytes (an upload; 0 if the user's jobs already reference
+    it: `keeps_upload`) on top of `current` exceed `quota`.
+
+    Results are not known at submit: a result may take a user over the quota, and their next submit is
+    then refused. Binding only under the user's row lock (`shared.limits.reserve_submission`), in the
+    transaction that stores the job.
+    """
     if current.used_bytes + added > quota:
         raise StorageQuotaExceeded(
             f"Storage quota exceeded: your jobs keep {current.used_bytes:,} bytes (uploads "

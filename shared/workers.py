@@ -79,10 +79,11 @@ def idle_helpers(
     less `me` and the host's busy workers; None: no limit). Two workers of 2 threads on 2 cores would
     only take turns on the same cores, paying for the split."""
     stale = heartbeat_stale(WorkerRow.heartbeat_at, stale_after)
-    my_host = session.scalar(select(WorkerRow.host).where(WorkerRow.name == me)) or me.rsplit(":", 1)[0]
-    others = session.execute(
-        select(WorkerRow.host, WorkerRow.queue, WorkerRow.current_job).where(~stale, WorkerRow.name != me)
+    live = session.execute(
+        select(WorkerRow.name, WorkerRow.host, WorkerRow.queue, WorkerRow.current_job).where(~stale)
     ).all()
+    my_host = next((host for name, host, _, _ in live if name == me), me.rsplit(":", 1)[0])
+    others = [(host, names, job) for name, host, names, job in live if name != me]
     idle = [host for host, names, job in others if job is None and queue in names.split(",")]
     elsewhere = sum(host != my_host for host in idle)
     here = len(idle) - elsewhere

@@ -95,14 +95,15 @@ class FanOutRunner:
 
     def helpers(self) -> int:
         """Idle live workers, other than this one, that take messages from the job's queue and add cores."""
+        cores = cores_here(self.settings)
         with session_scope() as session:
             return workers.idle_helpers(
                 session,
                 me=self.worker,
                 queue=broker_queue(self.queue, self.settings),
                 stale_after=self.settings.stale_after_seconds,
-                threads_per_job=self.settings.model_threads or cores_here(self.settings),
-                cores_here=cores_here(self.settings),
+                threads_per_job=self.settings.model_threads or cores,  # None: a job takes every core
+                cores_here=cores,
             )
 
     def __call__(self, prepared: PreparedJob, method: str, progress: SpanProgress) -> dict:

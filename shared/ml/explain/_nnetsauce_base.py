@@ -141,6 +141,11 @@ def _forest_pairs(forest: FlatForest, Zx: np.ndarray, Zz: np.ndarray) -> PairOut
     return PairOutputs(phi, forest_output(forest, leaves_x), forest_output(forest, leaves_z))
 
 
+def sigmoid_calibrated(forest_output: np.ndarray, a: float, b: float) -> np.ndarray:
+    """A sigmoid calibrator's probability (scikit-learn's `_SigmoidCalibration.predict`)."""
+    return expit(-(a * forest_output + b))
+
+
 def _calibrate(
     raw: PairOutputs, fold: Any, n_classes: int, x_index: np.ndarray, z_index: np.ndarray
 ) -> PairOutputs:
@@ -160,7 +165,10 @@ def _calibrate(
     g_z = np.zeros((raw.out_z.shape[0], n_classes))
     for column, target, calibrator in zip(columns, targets, fold.calibrators, strict=True):
         fx, fz = raw.out_x[:, column], raw.out_z[:, column]
-        gx, gz = expit(-(calibrator.a_ * fx + calibrator.b_)), expit(-(calibrator.a_ * fz + calibrator.b_))
+        gx, gz = (
+            sigmoid_calibrated(fx, calibrator.a_, calibrator.b_),
+            sigmoid_calibrated(fz, calibrator.a_, calibrator.b_),
+        )
         output = 1 if n_classes == 2 else target
         g_x[:, output], g_z[:, output] = gx, gz
         np.multiply(

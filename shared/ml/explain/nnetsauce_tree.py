@@ -19,10 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 from shared.ml.explain._calibrated_paths import sigmoid_path_values
-from shared.ml.explain._nnetsauce_base import BaseModelExplainer, leaf_counts, supports_base
+from shared.ml.explain._nnetsauce_base import (
+    BaseModelExplainer,
+    leaf_counts,
+    sigmoid_calibrated,
+    supports_base,
+)
 from shared.ml.explain._nnetsauce_map import (
     FeatureMap,
     MappedRows,
@@ -190,5 +194,5 @@ def _calibrated_pairs(
     phi = sigmoid_path_values(
         np.ascontiguousarray(shares), forest_at_z, slope, intercept, row_seeds, SIGMOID_PATHS
     )
-    positive = np.mean([expit(-(a * raw.out_z[:, -1] + b)) for raw, a, b in folds], axis=0)
+    positive = np.mean([sigmoid_calibrated(raw.out_z[:, -1], a, b) for raw, a, b in folds], axis=0)
     return phi[:, :, None], np.stack([1.0 - positive, positive], axis=1)
