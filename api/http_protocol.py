@@ -42,11 +42,18 @@ class BoundedHeadersProtocol(H11Protocol):
         body = (
             f"Request headers too large: the limit is {self.max_head_bytes} bytes "
             "(FITEXPLAIN_MAX_HEADER_BYTES)."
-        )
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+        ).encode()
+        # Content-Length, not h11's default chunked framing: a client still sending its head reads a
+        # plainly framed answer (one reading only Content-Length saw an empty body when the head and the
+        # chunks arrived in separate packets).
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
         for event in (
             h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase),
-            h11.Data(data=body.encode()),
+            h11.Data(data=body),
             h11.EndOfMessage(),
         ):
             self.transport.write(self.conn.send(event))
