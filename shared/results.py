@@ -156,6 +156,12 @@ def split_arrays(
 
 def _move(holder: dict[str, Any], path: Path, name: str, moved: list[Moved]) -> None:
     values = holder[path[-1]]
+    if isinstance(values, np.ndarray):  # a float array a worker's result keeps (metrics.json_array)
+        if not np.isfinite(values).all():  # as its JSON holds it: null, read back as NaN
+            values = np.where(np.isfinite(values), values, np.nan)
+        moved.append(Moved(path, name, values))
+        del holder[path[-1]]
+        return
     if not isinstance(values, list):
         return
     array = as_array(values)
@@ -246,7 +252,8 @@ def _metadata(rest: dict[str, Any], arrays: list[dict[str, Any]], n_rows: int | 
             "n_rows": n_rows,
             "arrays": arrays,
             "result": rest,
-        }
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,  # float arrays a worker's result keeps (metrics.json_array)
     )
 
 

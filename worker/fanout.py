@@ -110,7 +110,7 @@ class FanOutRunner:
         spans = fanout_spans(prepared, method, self.settings, self.helpers)
         if len(spans) == 1:
             part = explain(prepared, method, self.settings.limits(), progress=progress)
-            return merge_explanations(prepared, method, [part])
+            return merge_explanations(prepared, method, [part], arrays=True)
         with session_scope() as session:
             if not chunks.still_running(session, self.job_id):
                 raise JobCancelled  # cancelled meanwhile: store nothing that would outlive it
@@ -142,4 +142,4 @@ class FanOutRunner:
         with session_scope() as session:
             parts = chunks.load_parts(session, self.job_id, method)
             chunks.drop_prepared(session, self.job_id)
-        return merge_explanations(prepared, method, parts)
+        return merge_explanations(prepared, method, parts, arrays=True)

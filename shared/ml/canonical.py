@@ -78,10 +78,35 @@ def read_labels(path: Path) -> tuple[pd.DataFrame, list[str]]:
     return frame, [name for name in names if name not in TEXT_COLUMNS and name != POSITION]
 
 
+def read_split_source(source: Path | bytes) -> tuple[pd.DataFrame, tuple[list[str], data.FeatureRows]]:
+    """The canonical file for `data.dataset_from_table`: its text columns as `read_table` returns them,
+    and (feature names, rows -> feature values) reading the features straight from the Parquet columns,
+    so only X_train and X_test are allocated at the table's size (a DataFrame of the features, then its
+    2-D copy, then the split would be three more copies of it)."""
+    table = _read(source)
+    names = [name for name in table.column_names if name not in TEXT_COLUMNS and name != POSITION]
+
+    def feature_rows(rows: np.ndarray) -> np.ndarray:
+        values = np.empty((len(rows), len(names)))
+        for position, name in enumerate(names):
+            values[:, position] = table.column(name).to_numpy()[rows]
+        return values
+
+    text = [name for name in table.column_names if name in TEXT_COLUMNS or name == POSITION]
+    return _frame(table.select(text)), (names, feature_rows)
+
+
 def read_table(source: Path | bytes, columns: list[str] | None = None) -> pd.DataFrame:
     """The canonical file as `shared.ml.data.read_table` returns a CSV: float64 features, text `target`
     and `training_index`, and the rows' positions as the index (named "line" or "row")."""
-    table = pq.read_table(source if isinstance(source, Path) else io.BytesIO(source), columns=columns)
+    return _frame(_read(source, columns))
+
+
+def _read(source: Path | bytes, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(source if isinstance(source, Path) else io.BytesIO(source), columns=columns)
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
     position = (table.schema.metadata or {}).get(POSITION_KEY, b"line").decode()
     names = [name for name in table.column_names if name != POSITION]
     frame = pd.DataFrame(

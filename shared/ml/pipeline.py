@@ -114,12 +114,15 @@ def explain(
     return explainer.compute(prepared, limits, (start, stop), progress)
 
 
-def merge_explanations(prepared: PreparedJob, method: str, parts: list[ExplanationPart]) -> dict:
-    """Join spans in order into the method's flat public object (lists, finite floats or None)."""
+def merge_explanations(
+    prepared: PreparedJob, method: str, parts: list[ExplanationPart], *, arrays: bool = False
+) -> dict:
+    """Join spans in order into the method's flat public object (lists, finite floats or None; with
+    `arrays`, float arrays stay arrays, for a result only orjson encodes: see `metrics.json_array`)."""
     expected = explanation_method(method).result_type
     if not all(isinstance(part, expected) for part in parts):
         raise TypeError(f"merge_explanations({method!r}) got parts that are not {expected.__name__}")
-    return merge_parts(parts).to_json()
+    return merge_parts(parts).to_json(arrays=arrays)
 
 
 def check_explanation_limits(spec: JobSpec, dataset: Dataset, limits: Limits) -> None:

@@ -158,3 +158,38 @@ def test_results_give_labels_back_as_written() -> None:
     assert original_labels(["-3", "7"]) == [-3, 7]
     assert original_labels(["+3", "7"]) == ["+3", "7"]
     assert original_labels(["1", str(2**64)]) == ["1", str(2**64)]  # beyond int64: text, never a float
+
+
+def plain_number_texts() -> list[list[str]]:
+    rng = np.random.default_rng(7)
+    floats = rng.standard_normal(2000) * 10.0 ** rng.integers(-300, 300, 2000)
+    return [
+        [repr(float(x)) for x in floats],
+        [f"{x:.25g}" for x in rng.standard_normal(500)],  # more digits than a float64 holds
+        [str(n) for n in rng.integers(2**53, 2**63, 500)],  # integers a float64 rounds
+        ["+1", ".5", "5.", "1E5", "4.9e-324", "2.5e-324", "1.7976931348623157e308", "007", "-3.25"],
+        ["18446744073709551616", "-9223372036854775809", "0", "0.0"],
+    ]
+
+
+@pytest.mark.parametrize("texts", plain_number_texts(), ids=["random", "long", "big-int", "forms", "edges"])
+def test_numbers_read_fast_are_the_numbers_pandas_reads(texts: list[str]) -> None:
+    """A column of plain numbers is read by Arrow's parser (`_plain_numbers`), bit for bit what pandas'
+    to_numeric reads, signs of zero included."""
+    from shared.ml.data import _plain_numbers, _to_float
+
+    values = pd.Series(texts, index=range(2, 2 + len(texts)))
+    expected = pd.to_numeric(values).astype(np.float64).to_numpy()
+    assert _plain_numbers(values) is not None  # the fast path is the one tested
+    got = _to_float(values, "target").to_numpy()
+    assert np.array_equal(got, expected) and np.array_equal(np.signbit(got), np.signbit(expected))
+
+
+NOT_PLAIN = [["-0", "1.5"], ["1", "nan"], ["1", "inf"], ["1", "true"], ["1", "NA"], ["1", "1_000"], ["1", ""]]
+
+
+@pytest.mark.parametrize("texts", NOT_PLAIN)
+def test_anything_but_plain_numbers_takes_the_checked_path(texts: list[str]) -> None:
+    from shared.ml.data import _plain_numbers
+
+    assert _plain_numbers(pd.Series(texts)) is None

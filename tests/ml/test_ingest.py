@@ -83,6 +83,36 @@ def test_every_format_of_the_same_data_gives_the_csv_dataset(
     assert_same(load_source(canonical.read_bytes(), task, 7, Limits()), load_dataset(csv, task, 7, Limits()))
 
 
+@pytest.mark.parametrize(("task", "with_index"), [("regression", True), ("classification", False)])
+def test_features_gathered_across_row_groups_are_the_tables_rows(
+    tmp_path: Path, task: str, with_index: bool
+) -> None:
+    """A large upload's canonical file has many row groups: X_train and X_test, gathered column by
+    column straight from them, are the rows of the whole table as a DataFrame would split them."""
+    from shared.ml.canonical import CanonicalWriter, read_table
+    from shared.ml.data import dataset_from_table
+
+    rng = np.random.default_rng(3)
+    n_rows, header = 90, ["x0", "x1", "x2", "target", *(["training_index"] if with_index else [])]
+    features = rng.standard_normal((n_rows, 3))
+    target = (
+        rng.integers(0, 3, n_rows).astype(str) if task == "classification" else features[:, 0].astype(str)
+    )
+    path = tmp_path / "groups.parquet"
+    with CanonicalWriter(path, header, "line") as writer:
+        for start in range(0, n_rows, 25):  # one row group per write: 4 of them
+            rows = slice(start, min(start + 25, n_rows))
+            columns = {f"x{j}": pa.array(features[rows, j]) for j in range(3)}
+            columns["target"] = pa.array(target[rows])
+            if with_index:
+                columns["training_index"] = pa.array(np.where(np.arange(n_rows)[rows] % 4 == 0, "0", "1"))
+            writer.write(columns, np.arange(rows.start + 2, rows.stop + 2))
+    assert pq.ParquetFile(path).num_row_groups == 4
+    whole = dataset_from_table(read_table(path), task, 11, Limits())  # the table as one DataFrame
+    assert_same(load_source(path, task, 11, Limits()), whole)
+    assert_same(load_source(path.read_bytes(), task, 11, Limits()), whole)
+
+
 def test_numeric_and_boolean_columns_of_parquet_are_read_as_their_csv_text(tmp_path: Path) -> None:
     frame = pd.DataFrame(
         {

@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 import orjson
 
+from shared.ml.explain.methods.base import SpanProgress
 from shared.ml.explain.methods.permutation import PermutationImportance
 from shared.ml.explain.methods.shap import ShapValues
 from shared.ml.metrics import classification_result, regression_result
-from shared.ml.pipeline import run
+from shared.ml.pipeline import explain, merge_explanations, run
+from shared.ml.prepared import PreparedJob
 from shared.ml.spec import JobSpec, Limits, ModelSpec
 from tests.stack import DATA
 
@@ -48,8 +50,24 @@ def pipeline_result(case: str) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(run((DATA / name).read_bytes(), spec, Limits(), n_threads=1)))
 
 
+def worker_result(case: str) -> dict[str, Any]:
+    """The pipeline's result as a worker holds it before storing it: float arrays of the explanations
+    kept as arrays (`merge_explanations(arrays=True)`, as worker.fanout's runner merges)."""
+    name, spec = CASES[case]
+    limits = Limits()
+
+    def one_piece(prepared: PreparedJob, method: str, progress: SpanProgress) -> dict:
+        parts = [explain(prepared, method, limits, progress=progress)]
+        return merge_explanations(prepared, method, parts, arrays=True)
+
+    return run((DATA / name).read_bytes(), spec, limits, n_threads=1, explain_method=one_piece)
+
+
 def synthetic_result(
-    n_rows: int = 7, n_features: int = 3, labels: tuple[str, ...] = ("no", "yes", "yes_no", "01")
+    n_rows: int = 7,
+    n_features: int = 3,
+    labels: tuple[str, ...] = ("no", "yes", "yes_no", "01"),
+    arrays: bool = False,
 ) -> dict:
     """Three string labels, nulls in proba, SHAP values and base values, a permutation list too."""
     rng = np.random.default_rng(1)
@@ -87,8 +105,8 @@ def synthetic_result(
         n_predict_calls=1,
         baseline_score=0.5,
     )
-    result["interpretability"] = [shap.to_json(), permutation.to_json()]
-    return orjson.loads(orjson.dumps(result))
+    result["interpretability"] = [shap.to_json(arrays=arrays), permutation.to_json(arrays=arrays)]
+    return result if arrays else orjson.loads(orjson.dumps(result))
 
 
 def synthetic_regression(n_rows: int = 5) -> dict:

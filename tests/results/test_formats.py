@@ -7,6 +7,7 @@ import io
 import json
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,7 +15,13 @@ import pytest
 
 from shared import results
 from tests.contract import explanation
-from tests.results.samples import CASES, pipeline_result, synthetic_regression, synthetic_result
+from tests.results.samples import (
+    CASES,
+    pipeline_result,
+    synthetic_regression,
+    synthetic_result,
+    worker_result,
+)
 
 BINARY = [fmt.name for fmt in results.BINARY_FORMATS]
 
@@ -36,6 +43,30 @@ def test_every_format_reads_back_as_the_json(case: str, fmt: str) -> None:
     before = copy.deepcopy(result)
     assert results.to_result(results.encode(result, fmt), fmt) == result
     assert result == before  # encoding leaves the result alone
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_workers_result_with_arrays_stores_as_its_lists_would(case: str) -> None:
+    """A worker keeps the explanations' float arrays as arrays (no Python float per SHAP value): the
+    stored JSON and every binary form are byte for byte those of the lists."""
+    held, listed = worker_result(case), pipeline_result(case)
+    assert any(isinstance(value, np.ndarray) for item in explanations_of(held) for value in item.values())
+    assert orjson.dumps(held, option=orjson.OPT_SERIALIZE_NUMPY) == orjson.dumps(listed)
+    for fmt in BINARY:
+        assert results.encode(held, fmt) == results.encode(listed, fmt)
+
+
+def test_arrays_with_nulls_store_as_their_lists_would() -> None:
+    held, listed = synthetic_result(arrays=True), synthetic_result()
+    assert orjson.dumps(held, option=orjson.OPT_SERIALIZE_NUMPY) == orjson.dumps(listed)
+    assert b"null" in orjson.dumps(listed)
+    for fmt in BINARY:
+        assert results.encode(held, fmt) == results.encode(listed, fmt)
+
+
+def explanations_of(result: dict) -> list[dict]:
+    found = result["interpretability"]
+    return found if isinstance(found, list) else [found]
 
 
 @pytest.mark.parametrize("fmt", BINARY)

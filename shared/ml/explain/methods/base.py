@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol, Self, TypeVar
 import numpy as np
 
 from shared.ml.data import Dataset
-from shared.ml.metrics import json_float, json_floats
+from shared.ml.metrics import json_array, json_float, json_floats
 from shared.ml.prepared import PreparedJob
 from shared.ml.spec import JobSpec, Limits
 
@@ -51,14 +51,15 @@ class ExplanationPart:
     def data_fields(cls) -> list[dataclasses.Field[Any]]:
         return [f for f in dataclasses.fields(cls) if f.name != "span"]
 
-    def to_json(self) -> dict[str, Any]:
-        """The flat public object: {"method": ..., every field, ...}, JSON-ready (finite floats or None)."""
+    def to_json(self, *, arrays: bool = False) -> dict[str, Any]:
+        """The flat public object: {"method": ..., every field, ...}, JSON-ready (finite floats or None).
+        With `arrays`, float arrays stay arrays (`metrics.json_array`): for orjson, which writes the same."""
         body: dict[str, Any] = {"method": self.method}
         for f in self.data_fields():
             value = getattr(self, f.name)
             if value is None and f.default is None:
                 continue
-            body[f.name] = _json_ready(value)
+            body[f.name] = _json_ready(value, arrays)
         if self.span_key is not None:
             body[self.span_key] = list(self.span)
         return body
@@ -108,9 +109,11 @@ def _combine(how: str, values: list[Any]) -> Any:
     return values[0]
 
 
-def _json_ready(value: Any) -> Any:
+def _json_ready(value: Any, arrays: bool) -> Any:
     if isinstance(value, np.ndarray):
-        return json_floats(value) if value.dtype.kind == "f" else value.tolist()
+        if value.dtype.kind != "f":
+            return value.tolist()
+        return json_array(value) if arrays else json_floats(value)
     if isinstance(value, np.generic):
         return value.item() if value.dtype.kind != "f" else json_float(value)
     if isinstance(value, float):
