@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    func,
+    not_,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from shared.settings import Settings
 from shared.storage import StorageUsage, keeps_upload, refuse_over_quota, usage_query
-from shared.tables import Job, JobStatus, User, heartbeat_stale, utcnow
+from shared.tables import Job, JobStatus, User, heartbeat_older_than, utcnow
 
 
 class RateLimited(Exception):
@@ -41,13 +52,38 @@ def reserve_submission(
     check_submission_limits(session, user_id, settings, upload=upload)
 
 
-def holds_a_worker(stale_after: float) -> ColumnElement[bool]:
+def holds_a_worker(stale_before: Any) -> ColumnElement[bool]:
     """Unfinished jobs, and cancelled ones whose computation is still being killed (unless their worker
-    stopped beating: a dead worker holds nothing)."""
+    stopped beating before `stale_before`: a dead worker holds nothing)."""
     return or_(
         Job.status.in_([JobStatus.queued, JobStatus.running]),
-        and_(Job.stopping, not_(heartbeat_stale(Job.heartbeat_at, stale_after))),
+        and_(Job.stopping, not_(heartbeat_older_than(Job.heartbeat_at, stale_before))),
     )
+
+
+@cache
+def _limits_statement(with_upload: bool) -> Select[Any]:
+    """The counts of `check_submission_limits` in one statement, built once with its values bound per
+    call: building a statement of subqueries and computing its cache key cost SQLAlchemy milliseconds of
+    Python on every submit (twice: before and after the body), more than the round trip. Each bound value
+    takes the type of the column it is compared with (UtcDateTime: naive UTC on SQLite)."""
+    user_id = bindparam("user_id")
+    active = (
+        select(func.count())
+        .select_from(Job)
+        .where(Job.user_id == user_id, holds_a_worker(bindparam("stale_before")))
+        .scalar_subquery()
+    )
+    recent = (
+        select(func.count())
+        .select_from(Job)
+        .where(Job.user_id == user_id, Job.created_at > bindparam("recent_since"))
+        .scalar_subquery()
+    )
+    if not with_upload:
+        return select(active, recent)
+    digest = bindparam("digest")
+    return usage_query(user_id).add_columns(keeps_upload(user_id, digest), active, recent)
 
 
 def check_submission_limits(
@@ -56,23 +92,17 @@ def check_submission_limits(
     """Raise RateLimited when the user has too many unfinished jobs or submitted too often this minute;
     with `upload` (sha256, bytes kept), StorageQuotaExceeded when keeping it would exceed the quota.
     All counted in one statement (one round trip, on every submit)."""
-    active = (
-        select(func.count())
-        .select_from(Job)
-        .where(Job.user_id == user_id, holds_a_worker(settings.stale_after_seconds))
-        .scalar_subquery()
-    )
-    recent = (
-        select(func.count())
-        .select_from(Job)
-        .where(Job.user_id == user_id, Job.created_at > utcnow() - timedelta(minutes=1))
-        .scalar_subquery()
-    )
+    now = utcnow()
+    values: dict[str, Any] = {
+        "user_id": user_id,
+        "stale_before": now - timedelta(seconds=settings.stale_after_seconds),
+        "recent_since": now - timedelta(minutes=1),
+    }
     if upload is None:
-        n_active, n_recent = session.execute(select(active, recent)).one()
+        n_active, n_recent = session.execute(_limits_statement(False), values).one()
     else:
-        query = usage_query(user_id).add_columns(keeps_upload(user_id, upload[0]), active, recent)
-        *counts, already_kept, n_active, n_recent = session.execute(query).one()
+        row = session.execute(_limits_statement(True), {**values, "digest": upload[0]}).one()
+        *counts, already_kept, n_active, n_recent = row
     if n_active >= settings.max_running_jobs_per_user:
         raise RateLimited(
             f"You have {n_active} unfinished jobs; the limit is {settings.max_running_jobs_per_user} "

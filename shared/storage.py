@@ -24,7 +24,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Exists, Select, delete, exists, func, select, true
+from sqlalchemy import BindParameter, Exists, Select, delete, exists, func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -61,7 +61,7 @@ class StorageQuotaExceeded(Exception):
         self.quota = quota
 
 
-def usage_query(user_id: int) -> Select[tuple[int, int, int, int]]:
+def usage_query(user_id: int | BindParameter[int]) -> Select[tuple[int, int, int, int]]:
     """The user's uploads bytes, results bytes, uploads and results (StorageUsage's order): one row of
     two one-row aggregates, to which other counts can be added (one statement)."""
     uploads = (
@@ -80,7 +80,7 @@ def usage_query(user_id: int) -> Select[tuple[int, int, int, int]]:
     )
 
 
-def _referenced(user_id: int) -> Select[tuple[str | None]]:
+def _referenced(user_id: int | BindParameter[int]) -> Select[tuple[str | None]]:
     return select(Job.dataset_sha256).where(Job.user_id == user_id)
 
 
@@ -88,7 +88,7 @@ def usage(session: Session, user_id: int) -> StorageUsage:
     return StorageUsage(*(int(n) for n in session.execute(usage_query(user_id)).one()))
 
 
-def keeps_upload(user_id: int, digest: str) -> Exists:
+def keeps_upload(user_id: int | BindParameter[int], digest: str | BindParameter[str]) -> Exists:
     """Whether the user's jobs already reference the upload `digest` (then it costs nothing more)."""
     return exists().where(Job.user_id == user_id, Job.dataset_sha256 == digest)
 

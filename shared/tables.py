@@ -45,7 +45,12 @@ def heartbeat_stale(heartbeat_at: Any, stale_after: float) -> ColumnElement[bool
 
     The one definition of a lost worker, for jobs and fan-out chunks alike.
     """
-    cutoff = utcnow() - timedelta(seconds=stale_after)
+    return heartbeat_older_than(heartbeat_at, utcnow() - timedelta(seconds=stale_after))
+
+
+def heartbeat_older_than(heartbeat_at: Any, cutoff: Any) -> ColumnElement[bool]:
+    """`heartbeat_stale` with its cutoff given (a datetime, or a bound parameter of a statement built
+    once)."""
     return or_(heartbeat_at.is_(None), heartbeat_at < cutoff)
 
 

@@ -44,6 +44,19 @@ def test_finished_jobs_do_not_count_as_unfinished(limited: Settings, status: str
     check(user_id, limited)
 
 
+def test_a_cancelled_job_still_being_killed_counts_until_its_worker_goes_silent(limited: Settings) -> None:
+    """Cancelled jobs whose computation is still being stopped hold a worker, unless their worker's
+    heartbeat is older than FITEXPLAIN_STALE_AFTER_SECONDS (both compared in SQL, with bound times)."""
+    user_id = make_user("alice")[0]
+    make_job(user_id)
+    stopping = make_job(user_id)
+    set_job(stopping, status="cancelled", stopping=True, heartbeat_at=ago(1))
+    with pytest.raises(RateLimited):
+        check(user_id, limited)
+    set_job(stopping, heartbeat_at=ago(limited.stale_after_seconds + 5))
+    check(user_id, limited)
+
+
 def test_another_users_jobs_do_not_count(limited: Settings) -> None:
     alice, bob = make_user("alice")[0], make_user("bob")[0]
     for _ in range(3):
