@@ -8,7 +8,8 @@ deployment on that code first, then on this repository's, in the same run (same 
 
 Two deployments, each started fresh:
 - **pg**: `fitexplain api` and one `fitexplain worker` (concurrency 1) on a fresh Postgres database and
-  Redis (benchmarks/_stack.py);
+  Redis (benchmarks/_stack.py), with the service's default intervals for its background loops (sweep,
+  webhook poll, heartbeats), which the test stack runs faster;
 - **embedded**: `fitexplain serve` with no database or broker URL in a temporary FITEXPLAIN_HOME (SQLite
   database, Celery's SQLAlchemy transport on SQLite, a small-job and a large-job worker).
 
@@ -264,7 +265,13 @@ def pythonpath(code: Path) -> str:
 
 
 def pg(label: str, code: Path, n: int, fit: float) -> dict:
-    env = {"FITEXPLAIN_SWEEP_SECONDS": "5", "PYTHONPATH": pythonpath(code)}
+    env = {  # the service's own defaults for its background loops (the test stack runs them faster)
+        "FITEXPLAIN_SWEEP_SECONDS": "5",
+        "FITEXPLAIN_WEBHOOK_POLL_SECONDS": "1",
+        "FITEXPLAIN_HEARTBEAT_SECONDS": "5",
+        "FITEXPLAIN_STALE_AFTER_SECONDS": "60",
+        "PYTHONPATH": pythonpath(code),
+    }
     with running_stack(n_workers=1, extra_env=env) as (stack, client):
         token = client.http.headers["Authorization"].split()[1]
         return measure(f"pg+redis {label}", stack.url, token, stack.database_url, n, fit)
