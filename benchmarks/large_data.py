@@ -14,6 +14,9 @@ The plain script is what a user would write on the same machine with the same li
 model_type=xgboost (100 trees, depth 3, learning rate 0.1, seed 123), `Booster.predict(...,
 pred_contribs=True)` on the test rows. Both sides use the same number of threads (`--threads`).
 
+The stack runs its background loops (sweep, webhook poll, heartbeats) at the service's default intervals,
+as deployed (benchmarks._stack.SERVICE_INTERVALS), not at the test stack's faster ones.
+
 The service's phases come from the worker's log line `job <id> phases: ...` (shared.ml.pipeline times
 them); upload is the time until the submit is answered, download the time to fetch and decode the result
 (`?format=parquet` by default, `--download json` for the JSON form).
@@ -49,7 +52,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks._data import regression_frame  # noqa: E402
-from benchmarks._stack import running_stack  # noqa: E402
+from benchmarks._stack import SERVICE_INTERVALS, running_stack  # noqa: E402
 from tests.stack import Client, Stack  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "fitexplain_bench_data"
@@ -206,8 +209,7 @@ def run_case(case: Case, scale: int, threads: int, download: str, repeats: int) 
     env = {
         "FITEXPLAIN_MODEL_THREADS": str(threads),
         "OMP_NUM_THREADS": str(threads),
-        "FITEXPLAIN_HEARTBEAT_SECONDS": "1",
-        "FITEXPLAIN_STALE_AFTER_SECONDS": "120",
+        **SERVICE_INTERVALS,
         **case.limits,
     }
     if case.limits:

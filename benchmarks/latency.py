@@ -53,7 +53,7 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from benchmarks._stack import _raise_keyboard_interrupt, running_stack  # noqa: E402
+from benchmarks._stack import SERVICE_INTERVALS, _raise_keyboard_interrupt, running_stack  # noqa: E402
 from tests.stack import DATA  # noqa: E402
 from tests.stack import embedded_serve as start_embedded_serve  # noqa: E402
 
@@ -265,13 +265,7 @@ def pythonpath(code: Path) -> str:
 
 
 def pg(label: str, code: Path, n: int, fit: float) -> dict:
-    env = {  # the service's own defaults for its background loops (the test stack runs them faster)
-        "FITEXPLAIN_SWEEP_SECONDS": "5",
-        "FITEXPLAIN_WEBHOOK_POLL_SECONDS": "1",
-        "FITEXPLAIN_HEARTBEAT_SECONDS": "5",
-        "FITEXPLAIN_STALE_AFTER_SECONDS": "60",
-        "PYTHONPATH": pythonpath(code),
-    }
+    env = {**SERVICE_INTERVALS, "PYTHONPATH": pythonpath(code)}
     with running_stack(n_workers=1, extra_env=env) as (stack, client):
         token = client.http.headers["Authorization"].split()[1]
         return measure(f"pg+redis {label}", stack.url, token, stack.database_url, n, fit)
