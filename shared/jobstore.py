@@ -122,11 +122,10 @@ def _fairest_claim() -> Update:
         .with_for_update(skip_locked=True, of=Job, key_share=True)  # not skipped for a child row's FK lock
         .scalar_subquery()
     )
-    claimed_at = bindparam("claimed_at")
     return (
         update(Job)
         .where(Job.id == fairest, Job.status == JobStatus.queued)
-        .values(**_claimed_values(bindparam("claimer"), claimed_at))
+        .values(**_claimed_values(bindparam("claimer"), bindparam("claimed_at")))
         .returning(Job)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
