@@ -206,8 +206,11 @@ def succeed(
     # commit then fails, the blobs are deleted with the rollback, or swept as orphans after a crash.
     token = new_token()
     key = f"results/{job_id}/{token}.json.gz"
-    parquet_key = f"results/{job_id}/{token}.parquet" if parquet is not None else None
-    written = {key: compressed} if parquet_key is None else {key: compressed, parquet_key: parquet}
+    written = {key: compressed}
+    parquet_key = None
+    if parquet is not None:
+        parquet_key = f"results/{job_id}/{token}.parquet"
+        written[parquet_key] = parquet
     blobs = current_store()
     for written_key, content in written.items():
         blobs.put_bytes(written_key, content)
@@ -372,21 +375,20 @@ def open_result(session: Session, job_id: str) -> IO[bytes] | None:
         return None
     if row.blob_key is None:
         return io.BytesIO(row.body_gzip or b"")
-    try:
-        return current_store().open(row.blob_key)
-    except FileNotFoundError:
-        return None
+    return _open_blob(row.blob_key)
 
 
 def open_result_parquet(session: Session, job_id: str) -> IO[bytes] | None:
     """The result's stored Parquet form as a binary stream (the caller closes it); None when the result
     has none (small results, older ones) or is gone."""
     key = session.scalar(select(JobResult.parquet_key).where(JobResult.job_id == job_id))
-    if key is None:
-        return None
+    return None if key is None else _open_blob(key)
+
+
+def _open_blob(key: str) -> IO[bytes] | None:
     try:
         return current_store().open(key)
-    except FileNotFoundError:
+    except FileNotFoundError:  # the job was deleted after this session read its row
         return None
 
 

@@ -66,7 +66,7 @@ def usage_query(user_id: int | BindParameter[int]) -> Select[tuple[int, int, int
     two one-row aggregates, to which other counts can be added (one statement)."""
     uploads = (
         select(func.coalesce(func.sum(Upload.size_bytes), 0).label("bytes"), func.count().label("n"))
-        .where(Upload.sha256.in_(_referenced(user_id)))
+        .where(Upload.sha256.in_(select(Job.dataset_sha256).where(Job.user_id == user_id)))
         .subquery()
     )
     results = (
@@ -78,10 +78,6 @@ def usage_query(user_id: int | BindParameter[int]) -> Select[tuple[int, int, int
     return select(uploads.c.bytes, results.c.bytes, uploads.c.n, results.c.n).select_from(
         uploads.join(results, true())
     )
-
-
-def _referenced(user_id: int | BindParameter[int]) -> Select[tuple[str | None]]:
-    return select(Job.dataset_sha256).where(Job.user_id == user_id)
 
 
 def usage(session: Session, user_id: int) -> StorageUsage:

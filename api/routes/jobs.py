@@ -58,9 +58,6 @@ def list_jobs(
     return JobPage(items=[job_public(j) for j in jobs], total=total, limit=limit, offset=offset)
 
 
-FINISHED_NAMES = frozenset(str(s.value) for s in FINISHED)
-
-
 @router.get("/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
 async def get_job(
     job_id: str,
@@ -77,7 +74,7 @@ async def get_job(
     ] = 0,
 ) -> JobPublic:
     job = await run_in_threadpool(_owned_public, job_id, user)
-    if wait and job.status not in FINISHED_NAMES:
+    if wait and job.status not in FINISHED:  # JobStatus is a StrEnum: equal to its names
         finished = await job_waiter(request.app).wait(job_id, wait, with_body=False)
         if finished is not None:
             return job_public(finished[0])

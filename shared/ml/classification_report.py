@@ -32,15 +32,15 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, target_names: 
         report[name] = dict(zip(HEADERS, [float(p), float(r), float(f), float(s)], strict=True))
     support = float(np.sum(true_sum))
 
-    # scikit-learn's "micro" line is the accuracy when every label seen is one of `labels` (always so here)
-    micro = _scores(*(np.reshape(np.sum(counts), (1,)) for counts in (tp_sum, pred_sum, true_sum)))
-    report["accuracy"] = dict(zip(HEADERS, [float(np.nanmean(m)) for m in micro] + [support], strict=True))
+    # scikit-learn's "micro" precision is the accuracy when every label seen is one of `labels` (always
+    # so here); the key goes here, between the classes and the averages, as scikit-learn places it
+    totals = [np.reshape(np.sum(counts), (1,)) for counts in (tp_sum, pred_sum, true_sum)]
+    report["accuracy"] = float(np.nanmean(_scores(*totals)[0]))
     report["macro avg"] = dict(
         zip(HEADERS, [float(np.nanmean(m)) for m in (precision, recall, f_score)] + [support], strict=True)
     )
     weighted = [_weighted_average(m, true_sum) for m in (precision, recall, f_score)]
     report["weighted avg"] = dict(zip(HEADERS, [*weighted, support], strict=True))
-    report["accuracy"] = report["accuracy"]["precision"]
     return report
 
 
