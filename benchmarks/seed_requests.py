@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from _shap_reference import Reference, permutation_reference, relative_mae
 from _stack import DATA, TimedRequest, running_stack, timed_request
 
 from shared.jobspec import PARAMS_BY_ENDPOINT, job_spec
@@ -38,6 +39,8 @@ from shared.ml.spec import JobSpec, Limits
 from tests.contract import explanation
 
 QUICK_ROWS = 20  # --quick: rows shap.Explainer explains on the nnetsauce classifier, then scaled
+REFERENCE_PAIRS = 64  # per (test row, training row): the reference's own error is about 0.005 on request 3
+FIRST_ROWS = 5  # the reference table also reports the service's error on these first rows alone
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,10 @@ class Row:
     comparison: str  # what `difference` measures
     difference: float | None
     reference: str = ""  # what the two errors below are measured against ("" when not computed)
+    reference_error: float | None = None  # the reference's own expected error, from its standard errors
     service_error: float | None = None
     baseline_error: float | None = None
+    service_error_first_rows: float | None = None  # on the first FIRST_ROWS rows, the earlier runs' figure
 
 
 def spec_for(case: Case) -> JobSpec:
@@ -156,28 +161,26 @@ def compare(case: Case, result: dict[str, Any], baseline: Baseline) -> tuple[str
     return f"SHAP rel. MAE vs baseline on {baseline.rows_explained} rows", relative_mae(ours, theirs)
 
 
-def relative_mae(estimate: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.abs(estimate - reference).mean() / np.abs(reference).mean())
-
-
-def reference_values(case: Case, baseline: Baseline, n_rows: int) -> tuple[str, np.ndarray]:
+def reference_values(case: Case, baseline: Baseline, n_rows: int) -> tuple[str, Reference]:
     """High-precision SHAP values of the /ml* model on the first test rows (not timed).
 
     Regression: exact enumeration (2**13 coalitions) against the whole training set. Classification:
-    128 antithetic permutation pairs per row, each against the whole training set, from a local
-    Generator (the estimator of benchmarks/shap_agnostic_inprocess.py; its own error is about 0.035).
+    REFERENCE_PAIRS antithetic permutation pairs for each (test row, training row), drawn independently
+    (benchmarks/_shap_reference.py), with the standard error that the table prints as its own error.
     """
-    from shap_agnostic_inprocess import full_background_permutation_reference
-
     from shared.ml.explain.agnostic import explain_agnostic
 
     model, data = baseline.model, baseline.data
     rows = data.X_test[:n_rows]
     if spec_for(case).task == "regression":
         exact = explain_agnostic(model.predict, data.X_train, rows, random_state=0, exact_up_to=rows.shape[1])
-        return f"exact SHAP, full training background, first {n_rows} rows", np.asarray(exact["values"])
-    values = full_background_permutation_reference(model.predict_proba, data.X_train, rows, 128, seed=999)
-    return f"128 antithetic pairs x full training background, first {n_rows} rows", values
+        values = np.asarray(exact["values"])
+        return f"exact SHAP, full training background, first {n_rows} rows", Reference(
+            values, np.zeros_like(values)
+        )
+    reference = permutation_reference(model.predict_proba, data.X_train, rows, REFERENCE_PAIRS, seed=999)
+    label = f"{REFERENCE_PAIRS} antithetic pairs per training row, whole training set, first {n_rows} rows"
+    return label, reference
 
 
 def measure(case: Case, client: Any, quick: bool, service_first: bool, reference_rows: int) -> Row:
@@ -204,8 +207,11 @@ def measure(case: Case, client: Any, quick: bool, service_first: bool, reference
         n_rows = min(reference_rows, baseline.rows_explained)
         row.reference, reference = reference_values(case, baseline, n_rows)
         ours = np.asarray(explanation(service.result, "shap")["values"], dtype=float)[:n_rows]
-        row.service_error = relative_mae(ours, reference)
-        row.baseline_error = relative_mae(baseline.output[:n_rows], reference)
+        row.reference_error = reference.relative_error()
+        row.service_error = relative_mae(ours, reference.values)
+        row.baseline_error = relative_mae(baseline.output[:n_rows], reference.values)
+        if n_rows > FIRST_ROWS:
+            row.service_error_first_rows = relative_mae(ours[:FIRST_ROWS], reference.values[:FIRST_ROWS])
     return row
 
 
@@ -288,10 +294,17 @@ def format_table(rows: list[Row], batch: Batch | None) -> str:
         )
     referenced = [row for row in rows if row.reference]
     if referenced:
-        lines += ["", "| request | reference | service rel. MAE | baseline rel. MAE |", "|---|---|---:|---:|"]
+        lines += [
+            "",
+            f"| request | reference | reference's own error (est.) | service rel. MAE | service, first "
+            f"{FIRST_ROWS} rows | baseline rel. MAE |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for row in referenced:
+            first = f"{row.service_error_first_rows:.3g}" if row.service_error_first_rows is not None else "-"
             lines.append(
-                f"| {row.request} | {row.reference} | {row.service_error:.3g} | {row.baseline_error:.3g} |"
+                f"| {row.request} | {row.reference} | {row.reference_error:.2g} | {row.service_error:.3g} | "
+                f"{first} | {row.baseline_error:.3g} |"
             )
     return "\n".join(lines)
 
@@ -314,7 +327,7 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=1, help="runs per request; medians are reported")
     parser.add_argument(
-        "--reference-rows", type=int, default=5, help="rows of high-precision SHAP for /ml* (0: skip)"
+        "--reference-rows", type=int, default=20, help="rows of high-precision SHAP for /ml* (0: skip)"
     )
     parser.add_argument("--no-batch", action="store_true", help="skip the all-eight-at-once run")
     parser.add_argument("--json", metavar="OUT", help="write the rows and the machine description here")
