@@ -427,14 +427,14 @@ def _encode_classes(values: pd.Series, limits: Limits) -> tuple[np.ndarray, list
     their exact numeric value when all are numbers (ties by text), otherwise by text.
     """
     unique, codes = np.unique(values.to_numpy(dtype=str), return_inverse=True)
-    labels = sorted(unique.tolist(), key=_label_sort_key(unique.tolist()))
-    if len(labels) > limits.max_classes:
+    if len(unique) > limits.max_classes:  # before the exact sort: a float target has a label a row
         raise DataError(
             "too_many_classes",
-            f"The target has {len(labels)} classes, more than the limit of {limits.max_classes} "
+            f"The target has {len(unique)} classes, more than the limit of {limits.max_classes} "
             "(max_classes): is this a regression target?",
             column=TARGET,
         )
+    labels = sorted(unique.tolist(), key=_label_sort_key(unique.tolist()))
     if len(labels) < 2:
         raise DataError(
             "constant_target",
