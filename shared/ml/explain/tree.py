@@ -1,12 +1,15 @@
 """Exact TreeSHAP for tree models, from each library's own implementation, in one common shape.
 
-Boosters (xgboost, lightgbm, catboost) compute path-dependent TreeSHAP natively in C++; scikit-learn
-trees go through `shap.TreeExplainer`. The results are reshaped to the service's convention: (n, p)
-for regression, (n, p, k) for classification, also when a binary booster has a single margin.
+Boosters (xgboost, lightgbm, catboost) compute path-dependent TreeSHAP natively in C++; xgboost's trees
+go through this package's tabulated kernel instead when it covers them (`_xgboost_treeshap`: the same
+values, several times faster); scikit-learn trees go through `shap.TreeExplainer`. The results are
+reshaped to the service's convention: (n, p) for regression, (n, p, k) for classification, also when a
+binary booster has a single margin.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +17,8 @@ import numpy as np
 
 from shared.ml.errors import ParameterError
 from shared.ml.explain._predict import library_of
+from shared.ml.explain._xgboost_treeshap import CompiledTrees, compile_booster
+from shared.ml.explain._xgboost_treeshap import contributions as xgboost_contributions
 from shared.ml.spec import Task
 
 ProgressFn = Callable[[int, int], None]
@@ -67,13 +72,15 @@ def tree_shap(
         raise ParameterError("unsupported_tree_model", f"{name} is not a supported tree model.")
     X_explain = np.asarray(X_explain, dtype=float)
     n_rows = X_explain.shape[0]
+    compiled = _compiled_xgboost(model) if library_of(model) == "xgboost" and not interactions else None
     pieces = []
     for start in range(0, n_rows, CHUNK_ROWS):
-        pieces.append(_contributions(model, X_explain[start : start + CHUNK_ROWS], task, interactions))
+        chunk = X_explain[start : start + CHUNK_ROWS]
+        pieces.append(_contributions(model, chunk, task, interactions, compiled))
         if progress is not None:
             progress(min(n_rows, start + CHUNK_ROWS), n_rows)
     if not pieces:
-        pieces.append(_contributions(model, X_explain[:0], task, interactions))
+        pieces.append(_contributions(model, X_explain[:0], task, interactions, compiled))
     result = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0] if key != "space"}
     output_space, notes = pieces[0]["space"]
     result.update(
@@ -87,11 +94,13 @@ def tree_shap(
     return result
 
 
-def _contributions(model: Any, X: np.ndarray, task: Task, interactions: bool) -> dict:
+def _contributions(
+    model: Any, X: np.ndarray, task: Task, interactions: bool, compiled: CompiledTrees | None = None
+) -> dict:
     """values / base_values (and interaction_values) in the common shape, plus ("space", notes)."""
     library = library_of(model)
     if library == "xgboost":
-        raw = _xgboost(model, X, interactions)
+        raw = _xgboost(model, X, interactions, compiled)
     elif library == "lightgbm":
         _refuse_interactions(interactions, "lightgbm")
         raw = {"values": _lightgbm(model, X)}
@@ -110,18 +119,43 @@ def _refuse_interactions(interactions: bool, library: str) -> None:
         )
 
 
-def _xgboost(model: Any, X: np.ndarray, interactions: bool) -> dict:
-    """xgboost's native contributions: (n, [k,] p + 1) with the bias last; interactions (n, [k,] p+1, p+1)."""
+def _compiled_xgboost(model: Any) -> CompiledTrees | None:
+    """The booster's trees tabulated for `_xgboost_treeshap`, or None (its `pred_contribs` is used)."""
+    if not np.isnan(getattr(model, "missing", np.nan)):  # a custom missing value: xgboost's own handling
+        return None
+    return compile_booster(model.get_booster(), _xgboost_iteration_range(model))
+
+
+def _threads(model: Any) -> int:
+    """The threads the model was built to use (its n_jobs; None: every core)."""
+    return max(1, int(getattr(model, "n_jobs", None) or os.cpu_count() or 1))
+
+
+def _xgboost(model: Any, X: np.ndarray, interactions: bool, compiled: CompiledTrees | None = None) -> dict:
+    """xgboost's contributions: (n, [k,] p + 1) with the bias last; interactions (n, [k,] p+1, p+1).
+
+    From the tabulated kernel when `compiled` is given, else from xgboost's `pred_contribs`."""
     import xgboost
 
     booster = model.get_booster()
     matrix = xgboost.DMatrix(X, missing=getattr(model, "missing", np.nan))
     iteration_range = _xgboost_iteration_range(model)
-    contributions = booster.predict(matrix, pred_contribs=True, iteration_range=iteration_range).astype(float)
+    if compiled is not None:
+        contributions = xgboost_contributions(compiled, X, _threads(model))
+        if compiled.n_outputs == 1:
+            contributions = contributions[:, 0]
+    else:
+        contributions = booster.predict(matrix, pred_contribs=True, iteration_range=iteration_range)
+        contributions = contributions.astype(float)
     # xgboost sums in float32: let the bias absorb the rounding so rows add up to the margin in float64.
     margin = booster.predict(matrix, output_margin=True, iteration_range=iteration_range).astype(float)
     contributions[..., -1] = margin - contributions[..., :-1].sum(axis=-1)
-    raw = {"values": contributions}
+    raw: dict[str, Any] = {"values": contributions}
+    if compiled is not None:
+        raw["source"] = (
+            "xgboost's trees, each leaf's Shapley values tabulated by pattern (the values of xgboost's "
+            "pred_contribs, computed in float64)"
+        )
     if interactions:
         raw["interaction_values"] = booster.predict(
             matrix, pred_interactions=True, iteration_range=iteration_range
@@ -154,18 +188,19 @@ def _catboost(model: Any, X: np.ndarray) -> np.ndarray:
 
 def _from_native(raw: dict, task: Task, library: str) -> dict:
     """Split the bias column off native contributions and move the class axis last."""
+    source = raw.get("source", f"{library}'s native contributions")
     contributions = np.asarray(raw["values"], dtype=float)
     values, base = contributions[..., :-1], contributions[..., -1]
     result = {"values": values, "base_values": base}
     if "interaction_values" in raw:
         result["interaction_values"] = np.asarray(raw["interaction_values"], dtype=float)[..., :-1, :-1]
     if task == "regression":
-        result["space"] = ("raw", f"Exact TreeSHAP from {library}'s native contributions, on the prediction.")
+        result["space"] = ("raw", f"Exact TreeSHAP from {source}, on the prediction.")
         return result
     if values.ndim == 2:
         result = _binary_margin_as_two_classes(result)
         notes = (
-            f"Exact TreeSHAP from {library}'s native contributions on the log-odds margin; "
+            f"Exact TreeSHAP from {source} on the log-odds margin; "
             "class 1 is the margin's contributions and class 0 their negation."
         )
         result["space"] = ("log-odds", notes)
@@ -175,7 +210,7 @@ def _from_native(raw: dict, task: Task, library: str) -> dict:
     if "interaction_values" in result:
         result["interaction_values"] = np.moveaxis(result["interaction_values"], 1, -1)
     notes = (
-        f"Exact TreeSHAP from {library}'s native contributions on each class's margin "
+        f"Exact TreeSHAP from {source} on each class's margin "
         "(the softmax input, log-odds up to a per-row constant)."
     )
     result["space"] = ("log-odds", notes)
