@@ -28,11 +28,11 @@ def warm_imports() -> None:
 
     import shared.ml.canonical
     import shared.ml.pipeline  # noqa: F401
-    from shared.ml.explain import _xgboost_treeshap
+    from shared.ml.explain import _tabulated_treeshap
     from shared.ml.explain._nnetsauce_pair_kernel import warm_up
 
     warm_up()  # compiled SHAP loops, inherited by the forked children
-    _xgboost_treeshap.warm_up()
+    _tabulated_treeshap.warm_up()
 
 
 @worker_process_init.connect

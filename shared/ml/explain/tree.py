@@ -1,7 +1,7 @@
 """Exact TreeSHAP for tree models, from each library's own implementation, in one common shape.
 
 Boosters (xgboost, lightgbm, catboost) compute path-dependent TreeSHAP natively in C++; xgboost's trees
-go through this package's tabulated kernel instead when it covers them (`_xgboost_treeshap`: the same
+go through this package's tabulated kernel instead when it covers them (`_tabulated_treeshap`: the same
 values, several times faster); scikit-learn trees go through `shap.TreeExplainer`. The results are
 reshaped to the service's convention: (n, p) for regression, (n, p, k) for classification, also when a
 binary booster has a single margin.
@@ -17,8 +17,8 @@ import numpy as np
 
 from shared.ml.errors import ParameterError
 from shared.ml.explain._predict import library_of
-from shared.ml.explain._xgboost_treeshap import CompiledTrees, compile_booster
-from shared.ml.explain._xgboost_treeshap import contributions as xgboost_contributions
+from shared.ml.explain._tabulated_treeshap import CompiledTrees, compile_lightgbm, compile_xgboost
+from shared.ml.explain._tabulated_treeshap import contributions as tabulated_contributions
 from shared.ml.spec import Task
 
 ProgressFn = Callable[[int, int], None]
@@ -72,7 +72,7 @@ def tree_shap(
         raise ParameterError("unsupported_tree_model", f"{name} is not a supported tree model.")
     X_explain = np.asarray(X_explain, dtype=float)
     n_rows = X_explain.shape[0]
-    compiled = _compiled_xgboost(model) if library_of(model) == "xgboost" and not interactions else None
+    compiled = None if interactions else _compiled(model)
     pieces = []
     for start in range(0, n_rows, CHUNK_ROWS):
         chunk = X_explain[start : start + CHUNK_ROWS]
@@ -103,7 +103,7 @@ def _contributions(
         raw = _xgboost(model, X, interactions, compiled)
     elif library == "lightgbm":
         _refuse_interactions(interactions, "lightgbm")
-        raw = {"values": _lightgbm(model, X)}
+        raw = _lightgbm(model, X, compiled)
     elif library == "catboost":
         _refuse_interactions(interactions, "catboost")
         raw = {"values": _catboost(model, X)}
@@ -119,16 +119,28 @@ def _refuse_interactions(interactions: bool, library: str) -> None:
         )
 
 
-def _compiled_xgboost(model: Any) -> CompiledTrees | None:
-    """The booster's trees tabulated for `_xgboost_treeshap`, or None (its `pred_contribs` is used)."""
-    if not np.isnan(getattr(model, "missing", np.nan)):  # a custom missing value: xgboost's own handling
-        return None
-    return compile_booster(model.get_booster(), _xgboost_iteration_range(model))
+def _compiled(model: Any) -> CompiledTrees | None:
+    """The booster's trees tabulated (`_tabulated_treeshap`), or None: the library's own contributions."""
+    library = library_of(model)
+    if library == "xgboost":
+        if not np.isnan(getattr(model, "missing", np.nan)):  # a custom missing value: xgboost's own rule
+            return None
+        return compile_xgboost(model.get_booster(), _xgboost_iteration_range(model))
+    if library == "lightgbm":
+        return compile_lightgbm(model.booster_, getattr(model, "best_iteration_", None))
+    return None
+
+
+TABULATED_SOURCE = (
+    "{library}'s trees, each leaf's Shapley values tabulated once per model (the values of {library}'s "
+    "own TreeSHAP, computed in float64)"
+)
 
 
 def _threads(model: Any) -> int:
-    """The threads the model was built to use (its n_jobs; None: every core)."""
-    return max(1, int(getattr(model, "n_jobs", None) or os.cpu_count() or 1))
+    """The threads the model was built to use (its n_jobs; None or negative: every core)."""
+    n_jobs = getattr(model, "n_jobs", None)
+    return n_jobs if isinstance(n_jobs, int) and n_jobs > 0 else os.cpu_count() or 1
 
 
 def _xgboost(model: Any, X: np.ndarray, interactions: bool, compiled: CompiledTrees | None = None) -> dict:
@@ -141,7 +153,7 @@ def _xgboost(model: Any, X: np.ndarray, interactions: bool, compiled: CompiledTr
     matrix = xgboost.DMatrix(X, missing=getattr(model, "missing", np.nan))
     iteration_range = _xgboost_iteration_range(model)
     if compiled is not None:
-        contributions = xgboost_contributions(compiled, X, _threads(model))
+        contributions = tabulated_contributions(compiled, X, _threads(model))
         if compiled.n_outputs == 1:
             contributions = contributions[:, 0]
     else:
@@ -152,10 +164,7 @@ def _xgboost(model: Any, X: np.ndarray, interactions: bool, compiled: CompiledTr
     contributions[..., -1] = margin - contributions[..., :-1].sum(axis=-1)
     raw: dict[str, Any] = {"values": contributions}
     if compiled is not None:
-        raw["source"] = (
-            "xgboost's trees, each leaf's Shapley values tabulated by pattern (the values of xgboost's "
-            "pred_contribs, computed in float64)"
-        )
+        raw["source"] = TABULATED_SOURCE.format(library="xgboost")
     if interactions:
         raw["interaction_values"] = booster.predict(
             matrix, pred_interactions=True, iteration_range=iteration_range
@@ -171,13 +180,22 @@ def _xgboost_iteration_range(model: Any) -> tuple[int, int]:
         return 0, 0
 
 
-def _lightgbm(model: Any, X: np.ndarray) -> np.ndarray:
-    """lightgbm's contributions, multiclass blocks (n, k * (p + 1)) reshaped to (n, k, p + 1)."""
+def _lightgbm(model: Any, X: np.ndarray, compiled: CompiledTrees | None = None) -> dict:
+    """lightgbm's contributions (n, [k,] p + 1), the bias last: from the tabulated kernel when `compiled`
+    is given (the bias then the raw score minus the values), else from its `pred_contrib` (multiclass
+    blocks (n, k * (p + 1)) reshaped to (n, k, p + 1))."""
+    if compiled is not None:
+        contributions = tabulated_contributions(compiled, X, _threads(model))
+        if compiled.n_outputs == 1:
+            contributions = contributions[:, 0]
+        raw_score = np.asarray(model.predict(X, raw_score=True), dtype=float)
+        contributions[..., -1] = raw_score - contributions[..., :-1].sum(axis=-1)
+        return {"values": contributions, "source": TABULATED_SOURCE.format(library="lightgbm")}
     contributions = np.asarray(model.predict(X, pred_contrib=True), dtype=float)
     width = X.shape[1] + 1
     if contributions.shape[1] > width:
         contributions = contributions.reshape(X.shape[0], -1, width)
-    return contributions
+    return {"values": contributions}
 
 
 def _catboost(model: Any, X: np.ndarray) -> np.ndarray:

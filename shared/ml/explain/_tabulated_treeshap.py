@@ -1,9 +1,10 @@
-"""Exact path-dependent TreeSHAP for xgboost boosters, with the leaf games tabulated once per model.
+"""Exact path-dependent TreeSHAP for xgboost and lightgbm boosters, each leaf's game tabulated once.
 
-xgboost's `pred_contribs` runs Lundberg's TreeSHAP for every row: O(leaves x depth^2) floating-point work
-per tree and row. For a leaf, path-dependent TreeSHAP is the Shapley value of a product game: with the
-distinct features k on the leaf's path, r_k the product of their cover ratios (child cover / parent cover)
-and s_k = 1 when the row satisfies every split on k along the path (else 0),
+xgboost's `pred_contribs` (and lightgbm's `pred_contrib`) run Lundberg's TreeSHAP for every row:
+O(leaves x depth^2) floating-point work per tree and row. For a leaf, path-dependent TreeSHAP is the
+Shapley value of a product game: with the distinct features k on the leaf's path, r_k the product of
+their cover ratios (child cover / parent cover: xgboost's hessian sums, lightgbm's training rows) and
+s_k = 1 when the row satisfies every split on k along the path (else 0),
 
     v(S) = value x prod_k (r_k + 1{k in S} (s_k - r_k)),
 
@@ -15,9 +16,11 @@ contributions are tabulated too (`_tree_tables`), and a row costs one comparison
 row per tree (`_add_rows`). On boosted trees of depth 3 this is several times faster than
 `pred_contribs`, for the same values up to xgboost's float32 rounding.
 
-The trees are read from the booster's JSON model. Inputs are compared as float32, as xgboost does.
-Anything this does not cover (categorical splits, vector leaves, dart, paths with many distinct features)
-makes `compile_booster` return None, and the caller keeps `pred_contribs`.
+The trees are read from the booster's JSON model and compared as the library compares: xgboost in float32
+(`x < threshold`), lightgbm in float64 (`x <= threshold`, written here as `x < next float`), each with its
+missing-value rule. Anything this does not cover (categorical splits, vector or linear leaves, dart,
+lightgbm's zero-as-missing, paths with many distinct features) makes `compile_*` return None, and the
+caller keeps the library's own contributions.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class CompiledTrees:
     node_start: np.ndarray  # (T + 1,) first node of each tree
     tree_output: np.ndarray  # (T,) the output (class) each tree adds to
     feature: np.ndarray  # (N,) split feature; -1 at a leaf
-    threshold: np.ndarray  # (N,) float32: go left when x < threshold
+    threshold: np.ndarray  # (N,) go left when x < threshold (float32 for xgboost, float64 for lightgbm)
     default_left: np.ndarray  # (N,) where a missing value goes
     leaf_start: np.ndarray  # (T + 1,) first leaf of each tree
     condition_start: np.ndarray  # (L + 1,) each leaf's path splits
@@ -66,8 +69,9 @@ class CompiledTrees:
     n_outputs: int
 
 
-def compile_booster(booster: Any, iteration_range: tuple[int, int]) -> CompiledTrees | None:
-    """The trees of `iteration_range` tabulated, or None when this module does not cover the model."""
+def compile_xgboost(booster: Any, iteration_range: tuple[int, int]) -> CompiledTrees | None:
+    """An xgboost booster's trees of `iteration_range` tabulated, or None when this module does not
+    cover them."""
     model = json.loads(booster.save_raw("json"))["learner"]
     gradient_booster = model["gradient_booster"]
     if gradient_booster.get("name") != "gbtree":
@@ -85,7 +89,59 @@ def compile_booster(booster: Any, iteration_range: tuple[int, int]) -> CompiledT
     for tree in trees:
         if int(tree["tree_param"].get("size_leaf_vector", "1")) > 1 or any(tree["split_type"]):
             return None
-    return _compile(trees, np.asarray(outputs, dtype=np.int64), n_outputs, MAX_TREE_SPLITS)
+    return _compile(trees, np.asarray(outputs, dtype=np.int64), n_outputs, MAX_TREE_SPLITS, np.float32)
+
+
+def compile_lightgbm(booster: Any, n_iterations: int | None) -> CompiledTrees | None:
+    """A lightgbm booster's trees of its first `n_iterations` (None: all) tabulated, or None when this
+    module does not cover them. lightgbm's TreeSHAP weighs a split's branches by their training rows."""
+    model = booster.dump_model()
+    per_iteration = int(model["num_tree_per_iteration"])
+    infos = model["tree_info"]
+    if n_iterations:
+        infos = infos[: n_iterations * per_iteration]
+    trees = []
+    for info in infos:
+        tree = _lightgbm_arrays(info["tree_structure"])
+        if tree is None or info.get("num_cat", 0):
+            return None
+        trees.append(tree)
+    outputs = np.arange(len(trees), dtype=np.int64) % per_iteration
+    return _compile(trees, outputs, per_iteration, MAX_TREE_SPLITS, np.float64)
+
+
+def _lightgbm_arrays(root: dict) -> dict | None:
+    """A lightgbm tree (nested dicts) in the flat form of xgboost's JSON trees, its splits made `x < t`:
+    `x <= t` is `x < nextafter(t, inf)`, and a missing value goes where lightgbm sends it (a split of
+    missing type None reads it as 0.0)."""
+    arrays: dict[str, list] = {key: [] for key in FLAT_TREE_KEYS}
+    pending = [root]
+    while pending:
+        node = pending.pop(0)
+        index = len(arrays["left_children"])
+        if "leaf_value" in node or "split_feature" not in node:
+            if "leaf_coeff" in node:  # a linear tree's leaf: not a constant
+                return None
+            arrays["left_children"].append(-1)
+            arrays["right_children"].append(-1)
+            arrays["split_indices"].append(0)
+            arrays["split_conditions"].append(node.get("leaf_value", 0.0))
+            arrays["default_left"].append(0)
+            arrays["sum_hessian"].append(float(node.get("leaf_count", 0)))
+            continue
+        if node["decision_type"] != "<=" or node["missing_type"] not in ("None", "NaN"):
+            return None
+        threshold = float(node["threshold"])
+        left = node["default_left"] if node["missing_type"] == "NaN" else threshold >= 0.0
+        first_child = index + len(pending) + 1  # breadth first: the children come after the queue
+        arrays["left_children"].append(first_child)
+        arrays["right_children"].append(first_child + 1)
+        arrays["split_indices"].append(int(node["split_feature"]))
+        arrays["split_conditions"].append(float(np.nextafter(threshold, np.inf)))
+        arrays["default_left"].append(int(left))
+        arrays["sum_hessian"].append(float(node["internal_count"]))
+        pending += [node["left_child"], node["right_child"]]
+    return arrays
 
 
 def contributions(compiled: CompiledTrees, X: np.ndarray, n_threads: int = 1) -> np.ndarray:
@@ -93,7 +149,7 @@ def contributions(compiled: CompiledTrees, X: np.ndarray, n_threads: int = 1) ->
 
     `n_threads` Python threads share the rows: the compiled loop releases the GIL. (Not numba's own
     threading layer: its OpenMP pool would not survive the fork into a worker's computation child.)"""
-    rows = np.ascontiguousarray(X, dtype=np.float32)
+    rows = np.ascontiguousarray(X, dtype=compiled.threshold.dtype)  # as the library compares
     n_features = rows.shape[1]
     out = np.zeros((rows.shape[0], compiled.n_outputs, n_features + 1))
     pieces = np.array_split(np.arange(rows.shape[0]), max(1, min(n_threads, rows.shape[0])))
@@ -118,10 +174,11 @@ def warm_up() -> None:
         "default_left": [1, 0, 0],
         "sum_hessian": [2.0, 1.0, 1.0],
     }
-    for max_tree_splits in (1, 0):  # a small tree's table, then the per-leaf path
-        compiled = _compile([stump], np.zeros(1, dtype=np.int64), 1, max_tree_splits)
-        assert compiled is not None
-        contributions(compiled, np.array([[0.0], [1.0]]))
+    for dtype in (np.float32, np.float64):  # xgboost's comparisons, lightgbm's
+        for max_tree_splits in (1, 0):  # a small tree's table, then the per-leaf path
+            compiled = _compile([stump], np.zeros(1, dtype=np.int64), 1, max_tree_splits, dtype)
+            assert compiled is not None
+            contributions(compiled, np.array([[0.0], [1.0]]))
 
 
 def _add(compiled: CompiledTrees, rows: np.ndarray, out: np.ndarray) -> None:
@@ -151,8 +208,18 @@ def _add(compiled: CompiledTrees, rows: np.ndarray, out: np.ndarray) -> None:
     )
 
 
+FLAT_TREE_KEYS = (
+    "left_children",
+    "right_children",
+    "split_indices",
+    "split_conditions",
+    "default_left",
+    "sum_hessian",
+)
+
+
 def _compile(
-    trees: list[dict], outputs: np.ndarray, n_outputs: int, max_tree_splits: int
+    trees: list[dict], outputs: np.ndarray, n_outputs: int, max_tree_splits: int, dtype: type[np.floating]
 ) -> CompiledTrees | None:
     node_start = np.zeros(len(trees) + 1, dtype=np.int64)
     features, thresholds, defaults, covers, lefts, rights = [], [], [], [], [], []
@@ -169,7 +236,7 @@ def _compile(
         value = np.asarray(tree["split_conditions"], dtype=np.float64)
         leaf = left == -1
         features.append(np.where(leaf, -1, np.asarray(tree["split_indices"], dtype=np.int64)))
-        thresholds.append(np.asarray(tree["split_conditions"], dtype=np.float32))
+        thresholds.append(np.asarray(tree["split_conditions"], dtype=dtype))
         defaults.append(np.asarray(tree["default_left"], dtype=np.bool_))
         covers.append(cover)
         lefts.append(left)
@@ -249,7 +316,7 @@ def _compile(
         node_start=node_start,
         tree_output=outputs,
         feature=feature,
-        threshold=np.concatenate(thresholds) if thresholds else np.zeros(0, dtype=np.float32),
+        threshold=np.concatenate(thresholds) if thresholds else np.zeros(0, dtype=dtype),
         default_left=np.concatenate(defaults) if defaults else np.zeros(0, dtype=np.bool_),
         leaf_start=np.asarray(leaf_start, dtype=np.int64),
         condition_start=np.asarray(condition_start, dtype=np.int64),

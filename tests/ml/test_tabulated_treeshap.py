@@ -1,16 +1,17 @@
-"""The tabulated xgboost TreeSHAP kernel: the values of xgboost's own pred_contribs, on every kind of tree
-it accepts, and None (xgboost's own path) for the trees it does not."""
+"""The tabulated TreeSHAP kernel: the values of xgboost's pred_contribs and lightgbm's pred_contrib, on
+every kind of tree it accepts, and None (the library's own path) for the trees it does not."""
 
 from __future__ import annotations
 
 import itertools
 import math
 
+import lightgbm
 import numpy as np
 import pytest
 import xgboost
 
-from shared.ml.explain import _xgboost_treeshap as kernel
+from shared.ml.explain import _tabulated_treeshap as kernel
 from shared.ml.explain.tree import tree_shap
 
 
@@ -28,10 +29,24 @@ def _native(booster: xgboost.Booster, X: np.ndarray, iteration_range: tuple[int,
 
 
 def _ours(booster: xgboost.Booster, X: np.ndarray, iteration_range=(0, 0), n_threads: int = 1) -> np.ndarray:
-    compiled = kernel.compile_booster(booster, iteration_range)
+    compiled = kernel.compile_xgboost(booster, iteration_range)
     assert compiled is not None
+    return _run(compiled, X, n_threads)
+
+
+def _run(compiled: kernel.CompiledTrees, X: np.ndarray, n_threads: int = 1) -> np.ndarray:
     found = kernel.contributions(compiled, X, n_threads)
     return found[:, 0] if compiled.n_outputs == 1 else found
+
+
+def _lightgbm_native(model, X: np.ndarray) -> np.ndarray:
+    found = model.predict(X, pred_contrib=True)
+    width = X.shape[1] + 1
+    return found.reshape(X.shape[0], -1, width) if found.shape[1] > width else found
+
+
+def _lightgbm(**params):
+    return lightgbm.LGBMRegressor(n_estimators=20, verbose=-1, n_jobs=1, **params)
 
 
 def _assert_same_values(ours: np.ndarray, native: np.ndarray) -> None:
@@ -50,10 +65,10 @@ def test_small_and_large_trees_take_their_own_tables(monkeypatch):
     """Depth 3 fits a per-tree table of every decision vector; without it, the per-leaf tables alone."""
     X, y = _data(1)
     booster = xgboost.XGBRegressor(n_estimators=20, max_depth=3, n_jobs=1).fit(X, y).get_booster()
-    compiled = kernel.compile_booster(booster, (0, 0))
+    compiled = kernel.compile_xgboost(booster, (0, 0))
     assert (compiled.tree_table_start >= 0).all()
     monkeypatch.setattr(kernel, "MAX_TREE_SPLITS", 0)
-    leaf_only = kernel.compile_booster(booster, (0, 0))
+    leaf_only = kernel.compile_xgboost(booster, (0, 0))
     assert (leaf_only.tree_table_start[compiled.split_start[1:] > compiled.split_start[:-1]] == -1).all()
     np.testing.assert_allclose(
         kernel.contributions(leaf_only, X), kernel.contributions(compiled, X), rtol=0, atol=1e-12
@@ -112,10 +127,10 @@ def test_values_are_the_shapley_values_of_the_path_dependent_game():
 def test_trees_it_does_not_cover_keep_xgboost_s_own_path(monkeypatch):
     X, y = _data(6)
     dart = xgboost.XGBRegressor(booster="dart", n_estimators=5, max_depth=3, n_jobs=1).fit(X, y)
-    assert kernel.compile_booster(dart.get_booster(), (0, 0)) is None
+    assert kernel.compile_xgboost(dart.get_booster(), (0, 0)) is None
     deep = xgboost.XGBRegressor(n_estimators=5, max_depth=8, n_jobs=1).fit(X, y)
     monkeypatch.setattr(kernel, "MAX_PATH_FEATURES", 2)
-    assert kernel.compile_booster(deep.get_booster(), (0, 0)) is None
+    assert kernel.compile_xgboost(deep.get_booster(), (0, 0)) is None
     # ... and tree_shap still answers, from pred_contribs
     values = tree_shap(deep, X[:50], task="regression")["values"]
     native = _native(deep.get_booster(), X[:50])
@@ -152,6 +167,7 @@ def test_worker_warm_up_compiles_the_signatures_a_job_uses():
     warmed = {dispatcher: set(dispatcher.signatures) for dispatcher in dispatchers}
     X, y = _data(7)
     for model in (
+        lightgbm.LGBMRegressor(n_estimators=5, max_depth=3, verbose=-1, n_jobs=2).fit(X, y),
         xgboost.XGBRegressor(n_estimators=5, max_depth=3, n_jobs=2).fit(X, y),
         xgboost.XGBClassifier(n_estimators=5, max_depth=6, n_jobs=1).fit(X, np.digitize(y, [-0.5, 0.5])),
     ):
@@ -160,3 +176,45 @@ def test_worker_warm_up_compiles_the_signatures_a_job_uses():
         )
     for dispatcher, signatures in warmed.items():
         assert set(dispatcher.signatures) == signatures
+
+
+@pytest.mark.parametrize("max_depth", [2, 3, 5])
+def test_lightgbm_regression_equals_pred_contrib(max_depth):
+    X, y = _data(10)
+    model = _lightgbm(max_depth=max_depth, num_leaves=2**max_depth).fit(X, y)
+    compiled = kernel.compile_lightgbm(model.booster_, None)
+    np.testing.assert_allclose(
+        _run(compiled, X)[:, :-1], _lightgbm_native(model, X)[:, :-1], rtol=1e-10, atol=1e-13
+    )
+
+
+def test_lightgbm_missing_values_both_ways_and_multiclass():
+    """Trained with missing values (missing type NaN: they follow the default branch), and trained
+    without them but asked with them (missing type None: lightgbm reads them as 0.0)."""
+    X, y = _data(11, missing=0.1)
+    labels = np.digitize(np.nan_to_num(y), [-0.5, 0.5])
+    model = lightgbm.LGBMClassifier(n_estimators=10, max_depth=4, verbose=-1, n_jobs=1).fit(X, labels)
+    compiled = kernel.compile_lightgbm(model.booster_, None)
+    ours, native = _run(compiled, X), _lightgbm_native(model, X)
+    assert ours.shape == native.shape == (X.shape[0], 3, X.shape[1] + 1)
+    np.testing.assert_allclose(ours[..., :-1], native[..., :-1], rtol=1e-10, atol=1e-13)
+
+    clean, y_clean = _data(12)
+    model = _lightgbm(max_depth=3).fit(clean, y_clean)
+    holes = clean.copy()
+    holes[::3, 0] = np.nan
+    compiled = kernel.compile_lightgbm(model.booster_, None)
+    np.testing.assert_allclose(
+        _run(compiled, holes)[:, :-1], _lightgbm_native(model, holes)[:, :-1], rtol=1e-10, atol=1e-13
+    )
+
+
+def test_lightgbm_trees_it_does_not_cover_keep_lightgbm_s_own_path():
+    X, y = _data(13)
+    zero_missing = _lightgbm(max_depth=3, zero_as_missing=True).fit(np.where(X > 1, 0.0, X), y)
+    assert kernel.compile_lightgbm(zero_missing.booster_, None) is None
+    linear = _lightgbm(max_depth=3, linear_tree=True).fit(X, y)
+    assert kernel.compile_lightgbm(linear.booster_, None) is None
+    zeroed = np.where(X[:40] > 1, 0.0, X[:40])
+    values = tree_shap(zero_missing, zeroed, task="regression")["values"]
+    np.testing.assert_array_equal(values, _lightgbm_native(zero_missing, zeroed)[:, :-1])
