@@ -218,3 +218,16 @@ def test_lightgbm_trees_it_does_not_cover_keep_lightgbm_s_own_path():
     zeroed = np.where(X[:40] > 1, 0.0, X[:40])
     values = tree_shap(zero_missing, zeroed, task="regression")["values"]
     np.testing.assert_array_equal(values, _lightgbm_native(zero_missing, zeroed)[:, :-1])
+
+
+def test_lightgbm_after_early_stopping_explains_the_trees_it_predicts_with():
+    X, y = _data(14)
+    model = _lightgbm(max_depth=3, n_estimators=200, learning_rate=0.3).fit(
+        X[:400], y[:400], eval_set=[(X[400:], y[400:])], callbacks=[lightgbm.early_stopping(3, verbose=False)]
+    )
+    assert 0 < model.best_iteration_ < 200
+    values = tree_shap(model, X, task="regression")
+    np.testing.assert_allclose(values["values"], _lightgbm_native(model, X)[:, :-1], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(
+        values["values"].sum(axis=1) + values["base_values"], model.predict(X), atol=1e-12
+    )

@@ -26,6 +26,7 @@ caller keeps the library's own contributions.
 from __future__ import annotations
 
 import json
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -93,12 +94,12 @@ def compile_xgboost(booster: Any, iteration_range: tuple[int, int]) -> CompiledT
 
 
 def compile_lightgbm(booster: Any, n_iterations: int | None) -> CompiledTrees | None:
-    """A lightgbm booster's trees of its first `n_iterations` (None: all) tabulated, or None when this
+    """A lightgbm booster's trees of its first `n_iterations` (None or 0: all) tabulated, or None when this
     module does not cover them. lightgbm's TreeSHAP weighs a split's branches by their training rows."""
     model = booster.dump_model()
     per_iteration = int(model["num_tree_per_iteration"])
     infos = model["tree_info"]
-    if n_iterations:
+    if n_iterations and n_iterations > 0:
         infos = infos[: n_iterations * per_iteration]
     trees = []
     for info in infos:
@@ -115,9 +116,9 @@ def _lightgbm_arrays(root: dict) -> dict | None:
     `x <= t` is `x < nextafter(t, inf)`, and a missing value goes where lightgbm sends it (a split of
     missing type None reads it as 0.0)."""
     arrays: dict[str, list] = {key: [] for key in FLAT_TREE_KEYS}
-    pending = [root]
+    pending = deque([root])
     while pending:
-        node = pending.pop(0)
+        node = pending.popleft()
         index = len(arrays["left_children"])
         if "leaf_value" in node or "split_feature" not in node:
             if "leaf_coeff" in node:  # a linear tree's leaf: not a constant
@@ -140,7 +141,7 @@ def _lightgbm_arrays(root: dict) -> dict | None:
         arrays["split_conditions"].append(float(np.nextafter(threshold, np.inf)))
         arrays["default_left"].append(int(left))
         arrays["sum_hessian"].append(float(node["internal_count"]))
-        pending += [node["left_child"], node["right_child"]]
+        pending.extend((node["left_child"], node["right_child"]))
     return arrays
 
 
