@@ -46,7 +46,7 @@ def _lightgbm_native(model, X: np.ndarray) -> np.ndarray:
 
 
 def _lightgbm(**params):
-    return lightgbm.LGBMRegressor(n_estimators=20, verbose=-1, n_jobs=1, **params)
+    return lightgbm.LGBMRegressor(**{"n_estimators": 20, "verbose": -1, "n_jobs": 1, **params})
 
 
 def _assert_same_values(ours: np.ndarray, native: np.ndarray) -> None:
