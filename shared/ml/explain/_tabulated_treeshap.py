@@ -459,25 +459,29 @@ def _add_rows(
     for t in range(n_trees):
         max_nodes = max(max_nodes, node_start[t + 1] - node_start[t])
     goes_left = np.empty(max_nodes, dtype=np.bool_)
-    for row in range(rows.shape[0]):
-        x = rows[row]
-        for t in range(n_trees):
-            output = tree_output[t]
-            if tree_table_start[t] >= 0:  # a small tree: its decision vector indexes its table
+    # Tree by tree, all rows: a deep tree's tables (kilobytes a leaf) stay in cache while the rows pass.
+    for t in range(n_trees):
+        output = tree_output[t]
+        if tree_table_start[t] >= 0:  # a small tree: its decision vector indexes its table
+            splits_from, n_splits = split_start[t], split_start[t + 1] - split_start[t]
+            first_feature = tree_feature_start[t]
+            width = tree_feature_start[t + 1] - first_feature
+            for row in range(rows.shape[0]):
+                x = rows[row]
                 vector = 0
-                for j in range(split_start[t + 1] - split_start[t]):
-                    node = split_node[split_start[t] + j]
+                for j in range(n_splits):
+                    node = split_node[splits_from + j]
                     value = x[feature[node]]
                     left = default_left[node] if np.isnan(value) else value < threshold[node]
                     if left:
                         vector |= 1 << j
-                first_feature = tree_feature_start[t]
-                width = tree_feature_start[t + 1] - first_feature
                 base = tree_table_start[t] + vector * width
                 for k in range(width):
                     out[row, output, tree_feature[first_feature + k]] += tree_table[base + k]
-                continue
-            first = node_start[t]
+            continue
+        first = node_start[t]
+        for row in range(rows.shape[0]):
+            x = rows[row]
             for node in range(first, node_start[t + 1]):
                 f = feature[node]
                 if f >= 0:
