@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +39,25 @@ def timed(function: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.n
     return statistics.median(seconds), found
 
 
+def fitted(library: str, depth: int, threads: int, X: np.ndarray, y: np.ndarray):
+    """(the library's own TreeSHAP on rows, the kernel's tabulated trees and the seconds to tabulate)."""
+    if library == "xgboost":
+        booster = (
+            xgboost.XGBRegressor(n_estimators=100, max_depth=depth, n_jobs=threads).fit(X, y).get_booster()
+        )
+        started = time.perf_counter()
+        compiled = kernel.compile_xgboost(booster, (0, 0))
+        seconds = time.perf_counter() - started
+        return (lambda rows: booster.predict(xgboost.DMatrix(rows), pred_contribs=True)), compiled, seconds
+    model = lightgbm.LGBMRegressor(
+        n_estimators=100, max_depth=depth, num_leaves=2**depth, verbose=-1, n_jobs=threads
+    ).fit(X, y)
+    started = time.perf_counter()
+    compiled = kernel.compile_lightgbm(model.booster_, None)
+    seconds = time.perf_counter() - started
+    return (lambda rows: model.predict(rows, pred_contrib=True)), compiled, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=57_000, help="explained rows (training rows: 2x)")
@@ -49,43 +69,23 @@ def main() -> None:
     X = frame.drop(columns=["target", "training_index"]).to_numpy()
     y = frame["target"].to_numpy()
     train = frame["training_index"].to_numpy() == 1
-    X_train, y_train, X_test = X[train], y[train], X[~train]
+    X_test = X[~train]
     kernel.warm_up()
     print(f"{args.rows:,} explained rows x {args.features} features, 100 trees, {args.threads} thread(s)")
     for library in ("xgboost", "lightgbm"):
         for depth in (3, 6):
-            if library == "xgboost":
-                model = xgboost.XGBRegressor(n_estimators=100, max_depth=depth, n_jobs=args.threads)
-                model.fit(X_train, y_train)
-                booster = model.get_booster()
-
-                def native() -> np.ndarray:
-                    return booster.predict(xgboost.DMatrix(X_test), pred_contribs=True)
-
-                started = time.perf_counter()
-                compiled = kernel.compile_xgboost(booster, (0, 0))
-            else:
-                model = lightgbm.LGBMRegressor(
-                    n_estimators=100, max_depth=depth, num_leaves=2**depth, verbose=-1, n_jobs=args.threads
-                )
-                model.fit(X_train, y_train)
-
-                def native() -> np.ndarray:
-                    return model.predict(X_test, pred_contrib=True)
-
-                started = time.perf_counter()
-                compiled = kernel.compile_lightgbm(model.booster_, None)
-            tabulating = time.perf_counter() - started
+            native, compiled, tabulating = fitted(library, depth, args.threads, X[train], y[train])
             assert compiled is not None
-            theirs_seconds, theirs = timed(native, args.repeats)
+            theirs_seconds, theirs = timed(partial(native, X_test), args.repeats)
             ours_seconds, ours = timed(
-                lambda: kernel.contributions(compiled, X_test, args.threads), args.repeats
+                partial(kernel.contributions, compiled, X_test, args.threads), args.repeats
             )
             difference = np.abs(ours[:, 0, :-1] - theirs[:, :-1]).max()
             print(
-                f"  {library:<8} depth {depth}: library {theirs_seconds:6.3f} s | tabulated {ours_seconds:6.3f} s "
-                f"(+ {tabulating:.3f} s to tabulate) | {theirs_seconds / ours_seconds:5.1f}x | "
-                f"max |difference| {difference:.1e} (mean |value| {np.abs(theirs[:, :-1]).mean():.3f})",
+                f"  {library:<8} depth {depth}: library {theirs_seconds:6.3f} s | tabulated "
+                f"{ours_seconds:6.3f} s (+ {tabulating:.3f} s to tabulate) | "
+                f"{theirs_seconds / ours_seconds:5.1f}x | max |difference| {difference:.1e} "
+                f"(mean |value| {np.abs(theirs[:, :-1]).mean():.3f})",
                 flush=True,
             )
 
