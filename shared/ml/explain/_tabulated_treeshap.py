@@ -38,6 +38,9 @@ from numba import njit
 MAX_PATH_FEATURES = 8
 #: Splits up to which a tree's every decision vector is tabulated (2^splits rows): depth-3 trees have 7.
 MAX_TREE_SPLITS = 10
+#: Rows explained together, tree by tree: their values and sums stay in cache (about 0.5 MB at 24 features)
+#: while a tree's tables are read for all of them.
+BLOCK_ROWS = 2048
 #: Table entries (float64) above which a model keeps `pred_contribs` (deep, wide trees): 64 MB.
 MAX_TABLE_ENTRIES = 8_000_000
 
@@ -183,6 +186,12 @@ def warm_up() -> None:
 
 
 def _add(compiled: CompiledTrees, rows: np.ndarray, out: np.ndarray) -> None:
+    """Block by block of rows (each block's rows and sums stay in cache while every tree passes)."""
+    for start in range(0, rows.shape[0], BLOCK_ROWS):
+        _add_block(compiled, rows[start : start + BLOCK_ROWS], out[start : start + BLOCK_ROWS])
+
+
+def _add_block(compiled: CompiledTrees, rows: np.ndarray, out: np.ndarray) -> None:
     _add_rows(
         rows,
         compiled.node_start,
@@ -459,7 +468,7 @@ def _add_rows(
     for t in range(n_trees):
         max_nodes = max(max_nodes, node_start[t + 1] - node_start[t])
     goes_left = np.empty(max_nodes, dtype=np.bool_)
-    # Tree by tree, all rows: a deep tree's tables (kilobytes a leaf) stay in cache while the rows pass.
+    # Tree by tree over the block's rows: a deep tree's tables (kilobytes a leaf) stay in cache meanwhile.
     for t in range(n_trees):
         output = tree_output[t]
         if tree_table_start[t] >= 0:  # a small tree: its decision vector indexes its table
