@@ -4,9 +4,10 @@ The job's own worker takes chunks too, so a job never waits for a free worker; m
 the other chunks let idle workers help. Completion is counted in the database (shared.chunks).
 
 Splitting costs something (the fitted job pickled into a blob with its arrays, 39 MB for 190k x 24; each
-part stored and read back; the merge): for xgboost's fast TreeSHAP, about a tenth of the explanation. So a
-job fans out only when the workers table shows another live, idle worker on its queue; alone, its worker
-explains in one piece.
+part stored and read back; the merge): for xgboost's and lightgbm's tabulated TreeSHAP (about 10 us a row
+at depth 3), as much as the explanation itself below a few hundred thousand rows, hence the trees' high
+FITEXPLAIN_FANOUT_MIN_ROWS. And a job fans out only when the workers table shows another live, idle worker
+on its queue; alone, its worker explains in one piece.
 """
 
 from __future__ import annotations

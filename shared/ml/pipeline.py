@@ -132,8 +132,9 @@ def check_explanation_limits(spec: JobSpec, dataset: Dataset, limits: Limits) ->
 
 
 def cheap_to_explain(prepared: PreparedJob) -> bool:
-    """Whether the model is a tree model, whose predictions and exact TreeSHAP cost about 1 ms a row
-    (model-agnostic explainers cost about a thousand times more): fan-out sizes its chunks by this."""
+    """Whether the model is a tree model, whose predictions and exact TreeSHAP cost microseconds to a
+    millisecond a row (model-agnostic explainers cost thousands of times more): fan-out sizes its chunks by
+    this."""
     return tree.supports(prepared.model)
 
 
