@@ -232,7 +232,7 @@ def _compile(
     trees: list[dict], outputs: np.ndarray, n_outputs: int, max_tree_splits: int, dtype: type[np.floating]
 ) -> CompiledTrees | None:
     node_start = np.zeros(len(trees) + 1, dtype=np.int64)
-    features, thresholds, defaults, covers, lefts, rights = [], [], [], [], [], []
+    features, thresholds, defaults = [], [], []
     leaf_start = [0]
     condition_start, condition_node, condition_left, condition_slot = [0], [], [], []
     slot_start, slot_feature, ratios, leaf_values, table_start = [0], [], [], [], []
@@ -248,9 +248,6 @@ def _compile(
         features.append(np.where(leaf, -1, np.asarray(tree["split_indices"], dtype=np.int64)))
         thresholds.append(np.asarray(tree["split_conditions"], dtype=dtype))
         defaults.append(np.asarray(tree["default_left"], dtype=np.bool_))
-        covers.append(cover)
-        lefts.append(left)
-        rights.append(right)
         node_start[t + 1] = offset + len(left)
         # depth-first from the root: (node, path of (node, went_left))
         stack: list[tuple[int, list[tuple[int, bool]]]] = [(0, [])]
@@ -317,10 +314,12 @@ def _compile(
         for leaf in range(leaf_start[t], leaf_start[t + 1]):
             for slot in range(slot_start[leaf], slot_start[leaf + 1]):
                 slot_tree_position[slot] = place[slot_feature[slot]]
-        size = len(place) << len(splits)
-        if len(splits) <= max_tree_splits and tree_table_size + size <= MAX_TABLE_ENTRIES:
+        if (
+            len(splits) <= max_tree_splits
+            and tree_table_size + (len(place) << len(splits)) <= MAX_TABLE_ENTRIES
+        ):
             tree_table_start[t] = tree_table_size
-            tree_table_size += size
+            tree_table_size += len(place) << len(splits)
     tree_table = np.zeros(tree_table_size)
     compiled = CompiledTrees(
         node_start=node_start,
