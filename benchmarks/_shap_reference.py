@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.ml.explain._coalitions import antithetic_path_masks, antithetic_path_values, random_permutations
+from shared.ml.explain._model_calls import as_outputs
 
 MEAN_ABS_OF_STANDARD_NORMAL = float(np.sqrt(2.0 / np.pi))
 
@@ -46,13 +47,13 @@ def permutation_reference(
 ) -> Reference:
     """SHAP values of `predict` for `rows`: `n_pairs` antithetic pairs for each (row, background row)."""
     n_background, n_features = background.shape
-    at_background = _as_2d(predict(background))
+    at_background = as_outputs(predict(background), n_background)
     n_outputs = at_background.shape[1]
     values = np.empty((rows.shape[0], n_features, n_outputs))
     variances = np.empty_like(values)
     for row_id, row in enumerate(rows):
         rng = np.random.default_rng(np.random.SeedSequence([seed, row_id]))
-        at_row = _as_2d(predict(row[None]))[0]
+        at_row = as_outputs(predict(row[None]), 1)[0]
         game_means = np.empty((n_background, n_features, n_outputs))
         game_variances = np.empty_like(game_means)
         for start in range(0, n_background, background_rows_per_call):
@@ -62,7 +63,7 @@ def permutation_reference(
             masks = antithetic_path_masks(permutations)
             backgrounds = np.repeat(background[start:stop], n_pairs, axis=0)
             hybrids = np.where(masks, row, backgrounds[:, None, :]).reshape(-1, n_features)
-            inner = _as_2d(predict(hybrids)).reshape(units, masks.shape[1], n_outputs)
+            inner = as_outputs(predict(hybrids), len(hybrids)).reshape(units, masks.shape[1], n_outputs)
             per_pair = antithetic_path_values(
                 permutations, inner, np.repeat(at_background[start:stop], n_pairs, axis=0), at_row
             ).reshape(stop - start, n_pairs, n_features, n_outputs)
@@ -76,8 +77,3 @@ def permutation_reference(
 def relative_mae(estimate: np.ndarray, reference: np.ndarray) -> float:
     """mean |estimate - reference| / mean |reference|: the error figure every SHAP benchmark prints."""
     return float(np.abs(estimate - reference).mean() / np.abs(reference).mean())
-
-
-def _as_2d(outputs: np.ndarray) -> np.ndarray:
-    """(n,) regression outputs as (n, 1); (n, k) class probabilities unchanged."""
-    return np.atleast_2d(np.asarray(outputs, dtype=float).T).T

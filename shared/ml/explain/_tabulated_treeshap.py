@@ -29,6 +29,7 @@ import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -69,8 +70,18 @@ class CompiledTrees:
     tree_feature: np.ndarray
     tree_table_start: np.ndarray  # (T,) each tree's 2^splits x features block in `tree_table`; -1: none
     tree_table: np.ndarray
-    expected: np.ndarray  # (outputs,) sum of the trees' cover-weighted means, per output
     n_outputs: int
+
+    def leaf_paths(self) -> tuple[np.ndarray, ...]:
+        """The leaves' path arrays, in the order both kernels take them."""
+        return (
+            self.leaf_start,
+            self.condition_start,
+            self.condition_node,
+            self.condition_left,
+            self.condition_slot,
+            self.slot_start,
+        )
 
 
 def compile_xgboost(booster: Any, iteration_range: tuple[int, int]) -> CompiledTrees | None:
@@ -149,21 +160,20 @@ def _lightgbm_arrays(root: dict) -> dict | None:
 
 
 def contributions(compiled: CompiledTrees, X: np.ndarray, n_threads: int = 1) -> np.ndarray:
-    """(n, outputs, p + 1) SHAP values with the expected value last, xgboost's layout (float64).
+    """(n, outputs, p + 1) SHAP values in float64, xgboost's layout; the last column, the bias, is left
+    at zero: the caller sets it from the model's own margin, so that rows add up to it exactly.
 
     `n_threads` Python threads share the rows: the compiled loop releases the GIL. (Not numba's own
     threading layer: its OpenMP pool would not survive the fork into a worker's computation child.)"""
     rows = np.ascontiguousarray(X, dtype=compiled.threshold.dtype)  # as the library compares
-    n_features = rows.shape[1]
-    out = np.zeros((rows.shape[0], compiled.n_outputs, n_features + 1))
-    pieces = np.array_split(np.arange(rows.shape[0]), max(1, min(n_threads, rows.shape[0])))
-    if len(pieces) == 1:
+    out = np.zeros((rows.shape[0], compiled.n_outputs, rows.shape[1] + 1))
+    bounds = np.linspace(0, rows.shape[0], max(1, min(n_threads, rows.shape[0])) + 1).astype(int)
+    spans = [slice(start, stop) for start, stop in pairwise(bounds)]
+    if len(spans) == 1:
         _add(compiled, rows, out)
     else:
-        spans = [slice(piece[0], piece[-1] + 1) for piece in pieces]
         with ThreadPoolExecutor(len(spans)) as pool:
             list(pool.map(lambda span: _add(compiled, rows[span], out[span]), spans))
-    out[:, :, n_features] = compiled.expected
     return out
 
 
@@ -199,12 +209,7 @@ def _add_block(compiled: CompiledTrees, rows: np.ndarray, out: np.ndarray) -> No
         compiled.feature,
         compiled.threshold,
         compiled.default_left,
-        compiled.leaf_start,
-        compiled.condition_start,
-        compiled.condition_node,
-        compiled.condition_left,
-        compiled.condition_slot,
-        compiled.slot_start,
+        *compiled.leaf_paths(),
         compiled.slot_feature,
         compiled.table_start,
         compiled.table,
@@ -236,7 +241,6 @@ def _compile(
     leaf_start = [0]
     condition_start, condition_node, condition_left, condition_slot = [0], [], [], []
     slot_start, slot_feature, ratios, leaf_values, table_start = [0], [], [], [], []
-    expected = np.zeros(n_outputs)
     table_size = 0
     for t, tree in enumerate(trees):
         offset = int(node_start[t])
@@ -281,7 +285,6 @@ def _compile(
             table_size += (1 << len(slots)) * len(slots)
             if table_size > MAX_TABLE_ENTRIES:
                 return None
-            expected[outputs[t]] += value[node] * float(np.prod(ratio))
         leaf_start.append(len(leaf_values))
     ratio_start = np.asarray(slot_start, dtype=np.int64)
     table = np.zeros(table_size)
@@ -342,16 +345,10 @@ def _compile(
         tree_feature=np.asarray(tree_feature, dtype=np.int64),
         tree_table_start=tree_table_start,
         tree_table=tree_table,
-        expected=expected,
         n_outputs=n_outputs,
     )
     _tree_tables(
-        compiled.leaf_start,
-        compiled.condition_start,
-        compiled.condition_node,
-        compiled.condition_left,
-        compiled.condition_slot,
-        compiled.slot_start,
+        *compiled.leaf_paths(),
         slot_tree_position,
         compiled.table_start,
         compiled.table,

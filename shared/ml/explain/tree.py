@@ -1,8 +1,9 @@
 """Exact TreeSHAP for tree models, from each library's own implementation, in one common shape.
 
-Boosters (xgboost, lightgbm, catboost) compute path-dependent TreeSHAP natively in C++; xgboost's trees
-go through this package's tabulated kernel instead when it covers them (`_tabulated_treeshap`: the same
-values, several times faster); scikit-learn trees go through `shap.TreeExplainer`. The results are
+Boosters (xgboost, lightgbm, catboost) compute path-dependent TreeSHAP natively in C++; xgboost's and
+lightgbm's trees go through this package's tabulated kernel instead when it covers them
+(`_tabulated_treeshap`: the same values, several times faster); scikit-learn trees go through
+`shap.TreeExplainer`. The results are
 reshaped to the service's convention: (n, p) for regression, (n, p, k) for classification, also when a
 binary booster has a single margin.
 """
@@ -11,15 +12,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shared.ml.errors import ParameterError
 from shared.ml.explain._predict import library_of
-from shared.ml.explain._tabulated_treeshap import CompiledTrees, compile_lightgbm, compile_xgboost
-from shared.ml.explain._tabulated_treeshap import contributions as tabulated_contributions
 from shared.ml.spec import Task
+
+if TYPE_CHECKING:  # the kernel imports numba (2 s): only a process that explains loads it
+    from shared.ml.explain._tabulated_treeshap import CompiledTrees
 
 ProgressFn = Callable[[int, int], None]
 
@@ -121,6 +123,8 @@ def _refuse_interactions(interactions: bool, library: str) -> None:
 
 def _compiled(model: Any) -> CompiledTrees | None:
     """The booster's trees tabulated (`_tabulated_treeshap`), or None: the library's own contributions."""
+    from shared.ml.explain._tabulated_treeshap import compile_lightgbm, compile_xgboost
+
     library = library_of(model)
     if library == "xgboost":
         if not np.isnan(getattr(model, "missing", np.nan)):  # a custom missing value: xgboost's own rule
@@ -135,6 +139,20 @@ TABULATED_SOURCE = (
     "{library}'s trees, each leaf's Shapley values tabulated once per model (the values of {library}'s "
     "own TreeSHAP, computed in float64)"
 )
+
+
+def _tabulated(compiled: CompiledTrees, model: Any, X: np.ndarray) -> np.ndarray:
+    """The kernel's contributions (n, [k,] p + 1), a single output's axis dropped; the bias still zero."""
+    from shared.ml.explain._tabulated_treeshap import contributions
+
+    found = contributions(compiled, X, _threads(model))
+    return found[:, 0] if compiled.n_outputs == 1 else found
+
+
+def _set_bias(contributions: np.ndarray, margin: np.ndarray) -> None:
+    """The bias column takes the margin minus the values, so each row adds up to the model's margin in
+    float64 (absorbing xgboost's float32 sums, or the kernel's order of additions)."""
+    contributions[..., -1] = margin - contributions[..., :-1].sum(axis=-1)
 
 
 def _threads(model: Any) -> int:
@@ -153,15 +171,11 @@ def _xgboost(model: Any, X: np.ndarray, interactions: bool, compiled: CompiledTr
     matrix = xgboost.DMatrix(X, missing=getattr(model, "missing", np.nan))
     iteration_range = _xgboost_iteration_range(model)
     if compiled is not None:
-        contributions = tabulated_contributions(compiled, X, _threads(model))
-        if compiled.n_outputs == 1:
-            contributions = contributions[:, 0]
+        contributions = _tabulated(compiled, model, X)
     else:
         contributions = booster.predict(matrix, pred_contribs=True, iteration_range=iteration_range)
         contributions = contributions.astype(float)
-    # xgboost sums in float32: let the bias absorb the rounding so rows add up to the margin in float64.
-    margin = booster.predict(matrix, output_margin=True, iteration_range=iteration_range).astype(float)
-    contributions[..., -1] = margin - contributions[..., :-1].sum(axis=-1)
+    _set_bias(contributions, booster.predict(matrix, output_margin=True, iteration_range=iteration_range))
     raw: dict[str, Any] = {"values": contributions}
     if compiled is not None:
         raw["source"] = TABULATED_SOURCE.format(library="xgboost")
@@ -185,11 +199,8 @@ def _lightgbm(model: Any, X: np.ndarray, compiled: CompiledTrees | None = None) 
     is given (the bias then the raw score minus the values), else from its `pred_contrib` (multiclass
     blocks (n, k * (p + 1)) reshaped to (n, k, p + 1))."""
     if compiled is not None:
-        contributions = tabulated_contributions(compiled, X, _threads(model))
-        if compiled.n_outputs == 1:
-            contributions = contributions[:, 0]
-        raw_score = np.asarray(model.predict(X, raw_score=True), dtype=float)
-        contributions[..., -1] = raw_score - contributions[..., :-1].sum(axis=-1)
+        contributions = _tabulated(compiled, model, X)
+        _set_bias(contributions, model.predict(X, raw_score=True))
         return {"values": contributions, "source": TABULATED_SOURCE.format(library="lightgbm")}
     contributions = np.asarray(model.predict(X, pred_contrib=True), dtype=float)
     width = X.shape[1] + 1
