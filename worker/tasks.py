@@ -9,6 +9,8 @@ from functools import cache, partial
 from pathlib import Path
 from typing import Literal
 
+from celery import Task
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared import chunks, workers
@@ -38,6 +40,8 @@ from worker.heartbeat import Heartbeat
 
 log = logging.getLogger("fitexplain.worker")
 
+CLAIM_RETRY_SECONDS = 1.0  # first delay before a message whose claim met no database runs again (doubling)
+
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -58,29 +62,39 @@ def job_heartbeat(job_id: str, worker: str, settings: Settings) -> Heartbeat:
     return Heartbeat(job_id, beat, settings.heartbeat_seconds)
 
 
-@app.task(name=RUN_JOB_TASK)
-def run_job(message_job_id: str) -> str:
+@app.task(name=RUN_JOB_TASK, bind=True)
+def run_job(self: Task, message_job_id: str) -> str:
     """Run the fairest queued job of the message's queue (usually, but not always, the message's job)."""
     settings = get_settings()
     me = worker_name()
-    with session_scope() as session:
-        outcome = claim_next(
-            session,
-            message_job_id,
-            worker=me,
-            stale_after=settings.stale_after_seconds,
-            max_attempts=settings.max_attempts,
-        )
-        if outcome.job is None:
-            log.info("job %s not run: %s", message_job_id, outcome.reason)
-            return outcome.reason
-        job = outcome.job
-        job_id, queue = job.id, job.queue
-        if job_id != message_job_id:
-            log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
-        workers.job_started(session, me, job_id)
-        spec = JobSpec.from_json(job.spec)
-        source = upload_source(session, job.dataset_sha256)
+    try:
+        with session_scope() as session:
+            outcome = claim_next(
+                session,
+                message_job_id,
+                worker=me,
+                stale_after=settings.stale_after_seconds,
+                max_attempts=settings.max_attempts,
+            )
+            if outcome.job is None:
+                log.info("job %s not run: %s", message_job_id, outcome.reason)
+                return outcome.reason
+            job = outcome.job
+            job_id, queue = job.id, job.queue
+            if job_id != message_job_id:
+                log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
+            workers.job_started(session, me, job_id)
+            spec = JobSpec.from_json(job.spec)
+            source = upload_source(session, job.dataset_sha256)
+    except OperationalError as exc:
+        # Postgres is unreachable (or restarting) before the claim committed: the message is the job's
+        # only wake-up (the sweep republishes only jobs never dispatched), so it must not be acked as
+        # failed. It is sent again, later; a claim that did commit unseen is found running and stale.
+        retries = self.request.retries
+        log.warning("job %s: database unavailable at its claim (%s); retrying", message_job_id, exc.orig)
+        raise self.retry(
+            exc=exc, countdown=min(CLAIM_RETRY_SECONDS * 2**retries, 60), max_retries=None
+        ) from exc
 
     try:
         with job_heartbeat(job_id, me, settings) as beat:
