@@ -73,9 +73,10 @@ class CanonicalWriter:
 
 def read_labels(path: Path) -> tuple[pd.DataFrame, list[str]]:
     """`read_table` of the text columns only, and the feature names."""
-    names = pq.read_schema(path).names
-    frame = read_table(path, [name for name in names if name in TEXT_COLUMNS or name == POSITION])
-    return frame, [name for name in names if name not in TEXT_COLUMNS and name != POSITION]
+    with pq.ParquetFile(path) as file:
+        names = file.schema_arrow.names
+        table = file.read(columns=[name for name in names if name in TEXT_COLUMNS or name == POSITION])
+    return _frame(table), [name for name in names if name not in TEXT_COLUMNS and name != POSITION]
 
 
 def read_split_source(source: Path | bytes) -> tuple[pd.DataFrame, tuple[list[str], data.FeatureRows]]:
@@ -103,7 +104,10 @@ def read_table(source: Path | bytes, columns: list[str] | None = None) -> pd.Dat
 
 
 def _read(source: Path | bytes, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(source if isinstance(source, Path) else io.BytesIO(source), columns=columns)
+    # ParquetFile, not pq.read_table: the dataset layer behind read_table costs 0.3 ms a call, a tenth of
+    # a small job's load, and is no faster on a million rows.
+    with pq.ParquetFile(source if isinstance(source, Path) else io.BytesIO(source)) as file:
+        return file.read(columns=columns)
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:
