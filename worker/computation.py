@@ -64,13 +64,17 @@ class KillableExecutor:
         poll_seconds: float,
         still_wanted: Callable[[], bool],
         on_progress: Progress,
+        on_started: Callable[[], None] | None = None,
     ) -> Outcome:
-        """Run `compute(progress)` in the child and supervise it until it ends or is killed."""
+        """Run `compute(progress)` in the child and supervise it until it ends or is killed;
+        `on_started` runs here once the child has the computation (bookkeeping off its critical path)."""
         child = self._ready_child()
         deadline = time.monotonic() + time_limit
         next_poll = time.monotonic() + poll_seconds
         try:
             child.connection.send(compute)
+            if on_started is not None:
+                _logging_failure(on_started)
             while True:
                 if child.connection.poll(min(poll_seconds, max(0.0, deadline - time.monotonic()))):
                     message = _receive(child.connection)
@@ -197,6 +201,14 @@ def _asked(still_wanted: Callable[[], bool]) -> bool:
     except Exception as exc:
         log.warning("could not check whether the computation is still wanted: %s", exc)
         return True
+
+
+def _logging_failure(action: Callable[[], None]) -> None:
+    """Run the supervisor's bookkeeping; a failure (a database blip) is logged, never fatal to the job."""
+    try:
+        action()
+    except Exception as exc:
+        log.warning("bookkeeping beside the computation failed: %s", exc)
 
 
 def _receive(connection: Connection) -> Any | None:

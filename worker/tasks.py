@@ -83,7 +83,6 @@ def run_job(self: Task, message_job_id: str) -> str:
             job_id, queue = job.id, job.queue
             if job_id != message_job_id:
                 log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
-            workers.job_started(session, me, job_id)
             spec = JobSpec.from_json(job.spec)
             source = upload_source(session, job.dataset_sha256)
     except OperationalError as exc:
@@ -105,6 +104,7 @@ def run_job(self: Task, message_job_id: str) -> str:
                 poll_seconds=settings.cancel_poll_seconds,
                 still_wanted=lambda: not beat.lost.is_set() and _still_ours(job_id, me),
                 on_progress=beat.record,
+                on_started=partial(_record_started, me, job_id),
             )
     except Exception as exc:  # the supervision itself failed (the computation was killed): never a hang
         log.exception("job %s: supervising its computation failed", job_id)
@@ -113,6 +113,13 @@ def run_job(self: Task, message_job_id: str) -> str:
         computation_stopped(session, job_id, me)
         workers.job_finished(session, me, _worker_outcome(ended))
     return _conclude(job_id, me, ended, settings)
+
+
+def _record_started(me: str, job_id: str) -> None:
+    """The workers table's note of this worker's job (dashboard, fan-out's idle count), written while
+    the child computes rather than in the claim's transaction: a statement less before the computation."""
+    with session_scope() as session:
+        workers.job_started(session, me, job_id)
 
 
 def upload_source(session: Session, digest: str | None) -> bytes | Path:
