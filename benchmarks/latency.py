@@ -1,10 +1,13 @@
 """How long a trivial job takes through the real service, and where the time goes.
 
     .venv/bin/python benchmarks/latency.py [--jobs 100] [--only pg|embedded] [--json out.json]
-                                           [--baseline DIR]
+                                           [--baseline DIR [--interleave]]
 
 `--baseline DIR` (a checkout of older code, e.g. `git archive <commit> | tar -x -C DIR`) runs each
-deployment on that code first, then on this repository's, in the same run (same machine load).
+deployment on that code first, then on this repository's, in the same run (same machine load). With
+`--interleave`, both Postgres + Redis deployments run at once and take turns job by job (the order rotating
+each round), and the paired differences are printed: on a noisy machine, runs one after the other of the
+same code differ by 10 ms (55 and 65 ms seen), which hides any change smaller than that.
 
 Two deployments, each started fresh:
 - **pg**: `fitexplain api` and one `fitexplain worker` (concurrency 1) on a fresh Postgres database and
@@ -260,6 +263,65 @@ def measure(deployment: str, base_url: str, token: str, database_url: str, n: in
     return results
 
 
+def measure_interleaved(stacks: dict[str, tuple[str, str, str]], n: int, fit: float) -> dict:
+    """The same jobs on several deployments at once, one job at a time, taking turns (the order rotates
+    every round): a slow minute of a noisy machine then slows every deployment alike, and each round
+    gives a paired difference. Rounds of `wait=30` jobs, then rounds of polled ones."""
+    clients = {
+        label: httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        for label, (url, token, _) in stacks.items()
+    }
+    listeners = {label: CommitListener(database_url) for label, (_, _, database_url) in stacks.items()}
+    labels = list(stacks)
+    results: dict[str, object] = {}
+    try:
+        for http in clients.values():
+            run_poll(http, WARMUP)
+        for mode, runner in (("wait", run_wait), ("poll", run_poll)):
+            runs = {label: Run(f"pg+redis {label}", mode) for label in labels}
+            for round_number in range(n):
+                shift = round_number % len(labels)
+                for label in labels[shift:] + labels[:shift]:
+                    runs[label].samples.extend(runner(clients[label], 1))
+            for label, run in runs.items():
+                times = rows(stacks[label][2], [sample.job_id for sample in run.samples])
+                for job_id, row in times.items():
+                    row["notified"] = listeners[label].heard.get(job_id)
+                results[f"pg {label} {mode}"] = report(run, times, fit)
+            if len(labels) == 2:
+                first, second = (runs[label].samples for label in labels)
+                differences = [
+                    (b.done - b.sent) - (a.done - a.sent) for a, b in zip(first, second, strict=True)
+                ]
+                faster = sum(difference < 0 for difference in differences)
+                print(
+                    f"\n{mode}: {labels[1]} - {labels[0]}, paired by round: median "
+                    f"{statistics.median(differences) * 1000:+.1f} ms; {labels[1]} faster in {faster} of "
+                    f"{len(differences)} rounds"
+                )
+                results[f"pg {mode} paired median difference ms"] = round(
+                    statistics.median(differences) * 1000, 2
+                )
+    finally:
+        for listener in listeners.values():
+            listener.stop()
+        for http in clients.values():
+            http.close()
+    return results
+
+
+def pg_interleaved(codes: list[tuple[str, Path]], n: int, fit: float) -> dict:
+    with contextlib.ExitStack() as running:
+        stacks = {}
+        for label, code in codes:
+            env = {**SERVICE_INTERVALS, "PYTHONPATH": pythonpath(code.resolve())}
+            with contextlib.chdir(code):  # processes start in the code's directory (see main)
+                stack, client = running.enter_context(running_stack(n_workers=1, extra_env=env))
+            token = client.http.headers["Authorization"].split()[1]
+            stacks[label] = (stack.url, token, stack.database_url)
+        return measure_interleaved(stacks, n, fit)
+
+
 def pythonpath(code: Path) -> str:
     return os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))
 
@@ -305,12 +367,25 @@ def main() -> None:
         help="a checkout of the code to compare with (e.g. `git archive <commit> | tar -x -C DIR`): "
         "each deployment runs it, then this repository's code, one after the other",
     )
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="with --baseline, on Postgres + Redis only: run both deployments at once and take turns, "
+        "job by job, instead of one after the other (differences of a few ms need this on a noisy machine)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # stop what was started, also on SIGTERM
     fit = fit_in_process()
     codes = [("before", args.baseline), ("after", REPO)] if args.baseline else [("", REPO)]
     results: dict[str, object] = {"fit_in_process_ms": round(fit * 1000, 2)}
+    if args.interleave:
+        if not args.baseline:
+            parser.error("--interleave compares two deployments: give --baseline DIR")
+        results.update(pg_interleaved(codes, args.jobs, fit))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return
     for name, deployment in (("pg", pg), ("embedded", embedded)):
         if args.only in (None, name):
             for label, code in codes:
