@@ -91,3 +91,49 @@ def _build_gbdt(spec: ModelSpec, n_threads: int | None) -> Any:
             random_state=spec.seed,
         )
     raise AssertionError(f"model_type {spec.model_type!r} is declared in GBDT_MODEL_TYPES but not built here")
+
+
+def fit_model(model: Any, X: Any, y: Any) -> Any:
+    """`model.fit(X, y)`, with the same fitted model, faster for xgboost's scikit-learn estimators.
+
+    Their `fit` goes through `xgboost.train`, which runs Python callbacks after every round and ends with
+    `Booster.reset()`, a save and reload of the whole model: 4 ms of a 100-tree fit on a small data set,
+    a quarter of it (xgboost 3.2). Here the wrapper fits the first round, which configures it (classes,
+    objective, parameters), and the booster then takes the other rounds with `Booster.update`, exactly
+    as `xgboost.train` would: tests/ml/test_models.py checks that the model's bytes are identical.
+    """
+    rounds = getattr(model, "n_estimators", None)
+    if not _plain_xgboost(model) or not isinstance(rounds, int) or rounds < 2:
+        return model.fit(X, y)
+    import xgboost as xgb
+
+    model.set_params(n_estimators=1)
+    try:
+        model.fit(X, y)
+    finally:
+        model.set_params(n_estimators=rounds)
+    train = xgb.QuantileDMatrix(
+        X, label=y, missing=model.missing, nthread=model.n_jobs, max_bin=model.max_bin
+    )
+    booster = model.get_booster()
+    for iteration in range(1, rounds):
+        booster.update(train, iteration)
+    return model
+
+
+def _plain_xgboost(model: Any) -> bool:
+    """An xgboost estimator as `_build_gbdt` makes it: tree boosting on a QuantileDMatrix, no callbacks,
+    no early stopping, a built-in objective (what the round-by-round training above reproduces)."""
+    if type(model).__module__ != "xgboost.sklearn" or type(model).__name__ not in (
+        "XGBClassifier",
+        "XGBRegressor",
+    ):
+        return False
+    return (
+        model.tree_method == "hist"
+        and model.booster in (None, "gbtree")
+        and model.device in (None, "cpu")
+        and not model.callbacks
+        and model.early_stopping_rounds is None
+        and not callable(model.objective)
+    )

@@ -18,7 +18,7 @@ import numpy as np
 
 from shared.ml.data import Dataset, load_source
 from shared.ml.errors import ParameterError
-from shared.ml.estimators import build_model
+from shared.ml.estimators import build_model, fit_model
 from shared.ml.explain import tree
 from shared.ml.explain.methods import explanation_method
 from shared.ml.explain.methods.base import ExplanationPart, SpanProgress, merge_parts
@@ -79,7 +79,7 @@ def _fit(spec: JobSpec, dataset: Dataset, n_threads: int | None) -> PreparedJob:
         )
         result = regression_result(dataset.y_test, fitted.y_pred, (fitted.lower, fitted.upper))
         return PreparedJob(spec, dataset, fitted.model, result)
-    _guarded_fit(lambda: model.fit(dataset.X_train, dataset.y_train), model)
+    _guarded_fit(lambda: fit_model(model, dataset.X_train, dataset.y_train), model)
     if spec.task == "regression":
         result = regression_result(dataset.y_test, np.asarray(model.predict(dataset.X_test)).ravel())
     else:

@@ -7,7 +7,7 @@ import pytest
 
 from shared.ml.data import Dataset, load_dataset
 from shared.ml.errors import ParameterError
-from shared.ml.estimators import build_model
+from shared.ml.estimators import build_model, fit_model
 from shared.ml.registry import classifier_names, regressor_names, resolve_estimator_class
 from shared.ml.spec import Limits, ModelSpec
 from tests.ml.conftest import read_data
@@ -132,3 +132,29 @@ def test_bad_booster_parameters_are_rejected() -> None:
         with pytest.raises(ParameterError) as caught:
             build_model(ModelSpec(task="regression", family="gbdt", **bad))
         assert caught.value.code == "bad_parameter"
+
+
+@pytest.mark.parametrize(
+    ("data_file", "task", "seed"),
+    [
+        ("breast_cancer_dataset2.csv", "classification", 123),  # binary
+        ("iris_dataset2.csv", "classification", 7),  # three classes
+        ("boston_dataset2.csv", "regression", 123),
+    ],
+)
+def test_fit_model_fits_xgboost_to_the_same_bytes_as_its_own_fit(
+    data_file: str, task: str, seed: int
+) -> None:
+    data = load_dataset(read_data(data_file), task, seed, Limits())
+    spec = ModelSpec(family="gbdt", task=task, model_type="xgboost", n_estimators=40, max_depth=4, seed=seed)
+    plain = build_model(spec, n_threads=1).fit(data.X_train, data.y_train)
+    fast = fit_model(build_model(spec, n_threads=1), data.X_train, data.y_train)
+    assert fast.get_booster().save_raw("json") == plain.get_booster().save_raw("json")
+    assert fast.get_params() == plain.get_params()  # n_estimators restored after the first round
+    assert np.array_equal(fast.predict(data.X_test), plain.predict(data.X_test))
+
+
+def test_fit_model_leaves_other_libraries_to_their_own_fit(cancer_data: Dataset) -> None:
+    spec = ModelSpec(family="gbdt", task="classification", model_type="lightgbm", n_estimators=5, seed=1)
+    lightgbm = fit_model(build_model(spec, n_threads=1), cancer_data.X_train, cancer_data.y_train)
+    assert lightgbm.n_estimators == 5 and lightgbm.booster_.num_trees() == 5
