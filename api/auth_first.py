@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.deps import authenticate, bearer_scheme
-from shared.db import session_scope
+from shared.db import read_scope
 from shared.tables import User
 
 
@@ -36,7 +36,7 @@ class AuthenticateBeforeBodyRoute(APIRoute):
         return await handler(request)
 
     def _authenticate(self, credentials: HTTPAuthorizationCredentials | None) -> User:
-        with session_scope() as session:
+        with read_scope() as session:  # reads only (the binding limits come later, under a lock)
             user = authenticate(session, credentials)  # raises the 401
             self.before_body(session, user)
         return user

@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from shared.auth import user_for_token
-from shared.db import get_sessionmaker, session_scope
+from shared.db import get_sessionmaker, read_scope
 from shared.settings import Settings, get_settings
 from shared.tables import User
 
@@ -43,7 +43,7 @@ def get_current_user(
     checked: User | None = getattr(request.state, "user", None)
     if checked is not None:
         return checked
-    with session_scope() as session:
+    with read_scope() as session:
         return authenticate(session, credentials)
 
 

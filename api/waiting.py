@@ -26,7 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from shared.db import session_scope
+from shared.db import read_scope
 from shared.job_events import CHANNEL
 from shared.jobstore import result_body
 from shared.settings import get_settings
@@ -50,7 +50,7 @@ Finished = tuple[Job, bytes | None]
 def finished_job(job_id: str, with_body: bool = True) -> Finished | None:
     """The job and its result body (None for a failed or cancelled job, or unless `with_body`), once it
     is finished."""
-    with session_scope() as session:
+    with read_scope() as session:
         if with_body:  # the result row comes with the job (one round trip): result_body finds it then
             with_result = select(Job, JobResult).outerjoin(JobResult, JobResult.job_id == Job.id)
             found = session.execute(with_result.where(Job.id == job_id)).first()

@@ -55,6 +55,20 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
+@contextmanager
+def read_scope() -> Iterator[Session]:
+    """A session for reads only, each statement in autocommit: no BEGIN and no COMMIT, two of the round
+    trips of a small job's few dozen. Statements do not share a snapshot: for reads that need none (a
+    token, a job's status, the early limit counts that `reserve_submission` checks again under a lock)."""
+    session = Session(
+        bind=get_engine().execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
+    try:
+        yield session
+    finally:
+        session.close()
+
+
 def commit_without_flush_wait(session: Session) -> None:
     """Let this transaction's commit return before Postgres has flushed it to disk (~5 ms less per
     commit): still atomic, but a crash of Postgres may lose it. Only for records that are repaired anyway."""

@@ -21,7 +21,7 @@ from api.serialize import (
     stored_binary_response,
 )
 from api.waiting import job_waiter
-from shared.db import session_scope
+from shared.db import read_scope
 from shared.jobspec import MAX_WAIT_SECONDS
 from shared.jobstore import cancel, delete_job, open_result, open_result_parquet
 from shared.results import FORMATS
@@ -83,7 +83,7 @@ async def get_job(
 
 
 def _owned_public(job_id: str, user: User) -> JobPublic:
-    with session_scope() as session:
+    with read_scope() as session:
         return job_public(owned_job(session, job_id, user))
 
 
