@@ -245,18 +245,26 @@ class CommitListener:
             self._thread.join()
 
 
+def user_client(base_url: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def report_run(run: Run, database_url: str, listener: CommitListener, fit: float) -> dict[str, object]:
+    """`report` of a run, its jobs' timestamps read from the database and the listener's notifications."""
+    times = rows(database_url, [sample.job_id for sample in run.samples])
+    for job_id, row in times.items():
+        row["notified"] = listener.heard.get(job_id)
+    return report(run, times, fit)
+
+
 def measure(deployment: str, base_url: str, token: str, database_url: str, n: int, fit: float) -> dict:
-    http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    http = user_client(base_url, token)
     run_poll(http, WARMUP)
     listener = CommitListener(database_url)
     results: dict[str, object] = {}
     try:
         for mode, runner in (("poll", run_poll), ("wait", run_wait)):
-            run = Run(deployment, mode, runner(http, n))
-            times = rows(database_url, [s.job_id for s in run.samples])
-            for job_id, row in times.items():
-                row["notified"] = listener.heard.get(job_id)
-            results[mode] = report(run, times, fit)
+            results[mode] = report_run(Run(deployment, mode, runner(http, n)), database_url, listener, fit)
     finally:
         listener.stop()
         http.close()
@@ -267,10 +275,7 @@ def measure_interleaved(stacks: dict[str, tuple[str, str, str]], n: int, fit: fl
     """The same jobs on several deployments at once, one job at a time, taking turns (the order rotates
     every round): a slow minute of a noisy machine then slows every deployment alike, and each round
     gives a paired difference. Rounds of `wait=30` jobs, then rounds of polled ones."""
-    clients = {
-        label: httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-        for label, (url, token, _) in stacks.items()
-    }
+    clients = {label: user_client(url, token) for label, (url, token, _) in stacks.items()}
     listeners = {label: CommitListener(database_url) for label, (_, _, database_url) in stacks.items()}
     labels = list(stacks)
     results: dict[str, object] = {}
@@ -284,10 +289,7 @@ def measure_interleaved(stacks: dict[str, tuple[str, str, str]], n: int, fit: fl
                 for label in labels[shift:] + labels[:shift]:
                     runs[label].samples.extend(runner(clients[label], 1))
             for label, run in runs.items():
-                times = rows(stacks[label][2], [sample.job_id for sample in run.samples])
-                for job_id, row in times.items():
-                    row["notified"] = listeners[label].heard.get(job_id)
-                results[f"pg {label} {mode}"] = report(run, times, fit)
+                results[f"pg {label} {mode}"] = report_run(run, stacks[label][2], listeners[label], fit)
             if len(labels) == 2:
                 first, second = (runs[label].samples for label in labels)
                 differences = [

@@ -38,6 +38,8 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402  (module level: the endpoint's annotations name them)
 
+from benchmarks.latency import CSV, ms  # noqa: E402  (the trivial job's upload, and its p50 / p95 format)
+
 if TYPE_CHECKING:
     from celery import Celery
 
@@ -45,7 +47,6 @@ ADMIN_DSN = os.environ.get("FLOOR_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5
 BROKER = os.environ.get("FLOOR_BROKER", "redis://127.0.0.1:6379/14")
 CHANNEL = "floor_jobs"
 PORT = 8791
-CSV = (REPO / "tests" / "data" / "iris_dataset2.csv").read_bytes()
 
 
 def celery_app(dsn: str) -> Celery:
@@ -122,13 +123,16 @@ def serve_worker(dsn: str) -> None:
 
 
 def measure_floor(jobs: int) -> list[float]:
+    def submit() -> None:
+        client.post("/jobs", files={"file": ("iris.csv", CSV, "text/csv")}).raise_for_status()
+
     took = []
     with httpx.Client(base_url=f"http://127.0.0.1:{PORT}", timeout=30) as client:
         for _ in range(20):  # warm: connections, the pool process
-            client.post("/jobs", files={"file": ("iris.csv", CSV, "text/csv")}).raise_for_status()
+            submit()
         for _ in range(jobs):
             started = time.perf_counter()
-            client.post("/jobs", files={"file": ("iris.csv", CSV, "text/csv")}).raise_for_status()
+            submit()
             took.append(time.perf_counter() - started)
     return took
 
@@ -157,12 +161,6 @@ def measure_fit(repeats: int) -> tuple[list[float], list[float]]:
         run(CSV, spec, settings.limits(), n_threads=1)
         runs.append(time.perf_counter() - started)
     return fits[3:], runs[3:]
-
-
-def percentiles(values: list[float]) -> str:
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-    return f"p50 {statistics.median(values) * 1000:6.1f}  p95 {p95 * 1000:6.1f} ms"
 
 
 def main() -> None:
@@ -207,9 +205,9 @@ def main() -> None:
         with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {database}")
     fits, runs = measure_fit(30)
-    print(f"\nfloor of the design ({args.jobs} jobs, wait for the notification) {percentiles(floor)}")
-    print(f"xgboost fit alone (iris, 100 trees, sklearn wrapper)        {percentiles(fits)}")
-    print(f"the service's computation (shared.ml.pipeline.run)           {percentiles(runs)}")
+    print(f"\nfloor of the design ({args.jobs} jobs, wait for the notification) {ms(floor)} ms")
+    print(f"xgboost fit alone (iris, 100 trees, sklearn wrapper)        {ms(fits)} ms")
+    print(f"the service's computation (shared.ml.pipeline.run)           {ms(runs)} ms")
     print(
         f"floor + fit: {1000 * (statistics.median(floor) + statistics.median(fits)):.1f} ms; "
         f"floor + computation: {1000 * (statistics.median(floor) + statistics.median(runs)):.1f} ms"

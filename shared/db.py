@@ -60,13 +60,17 @@ def read_scope() -> Iterator[Session]:
     """A session for reads only, each statement in autocommit: no BEGIN and no COMMIT, two of the round
     trips of a small job's few dozen. Statements do not share a snapshot: for reads that need none (a
     token, a job's status, the early limit counts that `reserve_submission` checks again under a lock)."""
-    session = Session(
-        bind=get_engine().execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-    )
+    session = Session(bind=_autocommit(get_engine()), expire_on_commit=False)
     try:
         yield session
     finally:
         session.close()
+
+
+@lru_cache(maxsize=1)
+def _autocommit(engine: Engine) -> Engine:
+    """`engine` running each statement in autocommit: a view sharing its pool, built once per engine."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def commit_without_flush_wait(session: Session) -> None:

@@ -15,12 +15,11 @@ app.conf.include = ["worker.tasks"]
 
 
 def warm_imports() -> None:
-    """Everything a job imports, including what reading a stored upload pulls in (pyarrow.parquet goes
-    through pyarrow.dataset), so that a computation child's first job imports nothing."""
+    """Everything a job imports, including what reading a stored upload pulls in (pandas' conversion of
+    Arrow tables), so that a computation child's first job imports nothing."""
     import catboost  # noqa: F401
     import lightgbm  # noqa: F401
     import nnetsauce  # noqa: F401
-    import pyarrow.dataset
     import pyarrow.pandas_compat  # noqa: F401
     import shap  # noqa: F401
     import sklearn.ensemble  # noqa: F401

@@ -122,16 +122,17 @@ def fit_model(model: Any, X: Any, y: Any) -> Any:
         model.fit(X, y)
     finally:
         model.set_params(n_estimators=rounds)
-    train = xgb.DMatrix(X, label=y, missing=model.missing, nthread=model.n_jobs)  # 6x cheaper to build
-    booster = model.get_booster()  # than a QuantileDMatrix on small data; the same histograms
+    # A plain DMatrix: on small data 6x cheaper to build than a QuantileDMatrix, and the same histograms.
+    train = xgb.DMatrix(X, label=y, missing=model.missing, nthread=model.n_jobs)
+    booster = model.get_booster()
     for iteration in range(1, rounds):
         booster.update(train, iteration)
     return model
 
 
 def _plain_xgboost(model: Any) -> bool:
-    """An xgboost estimator as `_build_gbdt` makes it: tree boosting on a QuantileDMatrix, no callbacks,
-    no early stopping, a built-in objective (what the round-by-round training above reproduces)."""
+    """An xgboost estimator as `_build_gbdt` makes it: tree boosting with the hist method on the CPU, no
+    callbacks, no early stopping, a built-in objective (what the round-by-round training above reproduces)."""
     if type(model).__module__ != "xgboost.sklearn" or type(model).__name__ not in (
         "XGBClassifier",
         "XGBRegressor",

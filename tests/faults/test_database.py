@@ -17,6 +17,7 @@ from tests.faults.conftest import (
     PostgresCluster,
     assert_finished_exactly_once,
     client_for,
+    dsn,
     wait_until,
 )
 from tests.stack import DATA, Stack
@@ -65,12 +66,12 @@ def test_api_answers_503_while_postgres_is_down_and_recovers(
     assert_finished_exactly_once(stack, [before, after.json()["id"]])
 
 
-def dispatch_is_durable(dsn: str, job_id: str) -> bool:
+def dispatch_is_durable(stack: Stack, job_id: str) -> bool:
     """Whether the job is marked dispatched, flushed to disk: the mark is committed without waiting for
     the flush (the sweep would publish the job again if it were lost), so a durable commit is made here,
     which flushes everything before it. Otherwise stopping Postgres could undo the mark, and the sweep's
     new message would hide the lost one."""
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(dsn(stack)) as conn:
         row = conn.execute("SELECT dispatched_at IS NOT NULL FROM jobs WHERE id = %s", (job_id,)).fetchone()
         conn.execute("SET LOCAL synchronous_commit = on")
         conn.execute("SELECT txid_current()")  # a transaction id: the commit writes (and flushes) WAL
@@ -87,8 +88,7 @@ def test_a_job_whose_claim_finds_postgres_down_runs_once_it_is_back(
     alice = client_for(stack)
     alice.http.timeout = BOUND
     job_id = alice.submit("gbdtclassification", "iris_dataset2.csv").json()["id"]  # queued, dispatched
-    dsn = stack.database_url.replace("postgresql+psycopg://", "postgresql://")
-    wait_until(lambda: dispatch_is_durable(dsn, job_id), 30, "the job's dispatch to be on disk")
+    wait_until(lambda: dispatch_is_durable(stack, job_id), 30, "the job's dispatch to be on disk")
 
     assert stack.api is not None
     stack.api.terminate()  # no sweep while the message is out: none may publish the job again meanwhile

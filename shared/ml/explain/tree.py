@@ -164,21 +164,24 @@ def _threads(model: Any) -> int:
 def _xgboost(model: Any, X: np.ndarray, interactions: bool, compiled: CompiledTrees | None = None) -> dict:
     """xgboost's contributions: (n, [k,] p + 1) with the bias last; interactions (n, [k,] p+1, p+1).
 
-    From the tabulated kernel when `compiled` is given, else from xgboost's `pred_contribs`."""
+    From the tabulated kernel when `compiled` is given (the margin then from `inplace_predict`, without
+    copying X into a DMatrix: the same float32 margins), else from xgboost's `pred_contribs`."""
     import xgboost
 
     booster = model.get_booster()
-    matrix = xgboost.DMatrix(X, missing=getattr(model, "missing", np.nan))
+    missing = getattr(model, "missing", np.nan)
     iteration_range = _xgboost_iteration_range(model)
     if compiled is not None:
         contributions = _tabulated(compiled, model, X)
-    else:
-        contributions = booster.predict(matrix, pred_contribs=True, iteration_range=iteration_range)
-        contributions = contributions.astype(float)
+        margin = booster.inplace_predict(
+            X, predict_type="margin", iteration_range=iteration_range, missing=missing
+        )
+        _set_bias(contributions, margin)
+        return {"values": contributions, "source": TABULATED_SOURCE.format(library="xgboost")}
+    matrix = xgboost.DMatrix(X, missing=missing)
+    contributions = booster.predict(matrix, pred_contribs=True, iteration_range=iteration_range).astype(float)
     _set_bias(contributions, booster.predict(matrix, output_margin=True, iteration_range=iteration_range))
     raw: dict[str, Any] = {"values": contributions}
-    if compiled is not None:
-        raw["source"] = TABULATED_SOURCE.format(library="xgboost")
     if interactions:
         raw["interaction_values"] = booster.predict(
             matrix, pred_interactions=True, iteration_range=iteration_range
