@@ -1,9 +1,9 @@
-"""uvicorn's h11 protocol, answering 431 when a request's head is too large.
+"""uvicorn's httptools protocol, answering 431 when a request's head is too large.
 
-h11 already bounds the request line plus headers (`max_incomplete_event_size`, set from
-FITEXPLAIN_MAX_HEADER_BYTES) and says 431 in its error (`error_status_hint`), but uvicorn answers every
-protocol error with 400. (uvicorn's default httptools parser has no bound at all: a 32 MB header was
-accepted.) This keeps uvicorn's protocol and only sends the status h11 suggests.
+httptools (llhttp, in C) parses a request body at about half the CPU of h11 (90 MB: 0.10 against 0.18
+CPU-seconds here), which matters when several large uploads arrive at once. But it puts no bound on the
+request line plus headers (a 32 MB header was buffered whole), so the bytes fed to it before the head is
+complete are counted here: past FITEXPLAIN_MAX_HEADER_BYTES the answer is 431 and the connection closes.
 """
 
 from __future__ import annotations
@@ -11,50 +11,52 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+DEFAULT_MAX_HEAD_BYTES = 16 * 1024  # h11's default bound on the request line plus headers
 
 
-class _HintedConnection(h11.Connection):
-    """An h11 connection that remembers the status suggested by its last protocol error."""
-
-    error_status = 400
-
-    def next_event(self) -> Any:
-        try:
-            return super().next_event()
-        except h11.RemoteProtocolError as exc:
-            self.error_status = exc.error_status_hint
-            raise
-
-
-class BoundedHeadersProtocol(H11Protocol):
+class BoundedHeadersProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.max_head_bytes = self.config.h11_max_incomplete_event_size or DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
-        self.conn = _HintedConnection(h11.SERVER, self.max_head_bytes)
+        self.max_head_bytes = self.config.h11_max_incomplete_event_size or DEFAULT_MAX_HEAD_BYTES
+        self.head_left: int | None = self.max_head_bytes  # None while a body is read
 
-    def send_400_response(self, msg: str) -> None:
-        status = self.conn.error_status
-        if status != 431:
-            super().send_400_response(msg)
-            return
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser; in a head, at most one byte more than the head may still take (the slice
+        is cheap: in a body, data passes whole)."""
+        while data:
+            if self.head_left is None:
+                piece, data = data, b""
+            else:
+                piece, data = data[: self.head_left + 1], data[self.head_left + 1 :]
+                self.head_left -= len(piece)  # on_headers_complete sets None if this piece ends the head
+            super().data_received(piece)
+            if self.transport.is_closing():
+                return
+            if self.head_left is not None and self.head_left < 0:
+                self.send_431_response()
+                return
+
+    def on_headers_complete(self) -> None:
+        self.head_left = None
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.head_left = self.max_head_bytes
+
+    def send_431_response(self) -> None:
         body = (
             f"Request headers too large: the limit is {self.max_head_bytes} bytes "
             "(FITEXPLAIN_MAX_HEADER_BYTES)."
         ).encode()
-        # Content-Length, not h11's default chunked framing: a client still sending its head reads a
-        # plainly framed answer (one reading only Content-Length saw an empty body when the head and the
-        # chunks arrived in separate packets).
-        headers = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
-        for event in (
-            h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase),
-            h11.Data(data=body),
-            h11.EndOfMessage(),
-        ):
-            self.transport.write(self.conn.send(event))
+        status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+        head = (
+            f"HTTP/1.1 {status.value} {status.phrase}\r\n"
+            "content-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n"
+        ).encode()
+        self.transport.write(head + body)
         self.transport.close()

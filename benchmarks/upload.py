@@ -120,13 +120,18 @@ def measure(
 ) -> None:
     with running_stack(0, extra_env={**STACK_ENV, **env}) as (stack, client):
         submit(client, paths["csv"].parent / "warm.csv", "warm.csv", "text/csv")  # imports, connections
+        pids = api_pids(stack)
         for kind in formats:
+            cpu_before = cpu_seconds(pids)
             answers = [submit(client, paths[kind], *FORMATS[kind]) for _ in range(repeats)]
+            cpu_each = (cpu_seconds(pids) - cpu_before) / repeats
             refused = "".join(f" HTTP {code} {text}" for _, code, text in answers if code != 202)
             times = sorted(seconds for seconds, _, _ in answers)
             listed = ", ".join(f"{seconds:.2f}" for seconds, _, _ in answers)
-            print(f"{label}: one {kind} submit: median {times[len(times) // 2]:.2f} s ({listed}){refused}")
-        pids = api_pids(stack)
+            print(
+                f"{label}: one {kind} submit: median {times[len(times) // 2]:.2f} s ({listed}), "
+                f"API CPU {cpu_each:.2f} s each{refused}"
+            )
         reset_peak(pids)
         cpu_before = cpu_seconds(pids)
         started = time.perf_counter()

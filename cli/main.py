@@ -104,8 +104,8 @@ def api(
         workers=workers,
         log_level="info",
         timeout_graceful_shutdown=5,
-        http=BoundedHeadersProtocol,  # h11, bounding the request head: 431 beyond max_header_bytes
-        h11_max_incomplete_event_size=settings.max_header_bytes,
+        http=BoundedHeadersProtocol,  # httptools, bounding the request head: 431 beyond max_header_bytes
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # the bound BoundedHeadersProtocol reads
     )
 
 

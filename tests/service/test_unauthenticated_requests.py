@@ -123,3 +123,40 @@ def test_oversized_request_header_gets_431(api_only: Stack) -> None:
     assert status == 431, body
     assert sent < HEADER_BYTES  # answered long before the 32 MB were sent
     assert b"FITEXPLAIN_MAX_HEADER_BYTES" in body
+
+
+def read_statuses(sock: socket.socket, count: int) -> list[int]:
+    """The status codes of the next `count` responses on a connection (small, Content-Length framed)."""
+    data = b""
+    statuses: list[int] = []
+    while len(statuses) < count:
+        while b"\r\n\r\n" in data and len(statuses) < count:
+            head, rest = data.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            fields = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+            length = int(fields.get("content-length", "0"))
+            if len(rest) < length:
+                break
+            statuses.append(int(lines[0].split()[1]))
+            data = rest[length:]
+        if len(statuses) < count:
+            chunk = sock.recv(65_536)
+            assert chunk, f"connection closed after {statuses}"
+            data += chunk
+    return statuses
+
+
+def test_the_header_bound_is_per_request_on_a_kept_alive_connection(api_only: Stack) -> None:
+    """Each request's head counts alone: three heads of 40 KB (under the 64 KB bound, 120 KB in all) on
+    one connection, two of them sent in one write, each get their answer; a fourth of 100 KB gets 431."""
+
+    def head(padding: int) -> bytes:
+        return f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {'b' * padding}\r\n\r\n".encode()
+
+    with socket.create_connection(("127.0.0.1", api_only.port), timeout=60) as sock:
+        sock.sendall(head(40_000))
+        assert read_statuses(sock, 1) == [200]
+        sock.sendall(head(40_000) + head(40_000))  # pipelined
+        assert read_statuses(sock, 2) == [200, 200]
+        sock.sendall(head(100_000))
+        assert read_statuses(sock, 1) == [431]
