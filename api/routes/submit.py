@@ -130,7 +130,7 @@ def _validate_and_store(
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
     limits = settings.limits()
     with upload_files.converted(received, limits) as ingested:  # raises DataError -> 422
-        dataset = load_checks(ingested.path, spec.task, spec.seed, limits)  # raises DataError -> 422
+        dataset = load_checks(ingested.labels, spec.task, spec.seed, limits)  # raises DataError -> 422
     check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
     shape = shape_of(dataset)
     check_memory(shape, settings.worker_max_memory_mb)  # raises LimitExceeded -> 422
@@ -169,6 +169,7 @@ def finished_response(request: Request, finished: Finished) -> Response:
     job, body = finished
     if body is not None:
         return result_response(request, body)
+    assert job is not None  # a job comes without its row only with its result
     status_code = USER_ERROR_STATUS.get(job.error_code or "", 422)
     if job.status == JobStatus.cancelled:
         status_code = 409

@@ -9,6 +9,7 @@ a CSV, or its row number (from 1) in a Parquet or Arrow file, as the file's meta
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -40,13 +41,33 @@ def schema(header: list[str], position: Position) -> pa.Schema:
     return pa.schema([*fields, pa.field(POSITION, pa.int64())], metadata={POSITION_KEY: position.encode()})
 
 
+@dataclass(frozen=True)
+class Labels:
+    """What the submit checks read of an upload: its text columns and row positions (a table with the
+    canonical schema's metadata), and its feature names."""
+
+    table: pa.Table
+    feature_names: list[str]
+
+    @property
+    def n_rows(self) -> int:
+        return self.table.num_rows
+
+    def frame(self) -> pd.DataFrame:
+        """As `read_table` returns them: the text columns, indexed by the rows' positions."""
+        return _frame(self.table)
+
+
 class CanonicalWriter:
-    """Writes the canonical file batch by batch (one row group per batch)."""
+    """Writes the canonical file batch by batch (one row group per batch), keeping its `labels()`: the
+    submit checks then need not read the file back."""
 
     def __init__(self, path: Path, header: list[str], position: Position) -> None:
         self.schema = schema(header, position)
         self.header = header
         self.rows = 0
+        self._label_names = [name for name in self.schema.names if name in TEXT_COLUMNS or name == POSITION]
+        self._labels: list[pa.Table] = []
         # Dictionary encoding only for the text columns: on float columns it costs 4x the write time.
         # No column statistics: nothing filters on them, and they cost a tenth of the write.
         text = [name for name in header if name in TEXT_COLUMNS]
@@ -56,8 +77,17 @@ class CanonicalWriter:
 
     def write(self, columns: dict[str, pa.Array | pa.ChunkedArray], positions: np.ndarray) -> None:
         arrays = [columns[name] for name in self.header] + [pa.array(positions, pa.int64())]
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        table = pa.Table.from_arrays(arrays, schema=self.schema)
+        self._writer.write_table(table)
+        self._labels.append(table.select(self._label_names))
         self.rows += len(positions)
+
+    def labels(self) -> Labels:
+        """The text columns and positions of the rows written so far."""
+        schema = pa.schema([self.schema.field(name) for name in self._label_names], self.schema.metadata)
+        table = pa.concat_tables(self._labels) if self._labels else schema.empty_table()
+        features = [name for name in self.header if name not in TEXT_COLUMNS]
+        return Labels(table.replace_schema_metadata(self.schema.metadata), features)
 
     def close(self) -> None:
         self._writer.close()
@@ -71,12 +101,12 @@ class CanonicalWriter:
         self.close()
 
 
-def read_labels(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """`read_table` of the text columns only, and the feature names."""
+def read_labels(path: Path) -> Labels:
+    """The text columns and positions of a canonical file, and its feature names."""
     with pq.ParquetFile(path) as file:
         names = file.schema_arrow.names
         table = file.read(columns=[name for name in names if name in TEXT_COLUMNS or name == POSITION])
-    return _frame(table), [name for name in names if name not in TEXT_COLUMNS and name != POSITION]
+    return Labels(table, [name for name in names if name not in TEXT_COLUMNS and name != POSITION])
 
 
 def read_split_source(source: Path | bytes) -> tuple[pd.DataFrame, tuple[list[str], data.FeatureRows]]:

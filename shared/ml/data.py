@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from sklearn.model_selection import train_test_split
 
 from shared.ml.errors import DataError
 from shared.ml.spec import Limits, Task
+
+if TYPE_CHECKING:
+    from shared.ml.canonical import Labels
 
 TARGET = "target"
 TRAINING_INDEX = "training_index"
@@ -142,16 +145,20 @@ def load_source(source: bytes | Path, task: Task, seed: int, limits: Limits) -> 
     return load_dataset(source, task, seed, limits)
 
 
-def load_checks(path: Path, task: Task, seed: int, limits: Limits) -> Dataset:
-    """`load_source` of a canonical file without its feature values, for the checks made at submit
-    (labels, split, sizes): X_train and X_test have their shapes but are read-only zero-copy views of a
-    single 0.0, so an API process never holds an upload's features."""
+def load_checks(source: Path | Labels, task: Task, seed: int, limits: Limits) -> Dataset:
+    """`load_source` of a canonical file (or of the labels its writer kept) without its feature values,
+    for the checks made at submit (labels, split, sizes): X_train and X_test have their shapes but are
+    read-only zero-copy views of a single 0.0, so an API process never holds an upload's features."""
     from shared.ml import canonical
 
-    frame, feature_names = canonical.read_labels(path)
-    width = len(feature_names)
+    labels = canonical.read_labels(source) if isinstance(source, Path) else source
+    width = len(labels.feature_names)
     return dataset_from_table(
-        frame, task, seed, limits, (feature_names, lambda rows: np.broadcast_to(0.0, (len(rows), width)))
+        labels.frame(),
+        task,
+        seed,
+        limits,
+        (labels.feature_names, lambda rows: np.broadcast_to(0.0, (len(rows), width))),
     )
 
 

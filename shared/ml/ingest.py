@@ -9,14 +9,14 @@ rules and errors are those of `shared.ml.data.read_table` for the same content.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 from isal import igzip
 
-from shared.ml.canonical import TEXT_COLUMNS
+from shared.ml.canonical import Labels
 from shared.ml.errors import DataError
 from shared.ml.ingest_columnar import ingest_columnar
 from shared.ml.ingest_csv import ingest_csv
@@ -50,13 +50,21 @@ OTHER_BINARIES = {
 
 @dataclass(frozen=True)
 class Ingested:
-    """What was read: the canonical Parquet file and the upload's shape."""
+    """What was read: the canonical Parquet file, the upload's shape, and its labels (for the submit
+    checks, which then need not read the file back)."""
 
     path: Path
     format: Format
-    n_rows: int
-    feature_names: list[str]
+    labels: Labels = field(repr=False)
     size_bytes: int  # of the canonical file
+
+    @property
+    def n_rows(self) -> int:
+        return self.labels.n_rows
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.labels.feature_names
 
     @property
     def n_columns(self) -> int:
@@ -108,11 +116,10 @@ def ingest(
     found = detect_format(path, filename, content_type)
     if found in ("csv", "csv.gz"):
         open_raw = open_upload or partial(open, path, "rb")
-        header, n_rows = ingest_csv(partial(_open_text, open_raw, found), dest, limits)
+        labels = ingest_csv(partial(_open_text, open_raw, found), dest, limits)
     else:
-        header, n_rows = ingest_columnar(path, found, dest, limits)
-    features = [name for name in header if name not in TEXT_COLUMNS]
-    return Ingested(dest, found, n_rows, features, dest.stat().st_size)
+        labels = ingest_columnar(path, found, dest, limits)
+    return Ingested(dest, found, labels, dest.stat().st_size)
 
 
 class _GzipText(igzip.IGzipFile):

@@ -18,18 +18,18 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from shared.ml import data
-from shared.ml.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Position
+from shared.ml.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Labels, Position
 from shared.ml.data import DataError
 from shared.ml.spec import Limits
 
 COLUMNAR_BATCH_ROWS = 65_536
 
 
-def ingest_columnar(path: Path, found: str, dest: Path, limits: Limits) -> tuple[list[str], int]:
+def ingest_columnar(path: Path, found: str, dest: Path, limits: Limits) -> Labels:
     names, batches = _open_columnar(path, found)
     header = [name.strip() for name in names]
     data._check_header(header, limits)
-    return header, _write_columnar(header, _unbroken(batches, found), dest, limits)
+    return _write_columnar(header, _unbroken(batches, found), dest, limits)
 
 
 def _unreadable(found: str, err: Exception) -> DataError:
@@ -63,7 +63,9 @@ def _open_reader(path: Path, found: str) -> tuple[list[str], Iterator[pa.RecordB
     return stream.schema.names, iter(stream)
 
 
-def _write_columnar(header: list[str], batches: Iterator[pa.RecordBatch], dest: Path, limits: Limits) -> int:
+def _write_columnar(
+    header: list[str], batches: Iterator[pa.RecordBatch], dest: Path, limits: Limits
+) -> Labels:
     problems = ColumnProblems()
     position: Position = "row"
     with CanonicalWriter(dest, header, position) as writer:
@@ -85,7 +87,7 @@ def _write_columnar(header: list[str], batches: Iterator[pa.RecordBatch], dest: 
     if n_rows == 0:
         raise DataError("no_rows", "The file has columns but no data rows.")
     problems.raise_first(header)
-    return n_rows
+    return writer.labels()
 
 
 def _columnar_values(

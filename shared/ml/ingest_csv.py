@@ -27,7 +27,7 @@ import pyarrow.csv as pacsv
 from isal import isal_zlib
 
 from shared.ml import data
-from shared.ml.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems
+from shared.ml.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Labels
 from shared.ml.data import MISSING_TOKENS, DataError, check_record
 from shared.ml.spec import Limits
 
@@ -49,7 +49,7 @@ class _Unusual(Exception):
 Opener = Callable[[], BinaryIO]
 
 
-def ingest_csv(open_raw: Opener, dest: Path, limits: Limits) -> tuple[list[str], int]:
+def ingest_csv(open_raw: Opener, dest: Path, limits: Limits) -> Labels:
     try:
         with open_raw() as raw:
             return _fast_csv(raw, dest, limits)
@@ -130,7 +130,7 @@ class _LineScanner(io.RawIOBase):
         return self.newlines + (0 if self.last_byte == b"\n" or not self.seen_bytes else 1)
 
 
-def _fast_csv(raw: BinaryIO, dest: Path, limits: Limits) -> tuple[list[str], int]:
+def _fast_csv(raw: BinaryIO, dest: Path, limits: Limits) -> Labels:
     header_lines, header = _read_header(raw)
     data._check_header(header, limits)
     scanner = _LineScanner(raw, limits.max_cell_chars)
@@ -170,7 +170,7 @@ def _fast_csv(raw: BinaryIO, dest: Path, limits: Limits) -> tuple[list[str], int
             writer.write(columns, np.arange(start, start + group.num_rows))
         if writer.rows == 0 or scanner.long_line or scanner.lines != writer.rows:
             raise _Unusual  # no rows, or blank lines / quoted newlines: the positions are not lines
-        return header, writer.rows
+        return writer.labels()
 
 
 def _row_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
@@ -228,7 +228,7 @@ def _check_utf8(raw: BinaryIO) -> bool:
     return blank
 
 
-def _exact_csv(raw: BinaryIO, dest: Path, limits: Limits, blank: bool) -> tuple[list[str], int]:
+def _exact_csv(raw: BinaryIO, dest: Path, limits: Limits, blank: bool) -> Labels:
     """`data._exact_table` streamed: rows checked line by line, values converted batch by batch."""
     if blank:
         raise DataError("empty_file", "The file is empty: send a CSV with a header line and data rows.")
@@ -261,4 +261,4 @@ def _exact_csv(raw: BinaryIO, dest: Path, limits: Limits, blank: bool) -> tuple[
     if n_rows == 0:
         raise DataError("no_rows", f"The file has a header (line {header_line}) but no data rows.")
     problems.raise_first(header)
-    return header, n_rows
+    return writer.labels()

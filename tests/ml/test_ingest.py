@@ -302,6 +302,25 @@ def test_the_submit_checks_see_the_split_without_the_feature_values(
     assert (checks.feature_names, checks.class_labels) == (full.feature_names, full.class_labels)
 
 
+@pytest.mark.parametrize("kind", [*FORMATS, "csv exact"])
+def test_the_labels_kept_while_writing_give_the_checks_of_the_file_read_back(
+    tmp_path: Path, kind: str
+) -> None:
+    """The submit checks read the labels the canonical writer kept, not the file: the same dataset.
+    "csv exact" has a blank line, which the fast CSV reader leaves to the exact one (after writing a
+    part of the file itself: the labels are the second writer's)."""
+    frame = pd.read_csv(DATA_DIR / "wine_dataset2.csv")
+    csv = frame.to_csv(index=False).encode()
+    if kind == "csv exact":
+        csv = csv.replace(b"\n", b"\n\n", 1)
+    ingested = ingest(write_as(frame, csv, kind.split()[0], tmp_path), tmp_path / "c.parquet", Limits())
+    assert ingested.n_rows == len(frame)
+    from_labels = load_checks(ingested.labels, "classification", 3, Limits())
+    from_file = load_checks(ingested.path, "classification", 3, Limits())
+    assert_same(from_labels, from_file)
+    assert from_labels.split_source == "training_index"
+
+
 def test_a_legacy_csv_upload_loads_from_its_bytes_or_a_path(tmp_path: Path) -> None:
     csv = (DATA_DIR / "iris_dataset2.csv").read_bytes()
     path = tmp_path / "stored"
