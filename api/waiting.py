@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from shared.db import read_scope
-from shared.job_events import CHANNEL
+from shared.job_events import CHANNEL, parse_notification
 from shared.jobstore import result_body
 from shared.settings import get_settings
 from shared.tables import FINISHED, Job, JobResult, JobStatus
@@ -44,7 +44,8 @@ RECONNECT_SECONDS = (0.1, 5.0)  # first and largest delay between reconnection a
 # A connection that silently vanished (a network cut) is noticed by TCP within about half a minute.
 KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
-Finished = tuple[Job, bytes | None]
+Finished = tuple[Job | None, bytes | None]
+"""The job and its result body; no job when the body came with the job's notification."""
 
 
 def finished_job(job_id: str, with_body: bool = True) -> Finished | None:
@@ -79,6 +80,7 @@ class JobWaiter:
         self.postgres = url.get_backend_name() == "postgresql"
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._waiting: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._bodies: dict[str, bytes] = {}  # results that came with a waited-for job's notification
         self._listening = asyncio.Event()  # set while LISTEN is active on a live connection
         self._task: asyncio.Task[None] | None = None
 
@@ -95,7 +97,7 @@ class JobWaiter:
 
     async def wait(self, job_id: str, seconds: float, *, with_body: bool = True) -> Finished | None:
         """The finished job (with its result body if `with_body`), or None when it is still unfinished
-        after `seconds`."""
+        after `seconds`. A succeeded job whose result came with its notification is `(None, body)`."""
         started = time.monotonic()
         deadline = started + seconds
         woken = asyncio.Event()
@@ -103,6 +105,8 @@ class JobWaiter:
         try:
             while True:
                 woken.clear()
+                if with_body and (body := self._bodies.get(job_id)) is not None:
+                    return None, body
                 found = await run_in_threadpool(finished_job, job_id, with_body)
                 if found is not None:
                     return found
@@ -117,14 +121,17 @@ class JobWaiter:
             events.discard(woken)
             if not events:
                 del self._waiting[job_id]
+                self._bodies.pop(job_id, None)
 
     def _poll_seconds(self, waited: float) -> float:
         if not self.postgres:
             return min(SQLITE_POLL_SECONDS + SQLITE_POLL_GROWTH * waited, SQLITE_POLL_MAX_SECONDS)
         return FALLBACK_POLL_SECONDS if self._listening.is_set() else UNLISTENED_POLL_SECONDS
 
-    def _wake(self, job_id: str | None = None) -> None:
-        """Wake the waiters of `job_id`, or all of them."""
+    def _wake(self, job_id: str | None = None, body: bytes | None = None) -> None:
+        """Wake the waiters of `job_id` (giving them `body`, its result), or all of them."""
+        if job_id is not None and body is not None and job_id in self._waiting:
+            self._bodies[job_id] = body
         groups = [self._waiting.get(job_id, set())] if job_id else list(self._waiting.values())
         for events in groups:
             for event in events:
@@ -142,7 +149,7 @@ class JobWaiter:
                     self._wake()  # what finished while nobody listened is read now
                     delay = RECONNECT_SECONDS[0]
                     async for notification in conn.notifies():
-                        self._wake(notification.payload)
+                        self._wake(*parse_notification(notification.payload))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the connection dropped or Postgres is down: reconnect

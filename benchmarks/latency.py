@@ -237,7 +237,7 @@ class CommitListener:
             conn.execute("LISTEN fitexplain_jobs")
             while not self._stop.is_set():
                 for notification in conn.notifies(timeout=0.2):
-                    self.heard[notification.payload] = time.time()
+                    self.heard[notification.payload.partition(" ")[0]] = time.time()
 
     def stop(self) -> None:
         self._stop.set()

@@ -4,17 +4,37 @@ The NOTIFY is issued inside the transaction that marks the job finished, so Post
 when that transaction commits (never for a rolled-back one), and a listener that hears it can already
 read the finished row. A notification is only a hint: waiters also poll slowly, so a lost one (the
 listener was reconnecting) delays an answer, never loses it. SQLite has no LISTEN: nothing is sent.
+
+A small succeeded result rides along (`<job id> <base64 of its gzip body>`): the request waiting for it
+answers at once instead of reading back what the worker just wrote (a session, the job and result rows,
+the blob: about 2 ms of a trivial job's 50 here). The stored result stays the reference; the payload
+is the same bytes, sent in the same commit.
 """
 
 from __future__ import annotations
+
+import base64
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 CHANNEL = "fitexplain_jobs"
+# Postgres refuses payloads of 8,000 bytes or more; base64 makes 4 characters of every 3 bytes.
+BODY_IN_NOTIFICATION_MAX_BYTES = 5_000
 
 
-def notify_finished(session: Session, job_id: str) -> None:
-    """Announce, on commit, that `job_id` reached a final state (succeeded, failed or cancelled)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, :job_id)"), {"channel": CHANNEL, "job_id": job_id})
+def notify_finished(session: Session, job_id: str, result_gzip: bytes | None = None) -> None:
+    """Announce, on commit, that `job_id` reached a final state (succeeded, failed or cancelled), with
+    its result (`result_gzip`, the stored gzip body) when that is small."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    payload = job_id
+    if result_gzip is not None and len(result_gzip) <= BODY_IN_NOTIFICATION_MAX_BYTES:
+        payload = f"{job_id} {base64.b64encode(result_gzip).decode('ascii')}"
+    session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+
+
+def parse_notification(payload: str) -> tuple[str, bytes | None]:
+    """(job id, its result's gzip body if the notification carried it)."""
+    job_id, _, body = payload.partition(" ")
+    return job_id, base64.b64decode(body) if body else None

@@ -242,7 +242,7 @@ def succeed(
         drop_working_data(session, job_id)
     add_event(session, job_id, "succeeded")
     enqueue_finished(session, job_id, result, job=job)
-    notify_finished(session, job_id)
+    notify_finished(session, job_id, compressed)
     return True
 
 

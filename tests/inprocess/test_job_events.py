@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 
 import psycopg
@@ -12,7 +13,7 @@ from sqlalchemy import text
 from api.waiting import JobWaiter
 from shared import jobstore
 from shared.db import get_engine, session_scope
-from shared.job_events import CHANNEL
+from shared.job_events import BODY_IN_NOTIFICATION_MAX_BYTES, CHANNEL, parse_notification
 from shared.settings import Settings
 from shared.tables import JobStatus
 from tests.inprocess.factories import make_job, make_user
@@ -54,11 +55,34 @@ def test_a_finished_job_is_announced_only_when_its_transaction_commits(
     assert heard(listener) == [job_id]
 
 
-def test_success_is_announced_on_commit(listener: psycopg.Connection, job_id: str) -> None:
+def succeed(job_id: str, result: dict[str, object]) -> bytes:
+    """Claim and succeed the job with `result`; its stored gzip body."""
     with session_scope() as session:
         jobstore.claim(session, job_id, worker="w1", stale_after=300, max_attempts=3)
     with session_scope() as session:
-        assert jobstore.succeed(session, job_id, "w1", {"y_pred": [1]})
+        assert jobstore.succeed(session, job_id, "w1", result)
+    with session_scope() as session:
+        body = jobstore.result_body(session, job_id)
+    assert body is not None
+    return body
+
+
+def large_result() -> dict[str, object]:
+    """A result whose gzip body is too large for a notification (random digits do not compress)."""
+    return {"y_pred": [random.random() for _ in range(2_000)]}
+
+
+def test_success_is_announced_on_commit_with_a_small_result(
+    listener: psycopg.Connection, job_id: str
+) -> None:
+    stored = succeed(job_id, {"y_pred": [1]})
+    [payload] = heard(listener)
+    assert parse_notification(payload) == (job_id, stored)
+
+
+def test_a_large_result_is_announced_without_it(listener: psycopg.Connection, job_id: str) -> None:
+    stored = succeed(job_id, large_result())
+    assert len(stored) > BODY_IN_NOTIFICATION_MAX_BYTES
     assert heard(listener) == [job_id]
 
 
@@ -130,3 +154,48 @@ def test_a_wait_ends_even_when_its_listener_is_killed_and_the_notification_lost(
 
     found = asyncio.run(scenario())
     assert found is not None and found[0].status == JobStatus.failed
+
+
+def _succeed_later(job_id: str, result: dict[str, object], started: threading.Event) -> threading.Thread:
+    def finish() -> None:
+        started.wait(30)
+        succeed(job_id, result)
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_wait_gets_the_stored_result_from_the_notification_or_the_store(
+    service_settings: Settings, job_id: str, size: str
+) -> None:
+    """A small result comes with the notification (no job row read back: the job is None), a large one
+    is read back with its row; either is the stored body."""
+    result = {"y_pred": [1, 2]} if size == "small" else large_result()
+
+    async def scenario() -> tuple[object, ...] | None:
+        waiter = JobWaiter(service_settings.database_url)
+        await waiter.start()
+        try:
+            started = threading.Event()
+            thread = _succeed_later(job_id, result, started)
+            waiting = asyncio.create_task(waiter.wait(job_id, 30))
+            await asyncio.sleep(0.3)  # the waiter has read the unfinished row and sleeps
+            started.set()
+            found = await waiting
+            thread.join()
+            return found
+        finally:
+            await waiter.stop()
+
+    found = asyncio.run(scenario())
+    assert found is not None
+    with session_scope() as session:
+        stored = jobstore.result_body(session, job_id)
+    job, body = found
+    assert body == stored
+    if size == "small":
+        assert job is None
+    else:
+        assert job is not None and job.status == JobStatus.succeeded
