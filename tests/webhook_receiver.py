@@ -9,6 +9,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from tests.stack import free_port
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: a burst of deliveries (two dispatchers, several at once each)
+    # on a loaded machine overflowed it, the dropped SYN was retried after 1 s, and an attempt under the
+    # fault tests' 2 s webhook timeout failed before the receiver saw it.
+    request_queue_size = 128
+
+
 class Receiver:
     """Listens on 127.0.0.1:`port` once started; can be stopped and started again on the same port."""
 
@@ -39,7 +46,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

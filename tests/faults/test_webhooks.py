@@ -149,4 +149,4 @@ def test_fifty_jobs_finishing_together_get_fifty_deliveries_once_each(
     assert sorted(ids) == sorted(f"{job_id}-succeeded" for job_id in job_ids)  # 50, none twice
     for job_id in job_ids:
         (delivery,) = deliveries(alice, job_id)
-        assert delivery["attempts"] == 1 and len(delivery["attempt_log"]) == 1, delivery
+        assert delivery["attempts"] == 1 and len(delivery["attempt_log"]) == 1, delivery["attempt_log"]
