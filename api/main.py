@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api import dashboard
+from api.dispatch_marks import DispatchMarks
 from api.middleware import UploadLimitMiddleware
 from api.routes import account, admin, health, jobs, metrics, submit, webhooks
 from api.routes.account import usage_public
@@ -87,6 +88,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     waiter = app.state.job_waiter = JobWaiter(settings.database_url)
     await waiter.start()
+    marks = app.state.dispatch_marks = DispatchMarks()
     tasks = [
         asyncio.create_task(_sweep_forever(settings.sweep_seconds)),
         asyncio.create_task(_deliver_webhooks_forever(settings.webhook_poll_seconds)),
@@ -97,6 +99,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await waiter.stop()
+        await marks.flush()
 
 
 def create_app() -> FastAPI:

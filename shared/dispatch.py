@@ -9,12 +9,14 @@ persistence), every queued job is published again. Publishing twice is harmless:
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from shared.db import commit_without_flush_wait, session_scope
-from shared.jobstore import add_event, forget_dispatches, mark_dispatched, requeue_stale, undispatched
+from shared.jobstore import forget_dispatches, mark_dispatched, requeue_stale, undispatched
 from shared.queue import RUN_JOB_TASK, broker_lost_messages, publish
 from shared.routing import broker_queue
 from shared.settings import get_settings
+from shared.tables import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +28,29 @@ def dispatch(job_id: str, queue: str) -> bool:
     The message wakes a worker of that queue, which claims the fairest queued job of the queue (see
     `jobstore.claim_next`): one message per queued job, so every job gets its turn.
     """
+    published = publish_job(job_id, queue)
+    if published is None:
+        return False
+    mark_published([(job_id, published)])
+    return True
+
+
+def publish_job(job_id: str, queue: str) -> datetime | None:
+    """Publish the job's message; when it was published, or None (logged) when the broker is unreachable."""
     try:
         publish(RUN_JOB_TASK, job_id, queue=broker_queue(queue, get_settings()))
     except Exception as exc:  # any broker failure: the sweep retries later
         log.warning("could not publish job %s: %s", job_id, exc)
-        return False
+        return None
+    return utcnow()
+
+
+def mark_published(jobs: list[tuple[str, datetime]]) -> None:
+    """Record that these (job id, published at) were published, in one transaction."""
     with session_scope() as session:
         commit_without_flush_wait(session)  # a lost mark only makes the sweep publish the job again
-        add_event(session, job_id, "dispatched")
-        mark_dispatched(session, job_id)  # last: it holds the job's row until the commit
-    return True
+        for job_id, published in jobs:
+            mark_dispatched(session, job_id, published)  # it holds the job's row until the commit
 
 
 def sweep() -> dict[str, int]:

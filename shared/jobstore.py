@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import IO, Any
 
 import orjson
 from isal import igzip
-from sqlalchemy import Update, and_, bindparam, func, or_, select, update
+from sqlalchemy import Update, and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from shared import blob_gc
@@ -29,7 +29,16 @@ from shared.blobs import current_store, new_token
 from shared.chunks import drop_working_data, may_hold_working_data
 from shared.job_events import notify_finished
 from shared.storage import release_upload, sha256_hex
-from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, heartbeat_stale, utcnow
+from shared.tables import (
+    FINISHED,
+    Job,
+    JobEvent,
+    JobResult,
+    JobStatus,
+    UtcDateTime,
+    heartbeat_stale,
+    utcnow,
+)
 from shared.webhook_outbox import enqueue_finished
 
 
@@ -64,12 +73,16 @@ def create_job(
     return job
 
 
-def mark_dispatched(session: Session, job_id: str) -> None:
-    """Record that the job's message was published, unless a worker is claiming the job right now (it
-    holds the row): the API must not wait for that claim, and the mark only matters while the job is
-    queued (a job left queued unmarked is published once more by the sweep, which is harmless)."""
+def mark_dispatched(session: Session, job_id: str, at: datetime | None = None) -> None:
+    """Record (with its "dispatched" event) that the job's message was published `at`, unless a worker is
+    claiming the job right now (it holds the row): the API must not wait for that claim, and the mark
+    only matters while the job is queued (a job left queued unmarked is published once more by the
+    sweep, which is harmless). A job deleted meanwhile gets nothing."""
+    at = at or utcnow()
+    event = select(Job.id, literal("dispatched"), literal(at, UtcDateTime())).where(Job.id == job_id)
+    session.execute(insert(JobEvent).from_select(["job_id", "event", "at"], event))
     free = select(Job.id).where(Job.id == job_id).with_for_update(skip_locked=True, key_share=True)
-    session.execute(update(Job).where(Job.id == free.scalar_subquery()).values(dispatched_at=utcnow()))
+    session.execute(update(Job).where(Job.id == free.scalar_subquery()).values(dispatched_at=at))
 
 
 @dataclass(frozen=True)

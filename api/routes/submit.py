@@ -7,6 +7,7 @@ The route functions are built per endpoint at import time; this module does not 
 """
 
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
@@ -17,12 +18,13 @@ from sqlalchemy.orm import Session
 from api import upload_files
 from api.auth_first import AuthenticateBeforeBodyRoute
 from api.deps import CurrentUser, SettingsDep
+from api.dispatch_marks import dispatch_marks
 from api.serialize import job_public, result_response
 from api.upload_files import ReceivedUpload
 from api.upload_stream import ReceivedFile, is_multipart, receive_form
 from api.waiting import Finished, job_waiter
 from shared.db import session_scope
-from shared.dispatch import dispatch
+from shared.dispatch import publish_job
 from shared.jobspec import (
     CommonParams,
     GbdtClassificationParams,
@@ -106,9 +108,10 @@ async def submit(
     wait: float | None,
 ) -> Response:
     assert isinstance(file, ReceivedFile)  # a file part is only found in a multipart body: SubmitRoute's
-    job = await run_in_threadpool(_validate_and_store, endpoint, params, file.received(), user_id, settings)
+    job, published = await run_in_threadpool(_accept, endpoint, params, file.received(), user_id, settings)
     accepted = job_public(job)  # as accepted: queued (a worker may claim it as soon as it is published)
-    await run_in_threadpool(dispatch, job.id, job.queue)
+    if published is not None:
+        dispatch_marks(request.app).add(job.id, published)
     if wait:
         finished = await job_waiter(request.app).wait(job.id, wait)
         if finished is not None:
@@ -120,6 +123,14 @@ async def submit(
         status_code=status.HTTP_202_ACCEPTED,
         headers={"Location": f"/jobs/{job_id}"},
     )
+
+
+def _accept(
+    endpoint: str, params: CommonParams, received: ReceivedUpload, user_id: int, settings: Settings
+) -> tuple[Job, datetime | None]:
+    """Validate and store the job, then publish its message (None: the broker is down, the sweep will)."""
+    job = _validate_and_store(endpoint, params, received, user_id, settings)
+    return job, publish_job(job.id, job.queue)
 
 
 def _validate_and_store(
