@@ -14,8 +14,9 @@ is the same bytes, sent in the same commit.
 from __future__ import annotations
 
 import base64
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 CHANNEL = "fitexplain_jobs"
@@ -26,12 +27,22 @@ BODY_IN_NOTIFICATION_MAX_BYTES = 5_000
 def notify_finished(session: Session, job_id: str, result_gzip: bytes | None = None) -> None:
     """Announce, on commit, that `job_id` reached a final state (succeeded, failed or cancelled), with
     its result (`result_gzip`, the stored gzip body) when that is small."""
+    notification = finished_notification(session, job_id, result_gzip)
+    if notification is not None:
+        session.execute(select(notification))
+
+
+def finished_notification(
+    session: Session, job_id: str, result_gzip: bytes | None = None
+) -> ColumnElement[Any] | None:
+    """`notify_finished` as a column, for the RETURNING of the statement that finishes the job: sent
+    only if that statement finds the job to finish, without a round trip of its own. None on SQLite."""
     if session.get_bind().dialect.name != "postgresql":
-        return
+        return None
     payload = job_id
     if result_gzip is not None and len(result_gzip) <= BODY_IN_NOTIFICATION_MAX_BYTES:
         payload = f"{job_id} {base64.b64encode(result_gzip).decode('ascii')}"
-    session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+    return func.pg_notify(CHANNEL, payload)
 
 
 def parse_notification(payload: str) -> tuple[str, bytes | None]:

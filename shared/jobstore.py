@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, aliased
 from shared import blob_gc
 from shared.blobs import current_store, new_token
 from shared.chunks import drop_working_data, may_hold_working_data
-from shared.job_events import notify_finished
+from shared.job_events import finished_notification, notify_finished
 from shared.storage import release_upload, sha256_hex
 from shared.tables import (
     FINISHED,
@@ -228,13 +228,17 @@ def succeed(
     for written_key, content in written.items():
         blobs.put_bytes(written_key, content)
         blob_gc.written(session, written_key)
-    job = session.execute(
+    finishing = (
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker)
         .values(status=JobStatus.succeeded, progress=1.0, progress_message="done", finished_at=utcnow())
         .returning(Job)
         .execution_options(synchronize_session=False, populate_existing=True)
-    ).scalar()
+    )
+    notification = finished_notification(session, job_id, compressed)
+    if notification is not None:  # sent with the UPDATE, delivered when this transaction commits
+        finishing = finishing.returning(notification)
+    job = session.execute(finishing).scalar()
     if job is None:
         for written_key in written:
             blobs.delete(written_key)
@@ -255,7 +259,6 @@ def succeed(
         drop_working_data(session, job_id)
     add_event(session, job_id, "succeeded")
     enqueue_finished(session, job_id, result, job=job)
-    notify_finished(session, job_id, compressed)
     return True
 
 

@@ -199,3 +199,17 @@ def test_a_wait_gets_the_stored_result_from_the_notification_or_the_store(
         assert job is None
     else:
         assert job is not None and job.status == JobStatus.succeeded
+
+
+def test_a_result_for_a_job_no_longer_ours_is_not_announced(
+    listener: psycopg.Connection, job_id: str
+) -> None:
+    """The notification rides on the UPDATE that finishes the job: none when it finds nothing to finish."""
+    with session_scope() as session:
+        jobstore.claim(session, job_id, worker="w1", stale_after=300, max_attempts=3)
+    with session_scope() as session:
+        assert jobstore.cancel(session, job_id)
+    assert heard(listener) == [job_id]  # the cancel's
+    with session_scope() as session:
+        assert not jobstore.succeed(session, job_id, "w1", {"y_pred": [1]})
+    assert heard(listener) == []
