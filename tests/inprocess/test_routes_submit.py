@@ -68,8 +68,10 @@ def test_a_valid_request_is_accepted_stored_and_published_once(
     assert body["created_at"].endswith(("Z", "+00:00"))
     assert published.job_ids(RUN_JOB_TASK) == [body["id"]]
     job = load_job(body["id"])
-    assert job is not None and job.user_id == alice.id and job.dispatched_at is not None
-    assert events(body["id"]) == ["submitted", "dispatched"]
+    assert job is not None and job.user_id == alice.id
+    # The dispatch mark follows a moment later, from the running app's event loop (which this client,
+    # without the app's lifespan, does not keep): tests/inprocess/test_dispatch_marks.py.
+    assert events(body["id"])[0] == "submitted"
 
 
 def test_stored_parameters_are_the_validated_ones_without_wait(client: TestClient, alice: Account) -> None:
