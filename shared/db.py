@@ -40,8 +40,12 @@ def _refuse_hung_up(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     backend it stops or terminates with a FATAL message and a FIN, which make the socket readable: such
     a connection is discarded, and the pool hands out a new one. A connection that dies silently (a
     network cut) fails its first statement, as it could just after a ping."""
+    try:
+        descriptor = dbapi_connection.fileno()
+    except Exception as exc:  # psycopg: the connection is already closed
+        raise DisconnectionError("this pooled connection is closed") from exc
     poller = select.poll()
-    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    poller.register(descriptor, select.POLLIN | select.POLLERR | select.POLLHUP)
     if poller.poll(0):
         raise DisconnectionError("the server closed this pooled connection")
 
