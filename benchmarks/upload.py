@@ -4,7 +4,8 @@ A 190,000-row CSV (24 float features, `target`, `training_index`; about 90 MB) i
 dir, with its gzip and Parquet versions. Through a real API process (Postgres, Redis; no worker: only
 the submit is timed) it measures:
   - one submit of each format (the answer time: upload, validation, conversion, storage), `--repeats`
-    times (the same file again: converted and checked again, stored once), the median;
+    times (the same file again: converted and checked again, stored once), the median, and the API
+    process's CPU time for each (what decides how many uploads two cores take at once);
   - six concurrent CSV submits (six distinct files): each one's answer time, and the API process's
     peak RSS during them (VmHWM, reset before the round via /proc/<pid>/clear_refs).
 The baseline in the same run is `pandas.read_csv` of the same file in this process. With
