@@ -131,10 +131,21 @@ def test_same_request_same_result_bit_for_bit(results: dict, alice: Client) -> N
     assert again == results["mlclassification", "none"]
 
 
-def test_wait_returns_the_result_itself(alice: Client) -> None:
-    response = alice.submit("gbdtregression", "boston_dataset2.csv", wait=60)
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+def test_wait_returns_the_result_itself(alice: Client, encoding: str) -> None:
+    """The stored result, whether the answer came from the job's notification (a small result) or was
+    read back, gzip-encoded or not."""
+    response = alice.http.post(
+        "/gbdtregression",
+        params={"wait": "60"},
+        files={"file": ("boston.csv", (DATA / "boston_dataset2.csv").read_bytes(), "text/csv")},
+        headers={"Accept-Encoding": encoding},
+    )
     assert response.status_code == 200, response.text
+    assert response.headers.get("content-encoding") == (encoding if encoding == "gzip" else None)
     assert "Score" in response.json()
+    newest = alice.http.get("/jobs", params={"limit": 1}).json()["items"][0]
+    assert response.json() == alice.result(newest["id"])
 
 
 def test_techtonique_mount_answers_with_the_result(alice: Client) -> None:
