@@ -24,10 +24,10 @@ CHANNEL = "fitexplain_jobs"
 BODY_IN_NOTIFICATION_MAX_BYTES = 5_000
 
 
-def notify_finished(session: Session, job_id: str, result_gzip: bytes | None = None) -> None:
-    """Announce, on commit, that `job_id` reached a final state (succeeded, failed or cancelled), with
-    its result (`result_gzip`, the stored gzip body) when that is small."""
-    notification = finished_notification(session, job_id, result_gzip)
+def notify_finished(session: Session, job_id: str) -> None:
+    """Announce, on commit, that `job_id` reached a final state (failed or cancelled; a success sends
+    `finished_notification` with its UPDATE)."""
+    notification = finished_notification(session, job_id)
     if notification is not None:
         session.execute(select(notification))
 

@@ -67,7 +67,7 @@ class CanonicalWriter:
         self.header = header
         self.rows = 0
         self._label_names = [name for name in self.schema.names if name in TEXT_COLUMNS or name == POSITION]
-        self._labels: list[pa.Table] = []
+        self._labels: list[pa.Table] = []  # each batch's label columns (their schema keeps the metadata)
         # Dictionary encoding only for the text columns: on float columns it costs 4x the write time.
         # No column statistics: nothing filters on them, and they cost a tenth of the write.
         text = [name for name in header if name in TEXT_COLUMNS]
@@ -84,10 +84,9 @@ class CanonicalWriter:
 
     def labels(self) -> Labels:
         """The text columns and positions of the rows written so far."""
-        schema = pa.schema([self.schema.field(name) for name in self._label_names], self.schema.metadata)
-        table = pa.concat_tables(self._labels) if self._labels else schema.empty_table()
+        table = pa.concat_tables(self._labels) if self._labels else self.schema.empty_table()
         features = [name for name in self.header if name not in TEXT_COLUMNS]
-        return Labels(table.replace_schema_metadata(self.schema.metadata), features)
+        return Labels(table.select(self._label_names), features)
 
     def close(self) -> None:
         self._writer.close()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
+from collections.abc import Callable
 
 import psycopg
 import pytest
 from sqlalchemy import text
 
-from api.waiting import JobWaiter
+from api.waiting import Finished, JobWaiter
 from shared import jobstore
 from shared.db import get_engine, session_scope
 from shared.job_events import BODY_IN_NOTIFICATION_MAX_BYTES, CHANNEL, parse_notification
@@ -93,15 +93,27 @@ def test_a_job_that_does_not_finish_is_not_announced(listener: psycopg.Connectio
     assert heard(listener) == []
 
 
-def _finish_later(job_id: str, started: threading.Event) -> threading.Thread:
-    def finish() -> None:
-        started.wait(30)
-        with session_scope() as session:
-            jobstore.fail(session, job_id, "bad_input", "no")
+def fail(job_id: str) -> None:
+    with session_scope() as session:
+        jobstore.fail(session, job_id, "bad_input", "no")
 
-    thread = threading.Thread(target=finish)
-    thread.start()
-    return thread
+
+def wait_while_finished(database_url: str, job_id: str, finish: Callable[[], object]) -> Finished | None:
+    """What a JobWaiter's wait for `job_id` returns when `finish` runs (in a thread) once the waiter has
+    read the unfinished row and sleeps."""
+
+    async def scenario() -> Finished | None:
+        waiter = JobWaiter(database_url)
+        await waiter.start()
+        try:
+            waiting = asyncio.create_task(waiter.wait(job_id, 30))
+            await asyncio.sleep(0.3)  # the waiter has read the unfinished row and sleeps
+            await asyncio.to_thread(finish)
+            return await waiting
+        finally:
+            await waiter.stop()
+
+    return asyncio.run(scenario())
 
 
 def _terminate_listeners() -> int:
@@ -117,22 +129,7 @@ def _terminate_listeners() -> int:
 
 
 def test_a_wait_ends_when_the_job_finishes(service_settings: Settings, job_id: str) -> None:
-    async def scenario() -> tuple[object, ...] | None:
-        waiter = JobWaiter(service_settings.database_url)
-        await waiter.start()
-        try:
-            started = threading.Event()
-            thread = _finish_later(job_id, started)
-            waiting = asyncio.create_task(waiter.wait(job_id, 30))
-            await asyncio.sleep(0.3)  # the waiter has read the unfinished row and sleeps
-            started.set()
-            found = await waiting
-            thread.join()
-            return found
-        finally:
-            await waiter.stop()
-
-    found = asyncio.run(scenario())
+    found = wait_while_finished(service_settings.database_url, job_id, lambda: fail(job_id))
     assert found is not None and found[0].status == JobStatus.failed
 
 
@@ -146,24 +143,13 @@ def test_a_wait_ends_even_when_its_listener_is_killed_and_the_notification_lost(
             waiting = asyncio.create_task(waiter.wait(job_id, 30))
             await asyncio.sleep(0.3)  # listening, and the waiter sleeps on the unfinished row
             assert await asyncio.to_thread(_terminate_listeners) == 1
-            with session_scope() as session:  # finished while the listener reconnects: its NOTIFY is lost
-                jobstore.fail(session, job_id, "bad_input", "no")
+            fail(job_id)  # finished while the listener reconnects: its NOTIFY is lost
             return await waiting
         finally:
             await waiter.stop()
 
     found = asyncio.run(scenario())
     assert found is not None and found[0].status == JobStatus.failed
-
-
-def _succeed_later(job_id: str, result: dict[str, object], started: threading.Event) -> threading.Thread:
-    def finish() -> None:
-        started.wait(30)
-        succeed(job_id, result)
-
-    thread = threading.Thread(target=finish)
-    thread.start()
-    return thread
 
 
 @pytest.mark.parametrize("size", ["small", "large"])
@@ -173,23 +159,7 @@ def test_a_wait_gets_the_stored_result_from_the_notification_or_the_store(
     """A small result comes with the notification (no job row read back: the job is None), a large one
     is read back with its row; either is the stored body."""
     result = {"y_pred": [1, 2]} if size == "small" else large_result()
-
-    async def scenario() -> tuple[object, ...] | None:
-        waiter = JobWaiter(service_settings.database_url)
-        await waiter.start()
-        try:
-            started = threading.Event()
-            thread = _succeed_later(job_id, result, started)
-            waiting = asyncio.create_task(waiter.wait(job_id, 30))
-            await asyncio.sleep(0.3)  # the waiter has read the unfinished row and sleeps
-            started.set()
-            found = await waiting
-            thread.join()
-            return found
-        finally:
-            await waiter.stop()
-
-    found = asyncio.run(scenario())
+    found = wait_while_finished(service_settings.database_url, job_id, lambda: succeed(job_id, result))
     assert found is not None
     with session_scope() as session:
         stored = jobstore.result_body(session, job_id)
