@@ -57,6 +57,7 @@ import psycopg  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from benchmarks._stack import SERVICE_INTERVALS, _raise_keyboard_interrupt, running_stack  # noqa: E402
+from shared.job_events import parse_notification  # noqa: E402
 from tests.stack import DATA  # noqa: E402
 from tests.stack import embedded_serve as start_embedded_serve  # noqa: E402
 
@@ -237,7 +238,8 @@ class CommitListener:
             conn.execute("LISTEN fitexplain_jobs")
             while not self._stop.is_set():
                 for notification in conn.notifies(timeout=0.2):
-                    self.heard[notification.payload.partition(" ")[0]] = time.time()
+                    job_id, _ = parse_notification(notification.payload)
+                    self.heard[job_id] = time.time()
 
     def stop(self) -> None:
         self._stop.set()
