@@ -53,9 +53,8 @@ class Labels:
     def n_rows(self) -> int:
         return self.table.num_rows
 
-    def frame(self) -> pd.DataFrame:
-        """As `read_table` returns them: the text columns, indexed by the rows' positions."""
-        return _frame(self.table)
+    def columns(self) -> data.LabelColumns:
+        return label_columns(self.table)
 
 
 class CanonicalWriter:
@@ -108,8 +107,8 @@ def read_labels(path: Path) -> Labels:
     return Labels(table, [name for name in names if name not in TEXT_COLUMNS and name != POSITION])
 
 
-def read_split_source(source: Path | bytes) -> tuple[pd.DataFrame, tuple[list[str], data.FeatureRows]]:
-    """The canonical file for `data.dataset_from_table`: its text columns as `read_table` returns them,
+def read_split_source(source: Path | bytes) -> tuple[data.LabelColumns, tuple[list[str], data.FeatureRows]]:
+    """The canonical file for `data.split_dataset`: its text columns as `read_table` returns them,
     and (feature names, rows -> feature values) reading the features straight from the Parquet columns,
     so only X_train and X_test are allocated at the table's size (a DataFrame of the features, then its
     2-D copy, then the split would be three more copies of it)."""
@@ -122,8 +121,7 @@ def read_split_source(source: Path | bytes) -> tuple[pd.DataFrame, tuple[list[st
             values[:, position] = table.column(name).to_numpy()[rows]
         return values
 
-    text = [name for name in table.column_names if name in TEXT_COLUMNS or name == POSITION]
-    return _frame(table.select(text)), (names, feature_rows)
+    return label_columns(table), (names, feature_rows)
 
 
 def read_table(source: Path | bytes, columns: list[str] | None = None) -> pd.DataFrame:
@@ -139,8 +137,25 @@ def _read(source: Path | bytes, columns: list[str] | None = None) -> pa.Table:
         return file.read(columns=columns)
 
 
-def _frame(table: pa.Table) -> pd.DataFrame:
+def label_columns(table: pa.Table) -> data.LabelColumns:
+    """The text columns of (a selection of) a canonical file, as `read_table` returns them. Built as two
+    Series rather than a DataFrame: on a small upload, pandas' frame construction cost more than the
+    checks that read it."""
+    index = _positions(table)
+
+    def text(name: str) -> pd.Series:
+        return pd.Series(table.column(name).to_pandas().array, index=index, name=name, copy=False)
+
+    training_index = text(data.TRAINING_INDEX) if data.TRAINING_INDEX in table.column_names else None
+    return data.LabelColumns(text(data.TARGET), training_index)
+
+
+def _positions(table: pa.Table) -> pd.Index:
     position = (table.schema.metadata or {}).get(POSITION_KEY, b"line").decode()
+    return pd.Index(table.column(POSITION).to_numpy(), name=position)
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
     names = [name for name in table.column_names if name != POSITION]
     frame = pd.DataFrame(
         {
@@ -148,7 +163,7 @@ def _frame(table: pa.Table) -> pd.DataFrame:
             for name in names
         }
     )
-    frame.index = pd.Index(table.column(POSITION).to_numpy(), name=position)
+    frame.index = _positions(table)
     for name in TEXT_COLUMNS:
         if name in frame.columns:
             frame[name] = frame[name].astype(str)

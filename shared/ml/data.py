@@ -57,6 +57,21 @@ class Dataset:
     split_source: SplitSource
 
 
+@dataclass(frozen=True)
+class LabelColumns:
+    """What the split reads of a validated table besides its features: the `target` and (when present)
+    `training_index` text, indexed by each row's position in the upload ("line" or "row", the index's
+    name), which the errors name."""
+
+    target: pd.Series
+    training_index: pd.Series | None
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> LabelColumns:
+        training_index = frame[TRAINING_INDEX] if TRAINING_INDEX in frame.columns else None
+        return cls(frame[TARGET], training_index)
+
+
 def read_table(content: bytes, limits: Limits) -> pd.DataFrame:
     """Parse and validate a CSV upload.
 
@@ -140,8 +155,8 @@ def load_source(source: bytes | Path, task: Task, seed: int, limits: Limits) -> 
             if not canonical.is_canonical(file.read(4)):
                 source = source.read_bytes()
     if isinstance(source, Path) or canonical.is_canonical(source):
-        frame, features = canonical.read_split_source(source)
-        return dataset_from_table(frame, task, seed, limits, features)
+        labels, features = canonical.read_split_source(source)
+        return split_dataset(labels, features, task, seed, limits)
     return load_dataset(source, task, seed, limits)
 
 
@@ -153,13 +168,8 @@ def load_checks(source: Path | Labels, task: Task, seed: int, limits: Limits) ->
 
     labels = canonical.read_labels(source) if isinstance(source, Path) else source
     width = len(labels.feature_names)
-    return dataset_from_table(
-        labels.frame(),
-        task,
-        seed,
-        limits,
-        (labels.feature_names, lambda rows: np.broadcast_to(0.0, (len(rows), width))),
-    )
+    placeholders = (labels.feature_names, lambda rows: np.broadcast_to(0.0, (len(rows), width)))
+    return split_dataset(labels.columns(), placeholders, task, seed, limits)
 
 
 FeatureRows = Callable[[np.ndarray], np.ndarray]
@@ -174,24 +184,33 @@ def dataset_from_table(
     features: tuple[list[str], FeatureRows] | None = None,
 ) -> Dataset:
     """Split a validated table (float64 features, `target` and `training_index` as stripped text, each
-    row's position in the upload as the index) into train and test arrays for `task`.
-
-    With `features` (names, rows -> values), the frame holds only `target` (and `training_index`): the
-    split is made on row numbers and the feature values are gathered straight into X_train and X_test
-    (a canonical file's columns: no intermediate table-sized copies; see `load_checks` for placeholders).
-    """
+    row's position in the upload as the index) into train and test arrays for `task`; with `features`,
+    the frame holds only the text columns (see `split_dataset`)."""
     if features is None:
         feature_names = [name for name in frame.columns if name not in (TARGET, TRAINING_INDEX)]
         values = frame[feature_names].to_numpy(dtype=np.float64)
         features = (feature_names, values.__getitem__)
+    return split_dataset(LabelColumns.of(frame), features, task, seed, limits)
+
+
+def split_dataset(
+    labels: LabelColumns,
+    features: tuple[list[str], FeatureRows],
+    task: Task,
+    seed: int,
+    limits: Limits,
+) -> Dataset:
+    """Train and test arrays for `task`: the split is made on row numbers, and the feature values (names,
+    rows -> values) are gathered straight into X_train and X_test (a canonical file's columns: no
+    intermediate table-sized copies; see `load_checks` for placeholders)."""
     feature_names, feature_rows = features
     if task == "classification":
-        y, class_labels = _encode_classes(frame[TARGET], limits)
+        y, class_labels = _encode_classes(labels.target, limits)
     else:
-        y, class_labels = _regression_target(frame[TARGET]), None
-    rows = np.arange(len(frame))
-    if TRAINING_INDEX in frame.columns:
-        is_train = _training_mask(frame[TRAINING_INDEX])
+        y, class_labels = _regression_target(labels.target), None
+    rows = np.arange(len(labels.target))
+    if labels.training_index is not None:
+        is_train = _training_mask(labels.training_index)
         split_source: SplitSource = "training_index"
         train_rows, test_rows, y_train, y_test = rows[is_train], rows[~is_train], y[is_train], y[~is_train]
     else:
@@ -470,10 +489,14 @@ def _exact_number(text: str) -> Decimal | None:
 
 
 def _training_mask(values: pd.Series) -> np.ndarray:
-    if values.isin(("0", "1")).all():  # the usual spelling: no number parsing (a second per 10^6 rows)
-        numbers = pd.Series((values == "1").to_numpy(dtype=np.int64), index=values.index)
-    else:
-        numbers = pd.to_numeric(values, errors="coerce")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.array(values)  # pandas' strings are Arrow's
+    ones = pc.equal(text, "1")
+    if pc.all(pc.or_(ones, pc.equal(text, "0"))).as_py():  # the usual spelling: no number parsing
+        return _train_and_test(ones.to_numpy(zero_copy_only=False))
+    numbers = pd.to_numeric(values, errors="coerce")
     bad = ~numbers.isin([0, 1]).to_numpy()
     if bad.any():
         line = int(values.index[np.argmax(bad)])
@@ -483,7 +506,10 @@ def _training_mask(values: pd.Series) -> np.ndarray:
             f"on {_at(values, line)}.",
             column=TRAINING_INDEX,
         )
-    is_train = numbers.to_numpy() == 1
+    return _train_and_test(numbers.to_numpy() == 1)
+
+
+def _train_and_test(is_train: np.ndarray) -> np.ndarray:
     if not is_train.any():
         raise DataError(
             "empty_train",
