@@ -19,6 +19,8 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import psycopg
 from fastapi import FastAPI
@@ -46,6 +48,16 @@ KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "
 
 Finished = tuple[Job | None, bytes | None]
 """The job and its result body; no job when the body came with the job's notification."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A registered wait for a job: `woken` is set by its notifications; `listened`: the listener was live
+    when it was registered."""
+
+    job_id: str
+    woken: asyncio.Event
+    listened: bool
 
 
 def finished_job(job_id: str, with_body: bool = True) -> Finished | None:
@@ -95,33 +107,60 @@ class JobWaiter:
                 await self._task
             self._task = None
 
-    async def wait(self, job_id: str, seconds: float, *, with_body: bool = True) -> Finished | None:
+    @contextlib.contextmanager
+    def expecting(self, job_id: str) -> Iterator[Expected]:
+        """Register a wait for `job_id` before it can finish (before its message is published), to `wait`
+        for it inside this block: the first read of its row is skipped when the listener was live at
+        registration, as its notification cannot come before."""
+        expected = Expected(job_id, asyncio.Event(), self.listening)
+        self._waiting[job_id].add(expected.woken)
+        try:
+            yield expected
+        finally:
+            events = self._waiting[job_id]
+            events.discard(expected.woken)
+            if not events:
+                del self._waiting[job_id]
+                self._bodies.pop(job_id, None)
+
+    async def wait(
+        self, job_id: str, seconds: float, *, with_body: bool = True, expected: Expected | None = None
+    ) -> Finished | None:
         """The finished job (with its result body if `with_body`), or None when it is still unfinished
-        after `seconds`. A succeeded job whose result came with its notification is `(None, body)`."""
+        after `seconds`. A succeeded job whose result came with its notification is `(None, body)`.
+        `expected`: registered by `expecting` (else here, and the row is read first)."""
+        if expected is None:
+            with self.expecting(job_id) as registered:
+                return await self._wait(registered, seconds, with_body, read_first=True)
+        return await self._wait(expected, seconds, with_body, read_first=not expected.listened)
+
+    async def _wait(
+        self, expected: Expected, seconds: float, with_body: bool, read_first: bool
+    ) -> Finished | None:
+        job_id, woken = expected.job_id, expected.woken
         started = time.monotonic()
         deadline = started + seconds
-        woken = asyncio.Event()
-        self._waiting[job_id].add(woken)  # before the first read: a notification after it is not missed
-        try:
-            while True:
+        read = read_first
+        while True:
+            if read or woken.is_set():
                 woken.clear()
                 if with_body and (body := self._bodies.get(job_id)) is not None:
                     return None, body
                 found = await run_in_threadpool(finished_job, job_id, with_body)
                 if found is not None:
                     return found
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                with contextlib.suppress(TimeoutError):
-                    poll = self._poll_seconds(time.monotonic() - started)
-                    await asyncio.wait_for(woken.wait(), min(poll, remaining))
-        finally:
-            events = self._waiting[job_id]
-            events.discard(woken)
-            if not events:
-                del self._waiting[job_id]
-                self._bodies.pop(job_id, None)
+            read = True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                poll = self._poll_seconds(time.monotonic() - started)
+                await asyncio.wait_for(woken.wait(), min(poll, remaining))
+
+    @property
+    def listening(self) -> bool:
+        """Whether LISTEN is active on a live connection now."""
+        return self._listening.is_set()
 
     def _poll_seconds(self, waited: float) -> float:
         if not self.postgres:

@@ -194,7 +194,11 @@ def upload_content(session: Session, digest: str | None) -> bytes:
 def upload_path(session: Session, digest: str | None) -> Path | None:
     """A local file holding the upload (the blob itself in a local store, a cached download of a remote
     one); None when it is gone (the job was cancelled or deleted meanwhile)."""
-    upload = session.get(Upload, digest) if digest is not None else None
+    return stored_upload_path(session.get(Upload, digest) if digest is not None else None)
+
+
+def stored_upload_path(upload: Upload | None) -> Path | None:
+    """`upload_path` of an upload row already read (None: it is gone)."""
     if upload is None:
         return None
     blobs = current_store()

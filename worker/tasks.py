@@ -11,7 +11,6 @@ from typing import Literal
 
 from celery import Task
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from shared import chunks, workers
 from shared.db import session_scope
@@ -31,8 +30,8 @@ from shared.ml.spec import JobSpec
 from shared.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.results import parquet_to_store
 from shared.settings import Settings, get_settings
-from shared.storage import upload_path
-from shared.tables import Job, JobStatus
+from shared.storage import stored_upload_path
+from shared.tables import Job, JobStatus, Upload
 from worker.app import app
 from worker.computation import KillableExecutor, Outcome, Progress
 from worker.fanout import FanOutRunner, compute_chunk
@@ -84,7 +83,7 @@ def run_job(self: Task, message_job_id: str) -> str:
             if job_id != message_job_id:
                 log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
             spec = JobSpec.from_json(job.spec)
-            source = upload_source(session, job.dataset_sha256)
+            source = upload_source(outcome.upload)  # read with the claim
     except OperationalError as exc:
         # Postgres is unreachable (or restarting) before the claim committed: the message is the job's
         # only wake-up (the sweep republishes only jobs never dispatched), so it must not be acked as
@@ -122,11 +121,11 @@ def _record_started(me: str, job_id: str) -> None:
         workers.job_started(session, me, job_id)
 
 
-def upload_source(session: Session, digest: str | None) -> bytes | Path:
-    """What the ML core loads: the stored file (a local path: the blob itself, or a cached download of a
-    remote one; `load_source` tells a canonical Parquet from a legacy CSV by its first bytes), or empty
-    bytes when it is gone."""
-    path = upload_path(session, digest)
+def upload_source(upload: Upload | None) -> bytes | Path:
+    """What the ML core loads of an upload row: the stored file (a local path: the blob itself, or a
+    cached download of a remote one; `load_source` tells a canonical Parquet from a legacy CSV by its
+    first bytes), or empty bytes when it is gone."""
+    path = stored_upload_path(upload)
     return b"" if path is None else path
 
 
@@ -237,7 +236,9 @@ def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
         with session_scope() as session:
             shared = chunks.load_prepared(session, job.id)
             if shared is None:
-                source = upload_source(session, job.dataset_sha256)
+                source = upload_source(
+                    session.get(Upload, job.dataset_sha256) if job.dataset_sha256 else None
+                )
         if shared is None:
             spec = JobSpec.from_json(job.spec)
             shared = prepare(source, spec, settings.limits(), n_threads=settings.model_threads)

@@ -7,7 +7,9 @@ The route functions are built per endpoint at import time; this module does not 
 """
 
 from collections.abc import Callable, Coroutine
+from contextlib import nullcontext
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
@@ -41,7 +43,7 @@ from shared.ml.pipeline import check_explanation_limits
 from shared.routing import queue_for_cost
 from shared.settings import Settings, get_settings
 from shared.storage import store_upload
-from shared.tables import Job, JobStatus, User
+from shared.tables import Job, JobStatus, User, new_id
 from shared.webhooks import check_url
 
 
@@ -108,16 +110,21 @@ async def submit(
     wait: float | None,
 ) -> Response:
     assert isinstance(file, ReceivedFile)  # a file part is only found in a multipart body: SubmitRoute's
-    job, published = await run_in_threadpool(_accept, endpoint, params, file.received(), user_id, settings)
-    accepted = job_public(job)  # as accepted: queued (a worker may claim it as soon as it is published)
-    if published is not None:
-        dispatch_marks(request.app).add(job.id, published)
-    if wait:
-        finished = await job_waiter(request.app).wait(job.id, wait)
-        if finished is not None:
-            return finished_response(request, finished)
-        accepted = job_public(await run_in_threadpool(_load_job, job.id))  # still running: show progress
-    job_id = job.id
+    job_id = new_id()
+    waiter = job_waiter(request.app)
+    # A wait is registered before the job can finish: its notification cannot be missed, so the waiter
+    # need not read the row first (a read racing the worker's claim on a trivial job).
+    with waiter.expecting(job_id) if wait else nullcontext() as expected:
+        accept = partial(_accept, endpoint, params, file.received(), user_id, settings, job_id)
+        job, published = await run_in_threadpool(accept)
+        accepted = job_public(job)  # as accepted: queued (a worker may claim it as soon as it is published)
+        if published is not None:
+            dispatch_marks(request.app).add(job.id, published)
+        if wait:
+            finished = await waiter.wait(job.id, wait, expected=expected)
+            if finished is not None:
+                return finished_response(request, finished)
+            accepted = job_public(await run_in_threadpool(_load_job, job.id))  # still running: its progress
     return JSONResponse(
         accepted.model_dump(mode="json"),
         status_code=status.HTTP_202_ACCEPTED,
@@ -126,15 +133,25 @@ async def submit(
 
 
 def _accept(
-    endpoint: str, params: CommonParams, received: ReceivedUpload, user_id: int, settings: Settings
+    endpoint: str,
+    params: CommonParams,
+    received: ReceivedUpload,
+    user_id: int,
+    settings: Settings,
+    job_id: str,
 ) -> tuple[Job, datetime | None]:
     """Validate and store the job, then publish its message (None: the broker is down, the sweep will)."""
-    job = _validate_and_store(endpoint, params, received, user_id, settings)
+    job = _validate_and_store(endpoint, params, received, user_id, settings, job_id)
     return job, publish_job(job.id, job.queue)
 
 
 def _validate_and_store(
-    endpoint: str, params: CommonParams, received: ReceivedUpload, user_id: int, settings: Settings
+    endpoint: str,
+    params: CommonParams,
+    received: ReceivedUpload,
+    user_id: int,
+    settings: Settings,
+    job_id: str,
 ) -> Job:
     spec = params.to_spec()  # validated once, against the ML core's own declarations
     if params.webhook_url:
@@ -153,6 +170,7 @@ def _validate_and_store(
         _store(session, ingested, received.digest)
         return create_job(
             session,
+            job_id=job_id,
             user_id=user_id,
             endpoint=endpoint,
             params=params.stored(),

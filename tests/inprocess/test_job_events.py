@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -169,6 +170,59 @@ def test_a_wait_gets_the_stored_result_from_the_notification_or_the_store(
         assert job is None
     else:
         assert job is not None and job.status == JobStatus.succeeded
+
+
+async def _listening_waiter(database_url: str) -> JobWaiter:
+    waiter = JobWaiter(database_url)
+    await waiter.start()
+    for _ in range(200):
+        if waiter.listening:
+            return waiter
+        await asyncio.sleep(0.01)
+    raise AssertionError("the waiter's listener did not connect")
+
+
+def test_an_expected_job_finishing_before_its_wait_begins_is_not_missed(
+    service_settings: Settings, job_id: str
+) -> None:
+    """A submit registers its wait before publishing the job: a notification that comes before the wait
+    starts (here a failure, which carries no result) wakes it, with no row read first."""
+
+    async def scenario() -> Finished | None:
+        waiter = await _listening_waiter(service_settings.database_url)
+        try:
+            with waiter.expecting(job_id) as expected:
+                await asyncio.to_thread(fail, job_id)
+                await asyncio.sleep(0.2)  # the notification has arrived
+                return await waiter.wait(job_id, 0.5, expected=expected)  # well within the 1 s fallback poll
+        finally:
+            await waiter.stop()
+
+    found = asyncio.run(scenario())
+    assert found is not None and found[0] is not None and found[0].status == JobStatus.failed
+
+
+def test_an_expected_wait_reads_no_row_before_a_notification(service_settings: Settings, job_id: str) -> None:
+    """The row of an expected job is not read until its notification, the fallback poll or the deadline:
+    a job finished without a notification (written here behind the store's back) is seen only at the
+    deadline (a read then would have answered at once, as the wait that was not registered in advance)."""
+    with session_scope() as session:
+        session.execute(text("UPDATE jobs SET status = 'failed' WHERE id = :id"), {"id": job_id})
+    seconds = 0.4  # below the fallback poll's second
+
+    async def scenario() -> tuple[Finished | None, float]:
+        waiter = await _listening_waiter(service_settings.database_url)
+        try:
+            with waiter.expecting(job_id) as expected:
+                started = time.monotonic()
+                found = await waiter.wait(job_id, seconds, expected=expected)
+                return found, time.monotonic() - started
+        finally:
+            await waiter.stop()
+
+    found, waited = asyncio.run(scenario())
+    assert found is not None and found[0] is not None and found[0].status == JobStatus.failed
+    assert waited >= seconds
 
 
 def test_a_result_for_a_job_no_longer_ours_is_not_announced(

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.jobstore import Claim, claim_next
-from shared.tables import Job, JobStatus, utcnow
+from shared.tables import Job, JobEvent, JobStatus, utcnow
 from tests.store.conftest import Jobs
 
 MAX_ATTEMPTS = 3
@@ -23,6 +23,26 @@ def take(sessions: sessionmaker[Session], message_job_id: str, worker: str = "w:
 
 def claimed_id(claim: Claim) -> str | None:
     return claim.job.id if claim.job is not None else None
+
+
+def test_a_claim_comes_with_its_upload_and_records_its_start(jobs: Jobs) -> None:
+    """On Postgres the claim, its event and the upload's row are one statement: the same as SQLite's three."""
+    job_id = jobs.job(jobs.user("alice"))
+    claimed = take(jobs.sessions, job_id, worker="host:42")
+    assert claimed.job is not None and claimed.job.id == job_id and claimed.job.status == JobStatus.running
+    assert claimed.job.attempts == 1 and claimed.job.worker == "host:42"
+    assert claimed.upload is not None and claimed.upload.sha256 == claimed.job.dataset_sha256
+    with jobs.sessions() as session:
+        events = session.execute(
+            select(JobEvent.event, JobEvent.detail, JobEvent.at)
+            .where(JobEvent.job_id == job_id)
+            .order_by(JobEvent.id)
+        ).all()
+    assert [(event, detail) for event, detail, _ in events] == [
+        ("submitted", None),
+        ("started", "attempt 1 on host:42"),
+    ]
+    assert events[1].at == claimed.job.started_at
 
 
 def test_a_user_with_a_job_running_is_served_after_a_user_with_none(jobs: Jobs) -> None:
