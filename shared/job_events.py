@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import BindParameter, ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 CHANNEL = "fitexplain_jobs"
@@ -25,24 +25,23 @@ BODY_IN_NOTIFICATION_MAX_BYTES = 5_000
 
 
 def notify_finished(session: Session, job_id: str) -> None:
-    """Announce, on commit, that `job_id` reached a final state (failed or cancelled; a success sends
-    `finished_notification` with its UPDATE)."""
-    notification = finished_notification(session, job_id)
-    if notification is not None:
-        session.execute(select(notification))
+    """Announce, on commit, that `job_id` reached a final state (failed or cancelled; a success sends its
+    notification with its UPDATE: `notify_column`). Nothing on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(notify_column(notification_payload(job_id))))
 
 
-def finished_notification(
-    session: Session, job_id: str, result_gzip: bytes | None = None
-) -> ColumnElement[Any] | None:
-    """`notify_finished` as a column, for the RETURNING of the statement that finishes the job: sent
-    only if that statement finds the job to finish, without a round trip of its own. None on SQLite."""
-    if session.get_bind().dialect.name != "postgresql":
-        return None
-    payload = job_id
-    if result_gzip is not None and len(result_gzip) <= BODY_IN_NOTIFICATION_MAX_BYTES:
-        payload = f"{job_id} {base64.b64encode(result_gzip).decode('ascii')}"
+def notify_column(payload: str | BindParameter[str]) -> ColumnElement[Any]:
+    """The NOTIFY as a column, for the RETURNING of the statement that finishes a job: sent only if that
+    statement finds the job to finish, without a round trip of its own (Postgres only)."""
     return func.pg_notify(CHANNEL, payload)
+
+
+def notification_payload(job_id: str, result_gzip: bytes | None = None) -> str:
+    """The job's id, and its result's gzip body (base64) if it is small enough to ride along."""
+    if result_gzip is not None and len(result_gzip) <= BODY_IN_NOTIFICATION_MAX_BYTES:
+        return f"{job_id} {base64.b64encode(result_gzip).decode('ascii')}"
+    return job_id
 
 
 def parse_notification(payload: str) -> tuple[str, bytes | None]:
