@@ -25,9 +25,10 @@ from shared.tables import User
 
 
 class AuthenticateBeforeBodyRoute(APIRoute):
-    def before_body(self, session: Session, user: User) -> None:
-        """Checks of an authenticated request made before its body is read (none here); run in the
-        token lookup's session and thread (one round of each per request)."""
+    def before_body(self, session: Session, user: User, declared_bytes: int | None) -> None:
+        """Checks of an authenticated request made before its body (of `declared_bytes`, its
+        Content-Length, if any) is read (none here); run in the token lookup's session and thread (one
+        round of each per request)."""
 
     async def answer(
         self, request: Request, handler: Callable[[Request], Coroutine[Any, Any, Response]]
@@ -35,10 +36,12 @@ class AuthenticateBeforeBodyRoute(APIRoute):
         """Read the body and answer (FastAPI's own handler); subclasses may read the body first."""
         return await handler(request)
 
-    def _authenticate(self, credentials: HTTPAuthorizationCredentials | None) -> User:
+    def _authenticate(
+        self, credentials: HTTPAuthorizationCredentials | None, declared_bytes: int | None
+    ) -> User:
         with read_scope() as session:  # reads only (the binding limits come later, under a lock)
             user = authenticate(session, credentials)  # raises the 401
-            self.before_body(session, user)
+            self.before_body(session, user, declared_bytes)
         return user
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -47,7 +50,9 @@ class AuthenticateBeforeBodyRoute(APIRoute):
         async def authenticated_handler(request: Request) -> Response:
             credentials = await bearer_scheme(request)
             # kept for the route's CurrentUser dependency (one lookup per request)
-            request.state.user = await run_in_threadpool(self._authenticate, credentials)
+            declared = request.headers.get("content-length")
+            declared_bytes = int(declared) if declared is not None and declared.isdigit() else None
+            request.state.user = await run_in_threadpool(self._authenticate, credentials, declared_bytes)
             return await self.answer(request, handler)
 
         return authenticated_handler

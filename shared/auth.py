@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy.orm import Session
 
 from shared.tables import ApiToken, User, utcnow
 
@@ -49,12 +50,23 @@ def revoke_tokens(session: Session, name: str) -> int:
 def user_for_token(session: Session, token: str) -> User | None:
     """The token's user, or None if unknown, revoked or expired."""
     digest = hash_token(token)
-    # the user comes in the same query: every request authenticates, so a second round trip counts
-    row = session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == digest).options(joinedload(ApiToken.user))
+    found = session.execute(_token_lookup(), {"digest": digest}).first()
+    if found is None:
+        return None
+    user, token_hash, revoked_at, expires_at = found
+    if not hmac.compare_digest(token_hash, digest) or revoked_at is not None:
+        return None
+    if expires_at is not None and expires_at <= utcnow():
+        return None
+    return user
+
+
+@cache
+def _token_lookup() -> Select[tuple[User, str, datetime | None, datetime | None]]:
+    """The user and the token's state in one query, built once: every request authenticates, so a second
+    round trip, an eager-loaded relationship or a statement built per call all count."""
+    return (
+        select(User, ApiToken.token_hash, ApiToken.revoked_at, ApiToken.expires_at)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == bindparam("digest"))
     )
-    if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
-        return None
-    if row.expires_at is not None and row.expires_at <= utcnow():
-        return None
-    return row.user

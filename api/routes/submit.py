@@ -46,13 +46,19 @@ from shared.storage import store_upload
 from shared.tables import Job, JobStatus, User, new_id
 from shared.webhooks import check_url
 
+EARLY_LIMITS_MIN_BYTES = 64 * 1024
+"""Bodies declared smaller than this skip the early limit check: reading and converting one costs about
+what the check does (a query), and the binding check refuses it all the same before anything is kept."""
+
 
 class SubmitRoute(AuthenticateBeforeBodyRoute):
-    """The token and the user's limits (rate, unfinished jobs, a used-up quota) are checked before the
-    upload is read: a refused upload costs a header, not its body."""
+    """The token and the user's limits (rate, unfinished jobs, a used-up quota) are checked before an
+    upload of 64 KiB or more (or of unknown size) is read: a refused upload costs a header, not its body.
+    A smaller one is refused by the binding check (`reserve_submission`), after its data was checked."""
 
-    def before_body(self, session: Session, user: User) -> None:
-        enforce_submission_limits(session, user.id, get_settings())
+    def before_body(self, session: Session, user: User, declared_bytes: int | None) -> None:
+        if declared_bytes is None or declared_bytes >= EARLY_LIMITS_MIN_BYTES:
+            enforce_submission_limits(session, user.id, get_settings())
 
     async def answer(
         self, request: Request, handler: Callable[[Request], Coroutine[Any, Any, Response]]
