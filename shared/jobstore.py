@@ -73,22 +73,54 @@ def create_job(
     queue: str = "small",
     job_id: str | None = None,
 ) -> Job:
-    """A queued job; `spec` is the validated JobSpec's versioned JSON, `params` the request as sent;
-    `job_id` when the caller chose it (else a new one)."""
-    job = Job(
-        id=job_id or new_id(),
-        user_id=user_id,
-        endpoint=endpoint,
-        params=params,
-        spec=spec,
-        dataset_sha256=dataset,
-        estimated_seconds=estimated_seconds,
-        queue=queue,
-    )
+    """A queued job, with its "submitted" event; `spec` is the validated JobSpec's versioned JSON, `params`
+    the request as sent; `job_id` when the caller chose it (else a new one)."""
+    values = {
+        "id": job_id or new_id(),
+        "user_id": user_id,
+        "endpoint": endpoint,
+        "params": params,
+        "spec": spec,
+        "dataset_sha256": dataset,
+        "estimated_seconds": estimated_seconds,
+        "queue": queue,
+        "status": JobStatus.queued,
+        "progress": 0.0,
+        "progress_message": "queued",
+        "attempts": 0,
+        "stopping": False,
+        "created_at": utcnow(),
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        return session.execute(
+            _created_in_one_statement(), {f"new_{k}": v for k, v in values.items()}
+        ).scalar_one()
+    job = Job(**values)
     session.add(job)
+    session.add(JobEvent(job_id=job.id, event="submitted", at=job.created_at))
     session.flush()
-    add_event(session, job.id, "submitted")
     return job
+
+
+@cache
+def _created_in_one_statement() -> Select[tuple[Job]]:
+    """Postgres: `create_job` as one INSERT returning the job, its event inserted in a CTE; built once,
+    its values bound per call (as `new_<column>`: a bound value named as a column is reserved)."""
+    columns = [
+        "id", "user_id", "endpoint", "params", "spec", "dataset_sha256", "estimated_seconds", "queue",
+        "status", "progress", "progress_message", "attempts", "stopping", "created_at",
+    ]  # fmt: skip
+    table = Job.__table__.c
+    created = (
+        insert(Job)
+        .values({name: bindparam(f"new_{name}", type_=table[name].type) for name in columns})
+        .returning(Job)
+        .cte("created")
+    )
+    event = insert(JobEvent).from_select(
+        ["job_id", "event", "at"], select(created.c.id, literal("submitted"), created.c.created_at)
+    )
+    return select(aliased(Job, created)).add_cte(event.cte("submitted_event"))
 
 
 def mark_dispatched(session: Session, job_id: str, at: datetime | None = None) -> None:
