@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import resource
@@ -34,6 +35,11 @@ from shared.db import get_engine
 from worker.lifeline import die_with_parent
 
 log = logging.getLogger("fitexplain.worker")
+
+STARTED_AFTER_SECONDS = 0.25
+"""How long a computation runs before its worker notes it as its current job (the workers table, which
+the dashboard and fan-out's idle count read): a trivial job is done long before, and writing the note
+while it computes took a core from it."""
 
 Progress = Callable[[float, str], None]
 Computation = Callable[[Progress], str]  # must be picklable: a module-level function or a partial of one
@@ -65,18 +71,26 @@ class KillableExecutor:
         still_wanted: Callable[[], bool],
         on_progress: Progress,
         on_started: Callable[[], None] | None = None,
+        started_after: float = STARTED_AFTER_SECONDS,
     ) -> Outcome:
         """Run `compute(progress)` in the child and supervise it until it ends or is killed;
-        `on_started` runs here once the child has the computation (bookkeeping off its critical path)."""
+        `on_started` runs here once the computation has run for `started_after` seconds: bookkeeping
+        that a short computation never pays for, nor competes with for the cores."""
         child = self._ready_child()
-        deadline = time.monotonic() + time_limit
-        next_poll = time.monotonic() + poll_seconds
+        sent = time.monotonic()
+        deadline = sent + time_limit
+        next_poll = sent + poll_seconds
+        note_at = sent + started_after if on_started is not None else math.inf
         try:
             child.connection.send(compute)
-            if on_started is not None:
-                _logging_failure(on_started)
             while True:
-                if child.connection.poll(min(poll_seconds, max(0.0, deadline - time.monotonic()))):
+                now = time.monotonic()
+                if now >= note_at and on_started is not None:
+                    note_at = math.inf
+                    _logging_failure(on_started)
+                    now = time.monotonic()
+                timeout = min(poll_seconds, note_at - now, max(0.0, deadline - now))
+                if child.connection.poll(max(0.0, timeout)):
                     message = _receive(child.connection)
                     if message is None:  # the child closed its end: it died
                         self._child = None
