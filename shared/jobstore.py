@@ -22,6 +22,7 @@ from typing import IO, Any
 import orjson
 from isal import igzip
 from sqlalchemy import (
+    Insert,
     Select,
     String,
     Update,
@@ -128,11 +129,36 @@ def mark_dispatched(session: Session, job_id: str, at: datetime | None = None) -
     claiming the job right now (it holds the row): the API must not wait for that claim, and the mark
     only matters while the job is queued (a job left queued unmarked is published once more by the
     sweep, which is harmless). A job deleted meanwhile gets nothing."""
-    at = at or utcnow()
-    event = select(Job.id, literal("dispatched"), literal(at, UtcDateTime())).where(Job.id == job_id)
-    session.execute(insert(JobEvent).from_select(["job_id", "event", "at"], event))
-    free = select(Job.id).where(Job.id == job_id).with_for_update(skip_locked=True, key_share=True)
-    session.execute(update(Job).where(Job.id == free.scalar_subquery()).values(dispatched_at=at))
+    mark_many_dispatched(session, [(job_id, at or utcnow())])
+
+
+def mark_many_dispatched(session: Session, marks: list[tuple[str, datetime]]) -> None:
+    """`mark_dispatched` of each (job id, published at): two statements for all of them, built once."""
+    if not marks:
+        return
+    values = [{"marked_job": job_id, "marked_at": at} for job_id, at in marks]
+    event, mark = _dispatch_statements()
+    session.execute(event, values)
+    session.execute(mark, values)
+
+
+@cache
+def _dispatch_statements() -> tuple[Insert, Update]:
+    """Core statements (on the tables, not the ORM classes: a list of values is then an executemany, not
+    an ORM bulk update by primary key)."""
+    jobs, events = Job.__table__, JobEvent.__table__
+    at = bindparam("marked_at", type_=UtcDateTime())
+    event = select(jobs.c.id, literal("dispatched"), at).where(jobs.c.id == bindparam("marked_job"))
+    free = (
+        select(jobs.c.id)
+        .where(jobs.c.id == bindparam("marked_job"))
+        .with_for_update(skip_locked=True, key_share=True)
+        .scalar_subquery()
+    )
+    return (
+        insert(events).from_select(["job_id", "event", "at"], event),
+        update(jobs).where(jobs.c.id == free).values(dispatched_at=at),
+    )
 
 
 @dataclass(frozen=True)

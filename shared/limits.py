@@ -48,8 +48,13 @@ def reserve_submission(
     """Lock the user's row, then check: concurrent submissions of one user queue here, so the job the
     caller inserts in this same transaction is counted by the next one (no check-then-insert race).
     `upload` (sha256, bytes kept) is checked against the storage quota too."""
-    session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    session.execute(_user_lock(), {"locked_user": user_id})
     check_submission_limits(session, user_id, settings, upload=upload)
+
+
+@cache
+def _user_lock() -> Select[tuple[int]]:
+    return select(User.id).where(User.id == bindparam("locked_user")).with_for_update()
 
 
 def holds_a_worker(stale_before: Any) -> ColumnElement[bool]:

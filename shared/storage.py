@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
-from sqlalchemy import BindParameter, Exists, Select, delete, exists, func, select, true
+from sqlalchemy import BindParameter, Exists, Select, bindparam, delete, exists, func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -124,9 +125,8 @@ def store_upload(
     local store may hard-link it, so it must not be written to again). The
     blob is written before its row; if this transaction does not commit, it is deleted again.
     """
-    locked = select(Upload.sha256).where(Upload.sha256 == digest).with_for_update(read=True, key_share=True)
     for _ in range(3):
-        if session.execute(locked).first() is not None:
+        if session.execute(_upload_share_lock(), {"locked_digest": digest}).first() is not None:
             return
         key = f"uploads/{digest}/{new_token()}.{format}"
         blobs = current_store()
@@ -189,6 +189,13 @@ def upload_content(session: Session, digest: str | None) -> bytes:
         return current_store().get_bytes(upload.blob_key)
     except FileNotFoundError:  # released after this session read its row
         return b""
+
+
+@cache
+def _upload_share_lock() -> Select[tuple[str]]:
+    """The stored upload's row, share-locked: `release_upload` cannot remove it under a job being created."""
+    digest = bindparam("locked_digest")
+    return select(Upload.sha256).where(Upload.sha256 == digest).with_for_update(read=True, key_share=True)
 
 
 def upload_path(session: Session, digest: str | None) -> Path | None:
