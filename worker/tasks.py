@@ -13,7 +13,7 @@ from celery import Task
 from sqlalchemy.exc import OperationalError
 
 from shared import chunks, workers
-from shared.db import session_scope
+from shared.db import commit_without_flush_wait, session_scope
 from shared.jobstore import (
     claim_next,
     computation_died,
@@ -109,15 +109,20 @@ def run_job(self: Task, message_job_id: str) -> str:
         log.exception("job %s: supervising its computation failed", job_id)
         ended = Outcome("finished", _fail(job_id, me, "internal_error", _internal_error_message(exc)))
     with session_scope() as session:  # the computation is over: one commit frees the job and counts it
+        # Not waited for on disk: it overlaps the next request's work, and a crash of Postgres that lost
+        # it loses a count, and a cancelled job's `stopping` flag, which stops mattering once the job's
+        # heartbeat is stale (shared.limits.holds_a_worker).
+        commit_without_flush_wait(session)
         computation_stopped(session, job_id, me)
         workers.job_finished(session, me, _worker_outcome(ended))
     return _conclude(job_id, me, ended, settings)
 
 
 def _record_started(me: str, job_id: str) -> None:
-    """The workers table's note of this worker's job (dashboard, fan-out's idle count), written while
-    the child computes rather than in the claim's transaction: a statement less before the computation."""
+    """The workers table's note of this worker's job (dashboard, fan-out's idle count), written once the
+    child has computed for a while (`KillableExecutor.run`), rather than in the claim's transaction."""
     with session_scope() as session:
+        commit_without_flush_wait(session)  # a note, rewritten at the job's end: not worth a disk flush
         workers.job_started(session, me, job_id)
 
 
