@@ -523,8 +523,11 @@ def forget_dispatches(session: Session) -> list[str]:
     return ids
 
 
-def undispatched(session: Session, *, older_than: float = 0.0, limit: int = 100) -> list[tuple[str, str]]:
-    """(id, queue) of queued jobs whose message was never published (the broker was down)."""
+def undispatched(
+    session: Session, *, older_than: float = 0.0, limit: int | None = 100
+) -> list[tuple[str, str]]:
+    """(id, queue) of queued jobs whose message was never published (the broker was down), the oldest
+    first (at most `limit`; None: all)."""
     cutoff = utcnow() - timedelta(seconds=older_than)
     return list(
         session.execute(

@@ -109,6 +109,18 @@ def test_the_sweep_republishes_every_queued_job_when_the_broker_lost_its_queue(
     assert "undispatched" not in events(started)
 
 
+def test_a_job_published_just_before_the_broker_lost_its_queue_is_published_again(
+    user_id: int, published: PublishRecorder, healthy_broker: redis.Redis, service_settings: Settings
+) -> None:
+    """Its submit published it a moment ago and still owes its dispatch mark (written 0.25 s later in
+    a batch, api/dispatch_marks.py) when the sweep finds the queue lost: the sweep publishes it again
+    at once, not after the grace, by when the late mark would say it was dispatched."""
+    young = make_job(user_id, params=TINY_GBDT)  # published, its mark not yet written
+    purge_queue(service_settings.queue)  # its message is gone with the broker's queue
+    assert sweep() == {"requeued": 0, "dispatched": 1}
+    assert published.job_ids() == [young]
+
+
 def test_the_sweep_requeues_and_republishes_a_job_whose_worker_vanished(
     user_id: int, published: PublishRecorder, healthy_broker: redis.Redis, service_settings: Settings
 ) -> None:
