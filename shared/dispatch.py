@@ -71,14 +71,8 @@ def sweep() -> dict[str, int]:
         if forgotten:
             log.warning("the broker lost its queue: publishing %d queued jobs again", len(forgotten))
     with session_scope() as session:
-        # Once the broker lost its queue, every queued job is published now, however young and however
-        # many: a job published just before the loss may still be owed its dispatch mark
-        # (api/dispatch_marks.py), which would then mark it dispatched with its message gone.
-        pending = (
-            undispatched(session, older_than=0.0, limit=None)
-            if lost
-            else undispatched(session, older_than=1.0)
-        )
+        # Once the queue is lost, every queued job is published now, however young and however many.
+        pending = undispatched(session, older_than=0.0 if lost else 1.0, limit=None if lost else 100)
     sent = 0
     for job_id, queue in pending:
         if not dispatch(job_id, queue):

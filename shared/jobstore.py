@@ -145,7 +145,8 @@ def mark_many_dispatched(session: Session, marks: list[tuple[str, datetime]]) ->
 @cache
 def _dispatch_statements() -> tuple[Insert, Update]:
     """Core statements (on the tables, not the ORM classes: a list of values is then an executemany, not
-    an ORM bulk update by primary key)."""
+    an ORM bulk update by primary key). A mark is not written for a job undispatched since it was
+    published: its message was lost with the broker's queue (`forget_dispatches`)."""
     jobs, events = Job.__table__, JobEvent.__table__
     at = bindparam("marked_at", type_=UtcDateTime())
     event = select(jobs.c.id, literal("dispatched"), at).where(jobs.c.id == bindparam("marked_job"))
@@ -155,9 +156,16 @@ def _dispatch_statements() -> tuple[Insert, Update]:
         .with_for_update(skip_locked=True, key_share=True)
         .scalar_subquery()
     )
+    lost_since = (
+        select(events.c.id)
+        .where(
+            events.c.job_id == bindparam("marked_job"), events.c.event == "undispatched", events.c.at >= at
+        )
+        .exists()
+    )
     return (
-        insert(events).from_select(["job_id", "event", "at"], event),
-        update(jobs).where(jobs.c.id == free).values(dispatched_at=at),
+        insert(events).from_select(["job_id", "event", "at"], event.where(~lost_since)),
+        update(jobs).where(jobs.c.id == free, ~lost_since).values(dispatched_at=at),
     )
 
 
@@ -509,17 +517,15 @@ def worker_lost_message(attempts: int) -> str:
 
 
 def forget_dispatches(session: Session) -> list[str]:
-    """Queued jobs whose message the broker lost become undispatched again, for the sweep to publish."""
-    ids = list(
-        session.execute(
-            update(Job)
-            .where(Job.status == JobStatus.queued, Job.dispatched_at.is_not(None))
-            .values(dispatched_at=None)
-            .returning(Job.id)
-        ).scalars()
-    )
-    for job_id in ids:
-        add_event(session, job_id, "undispatched", "the broker lost its queue")
+    """The broker lost its queue: every queued job becomes undispatched (with an "undispatched" event),
+    for the sweep to publish again; returns their ids. A dispatch mark still owed for a message published
+    before this (api/dispatch_marks.py) is then not written: `mark_many_dispatched` skips a job
+    undispatched after the mark's publish time."""
+    ids = list(session.scalars(select(Job.id).where(Job.status == JobStatus.queued).with_for_update()))
+    if ids:
+        session.execute(update(Job).where(Job.id.in_(ids)).values(dispatched_at=None))
+        for job_id in ids:
+            add_event(session, job_id, "undispatched", "the broker lost its queue")
     return ids
 
 

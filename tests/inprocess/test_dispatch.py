@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from shared.dispatch import dispatch, sweep
+from shared.dispatch import dispatch, mark_published, sweep
 from shared.queue import RUN_JOB_TASK, broker_lost_messages
 from shared.settings import Settings
 from tests.inprocess.factories import (
@@ -109,16 +109,35 @@ def test_the_sweep_republishes_every_queued_job_when_the_broker_lost_its_queue(
     assert "undispatched" not in events(started)
 
 
+@pytest.mark.parametrize("republished", [True, False])
 def test_a_job_published_just_before_the_broker_lost_its_queue_is_published_again(
-    user_id: int, published: PublishRecorder, healthy_broker: redis.Redis, service_settings: Settings
+    user_id: int,
+    published: PublishRecorder,
+    healthy_broker: redis.Redis,
+    service_settings: Settings,
+    republished: bool,
 ) -> None:
-    """Its submit published it a moment ago and still owes its dispatch mark (written 0.25 s later in
-    a batch, api/dispatch_marks.py) when the sweep finds the queue lost: the sweep publishes it again
-    at once, not after the grace, by when the late mark would say it was dispatched."""
-    young = make_job(user_id, params=TINY_GBDT)  # published, its mark not yet written
-    purge_queue(service_settings.queue)  # its message is gone with the broker's queue
-    assert sweep() == {"requeued": 0, "dispatched": 1}
-    assert published.job_ids() == [young]
+    """Its submit published it a moment ago and still owes its dispatch mark (written 0.25 s later in a
+    batch, api/dispatch_marks.py) when the sweep finds the queue lost: the sweep publishes it again at
+    once, not after its grace, and the late mark of the lost message is not written (it would say the
+    job was dispatched). When the broker fails again before the job is republished, a later sweep does."""
+    young = make_job(user_id, params=TINY_GBDT)
+    publish_time = ago(0)  # its message, about to be lost
+    purge_queue(service_settings.queue)  # Redis restarted without persistence
+    published.broker_down = not republished
+    assert sweep() == {"requeued": 0, "dispatched": 1 if republished else 0}
+    mark_published([(young, publish_time)])  # the late mark of the lost message
+    job = load_job(young)
+    assert job is not None
+    if republished:
+        assert published.job_ids() == [young] and job.dispatched_at is not None
+        assert job.dispatched_at > publish_time  # the sweep's own mark
+    else:
+        assert job.dispatched_at is None
+        published.broker_down = False
+        set_job(young, created_at=ago(10))
+        assert sweep() == {"requeued": 0, "dispatched": 1}
+        assert published.job_ids() == [young]
 
 
 def test_the_sweep_requeues_and_republishes_a_job_whose_worker_vanished(
