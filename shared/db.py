@@ -92,8 +92,13 @@ def _autocommit(engine: Engine) -> Engine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
+def on_postgres(session: Session) -> bool:
+    """Whether the session's database is Postgres (else SQLite, the embedded default)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def commit_without_flush_wait(session: Session) -> None:
     """Let this transaction's commit return before Postgres has flushed it to disk (~5 ms less per
     commit): still atomic, but a crash of Postgres may lose it. Only for records that are repaired anyway."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         session.execute(text("SET LOCAL synchronous_commit = off"))

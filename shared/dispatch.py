@@ -12,7 +12,7 @@ import logging
 from datetime import datetime
 
 from shared.db import commit_without_flush_wait, session_scope
-from shared.jobstore import forget_dispatches, mark_many_dispatched, requeue_stale, undispatched
+from shared.jobstore import forget_dispatches, mark_dispatched, requeue_stale, undispatched
 from shared.queue import RUN_JOB_TASK, broker_lost_messages, publish
 from shared.routing import broker_queue
 from shared.settings import get_settings
@@ -49,7 +49,7 @@ def mark_published(jobs: list[tuple[str, datetime]]) -> None:
     """Record that these (job id, published at) were published, in one transaction."""
     with session_scope() as session:
         commit_without_flush_wait(session)  # a lost mark only makes the sweep publish the job again
-        mark_many_dispatched(session, jobs)  # it holds the jobs' rows until the commit
+        mark_dispatched(session, jobs)  # it holds the jobs' rows until the commit
 
 
 def sweep() -> dict[str, int]:

@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import BindParameter, ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from shared.db import on_postgres
+
 CHANNEL = "fitexplain_jobs"
 # Postgres refuses payloads of 8,000 bytes or more; base64 makes 4 characters of every 3 bytes.
 BODY_IN_NOTIFICATION_MAX_BYTES = 5_000
@@ -27,7 +29,7 @@ BODY_IN_NOTIFICATION_MAX_BYTES = 5_000
 def notify_finished(session: Session, job_id: str) -> None:
     """Announce, on commit, that `job_id` reached a final state (failed or cancelled; a success sends its
     notification with its UPDATE: `notify_column`). Nothing on SQLite."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         session.execute(select(notify_column(notification_payload(job_id))))
 
 

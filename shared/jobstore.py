@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session, aliased
 from shared import blob_gc
 from shared.blobs import current_store, new_token
 from shared.chunks import drop_working_data, may_hold_working_data
+from shared.db import on_postgres
 from shared.job_events import notification_payload, notify_column, notify_finished
 from shared.storage import release_upload, sha256_hex
 from shared.tables import (
@@ -92,10 +93,9 @@ def create_job(
         "stopping": False,
         "created_at": utcnow(),
     }
-    if session.get_bind().dialect.name == "postgresql":
-        return session.execute(
-            _created_in_one_statement(), {f"new_{k}": v for k, v in values.items()}
-        ).scalar_one()
+    if on_postgres(session):
+        created = _created_in_one_statement(tuple(values))
+        return session.execute(created, {f"new_{k}": v for k, v in values.items()}).scalar_one()
     job = Job(**values)
     session.add(job)
     session.add(JobEvent(job_id=job.id, event="submitted", at=job.created_at))
@@ -104,13 +104,10 @@ def create_job(
 
 
 @cache
-def _created_in_one_statement() -> Select[tuple[Job]]:
-    """Postgres: `create_job` as one INSERT returning the job, its event inserted in a CTE; built once,
-    its values bound per call (as `new_<column>`: a bound value named as a column is reserved)."""
-    columns = [
-        "id", "user_id", "endpoint", "params", "spec", "dataset_sha256", "estimated_seconds", "queue",
-        "status", "progress", "progress_message", "attempts", "stopping", "created_at",
-    ]  # fmt: skip
+def _created_in_one_statement(columns: tuple[str, ...]) -> Select[tuple[Job]]:
+    """Postgres: `create_job` as one INSERT of `columns` returning the job, its event inserted in a CTE;
+    built once, its values bound per call (as `new_<column>`: a bound value named as a column is
+    reserved)."""
     table = Job.__table__.c
     created = (
         insert(Job)
@@ -124,16 +121,11 @@ def _created_in_one_statement() -> Select[tuple[Job]]:
     return select(aliased(Job, created)).add_cte(event.cte("submitted_event"))
 
 
-def mark_dispatched(session: Session, job_id: str, at: datetime | None = None) -> None:
-    """Record (with its "dispatched" event) that the job's message was published `at`, unless a worker is
-    claiming the job right now (it holds the row): the API must not wait for that claim, and the mark
-    only matters while the job is queued (a job left queued unmarked is published once more by the
-    sweep, which is harmless). A job deleted meanwhile gets nothing."""
-    mark_many_dispatched(session, [(job_id, at or utcnow())])
-
-
-def mark_many_dispatched(session: Session, marks: list[tuple[str, datetime]]) -> None:
-    """`mark_dispatched` of each (job id, published at): two statements for all of them, built once."""
+def mark_dispatched(session: Session, marks: list[tuple[str, datetime]]) -> None:
+    """Record (with its "dispatched" event) that each (job id, published at) was published then, unless a
+    worker is claiming the job right now (it holds the row): the API must not wait for that claim, and
+    the mark only matters while the job is queued (a job left queued unmarked is published once more by
+    the sweep, which is harmless). A job deleted meanwhile gets nothing. Two statements for all of them."""
     if not marks:
         return
     values = [{"marked_job": job_id, "marked_at": at} for job_id, at in marks]
@@ -189,7 +181,7 @@ def claim_next(session: Session, job_id: str, *, worker: str, stale_after: float
     job whose worker was lost is taken over; a finished one is left alone).
     """
     values = {"message_job": job_id, "max_attempts": max_attempts, "claimer": worker, "claimed_at": utcnow()}
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         found = session.execute(_fairest_claim_started(), values).first()
         if found is not None:
             job, upload = found
@@ -376,14 +368,15 @@ def _finish_succeeded(
     it succeeded. On Postgres one statement, which also sends the notification (`compressed` rides in it
     when small), delivered when the transaction commits. None when the job is no longer ours."""
     now = utcnow()
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         values = {
             "job_id": job_id,
             "finisher": worker,
             "now": now,
             "payload": notification_payload(job_id, compressed),
         }
-        found = session.execute(_succeeded_in_one_statement(), {**values, **stored}).first()
+        statement = _succeeded_in_one_statement(tuple(stored))
+        found = session.execute(statement, {**values, **stored}).first()
         return found[0] if found is not None else None
     job = session.execute(
         _succeeding().returning(Job).execution_options(populate_existing=True),
@@ -410,12 +403,12 @@ def _succeeding() -> Update:
 
 
 @cache
-def _succeeded_in_one_statement() -> Select[tuple[Job, Any]]:
+def _succeeded_in_one_statement(columns: tuple[str, ...]) -> Select[tuple[Job, Any]]:
     """Postgres: `_finish_succeeded` as an UPDATE returning the job and its notification, with the result
-    row and the event inserted in CTEs; built once, its values bound per call. Three statements and an ORM
-    flush cost the last step of every job about 1.5 ms more."""
-    finished = _succeeding().returning(Job, notify_column(bindparam("payload"))).cte("finished")
-    columns = ["blob_key", "size_bytes", "stored_bytes", "sha256", "parquet_key", "parquet_bytes"]
+    row (`columns` of it bound by name) and the event inserted in CTEs; built once, its values bound per
+    call. Three statements and an ORM flush cost the last step of every job about 1.5 ms more."""
+    notify = notify_column(bindparam("payload")).label("notified")
+    finished = _succeeding().returning(Job, notify).cte("finished")
     result_row = insert(JobResult).from_select(
         ["job_id", *columns, "created_at"],
         select(
@@ -428,9 +421,8 @@ def _succeeded_in_one_statement() -> Select[tuple[Job, Any]]:
         ["job_id", "event", "at"],
         select(finished.c.id, literal("succeeded"), bindparam("now", type_=UtcDateTime())),
     )
-    notified = list(finished.c)[-1]
     return (
-        select(aliased(Job, finished), notified)
+        select(aliased(Job, finished), finished.c.notified)
         .add_cte(result_row.cte("result_row"), event.cte("succeeded_event"))
         .execution_options(populate_existing=True)
     )
@@ -519,13 +511,12 @@ def worker_lost_message(attempts: int) -> str:
 def forget_dispatches(session: Session) -> list[str]:
     """The broker lost its queue: every queued job becomes undispatched (with an "undispatched" event),
     for the sweep to publish again; returns their ids. A dispatch mark still owed for a message published
-    before this (api/dispatch_marks.py) is then not written: `mark_many_dispatched` skips a job
+    before this (api/dispatch_marks.py) is then not written: `mark_dispatched` skips a job
     undispatched after the mark's publish time."""
-    ids = list(session.scalars(select(Job.id).where(Job.status == JobStatus.queued).with_for_update()))
-    if ids:
-        session.execute(update(Job).where(Job.id.in_(ids)).values(dispatched_at=None))
-        for job_id in ids:
-            add_event(session, job_id, "undispatched", "the broker lost its queue")
+    forgotten = update(Job).where(Job.status == JobStatus.queued).values(dispatched_at=None).returning(Job.id)
+    ids = list(session.scalars(forgotten))
+    for job_id in ids:
+        add_event(session, job_id, "undispatched", "the broker lost its queue")
     return ids
 
 

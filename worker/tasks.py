@@ -30,8 +30,8 @@ from shared.ml.spec import JobSpec
 from shared.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.results import parquet_to_store
 from shared.settings import Settings, get_settings
-from shared.storage import stored_upload_path
-from shared.tables import Job, JobStatus, Upload
+from shared.storage import stored_upload_path, upload_path
+from shared.tables import Job, JobStatus
 from worker.app import app
 from worker.computation import KillableExecutor, Outcome, Progress
 from worker.fanout import FanOutRunner, compute_chunk
@@ -83,7 +83,7 @@ def run_job(self: Task, message_job_id: str) -> str:
             if job_id != message_job_id:
                 log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
             spec = JobSpec.from_json(job.spec)
-            source = upload_source(outcome.upload)  # read with the claim
+            source = upload_source(stored_upload_path(outcome.upload))  # read with the claim
     except OperationalError as exc:
         # Postgres is unreachable (or restarting) before the claim committed: the message is the job's
         # only wake-up (the sweep republishes only jobs never dispatched), so it must not be acked as
@@ -126,11 +126,10 @@ def _record_started(me: str, job_id: str) -> None:
         workers.job_started(session, me, job_id)
 
 
-def upload_source(upload: Upload | None) -> bytes | Path:
-    """What the ML core loads of an upload row: the stored file (a local path: the blob itself, or a
-    cached download of a remote one; `load_source` tells a canonical Parquet from a legacy CSV by its
-    first bytes), or empty bytes when it is gone."""
-    path = stored_upload_path(upload)
+def upload_source(path: Path | None) -> bytes | Path:
+    """What the ML core loads of an upload stored at `path` (a local file: the blob itself, or a cached
+    download of a remote one; `load_source` tells a canonical Parquet from a legacy CSV by its first
+    bytes): the path, or empty bytes when the upload is gone (None)."""
     return b"" if path is None else path
 
 
@@ -241,9 +240,7 @@ def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
         with session_scope() as session:
             shared = chunks.load_prepared(session, job.id)
             if shared is None:
-                source = upload_source(
-                    session.get(Upload, job.dataset_sha256) if job.dataset_sha256 else None
-                )
+                source = upload_source(upload_path(session, job.dataset_sha256))
         if shared is None:
             spec = JobSpec.from_json(job.spec)
             shared = prepare(source, spec, settings.limits(), n_threads=settings.model_threads)

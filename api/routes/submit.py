@@ -146,19 +146,8 @@ def _accept(
     settings: Settings,
     job_id: str,
 ) -> tuple[Job, datetime | None]:
-    """Validate and store the job, then publish its message (None: the broker is down, the sweep will)."""
-    job = _validate_and_store(endpoint, params, received, user_id, settings, job_id)
-    return job, publish_job(job.id, job.queue)
-
-
-def _validate_and_store(
-    endpoint: str,
-    params: CommonParams,
-    received: ReceivedUpload,
-    user_id: int,
-    settings: Settings,
-    job_id: str,
-) -> Job:
+    """Validate and store the job, then publish its message once it is committed (None: the broker is
+    down, the sweep will)."""
     spec = params.to_spec()  # validated once, against the ML core's own declarations
     if params.webhook_url:
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
@@ -174,7 +163,7 @@ def _validate_and_store(
         # locks the user's row, so the limits and the quota hold until the job below is committed
         reserve_submission(session, user_id, settings, upload=(received.digest, ingested.size_bytes))
         _store(session, ingested, received.digest)
-        return create_job(
+        job = create_job(
             session,
             job_id=job_id,
             user_id=user_id,
@@ -185,6 +174,7 @@ def _validate_and_store(
             estimated_seconds=round(cost.total, 3),
             queue=queue_for_cost(cost.total, settings),
         )
+    return job, publish_job(job.id, job.queue)
 
 
 def _store(session: Session, ingested: Ingested, digest: str) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from shared import jobstore
 from shared.db import session_scope
 from shared.storage import sha256_hex, store_upload
-from shared.tables import Job, JobEvent, JobResult, JobStatus, Upload
+from shared.tables import Job, JobEvent, JobResult, JobStatus, Upload, utcnow
 from tests.inprocess.factories import IRIS, ago, events, load_job, make_job, make_user, set_job
 
 STALE = 300.0  # far from any time a slow machine takes between two statements
@@ -71,7 +71,7 @@ def test_a_new_job_is_queued_undispatched_with_a_submitted_event(job_id: str) ->
 
 def test_mark_dispatched_records_when(job_id: str) -> None:
     with session_scope() as session:
-        jobstore.mark_dispatched(session, job_id)
+        jobstore.mark_dispatched(session, [(job_id, utcnow())])
     job = load_job(job_id)
     assert job is not None and job.dispatched_at is not None
 
