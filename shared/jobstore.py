@@ -43,7 +43,7 @@ from shared.blobs import current_store, new_token
 from shared.chunks import drop_working_data, may_hold_working_data
 from shared.db import on_postgres
 from shared.job_events import notification_payload, notify_column, notify_finished
-from shared.storage import release_upload, sha256_hex
+from shared.storage import lock_storage_counts, release_upload, sha256_hex
 from shared.tables import (
     FINISHED,
     Job,
@@ -581,6 +581,7 @@ def delete_job(session: Session, job_id: str) -> None:
     if job is None:
         return
     digest = job.dataset_sha256
+    lock_storage_counts(session, [job.user_id])
     drop_working_data(session, job_id)
     stored = session.execute(select(*blob_gc.RESULT_KEYS).where(JobResult.job_id == job_id)).all()
     blob_gc.delete_after_commit(session, [key for row in stored for key in row])

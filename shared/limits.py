@@ -12,6 +12,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    literal,
     not_,
     or_,
     select,
@@ -57,11 +58,17 @@ def _user_lock() -> Select[tuple[int]]:
     return select(User.id).where(User.id == bindparam("locked_user")).with_for_update()
 
 
+HOLDING_STATUSES = (JobStatus.queued, JobStatus.running)
+
+
 def holds_a_worker(stale_before: Any) -> ColumnElement[bool]:
     """Unfinished jobs, and cancelled ones whose computation is still being killed (unless their worker
     stopped beating before `stale_before`: a dead worker holds nothing)."""
+    # The statuses as literals, not bound values: the planner then sees that this implies the
+    # predicate of the partial index `ix_jobs_user_holding` and counts a user's jobs from it.
+    holding = [literal(status.value, literal_execute=True) for status in HOLDING_STATUSES]
     return or_(
-        Job.status.in_([JobStatus.queued, JobStatus.running]),
+        Job.status.in_(holding),
         and_(Job.stopping, not_(heartbeat_older_than(Job.heartbeat_at, stale_before))),
     )
 

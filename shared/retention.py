@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from shared import blob_gc
-from shared.storage import release_upload
+from shared.storage import lock_storage_counts, release_upload
 from shared.tables import FINISHED, Job, JobChunk, JobPrepared, JobResult, utcnow
 
 
@@ -36,6 +36,7 @@ def purge_expired(session: Session, retention_days: float, now: datetime | None 
         (JobPrepared.blob_key, JobPrepared.job_id),
     ):
         blob_gc.delete_after_commit(session, session.scalars(select(column).where(job_column.in_(expired))))
+    lock_storage_counts(session, session.scalars(select(Job.user_id).where(Job.id.in_(expired))))
     jobs = session.execute(delete(Job).where(Job.id.in_(expired))).rowcount
     # In one order everywhere: two API processes purging at once must not deadlock on each other's locks.
     datasets = sum(release_upload(session, digest) for digest in sorted(d for d in digests if d is not None))

@@ -21,17 +21,18 @@ then keeps it; a submit that comes second to a release stores the content again.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import BindParameter, Exists, Select, bindparam, delete, exists, func, select, true
+from sqlalchemy import BindParameter, Exists, Select, bindparam, delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import blob_gc
 from shared.blobs import current_store, new_token
-from shared.tables import Job, JobResult, Upload
+from shared.tables import Job, StorageCounts, Upload, User
 
 QUOTA_SETTING = "FITEXPLAIN_MAX_STORAGE_BYTES_PER_USER"
 
@@ -63,22 +64,34 @@ class StorageQuotaExceeded(Exception):
 
 
 def usage_query(user_id: int | BindParameter[int]) -> Select[tuple[int, int, int, int]]:
-    """The user's uploads bytes, results bytes, uploads and results (StorageUsage's order): one row of
-    two one-row aggregates, to which other counts can be added (one statement)."""
-    uploads = (
-        select(func.coalesce(func.sum(Upload.size_bytes), 0).label("bytes"), func.count().label("n"))
-        .where(Upload.sha256.in_(select(Job.dataset_sha256).where(Job.user_id == user_id)))
-        .subquery()
+    """The user's uploads bytes, results bytes, uploads and results (StorageUsage's order), one row to
+    which other counts can be added (one statement): read from the counts that migration 0012's triggers
+    keep, not counted over the user's jobs at every submit."""
+    return (
+        select(
+            func.coalesce(StorageCounts.uploads_bytes, 0),
+            func.coalesce(StorageCounts.results_bytes, 0),
+            func.coalesce(StorageCounts.uploads, 0),
+            func.coalesce(StorageCounts.results, 0),
+        )
+        .select_from(User)
+        .outerjoin(StorageCounts, StorageCounts.user_id == User.id)
+        .where(User.id == user_id)
     )
-    results = (
-        select(func.coalesce(func.sum(JobResult.stored_bytes), 0).label("bytes"), func.count().label("n"))
-        .join(Job, Job.id == JobResult.job_id)
-        .where(Job.user_id == user_id)
-        .subquery()
-    )
-    return select(uploads.c.bytes, results.c.bytes, uploads.c.n, results.c.n).select_from(
-        uploads.join(results, true())
-    )
+
+
+def lock_storage_counts(session: Session, user_ids: Iterable[int]) -> None:
+    """Lock these users' storage counts, in user order, before deleting their jobs: the triggers that
+    keep the counts lock them as each job row goes, so a purge of many users' jobs and a DELETE of one
+    job, each holding a job row, would otherwise wait for each other's counts (a deadlock)."""
+    ordered = sorted(set(user_ids))
+    if ordered:
+        session.execute(
+            select(StorageCounts.user_id)
+            .where(StorageCounts.user_id.in_(ordered))
+            .order_by(StorageCounts.user_id)
+            .with_for_update()
+        ).all()
 
 
 def usage(session: Session, user_id: int) -> StorageUsage:

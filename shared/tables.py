@@ -23,6 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
     false,
     or_,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -81,6 +82,9 @@ class JobStatus(enum.StrEnum):
 
 
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+HOLDING = "status IN ('queued', 'running') OR stopping"
+"""The predicate of the partial index of jobs that may hold a worker (`shared.limits.holds_a_worker`
+narrows it to beating workers); migration 0012 has its own copy, as migrations do."""
 
 
 class User(Base):
@@ -142,6 +146,9 @@ class Job(Base):
         Index("ix_jobs_error_code", "error_code"),
         CheckConstraint("queue IN ('small', 'large')", name="job_queue_valid"),
         Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
+        Index("ix_jobs_dataset_user", "dataset_sha256", "user_id"),
+        # The jobs that hold a worker (shared.limits.holds_a_worker), counted at every submit.
+        Index("ix_jobs_user_holding", "user_id", postgresql_where=text(HOLDING), sqlite_where=text(HOLDING)),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -150,7 +157,7 @@ class Job(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JsonType)  # the query parameters, for display
     spec: Mapped[dict[str, Any]] = mapped_column(JsonType)  # JobSpec.to_json(): what the worker runs
     # The upload; None once the job was cancelled (its upload is then released at once).
-    dataset_sha256: Mapped[str | None] = mapped_column(ForeignKey("datasets.sha256"), index=True)
+    dataset_sha256: Mapped[str | None] = mapped_column(ForeignKey("datasets.sha256"))
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     progress_message: Mapped[str] = mapped_column(String(200), default="queued")
@@ -188,6 +195,20 @@ class JobResult(Base):
     parquet_key: Mapped[str | None] = mapped_column(String(200))
     parquet_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class StorageCounts(Base):
+    """What each user's jobs keep, as `GET /account/usage` and the storage quota count it: the uploads
+    their jobs reference (each once) and their results. Kept by triggers on jobs and job_results
+    (migration 0012), so that a submit reads one row instead of counting all the user's jobs."""
+
+    __tablename__ = "storage_usage"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    uploads_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    uploads: Mapped[int] = mapped_column(Integer, server_default="0")
+    results_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    results: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class JobEvent(Base):

@@ -1,0 +1,147 @@
+"""Each user's storage counts (`storage_usage`, kept by migration 0012's triggers) equal what counting the
+user's jobs gives, after every change a job goes through, on SQLite and on Postgres."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.jobstore import cancel, claim, create_job, delete_job, succeed
+from shared.ml.spec import JobSpec, ModelSpec
+from shared.retention import purge_expired
+from shared.storage import StorageUsage, sha256_hex, store_upload, usage
+from shared.tables import Job, JobResult, JobStatus, Upload, utcnow
+from tests.store.conftest import Jobs
+
+SPEC = JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json()
+
+
+def counted(session: Session, user_id: int) -> StorageUsage:
+    """The usage as the API counted it before the counts were kept: over all the user's jobs."""
+    referenced = select(Job.dataset_sha256).where(Job.user_id == user_id)
+    uploads = session.execute(
+        select(func.coalesce(func.sum(Upload.size_bytes), 0), func.count()).where(
+            Upload.sha256.in_(referenced)
+        )
+    ).one()
+    results = session.execute(
+        select(func.coalesce(func.sum(JobResult.stored_bytes), 0), func.count())
+        .join(Job, Job.id == JobResult.job_id)
+        .where(Job.user_id == user_id)
+    ).one()
+    return StorageUsage(int(uploads[0]), int(results[0]), int(uploads[1]), int(results[1]))
+
+
+def assert_kept(sessions: sessionmaker[Session], *users: int) -> None:
+    with sessions() as session:
+        for user_id in users:
+            assert usage(session, user_id) == counted(session, user_id)
+
+
+def submitted(sessions: sessionmaker[Session], user_id: int, content: bytes) -> str:
+    with sessions.begin() as session:
+        digest = sha256_hex(content)
+        store_upload(session, content, digest, content.count(b"\n") - 1, 2)
+        return create_job(
+            session, user_id=user_id, endpoint="gbdtclassification", params={}, spec=SPEC, dataset=digest
+        ).id
+
+
+def succeeded(sessions: sessionmaker[Session], job_id: str, result: dict) -> None:
+    with sessions.begin() as session:
+        assert claim(session, job_id, worker="w:1", stale_after=60, max_attempts=3).job is not None
+    with sessions.begin() as session:
+        assert succeed(session, job_id, "w:1", result)
+
+
+def test_counts_follow_submits_results_cancels_deletes_and_retention(jobs: Jobs) -> None:
+    sessions = jobs.sessions
+    alice, bob = jobs.user("alice"), jobs.user("bob")
+    assert_kept(sessions, alice, bob)
+    x, y = b"x,target\n1,0\n2,1\n", b"y,target\n" + b"3,0\n" * 50
+    a1, a2 = submitted(sessions, alice, x), submitted(sessions, alice, x)  # one upload, counted once
+    a3, b1 = submitted(sessions, alice, y), submitted(sessions, bob, x)  # bob's jobs keep x for bob too
+    with sessions() as session:
+        assert usage(session, alice).uploads == 2 and usage(session, bob).uploads == 1
+    assert_kept(sessions, alice, bob)
+
+    succeeded(sessions, a1, {"y_pred": [0, 1] * 100})
+    succeeded(sessions, b1, {"y_pred": [1]})
+    with sessions() as session:
+        assert usage(session, alice).results == 1 and usage(session, alice).results_bytes > 0
+    assert_kept(sessions, alice, bob)
+
+    with sessions.begin() as session:  # releases y: no other job of alice's uses it
+        assert cancel(session, a3)
+    with sessions() as session:
+        assert usage(session, alice).uploads == 1
+    assert_kept(sessions, alice, bob)
+
+    with sessions.begin() as session:  # its result goes; x stays, a2 still uses it
+        delete_job(session, a1)
+    assert_kept(sessions, alice, bob)
+
+    # Retention deletes two finished jobs of alice's on x in one statement: x is counted off once.
+    a4 = submitted(sessions, alice, x)
+    succeeded(sessions, a4, {"y_pred": [0]})
+    with sessions.begin() as session:
+        long_ago = utcnow() - timedelta(days=40)
+        session.execute(
+            update(Job).where(Job.id.in_([a2, a4])).values(status=JobStatus.succeeded, finished_at=long_ago)
+        )
+    with sessions.begin() as session:
+        assert purge_expired(session, retention_days=30)["jobs"] == 2
+    with sessions() as session:
+        assert usage(session, alice) == StorageUsage(0, 0, 0, 0)
+    assert_kept(sessions, alice, bob)
+
+    with sessions.begin() as session:
+        delete_job(session, b1)
+    with sessions() as session:
+        assert usage(session, bob) == StorageUsage(0, 0, 0, 0)
+
+
+def test_a_result_deleted_alone_is_counted_off(jobs: Jobs) -> None:
+    alice = jobs.user("alice")
+    job_id = submitted(jobs.sessions, alice, b"x,target\n1,0\n")
+    succeeded(jobs.sessions, job_id, {"y_pred": [0]})
+    with jobs.sessions.begin() as session:
+        session.query(JobResult).filter(JobResult.job_id == job_id).delete()
+    assert_kept(jobs.sessions, alice)
+    with jobs.sessions() as session:
+        assert usage(session, alice).results == 0 and usage(session, alice).uploads == 1
+
+
+def test_two_deletes_at_once_count_off_the_upload_they_shared(
+    jobs: Jobs, request: pytest.FixtureRequest
+) -> None:
+    """Each delete alone sees the other's job still keeping the upload; the user's counts, locked by the
+    first, make the second see the first's delete committed (Postgres; SQLite has one writer at a time)."""
+    if jobs.sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writing transaction at a time")
+    sessions = jobs.sessions
+    alice = jobs.user("alice")
+    first, second = (submitted(sessions, alice, b"x,target\n1,0\n") for _ in range(2))
+    first_session = sessions()
+    delete_job(first_session, first)  # holds alice's counts until it commits
+    done = threading.Event()
+
+    def delete_second() -> None:
+        with sessions.begin() as session:
+            delete_job(session, second)
+        done.set()
+
+    thread = threading.Thread(target=delete_second)
+    thread.start()
+    assert not done.wait(0.5), "the second delete should wait for the first"
+    first_session.commit()
+    first_session.close()
+    thread.join(10)
+    assert done.is_set()
+    with sessions() as session:
+        assert usage(session, alice) == StorageUsage(0, 0, 0, 0)
+    assert_kept(sessions, alice)
