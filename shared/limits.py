@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from shared.settings import Settings
 from shared.storage import StorageUsage, keeps_upload, refuse_over_quota, usage_query
-from shared.tables import Job, JobStatus, User, heartbeat_older_than, utcnow
+from shared.tables import Job, JobStatus, StorageCounts, User, heartbeat_older_than, utcnow
 
 
 class RateLimited(Exception):
@@ -55,7 +55,15 @@ def reserve_submission(
 
 @cache
 def _user_lock() -> Select[tuple[int]]:
-    return select(User.id).where(User.id == bindparam("locked_user")).with_for_update()
+    """The user's row and their storage counts, locked in one statement. The counts come first, before
+    the upload the submit shares: deleting a job locks them (its trigger, or `lock_storage_counts`)
+    before it removes that upload, so taking them later, at the job's insert, could deadlock with it."""
+    return (
+        select(User.id)
+        .join(StorageCounts, StorageCounts.user_id == User.id)
+        .where(User.id == bindparam("locked_user"))
+        .with_for_update()
+    )
 
 
 HOLDING_STATUSES = (JobStatus.queued, JobStatus.running)

@@ -11,8 +11,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.jobstore import cancel, claim, create_job, delete_job, succeed
+from shared.limits import reserve_submission
 from shared.ml.spec import JobSpec, ModelSpec
 from shared.retention import purge_expired
+from shared.settings import Settings
 from shared.storage import StorageUsage, sha256_hex, store_upload, usage
 from shared.tables import Job, JobResult, JobStatus, Upload, utcnow
 from tests.store.conftest import Jobs
@@ -144,4 +146,46 @@ def test_two_deletes_at_once_count_off_the_upload_they_shared(
     assert done.is_set()
     with sessions() as session:
         assert usage(session, alice) == StorageUsage(0, 0, 0, 0)
+    assert_kept(sessions, alice)
+
+
+def test_a_delete_during_a_submit_sharing_its_upload_waits_instead_of_deadlocking(jobs: Jobs) -> None:
+    """A submit locks the user's counts with the user's row, before the upload it shares; a delete of the
+    user's other job on that upload locks the counts before the upload too, so it waits for the submit
+    (taking the counts only at the job's insert, the submit would deadlock with it)."""
+    if jobs.sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writing transaction at a time")
+    sessions = jobs.sessions
+    alice = jobs.user("alice")
+    content = b"x,target\n1,0\n"
+    old = submitted(sessions, alice, content)
+    submit = sessions()
+    settings = Settings(database_url=str(sessions.kw["bind"].url))
+    reserve_submission(submit, alice, settings, upload=(sha256_hex(content), len(content)))
+    store_upload(submit, content, sha256_hex(content), 1, 2)  # shares the stored upload until commit
+    deleted = threading.Event()
+
+    def delete_old() -> None:
+        with sessions.begin() as session:
+            delete_job(session, old)
+        deleted.set()
+
+    thread = threading.Thread(target=delete_old)
+    thread.start()
+    assert not deleted.wait(0.5), "the delete should wait for the submit"
+    new = create_job(
+        submit,
+        user_id=alice,
+        endpoint="gbdtclassification",
+        params={},
+        spec=SPEC,
+        dataset=sha256_hex(content),
+    ).id
+    submit.commit()
+    submit.close()
+    thread.join(10)
+    assert deleted.is_set()
+    with sessions() as session:
+        assert session.get(Job, new) is not None and session.get(Job, old) is None
+        assert usage(session, alice).uploads == 1
     assert_kept(sessions, alice)
