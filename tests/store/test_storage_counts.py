@@ -4,6 +4,8 @@ user's jobs gives, after every change a job goes through, on SQLite and on Postg
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -118,32 +120,41 @@ def test_a_result_deleted_alone_is_counted_off(jobs: Jobs) -> None:
         assert usage(session, alice).results == 0 and usage(session, alice).uploads == 1
 
 
-def test_two_deletes_at_once_count_off_the_upload_they_shared(
-    jobs: Jobs, request: pytest.FixtureRequest
-) -> None:
-    """Each delete alone sees the other's job still keeping the upload; the user's counts, locked by the
-    first, make the second see the first's delete committed (Postgres; SQLite has one writer at a time)."""
+def on_postgres_only(jobs: Jobs) -> None:
     if jobs.sessions.kw["bind"].dialect.name != "postgresql":
         pytest.skip("SQLite runs one writing transaction at a time")
+
+
+@contextmanager
+def waiting_delete(sessions: sessionmaker[Session], job_id: str) -> Iterator[None]:
+    """`delete_job(job_id)` in a transaction of its own, in a thread, checked to wait for the transaction
+    the caller holds open; the block commits that one, and the delete must then complete."""
+    done = threading.Event()
+
+    def delete() -> None:
+        with sessions.begin() as session:
+            delete_job(session, job_id)
+        done.set()
+
+    thread = threading.Thread(target=delete)
+    thread.start()
+    assert not done.wait(0.5), "the delete should wait for the open transaction"
+    yield
+    thread.join(10)
+    assert done.is_set()
+
+
+def test_two_deletes_at_once_count_off_the_upload_they_shared(jobs: Jobs) -> None:
+    """Each delete alone sees the other's job still keeping the upload; the user's counts, locked by the
+    first, make the second see the first's delete committed (Postgres; SQLite has one writer at a time)."""
+    on_postgres_only(jobs)
     sessions = jobs.sessions
     alice = jobs.user("alice")
     first, second = (submitted(sessions, alice, b"x,target\n1,0\n") for _ in range(2))
-    first_session = sessions()
-    delete_job(first_session, first)  # holds alice's counts until it commits
-    done = threading.Event()
-
-    def delete_second() -> None:
-        with sessions.begin() as session:
-            delete_job(session, second)
-        done.set()
-
-    thread = threading.Thread(target=delete_second)
-    thread.start()
-    assert not done.wait(0.5), "the second delete should wait for the first"
-    first_session.commit()
-    first_session.close()
-    thread.join(10)
-    assert done.is_set()
+    with sessions() as deleting:
+        delete_job(deleting, first)  # holds alice's counts until it commits
+        with waiting_delete(sessions, second):
+            deleting.commit()
     with sessions() as session:
         assert usage(session, alice) == StorageUsage(0, 0, 0, 0)
     assert_kept(sessions, alice)
@@ -153,39 +164,22 @@ def test_a_delete_during_a_submit_sharing_its_upload_waits_instead_of_deadlockin
     """A submit locks the user's counts with the user's row, before the upload it shares; a delete of the
     user's other job on that upload locks the counts before the upload too, so it waits for the submit
     (taking the counts only at the job's insert, the submit would deadlock with it)."""
-    if jobs.sessions.kw["bind"].dialect.name != "postgresql":
-        pytest.skip("SQLite runs one writing transaction at a time")
+    on_postgres_only(jobs)
     sessions = jobs.sessions
     alice = jobs.user("alice")
     content = b"x,target\n1,0\n"
+    digest = sha256_hex(content)
     old = submitted(sessions, alice, content)
-    submit = sessions()
     settings = Settings(database_url=str(sessions.kw["bind"].url))
-    reserve_submission(submit, alice, settings, upload=(sha256_hex(content), len(content)))
-    store_upload(submit, content, sha256_hex(content), 1, 2)  # shares the stored upload until commit
-    deleted = threading.Event()
-
-    def delete_old() -> None:
-        with sessions.begin() as session:
-            delete_job(session, old)
-        deleted.set()
-
-    thread = threading.Thread(target=delete_old)
-    thread.start()
-    assert not deleted.wait(0.5), "the delete should wait for the submit"
-    new = create_job(
-        submit,
-        user_id=alice,
-        endpoint="gbdtclassification",
-        params={},
-        spec=SPEC,
-        dataset=sha256_hex(content),
-    ).id
-    submit.commit()
-    submit.close()
-    thread.join(10)
-    assert deleted.is_set()
+    with sessions() as submit:
+        reserve_submission(submit, alice, settings, upload=(digest, len(content)))
+        store_upload(submit, content, digest, 1, 2)  # shares the stored upload until it commits
+        with waiting_delete(sessions, old):
+            job = create_job(
+                submit, user_id=alice, endpoint="gbdtclassification", params={}, spec=SPEC, dataset=digest
+            )
+            submit.commit()
     with sessions() as session:
-        assert session.get(Job, new) is not None and session.get(Job, old) is None
+        assert session.get(Job, job.id) is not None and session.get(Job, old) is None
         assert usage(session, alice).uploads == 1
     assert_kept(sessions, alice)
