@@ -4,7 +4,7 @@ user's jobs gives, after every change a job goes through, on SQLite and on Postg
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -126,34 +126,35 @@ def on_postgres_only(jobs: Jobs) -> None:
 
 
 @contextmanager
-def waiting_delete(sessions: sessionmaker[Session], job_id: str) -> Iterator[None]:
-    """`delete_job(job_id)` in a transaction of its own, in a thread, checked to wait for the transaction
-    the caller holds open; the block commits that one, and the delete must then complete."""
+def waiting(sessions: sessionmaker[Session], change: Callable[[Session], object]) -> Iterator[None]:
+    """`change` in a transaction of its own, in a thread, checked to wait for the transaction the caller
+    holds open; the block commits that one, and `change` must then complete."""
     done = threading.Event()
 
-    def delete() -> None:
+    def run() -> None:
         with sessions.begin() as session:
-            delete_job(session, job_id)
+            change(session)
         done.set()
 
-    thread = threading.Thread(target=delete)
+    thread = threading.Thread(target=run)
     thread.start()
-    assert not done.wait(0.5), "the delete should wait for the open transaction"
+    assert not done.wait(0.5), "it should wait for the open transaction"
     yield
     thread.join(10)
     assert done.is_set()
 
 
 def test_two_deletes_at_once_count_off_the_upload_they_shared(jobs: Jobs) -> None:
-    """Each delete alone sees the other's job still keeping the upload; the user's counts, locked by the
-    first, make the second see the first's delete committed (Postgres; SQLite has one writer at a time)."""
+    """Each delete alone sees the other's job still keeping the upload; the user's counts, which the
+    first locks before its job (`lock_storage_counts`), make the second see the first's delete committed
+    (Postgres; SQLite has one writer at a time)."""
     on_postgres_only(jobs)
     sessions = jobs.sessions
     alice = jobs.user("alice")
     first, second = (submitted(sessions, alice, b"x,target\n1,0\n") for _ in range(2))
     with sessions() as deleting:
         delete_job(deleting, first)  # holds alice's counts until it commits
-        with waiting_delete(sessions, second):
+        with waiting(sessions, lambda session: delete_job(session, second)):
             deleting.commit()
     with sessions() as session:
         assert usage(session, alice) == StorageUsage(0, 0, 0, 0)
@@ -174,7 +175,7 @@ def test_a_delete_during_a_submit_sharing_its_upload_waits_instead_of_deadlockin
     with sessions() as submit:
         reserve_submission(submit, alice, settings, upload=(digest, len(content)))
         store_upload(submit, content, digest, 1, 2)  # shares the stored upload until it commits
-        with waiting_delete(sessions, old):
+        with waiting(sessions, lambda session: delete_job(session, old)):
             job = create_job(
                 submit, user_id=alice, endpoint="gbdtclassification", params={}, spec=SPEC, dataset=digest
             )
@@ -182,4 +183,20 @@ def test_a_delete_during_a_submit_sharing_its_upload_waits_instead_of_deadlockin
     with sessions() as session:
         assert session.get(Job, job.id) is not None and session.get(Job, old) is None
         assert usage(session, alice).uploads == 1
+    assert_kept(sessions, alice)
+
+
+def test_a_cancel_during_a_delete_of_a_job_on_the_same_upload_counts_it_off_once(jobs: Jobs) -> None:
+    """The cancel's trigger waits for the user's counts, which the delete holds, and then sees the deleted
+    job gone: without that lock each would see the other's job still keeping the upload."""
+    on_postgres_only(jobs)
+    sessions = jobs.sessions
+    alice = jobs.user("alice")
+    queued, other = (submitted(sessions, alice, b"x,target\n1,0\n") for _ in range(2))
+    with sessions() as deleting:
+        delete_job(deleting, other)
+        with waiting(sessions, lambda session: cancel(session, queued)):
+            deleting.commit()
+    with sessions() as session:
+        assert usage(session, alice) == StorageUsage(0, 0, 0, 0)
     assert_kept(sessions, alice)
