@@ -1,8 +1,8 @@
 """storage_usage: each user's storage counted as it changes, and indexes for the per-submit counts
 
 Every submit checks the user's storage quota and unfinished jobs under the user's row lock. Both were
-counted over all the user's jobs: 10 ms a submit at 10,000 kept jobs, 56 ms at 50,000, while the user's
-other submits waited on the lock. Now:
+counted over all the user's jobs: 10 ms a submit at 10,000 kept jobs, 31 ms at 50,000
+(benchmarks/submit_limits.py), while the user's other submits waited on the lock. Now:
 
 - `storage_usage` holds each user's counts (`GET /account/usage`'s numbers: uploads their jobs reference,
   counted once each, and results), kept by triggers on `jobs` and `job_results`, so that every way a row
@@ -13,7 +13,7 @@ other submits waited on the lock. Now:
   another job of the same user keeps an upload, and `release_upload` whether any job does.
 
 The jobs trigger runs BEFORE each row changes: it then sees the rows that the same statement changed
-before it (a retention DELETE of two jobs of one user on one upload releases the upload once), and the
+before it (a retention DELETE of two jobs of one user on one upload counts the upload off once), and the
 job's result row, which a cascade deletes next. On Postgres it first locks the user's counts, so two
 transactions releasing the same upload cannot both see the other's job still there.
 
