@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from shared.settings import Settings
 from shared.storage import StorageUsage, keeps_upload, refuse_over_quota, usage_query
-from shared.tables import Job, JobStatus, StorageCounts, User, heartbeat_older_than, utcnow
+from shared.tables import HOLDING_STATUSES, Job, StorageCounts, User, heartbeat_older_than, utcnow
 
 
 class RateLimited(Exception):
@@ -64,9 +64,6 @@ def _user_lock() -> Select[tuple[int]]:
         .where(User.id == bindparam("locked_user"))
         .with_for_update()
     )
-
-
-HOLDING_STATUSES = (JobStatus.queued, JobStatus.running)
 
 
 def holds_a_worker(stale_before: Any) -> ColumnElement[bool]:

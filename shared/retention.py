@@ -28,7 +28,10 @@ def purge_expired(session: Session, retention_days: float, now: datetime | None 
         .where(Job.status.in_(FINISHED), func.coalesce(Job.finished_at, Job.created_at) < cutoff)
         .scalar_subquery()
     )
-    digests = set(session.scalars(select(Job.dataset_sha256).where(Job.id.in_(expired))).all())
+    owners_and_uploads = session.execute(
+        select(Job.user_id, Job.dataset_sha256).where(Job.id.in_(expired))
+    ).all()
+    digests = {digest for _, digest in owners_and_uploads}
     results = session.scalar(select(func.count()).select_from(JobResult).where(JobResult.job_id.in_(expired)))
     for column, job_column in (
         *((column, JobResult.job_id) for column in blob_gc.RESULT_KEYS),
@@ -36,7 +39,7 @@ def purge_expired(session: Session, retention_days: float, now: datetime | None 
         (JobPrepared.blob_key, JobPrepared.job_id),
     ):
         blob_gc.delete_after_commit(session, session.scalars(select(column).where(job_column.in_(expired))))
-    lock_storage_counts(session, session.scalars(select(Job.user_id).where(Job.id.in_(expired))))
+    lock_storage_counts(session, (owner for owner, _ in owners_and_uploads))
     jobs = session.execute(delete(Job).where(Job.id.in_(expired))).rowcount
     # In one order everywhere: two API processes purging at once must not deadlock on each other's locks.
     datasets = sum(release_upload(session, digest) for digest in sorted(d for d in digests if d is not None))

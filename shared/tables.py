@@ -82,7 +82,8 @@ class JobStatus(enum.StrEnum):
 
 
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
-HOLDING = "status IN ('queued', 'running') OR stopping"
+HOLDING_STATUSES = (JobStatus.queued, JobStatus.running)
+HOLDING = f"status IN ({', '.join(repr(status.value) for status in HOLDING_STATUSES)}) OR stopping"
 """The predicate of the partial index of jobs that may hold a worker (`shared.limits.holds_a_worker`
 narrows it to beating workers); migration 0012 has its own copy, as migrations do."""
 

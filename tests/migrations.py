@@ -1,17 +1,21 @@
 """Helpers of the migration tests: an Alembic config for a database, the migration that defines a name
-wherever the chain puts it, and a fresh database on SQLite and on Postgres."""
+wherever the chain puts it, a database migrated to just before it, and a fresh database on SQLite and on
+Postgres."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from shared.db import make_engine
 from tests.stack import REPO, create_database, drop_database
 
 
@@ -56,6 +60,24 @@ def migration_defining(config: Config, name: str) -> tuple[str, str]:
         if hasattr(script.module, name):
             return script.revision, str(script.down_revision)
     raise AssertionError(f"no migration defines {name}")
+
+
+class JustBefore(NamedTuple):
+    """A database migrated to just before the migration under test, ready for the rows it will change."""
+
+    config: Config
+    revision: str  # the migration under test
+    before: str  # its down revision: where the database is
+    engine: sa.Engine
+
+
+def just_before(database_url: str, name: str) -> JustBefore:
+    """Migrate the empty database at `database_url` up to the migration that defines `name`, not
+    including it."""
+    config = alembic_config(database_url)
+    revision, before = migration_defining(config, name)
+    command.upgrade(config, before)
+    return JustBefore(config, revision, before, make_engine(database_url))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -49,21 +49,37 @@ SELECT users.id,
 FROM users
 """
 
-# An upload counts for a user while at least one of the user's jobs references it.
-_POSTGRES_UPLOAD_GONE = """
-    IF {old}.dataset_sha256 IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM jobs WHERE dataset_sha256 = {old}.dataset_sha256 AND user_id = {old}.user_id
-        AND id <> {old}.id) THEN
-        UPDATE storage_usage SET uploads_bytes = uploads_bytes - d.size_bytes, uploads = uploads - 1
-        FROM datasets d WHERE storage_usage.user_id = {old}.user_id AND d.sha256 = {old}.dataset_sha256;
-    END IF;"""
-_POSTGRES_UPLOAD_KEPT = """
-    IF NEW.dataset_sha256 IS NOT NULL AND NOT EXISTS (
+# The statements that keep the counts, the same on both databases (Postgres runs them in a plpgsql
+# function, SQLite in its triggers' bodies). An upload counts for a user while at least one of the
+# user's jobs references it; a job row's upload always exists (foreign key) when these run.
+UPLOAD_GONE = """
+    UPDATE storage_usage SET
+        uploads_bytes = uploads_bytes - (SELECT size_bytes FROM datasets WHERE sha256 = OLD.dataset_sha256),
+        uploads = uploads - 1
+    WHERE user_id = OLD.user_id AND OLD.dataset_sha256 IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM jobs WHERE dataset_sha256 = OLD.dataset_sha256 AND user_id = OLD.user_id
+        AND id <> OLD.id);"""
+UPLOAD_KEPT = """
+    UPDATE storage_usage SET
+        uploads_bytes = uploads_bytes + (SELECT size_bytes FROM datasets WHERE sha256 = NEW.dataset_sha256),
+        uploads = uploads + 1
+    WHERE user_id = NEW.user_id AND NEW.dataset_sha256 IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM jobs WHERE dataset_sha256 = NEW.dataset_sha256 AND user_id = NEW.user_id
-        AND id <> NEW.id) THEN
-        UPDATE storage_usage SET uploads_bytes = uploads_bytes + d.size_bytes, uploads = uploads + 1
-        FROM datasets d WHERE storage_usage.user_id = NEW.user_id AND d.sha256 = NEW.dataset_sha256;
-    END IF;"""
+        AND id <> NEW.id);"""
+# A deleted job's result, counted off while it is still there: the cascade deletes it next, and the
+# result's own trigger then finds no job to charge.
+RESULT_OF_DELETED_JOB = """
+    UPDATE storage_usage SET
+        results_bytes = results_bytes - (SELECT stored_bytes FROM job_results WHERE job_id = OLD.id),
+        results = results - 1
+    WHERE user_id = OLD.user_id AND EXISTS (SELECT 1 FROM job_results WHERE job_id = OLD.id);"""
+RESULT_ROW = """
+    UPDATE storage_usage
+    SET results_bytes = results_bytes {sign} {row}.stored_bytes, results = results {sign} 1
+    WHERE user_id = (SELECT user_id FROM jobs WHERE id = {row}.job_id);"""
+RESULT_ADDED = RESULT_ROW.format(sign="+", row="NEW")
+RESULT_REMOVED = RESULT_ROW.format(sign="-", row="OLD")
+USER_ADDED = "INSERT INTO storage_usage (user_id) VALUES (NEW.id);"
 
 POSTGRES = [
     f"""
@@ -73,38 +89,34 @@ DECLARE
 BEGIN
     PERFORM 1 FROM storage_usage WHERE user_id = owner FOR UPDATE;
     IF TG_OP = 'DELETE' THEN
-        {_POSTGRES_UPLOAD_GONE.format(old="OLD")}
-        UPDATE storage_usage SET results_bytes = results_bytes - r.stored_bytes, results = results - 1
-        FROM job_results r WHERE storage_usage.user_id = OLD.user_id AND r.job_id = OLD.id;
+        {UPLOAD_GONE}
+        {RESULT_OF_DELETED_JOB}
         RETURN OLD;
     END IF;
     IF TG_OP = 'UPDATE' THEN
         IF NEW.dataset_sha256 IS NOT DISTINCT FROM OLD.dataset_sha256 THEN
             RETURN NEW;
         END IF;
-        {_POSTGRES_UPLOAD_GONE.format(old="OLD")}
+        {UPLOAD_GONE}
     END IF;
-    {_POSTGRES_UPLOAD_KEPT}
+    {UPLOAD_KEPT}
     RETURN NEW;
 END $$""",
-    """
+    f"""
 CREATE FUNCTION storage_usage_of_results() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- A result deleted by its job's cascade finds no job here: the jobs trigger counted it off.
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        UPDATE storage_usage SET results_bytes = results_bytes - OLD.stored_bytes, results = results - 1
-        FROM jobs j WHERE j.id = OLD.job_id AND storage_usage.user_id = j.user_id;
+        {RESULT_REMOVED}
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        UPDATE storage_usage SET results_bytes = results_bytes + NEW.stored_bytes, results = results + 1
-        FROM jobs j WHERE j.id = NEW.job_id AND storage_usage.user_id = j.user_id;
+        {RESULT_ADDED}
     END IF;
     RETURN NULL;
 END $$""",
-    """
+    f"""
 CREATE FUNCTION storage_usage_of_users() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO storage_usage (user_id) VALUES (NEW.id);
+    {USER_ADDED}
     RETURN NULL;
 END $$""",
     "CREATE TRIGGER storage_usage_of_jobs BEFORE INSERT OR DELETE OR UPDATE OF dataset_sha256 ON jobs "
@@ -123,66 +135,23 @@ POSTGRES_DROP = [
     "DROP FUNCTION storage_usage_of_jobs()",
 ]
 
-
-def _sqlite_upload_gone(old: str) -> str:
-    return f"""
-    UPDATE storage_usage SET
-        uploads_bytes = uploads_bytes - (SELECT size_bytes FROM datasets WHERE sha256 = {old}.dataset_sha256),
-        uploads = uploads - 1
-    WHERE user_id = {old}.user_id AND {old}.dataset_sha256 IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM jobs WHERE dataset_sha256 = {old}.dataset_sha256 AND user_id = {old}.user_id
-        AND id <> {old}.id);"""
-
-
-_SQLITE_UPLOAD_KEPT = """
-    UPDATE storage_usage SET
-        uploads_bytes = uploads_bytes + (SELECT size_bytes FROM datasets WHERE sha256 = NEW.dataset_sha256),
-        uploads = uploads + 1
-    WHERE user_id = NEW.user_id AND NEW.dataset_sha256 IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM jobs WHERE dataset_sha256 = NEW.dataset_sha256 AND user_id = NEW.user_id
-        AND id <> NEW.id);"""
-
-_SQLITE_RESULT = """
-    UPDATE storage_usage
-    SET results_bytes = results_bytes {sign} {row}.stored_bytes, results = results {sign} 1
-    WHERE user_id = (SELECT user_id FROM jobs WHERE id = {row}.job_id);"""
-
-SQLITE = [
-    f"CREATE TRIGGER storage_usage_job_inserted BEFORE INSERT ON jobs BEGIN {_SQLITE_UPLOAD_KEPT} END",
-    f"""CREATE TRIGGER storage_usage_job_deleted BEFORE DELETE ON jobs BEGIN {_sqlite_upload_gone("OLD")}
-    UPDATE storage_usage SET
-        results_bytes = results_bytes - (SELECT stored_bytes FROM job_results WHERE job_id = OLD.id),
-        results = results - 1
-    WHERE user_id = OLD.user_id AND EXISTS (SELECT 1 FROM job_results WHERE job_id = OLD.id);
-    END""",
-    f"""CREATE TRIGGER storage_usage_job_upload_changed BEFORE UPDATE OF dataset_sha256 ON jobs
-    WHEN OLD.dataset_sha256 IS NOT NEW.dataset_sha256 BEGIN {_sqlite_upload_gone("OLD")} {_SQLITE_UPLOAD_KEPT}
-    END""",
-    "CREATE TRIGGER storage_usage_result_inserted AFTER INSERT ON job_results BEGIN "
-    + _SQLITE_RESULT.format(sign="+", row="NEW")
-    + " END",
-    "CREATE TRIGGER storage_usage_result_deleted AFTER DELETE ON job_results BEGIN "
-    + _SQLITE_RESULT.format(sign="-", row="OLD")
-    + " END",
-    "CREATE TRIGGER storage_usage_result_changed AFTER UPDATE OF stored_bytes, job_id ON job_results BEGIN "
-    + _SQLITE_RESULT.format(sign="-", row="OLD")
-    + _SQLITE_RESULT.format(sign="+", row="NEW")
-    + " END",
-    "CREATE TRIGGER storage_usage_user_inserted AFTER INSERT ON users BEGIN "
-    "INSERT INTO storage_usage (user_id) VALUES (NEW.id); END",
-]
-SQLITE_DROP = [
-    f"DROP TRIGGER {name}"
-    for name in (
-        "storage_usage_job_inserted",
-        "storage_usage_job_deleted",
-        "storage_usage_job_upload_changed",
-        "storage_usage_result_inserted",
-        "storage_usage_result_deleted",
-        "storage_usage_result_changed",
-        "storage_usage_user_inserted",
-    )
-]
+SQLITE_TRIGGERS = {  # name: (when and on what, body)
+    "storage_usage_job_inserted": ("BEFORE INSERT ON jobs", UPLOAD_KEPT),
+    "storage_usage_job_deleted": ("BEFORE DELETE ON jobs", UPLOAD_GONE + RESULT_OF_DELETED_JOB),
+    "storage_usage_job_upload_changed": (
+        "BEFORE UPDATE OF dataset_sha256 ON jobs WHEN OLD.dataset_sha256 IS NOT NEW.dataset_sha256",
+        UPLOAD_GONE + UPLOAD_KEPT,
+    ),
+    "storage_usage_result_inserted": ("AFTER INSERT ON job_results", RESULT_ADDED),
+    "storage_usage_result_deleted": ("AFTER DELETE ON job_results", RESULT_REMOVED),
+    "storage_usage_result_changed": (
+        "AFTER UPDATE OF stored_bytes, job_id ON job_results",
+        RESULT_REMOVED + RESULT_ADDED,
+    ),
+    "storage_usage_user_inserted": ("AFTER INSERT ON users", USER_ADDED),
+}
+SQLITE = [f"CREATE TRIGGER {name} {event} BEGIN {body} END" for name, (event, body) in SQLITE_TRIGGERS.items()]
+SQLITE_DROP = [f"DROP TRIGGER {name}" for name in SQLITE_TRIGGERS]
 
 
 def upgrade() -> None:

@@ -15,10 +15,9 @@ from sqlalchemy.orm import Session
 
 from shared import settings
 from shared.blobs import current_store
-from shared.db import make_engine
 from shared.jobstore import result_body
 from shared.storage import upload_content, upload_path, usage
-from tests.migrations import alembic_config, insert_old_job, migration_defining
+from tests.migrations import insert_old_job, just_before
 
 pytestmark = [pytest.mark.service]
 
@@ -65,10 +64,7 @@ def insert_old_rows(engine: sa.Engine) -> None:
 def test_old_rows_keep_their_bytes_inline_and_get_sizes_and_checksums(
     database_url: str, local_store: None
 ) -> None:
-    config = alembic_config(database_url)
-    revision, before = migration_defining(config, "INLINE")
-    command.upgrade(config, before)
-    engine = make_engine(database_url)
+    config, revision, before, engine = just_before(database_url, "INLINE")
     insert_old_rows(engine)
     command.upgrade(config, revision)
     with engine.connect() as connection:

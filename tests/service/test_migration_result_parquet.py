@@ -10,10 +10,9 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.orm import Session
 
-from shared.db import make_engine
 from shared.jobstore import open_result_parquet, result_body
 from shared.storage import usage
-from tests.migrations import alembic_config, insert_old_job, migration_defining
+from tests.migrations import insert_old_job, just_before
 
 pytestmark = [pytest.mark.service]
 
@@ -41,11 +40,8 @@ def result_columns(engine: sa.Engine) -> set[str]:
 
 
 def test_older_results_have_no_parquet_form_and_the_downgrade_keeps_them(database_url: str) -> None:
-    config = alembic_config(database_url)
-    revision, before = migration_defining(config, "PARQUET_COLUMNS")
+    config, revision, before, engine = just_before(database_url, "PARQUET_COLUMNS")
     assert (revision, before) == ("0011", "0010")
-    command.upgrade(config, before)
-    engine = make_engine(database_url)
     insert_old_result(engine)
     command.upgrade(config, revision)
     assert {"parquet_key", "parquet_bytes"} <= result_columns(engine)

@@ -9,10 +9,9 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from shared.db import make_engine
 from shared.jobspec import PARAMS_BY_ENDPOINT
 from shared.ml.spec import JobSpec
-from tests.migrations import alembic_config, migration_defining
+from tests.migrations import just_before
 
 pytestmark = [pytest.mark.service]
 
@@ -32,10 +31,7 @@ OLD_ROWS: list[tuple[str, dict[str, Any]]] = [
 
 
 def test_old_rows_are_backfilled_with_the_spec_the_api_builds(database_url: str) -> None:
-    config = alembic_config(database_url)
-    revision, before = migration_defining(config, "spec_from_params")
-    command.upgrade(config, before)
-    engine = make_engine(database_url)
+    config, revision, before, engine = just_before(database_url, "spec_from_params")
     metadata = sa.MetaData()
     metadata.reflect(engine, only=["users", "datasets", "jobs"])
     users, datasets, jobs = (metadata.tables[name] for name in ("users", "datasets", "jobs"))

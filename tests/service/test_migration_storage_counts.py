@@ -8,9 +8,8 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.orm import Session
 
-from shared.db import make_engine
 from shared.storage import StorageUsage, usage
-from tests.migrations import alembic_config, insert_old_job, migration_defining
+from tests.migrations import insert_old_job, just_before
 
 pytestmark = [pytest.mark.service]
 
@@ -41,11 +40,8 @@ def insert_old_rows(engine: sa.Engine) -> dict[str, sa.Table]:
 
 
 def test_counts_start_from_existing_rows_follow_changes_and_go_with_the_downgrade(database_url: str) -> None:
-    config = alembic_config(database_url)
-    revision, before = migration_defining(config, "BACKFILL")
+    config, revision, before, engine = just_before(database_url, "BACKFILL")
     assert (revision, before) == ("0012", "0011")
-    command.upgrade(config, before)
-    engine = make_engine(database_url)
     tables = insert_old_rows(engine)
     command.upgrade(config, revision)
     with Session(engine) as session:

@@ -60,13 +60,19 @@ class Jobs:
             return user.id
 
     def job(
-        self, user_id: int, *, queue: str = "small", status: str = JobStatus.queued, age: float = 0.0
+        self,
+        user_id: int,
+        *,
+        queue: str = "small",
+        status: str = JobStatus.queued,
+        age: float = 0.0,
+        content: bytes = b"x,target\n1,0\n",
     ) -> str:
-        """A job submitted `age` seconds ago, put straight in `status` (if running: a fresh heartbeat)."""
+        """A job on the upload `content`, submitted `age` seconds ago, put straight in `status` (if
+        running: a fresh heartbeat)."""
         with self.sessions.begin() as session:
-            content = b"x,target\n1,0\n"
             digest = sha256_hex(content)
-            store_upload(session, content, digest, 1, 2)
+            store_upload(session, content, digest, content.count(b"\n") - 1, 2)
             job = create_job(
                 session,
                 user_id=user_id,

@@ -46,15 +46,6 @@ def assert_kept(sessions: sessionmaker[Session], *users: int) -> None:
             assert usage(session, user_id) == counted(session, user_id)
 
 
-def submitted(sessions: sessionmaker[Session], user_id: int, content: bytes) -> str:
-    with sessions.begin() as session:
-        digest = sha256_hex(content)
-        store_upload(session, content, digest, content.count(b"\n") - 1, 2)
-        return create_job(
-            session, user_id=user_id, endpoint="gbdtclassification", params={}, spec=SPEC, dataset=digest
-        ).id
-
-
 def succeeded(sessions: sessionmaker[Session], job_id: str, result: dict) -> None:
     with sessions.begin() as session:
         assert claim(session, job_id, worker="w:1", stale_after=60, max_attempts=3).job is not None
@@ -67,8 +58,8 @@ def test_counts_follow_submits_results_cancels_deletes_and_retention(jobs: Jobs)
     alice, bob = jobs.user("alice"), jobs.user("bob")
     assert_kept(sessions, alice, bob)
     x, y = b"x,target\n1,0\n2,1\n", b"y,target\n" + b"3,0\n" * 50
-    a1, a2 = submitted(sessions, alice, x), submitted(sessions, alice, x)  # one upload, counted once
-    a3, b1 = submitted(sessions, alice, y), submitted(sessions, bob, x)  # bob's jobs keep x for bob too
+    a1, a2 = jobs.job(alice, content=x), jobs.job(alice, content=x)  # one upload, counted once
+    a3, b1 = jobs.job(alice, content=y), jobs.job(bob, content=x)  # bob's jobs keep x for bob too
     with sessions() as session:
         assert usage(session, alice).uploads == 2 and usage(session, bob).uploads == 1
     assert_kept(sessions, alice, bob)
@@ -90,7 +81,7 @@ def test_counts_follow_submits_results_cancels_deletes_and_retention(jobs: Jobs)
     assert_kept(sessions, alice, bob)
 
     # Retention deletes two finished jobs of alice's on x in one statement: x is counted off once.
-    a4 = submitted(sessions, alice, x)
+    a4 = jobs.job(alice, content=x)
     succeeded(sessions, a4, {"y_pred": [0]})
     with sessions.begin() as session:
         long_ago = utcnow() - timedelta(days=40)
@@ -111,7 +102,7 @@ def test_counts_follow_submits_results_cancels_deletes_and_retention(jobs: Jobs)
 
 def test_a_result_deleted_alone_is_counted_off(jobs: Jobs) -> None:
     alice = jobs.user("alice")
-    job_id = submitted(jobs.sessions, alice, b"x,target\n1,0\n")
+    job_id = jobs.job(alice)
     succeeded(jobs.sessions, job_id, {"y_pred": [0]})
     with jobs.sessions.begin() as session:
         session.query(JobResult).filter(JobResult.job_id == job_id).delete()
@@ -151,7 +142,7 @@ def test_two_deletes_at_once_count_off_the_upload_they_shared(jobs: Jobs) -> Non
     on_postgres_only(jobs)
     sessions = jobs.sessions
     alice = jobs.user("alice")
-    first, second = (submitted(sessions, alice, b"x,target\n1,0\n") for _ in range(2))
+    first, second = (jobs.job(alice) for _ in range(2))
     with sessions() as deleting:
         delete_job(deleting, first)  # holds alice's counts until it commits
         with waiting(sessions, lambda session: delete_job(session, second)):
@@ -170,7 +161,7 @@ def test_a_delete_during_a_submit_sharing_its_upload_waits_instead_of_deadlockin
     alice = jobs.user("alice")
     content = b"x,target\n1,0\n"
     digest = sha256_hex(content)
-    old = submitted(sessions, alice, content)
+    old = jobs.job(alice, content=content)
     settings = Settings(database_url=str(sessions.kw["bind"].url))
     with sessions() as submit:
         reserve_submission(submit, alice, settings, upload=(digest, len(content)))
@@ -192,7 +183,7 @@ def test_a_cancel_during_a_delete_of_a_job_on_the_same_upload_counts_it_off_once
     on_postgres_only(jobs)
     sessions = jobs.sessions
     alice = jobs.user("alice")
-    queued, other = (submitted(sessions, alice, b"x,target\n1,0\n") for _ in range(2))
+    queued, other = (jobs.job(alice) for _ in range(2))
     with sessions() as deleting:
         delete_job(deleting, other)
         with waiting(sessions, lambda session: cancel(session, queued)):
