@@ -27,7 +27,7 @@ test: install
 
 test-fast: install
 	bash scripts/ensure_services.sh
-	$(BIN)/pytest -n auto tests/ml tests/store tests/inprocess
+	$(BIN)/pytest -n auto tests/ml tests/store tests/inprocess tests/results tests/client tests/dashboard tests/test_blobs.py
 
 lint: install
 	$(BIN)/ruff check .

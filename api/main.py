@@ -15,22 +15,22 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api import dashboard
-from api.dispatch_marks import DispatchMarks
-from api.middleware import UploadLimitMiddleware
 from api.routes import account, admin, health, jobs, metrics, submit, webhooks
 from api.routes.account import usage_public
+from api.uploads.size_limit import UploadLimitMiddleware
 from api.waiting import JobWaiter
-from shared import workers
-from shared.blob_gc import sweep_orphans
-from shared.blobs import blob_store
+from shared.blobs.gc import sweep_orphans
+from shared.blobs.store import blob_store
 from shared.db import session_scope
-from shared.dispatch import sweep
+from shared.dispatch.marks import DispatchMarks
+from shared.dispatch.publish import sweep
 from shared.limits import RateLimited
 from shared.ml.errors import UserInputError
-from shared.retention import purge_expired
 from shared.settings import get_settings
-from shared.storage import StorageQuotaExceeded
-from shared.webhooks import deliver_due
+from shared.store import workers
+from shared.store.retention import purge_expired
+from shared.store.uploads import StorageQuotaExceeded
+from shared.webhooks.delivery import deliver_due
 
 log = logging.getLogger("fitexplain.api")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, status
 
-from shared.results import FORMATS, ResultFormat
+from shared.results.formats import FORMATS, ResultFormat
 
 ResultFormatName = enum.StrEnum("ResultFormatName", {name: name for name in FORMATS})  # type: ignore[misc]
 

@@ -12,7 +12,7 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from shared import results
+from shared.results import formats as results
 from shared.tables import Job
 
 GUNZIP_CHUNK = 1 << 20  # bytes of gzip read, and at most bytes of JSON sent, per streamed piece

@@ -1,7 +1,7 @@
 """Waiting for a job to finish (`wait=N` on a submit or on `GET /jobs/{id}`, the /techtonique mount):
 woken by a notification, not a timer.
 
-On Postgres one listener connection per API process LISTENs on shared/job_events.py's channel and wakes
+On Postgres one listener connection per API process LISTENs on shared/store/job_events.py's channel and wakes
 the requests waiting for that job. Notifications are hints: a waiter reads the job row itself, once
 registered (so a job that finished before is seen), at each wake-up, and every `FALLBACK_POLL_SECONDS`
 (so a notification lost while the listener reconnects delays an answer, never loses it). When the listener
@@ -29,9 +29,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from shared.db import read_scope
-from shared.job_events import CHANNEL, parse_notification
-from shared.jobstore import result_body
 from shared.settings import get_settings
+from shared.store.job_events import CHANNEL, parse_notification
+from shared.store.jobstore import result_body
 from shared.tables import FINISHED, Job, JobResult, JobStatus
 
 log = logging.getLogger("fitexplain.api")

@@ -59,7 +59,7 @@ def main() -> None:
 def run(n_jobs: int, sizes: list[float]) -> None:
     from sqlalchemy import text
 
-    from shared.blobs import BlobStore, blob_store
+    from shared.blobs.store import BlobStore, blob_store
     from shared.db import get_engine, session_scope
     from shared.settings import get_settings
     from tests.inprocess.conftest import migrate
@@ -120,8 +120,8 @@ def timed(action: Callable[[], object]) -> float:
 
 def write(session_scope: Callable, store: object, job_id: str, body: bytes) -> None:
     """What succeed does with the body: inline in the row (before 0010), or a blob then the row."""
-    from shared.blobs import new_token
-    from shared.storage import sha256_hex
+    from shared.blobs.store import new_token
+    from shared.store.uploads import sha256_hex
     from shared.tables import JobResult
 
     with session_scope() as session:

@@ -57,7 +57,7 @@ import psycopg  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from benchmarks._stack import SERVICE_INTERVALS, _raise_keyboard_interrupt, running_stack  # noqa: E402
-from shared.job_events import parse_notification  # noqa: E402
+from shared.store.job_events import parse_notification  # noqa: E402
 from tests.stack import DATA  # noqa: E402
 from tests.stack import embedded_serve as start_embedded_serve  # noqa: E402
 

@@ -25,9 +25,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shared import results
 from shared.ml.explain.methods.shap import ShapValues
 from shared.ml.metrics import classification_result
+from shared.results import formats as results
 
 
 def synthetic_result(n_rows: int, n_features: int, seed: int = 0) -> dict[str, Any]:

@@ -44,8 +44,8 @@ def move_inline_bytes(
 ) -> None:
     """Move uploads and results that rows from before the blob store keep in the database into the blob
     store (FITEXPLAIN_STORAGE_URL). Optional: such rows are read where they are meanwhile."""
-    from shared.blob_backfill import move_results, move_uploads
     from shared.db import session_scope
+    from shared.store.blob_backfill import move_results, move_uploads
 
     moved = {"uploads": 0, "results": 0}
     for kind, move in (("uploads", move_uploads), ("results", move_results)):
@@ -93,7 +93,7 @@ def api(
     """Run the HTTP API only."""
     import uvicorn
 
-    from api.http_protocol import BoundedHeadersProtocol
+    from api.uploads.http_protocol import BoundedHeadersProtocol
     from shared.settings import get_settings
 
     settings = get_settings()

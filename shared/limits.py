@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from shared.settings import Settings
-from shared.storage import StorageUsage, keeps_upload, refuse_over_quota, usage_query
+from shared.store.uploads import StorageUsage, keeps_upload, refuse_over_quota, usage_query
 from shared.tables import HOLDING_STATUSES, Job, StorageCounts, User, heartbeat_older_than, utcnow
 
 

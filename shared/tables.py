@@ -117,7 +117,7 @@ class ApiToken(Base):
 
 
 class Upload(Base):
-    """An upload, stored once per content (sha256) in the blob store (shared/blobs.py), where every
+    """An upload, stored once per content (sha256) in the blob store (shared/blobs/store.py), where every
     worker can read it. Rows written before the blob store keep their bytes inline (`blob_key` NULL)."""
 
     __tablename__ = "datasets"
@@ -190,7 +190,7 @@ class JobResult(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)  # the JSON's size, uncompressed
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # gzip, as stored
     sha256: Mapped[str | None] = mapped_column(String(64))  # of the stored (gzip) bytes
-    # The same result as Parquet (shared.results), written with it for results of many rows, so that a
+    # The same result as Parquet (shared.results.formats), written with it for results of many rows, so that a
     # Parquet download is a plain stream; NULL for smaller ones and results from before 0011 (those are
     # converted from the JSON on request).
     parquet_key: Mapped[str | None] = mapped_column(String(200))

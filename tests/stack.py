@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from shared import settings as service_settings
-from shared.blobs import BlobStore, blob_store
+from shared.blobs.store import BlobStore, blob_store
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -1,4 +1,4 @@
-"""BlobStore (shared/blobs.py) on a local directory and on an S3-compatible server (moto)."""
+"""BlobStore (shared/blobs/store.py) on a local directory and on an S3-compatible server (moto)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import BinaryIO
 
 import pytest
 
-import shared.blobs
-from shared.blobs import BlobStore, blob_store
+import shared.blobs.store
+from shared.blobs.store import BlobStore, blob_store
 from shared.settings import Settings
 from tests.s3 import S3Server
 
@@ -83,7 +83,7 @@ def test_local_writes_are_atomic_and_leave_no_temporary_file(
         target.write(b"half")  # then the disk is full, or the process killed
         raise OSError("no space left on device")
 
-    monkeypatch.setattr(shared.blobs.shutil, "copyfileobj", copy_failing_halfway)
+    monkeypatch.setattr(shared.blobs.store.shutil, "copyfileobj", copy_failing_halfway)
     source = tmp_path / "big.csv"
     source.write_bytes(b"x" * 10)
     with pytest.raises(OSError, match="no space"):

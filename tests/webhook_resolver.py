@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from shared.webhook_address import system_resolver
+from shared.webhooks.address import system_resolver
 
 PUBLIC_ADDRESS = "93.184.215.14"  # a public address; nothing in the tests ever connects to it
 _asked: Counter[str] = Counter()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery.signals import worker_process_init
 
-from shared.queue import get_celery
+from shared.dispatch.queue import get_celery
 
 app = get_celery()
 app.conf.include = ["worker.tasks"]

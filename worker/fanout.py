@@ -1,7 +1,7 @@
 """Large explanations split into chunks that any worker computes; this worker merges them in order.
 
 The job's own worker takes chunks too, so a job never waits for a free worker; messages published for
-the other chunks let idle workers help. Completion is counted in the database (shared.chunks).
+the other chunks let idle workers help. Completion is counted in the database (shared.dispatch.chunks).
 
 Splitting costs something (the fitted job pickled into a blob with its arrays, 39 MB for 190k x 24; each
 part stored and read back; the merge): for xgboost's and lightgbm's tabulated TreeSHAP (about 10 us a row
@@ -17,8 +17,10 @@ import os
 import time
 from collections.abc import Callable
 
-from shared import chunks, workers
 from shared.db import session_scope
+from shared.dispatch import chunks
+from shared.dispatch.queue import RUN_CHUNK_TASK, publish
+from shared.dispatch.routing import broker_queue
 from shared.ml.explain.methods import explanation_method
 from shared.ml.pipeline import (
     PreparedJob,
@@ -28,9 +30,8 @@ from shared.ml.pipeline import (
     merge_explanations,
     plan_chunks,
 )
-from shared.queue import RUN_CHUNK_TASK, publish
-from shared.routing import broker_queue
 from shared.settings import Settings
+from shared.store import workers, working_data
 from worker.heartbeat import Heartbeat, JobCancelled
 
 log = logging.getLogger("fitexplain.worker")
@@ -142,5 +143,5 @@ class FanOutRunner:
                 delay = min(delay * 1.5, 2.0)
         with session_scope() as session:
             parts = chunks.load_parts(session, self.job_id, method)
-            chunks.drop_prepared(session, self.job_id)
+            working_data.drop_prepared(session, self.job_id)
         return merge_explanations(prepared, method, parts, arrays=True)

@@ -1,7 +1,7 @@
 """Each pool process keeps its row in the `workers` table fresh from a daemon thread.
 
 The row is written when Celery starts the process, beaten every `heartbeat_seconds`, and deleted when
-the process exits cleanly; a killed process stops beating and its row ages out (shared/workers.py).
+the process exits cleanly; a killed process stops beating and its row ages out (shared/store/workers.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import threading
 
 from celery.signals import celeryd_after_setup, worker_process_init, worker_process_shutdown
 
-from shared import workers
 from shared.db import session_scope
 from shared.settings import get_settings
+from shared.store import workers
 
 log = logging.getLogger("fitexplain.worker")
 

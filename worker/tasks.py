@@ -12,9 +12,17 @@ from typing import Literal
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
-from shared import chunks, workers
 from shared.db import commit_without_flush_wait, session_scope
-from shared.jobstore import (
+from shared.dispatch import chunks
+from shared.dispatch.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
+from shared.ml.errors import UserInputError
+from shared.ml.phases import Phases
+from shared.ml.pipeline import PreparedJob, prepare, run
+from shared.ml.spec import JobSpec
+from shared.results.formats import parquet_to_store
+from shared.settings import Settings, get_settings
+from shared.store import workers
+from shared.store.jobstore import (
     claim_next,
     computation_died,
     computation_stopped,
@@ -23,14 +31,7 @@ from shared.jobstore import (
     still_running_on,
     succeed,
 )
-from shared.ml.errors import UserInputError
-from shared.ml.phases import Phases
-from shared.ml.pipeline import PreparedJob, prepare, run
-from shared.ml.spec import JobSpec
-from shared.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
-from shared.results import parquet_to_store
-from shared.settings import Settings, get_settings
-from shared.storage import stored_upload_path, upload_path
+from shared.store.uploads import stored_upload_path, upload_path
 from shared.tables import Job, JobStatus
 from worker.app import app
 from worker.computation import KillableExecutor, Outcome, Progress

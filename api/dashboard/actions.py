@@ -8,16 +8,16 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
+from api.dashboard.job_actions import ActionRefused, cancel_job, delete_finished_job, rerun_job
 from api.dashboard.pages import owner_of
 from api.dashboard.queries import visible_job
 from api.dashboard.session import CsrfChecked, DashboardUser
-from shared.actions import ActionRefused, cancel_job, delete_finished_job, rerun_job
 from shared.db import session_scope
-from shared.dispatch import dispatch
+from shared.dispatch.publish import dispatch
 from shared.limits import RateLimited
 from shared.settings import get_settings
 from shared.tables import User
-from shared.webhooks import RedeliveryRefused, redeliver
+from shared.webhooks.delivery import RedeliveryRefused, redeliver
 
 router = APIRouter(prefix="/dashboard/jobs", include_in_schema=False, dependencies=[CsrfChecked])
 

@@ -28,10 +28,10 @@ from api.dashboard.session import (
 from api.deps import SessionDep, SettingsDep
 from api.routes.metrics import queue_depth
 from api.serialize import MAX_OFFSET
-from shared import workers
 from shared.auth import user_for_token
 from shared.db import session_scope
 from shared.settings import get_settings
+from shared.store import workers
 from shared.tables import FINISHED, Job, JobStatus, User
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)

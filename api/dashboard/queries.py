@@ -16,7 +16,7 @@ from isal import igzip
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from shared.jobstore import result_body
+from shared.store.jobstore import result_body
 from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, Upload, User, utcnow
 
 WINDOW = timedelta(hours=1)

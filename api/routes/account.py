@@ -8,9 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import CurrentUser, SessionDep, SettingsDep
-from shared.storage import StorageUsage, usage
+from shared.store.uploads import StorageUsage, usage
 from shared.tables import User
-from shared.webhooks import rotate_secret, user_secret
+from shared.webhooks.delivery import rotate_secret, user_secret
 
 router = APIRouter(tags=["account"], responses={401: {"description": "Missing or invalid token."}})
 

@@ -13,8 +13,8 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from api.deps import AdminUser, SessionDep
+from api.prometheus import jobs_by_status
 from api.serialize import MAX_OFFSET, JobPublic, job_public
-from shared.prometheus import jobs_by_status
 from shared.tables import Job, JobStatus, User
 
 router = APIRouter(prefix="/admin", tags=["admin"])

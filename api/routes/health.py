@@ -8,10 +8,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from shared import workers
 from shared.db import get_engine, session_scope
-from shared.queue import get_celery
+from shared.dispatch.queue import get_celery
 from shared.settings import get_settings
+from shared.store import workers
 
 router = APIRouter(tags=["health"])
 

@@ -23,8 +23,8 @@ from api.serialize import (
 from api.waiting import job_waiter
 from shared.db import read_scope
 from shared.jobspec import MAX_WAIT_SECONDS
-from shared.jobstore import cancel, delete_job, open_result, open_result_parquet
-from shared.results import FORMATS
+from shared.results.formats import FORMATS
+from shared.store.jobstore import cancel, delete_job, open_result, open_result_parquet
 from shared.tables import FINISHED, Job, JobStatus, User
 
 router = APIRouter(

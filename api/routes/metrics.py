@@ -12,10 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from sqlalchemy.orm import Session
 
-from shared import workers
+from api.prometheus import job_registry, queued_jobs
 from shared.db import get_sessionmaker
-from shared.prometheus import job_registry, queued_jobs
 from shared.settings import get_settings
+from shared.store import workers
 
 router = APIRouter(tags=["health"])
 

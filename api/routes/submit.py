@@ -17,16 +17,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from api import upload_files
-from api.auth_first import AuthenticateBeforeBodyRoute
 from api.deps import CurrentUser, SettingsDep
-from api.dispatch_marks import dispatch_marks
 from api.serialize import job_public, result_response
-from api.upload_files import ReceivedUpload
-from api.upload_stream import ReceivedFile, is_multipart, receive_form
+from api.uploads import files as upload_files
+from api.uploads.auth_first import AuthenticateBeforeBodyRoute
+from api.uploads.files import ReceivedUpload
+from api.uploads.stream import ReceivedFile, is_multipart, receive_form
 from api.waiting import Finished, job_waiter
 from shared.db import session_scope
-from shared.dispatch import publish_job
+from shared.dispatch.marks import dispatch_marks
+from shared.dispatch.publish import publish_job
+from shared.dispatch.routing import queue_for_cost
 from shared.jobspec import (
     CommonParams,
     GbdtClassificationParams,
@@ -34,17 +35,16 @@ from shared.jobspec import (
     MlClassificationParams,
     MlRegressionParams,
 )
-from shared.jobstore import create_job
 from shared.limits import enforce_submission_limits, reserve_submission
 from shared.ml.cost import check_budget, check_memory, estimate_cost, shape_of
 from shared.ml.data import load_checks
 from shared.ml.ingest import Ingested
 from shared.ml.pipeline import check_explanation_limits
-from shared.routing import queue_for_cost
 from shared.settings import Settings, get_settings
-from shared.storage import store_upload
+from shared.store.jobstore import create_job
+from shared.store.uploads import store_upload
 from shared.tables import Job, JobStatus, User, new_id
-from shared.webhooks import check_url
+from shared.webhooks.delivery import check_url
 
 EARLY_LIMITS_MIN_BYTES = 64 * 1024
 """Bodies declared smaller than this skip the early limit check: reading and converting one costs about
@@ -63,7 +63,7 @@ class SubmitRoute(AuthenticateBeforeBodyRoute):
     async def answer(
         self, request: Request, handler: Callable[[Request], Coroutine[Any, Any, Response]]
     ) -> Response:
-        """The multipart body is streamed into the request's workspace (`api.upload_stream`), removed
+        """The multipart body is streamed into the request's workspace (`api.uploads.stream`), removed
         when the answer is ready. The conversion thread is done with it by then: a thread started by
         run_in_threadpool is waited for, even when the request is cancelled."""
         if not is_multipart(request):

@@ -15,7 +15,7 @@ from api.routes.jobs import NOT_FOUND, owned_job
 from shared.db import session_scope
 from shared.settings import get_settings
 from shared.tables import User, WebhookAttempt, WebhookDelivery
-from shared.webhooks import RedeliveryRefused, check_url, redeliver, send_ping, signing_secrets
+from shared.webhooks.delivery import RedeliveryRefused, check_url, redeliver, send_ping, signing_secrets
 
 router = APIRouter(tags=["webhooks"], responses={401: {"description": "Missing or invalid token."}})
 

@@ -73,7 +73,7 @@ def downgrade() -> None:
         rows = bind.execute(sa.text(f"SELECT blob_key, {columns} FROM {table} WHERE blob_key IS NOT NULL"))
         found = rows.all()
         if found:
-            from shared.blobs import current_store  # only needed when blobs must come back inline
+            from shared.blobs.store import current_store  # only needed when blobs must come back inline
 
             store = current_store()
             where = " AND ".join(f'"{key}" = :{key}' for key in keys)

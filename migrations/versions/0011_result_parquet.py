@@ -1,6 +1,6 @@
 """job_results.parquet_key and parquet_bytes: a result's Parquet form, stored beside its JSON
 
-Results of many rows get their Parquet form written by the worker with the JSON (shared.results), so a
+Results of many rows get their Parquet form written by the worker with the JSON (shared.results.formats), so a
 Parquet download streams a blob instead of converting the JSON on request. Older rows have none (NULL,
 0 bytes) and are converted as before. The Parquet blobs live under the same `results/<job>/` prefix as
 the JSON: after a downgrade no row references them, so the orphan sweep removes them.

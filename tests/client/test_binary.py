@@ -1,4 +1,5 @@
-"""The SDK's reading of the server's Parquet form (fitexplain_client.binary), on shared/results.py output."""
+"""The SDK's reading of the server's Parquet form (fitexplain_client.binary), on the output of
+shared/results/formats.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from fitexplain_client.binary import check_format, read_parquet
-from shared import results
+from shared.results import formats as results
 from tests.results.samples import synthetic_regression, synthetic_result
 
 

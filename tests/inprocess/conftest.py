@@ -24,7 +24,8 @@ from alembic.config import Config
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from shared import db, queue, settings
+from shared import db, settings
+from shared.dispatch import queue
 from shared.settings import Settings
 from shared.tables import Base
 from tests.inprocess.factories import Account, make_user

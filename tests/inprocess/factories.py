@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from shared.auth import create_token
 from shared.db import session_scope
 from shared.jobspec import PARAMS_BY_ENDPOINT
-from shared.jobstore import create_job
-from shared.storage import sha256_hex, store_upload
+from shared.store.jobstore import create_job
+from shared.store.uploads import sha256_hex, store_upload
 from shared.tables import Job, JobEvent, User, WebhookDelivery, utcnow
 from tests.stack import DATA
 
@@ -101,7 +101,7 @@ def events(job_id: str) -> list[str]:
 
 
 def webhook_outbox(job_id: str) -> list[str]:
-    """The event types of the webhook deliveries written for a job (shared.webhook_outbox)."""
+    """The event types of the webhook deliveries written for a job (shared.webhooks.outbox)."""
     with session_scope() as session:
         query = select(WebhookDelivery.event_type).where(WebhookDelivery.job_id == job_id)
         return list(session.scalars(query.order_by(WebhookDelivery.id)))

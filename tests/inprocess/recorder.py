@@ -8,7 +8,7 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 
-from shared.queue import RUN_JOB_TASK
+from shared.dispatch.queue import RUN_JOB_TASK
 
 
 @dataclass(frozen=True)

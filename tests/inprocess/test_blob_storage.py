@@ -14,12 +14,13 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 import cli.main
-from shared import chunks, jobstore
-from shared.blob_gc import sweep_orphans
-from shared.blobs import BlobStore, current_store
+from shared.blobs.gc import sweep_orphans
+from shared.blobs.store import BlobStore, current_store
 from shared.db import session_scope
-from shared.retention import purge_expired
-from shared.storage import (
+from shared.dispatch import chunks
+from shared.store import jobstore
+from shared.store.retention import purge_expired
+from shared.store.uploads import (
     release_upload,
     sha256_hex,
     store_upload,

@@ -1,5 +1,5 @@
-"""Fan-out chunks (shared/chunks.py): created once, claimed once unless their worker went quiet, merged
-in order, and encoded without pickle."""
+"""Fan-out chunks (shared/dispatch/chunks.py): created once, claimed once unless their worker went quiet,
+merged in order, and encoded without pickle."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import event, func, select, update
 
-from shared import chunks
 from shared.db import get_engine, session_scope
+from shared.dispatch import chunks
 from shared.ml.explain.methods.shap import ShapValues
+from shared.store import working_data
 from shared.tables import JobChunk, JobPrepared
 from tests.inprocess.factories import ago, make_job, make_user, set_job
 from tests.parts import shap_part
@@ -189,6 +190,6 @@ def test_the_prepared_job_is_stored_once_loaded_and_dropped(job_id: str) -> None
         chunks.store_prepared(session, job_id, {"model": "second"})  # another attempt: the first stays
     with session_scope() as session:
         assert chunks.load_prepared(session, job_id) == {"model": "first"}
-        chunks.drop_prepared(session, job_id)
+        working_data.drop_prepared(session, job_id)
     with session_scope() as session:
         assert session.get(JobPrepared, job_id) is None

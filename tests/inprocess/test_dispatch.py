@@ -1,5 +1,5 @@
-"""Getting jobs to workers (shared/dispatch.py): publish after commit, and the sweep that publishes what
-was missed, requeues jobs of vanished workers and publishes everything again when the broker lost its
+"""Getting jobs to workers (shared/dispatch/publish.py): publish after commit, and the sweep that publishes
+what was missed, requeues jobs of vanished workers and publishes everything again when the broker lost its
 queue. Publishing is recorded; the outbox marker lives in the real Redis."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from shared.dispatch import dispatch, mark_published, sweep
-from shared.queue import RUN_JOB_TASK, broker_lost_messages
+from shared.dispatch.publish import dispatch, mark_published, sweep
+from shared.dispatch.queue import RUN_JOB_TASK, broker_lost_messages
 from shared.settings import Settings
 from tests.inprocess.factories import (
     TINY_GBDT,
@@ -118,7 +118,7 @@ def test_a_job_published_just_before_the_broker_lost_its_queue_is_published_agai
     republished: bool,
 ) -> None:
     """Its submit published it a moment ago and still owes its dispatch mark (written 0.25 s later in a
-    batch, api/dispatch_marks.py) when the sweep finds the queue lost: the sweep publishes it again at
+    batch, shared/dispatch/marks.py) when the sweep finds the queue lost: the sweep publishes it again at
     once, not after its grace, and the late mark of the lost message is not written (it would say the
     job was dispatched). When the broker fails again before the job is republished, a later sweep does."""
     young = make_job(user_id, params=TINY_GBDT)

@@ -1,4 +1,4 @@
-"""The API's deferred dispatch marks (api/dispatch_marks.py): written after their delay, all owed marks in
+"""The API's deferred dispatch marks (shared/dispatch/marks.py): written after their delay, all owed marks in
 one transaction, at once when flushed, and a job deleted meanwhile is skipped without losing the others."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 import pytest
 from sqlalchemy import delete
 
-from api.dispatch_marks import DispatchMarks
 from shared.db import session_scope
+from shared.dispatch.marks import DispatchMarks
 from shared.tables import Job, utcnow
 from tests.inprocess.factories import events, load_job, make_job, make_user
 

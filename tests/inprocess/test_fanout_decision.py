@@ -11,11 +11,11 @@ import orjson
 import pytest
 from sqlalchemy import func, select, update
 
-from shared import workers
 from shared.db import session_scope
 from shared.ml import pipeline
 from shared.ml.spec import JobSpec, ModelSpec
 from shared.settings import Settings
+from shared.store import workers
 from shared.tables import JobChunk, WorkerRow
 from tests.inprocess.factories import IRIS, Account, ago, make_job, set_job
 from tests.inprocess.recorder import PublishRecorder

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import text
 
 from api.waiting import Finished, JobWaiter
-from shared import jobstore
 from shared.db import get_engine, session_scope
-from shared.job_events import BODY_IN_NOTIFICATION_MAX_BYTES, CHANNEL, parse_notification
 from shared.settings import Settings
+from shared.store import jobstore
+from shared.store.job_events import BODY_IN_NOTIFICATION_MAX_BYTES, CHANNEL, parse_notification
 from shared.tables import JobStatus
 from tests.inprocess.factories import make_job, make_user
 

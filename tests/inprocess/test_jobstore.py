@@ -1,4 +1,4 @@
-"""Every job transition of shared/jobstore.py, and the conditions that make each one safe to race."""
+"""Every job transition of shared/store/jobstore.py, and the conditions that make each one safe to race."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from shared import jobstore
 from shared.db import session_scope
-from shared.storage import sha256_hex, store_upload
+from shared.store import jobstore
+from shared.store.uploads import sha256_hex, store_upload
 from shared.tables import Job, JobEvent, JobResult, JobStatus, Upload, utcnow
 from tests.inprocess.factories import IRIS, ago, events, load_job, make_job, make_user, set_job
 

@@ -1,4 +1,4 @@
-"""Retention (shared/retention.py): old finished jobs go with their results and unshared uploads."""
+"""Retention (shared/store/retention.py): old finished jobs go with their results and unshared uploads."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.db import session_scope
-from shared.retention import purge_expired
-from shared.storage import sha256_hex
+from shared.store.retention import purge_expired
+from shared.store.uploads import sha256_hex
 from shared.tables import Job, JobEvent, JobResult, Upload, utcnow
 from tests.inprocess.factories import IRIS, ago, make_job, make_user, set_job
 

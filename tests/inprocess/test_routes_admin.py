@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from shared.db import session_scope
-from shared.jobstore import fail
+from shared.store.jobstore import fail
 from tests.inprocess.factories import Account, ago, make_job, set_job
 
 STATUSES = {"queued", "running", "succeeded", "failed", "cancelled"}

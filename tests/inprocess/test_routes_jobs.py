@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shared.db import session_scope
-from shared.jobstore import claim, fail, succeed
+from shared.store.jobstore import claim, fail, succeed
 from shared.tables import Upload
 from tests.inprocess.factories import TINY_GBDT, Account, ago, load_job, make_job, set_job, webhook_outbox
 

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.serialize import gunzipped
-from shared import results
 from shared.db import session_scope
-from shared.jobstore import claim, result_body, succeed
+from shared.results import formats as results
+from shared.store.jobstore import claim, result_body, succeed
 from tests.inprocess.factories import Account, make_job
 from tests.results.samples import synthetic_result
 

@@ -11,7 +11,7 @@ from httpx import Response
 from sqlalchemy import func, select
 
 from shared.db import session_scope
-from shared.queue import RUN_JOB_TASK
+from shared.dispatch.queue import RUN_JOB_TASK
 from shared.tables import Job
 from tests.inprocess.factories import IRIS, Account, events, load_job, make_job
 from tests.inprocess.recorder import PublishRecorder

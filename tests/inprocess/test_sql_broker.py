@@ -6,9 +6,9 @@ from pathlib import Path
 
 from celery import Celery
 
-from shared.queue import celery_config
+from shared.dispatch.queue import celery_config
+from shared.dispatch.sql_broker import POLL_SECONDS, Transport
 from shared.settings import Settings
-from shared.sql_broker import POLL_SECONDS, Transport
 
 
 def test_the_embedded_broker_delivers_through_the_fast_polling_transport(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""A CSV converted while it is still being written (`api.upload_early`): the same canonical file and the
+"""A CSV converted while it is still being written (`api.uploads.early`): the same canonical file and the
 same errors as converting the complete file; a part broken off stops its conversion."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.upload_early import GrowingUpload, UploadBrokenOff
+from api.uploads.early import GrowingUpload, UploadBrokenOff
 from shared.ml.canonical import read_table
 from shared.ml.errors import DataError
 from shared.ml.ingest import ingest

@@ -19,11 +19,11 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import func, select
 
-from shared.blobs import blob_store
+from shared.blobs.store import blob_store
 from shared.db import session_scope
-from shared.jobstore import result_body
 from shared.settings import Settings
-from shared.storage import upload_content
+from shared.store.jobstore import result_body
+from shared.store.uploads import upload_content
 from shared.tables import Job, Upload
 from tests.inprocess.factories import TINY_GBDT, Account
 from tests.stack import DATA

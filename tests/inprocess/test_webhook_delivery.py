@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import webhook_address
-from shared.webhook_delivery import post_pinned
+from shared.webhooks import address as webhook_address
+from shared.webhooks.pinned_post import post_pinned
 from tests.stack import free_port
 
 HOST = "pinned.loopback.test"

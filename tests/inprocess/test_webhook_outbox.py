@@ -13,11 +13,12 @@ from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from shared.db import get_sessionmaker
-from shared.jobstore import cancel, claim, fail, requeue_stale, succeed
 from shared.ml.spec import JobSpec, ModelSpec
 from shared.settings import Settings
+from shared.store.jobstore import cancel, claim, fail, requeue_stale, succeed
 from shared.tables import Job, JobStatus, Upload, User, WebhookAttempt, WebhookDelivery, utcnow
-from shared.webhook_outbox import (
+from shared.webhooks.delivery import rotate_secret, signed_request, signing_secrets, user_secret
+from shared.webhooks.outbox import (
     AttemptOutcome,
     RedeliveryRefused,
     claim_due,
@@ -26,7 +27,6 @@ from shared.webhook_outbox import (
     result_summary,
     settle,
 )
-from shared.webhooks import rotate_secret, signed_request, signing_secrets, user_secret
 
 URL = "https://receiver.example/hook"
 

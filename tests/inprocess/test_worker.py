@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shared.db import session_scope
-from shared.jobstore import cancel, result_body
-from shared.queue import RUN_JOB_TASK
+from shared.dispatch.queue import RUN_JOB_TASK
+from shared.store.jobstore import cancel, result_body
 from tests.inprocess.factories import TINY_GBDT, Account, events, load_job, make_job, webhook_outbox
 from tests.inprocess.recorder import PublishRecorder
 from tests.stack import DATA
@@ -146,9 +146,9 @@ def test_a_computation_whose_job_is_cancelled_under_it_stops_without_an_error(
 ) -> None:
     """Cancelling a running job releases its upload; a computation still about to read the file then
     fails, which is the cancel taking effect, not an error of the job."""
-    from shared.jobstore import claim
     from shared.ml.spec import JobSpec
-    from shared.storage import upload_path
+    from shared.store.jobstore import claim
+    from shared.store.uploads import upload_path
     from worker.tasks import compute_job
 
     job_id = make_job(alice.id)
@@ -176,11 +176,11 @@ def test_the_worker_stores_the_parquet_form_of_results_with_enough_rows(
 ) -> None:
     """Iris has 45 test rows: its result gets a stored Parquet form from 45 rows on, equal to the one the
     API would convert from the stored JSON."""
-    from shared import results
-    from shared.jobstore import claim, open_result_parquet
     from shared.ml.spec import JobSpec
+    from shared.results import formats as results
     from shared.settings import get_settings
-    from shared.storage import upload_path
+    from shared.store.jobstore import claim, open_result_parquet
+    from shared.store.uploads import upload_path
     from worker.tasks import compute_job
 
     monkeypatch.setenv("FITEXPLAIN_RESULT_PARQUET_MIN_ROWS", str(min_rows))

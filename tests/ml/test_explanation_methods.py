@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from shared.chunks import decode_part, encode_part
+from shared.dispatch.chunks import decode_part, encode_part
 from shared.jobspec import GbdtClassificationParams
 from shared.ml.data import Dataset
 from shared.ml.explain.methods import explanation_method, explanation_names, register, unregister

@@ -1,4 +1,5 @@
-"""shared/results.py: the binary forms of a result hold exactly its JSON's numbers, in the README's layout."""
+"""shared/results/formats.py: the binary forms of a result hold exactly its JSON's numbers, in the README's
+layout."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shared import results
+from shared.results import formats as results
 from tests.contract import explanation
 from tests.results.samples import (
     CASES,

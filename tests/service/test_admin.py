@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.retention import purge_expired
-from shared.storage import sha256_hex
+from shared.store.retention import purge_expired
+from shared.store.uploads import sha256_hex
 from shared.tables import Job, JobEvent, JobResult, Upload, utcnow
 from tests.stack import DATA, Client, Stack
 

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.blob_gc import sweep_orphans
-from shared.blobs import BlobStore
+from shared.blobs.gc import sweep_orphans
+from shared.blobs.store import BlobStore
 from shared.db import make_engine
-from shared.retention import purge_expired
+from shared.store.retention import purge_expired
 from shared.tables import Job, JobChunk, JobResult, Upload, utcnow
 from tests.stack import DATA, Client, Stack
 

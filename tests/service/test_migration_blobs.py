@@ -14,9 +14,9 @@ from alembic import command
 from sqlalchemy.orm import Session
 
 from shared import settings
-from shared.blobs import current_store
-from shared.jobstore import result_body
-from shared.storage import upload_content, upload_path, usage
+from shared.blobs.store import current_store
+from shared.store.jobstore import result_body
+from shared.store.uploads import upload_content, upload_path, usage
 from tests.migrations import insert_old_job, just_before
 
 pytestmark = [pytest.mark.service]

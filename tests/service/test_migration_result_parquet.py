@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.orm import Session
 
-from shared.jobstore import open_result_parquet, result_body
-from shared.storage import usage
+from shared.store.jobstore import open_result_parquet, result_body
+from shared.store.uploads import usage
 from tests.migrations import insert_old_job, just_before
 
 pytestmark = [pytest.mark.service]

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.orm import Session
 
-from shared.storage import StorageUsage, usage
+from shared.store.uploads import StorageUsage, usage
 from tests.migrations import insert_old_job, just_before
 
 pytestmark = [pytest.mark.service]

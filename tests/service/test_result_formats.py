@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from fitexplain_client import Client as SDKClient
-from shared import results
+from shared.results import formats as results
 from tests.contract import explanation
 from tests.stack import Client, Stack
 

@@ -21,13 +21,13 @@ import pytest
 from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from shared import chunks
 from shared.db import make_engine
-from shared.jobstore import cancel, claim, create_job, delete_job, fail, succeed
+from shared.dispatch import chunks
 from shared.ml.ingest import ingest
 from shared.ml.spec import JobSpec, Limits, ModelSpec
-from shared.retention import purge_expired
-from shared.storage import release_upload, sha256_hex, store_upload
+from shared.store.jobstore import cancel, claim, create_job, delete_job, fail, succeed
+from shared.store.retention import purge_expired
+from shared.store.uploads import release_upload, sha256_hex, store_upload
 from shared.tables import Job, JobChunk, JobPrepared, Upload, User, utcnow
 from tests.parts import shap_part
 from tests.stack import DATA, Client, Stack

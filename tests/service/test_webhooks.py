@@ -14,7 +14,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from shared.ml.errors import ParameterError
-from shared.webhook_address import check_url
+from shared.webhooks.address import check_url
 from tests.stack import Client, Stack
 from tests.webhook_receiver import Receiver
 

@@ -15,9 +15,9 @@ from alembic.config import Config
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import make_engine
-from shared.jobstore import create_job
 from shared.ml.spec import JobSpec, ModelSpec
-from shared.storage import sha256_hex, store_upload
+from shared.store.jobstore import create_job
+from shared.store.uploads import sha256_hex, store_upload
 from shared.tables import Job, JobStatus, User, utcnow
 from tests.stack import create_database, drop_database
 

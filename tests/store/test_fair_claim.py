@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.jobstore import Claim, claim_next
+from shared.store.jobstore import Claim, claim_next
 from shared.tables import Job, JobEvent, JobStatus, utcnow
 from tests.store.conftest import Jobs
 

@@ -12,9 +12,10 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from shared import db, queue
-from shared.dispatch import dispatch, sweep
-from shared.routing import broker_queue, queue_for_cost
+from shared import db
+from shared.dispatch import queue
+from shared.dispatch.publish import dispatch, sweep
+from shared.dispatch.routing import broker_queue, queue_for_cost
 from shared.settings import Settings, get_settings
 from shared.tables import Job, JobStatus, utcnow
 from tests.stack import REDIS_URL

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.jobstore import cancel, claim, create_job, delete_job, succeed
 from shared.limits import reserve_submission
 from shared.ml.spec import JobSpec, ModelSpec
-from shared.retention import purge_expired
 from shared.settings import Settings
-from shared.storage import StorageUsage, sha256_hex, store_upload, usage
+from shared.store.jobstore import cancel, claim, create_job, delete_job, succeed
+from shared.store.retention import purge_expired
+from shared.store.uploads import StorageUsage, sha256_hex, store_upload, usage
 from shared.tables import Job, JobResult, JobStatus, Upload, utcnow
 from tests.store.conftest import Jobs
 

@@ -9,7 +9,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.jobstore import claim_next, result_body, succeed
+from shared.store.jobstore import claim_next, result_body, succeed
 from shared.tables import Job, JobEvent, JobResult, JobStatus
 from tests.store.conftest import Jobs
 

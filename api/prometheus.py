@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.tables import FINISHED, DeliveryStatus, Job, JobStatus, WebhookDelivery, utcnow
-from shared.webhook_outbox import oldest_undelivered_age
+from shared.webhooks.outbox import oldest_undelivered_age
 
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 DURATION_WINDOW = timedelta(hours=1)

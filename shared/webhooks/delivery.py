@@ -3,7 +3,7 @@
 Each user has their own signing secret (GET /webhook-secret), so one user cannot forge another's calls;
 after a rotation the previous secret keeps signing beside the new one for a day (the spec's multiple
 signatures), so receivers can switch without losing a message. Deliveries come from the outbox
-(shared.webhook_outbox), sent by `deliver_due`, which the API runs in a loop: it needs only the database.
+(shared.webhooks.outbox), sent by `deliver_due`, which the API runs in a loop: it needs only the database.
 """
 
 from __future__ import annotations
@@ -23,9 +23,16 @@ from standardwebhooks.webhooks import Webhook
 from shared.db import session_scope
 from shared.settings import get_settings
 from shared.tables import User, utcnow
-from shared.webhook_address import check_url
-from shared.webhook_delivery import post_pinned
-from shared.webhook_outbox import AttemptOutcome, DueDelivery, RedeliveryRefused, claim_due, redeliver, settle
+from shared.webhooks.address import check_url
+from shared.webhooks.outbox import (
+    AttemptOutcome,
+    DueDelivery,
+    RedeliveryRefused,
+    claim_due,
+    redeliver,
+    settle,
+)
+from shared.webhooks.pinned_post import post_pinned
 
 __all__ = [
     "RedeliveryRefused",

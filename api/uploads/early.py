@@ -4,12 +4,12 @@ Converting only once the whole body is on disk leaves the cores idle while it ar
 the larger part of an upload's time). Once the first megabyte of a file part is written and reads as
 CSV (plain or gzip), a conversion starts in a thread of its own, reading the part as it grows
 (`GrowingUpload`), or at a later megabyte if no core was free then; the handler then takes its result
-instead of converting (`api.upload_files`).
+instead of converting (`api.uploads.files`).
 
-Such a conversion takes a conversion slot (`api.conversion_slots`) only if another stays free: slow
+Such a conversion takes a conversion slot (`api.uploads.conversion_slots`) only if another stays free: slow
 clients can hold all but one slot, and uploads already received always find one. Whatever the
 request's outcome, the conversion is over before the request's workspace is removed
-(`api.upload_stream.receive_form`).
+(`api.uploads.stream.receive_form`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from api.conversion_slots import give_back, take_spare
+from api.uploads.conversion_slots import give_back, take_spare
 from shared.ml.errors import DataError
 from shared.ml.ingest import Ingested, detect_format, ingest
 from shared.ml.spec import Limits

@@ -1,6 +1,6 @@
 """What a user's jobs keep (uploads and results), the per-user quota on it, and the removal of uploads.
 
-The bytes live in the blob store (shared/blobs.py); the rows keep their key, size and checksum, and
+The bytes live in the blob store (shared/blobs/store.py); the rows keep their key, size and checksum, and
 quotas are counted from those columns. An upload's blob key is `uploads/<sha256>/<token>.<format>`: a
 new key each time the content is stored again, so a release's deletion (after its commit) can never
 remove the blob of a later copy. Rows from before the blob store keep their bytes inline (`blob_key`
@@ -10,7 +10,7 @@ Accounting: a user is charged for each distinct upload their jobs reference (con
 upload sent twice is stored and charged once) and for each stored (gzip) result. An upload shared by
 several users is charged in full to each of them: deleting your own jobs always frees what you were
 charged, whoever else uses the same file. Fan-out working data (chunk parts, the prepared model) is not
-charged: it lives only while its job runs (see `shared.chunks.drop_working_data`).
+charged: it lives only while its job runs (see `shared.dispatch.chunks.drop_working_data`).
 
 Races on one upload (a submit reusing it, deletes of the jobs using it) are settled by locking its row:
 `store_upload` takes a shared lock (FOR KEY SHARE, as the job's foreign key does), `release_upload` an
@@ -30,8 +30,8 @@ from sqlalchemy import BindParameter, Exists, Select, bindparam, delete, exists,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import blob_gc
-from shared.blobs import current_store, new_token
+from shared.blobs import gc as blob_gc
+from shared.blobs.store import current_store, new_token
 from shared.tables import Job, StorageCounts, Upload, User
 
 QUOTA_SETTING = "FITEXPLAIN_MAX_STORAGE_BYTES_PER_USER"

@@ -1,6 +1,6 @@
-"""An upload on local disk while it is validated: written once as it streams in (`api.upload_stream`),
+"""An upload on local disk while it is validated: written once as it streams in (`api.uploads.stream`),
 and converted to the canonical Parquet file (`converted`): while it streams in if a core was free for it
-(`api.upload_early`), else in a conversion slot (`api.conversion_slots`) once received.
+(`api.uploads.early`), else in a conversion slot (`api.uploads.conversion_slots`) once received.
 
 Each request gets a directory of its own under FITEXPLAIN_HOME/tmp, removed when the request ends, also
 on errors: nothing of an upload outlives its request there.
@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.conversion_slots import conversion_slot
-from api.upload_early import EarlyConversion, ingest_part
+from api.uploads.conversion_slots import conversion_slot
+from api.uploads.early import EarlyConversion, ingest_part
 from shared.ml.ingest import Ingested
 from shared.ml.spec import Limits
 

@@ -6,9 +6,9 @@ running -> queued when a worker vanished (stale heartbeat) or the job's computat
 `max_attempts` times. A job cancelled while running is `stopping` until its worker killed the computation.
 A job that finishes drops its fan-out working data; a cancelled job also lets go of its upload at once.
 Job bytes live in the blob store: a result's blob is written before its row, and blobs of deleted rows
-go after the commit (shared/blob_gc.py).
+go after the commit (shared/blobs/gc.py).
 Every move to succeeded, failed or cancelled writes the job's webhook outbox row in the same transaction,
-and a NOTIFY that wakes the API's waiting requests on commit (shared/job_events.py).
+and a NOTIFY that wakes the API's waiting requests on commit (shared/store/job_events.py).
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from shared import blob_gc
-from shared.blobs import current_store, new_token
-from shared.chunks import drop_working_data, may_hold_working_data
+from shared.blobs import gc as blob_gc
+from shared.blobs.store import current_store, new_token
 from shared.db import on_postgres
-from shared.job_events import notification_payload, notify_column, notify_finished
-from shared.storage import lock_storage_counts, release_upload, sha256_hex
+from shared.store.job_events import notification_payload, notify_column, notify_finished
+from shared.store.uploads import lock_storage_counts, release_upload, sha256_hex
+from shared.store.working_data import drop_working_data, may_hold_working_data
 from shared.tables import (
     FINISHED,
     Job,
@@ -56,7 +56,7 @@ from shared.tables import (
     new_id,
     utcnow,
 )
-from shared.webhook_outbox import enqueue_finished
+from shared.webhooks.outbox import enqueue_finished
 
 
 def add_event(session: Session, job_id: str, event: str, detail: str | None = None) -> None:
@@ -511,7 +511,7 @@ def worker_lost_message(attempts: int) -> str:
 def forget_dispatches(session: Session) -> list[str]:
     """The broker lost its queue: every queued job becomes undispatched (with an "undispatched" event),
     for the sweep to publish again; returns their ids. A dispatch mark still owed for a message published
-    before this (api/dispatch_marks.py) is then not written: `mark_dispatched` skips a job
+    before this (shared/dispatch/marks.py) is then not written: `mark_dispatched` skips a job
     undispatched after the mark's publish time."""
     forgotten = update(Job).where(Job.status == JobStatus.queued).values(dispatched_at=None).returning(Job.id)
     ids = list(session.scalars(forgotten))

@@ -18,7 +18,7 @@ from datetime import datetime
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from shared.dispatch import mark_published
+from shared.dispatch.publish import mark_published
 
 log = logging.getLogger("fitexplain.api")
 

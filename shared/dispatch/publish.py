@@ -12,10 +12,10 @@ import logging
 from datetime import datetime
 
 from shared.db import commit_without_flush_wait, session_scope
-from shared.jobstore import forget_dispatches, mark_dispatched, requeue_stale, undispatched
-from shared.queue import RUN_JOB_TASK, broker_lost_messages, publish
-from shared.routing import broker_queue
+from shared.dispatch.queue import RUN_JOB_TASK, broker_lost_messages, publish
+from shared.dispatch.routing import broker_queue
 from shared.settings import get_settings
+from shared.store.jobstore import forget_dispatches, mark_dispatched, requeue_stale, undispatched
 from shared.tables import utcnow
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ import logging
 
 from sqlalchemy.orm import Session
 
-from shared.jobstore import add_event, cancel, create_job, delete_job
 from shared.limits import reserve_submission
 from shared.settings import Settings
+from shared.store.jobstore import add_event, cancel, create_job, delete_job
 from shared.tables import FINISHED, Job, JobStatus
 
 log = logging.getLogger("fitexplain.audit")

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import event, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, SessionTransaction
 
-from shared.blobs import BlobStore, current_store
+from shared.blobs.store import BlobStore, current_store
 from shared.tables import JobChunk, JobPrepared, JobResult, Upload, utcnow
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared import blob_gc
-from shared.blobs import current_store, new_token
+from shared.blobs import gc as blob_gc
+from shared.blobs.store import current_store, new_token
 from shared.tables import JobResult, Upload
 
 

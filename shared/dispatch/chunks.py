@@ -3,7 +3,7 @@
 A job's explanation is cut into spans (rows for SHAP, features for permutation importance); each span is
 a `job_chunks` row that any worker may claim, compute and store. Completion is counted here, and a chunk
 whose worker stopped beating can be claimed again. The parts and the prepared model are blobs
-(shared/blobs.py) that live only while their job runs.
+(shared/blobs/store.py) that live only while their job runs.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from typing import Any
 
 import numpy as np
 from isal import igzip
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared import blob_gc
-from shared.blobs import current_store, new_token
+from shared.blobs import gc as blob_gc
+from shared.blobs.store import current_store, new_token
 from shared.ml.explain.methods import explanation_method
 from shared.ml.explain.methods.base import ExplanationPart
-from shared.ml.spec import JobSpec
 from shared.tables import Job, JobChunk, JobPrepared, JobStatus, heartbeat_stale, utcnow
 
 
@@ -160,38 +159,11 @@ def load_prepared(session: Session, job_id: str) -> Any | None:
     return None if body is None else pickle.loads(body)
 
 
-def drop_prepared(session: Session, job_id: str) -> None:
-    keys = session.scalars(
-        delete(JobPrepared).where(JobPrepared.job_id == job_id).returning(JobPrepared.blob_key)
-    ).all()
-    blob_gc.delete_after_commit(session, keys)
-
-
 def still_running(session: Session, job_id: str) -> bool:
     """Lock the job row (shared) and say whether it still runs: working data written in this transaction
     then cannot outlive a cancel, whose status change waits for the lock and drops it after."""
     status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update(read=True))
     return status == JobStatus.running
-
-
-def may_hold_working_data(job: Job) -> bool:
-    """Whether the job can have chunks or a prepared model: only explanations fan out (worker/fanout.py),
-    so a job that asks for none never has any (and finishing it need not look)."""
-    return bool(JobSpec.from_json(job.spec).interpretability)
-
-
-def drop_working_data(session: Session, job_id: str) -> None:
-    """Free what a finished job kept for its helpers: the chunks' parts (merged into the result, or
-    useless) and the prepared model. The chunk rows stay, a few bytes each, as a record of the split.
-    Their blobs go after the commit."""
-    holding = (
-        JobChunk.job_id == job_id,
-        or_(JobChunk.blob_key.is_not(None), JobChunk.body_gzip.is_not(None)),
-    )
-    keys = session.scalars(select(JobChunk.blob_key).where(*holding).with_for_update()).all()
-    session.execute(update(JobChunk).where(*holding).values(blob_key=None, body_gzip=None))
-    blob_gc.delete_after_commit(session, keys)
-    drop_prepared(session, job_id)
 
 
 def encode_part(part: ExplanationPart) -> bytes:

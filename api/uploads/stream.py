@@ -5,7 +5,7 @@ the upload was then copied again to be hashed. Here each file part is written on
 the workspace, hashed on the way, in batches of about a megabyte handed to a thread: the event loop
 only runs python-multipart's boundary search. Everything else is Starlette's parser (limits, errors,
 the FormData it returns), so FastAPI validates the form as before. The first file part may start
-converting after its first batch (`api.upload_early`).
+converting after its first batch (`api.uploads.early`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from api import upload_early
-from api.upload_early import EarlyConversion
-from api.upload_files import ReceivedUpload
+from api.uploads import early as upload_early
+from api.uploads.early import EarlyConversion
+from api.uploads.files import ReceivedUpload
 from shared.settings import get_settings
 
 FLUSH_BYTES = 1 << 20

@@ -16,8 +16,8 @@ import time
 import httpx
 
 from shared.ml.errors import ParameterError
-from shared.webhook_address import parse_url, resolve_checked
-from shared.webhook_outbox import EXCERPT_CHARS, AttemptOutcome
+from shared.webhooks.address import parse_url, resolve_checked
+from shared.webhooks.outbox import EXCERPT_CHARS, AttemptOutcome
 
 MAX_RESPONSE_BYTES = 64 * 1024
 

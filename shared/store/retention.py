@@ -2,7 +2,7 @@
 
 Results, events and chunks follow their job by ON DELETE CASCADE, and their blobs go after the commit;
 an upload goes only when no remaining job uses it (uploads are shared by content;
-`shared.storage.release_upload`). Running it twice, or from several API processes, is harmless.
+`shared.store.uploads.release_upload`). Running it twice, or from several API processes, is harmless.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from shared import blob_gc
-from shared.storage import lock_storage_counts, release_upload
+from shared.blobs import gc as blob_gc
+from shared.store.uploads import lock_storage_counts, release_upload
 from shared.tables import FINISHED, Job, JobChunk, JobPrepared, JobResult, utcnow
 
 

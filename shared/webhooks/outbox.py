@@ -173,7 +173,7 @@ def claim_due(
 ) -> list[DueDelivery]:
     """Claim up to `limit` due deliveries for one attempt each; the lease is how long they stay ours.
 
-    `secrets_for(session, user)` gives the signing secrets of a job's owner (shared.webhooks).
+    `secrets_for(session, user)` gives the signing secrets of a job's owner (shared.webhooks.delivery).
     """
     now = utcnow()
     candidates = session.scalars(

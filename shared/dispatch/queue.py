@@ -10,7 +10,7 @@ from functools import lru_cache
 import redis
 from celery import Celery
 
-from shared import sql_broker
+from shared.dispatch import sql_broker
 from shared.settings import Settings, get_settings
 
 RUN_JOB_TASK = "fitexplain.run_job"
