@@ -1,6 +1,7 @@
 # The two commands: `make run` starts the service, `make test` runs the whole suite.
-# `make test-fast` runs only the unit (tests/ml) and in-process (tests/store, tests/inprocess) tiers, one pytest
-# process per core (each with its own databases): no worker or API process is started.
+# `make test-fast` runs every test that starts no process of ours (the ML core, the store, the in-process
+# API, results, the client against the in-process app, dashboard rendering, blobs on a local directory), one
+# pytest process per core, each with its own databases; it needs only Postgres and Redis.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -22,6 +23,7 @@ run: install
 
 test: install
 	bash scripts/ensure_services.sh
+	bash scripts/ensure_test_tools.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

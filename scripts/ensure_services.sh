@@ -44,18 +44,3 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
 fi
 wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
-
-# Chromium for the dashboard's browser tests (Playwright drives Debian's build: it cannot download its own)
-if [ ! -x /usr/bin/chromium ]; then
-  echo "installing Chromium"
-  apt_install chromium
-fi
-
-# R, for the R client's test (tests/service/test_client_r.py): Debian's R with httr and jsonlite.
-if ! command -v Rscript >/dev/null 2>&1; then
-  echo "installing R (r-base-core, r-cran-httr, r-cran-jsonlite)"
-  apt_install r-base-core r-cran-httr r-cran-jsonlite
-elif ! Rscript -e 'library(httr); library(jsonlite)' >/dev/null 2>&1; then
-  echo "installing r-cran-httr and r-cran-jsonlite"
-  apt_install r-cran-httr r-cran-jsonlite
-fi

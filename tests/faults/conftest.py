@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,23 +23,12 @@ import pytest
 import redis
 
 from tests.stack import Client, Stack, free_port
+from tests.waiting import wait_until
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 # Gradient boosting of the most trees the API accepts, this deep, on SLOW_CSV fits for several seconds here.
 SLOW_TREES = 1000
 SLOW_DEPTH = 4
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
-    """Poll `condition` until it returns something truthy; fail the test naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
 
 
 def slow_csv(n_rows: int = 2000, n_features: int = 8, seed: int = 0) -> bytes:

@@ -18,9 +18,9 @@ from tests.faults.conftest import (
     job_row,
     slow_csv,
     slow_params,
-    wait_until,
 )
 from tests.stack import Stack
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 

@@ -18,9 +18,9 @@ from tests.faults.conftest import (
     assert_finished_exactly_once,
     client_for,
     dsn,
-    wait_until,
 )
 from tests.stack import DATA, Stack
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 

@@ -11,16 +11,9 @@ from datetime import datetime
 import psycopg
 import pytest
 
-from tests.faults.conftest import (
-    assert_finished_exactly_once,
-    client_for,
-    dsn,
-    job_row,
-    slow_csv,
-    wait_until,
-    worker_log,
-)
+from tests.faults.conftest import assert_finished_exactly_once, client_for, dsn, job_row, slow_csv, worker_log
 from tests.stack import Client, Stack
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 

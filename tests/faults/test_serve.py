@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.conftest import client_for, slow_csv, slow_params, wait_until
+from tests.faults.conftest import client_for, slow_csv, slow_params
 from tests.stack import BIN, Stack
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 

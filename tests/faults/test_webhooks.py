@@ -13,15 +13,9 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.faults.conftest import (
-    RedisServer,
-    assert_finished_exactly_once,
-    client_for,
-    slow_csv,
-    slow_params,
-    wait_until,
-)
+from tests.faults.conftest import RedisServer, assert_finished_exactly_once, client_for, slow_csv, slow_params
 from tests.stack import Client, Stack
+from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]

@@ -10,8 +10,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.faults.conftest import client_for, dsn, slow_csv, slow_params, wait_until
+from tests.faults.conftest import client_for, dsn, slow_csv, slow_params
 from tests.stack import Stack
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
@@ -19,6 +19,7 @@ from api.dashboard.session import csrf_token
 from api.serialize import MAX_OFFSET
 from shared.tables import Job, JobEvent, WorkerRow, utcnow
 from tests.stack import DATA, Client, Stack
+from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
 
 pytestmark = [pytest.mark.service]
@@ -165,25 +166,18 @@ def delivered_count(client: Client, job_id: str) -> int:
     return sum(d["status"] == "delivered" for d in deliveries)
 
 
-def poll(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_redeliver_sends_the_webhook_again_and_records_who(
     root: Browser, alice: Client, engine: Engine
 ) -> None:
     receiver = Receiver().start()
     try:
         job_id = str(finished_job(alice, webhook_url=receiver.url())["id"])
-        poll(lambda: delivered_count(alice, job_id) == 1, "the first delivery")
+        wait_until(lambda: delivered_count(alice, job_id) == 1, 60, "the first delivery")
         assert 'data-testid="redeliver"' in root.http.get(f"/dashboard/jobs/{job_id}").text
         response = root.post(f"/dashboard/jobs/{job_id}/redeliver")
         assert response.status_code == 303 and response.headers["location"] == f"/dashboard/jobs/{job_id}"
         assert ("webhook_redeliver", "asked by dash-root") in events(engine, job_id)
-        poll(lambda: delivered_count(alice, job_id) == 2, "the redelivery")
+        wait_until(lambda: delivered_count(alice, job_id) == 2, 60, "the redelivery")
         bodies = [json.loads(body) for body, _ in receiver.all_received()]
         assert [body["data"]["id"] for body in bodies] == [job_id, job_id]
     finally:

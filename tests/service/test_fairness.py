@@ -4,7 +4,6 @@ user's small job runs at once. Default per-user limits (the stack's test env rai
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.stack import Client, Stack
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -153,10 +153,8 @@ def test_a_user_with_jobs_running_is_served_after_a_user_with_none(raised_budget
 
 
 def wait_for(client: Client, job_id: str, condition: Callable[[dict], bool], timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def reached() -> dict | None:
         job = client.http.get(f"/jobs/{job_id}").json()
-        if condition(job):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not reach the expected state in {timeout} s")
+        return job if condition(job) else None
+
+    return wait_until(reached, timeout, f"job {job_id} to reach the expected state")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from sqlalchemy import create_engine, func, select
 
 from shared.tables import Job, Upload
 from tests.stack import DATA, Client, Stack
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service]
 
@@ -54,11 +54,8 @@ def test_an_upload_cut_off_mid_body_stores_nothing(stack: Stack, alice: Client) 
     before = counts(stack)
     with socket.create_connection(("127.0.0.1", stack.port), timeout=30) as connection:
         connection.sendall(head + body[: len(body) // 2])  # half the body (over 1 MB: spooled to disk)
-        time.sleep(0.3)
-    deadline = time.monotonic() + 10
-    while temporary_files(stack) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert temporary_files(stack) == []
+        wait_until(lambda: temporary_files(stack), 10, "the half body to be written to the workspace")
+    wait_until(lambda: not temporary_files(stack), 10, "the cut-off upload's files to be removed")
     assert counts(stack) == before
     assert httpx.get(f"{stack.url}/healthz", timeout=5).status_code == 200
     whole = alice.submit("gbdtclassification", IRIS)  # the API goes on serving uploads

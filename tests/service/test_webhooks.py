@@ -6,8 +6,7 @@ redelivery, secret rotation, the test ping, and the URL checks at submit.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from standardwebhooks.webhooks import Webhook
 from shared.ml.errors import ParameterError
 from shared.webhooks.address import check_url
 from tests.stack import Client, Stack
+from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
 
 pytestmark = [pytest.mark.service]
@@ -39,17 +39,6 @@ DELIVERY_KEYS = {
 ATTEMPT_KEYS = {"number", "at", "address", "status_code", "latency_ms", "error", "response"}
 
 
-def poll(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
-
-
 def deliveries(client: Client, job_id: str) -> list[dict[str, Any]]:
     response = client.http.get(f"/jobs/{job_id}/webhooks")
     assert response.status_code == 200, response.text
@@ -65,7 +54,7 @@ def settled(client: Client, job_id: str, count: int = 1) -> list[dict[str, Any]]
         rows = deliveries(client, job_id)
         return rows if len(rows) >= count and all(d["status"] != "pending" for d in rows) else None
 
-    return poll(done, f"the webhooks of job {job_id} to settle")
+    return wait_until(done, 60, f"the webhooks of job {job_id} to settle")
 
 
 def submit(client: Client, url: str, **params: object) -> str:
