@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from api.endpoint_params import PARAMS_BY_ENDPOINT, job_spec
 from benchmarks._data import regression_csv
-from shared.jobspec import PARAMS_BY_ENDPOINT, job_spec
 from shared.ml.cost import CostEstimate, estimate_cost, shape_of
 from shared.ml.data import load_dataset
 from shared.ml.pipeline import explain, prepare

@@ -61,7 +61,7 @@ def run(n_jobs: int) -> None:
     from threadpoolctl import threadpool_limits
 
     import worker.app  # noqa: F401  (the ML stack, imported once as in a worker)
-    from shared.jobspec import GbdtClassificationParams, job_spec
+    from api.endpoint_params import GbdtClassificationParams, job_spec
     from shared.settings import get_settings
     from worker.computation import KillableExecutor
 

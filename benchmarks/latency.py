@@ -200,7 +200,7 @@ def report(run: Run, times: dict[str, dict[str, float | None]], fit_seconds: flo
 
 def fit_in_process(repeats: int = 20) -> float:
     """Median time of the job's computation itself (load CSV, fit, predict, metrics) in this process."""
-    from shared.jobspec import GbdtClassificationParams
+    from api.endpoint_params import GbdtClassificationParams
     from shared.ml.pipeline import run
     from shared.settings import Settings
 

@@ -142,7 +142,7 @@ def measure_fit(repeats: int) -> tuple[list[float], list[float]]:
     import pandas as pd
     import xgboost
 
-    from shared.jobspec import GbdtClassificationParams
+    from api.endpoint_params import GbdtClassificationParams
     from shared.ml.pipeline import run
     from shared.settings import Settings
 

@@ -32,7 +32,7 @@ import numpy as np
 from _shap_reference import Reference, permutation_reference, relative_mae
 from _stack import DATA, TimedRequest, running_stack, timed_request
 
-from shared.jobspec import PARAMS_BY_ENDPOINT, job_spec
+from api.endpoint_params import PARAMS_BY_ENDPOINT, job_spec
 from shared.ml.data import load_dataset
 from shared.ml.estimators import build_model
 from shared.ml.spec import JobSpec, Limits

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, SessionDep
+from api.endpoint_params import MAX_WAIT_SECONDS
 from api.negotiation import ResultFormatName, choose_format
 from api.serialize import (
     MAX_OFFSET,
@@ -22,7 +23,6 @@ from api.serialize import (
 )
 from api.waiting import job_waiter
 from shared.db import read_scope
-from shared.jobspec import MAX_WAIT_SECONDS
 from shared.results.formats import FORMATS
 from shared.store.jobstore import cancel, delete_job, open_result, open_result_parquet
 from shared.tables import FINISHED, Job, JobStatus, User

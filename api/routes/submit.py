@@ -18,6 +18,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, SettingsDep
+from api.endpoint_params import (
+    CommonParams,
+    GbdtClassificationParams,
+    GbdtRegressionParams,
+    MlClassificationParams,
+    MlRegressionParams,
+)
 from api.serialize import job_public, result_response
 from api.uploads import files as upload_files
 from api.uploads.auth_first import AuthenticateBeforeBodyRoute
@@ -28,13 +35,6 @@ from shared.db import session_scope
 from shared.dispatch.marks import dispatch_marks
 from shared.dispatch.publish import publish_job
 from shared.dispatch.routing import queue_for_cost
-from shared.jobspec import (
-    CommonParams,
-    GbdtClassificationParams,
-    GbdtRegressionParams,
-    MlClassificationParams,
-    MlRegressionParams,
-)
 from shared.limits import enforce_submission_limits, reserve_submission
 from shared.ml.cost import check_budget, check_memory, estimate_cost, shape_of
 from shared.ml.data import load_checks

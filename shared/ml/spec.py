@@ -1,7 +1,7 @@
 """What a fit-and-explain job asks for, and every bound and allowed name it is checked against.
 
 Each numeric bound and each list of names is declared here once: the HTTP parameter models
-(shared/jobspec.py), GET /models and the model builder (shared/ml/estimators.py) all read them from
+(api/endpoint_params.py), GET /models and the model builder (shared/ml/estimators.py) all read them from
 here, so a request the API accepts is one the worker can build. The base-model allowlist lives in
 shared/ml/registry.py and the explanation methods in shared/ml/explain/methods/, both also in the
 ML core. A JobSpec travels from the API to the worker as versioned JSON (`to_json`/`from_json`).

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from api.endpoint_params import PARAMS_BY_ENDPOINT
 from shared.auth import create_token
 from shared.db import session_scope
-from shared.jobspec import PARAMS_BY_ENDPOINT
 from shared.store.jobstore import create_job
 from shared.store.uploads import sha256_hex, store_upload
 from shared.tables import Job, JobEvent, User, WebhookDelivery, utcnow

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from api.endpoint_params import GbdtClassificationParams
 from shared.dispatch.chunks import decode_part, encode_part
-from shared.jobspec import GbdtClassificationParams
 from shared.ml.data import Dataset
 from shared.ml.explain.methods import explanation_method, explanation_names, register, unregister
 from shared.ml.explain.methods.base import (

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from pydantic import ValidationError
 
-from shared.jobspec import PARAMS_BY_ENDPOINT, GbdtRegressionParams, MlRegressionParams
+from api.endpoint_params import PARAMS_BY_ENDPOINT, GbdtRegressionParams, MlRegressionParams
 from shared.ml.errors import ParameterError
 from shared.ml.estimators import build_model
 from shared.ml.spec import (

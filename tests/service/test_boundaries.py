@@ -15,7 +15,7 @@ from typing import Any
 import annotated_types
 import pytest
 
-from shared.jobspec import PARAMS_BY_ENDPOINT
+from api.endpoint_params import PARAMS_BY_ENDPOINT
 from shared.ml.spec import GBDT_MODEL_TYPES, MAX_DEPTH, MAX_DEPTH_BY_MODEL_TYPE, N_ESTIMATORS
 from tests.stack import Client, Stack
 

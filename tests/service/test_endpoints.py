@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.inspection import permutation_importance
 
-from shared.jobspec import PARAMS_BY_ENDPOINT, job_spec
+from api.endpoint_params import PARAMS_BY_ENDPOINT, job_spec
 from shared.ml.pipeline import prepare
 from shared.ml.spec import Limits
 from tests.contract import explanation

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from shared.jobspec import PARAMS_BY_ENDPOINT
+from api.endpoint_params import PARAMS_BY_ENDPOINT
 from shared.ml.spec import JobSpec
 from tests.migrations import just_before
 
