@@ -25,4 +25,5 @@ def test_each_concept_is_one_package_that_says_what_it_offers() -> None:
     for package, concept in CONCEPTS.items():
         init = REPO / package / "__init__.py"
         assert init.is_file(), f"{concept} should be the package {package}"
-        assert init.read_text().lstrip().startswith('"""'), f"{package}/__init__.py should name what it offers"
+        docstring = init.read_text().lstrip()
+        assert docstring.startswith('"""'), f"{package}/__init__.py should name what it offers"
