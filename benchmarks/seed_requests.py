@@ -114,7 +114,7 @@ def run_baseline(case: Case, quick: bool) -> Baseline:
     model.fit(data.X_train, data.y_train)
     fitted = time.perf_counter()
     if case.method == "permutation":
-        # scoring spelled out: nnetsauce's CustomRegressor.score is the RMSE, not R² (see README)
+        # scoring spelled out: nnetsauce's CustomRegressor.score is the RMSE, not R² (see docs/performance.md)
         scoring = "accuracy" if spec.task == "classification" else "r2"
         found = permutation_importance(
             model, data.X_test, data.y_test, scoring=scoring, n_repeats=10, random_state=spec.seed

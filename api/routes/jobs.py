@@ -104,7 +104,7 @@ RESULT_CONTENT: dict[str, dict] = {
         **NOT_FOUND,
         200: {
             "description": "The result: JSON (techtonique's shape) by default; Arrow IPC (stream or file), "
-            "Parquet or NPZ when `format=` or the Accept header asks (README, Binary results), with "
+            "Parquet or NPZ when `format=` or the Accept header asks (docs/api.md, Result formats), with "
             '`Content-Disposition: attachment; filename="{job_id}.{extension}"`. The binary forms hold '
             "the same numbers: one row per test row (y_true, y_pred, proba_<class>, pi_lower/pi_upper, "
             "base_value, shap_<feature>[_<class>]) and the rest of the JSON in the schema metadata "

@@ -19,7 +19,7 @@ How the constants were measured: each unit was timed on its own on the reference
 average of about 3 (one model thread; e.g. 200 trees of each library fitted on 100 x 4 and 5,000 x 20
 rows for the per-tree and per-cell costs; predict and TreeSHAP timed on 2,000 rows of 200-tree models of
 depth 6), then rounded up, so the estimate errs on the side of too high. `benchmarks/cost_calibration.py`
-prints the estimate beside whole jobs measured in the same run (table in benchmarks/README.md).
+prints the estimate beside whole jobs measured in the same run (docs/performance.md).
 """
 
 from __future__ import annotations

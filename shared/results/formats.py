@@ -1,6 +1,6 @@
 """A job's result as binary files (Arrow IPC, Parquet, NPZ) holding exactly the numbers of its JSON.
 
-The layout (README, "Binary results"):
+The layout (docs/api.md, "Result formats"):
 
 - Arrow and Parquet: one table row per test row. Columns `y_true`, `y_pred`; `proba_<class>` for each
   class; `pi_lower`, `pi_upper`; SHAP's `base_value` (`base_value_<class>`) and `shap_<feature>`

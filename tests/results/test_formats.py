@@ -1,5 +1,5 @@
-"""shared/results/formats.py: the binary forms of a result hold exactly its JSON's numbers, in the README's
-layout."""
+"""shared/results/formats.py: the binary forms of a result hold exactly its JSON's numbers, in the layout
+docs/api.md describes."""
 
 from __future__ import annotations
 

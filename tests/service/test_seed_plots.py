@@ -1,6 +1,6 @@
 """The seed's own plotting code (techtonique's blog post, Python version) runs on our results.
 
-The eight requests of the README walk-through go through the service twice: on the main endpoints with
+The seed's eight requests (docs/performance.md) go through the service twice: on the main endpoints with
 `wait=60` and on the `/techtonique` mount; each answer is read exactly as users' scripts read it
 (`data["interpretability"]["feature_names"]`, ...) and plotted with matplotlib.
 """

@@ -1,4 +1,4 @@
-"""A result in one of the server's binary forms (README, "Binary results"): the bytes as sent, or its
+"""A result in one of the server's binary forms (docs/api.md, "Result formats"): the bytes as sent, or its
 Parquet form read into a pandas DataFrame (one row per test row) with the rest of the result beside it.
 pandas and pyarrow are the `arrow` extra, imported only here, when used."""
 

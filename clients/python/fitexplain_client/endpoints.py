@@ -1,7 +1,7 @@
 """One method per endpoint, with the endpoint's parameters as typed keyword arguments.
 
 Written once for both clients: `Client` returns a `Job`, `AsyncClient` an awaitable `AsyncJob`. A parameter
-left at None is not sent, so the server's default applies (the defaults are in the README and at /docs).
+left at None is not sent, so the server's default applies (the defaults are in docs/api.md and at /docs).
 """
 
 from __future__ import annotations
