@@ -3,7 +3,7 @@
 Accept is read as RFC 9110 says: each format takes the q-value of the most specific media range that
 matches one of its media types (`application/json` over `application/*` over `*/*`); the format with the
 highest q wins, then the more specific match, then the one the client listed first, then JSON. No
-Accept header, or `*/*`, is JSON, as before.
+Accept header, or `*/*`, is JSON.
 """
 
 from __future__ import annotations

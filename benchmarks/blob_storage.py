@@ -1,4 +1,4 @@
-"""Storing and reading a job's result: inline in Postgres (as before migration 0010, the baseline) vs in
+"""Storing and reading a job's result: inline in Postgres (the baseline) vs in
 the blob store (a local directory, and an S3-compatible server: moto on this machine).
 
 Each variant writes the same gzip result bodies as `jobstore.succeed` produces (a row per job, committed),

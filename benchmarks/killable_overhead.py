@@ -1,9 +1,9 @@
 """The per-job cost of running a job's computation in a killable child process (worker/computation.py).
 
 One process that imports the ML stack as a worker does, then the same trivial job (iris, the
-/gbdtclassification defaults: lightgbm, no explanation) alternately inline (as before) and in the
-supervised child of a KillableExecutor (as now). Both do one database round trip. A third variant kills
-the child after every job, so each job pays a fresh fork: the cost after a cancel or a time limit.
+/gbdtclassification defaults: lightgbm, no explanation) alternately inline and in the supervised
+child of a KillableExecutor (as a worker runs it). Both do one database round trip. A third variant
+kills the child after every job, so each job pays a fresh fork: the cost after a cancel or a time limit.
 
     PYTHONPATH=. .venv/bin/python benchmarks/killable_overhead.py [--jobs 30]
 """
@@ -92,7 +92,7 @@ def run(n_jobs: int) -> None:
         in_child(renewed)
         renewed.close()  # as after a cancel: the next job forks a new child
 
-    variants = {"inline (before)": inline, "child (now)": killable, "fresh child": fresh_child}
+    variants = {"inline": inline, "reused child": killable, "fresh child": fresh_child}
     for job in variants.values():  # warm every path (lazy imports, first connections)
         job()
     times: dict[str, list[float]] = {label: [] for label in variants}
@@ -103,7 +103,7 @@ def run(n_jobs: int) -> None:
             times[label].append(time.perf_counter() - start)
     kept.close()
     print(f"iris /gbdtclassification (lightgbm, no explanation), {n_jobs} jobs each, interleaved")
-    baseline = statistics.median(times["inline (before)"])
+    baseline = statistics.median(times["inline"])
     for label, values in times.items():
         median = statistics.median(values)
         print(

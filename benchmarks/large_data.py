@@ -1,6 +1,6 @@
 """Large uploads through the service against the same work in a plain script, phase by phase.
 
-Two cases (issue 11):
+Two cases:
   95mb: a 95 MB CSV (190,000 rows x 24 features, full-precision floats, 70 % training rows),
         /gbdtregression?model_type=xgboost&interpretability=shap. Acceptance: submit -> result
         downloaded within 1.5x the plain script (read_csv, fit, pred_contribs) measured in the same run.

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/latency.py [--jobs 100] [--only pg|embedded] [--json out.json]
                                            [--baseline DIR [--interleave]]
 
-`--baseline DIR` (a checkout of older code, e.g. `git archive <commit> | tar -x -C DIR`) runs each
+`--baseline DIR` (a checkout of other code, e.g. `git archive <commit> | tar -x -C DIR`) runs each
 deployment on that code first, then on this repository's, in the same run (same machine load). With
 `--interleave`, both Postgres + Redis deployments run at once and take turns job by job (the order rotating
 each round), and the paired differences are printed: on a noisy machine, runs one after the other of the

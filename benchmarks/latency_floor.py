@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/latency_floor.py [--jobs 200]
 
-The design fixes the path of every job (docs/architecture.md, "A job's life"): an HTTP request to a FastAPI app
-under uvicorn, a job row inserted and committed in Postgres (the source of truth), a Celery message
-carrying only the id through Redis, a prefork worker that claims the row (a committed UPDATE) and
+The design fixes the path of every job (docs/architecture.md, "A job's life"): an HTTP request to a
+FastAPI app under uvicorn, a job row inserted and committed in Postgres (the source of truth), a Celery
+message carrying only the id through Redis, a prefork worker that claims the row (a committed UPDATE) and
 records the result (a committed UPDATE with a NOTIFY), and the API answering `wait=` when it hears the
 notification. This script runs exactly that path with the same libraries and nothing else: no
 authentication, no CSV parsing or validation, no fairness, no blob store, no model. Then, in this

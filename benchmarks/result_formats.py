@@ -1,10 +1,10 @@
-"""Result formats for a large SHAP job: what `GET /jobs/{id}/result` costs in JSON (today) and in binary.
+"""Result formats for a large SHAP job: what `GET /jobs/{id}/result` costs in JSON and in binary.
 
 A synthetic binary-classification result in the pipeline's shape (`classification_result` plus SHAP's
 flat object): 190k test rows x 24 features x 2 classes by default. For each format: the API's CPU time
 from the stored gzip JSON to the bytes it sends, and their size, with ratios against the JSON path in
 the same run; what a client pays to read each; then the worker's side: encoding the stored form
-(orjson + gzip level 1, as `shared/jobstore.succeed` does) against other gzip encoders, when they are
+(orjson + gzip level 1, as `shared.store.jobstore.succeed` does) against other gzip encoders, when they are
 installed (`isal`, `zlib-ng`).
 Run: .venv/bin/python benchmarks/result_formats.py [--rows N] [--features P] [--repeats R]
 """
@@ -102,9 +102,9 @@ def api_side(result: dict[str, Any], repeats: int) -> None:
     print(f"stored gzip JSON {len(stored) / 1e6:.1f} MB, JSON {len(plain) / 1e6:.1f} MB")
     print(f"orjson.loads of the stored JSON (part of every binary format): {load_seconds:.2f} s\n")
     print(f"{'format':<46} {'CPU s':>8} {'x JSON':>7} {'MB':>7} {'x gzip JSON':>11}")
-    print(f"{'json, gzip passthrough (today, Accept-Encoding: gzip)':<46} {0.0:>8.2f} {'':>7}", end="")
+    print(f"{'json, gzip passthrough (Accept-Encoding: gzip)':<46} {0.0:>8.2f} {'':>7}", end="")
     print(f" {len(stored) / 1e6:>7.1f} {1.0:>11.2f}")
-    print(f"{'json, decompressed (today, no gzip)':<46} {plain_seconds:>8.2f} {1.0:>7.2f}", end="")
+    print(f"{'json, decompressed (no gzip)':<46} {plain_seconds:>8.2f} {1.0:>7.2f}", end="")
     print(f" {len(plain) / 1e6:>7.1f} {len(plain) / len(stored):>11.2f}")
     rows: list[tuple[str, float, int]] = []
     for fmt in results.BINARY_FORMATS:
@@ -176,7 +176,7 @@ def worker_side(result: dict[str, Any], repeats: int) -> None:
         return compressor.compress(body) + compressor.flush()
 
     encoders: dict[str, Callable[[], bytes]] = {
-        "gzip.compress(level 1) (today)": lambda: gzip.compress(body, 1),
+        "gzip.compress(level 1) (the worker's)": lambda: gzip.compress(body, 1),
         "zlib.compressobj(1, wbits=31, memLevel=9)": zlib_gzip,
     }
     try:

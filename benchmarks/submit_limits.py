@@ -5,7 +5,7 @@ quota and the unfinished-jobs count (`shared.limits.reserve_submission`), on Pos
 
 For each size, one user keeps that many finished jobs, each with a result, on a fresh migrated database
 (the rows are written with SQL, in bulk); the check then runs 30 times in its own transaction and the
-median is printed. `--baseline DIR` (a checkout of older code, e.g. `git archive <commit> | tar -x -C DIR`)
+median is printed. `--baseline DIR` (a checkout of other code, e.g. `git archive <commit> | tar -x -C DIR`)
 runs the same in a subprocess on that code, on a database migrated by it, and prints both side by side.
 """
 
@@ -86,7 +86,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="100,1000,10000,50000")
-    parser.add_argument("--baseline", type=Path, help="a checkout of older code to measure first")
+    parser.add_argument("--baseline", type=Path, help="a checkout of other code to measure first")
     parser.add_argument("--code", type=Path, default=HERE.parent, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,11 +1,11 @@
 """A multipart body parsed as it streams in, each file part written straight to the request's workspace.
 
-Starlette's parser spools a file part into a SpooledTemporaryFile, one thread hop per network chunk, and
-the upload was then copied again to be hashed. Here each file part is written once, to its own file in
-the workspace, hashed on the way, in batches of about a megabyte handed to a thread: the event loop
-only runs python-multipart's boundary search. Everything else is Starlette's parser (limits, errors,
-the FormData it returns), so FastAPI validates the form as before. The first file part may start
-converting after its first batch (`api.uploads.early`).
+Starlette's own parser spools a file part into a SpooledTemporaryFile, one thread hop per network
+chunk, and the upload would then be copied again to be hashed. Here each file part is written once, to
+its own file in the workspace, hashed on the way, in batches of about a megabyte handed to a thread: the
+event loop only runs python-multipart's boundary search. Everything else is Starlette's parser (limits,
+errors, the FormData it returns), so FastAPI validates the form as it validates any other. The first
+file part may start converting after its first batch (`api.uploads.early`).
 """
 
 from __future__ import annotations

@@ -107,8 +107,8 @@ def fit_model(model: Any, X: Any, y: Any) -> Any:
 
     Their `fit` goes through `xgboost.train`, which runs Python callbacks after every round and ends with
     `Booster.reset()`, a save and reload of the whole model: 4 ms of a 100-tree fit on iris, a quarter of
-    it (xgboost 3.2). Here the wrapper fits the first round, which configures it (classes, objective,
-    parameters), and the booster then takes the other rounds with `Booster.update`, exactly as
+    it (xgboost 3.2). Here the wrapper fits one boosting iteration, which configures it (classes, objective,
+    parameters), and the booster then takes the remaining iterations with `Booster.update`, exactly as
     `xgboost.train` would: tests/ml/test_models.py checks that the model's bytes are identical.
     """
     rounds = getattr(model, "n_estimators", None)

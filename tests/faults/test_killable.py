@@ -1,6 +1,6 @@
 """A job's computation can be stopped wherever it is, native code included: cancelling a job while it
 fits frees its worker within seconds, and a job that reaches its time limit inside a catboost fit ends
-`time_limit` after one attempt, with the worker still up (finding 2 and 3 of issue 12).
+`time_limit` after one attempt, with the worker still up.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def test_cancelling_a_job_in_native_code_frees_its_worker(stacks: Callable[..., 
     assert job_row(stack, short)["worker"] == job_row(stack, long)["worker"]  # the same pool process
     assert_finished_exactly_once(stack, [long, short])
     assert f"job {long} stopped" in worker_log(stack)
-    # The acceptance bound (issue 12): the next job starts within 5 s of the cancel.
+    # A cancel frees the worker: the next job starts within 5 s of it.
     freed_after = event_times(stack, short)["started"] - event_times(stack, long)["cancelled"]
     assert freed_after.total_seconds() < 5, freed_after
 

@@ -136,5 +136,5 @@ def test_no_worker_outlives_serve_killed_with_sigkill(serve: Serve) -> None:
     serve.process.send_signal(signal.SIGKILL)
     serve.process.wait(timeout=10)
 
-    # The acceptance criterion itself (issue 12, finding 9): none of them is left within 10 s.
+    # No process of serve's outlives it: none of them is left within 10 s.
     wait_until(lambda: not (family & set(parents())), 10, f"serve's processes {sorted(family)} to exit")

@@ -1,4 +1,4 @@
-"""GET /jobs/{id}/result in every form: ?format= over Accept (q-values), 406/422, JSON as before."""
+"""GET /jobs/{id}/result in every form: ?format= over Accept (q-values), 406/422, JSON by default."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The benchmarks' SHAP reference: the yardstick issue 11's error target is measured against.
+"""The benchmarks' SHAP reference: the yardstick the SHAP explainers' errors are measured against.
 
 It must agree with exact enumeration within the standard error it reports, or every error figure measured
 against it is off by an unknown amount.

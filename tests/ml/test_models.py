@@ -150,7 +150,7 @@ def test_fit_model_fits_xgboost_to_the_same_bytes_as_its_own_fit(
     plain = build_model(spec, n_threads=1).fit(data.X_train, data.y_train)
     fast = fit_model(build_model(spec, n_threads=1), data.X_train, data.y_train)
     assert fast.get_booster().save_raw("json") == plain.get_booster().save_raw("json")
-    assert fast.get_params() == plain.get_params()  # n_estimators restored after the first round
+    assert fast.get_params() == plain.get_params()  # n_estimators restored after the first iteration
     assert np.array_equal(fast.predict(data.X_test), plain.predict(data.X_test))
 
 

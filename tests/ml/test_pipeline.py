@@ -206,7 +206,7 @@ def test_run_with_both_methods_on_boston(boston: bytes) -> None:
     assert_regression_shape(result, 152, with_pi=True)
 
 
-# The public result shape (issue 7): techtonique's keys, then ours beside them in the same flat object.
+# The public result shape: techtonique's keys, then ours beside them in the same flat object.
 PERMUTATION_KEYS = {"method", "importances_mean", "importances_std", "importances", "feature_names"} | {
     "scoring",
     "n_repeats",

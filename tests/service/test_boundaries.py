@@ -1,4 +1,4 @@
-"""A request that gets 202 never fails later for a reason knowable at submit (issue 7, section 2).
+"""A request that gets 202 never fails later for a reason knowable at submit.
 
 Every numeric query parameter of every endpoint, read from the endpoint's own parameter model, is swept
 over 0, 1, its limits, just past them, negative and huge values. Each value must be refused with a 422

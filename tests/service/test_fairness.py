@@ -1,4 +1,4 @@
-"""One user cannot take the service from the others (issue 12): the job of finding 1 is refused as too
+"""One user cannot take the service from the others: a many-class job is refused as too
 costly under the default budget, or, with the budget raised, waits in the large queue while another
 user's small job runs at once. Default per-user limits (the stack's test env raises them)."""
 
@@ -19,17 +19,17 @@ DEFAULT_USER_LIMITS = {
     "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "4",
     "FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE": "60",
 }
-FINDING_1 = {  # as submitted it had 10,000 trees: now a 422 for n_estimators alone (at most 1,000)
+MANY_CLASSES_JOB = {  # the most estimators accepted (1,000); more is a 422 for n_estimators alone
     "model_type": "gradientboosting",
     "n_estimators": 1000,
     "max_depth": 16,
     "interpretability": "permutation,shap",
 }
-ACCEPTANCE_SECONDS = 60  # issue 12: B's job finishes within 60 s of its submission
+ACCEPTANCE_SECONDS = 60  # the other user's job finishes within 60 s of its submission
 
 
 def many_classes_csv(n_rows: int = 400, n_features: int = 3, n_classes: int = 100) -> bytes:
-    """The upload of finding 1: 400 rows, 3 features, 100 classes of 4 rows (about 10 KB)."""
+    """The many-class upload: 400 rows, 3 features, 100 classes of 4 rows (about 10 KB)."""
     rng = np.random.default_rng(12)
     X = rng.normal(size=(n_rows, n_features)).round(4)
     y = np.arange(n_rows) % n_classes
@@ -71,7 +71,7 @@ def default_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def raised_budget_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The budget raised so finding 1 is accepted; only a small-queue worker runs, two jobs at a time."""
+    """The budget raised so the many-class job is accepted; one small-queue worker, two jobs at a time."""
     env = {**DEFAULT_USER_LIMITS, "FITEXPLAIN_MAX_JOB_SECONDS": "1e9"}
     deployment = Stack(tmp_path_factory.mktemp("fair_raised"), extra_env=env).setup()
     deployment.start_worker(concurrency=2, queue="small")
@@ -80,11 +80,11 @@ def raised_budget_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
     deployment.stop()
 
 
-def test_finding_1_is_refused_and_another_users_job_runs_at_once(default_stack: Stack) -> None:
+def test_costly_job_is_refused_and_another_users_job_runs_at_once(default_stack: Stack) -> None:
     attacker = Client(default_stack.url, default_stack.token("mallory"))
     other = Client(default_stack.url, default_stack.token("bea"))
     for _ in range(4):
-        refused = attacker.submit("gbdtclassification", many_classes_csv(), **FINDING_1)
+        refused = attacker.submit("gbdtclassification", many_classes_csv(), **MANY_CLASSES_JOB)
         assert refused.status_code == 422, refused.text
         body = refused.json()
         assert body["code"] == "over_budget"
@@ -109,7 +109,7 @@ def test_with_the_budget_raised_large_jobs_wait_in_their_own_queue(raised_budget
     other = Client(raised_budget_stack.url, raised_budget_stack.token("bea"))
     large = []
     for _ in range(4):
-        response = attacker.submit("gbdtclassification", many_classes_csv(), **FINDING_1)
+        response = attacker.submit("gbdtclassification", many_classes_csv(), **MANY_CLASSES_JOB)
         assert response.status_code == 202, response.text
         assert response.json()["queue"] == "large" and response.json()["estimated_seconds"] > 180
         large.append(response.json()["id"])

@@ -37,7 +37,7 @@ DEFAULT_TOLERANCE = 0.08
 FIRST_ROUND_PAIRS = 16
 #: Rows are explained in chunks of about this many evaluations, with a progress report after each.
 PROGRESS_CHUNK_EVALS = 100_000
-#: A row's rounds typically cost a few times its first round.
+#: A row's sampling typically costs a few times its first batch of pairs.
 EXPECTED_ROUNDS_COST = 4
 #: Fewest pairs a row may use: the control variate's slope and the error bar need a few.
 MIN_PAIRS = 4

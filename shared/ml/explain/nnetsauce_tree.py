@@ -40,11 +40,9 @@ from shared.ml.spec import Task
 # Relative mean absolute error on the breast-cancer seed request (nnetsauce over a calibrated random
 # forest, full training background) against the benchmarks' reference (64 antithetic permutation pairs
 # drawn independently for each (test row, training row); its own error is about 0.005): 0.069 on the
-# first 5 test rows, 0.057 on the first 20 (benchmarks/seed_requests.py, 2026-12-01), rounded up. The
-# earlier references shared 128 pairs over all training rows and were themselves 0.032-0.035 off, hence
-# the 0.076-0.083 measured against them. Most of what is left is the chain rule's own: 0.055 on the
-# uncalibrated forest alone, explained neither by the 2-means split nor by the hidden units' 1-D
-# nonlinearity (benchmarks/README.md). The error estimate scales it by the mean |value|.
+# first 5 test rows, 0.057 on the first 20 (benchmarks/seed_requests.py), rounded up. Most of it is the
+# chain rule's own: 0.055 on the uncalibrated forest alone, explained neither by the 2-means split nor by
+# the hidden units' 1-D nonlinearity. The error estimate scales it by the mean |value|.
 MEASURED_RELATIVE_ERROR = 0.07
 _PAIRS_PER_CHUNK = 262144
 # The per-pair games grow steeply with the trees' sizes. Measured: shallow trees (breast cancer, 9.5
