@@ -29,7 +29,7 @@ test: install
 
 test-fast: install
 	bash scripts/ensure_services.sh
-	$(BIN)/pytest -n auto tests/ml tests/store tests/inprocess tests/results tests/client tests/dashboard tests/test_blobs.py
+	$(BIN)/pytest -n auto tests/ml tests/store tests/inprocess tests/results tests/client tests/dashboard tests/test_blobs.py tests/test_no_history.py
 
 lint: install
 	$(BIN)/ruff check .
