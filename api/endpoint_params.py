@@ -29,6 +29,7 @@ from shared.ml.spec import (
     PiMethod,
     Task,
 )
+from shared.ml.validation import validate_job
 
 MAX_WAIT_SECONDS = 60  # how long one HTTP request may hold its connection (not a property of the job)
 
@@ -201,7 +202,7 @@ def _job_spec(params: CommonParams, model: ModelSpec) -> JobSpec:
         interpretability=params.explanations(),
         shap_interactions=bool(getattr(params, "shap_interactions", False)),
     )
-    return spec.validate()
+    return validate_job(spec)
 
 
 Endpoint = Literal["mlclassification", "mlregression", "gbdtclassification", "gbdtregression"]

@@ -5,7 +5,8 @@ processes), then for each request (breast cancer on /mlclassification and /gbdtc
 /mlregression and /gbdtregression, each with interpretability=permutation and =shap, defaults otherwise):
 - service time: submit -> poll /jobs/{id} -> GET result, over HTTP (the worker loads, fits and explains);
 - baseline time: fit + explanation in this process on the same data and the same model (built with
-  shared.ml.estimators.build_model from the endpoint's defaults, data from shared.ml.data.load_dataset):
+  shared.ml.estimators.build_model from the endpoint's defaults, data from
+  shared.ml.ingest.dataset.load_dataset):
   sklearn.inspection.permutation_importance(model, X_test, y_test, n_repeats=10, random_state=seed);
   shap.Explainer(model.predict_proba or model.predict, X_train)(X_test) for /ml*, shap.TreeExplainer
   for /gbdt*.
@@ -33,8 +34,8 @@ from _shap_reference import Reference, permutation_reference, relative_mae
 from _stack import DATA, TimedRequest, running_stack, timed_request
 
 from api.endpoint_params import PARAMS_BY_ENDPOINT, job_spec
-from shared.ml.data import load_dataset
 from shared.ml.estimators import build_model
+from shared.ml.ingest.dataset import load_dataset
 from shared.ml.spec import JobSpec, Limits
 from tests.contract import explanation
 

@@ -25,7 +25,7 @@ def warm_imports() -> None:
     import sklearn.ensemble  # noqa: F401
     import xgboost  # noqa: F401
 
-    import shared.ml.canonical
+    import shared.ml.ingest.canonical
     import shared.ml.pipeline  # noqa: F401
     from shared.ml.explain import _tabulated_treeshap
     from shared.ml.explain._nnetsauce_pair_kernel import warm_up

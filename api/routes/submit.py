@@ -37,8 +37,8 @@ from shared.dispatch.publish import publish_job
 from shared.dispatch.routing import queue_for_cost
 from shared.limits import enforce_submission_limits, reserve_submission
 from shared.ml.cost import check_budget, check_memory, estimate_cost, shape_of
-from shared.ml.data import load_checks
-from shared.ml.ingest import Ingested
+from shared.ml.ingest.dataset import load_checks
+from shared.ml.ingest.upload import Ingested
 from shared.ml.pipeline import check_explanation_limits
 from shared.settings import Settings, get_settings
 from shared.store.jobstore import create_job

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from api.uploads.conversion_slots import give_back, take_spare
 from shared.ml.errors import DataError
-from shared.ml.ingest import Ingested, detect_format, ingest
+from shared.ml.ingest.upload import Ingested, detect_format, ingest
 from shared.ml.spec import Limits
 
 CANONICAL_NAME = "canonical.parquet"

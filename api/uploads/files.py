@@ -17,7 +17,7 @@ from pathlib import Path
 
 from api.uploads.conversion_slots import conversion_slot
 from api.uploads.early import EarlyConversion, ingest_part
-from shared.ml.ingest import Ingested
+from shared.ml.ingest.upload import Ingested
 from shared.ml.spec import Limits
 
 

@@ -27,16 +27,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from shared.ml.data import Dataset
 from shared.ml.errors import LimitExceeded
-from shared.ml.explain.methods.permutation import PERMUTATION_REPEATS
+from shared.ml.explain.budgets import AGNOSTIC_EVALS_PER_ROW, PERMUTATION_REPEATS
+from shared.ml.ingest.dataset import Dataset
 from shared.ml.spec import GbdtType, JobSpec
 
-#: Model evaluations per explained row for the model-agnostic SHAP explainer, which takes its budget from
-#: here: exact enumeration of all 2^p coalitions when they fit (2^p x background rows: p <= 5 with 500
-#: rows, p <= 7 with 100), antithetic sampling otherwise. A nnetsauce classifier costs ~5 us an
-#: evaluation: 20k a row is 0.1 s a row.
-AGNOSTIC_EVALS_PER_ROW = 20_000
 #: Default n_estimators of scikit-learn's forests (the ml endpoints use the base model's defaults).
 FOREST_TREES = 100
 FOREST_NAMES = ("RandomForest", "ExtraTrees")

@@ -13,6 +13,7 @@ import numpy as np
 
 from shared.ml.registry import estimator_init_kwargs, resolve_estimator_class
 from shared.ml.spec import ModelSpec
+from shared.ml.validation import validate_model
 
 DEFAULT_BASE_MODEL = {"classification": "RandomForestClassifier", "regression": "ElasticNet"}
 
@@ -22,7 +23,7 @@ def build_model(spec: ModelSpec, n_threads: int | None = None) -> Any:
 
     The spec is checked against the bounds declared in shared/ml/spec.py, the same ones the API applies.
     """
-    spec.validate()
+    validate_model(spec)
     if spec.family == "ml":
         return _build_ml(spec)
     return _build_gbdt(spec, n_threads)

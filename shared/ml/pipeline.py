@@ -16,17 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from shared.ml.data import Dataset, load_source
 from shared.ml.errors import ParameterError
 from shared.ml.estimators import build_model, fit_model
 from shared.ml.explain import tree
 from shared.ml.explain.methods import explanation_method
 from shared.ml.explain.methods.base import ExplanationPart, SpanProgress, merge_parts
+from shared.ml.ingest.dataset import Dataset, load_source
 from shared.ml.intervals import fit_with_interval
 from shared.ml.metrics import classification_result, regression_result
 from shared.ml.phases import Phases
 from shared.ml.prepared import PreparedJob
 from shared.ml.spec import JobSpec, Limits
+from shared.ml.validation import validate_job
 
 __all__ = [
     "PreparedJob",
@@ -51,10 +52,10 @@ def prepare(
 ) -> PreparedJob:
     """Load the upload, fit the model on the training rows and score it on the test rows.
 
-    `source` is the canonical Parquet file (a path, or its bytes) of `shared.ml.ingest`, or the CSV
+    `source` is the canonical Parquet file (a path, or its bytes) of `shared.ml.ingest.upload`, or the CSV
     bytes of an upload stored before uploads were converted.
     """
-    spec.validate()
+    validate_job(spec)
     phases = phases or Phases()
     with phases.timed("load"):
         dataset = load_source(source, spec.task, spec.seed, limits)

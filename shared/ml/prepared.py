@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.ml.data import Dataset
+from shared.ml.ingest.dataset import Dataset
 from shared.ml.spec import JobSpec
 
 

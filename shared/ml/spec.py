@@ -4,7 +4,8 @@ Each numeric bound and each list of names is declared here once: the HTTP parame
 (api/endpoint_params.py), GET /models and the model builder (shared/ml/estimators.py) all read them from
 here, so a request the API accepts is one the worker can build. The base-model allowlist lives in
 shared/ml/registry.py and the explanation methods in shared/ml/explain/methods/, both also in the
-ML core. A JobSpec travels from the API to the worker as versioned JSON (`to_json`/`from_json`).
+ML core, above this module: shared/ml/validation.py checks a spec against all three. A JobSpec
+travels from the API to the worker as versioned JSON (`to_json`/`from_json`).
 """
 
 from __future__ import annotations
@@ -90,23 +91,6 @@ class ModelSpec:
     max_depth: int = 3
     seed: int = 123
 
-    def validate(self) -> None:
-        """ParameterError naming the first field outside its declared bound or list."""
-        _check_choice("task", self.task, get_args(Task))
-        _check_choice("family", self.family, get_args(Family))
-        SEED.check(self.seed)
-        if self.family == "ml":
-            from shared.ml.registry import resolve_estimator_class
-
-            N_HIDDEN_FEATURES.check(self.n_hidden_features)
-            if self.base_model is not None:
-                resolve_estimator_class(self.base_model, self.task)
-        else:
-            _check_choice("model_type", self.model_type, GBDT_MODEL_TYPES)
-            N_ESTIMATORS.check(self.n_estimators)
-            LEARNING_RATE.check(self.learning_rate)
-            MAX_DEPTH_BY_MODEL_TYPE.get(self.model_type, MAX_DEPTH).check(self.max_depth)
-
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -127,19 +111,6 @@ class JobSpec:
     @property
     def seed(self) -> int:
         return self.model.seed
-
-    def validate(self) -> JobSpec:
-        """Check every field against its declaration; returns self so callers can chain it."""
-        from shared.ml.explain.methods import explanation_names
-
-        self.model.validate()
-        LEVEL.check(self.level)
-        _check_choice("pi_method", self.pi_method, PI_METHODS)
-        for method in self.interpretability:
-            _check_choice("interpretability", method, explanation_names())
-        if self.shap_interactions:
-            check_interactions(self.interpretability, self.model)
-        return self
 
     def to_json(self) -> dict[str, Any]:
         """The versioned JSON form stored on the job row: {"version": 1, "model": {...}, ...}."""
@@ -177,7 +148,7 @@ def check_interactions(interpretability: tuple[str, ...], model: ModelSpec) -> N
         )
 
 
-def _check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
+def check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
     if value not in allowed:
         raise ParameterError(
             "bad_parameter", f"{name} {value!r} is not allowed; use one of {', '.join(map(str, allowed))}."

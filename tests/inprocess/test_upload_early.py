@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from api.uploads.early import GrowingUpload, UploadBrokenOff
-from shared.ml.canonical import read_table
 from shared.ml.errors import DataError
-from shared.ml.ingest import ingest
+from shared.ml.ingest.canonical import read_table
+from shared.ml.ingest.upload import ingest
 from shared.ml.spec import Limits
 
 PIECE = 64 << 10

@@ -1,4 +1,4 @@
-"""CSV validation and train/test splitting (shared/ml/data.py)."""
+"""CSV validation and train/test splitting (shared/ml/ingest/dataset.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.ml.data import _clean_table, _exact_table, load_dataset, read_table
 from shared.ml.errors import DataError
+from shared.ml.ingest.dataset import _clean_table, _exact_table, load_dataset, read_table
 from shared.ml.metrics import original_labels
 from shared.ml.spec import Limits
 from tests.ml.conftest import DATA_DIR, read_data
@@ -122,7 +122,7 @@ def test_unusual_but_valid_files_take_the_exact_reader() -> None:
 
 def test_imports_stay_light() -> None:
     code = (
-        "import sys, shared.ml.data, shared.ml.registry; "
+        "import sys, shared.ml.ingest.dataset, shared.ml.registry; "
         "heavy = {'nnetsauce', 'xgboost', 'lightgbm', 'catboost', 'shap', 'fastapi', 'celery'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
@@ -174,14 +174,14 @@ def plain_number_texts() -> list[list[str]]:
 
 @pytest.mark.parametrize("texts", plain_number_texts(), ids=["random", "long", "big-int", "forms", "edges"])
 def test_numbers_read_fast_are_the_numbers_pandas_reads(texts: list[str]) -> None:
-    """A column of plain numbers is read by Arrow's parser (`_plain_numbers`), bit for bit what pandas'
+    """A column of plain numbers is read by Arrow's parser (`plain_numbers`), bit for bit what pandas'
     to_numeric reads, signs of zero included."""
-    from shared.ml.data import _plain_numbers, _to_float
+    from shared.ml.ingest.columns import plain_numbers, to_float
 
     values = pd.Series(texts, index=range(2, 2 + len(texts)))
     expected = pd.to_numeric(values).astype(np.float64).to_numpy()
-    assert _plain_numbers(values) is not None  # the fast path is the one tested
-    got = _to_float(values, "target").to_numpy()
+    assert plain_numbers(values) is not None  # the fast path is the one tested
+    got = to_float(values, "target").to_numpy()
     assert np.array_equal(got, expected) and np.array_equal(np.signbit(got), np.signbit(expected))
 
 
@@ -190,6 +190,6 @@ NOT_PLAIN = [["-0", "1.5"], ["1", "nan"], ["1", "inf"], ["1", "true"], ["1", "NA
 
 @pytest.mark.parametrize("texts", NOT_PLAIN)
 def test_anything_but_plain_numbers_takes_the_checked_path(texts: list[str]) -> None:
-    from shared.ml.data import _plain_numbers
+    from shared.ml.ingest.columns import plain_numbers
 
-    assert _plain_numbers(pd.Series(texts)) is None
+    assert plain_numbers(pd.Series(texts)) is None

@@ -10,7 +10,6 @@ import pytest
 
 from api.endpoint_params import GbdtClassificationParams
 from shared.dispatch.chunks import decode_part, encode_part
-from shared.ml.data import Dataset
 from shared.ml.explain.methods import explanation_method, explanation_names, register, unregister
 from shared.ml.explain.methods.base import (
     PER_UNIT,
@@ -23,6 +22,7 @@ from shared.ml.explain.methods.base import (
 )
 from shared.ml.explain.methods.permutation import PermutationImportance
 from shared.ml.explain.methods.shap import ShapValues
+from shared.ml.ingest.dataset import Dataset
 from shared.ml.pipeline import explain, merge_explanations, plan_chunks, prepare, run
 from shared.ml.prepared import PreparedJob
 from shared.ml.spec import JobSpec, Limits, ModelSpec

@@ -1,4 +1,4 @@
-"""Uploads in every accepted format, read once into the canonical Parquet file (shared/ml/ingest.py)."""
+"""Uploads in every accepted format, read once into the canonical Parquet file (shared.ml.ingest.upload)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shared.ml.data import Dataset, load_checks, load_dataset, load_source
 from shared.ml.errors import DataError
-from shared.ml.ingest import ACCEPTED, ingest
+from shared.ml.ingest.dataset import Dataset, load_checks, load_dataset, load_source
+from shared.ml.ingest.upload import ACCEPTED, ingest
 from shared.ml.spec import Limits
 from tests.ml.conftest import DATA_DIR
 
@@ -89,8 +89,8 @@ def test_features_gathered_across_row_groups_are_the_tables_rows(
 ) -> None:
     """A large upload's canonical file has many row groups: X_train and X_test, gathered column by
     column straight from them, are the rows of the whole table as a DataFrame would split them."""
-    from shared.ml.canonical import CanonicalWriter, read_table
-    from shared.ml.data import dataset_from_table
+    from shared.ml.ingest.canonical import CanonicalWriter, read_table
+    from shared.ml.ingest.dataset import dataset_from_table
 
     rng = np.random.default_rng(3)
     n_rows, header = 90, ["x0", "x1", "x2", "target", *(["training_index"] if with_index else [])]
@@ -191,7 +191,7 @@ def test_a_bad_value_after_the_first_megabyte_names_its_line_and_column(
 
 
 def test_a_large_clean_csv_equals_todays_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shared.ml.ingest_csv.CSV_BLOCK_BYTES", 1 << 18)
+    monkeypatch.setattr("shared.ml.ingest.from_csv.CSV_BLOCK_BYTES", 1 << 18)
     csv = big_csv(30_000)
     path = tmp_path / "big.csv"
     path.write_bytes(csv)

@@ -20,6 +20,7 @@ from shared.ml.spec import (
     JobSpec,
     ModelSpec,
 )
+from shared.ml.validation import validate_job
 
 #: Every bound, with an endpoint that takes it as a query parameter.
 ENDPOINT_OF = {
@@ -54,7 +55,7 @@ def test_the_http_models_and_the_core_share_each_bound(bound: Bound) -> None:
     inside, outside = edges(bound)
     for value in inside:
         spec = params_model(**{bound.name: value}, **extra).to_spec()
-        assert spec.validate() is spec
+        assert validate_job(spec) is spec
     for value in outside:
         with pytest.raises(ValidationError, match=bound.name):
             params_model(**{bound.name: value}, **extra)
@@ -106,8 +107,8 @@ def test_spec_json_round_trip_is_versioned() -> None:
 def test_spec_validation_names_the_field() -> None:
     model = ModelSpec(task="classification", family="gbdt", model_type="xgboost")
     with pytest.raises(ParameterError, match="interpretability 'lime'"):
-        JobSpec(model=model, interpretability=("lime",)).validate()
+        validate_job(JobSpec(model=model, interpretability=("lime",)))
     with pytest.raises(ParameterError, match="needs interpretability=shap"):
-        JobSpec(model=model, shap_interactions=True).validate()
+        validate_job(JobSpec(model=model, shap_interactions=True))
     with pytest.raises(ParameterError, match="pi_method"):
-        JobSpec(model=model, pi_method="bootstrap").validate()  # type: ignore[arg-type]
+        validate_job(JobSpec(model=model, pi_method="bootstrap"))  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from shared.db import make_engine
 from shared.dispatch import chunks
-from shared.ml.ingest import ingest
+from shared.ml.ingest.upload import ingest
 from shared.ml.spec import JobSpec, Limits, ModelSpec
 from shared.store.jobstore import cancel, claim, create_job, delete_job, fail, succeed
 from shared.store.retention import purge_expired

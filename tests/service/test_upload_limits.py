@@ -160,7 +160,8 @@ def apis(stack: Stack, tight: Stack, tmp_path_factory: pytest.TempPathFactory) -
     classes.api.wait(timeout=15)
 
 
-READ_BY_THE_API = {"gzipped.csv.gz"}  # not UTF-8 text for shared.ml.data, a gzip CSV upload for the API
+# not UTF-8 text for shared.ml.ingest.dataset, a gzip CSV upload for the API
+READ_BY_THE_API = {"gzipped.csv.gz"}
 
 
 def test_a_gzipped_csv_is_read(alice: Client) -> None:

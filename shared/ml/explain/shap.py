@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from shared.ml.cost import AGNOSTIC_EVALS_PER_ROW
 from shared.ml.errors import ParameterError
 from shared.ml.explain import nnetsauce_tree, tree
 from shared.ml.explain._predict import library_of, predict_fn_for
+from shared.ml.explain.budgets import AGNOSTIC_EVALS_PER_ROW
 from shared.ml.spec import Task
 
 ProgressFn = Callable[[int, int], None]

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 import numpy as np
 
-from shared.ml.data import Dataset
+from shared.ml.ingest.dataset import Dataset
 from shared.ml.metrics import json_array, json_float, json_floats
 from shared.ml.prepared import PreparedJob
 from shared.ml.spec import JobSpec, Limits

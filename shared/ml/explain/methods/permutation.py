@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.ml.data import Dataset
+from shared.ml.explain.budgets import PERMUTATION_REPEATS
 from shared.ml.explain.methods.base import (
     PER_UNIT,
     SAME,
@@ -16,10 +16,9 @@ from shared.ml.explain.methods.base import (
     Span,
     SpanProgress,
 )
+from shared.ml.ingest.dataset import Dataset
 from shared.ml.prepared import PreparedJob
 from shared.ml.spec import JobSpec, Limits
-
-PERMUTATION_REPEATS = 10
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.ml.data import Dataset
 from shared.ml.errors import LimitExceeded
 from shared.ml.explain.methods.base import (
     LARGEST,
@@ -17,6 +16,7 @@ from shared.ml.explain.methods.base import (
     Span,
     SpanProgress,
 )
+from shared.ml.ingest.dataset import Dataset
 from shared.ml.prepared import PreparedJob
 from shared.ml.spec import JobSpec, Limits
 

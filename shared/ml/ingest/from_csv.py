@@ -2,8 +2,8 @@
 
 pyarrow's streaming reader goes first; at the first thing it does not vouch for (a parse or conversion
 error, a missing or non-finite value, a long line, blank lines or quoted newlines that shift line
-numbers) the file is read again by the exact reader, `shared.ml.data`'s rules streamed line by line,
-which names the line and column of the problem. Errors come in `shared.ml.data.read_table`'s order:
+numbers) the file is read again by the exact reader, `shared.ml.ingest.dataset`'s rules streamed line by line,
+which names the line and column of the problem. Errors come in `shared.ml.ingest.dataset.read_table`'s order:
 not UTF-8 anywhere, then the header, then the first broken row (shape, cell length, row limit), then
 per column in header order its first missing, non-numeric or infinite value.
 """
@@ -26,9 +26,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from isal import isal_zlib
 
-from shared.ml import data
-from shared.ml.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Labels
-from shared.ml.data import MISSING_TOKENS, DataError, check_record
+from shared.ml.errors import DataError
+from shared.ml.ingest import dataset
+from shared.ml.ingest.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Labels
+from shared.ml.ingest.columns import MISSING_TOKENS
+from shared.ml.ingest.dataset import check_record
 from shared.ml.spec import Limits
 
 # pyarrow's CSV block. Its reader reads ahead several blocks: its memory scales with this size, and
@@ -132,7 +134,7 @@ class _LineScanner(io.RawIOBase):
 
 def _fast_csv(raw: BinaryIO, dest: Path, limits: Limits) -> Labels:
     header_lines, header = _read_header(raw)
-    data._check_header(header, limits)
+    dataset._check_header(header, limits)
     scanner = _LineScanner(raw, limits.max_cell_chars)
     names = [f"c{index}" for index in range(len(header))]
     reader = pacsv.open_csv(
@@ -193,7 +195,7 @@ def _read_header(raw: BinaryIO) -> tuple[int, list[str]]:
             continue
         text = b"".join(lines).decode("utf-8-sig")
         try:
-            records = list(data.records_from(io.StringIO(text, newline="")))
+            records = list(dataset.records_from(io.StringIO(text, newline="")))
         except DataError:
             continue  # a quoted field goes on over the next line
         if len(records) > 1 or "\r" in text.replace("\r\n", ""):
@@ -204,7 +206,8 @@ def _read_header(raw: BinaryIO) -> tuple[int, list[str]]:
 
 
 def _check_utf8(raw: BinaryIO) -> bool:
-    """Raise not_utf8 naming the first bad byte's line, as `data._decode` does; True if the text is blank."""
+    """Raise not_utf8 naming the first bad byte's line, as `dataset._decode` does; True if the text is
+    blank."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     blank = True
     number = 0
@@ -229,12 +232,12 @@ def _check_utf8(raw: BinaryIO) -> bool:
 
 
 def _exact_csv(raw: BinaryIO, dest: Path, limits: Limits, blank: bool) -> Labels:
-    """`data._exact_table` streamed: rows checked line by line, values converted batch by batch."""
+    """`dataset._exact_table` streamed: rows checked line by line, values converted batch by batch."""
     if blank:
         raise DataError("empty_file", "The file is empty: send a CSV with a header line and data rows.")
-    records = data.records_from(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
-    header_line, header = data._header_record(records)
-    data._check_header(header, limits)
+    records = dataset.records_from(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
+    header_line, header = dataset._header_record(records)
+    dataset._check_header(header, limits)
     problems = ColumnProblems()
     rows: list[list[str]] = []
     lines: list[int] = []

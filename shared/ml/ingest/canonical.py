@@ -19,14 +19,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shared.ml import data
 from shared.ml.errors import DataError
+from shared.ml.ingest.columns import (
+    TARGET,
+    TRAINING_INDEX,
+    FeatureRows,
+    LabelColumns,
+    checked_strings,
+    numeric_feature,
+)
 
 POSITION = ""
 POSITION_KEY = b"fitexplain.position"
 TEXT_COLUMNS = ("target", "training_index")
 MAGIC = b"PAR1"
-# Problems found per column, reported in this order (the order of `data._to_float`'s checks).
+# Problems found per column, reported in this order (the order of `columns.to_float`'s checks).
 COLUMN_CHECKS = {"missing_value": 0, "non_numeric": 1, "infinite_value": 2, "cell_too_long": 3}
 Position = Literal["line", "row"]
 
@@ -53,7 +60,7 @@ class Labels:
     def n_rows(self) -> int:
         return self.table.num_rows
 
-    def columns(self) -> data.LabelColumns:
+    def columns(self) -> LabelColumns:
         return label_columns(self.table)
 
 
@@ -107,8 +114,8 @@ def read_labels(path: Path) -> Labels:
     return Labels(table, [name for name in names if name not in TEXT_COLUMNS and name != POSITION])
 
 
-def read_split_source(source: Path | bytes) -> tuple[data.LabelColumns, tuple[list[str], data.FeatureRows]]:
-    """The canonical file for `data.split_dataset`: its text columns as `read_table` returns them,
+def read_split_source(source: Path | bytes) -> tuple[LabelColumns, tuple[list[str], FeatureRows]]:
+    """The canonical file for `dataset.split_dataset`: its text columns as `read_table` returns them,
     and (feature names, rows -> feature values) reading the features straight from the Parquet columns,
     so only X_train and X_test are allocated at the table's size (a DataFrame of the features, then its
     2-D copy, then the split would be three more copies of it)."""
@@ -125,8 +132,8 @@ def read_split_source(source: Path | bytes) -> tuple[data.LabelColumns, tuple[li
 
 
 def read_table(source: Path | bytes, columns: list[str] | None = None) -> pd.DataFrame:
-    """The canonical file as `shared.ml.data.read_table` returns a CSV: float64 features, text `target`
-    and `training_index`, and the rows' positions as the index (named "line" or "row")."""
+    """The canonical file as `shared.ml.ingest.dataset.read_table` returns a CSV: float64 features, text
+    `target` and `training_index`, and the rows' positions as the index (named "line" or "row")."""
     return _frame(_read(source, columns))
 
 
@@ -137,7 +144,7 @@ def _read(source: Path | bytes, columns: list[str] | None = None) -> pa.Table:
         return file.read(columns=columns)
 
 
-def label_columns(table: pa.Table) -> data.LabelColumns:
+def label_columns(table: pa.Table) -> LabelColumns:
     """The text columns of (a selection of) a canonical file, as `read_table` returns them. Built as two
     Series rather than a DataFrame: on a small upload, pandas' frame construction cost more than the
     checks that read it."""
@@ -146,8 +153,8 @@ def label_columns(table: pa.Table) -> data.LabelColumns:
     def text(name: str) -> pd.Series:
         return pd.Series(table.column(name).to_pandas().array, index=index, name=name, copy=False)
 
-    training_index = text(data.TRAINING_INDEX) if data.TRAINING_INDEX in table.column_names else None
-    return data.LabelColumns(text(data.TARGET), training_index)
+    training_index = text(TRAINING_INDEX) if TRAINING_INDEX in table.column_names else None
+    return LabelColumns(text(TARGET), training_index)
 
 
 def _positions(table: pa.Table) -> pd.Index:
@@ -183,8 +190,8 @@ class ColumnProblems:
         """The column as the canonical file holds it, or None (and the problem kept)."""
         try:
             if column in TEXT_COLUMNS:
-                return pa.array(data._checked_strings(values, column).to_numpy(dtype=object), pa.string())
-            return pa.array(data._numeric_feature(values, column).to_numpy(), pa.float64())
+                return pa.array(checked_strings(values, column).to_numpy(dtype=object), pa.string())
+            return pa.array(numeric_feature(values, column).to_numpy(), pa.float64())
         except DataError as err:
             self.add(column, err)
             return None

@@ -26,17 +26,24 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from shared.ml.errors import DataError
+from shared.ml.ingest.columns import (
+    TARGET,
+    TRAINING_INDEX,
+    FeatureRows,
+    LabelColumns,
+    checked_strings,
+    is_missing,
+    numeric_feature,
+    to_float,
+    where_is,
+)
 from shared.ml.spec import Limits, Task
 
 if TYPE_CHECKING:
-    from shared.ml.canonical import Labels
+    from shared.ml.ingest.canonical import Labels
 
-TARGET = "target"
-TRAINING_INDEX = "training_index"
 TEST_FRACTION = 0.3
 MIN_TRAIN_ROWS = 5
-MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "null", "none", "#n/a", "-nan", "?"})
-BOOLEAN_VALUES = {"true": 1.0, "false": 0.0}
 SplitSource = Literal["training_index", "seeded_split"]
 
 
@@ -55,21 +62,6 @@ class Dataset:
     feature_names: list[str]
     class_labels: list[str] | None
     split_source: SplitSource
-
-
-@dataclass(frozen=True)
-class LabelColumns:
-    """What the split reads of a validated table besides its features: the `target` and (when present)
-    `training_index` text, indexed by each row's position in the upload ("line" or "row", the index's
-    name), which the errors name."""
-
-    target: pd.Series
-    training_index: pd.Series | None
-
-    @classmethod
-    def of(cls, frame: pd.DataFrame) -> LabelColumns:
-        training_index = frame[TRAINING_INDEX] if TRAINING_INDEX in frame.columns else None
-        return cls(frame[TARGET], training_index)
 
 
 def read_table(content: bytes, limits: Limits) -> pd.DataFrame:
@@ -119,7 +111,7 @@ def _clean_table(text: str, header: list[str], limits: Limits) -> pd.DataFrame |
     for name in (TARGET, TRAINING_INDEX):
         if name in frame.columns:
             frame[name] = frame[name].str.strip()
-            if _is_missing(frame[name]).any():
+            if is_missing(frame[name]).any():
                 return None
     return frame
 
@@ -129,9 +121,9 @@ def _exact_table(text: str, limits: Limits) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=object)
     for name in header:
         if name in (TARGET, TRAINING_INDEX):
-            frame[name] = _checked_strings(frame[name], name)
+            frame[name] = checked_strings(frame[name], name)
         else:
-            frame[name] = _numeric_feature(frame[name], name)
+            frame[name] = numeric_feature(frame[name], name)
     return frame
 
 
@@ -146,9 +138,9 @@ def load_dataset(content: bytes, task: Task, seed: int, limits: Limits) -> Datas
 
 def load_source(source: bytes | Path, task: Task, seed: int, limits: Limits) -> Dataset:
     """The Dataset of a stored upload: a canonical Parquet file (a path, or its bytes) written by
-    `shared.ml.ingest`, or the CSV (a path, or its bytes) of an upload stored before uploads were
+    `shared.ml.ingest.upload`, or the CSV (a path, or its bytes) of an upload stored before uploads were
     converted; told apart by their first bytes."""
-    from shared.ml import canonical  # pyarrow: loaded only where stored uploads are read
+    from shared.ml.ingest import canonical  # pyarrow: loaded only where stored uploads are read
 
     if isinstance(source, Path):
         with open(source, "rb") as file:
@@ -164,16 +156,12 @@ def load_checks(source: Path | Labels, task: Task, seed: int, limits: Limits) ->
     """`load_source` of a canonical file (or of the labels its writer kept) without its feature values,
     for the checks made at submit (labels, split, sizes): X_train and X_test have their shapes but are
     read-only zero-copy views of a single 0.0, so an API process never holds an upload's features."""
-    from shared.ml import canonical
+    from shared.ml.ingest import canonical
 
     labels = canonical.read_labels(source) if isinstance(source, Path) else source
     width = len(labels.feature_names)
     placeholders = (labels.feature_names, lambda rows: np.broadcast_to(0.0, (len(rows), width)))
     return split_dataset(labels.columns(), placeholders, task, seed, limits)
-
-
-FeatureRows = Callable[[np.ndarray], np.ndarray]
-"""Given row numbers, those rows' feature values: a (len(rows), n_features) float64 array."""
 
 
 def dataset_from_table(
@@ -351,91 +339,8 @@ def _preview(names: list[str], count: int = 5) -> str:
     return shown + (", ..." if len(names) > count else "")
 
 
-def _is_missing(values: pd.Series) -> pd.Series:
-    return values.str.lower().isin(MISSING_TOKENS)
-
-
-def _at(values: pd.Series, position: int) -> str:
-    """Where a value is: "line N" of a CSV, "row N" of a Parquet or Arrow file (the index's name)."""
-    return f"{values.index.name or 'line'} {position}"
-
-
-def missing_value_error(column: str, where: str, value: object) -> DataError:
-    return DataError(
-        "missing_value",
-        f"Column '{column}' has a missing value on {where} (value {value!r}); missing "
-        "values are not imputed: fill or drop those rows first.",
-        column=column,
-    )
-
-
-def _raise_missing(values: pd.Series, column: str) -> None:
-    missing = _is_missing(values)
-    if missing.any():
-        line = int(values.index[np.argmax(missing.to_numpy())])
-        raise missing_value_error(column, _at(values, line), values.loc[line])
-
-
-def _checked_strings(values: pd.Series, column: str) -> pd.Series:
-    values = values.astype(str)
-    _raise_missing(values, column)
-    return values
-
-
-def _to_float(values: pd.Series, column: str, code: str = "non_numeric") -> pd.Series:
-    """Convert strings to float64; name the first bad value and its line otherwise."""
-    parsed = _plain_numbers(values)
-    if parsed is not None:
-        return pd.Series(parsed, index=values.index)
-    _raise_missing(values, column)
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = numbers.isna().to_numpy()
-    if bad.any():
-        booleans = values.str.lower().map(BOOLEAN_VALUES)
-        numbers = numbers.where(~bad, booleans)
-        bad = numbers.isna().to_numpy()
-    if bad.any():
-        line = int(values.index[np.argmax(bad)])
-        raise DataError(
-            code,
-            f"Column '{column}' has a non-numeric value {values.loc[line]!r} on {_at(values, line)}.",
-            column=column,
-        )
-    numbers = numbers.astype(np.float64)
-    infinite = np.isinf(numbers.to_numpy())
-    if infinite.any():
-        line = int(values.index[np.argmax(infinite)])
-        raise DataError(
-            "infinite_value",
-            f"Column '{column}' has an infinite value {values.loc[line]!r} on {_at(values, line)}.",
-            column=column,
-        )
-    return numbers
-
-
-def _plain_numbers(values: pd.Series) -> np.ndarray | None:
-    """The values as float64 when every one is a plain finite decimal number, else None (then the checks
-    above find and name the first problem). Arrow's parser is correctly rounded, as pandas' to_numeric,
-    so they agree on every such text; it is several times faster and skips the missing-value scan, which
-    a column of numbers cannot fail (each missing-value token parses as NaN or not at all)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    try:
-        numbers = pc.cast(pa.array(values), pa.float64()).to_numpy()  # pandas' strings are Arrow's
-    except pa.ArrowException:  # something that is not a plain number: the checks name it
-        return None
-    if not np.isfinite(numbers).all() or np.signbit(numbers[numbers == 0]).any():
-        return None  # pandas reads "-0" as 0.0 but "-0.0" as -0.0: it decides
-    return numbers
-
-
-def _numeric_feature(values: pd.Series, column: str) -> pd.Series:
-    return _to_float(values.astype(str), column)
-
-
 def _regression_target(values: pd.Series) -> np.ndarray:
-    y = _to_float(values, TARGET).to_numpy()
+    y = to_float(values, TARGET).to_numpy()
     if np.all(y == y[0]):
         raise DataError(
             "constant_target",
@@ -503,7 +408,7 @@ def _training_mask(values: pd.Series) -> np.ndarray:
         raise DataError(
             "bad_training_index",
             f"Column '{TRAINING_INDEX}' must hold only 1 (train) or 0 (test); found {values.loc[line]!r} "
-            f"on {_at(values, line)}.",
+            f"on {where_is(values, line)}.",
             column=TRAINING_INDEX,
         )
     return _train_and_test(numbers.to_numpy() == 1)

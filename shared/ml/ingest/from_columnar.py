@@ -1,7 +1,7 @@
 """Parquet and Arrow IPC uploads into the canonical Parquet file, batch by batch.
 
-The rules are those of a CSV (`shared.ml.data`): features must be numbers (integers, floats, decimals,
-booleans, or text that reads as a number), `target` and `training_index` are kept as text, missing
+The rules are those of a CSV (`shared.ml.ingest.dataset`): features must be numbers (integers, floats,
+decimals, booleans, or text that reads as a number), `target` and `training_index` are kept as text, missing
 values are refused. Errors name the row (from 1).
 """
 
@@ -17,9 +17,10 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from shared.ml import data
-from shared.ml.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Labels, Position
-from shared.ml.data import DataError
+from shared.ml.errors import DataError
+from shared.ml.ingest import dataset
+from shared.ml.ingest.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Labels, Position
+from shared.ml.ingest.columns import missing_value_error
 from shared.ml.spec import Limits
 
 COLUMNAR_BATCH_ROWS = 65_536
@@ -28,7 +29,7 @@ COLUMNAR_BATCH_ROWS = 65_536
 def ingest_columnar(path: Path, found: str, dest: Path, limits: Limits) -> Labels:
     names, batches = _open_columnar(path, found)
     header = [name.strip() for name in names]
-    data._check_header(header, limits)
+    dataset._check_header(header, limits)
     return _write_columnar(header, _unbroken(batches, found), dest, limits)
 
 
@@ -98,7 +99,7 @@ def _columnar_values(
         column, kind = column.dictionary_decode(), kind.value_type
     if column.null_count:
         at = int(rows[pc.index(column.is_null(), True).as_py()])
-        problems.add(name, data.missing_value_error(name, f"row {at}", None))
+        problems.add(name, missing_value_error(name, f"row {at}", None))
         return None
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         lengths = pc.utf8_length(column)
@@ -131,7 +132,7 @@ def _columnar_values(
     nan = pc.is_nan(floats)
     if pc.any(nan).as_py():
         at = int(rows[pc.index(nan, True).as_py()])
-        problems.add(name, data.missing_value_error(name, f"row {at}", float("nan")))
+        problems.add(name, missing_value_error(name, f"row {at}", float("nan")))
         return None
     infinite = pc.is_inf(floats)
     if pc.any(infinite).as_py():

@@ -1,9 +1,9 @@
-"""Read an upload once, streaming, into the canonical Parquet file (`shared.ml.canonical`).
+"""Read an upload once, streaming, into the canonical Parquet file (`shared.ml.ingest.canonical`).
 
-Accepted: CSV (UTF-8), gzip-compressed CSV (`shared.ml.ingest_csv`), Parquet and Arrow IPC, file or
-stream (`shared.ml.ingest_columnar`). The format comes from the file's magic bytes, then from the
+Accepted: CSV (UTF-8), gzip-compressed CSV (`shared.ml.ingest.from_csv`), Parquet and Arrow IPC, file or
+stream (`shared.ml.ingest.from_columnar`). The format comes from the file's magic bytes, then from the
 client's file name or content type. Memory stays bounded by one batch, whatever the file's size; the
-rules and errors are those of `shared.ml.data.read_table` for the same content.
+rules and errors are those of `shared.ml.ingest.dataset.read_table` for the same content.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import BinaryIO, Literal
 
 from isal import igzip
 
-from shared.ml.canonical import Labels
 from shared.ml.errors import DataError
-from shared.ml.ingest_columnar import ingest_columnar
-from shared.ml.ingest_csv import ingest_csv
+from shared.ml.ingest.canonical import Labels
+from shared.ml.ingest.from_columnar import ingest_columnar
+from shared.ml.ingest.from_csv import ingest_csv
 from shared.ml.spec import Limits
 
 Format = Literal["csv", "csv.gz", "parquet", "arrow", "arrow-stream"]
