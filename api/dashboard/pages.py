@@ -26,7 +26,7 @@ from api.dashboard.session import (
     signed_in_user,
 )
 from api.deps import SessionDep, SettingsDep
-from api.routes.metrics import queue_depth
+from api.queue_depth import queue_depth
 from api.serialize import MAX_OFFSET
 from shared.auth import user_for_token
 from shared.db import session_scope

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api.deps import CurrentUser, SessionDep
 from api.endpoint_params import MAX_WAIT_SECONDS
 from api.negotiation import ResultFormatName, choose_format
+from api.owned_jobs import NOT_FOUND, owned_job
 from api.serialize import (
     MAX_OFFSET,
     JobPage,
@@ -30,15 +31,6 @@ from shared.tables import FINISHED, Job, JobStatus, User
 router = APIRouter(
     prefix="/jobs", tags=["jobs"], responses={401: {"description": "Missing or invalid token."}}
 )
-
-NOT_FOUND = {404: {"description": "No such job for this user."}}
-
-
-def owned_job(session: SessionDep, job_id: str, user: User) -> Job:
-    job = session.get(Job, job_id) if "\x00" not in job_id else None  # Postgres refuses NUL in text
-    if job is None or job.user_id != user.id:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No job {job_id!r} for this user.")
-    return job
 
 
 @router.get("", response_model=JobPage)

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from api.deps import CurrentUser, SessionDep
-from api.routes.jobs import NOT_FOUND, owned_job
+from api.owned_jobs import NOT_FOUND, owned_job
 from shared.db import session_scope
 from shared.settings import get_settings
 from shared.tables import User, WebhookAttempt, WebhookDelivery
