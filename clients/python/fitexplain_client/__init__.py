@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from fitexplain_client.binary import ResultFrame
 from fitexplain_client.client import AsyncClient, Client
 from fitexplain_client.errors import (
@@ -25,6 +23,7 @@ from fitexplain_client.errors import (
 from fitexplain_client.jobs import AsyncJob, Job, JobState
 from fitexplain_client.result import Result
 from fitexplain_client.transport import RetryPolicy
+from fitexplain_client.version import __version__
 from fitexplain_client.webhooks import verify_webhook
 
 __all__ = [

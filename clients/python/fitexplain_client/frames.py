@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from fitexplain_client.result import Result
+from fitexplain_client.result_fields import ResultFields
 
 
 def need_extra(module: str, extra: str) -> Any:
@@ -17,7 +16,7 @@ def need_extra(module: str, extra: str) -> Any:
         raise ImportError(f"{module} is needed for this: pip install 'fitexplain-client[{extra}]'") from exc
 
 
-def class_index(result: Result, class_label: str | None) -> int:
+def class_index(result: ResultFields, class_label: str | None) -> int:
     """The column of `class_label` (default: the last class, the positive one for 0/1 targets)."""
     labels = result.class_labels
     if class_label is None:
@@ -27,7 +26,7 @@ def class_index(result: Result, class_label: str | None) -> int:
     return labels.index(str(class_label))
 
 
-def shap_arrays(result: Result, class_label: str | None) -> tuple[Any, Any]:
+def shap_arrays(result: ResultFields, class_label: str | None) -> tuple[Any, Any]:
     """(values rows × features, base_values rows) for regression or for one class."""
     np = need_extra("numpy", "plot")
     shap = result.require("shap")
@@ -41,7 +40,7 @@ def shap_arrays(result: Result, class_label: str | None) -> tuple[Any, Any]:
     return values, base
 
 
-def to_frame(result: Result, kind: str) -> Any:
+def to_frame(result: ResultFields, kind: str) -> Any:
     pd = need_extra("pandas", "pandas")
     if kind == "predictions":
         frame = pd.DataFrame({"y_true": result.y_true, "y_pred": result.y_pred})
@@ -74,7 +73,7 @@ def to_frame(result: Result, kind: str) -> Any:
     raise ValueError(f"kind must be 'predictions', 'importances' or 'shap', not {kind!r}")
 
 
-def shap_explanation(result: Result, class_label: str | None, data: Any) -> Any:
+def shap_explanation(result: ResultFields, class_label: str | None, data: Any) -> Any:
     shap_module = need_extra("shap", "shap")
     np = need_extra("numpy", "shap")
     shap = result.require("shap")

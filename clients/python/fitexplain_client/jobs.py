@@ -8,15 +8,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fitexplain_client.binary import ResultFormat, ResultFrame, check_format, read_parquet
 from fitexplain_client.errors import JobFailedError, WaitTimeoutError
 from fitexplain_client.progress import JobProgress
 from fitexplain_client.result import Result
-
-if TYPE_CHECKING:
-    from fitexplain_client.client import AsyncClient, Client
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -96,10 +93,31 @@ def _timed_out(deadline: float | None, job_id: str, timeout: float | None, state
         raise WaitTimeoutError(f"job {job_id} still {state.status} after {timeout} s (it goes on running)")
 
 
+class JobRequests(Protocol):
+    """What a `Job` asks of the `Client` that made it: the client module builds jobs, so jobs name only
+    this shape of it."""
+
+    def _get_json(self, path: str, **params: Any) -> Any: ...
+
+    def _get_bytes(self, path: str, **params: Any) -> bytes: ...
+
+    def _delete_json(self, path: str) -> Any: ...
+
+
+class AsyncJobRequests(Protocol):
+    """What an `AsyncJob` asks of the `AsyncClient` that made it."""
+
+    async def _get_json(self, path: str, **params: Any) -> Any: ...
+
+    async def _get_bytes(self, path: str, **params: Any) -> bytes: ...
+
+    async def _delete_json(self, path: str) -> Any: ...
+
+
 class Job:
     """A job of a `Client`."""
 
-    def __init__(self, client: Client, body: dict[str, Any]) -> None:
+    def __init__(self, client: JobRequests, body: dict[str, Any]) -> None:
         self._client = client
         self.state = JobState.from_json(body)
 
@@ -175,7 +193,7 @@ class Job:
 class AsyncJob:
     """A job of an `AsyncClient`: the same methods as `Job`, awaited."""
 
-    def __init__(self, client: AsyncClient, body: dict[str, Any]) -> None:
+    def __init__(self, client: AsyncJobRequests, body: dict[str, Any]) -> None:
         self._client = client
         self.state = JobState.from_json(body)
 

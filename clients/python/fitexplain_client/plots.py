@@ -3,12 +3,10 @@ in Jupyter and saves with `.savefig(path)` anywhere, headless included)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fitexplain_client.frames import class_index, need_extra, shap_arrays
-
-if TYPE_CHECKING:
-    from fitexplain_client.result import Result
+from fitexplain_client.result_fields import ResultFields
 
 
 def _figure(n_rows: int) -> tuple[Any, Any]:
@@ -21,7 +19,7 @@ def _top(order: Any, top: int | None) -> Any:
     return order if top is None else order[:top]
 
 
-def importance(result: Result, top: int | None) -> Any:
+def importance(result: ResultFields, top: int | None) -> Any:
     np = need_extra("numpy", "plot")
     permutation = result.require("permutation")
     means = np.asarray(permutation["importances_mean"], dtype=float)
@@ -37,7 +35,7 @@ def importance(result: Result, top: int | None) -> Any:
     return figure
 
 
-def shap_summary(result: Result, class_label: str | None, top: int | None) -> Any:
+def shap_summary(result: ResultFields, class_label: str | None, top: int | None) -> Any:
     np = need_extra("numpy", "plot")
     shap = result.require("shap")
     names = np.asarray(shap["feature_names"])
@@ -63,7 +61,7 @@ def shap_summary(result: Result, class_label: str | None, top: int | None) -> An
     return figure
 
 
-def shap_beeswarm(result: Result, class_label: str | None, data: Any, top: int | None) -> Any:
+def shap_beeswarm(result: ResultFields, class_label: str | None, data: Any, top: int | None) -> Any:
     np = need_extra("numpy", "plot")
     shap = result.require("shap")
     values, _ = shap_arrays(result, class_label)
@@ -94,7 +92,7 @@ def shap_beeswarm(result: Result, class_label: str | None, data: Any, top: int |
     return figure
 
 
-def intervals(result: Result) -> Any:
+def intervals(result: ResultFields) -> Any:
     np = need_extra("numpy", "plot")
     lower, upper = (np.asarray(side, dtype=float) for side in result.regression_intervals())
     predicted = np.asarray(result.y_pred, dtype=float)

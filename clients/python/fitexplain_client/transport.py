@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from fitexplain_client import __version__
 from fitexplain_client.errors import AuthenticationError, error_from_response, retry_after_seconds
+from fitexplain_client.version import __version__
 
 RETRY_STATUSES = frozenset({429, 503})
 # Drop idle connections well before uvicorn closes them (5 s): a pooled connection reused just as the
