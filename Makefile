@@ -25,15 +25,18 @@ test: install
 	bash scripts/ensure_services.sh
 	bash scripts/ensure_test_tools.sh
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/pytest
 
 test-fast: install
 	bash scripts/ensure_services.sh
-	$(BIN)/pytest -n auto tests/ml tests/store tests/inprocess tests/results tests/client tests/dashboard tests/test_blobs.py tests/test_no_history.py
+	$(BIN)/pytest -n auto tests/ml tests/store tests/inprocess tests/results tests/client tests/dashboard tests/test_blobs.py \
+		tests/test_no_history.py tests/test_import_cycles.py tests/test_layout.py
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check api worker cli shared clients/python tests
+	$(BIN)/lint-imports --no-logo
 
 bench: install
 	$(BIN)/python benchmarks/seed_requests.py
