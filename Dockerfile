@@ -44,8 +44,8 @@ COPY clients/python ./clients/python
 
 # One pip command for both: the client package owns the `fitexplain` command, the server adds its
 # subcommands (serve, api, worker, ...) through the `fitexplain.commands` entry-point group.
-# Editable on purpose: `fitexplain migrate` finds alembic.ini and migrations/ next to cli/
-# (cli/main.py REPO_ROOT), which a plain `pip install .` into site-packages would lose.
+# Editable on purpose: `fitexplain migrate` finds alembic.ini and migrations/ next to shared/
+# (shared/store/migrate.py REPO_ROOT), which a plain `pip install .` into site-packages would lose.
 # The sources stay owned by root: the service cannot rewrite its own code.
 RUN pip install --no-deps -e ./clients/python -e . \
     && python -m compileall -q api worker shared cli migrations clients/python/fitexplain_client

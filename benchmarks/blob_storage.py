@@ -62,7 +62,7 @@ def run(n_jobs: int, sizes: list[float]) -> None:
     from shared.blobs.store import BlobStore, blob_store
     from shared.db import get_engine, session_scope
     from shared.settings import get_settings
-    from tests.inprocess.conftest import migrate
+    from shared.store.migrate import migrate
     from tests.inprocess.factories import make_job, make_user
 
     migrate(os.environ["FITEXPLAIN_DATABASE_URL"])

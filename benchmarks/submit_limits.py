@@ -43,8 +43,8 @@ def measure(code: Path, sizes: list[int]) -> dict[int, float]:
     from shared.db import make_engine
     from shared.limits import reserve_submission
     from shared.settings import Settings
+    from shared.store.migrate import migrate
     from tests.stack import create_database, drop_database
-    from tests.store.conftest import migrate
 
     name = f"fx_bench_limits_{uuid.uuid4().hex[:8]}"
     url = create_database(name)

@@ -6,8 +6,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,22 +21,27 @@ app = typer.Typer(
 )
 console = Console()
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema (Alembic migrations)."""
-    from alembic import command
-    from alembic.config import Config
+    from shared.store.migrate import migrate as upgrade
 
-    from shared.settings import get_settings
-
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
-    config.attributes["database_url"] = get_settings().database_url
-    command.upgrade(config, "head")
+    with refusing_an_unreleased_schema():
+        upgrade()
     console.print("[green]database is at the latest schema[/green]")
+
+
+@contextmanager
+def refusing_an_unreleased_schema() -> Iterator[None]:
+    """Print `UnreleasedSchema`'s message (what to delete to start again) and exit 1, not a traceback."""
+    from shared.store.migrate import UnreleasedSchema
+
+    try:
+        yield
+    except UnreleasedSchema as refused:
+        Console(stderr=True).print(f"[red]{refused}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @app.command("move-inline-bytes")
@@ -97,6 +103,7 @@ def api(
     from shared.settings import get_settings
 
     settings = get_settings()
+    _check_schema()
     uvicorn.run(
         "api.main:app",
         host=host or settings.host,
@@ -152,9 +159,18 @@ def worker(
         from worker.lifeline import die_with_parent
 
         die_with_parent(int(supervisor_pid))
+    _check_schema()
     from worker.app import app as celery_app
 
     celery_app.worker_main(worker_argv(concurrency, loglevel, queue))
+
+
+def _check_schema() -> None:
+    """Refuse to start on a database made by an unreleased schema (see `migrate`)."""
+    from shared.store.migrate import check_known_revision
+
+    with refusing_an_unreleased_schema():
+        check_known_revision()
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

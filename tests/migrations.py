@@ -16,14 +16,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from shared.db import make_engine
-from tests.stack import REPO, create_database, drop_database
-
-
-def alembic_config(url: str) -> Config:
-    config = Config(str(REPO / "alembic.ini"))
-    config.set_main_option("script_location", str(REPO / "migrations"))
-    config.attributes["database_url"] = url
-    return config
+from shared.store.migrate import alembic_config
+from tests.stack import create_database, drop_database
 
 
 def insert_old_job(

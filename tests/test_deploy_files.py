@@ -386,8 +386,8 @@ def test_image_base_user_and_install() -> None:
     runs = " ".join(dockerfile("RUN"))
     assert "pip install" in runs
     assert "[test]" not in runs and ".[" not in runs, "no test extras in the production image"
-    # `fitexplain migrate` finds alembic.ini and migrations/ next to cli/ (cli.main.REPO_ROOT), so the
-    # package must be installed in place (editable), not copied into site-packages.
+    # `fitexplain migrate` finds alembic.ini and migrations/ next to shared/ (shared.store.migrate's
+    # REPO_ROOT), so the package must be installed in place (editable), not copied into site-packages.
     # One pip command installs the client (owner of the `fitexplain` script) and the server (its plugin).
     assert re.search(r"pip install (--no-deps )?-e \./clients/python -e \.(\s|$)", runs), runs
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]

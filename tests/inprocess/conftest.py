@@ -19,18 +19,17 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from alembic import command
-from alembic.config import Config
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from shared import db, settings
 from shared.dispatch import queue
 from shared.settings import Settings
+from shared.store.migrate import migrate
 from shared.tables import Base
 from tests.inprocess.factories import Account, make_user
 from tests.inprocess.recorder import PublishRecorder
-from tests.stack import PG_ADMIN_DSN, REDIS_URL, REPO, create_database, drop_database, purge_queue
+from tests.stack import PG_ADMIN_DSN, REDIS_URL, create_database, drop_database, purge_queue
 
 CACHED = (settings.get_settings, db.get_engine, db.get_sessionmaker, queue.get_celery)
 
@@ -41,13 +40,6 @@ def forget_cached_service() -> None:
         db.get_engine().dispose()
     for cached in CACHED:
         cached.cache_clear()
-
-
-def migrate(database_url: str) -> None:
-    config = Config(str(REPO / "alembic.ini"))
-    config.set_main_option("script_location", str(REPO / "migrations"))
-    config.attributes["database_url"] = database_url
-    command.upgrade(config, "head")
 
 
 @pytest.fixture(scope="package")

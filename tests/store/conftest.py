@@ -10,40 +10,37 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import make_engine
 from shared.ml.spec import JobSpec, ModelSpec
 from shared.store.jobstore import create_job
+from shared.store.migrate import migrate
 from shared.store.uploads import sha256_hex, store_upload
 from shared.tables import Job, JobStatus, User, utcnow
 from tests.stack import create_database, drop_database
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def migrate(url: str) -> None:
-    config = Config(str(REPO / "alembic.ini"))
-    config.set_main_option("script_location", str(REPO / "migrations"))
-    config.attributes["database_url"] = url
-    command.upgrade(config, "head")
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    """Sessions on a freshly migrated database of each kind the service supports."""
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty database of each kind the service supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
     name = f"fx_store_{uuid.uuid4().hex[:10]}"
-    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else create_database(name)
     try:
-        migrate(url)
-        engine = make_engine(url)
-        yield sessionmaker(bind=engine, expire_on_commit=False)
-        engine.dispose()
+        yield create_database(name)
     finally:
-        if request.param == "postgresql":
-            drop_database(name)
+        drop_database(name)
+
+
+@pytest.fixture
+def sessions(empty_database: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a freshly migrated database of each kind the service supports."""
+    migrate(empty_database)
+    engine = make_engine(empty_database)
+    yield sessionmaker(bind=engine, expire_on_commit=False)
+    engine.dispose()
 
 
 @dataclass

@@ -17,9 +17,10 @@ from shared.dispatch import queue
 from shared.dispatch.publish import dispatch, sweep
 from shared.dispatch.routing import broker_queue, queue_for_cost
 from shared.settings import Settings, get_settings
+from shared.store.migrate import migrate
 from shared.tables import Job, JobStatus, utcnow
 from tests.stack import REDIS_URL
-from tests.store.conftest import Jobs, migrate
+from tests.store.conftest import Jobs
 
 
 def test_jobs_above_the_threshold_are_large() -> None:
