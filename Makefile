@@ -35,7 +35,7 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check api worker cli shared clients/python tests
+	$(BIN)/ruff format --check api worker cli shared clients/python tests migrations
 	$(BIN)/lint-imports --no-logo
 
 bench: install

@@ -1,5 +1,5 @@
-"""Storing and reading a job's result: inline in Postgres (the baseline) vs in
-the blob store (a local directory, and an S3-compatible server: moto on this machine).
+"""Storing and reading a job's result in the blob store: a local directory (the baseline) vs an
+S3-compatible server (moto on this machine).
 
 Each variant writes the same gzip result bodies as `jobstore.succeed` produces (a row per job, committed),
 then reads them back as `GET /jobs/{id}/result` does; it also reports how much the job_results table
@@ -67,10 +67,7 @@ def run(n_jobs: int, sizes: list[float]) -> None:
 
     migrate(os.environ["FITEXPLAIN_DATABASE_URL"])
     user_id = make_user("bench")[0]
-    stores: dict[str, BlobStore | None] = {
-        "inline (baseline)": None,
-        "local blob": blob_store(get_settings()),
-    }
+    stores: dict[str, BlobStore] = {"local blob": blob_store(get_settings())}
     server = None
     try:
         from tests.s3 import moto_server
@@ -119,32 +116,29 @@ def timed(action: Callable[[], object]) -> float:
 
 
 def write(session_scope: Callable, store: object, job_id: str, body: bytes) -> None:
-    """What succeed does with the body: inline in the row (before 0010), or a blob then the row."""
+    """What succeed does with the body: a blob, then the row."""
     from shared.blobs.store import new_token
     from shared.store.uploads import sha256_hex
     from shared.tables import JobResult
 
     with session_scope() as session:
-        if store is None:
-            session.add(JobResult(job_id=job_id, body_gzip=body, size_bytes=0, stored_bytes=len(body)))
-        else:
-            key = f"results/{job_id}/{new_token()}.json.gz"
-            store.put_bytes(key, body)  # type: ignore[attr-defined]
-            session.add(
-                JobResult(
-                    job_id=job_id, blob_key=key, size_bytes=0, stored_bytes=len(body), sha256=sha256_hex(body)
-                )
+        key = f"results/{job_id}/{new_token()}.json.gz"
+        store.put_bytes(key, body)  # type: ignore[attr-defined]
+        session.add(
+            JobResult(
+                job_id=job_id, blob_key=key, size_bytes=0, stored_bytes=len(body), sha256=sha256_hex(body)
             )
+        )
 
 
 def read(session_scope: Callable, store: object, job_id: str) -> None:
-    """What GET /jobs/{id}/result reads: the row, then its inline body or its blob."""
+    """What GET /jobs/{id}/result reads: the row, then its blob."""
     from shared.tables import JobResult
 
     with session_scope() as session:
         row = session.get(JobResult, job_id)
         assert row is not None
-        body = row.body_gzip if row.blob_key is None else store.get_bytes(row.blob_key)  # type: ignore[attr-defined]
+        body = store.get_bytes(row.blob_key)  # type: ignore[attr-defined]
         assert body
 
 

@@ -23,15 +23,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPEATS = 30
 USER = "INSERT INTO users (name, is_admin, created_at) VALUES ('heavy', false, now()) RETURNING id"
-UPLOAD = """INSERT INTO datasets (sha256, size_bytes, n_rows, n_columns, created_at)
-VALUES (:d, 5000, 150, 6, now())"""
+UPLOAD = """INSERT INTO datasets (sha256, blob_key, size_bytes, n_rows, n_columns, created_at)
+VALUES (:d, 'uploads/' || :d || '/bench.parquet', 5000, 150, 6, now())"""
 JOBS = """INSERT INTO jobs (id, user_id, endpoint, params, spec, dataset_sha256, status, progress,
     progress_message, attempts, queue, stopping, created_at, finished_at)
 SELECT 'j' || g, :u, 'gbdtclassification', '{}', '{}', :d, 'succeeded', 1, 'done', 1, 'small', false,
     now() - interval '1 hour', now() - interval '1 hour'
 FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) g"""
-RESULTS = """INSERT INTO job_results (job_id, size_bytes, stored_bytes, created_at)
-SELECT 'j' || g, 2000, 700, now() FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) g"""
+RESULTS = """INSERT INTO job_results (job_id, blob_key, size_bytes, stored_bytes, created_at)
+SELECT 'j' || g, 'results/j' || g || '/bench.json.gz', 2000, 700, now()
+FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) g"""
 
 
 def measure(code: Path, sizes: list[int]) -> dict[int, float]:

@@ -44,26 +44,6 @@ def refusing_an_unreleased_schema() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-@app.command("move-inline-bytes")
-def move_inline_bytes(
-    batch: Annotated[int, typer.Option(help="rows per transaction")] = 100,
-) -> None:
-    """Move uploads and results that rows from before the blob store keep in the database into the blob
-    store (FITEXPLAIN_STORAGE_URL). Optional: such rows are read where they are meanwhile."""
-    from shared.db import session_scope
-    from shared.store.blob_backfill import move_results, move_uploads
-
-    moved = {"uploads": 0, "results": 0}
-    for kind, move in (("uploads", move_uploads), ("results", move_results)):
-        while True:
-            with session_scope() as session:
-                count = move(session, batch)
-            moved[kind] += count
-            if count < batch:
-                break
-    console.print(f"moved {moved['uploads']} uploads and {moved['results']} results to the blob store")
-
-
 @app.command("create-token")
 def create_token(
     name: Annotated[str, typer.Argument(help="the user's name; created if new")],

@@ -17,7 +17,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -85,7 +84,7 @@ FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 HOLDING_STATUSES = (JobStatus.queued, JobStatus.running)
 HOLDING = f"status IN ({', '.join(repr(status.value) for status in HOLDING_STATUSES)}) OR stopping"
 """The predicate of the partial index of jobs that may hold a worker (`shared.limits.holds_a_worker`
-narrows it to beating workers); migration 0012 has its own copy, as migrations do."""
+narrows it to beating workers); the initial migration has its own copy, as migrations do."""
 
 
 class User(Base):
@@ -118,14 +117,12 @@ class ApiToken(Base):
 
 class Upload(Base):
     """An upload, stored once per content (sha256) in the blob store (shared/blobs/store.py), where every
-    worker can read it. Rows written before the blob store keep their bytes inline (`blob_key` NULL)."""
+    worker can read it, as the canonical Parquet file the submit wrote (shared.ml.canonical)."""
 
     __tablename__ = "datasets"
 
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    content: Mapped[bytes | None] = mapped_column(LargeBinary)  # inline bytes of rows from before 0010
-    blob_key: Mapped[str | None] = mapped_column(String(200))
-    format: Mapped[str] = mapped_column(String(16), default="csv", server_default="csv")  # csv | parquet
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)  # of the bytes as sent
+    blob_key: Mapped[str] = mapped_column(String(200))
     size_bytes: Mapped[int] = mapped_column(Integer)  # bytes stored
     n_rows: Mapped[int] = mapped_column(Integer)
     n_columns: Mapped[int] = mapped_column(Integer)
@@ -185,14 +182,12 @@ class JobResult(Base):
     __tablename__ = "job_results"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    body_gzip: Mapped[bytes | None] = mapped_column(LargeBinary)  # inline bytes of rows from before 0010
-    blob_key: Mapped[str | None] = mapped_column(String(200))
+    blob_key: Mapped[str] = mapped_column(String(200))
     size_bytes: Mapped[int] = mapped_column(Integer)  # the JSON's size, uncompressed
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # gzip, as stored
     sha256: Mapped[str | None] = mapped_column(String(64))  # of the stored (gzip) bytes
     # The same result as Parquet (shared.results.formats), written with it for results of many rows, so that a
-    # Parquet download is a plain stream; NULL for smaller ones and results from before 0011 (those are
-    # converted from the JSON on request).
+    # Parquet download is a plain stream; NULL for smaller ones (converted from the JSON on request).
     parquet_key: Mapped[str | None] = mapped_column(String(200))
     parquet_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
@@ -200,8 +195,9 @@ class JobResult(Base):
 
 class StorageCounts(Base):
     """What each user's jobs keep, as `GET /account/usage` and the storage quota count it: the uploads
-    their jobs reference (each once) and their results. Kept by triggers on jobs and job_results
-    (migration 0012), so that a submit reads one row instead of counting all the user's jobs."""
+    their jobs reference (each once) and their results. Kept by triggers on jobs and job_results (the
+    initial migration creates them), so that a submit reads one row instead of counting all the user's
+    jobs."""
 
     __tablename__ = "storage_usage"
 
@@ -237,7 +233,6 @@ class JobChunk(Base):
     stop: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    body_gzip: Mapped[bytes | None] = mapped_column(LargeBinary)  # inline part of rows from before 0010
     blob_key: Mapped[str | None] = mapped_column(String(200))  # the done part, until the job finishes
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
@@ -251,8 +246,7 @@ class JobPrepared(Base):
     __tablename__ = "job_prepared"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    body: Mapped[bytes | None] = mapped_column(LargeBinary)  # inline pickle of rows from before 0010
-    blob_key: Mapped[str | None] = mapped_column(String(200))
+    blob_key: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 

@@ -179,7 +179,7 @@ def _accept(
 
 def _store(session: Session, ingested: Ingested, digest: str) -> None:
     """Keep the canonical Parquet file under the upload's sha256 (of the bytes as sent)."""
-    store_upload(session, ingested.path, digest, ingested.n_rows, ingested.n_columns, format="parquet")
+    store_upload(session, ingested.path, digest, ingested.n_rows, ingested.n_columns)
 
 
 def _load_job(job_id: str) -> Job:

@@ -102,9 +102,7 @@ def finish(session: Session, chunk: ClaimedChunk, part: ExplanationPart) -> None
     # A chunk reclaimed from a slow worker may be finished twice: the later part replaces the earlier.
     replaced = session.scalar(select(JobChunk.blob_key).where(*this_chunk).with_for_update())
     session.execute(
-        update(JobChunk)
-        .where(*this_chunk)
-        .values(status="done", blob_key=key, body_gzip=None, heartbeat_at=utcnow())
+        update(JobChunk).where(*this_chunk).values(status="done", blob_key=key, heartbeat_at=utcnow())
     )
     blob_gc.delete_after_commit(session, [replaced])
 
@@ -128,14 +126,13 @@ def progress(session: Session, job_id: str, method: str) -> tuple[int, int, int,
 def load_parts(session: Session, job_id: str, method: str) -> list[ExplanationPart]:
     """The done chunks' typed parts, in order (the method's result type says how to read them)."""
     result_type = explanation_method(method).result_type
-    stored = session.execute(
-        select(JobChunk.blob_key, JobChunk.body_gzip)
+    keys = session.scalars(
+        select(JobChunk.blob_key)
         .where(JobChunk.job_id == job_id, JobChunk.method == method, JobChunk.status == "done")
         .order_by(JobChunk.index)
     ).all()
     blobs = current_store()
-    bodies = [blobs.get_bytes(key) if key is not None else inline for key, inline in stored]
-    return [result_type.from_record(decode_part(body)) for body in bodies if body is not None]
+    return [result_type.from_record(decode_part(blobs.get_bytes(key))) for key in keys if key is not None]
 
 
 def store_prepared(session: Session, job_id: str, prepared: object) -> None:
@@ -152,11 +149,11 @@ def load_prepared(session: Session, job_id: str) -> Any | None:
     if row is None:
         return None
     try:
-        body = current_store().get_bytes(row.blob_key) if row.blob_key is not None else row.body
+        body = current_store().get_bytes(row.blob_key)
     except FileNotFoundError:  # dropped (the job finished) after this session read the row
         return None
     # Safe to unpickle: only our workers write these, from models they fitted themselves.
-    return None if body is None else pickle.loads(body)
+    return pickle.loads(body)
 
 
 def still_running(session: Session, job_id: str) -> bool:

@@ -13,7 +13,6 @@ and a NOTIFY that wakes the API's waiting requests on commit (shared/store/job_e
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -541,8 +540,6 @@ def result_body(session: Session, job_id: str) -> bytes | None:
     row = session.get(JobResult, job_id)
     if row is None:
         return None
-    if row.blob_key is None:
-        return row.body_gzip
     try:
         return current_store().get_bytes(row.blob_key)
     except FileNotFoundError:  # the job was deleted after this session read its row
@@ -553,16 +550,12 @@ def open_result(session: Session, job_id: str) -> IO[bytes] | None:
     """The stored result (gzip-compressed JSON) as a binary stream, for streaming responses; the caller
     closes it. None when there is none."""
     row = session.get(JobResult, job_id)
-    if row is None:
-        return None
-    if row.blob_key is None:
-        return io.BytesIO(row.body_gzip or b"")
-    return _open_blob(row.blob_key)
+    return None if row is None else _open_blob(row.blob_key)
 
 
 def open_result_parquet(session: Session, job_id: str) -> IO[bytes] | None:
     """The result's stored Parquet form as a binary stream (the caller closes it); None when the result
-    has none (small results, older ones) or is gone."""
+    has none (small results: converted from the JSON on request) or is gone."""
     key = session.scalar(select(JobResult.parquet_key).where(JobResult.job_id == job_id))
     return None if key is None else _open_blob(key)
 

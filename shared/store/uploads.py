@@ -3,8 +3,7 @@
 The bytes live in the blob store (shared/blobs/store.py); the rows keep their key, size and checksum, and
 quotas are counted from those columns. An upload's blob key is `uploads/<sha256>/<token>.<format>`: a
 new key each time the content is stored again, so a release's deletion (after its commit) can never
-remove the blob of a later copy. Rows from before the blob store keep their bytes inline (`blob_key`
-NULL) and are read from there.
+remove the blob of a later copy.
 
 Accounting: a user is charged for each distinct upload their jobs reference (content-addressed, so an
 upload sent twice is stored and charged once) and for each stored (gzip) result. An upload shared by
@@ -65,7 +64,7 @@ class StorageQuotaExceeded(Exception):
 
 def usage_query(user_id: int | BindParameter[int]) -> Select[tuple[int, int, int, int]]:
     """The user's uploads bytes, results bytes, uploads and results (StorageUsage's order), one row to
-    which other counts can be added (one statement): read from the counts that migration 0012's triggers
+    which other counts can be added (one statement): read from the counts that the storage-count triggers
     keep, not counted over the user's jobs at every submit."""
     return (
         select(
@@ -128,20 +127,18 @@ def store_upload(
     digest: str,
     n_rows: int,
     n_columns: int,
-    *,
-    format: str = "csv",
 ) -> None:
     """Store an upload once per content (its sha256, `digest`), or lock the stored copy for this
     transaction so that a concurrent `release_upload` cannot remove it under the job about to use it.
 
-    `source` is the content or a local file holding it (streamed to the store, never read whole; a
-    local store may hard-link it, so it must not be written to again). The
-    blob is written before its row; if this transaction does not commit, it is deleted again.
+    `source` is the upload's canonical Parquet file (shared.ml.ingest), or its bytes: streamed to the
+    store, never read whole; a local store may hard-link the file, so it must not be written to again.
+    The blob is written before its row; if this transaction does not commit, it is deleted again.
     """
     for _ in range(3):
         if session.execute(_upload_share_lock(), {"locked_digest": digest}).first() is not None:
             return
-        key = f"uploads/{digest}/{new_token()}.{format}"
+        key = f"uploads/{digest}/{new_token()}.parquet"
         blobs = current_store()
         if isinstance(source, Path):
             size = blobs.put_file(key, source, link=True)
@@ -154,7 +151,6 @@ def store_upload(
                     Upload(
                         sha256=digest,
                         blob_key=key,
-                        format=format,
                         size_bytes=size,
                         n_rows=n_rows,
                         n_columns=n_columns,
@@ -196,8 +192,6 @@ def upload_content(session: Session, digest: str | None) -> bytes:
     upload = session.get(Upload, digest) if digest is not None else None
     if upload is None:
         return b""
-    if upload.blob_key is None:
-        return upload.content or b""
     try:
         return current_store().get_bytes(upload.blob_key)
     except FileNotFoundError:  # released after this session read its row
@@ -221,22 +215,7 @@ def stored_upload_path(upload: Upload | None) -> Path | None:
     """`upload_path` of an upload row already read (None: it is gone)."""
     if upload is None:
         return None
-    blobs = current_store()
-    if upload.blob_key is None:  # a row from before the blob store: its bytes, copied to the cache once
-        path = blobs.cache_dir / "inline" / f"{upload.sha256}.{upload.format}"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temp = path.with_name(f".{path.name}.{new_token()}.part")
-            temp.write_bytes(upload.content or b"")
-            temp.replace(path)
-        return path
     try:
-        return blobs.local_path(upload.blob_key)
+        return current_store().local_path(upload.blob_key)
     except FileNotFoundError:
         return None
-
-
-def upload_format(session: Session, digest: str | None) -> str:
-    """How the upload is stored: "csv" (as sent) or "parquet" (converted at submit)."""
-    found = session.scalar(select(Upload.format).where(Upload.sha256 == digest)) if digest else None
-    return found or "csv"

@@ -5,7 +5,7 @@ them; their blobs go after the commit.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from shared.blobs import gc as blob_gc
@@ -23,12 +23,9 @@ def drop_working_data(session: Session, job_id: str) -> None:
     """Free what a finished job kept for its helpers: the chunks' parts (merged into the result, or
     useless) and the prepared model. The chunk rows stay, a few bytes each, as a record of the split.
     Their blobs go after the commit."""
-    holding = (
-        JobChunk.job_id == job_id,
-        or_(JobChunk.blob_key.is_not(None), JobChunk.body_gzip.is_not(None)),
-    )
+    holding = (JobChunk.job_id == job_id, JobChunk.blob_key.is_not(None))
     keys = session.scalars(select(JobChunk.blob_key).where(*holding).with_for_update()).all()
-    session.execute(update(JobChunk).where(*holding).values(blob_key=None, body_gzip=None))
+    session.execute(update(JobChunk).where(*holding).values(blob_key=None))
     blob_gc.delete_after_commit(session, keys)
     drop_prepared(session, job_id)
 

@@ -1,5 +1,5 @@
 """Job bytes in the blob store: written before their rows, deleted after the commit that dropped them
-(never by a rollback), counted from the rows' sizes, swept when orphaned; older rows' inline bytes read."""
+(never by a rollback), counted from the rows' sizes, swept when orphaned."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import select, update
-from typer.testing import CliRunner
+from sqlalchemy import select
 
-import cli.main
 from shared.blobs.gc import sweep_orphans
 from shared.blobs.store import BlobStore, current_store
 from shared.db import session_scope
@@ -21,11 +19,9 @@ from shared.dispatch import chunks
 from shared.store import jobstore
 from shared.store.retention import purge_expired
 from shared.store.uploads import (
-    release_upload,
     sha256_hex,
     store_upload,
     upload_content,
-    upload_format,
     upload_path,
     usage,
 )
@@ -72,20 +68,19 @@ def result_row(job_id: str) -> JobResult | None:
         return session.get(JobResult, job_id)
 
 
-def test_an_upload_is_a_blob_with_its_size_and_format(store: BlobStore, tmp_path: Path) -> None:
+def test_an_upload_is_a_blob_with_its_size(store: BlobStore, tmp_path: Path) -> None:
     source = tmp_path / "upload.parquet"
     source.write_bytes(b"PAR1 not really parquet PAR1")
     digest = sha256_hex(source.read_bytes())
     with session_scope() as session:
-        store_upload(session, source, digest, 3, 2, format="parquet")
-        store_upload(session, source, digest, 3, 2, format="parquet")  # stored once per content
+        store_upload(session, source, digest, 3, 2)
+        store_upload(session, source, digest, 3, 2)  # stored once per content
     key = upload_key(digest)
     assert key is not None and key.startswith(f"uploads/{digest}/") and key.endswith(".parquet")
     assert store.get_bytes(key) == source.read_bytes()
     with session_scope() as session:
         row = session.get(Upload, digest)
-        assert row is not None and row.content is None and row.size_bytes == source.stat().st_size
-        assert upload_format(session, digest) == "parquet"
+        assert row is not None and row.size_bytes == source.stat().st_size
         assert upload_content(session, digest) == source.read_bytes()
         path = upload_path(session, digest)
         assert path is not None and path.read_bytes() == source.read_bytes()
@@ -105,7 +100,7 @@ def test_an_upload_written_by_a_transaction_that_rolls_back_is_deleted(store: Bl
 def test_a_result_is_a_blob_with_its_stored_size_and_checksum(user_id: int, store: BlobStore) -> None:
     job_id = succeeded_job(user_id, {"y_pred": [1, 0], "accuracy": 0.5})
     row = result_row(job_id)
-    assert row is not None and row.blob_key is not None and row.body_gzip is None
+    assert row is not None
     stored = store.get_bytes(row.blob_key)
     assert row.stored_bytes == len(stored) and row.sha256 == hashlib.sha256(stored).hexdigest()
     assert row.size_bytes == len(gzip.decompress(stored))
@@ -224,28 +219,6 @@ def test_orphan_blobs_are_swept_once_old_enough(user_id: int, store: BlobStore) 
     assert store.exists(row.blob_key) and store.exists(upload_key(sha256_hex(IRIS)) or "?")
 
 
-def test_rows_from_before_the_blob_store_are_read_inline(user_id: int) -> None:
-    """Rows written before migration 0010 keep their bytes in the row (blob_key NULL)."""
-    job_id = succeeded_job(user_id)
-    inline = gzip.compress(b'{"inline": true}')
-    digest = sha256_hex(IRIS)
-    with session_scope() as session:
-        session.execute(update(Upload).where(Upload.sha256 == digest).values(blob_key=None, content=IRIS))
-        session.execute(
-            update(JobResult).where(JobResult.job_id == job_id).values(blob_key=None, body_gzip=inline)
-        )
-    with session_scope() as session:
-        assert upload_content(session, digest) == IRIS
-        path = upload_path(session, digest)
-        assert path is not None and path.read_bytes() == IRIS
-        assert jobstore.result_body(session, job_id) == inline
-        stream = jobstore.open_result(session, job_id)
-        assert stream is not None and stream.read() == inline
-    with session_scope() as session:
-        jobstore.delete_job(session, job_id)
-        assert release_upload(session, digest) is False  # already released by the delete
-
-
 def test_a_store_down_after_the_commit_leaves_an_orphan_for_the_sweep(
     user_id: int, store: BlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,30 +237,6 @@ def test_a_store_down_after_the_commit_leaves_an_orphan_for_the_sweep(
     with session_scope() as session:
         sweep_orphans(session, store, 30, now=utcnow() + timedelta(hours=1))
     assert not store.exists(row.blob_key)
-
-
-def test_inline_bytes_are_moved_to_the_store_on_request(user_id: int, store: BlobStore) -> None:
-    """`fitexplain move-inline-bytes`: rows from before 0010 get blobs and drop their inline bytes."""
-    job_id = succeeded_job(user_id)
-    inline = gzip.compress(b'{"inline": true}')
-    digest = sha256_hex(IRIS)
-    with session_scope() as session:
-        session.execute(update(Upload).where(Upload.sha256 == digest).values(blob_key=None, content=IRIS))
-        session.execute(
-            update(JobResult).where(JobResult.job_id == job_id).values(blob_key=None, body_gzip=inline)
-        )
-        before = usage(session, user_id)
-    outcome = CliRunner().invoke(cli.main.app, ["move-inline-bytes", "--batch", "1"])
-    assert outcome.exit_code == 0, outcome.output
-    assert "moved 1 uploads and 1 results" in outcome.output
-    with session_scope() as session:
-        upload = session.get(Upload, digest)
-        result = session.get(JobResult, job_id)
-        assert upload is not None and upload.content is None and upload.blob_key is not None
-        assert result is not None and result.body_gzip is None and result.blob_key is not None
-        assert store.get_bytes(upload.blob_key) == IRIS and upload_content(session, digest) == IRIS
-        assert jobstore.result_body(session, job_id) == inline
-        assert usage(session, user_id) == before
 
 
 def parquet_job(user_id: int) -> tuple[str, JobResult]:

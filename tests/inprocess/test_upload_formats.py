@@ -109,7 +109,7 @@ def test_every_format_is_stored_as_parquet_and_gives_the_same_result(
             assert job is not None
             upload = session.get(Upload, job.dataset_sha256)
             assert upload is not None
-            assert upload.format == "parquet" and (upload.n_rows, upload.n_columns) == (150, 4)
+            assert upload.blob_key.endswith(".parquet") and (upload.n_rows, upload.n_columns) == (150, 4)
             assert upload_content(session, upload.sha256)[:4] == b"PAR1"
         assert run_job(job_id) == "succeeded"
         results[kind] = stored_result(job_id)

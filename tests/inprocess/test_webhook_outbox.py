@@ -35,7 +35,9 @@ URL = "https://receiver.example/hook"
 def session(service_settings: Settings) -> Iterator[Session]:
     with get_sessionmaker()() as session:
         session.add(User(id=1, name="alice"))
-        session.add(Upload(sha256="d" * 64, content=b"x", size_bytes=1, n_rows=150, n_columns=4))
+        session.add(
+            Upload(sha256="d" * 64, blob_key="uploads/d/x.parquet", size_bytes=1, n_rows=150, n_columns=4)
+        )
         session.commit()
         yield session
 

@@ -111,7 +111,7 @@ def cancel_unfinished(client: Client) -> None:
 
 
 STORED = ("upload_bytes", "uploads", "result_bytes", "results", "chunks", "prepared")
-HOLDS_A_PART = "blob_key IS NOT NULL OR body_gzip IS NOT NULL"
+HOLDS_A_PART = "blob_key IS NOT NULL"
 
 
 def stored(engine: Engine, stack: Stack) -> dict[str, int]:

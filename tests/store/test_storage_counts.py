@@ -1,5 +1,5 @@
-"""Each user's storage counts (`storage_usage`, kept by migration 0012's triggers) equal what counting the
-user's jobs gives, after every change a job goes through, on SQLite and on Postgres."""
+"""Each user's storage counts (`storage_usage`, kept by the initial migration's triggers) equal what
+counting the user's jobs gives, after every change a job goes through, on SQLite and on Postgres."""
 
 from __future__ import annotations
 
