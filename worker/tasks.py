@@ -129,8 +129,7 @@ def _record_started(me: str, job_id: str) -> None:
 
 def upload_source(path: Path | None) -> bytes | Path:
     """What the ML core loads of an upload stored at `path` (a local file: the blob itself, or a cached
-    download of a remote one; `load_source` tells a canonical Parquet from a legacy CSV by its first
-    bytes): the path, or empty bytes when the upload is gone (None)."""
+    download of a remote one): the path, or empty bytes when the upload is gone (None)."""
     return b"" if path is None else path
 
 

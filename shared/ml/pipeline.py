@@ -52,8 +52,7 @@ def prepare(
 ) -> PreparedJob:
     """Load the upload, fit the model on the training rows and score it on the test rows.
 
-    `source` is the canonical Parquet file (a path, or its bytes) of `shared.ml.ingest.upload`, or the CSV
-    bytes of an upload stored before uploads were converted.
+    `source` is the canonical Parquet file (a path, or its bytes) of `shared.ml.ingest.upload`.
     """
     validate_job(spec)
     phases = phases or Phases()

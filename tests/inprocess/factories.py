@@ -15,6 +15,7 @@ from shared.db import session_scope
 from shared.store.jobstore import create_job
 from shared.store.uploads import sha256_hex, store_upload
 from shared.tables import Job, JobEvent, User, WebhookDelivery, utcnow
+from tests.canonical import canonical
 from tests.stack import DATA
 
 IRIS = (DATA / "iris_dataset2.csv").read_bytes()
@@ -67,7 +68,7 @@ def insert_job(
     validated = PARAMS_BY_ENDPOINT[endpoint].model_validate(params or TINY_GBDT)
     n_rows, n_columns = csv.count(b"\n") - 1, csv.split(b"\n")[0].count(b",") + 1
     digest = sha256_hex(csv)
-    store_upload(session, csv, digest, n_rows, n_columns)
+    store_upload(session, canonical(csv), digest, n_rows, n_columns)
     return create_job(
         session,
         user_id=user_id,

@@ -17,6 +17,7 @@ from shared.ml.spec import JobSpec, ModelSpec
 from shared.settings import Settings
 from shared.store import workers
 from shared.tables import JobChunk, WorkerRow
+from tests.canonical import canonical
 from tests.inprocess.factories import IRIS, Account, ago, make_job, set_job
 from tests.inprocess.recorder import PublishRecorder
 
@@ -31,7 +32,7 @@ SPEC = JobSpec(
 @pytest.fixture(scope="module")
 def prepared() -> pipeline.PreparedJob:
     """Iris fitted once: 45 test rows, which the settings below cut into 5 chunks."""
-    return pipeline.prepare(IRIS, SPEC, Settings().limits(), n_threads=1)
+    return pipeline.prepare(canonical(IRIS), SPEC, Settings().limits(), n_threads=1)
 
 
 @pytest.fixture

@@ -60,12 +60,14 @@ def test_a_job_runs_to_a_stored_result(alice: Account, run_job: Callable[[str], 
 
 
 def test_a_bad_file_fails_with_its_code_and_column(alice: Account, run_job: Callable[[str], str]) -> None:
-    job_id = make_job(alice.id, csv=(DATA / "malformed" / "missing_feature.csv").read_bytes())
+    """A file the upload's checks accept but its task cannot use: text targets for a regression."""
+    bad = (DATA / "malformed" / "regression_text_target.csv").read_bytes()
+    job_id = make_job(alice.id, endpoint="gbdtregression", csv=bad)
     assert run_job(job_id) == "failed"
     job = load_job(job_id)
     assert job is not None
-    assert (job.status, job.error_code) == ("failed", "missing_value")
-    assert "Column 'a'" in (job.error_message or "") and "line 3" in (job.error_message or "")
+    assert (job.status, job.error_code) == ("failed", "non_numeric")
+    assert "Column 'target'" in (job.error_message or "") and "line 2" in (job.error_message or "")
     assert events(job_id)[-1] == "failed"
 
 

@@ -319,12 +319,3 @@ def test_the_labels_kept_while_writing_give_the_checks_of_the_file_read_back(
     from_file = load_checks(ingested.path, "classification", 3, Limits())
     assert_same(from_labels, from_file)
     assert from_labels.split_source == "training_index"
-
-
-def test_a_legacy_csv_upload_loads_from_its_bytes_or_a_path(tmp_path: Path) -> None:
-    csv = (DATA_DIR / "iris_dataset2.csv").read_bytes()
-    path = tmp_path / "stored"
-    path.write_bytes(csv)
-    expected = load_dataset(csv, "classification", 1, Limits())
-    assert_same(load_source(csv, "classification", 1, Limits()), expected)
-    assert_same(load_source(path, "classification", 1, Limits()), expected)

@@ -12,6 +12,7 @@ import pytest
 from shared.ml.errors import LimitExceeded, ParameterError
 from shared.ml.pipeline import explain, merge_explanations, plan_chunks, prepare, run
 from shared.ml.spec import JobSpec, Limits, ModelSpec
+from tests.canonical import canonical
 from tests.contract import explanation
 
 SCORE_KEYS = {
@@ -110,7 +111,7 @@ def test_string_labels_come_back_as_strings() -> None:
     x = rng.normal(size=40)
     rows = "".join(f"{value},{'dog' if value > 0 else 'cat'}\n" for value in x)
     spec = JobSpec(model=replace(FAST_FOREST, n_hidden_features=0))
-    result = run(("x,target\n" + rows).encode(), spec, Limits())
+    result = run(canonical(("x,target\n" + rows).encode()), spec, Limits())
     assert {"cat", "dog"} <= set(result) and set(result["y_pred"]) <= {"cat", "dog"}
 
 
@@ -163,7 +164,7 @@ def test_model_that_rejects_the_data_gives_a_user_error() -> None:
         model=ModelSpec(task="classification", family="ml", base_model="MultinomialNB", n_hidden_features=0)
     )
     with pytest.raises(ParameterError) as caught:
-        run(("x,target\n" + rows).encode(), spec, Limits())
+        run(canonical(("x,target\n" + rows).encode()), spec, Limits())
     assert caught.value.code == "model_fit_failed" and "Negative values" in caught.value.message
 
 
@@ -238,7 +239,7 @@ SHAP_KEYS = {"method", "values", "base_values", "feature_names"} | {
 def test_interpretability_is_one_flat_object_or_a_list_in_the_order_asked(
     asked: tuple, expected: list[set[str]]
 ) -> None:
-    iris = (Path(__file__).resolve().parents[1] / "data" / "iris_dataset2.csv").read_bytes()
+    iris = canonical((Path(__file__).resolve().parents[1] / "data" / "iris_dataset2.csv").read_bytes())
     model = ModelSpec(task="classification", family="gbdt", model_type="xgboost", n_estimators=10)
     result = run(iris, JobSpec(model=model, interpretability=asked), Limits(), n_threads=1)
     found = result["interpretability"]

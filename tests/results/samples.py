@@ -16,6 +16,7 @@ from shared.ml.metrics import classification_result, regression_result
 from shared.ml.pipeline import explain, merge_explanations, run
 from shared.ml.prepared import PreparedJob
 from shared.ml.spec import JobSpec, Limits, ModelSpec
+from tests.canonical import canonical
 from tests.stack import DATA
 
 
@@ -47,7 +48,7 @@ CASES = {
 def pipeline_result(case: str) -> dict[str, Any]:
     """The pipeline's result as the API reads it back: through its stored JSON."""
     name, spec = CASES[case]
-    return orjson.loads(orjson.dumps(run((DATA / name).read_bytes(), spec, Limits(), n_threads=1)))
+    return orjson.loads(orjson.dumps(run(canonical((DATA / name).read_bytes()), spec, Limits(), n_threads=1)))
 
 
 def worker_result(case: str) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def worker_result(case: str) -> dict[str, Any]:
         parts = [explain(prepared, method, limits, progress=progress)]
         return merge_explanations(prepared, method, parts, arrays=True)
 
-    return run((DATA / name).read_bytes(), spec, limits, n_threads=1, explain_method=one_piece)
+    return run(canonical((DATA / name).read_bytes()), spec, limits, n_threads=1, explain_method=one_piece)
 
 
 def synthetic_result(

@@ -13,6 +13,7 @@ from sklearn.inspection import permutation_importance
 from api.endpoint_params import PARAMS_BY_ENDPOINT, job_spec
 from shared.ml.pipeline import prepare
 from shared.ml.spec import Limits
+from tests.canonical import canonical
 from tests.contract import explanation
 from tests.stack import DATA, Client
 
@@ -89,7 +90,8 @@ def test_permutation_equals_scikit_learn(results: dict, endpoint: str) -> None:
     """Same model, same seed, same test rows: scikit-learn's permutation_importance gives the same numbers."""
     got = explanation(results[endpoint, "permutation"], "permutation")
     params = PARAMS_BY_ENDPOINT[endpoint](interpretability="permutation")
-    prepared = prepare((DATA / DATASET[endpoint]).read_bytes(), job_spec(endpoint, params), Limits())
+    stored = canonical((DATA / DATASET[endpoint]).read_bytes())
+    prepared = prepare(stored, job_spec(endpoint, params), Limits())
     data = prepared.dataset
     scoring = "accuracy" if endpoint.endswith("classification") else "r2"
     expected = permutation_importance(

@@ -32,15 +32,9 @@ from shared.ml.ingest.columns import (
 POSITION = ""
 POSITION_KEY = b"fitexplain.position"
 TEXT_COLUMNS = ("target", "training_index")
-MAGIC = b"PAR1"
 # Problems found per column, reported in this order (the order of `columns.to_float`'s checks).
 COLUMN_CHECKS = {"missing_value": 0, "non_numeric": 1, "infinite_value": 2, "cell_too_long": 3}
 Position = Literal["line", "row"]
-
-
-def is_canonical(content: bytes) -> bool:
-    """Whether stored bytes are a Parquet file (uploads stored before this format are CSV text)."""
-    return content[:4] == MAGIC
 
 
 def schema(header: list[str], position: Position) -> pa.Schema:

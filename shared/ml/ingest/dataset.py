@@ -137,19 +137,15 @@ def load_dataset(content: bytes, task: Task, seed: int, limits: Limits) -> Datas
 
 
 def load_source(source: bytes | Path, task: Task, seed: int, limits: Limits) -> Dataset:
-    """The Dataset of a stored upload: a canonical Parquet file (a path, or its bytes) written by
-    `shared.ml.ingest.upload`, or the CSV (a path, or its bytes) of an upload stored before uploads were
-    converted; told apart by their first bytes."""
+    """The Dataset of a stored upload: its canonical Parquet file (a path, or its bytes) written by
+    `shared.ml.ingest.upload`. No bytes (the upload is gone: its job was cancelled or deleted meanwhile)
+    are an empty file."""
     from shared.ml.ingest import canonical  # pyarrow: loaded only where stored uploads are read
 
-    if isinstance(source, Path):
-        with open(source, "rb") as file:
-            if not canonical.is_canonical(file.read(4)):
-                source = source.read_bytes()
-    if isinstance(source, Path) or canonical.is_canonical(source):
-        labels, features = canonical.read_split_source(source)
-        return split_dataset(labels, features, task, seed, limits)
-    return load_dataset(source, task, seed, limits)
+    if isinstance(source, bytes) and not source:
+        raise DataError("empty_file", "The file is empty: send a CSV with a header line and data rows.")
+    labels, features = canonical.read_split_source(source)
+    return split_dataset(labels, features, task, seed, limits)
 
 
 def load_checks(source: Path | Labels, task: Task, seed: int, limits: Limits) -> Dataset:
