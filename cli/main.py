@@ -146,11 +146,17 @@ def worker(
 
 
 def _check_schema() -> None:
-    """Refuse to start on a database made by an unreleased schema (see `migrate`)."""
+    """Refuse to start on a database made by an unreleased schema (see `migrate`). A database that is
+    down is not checked: the API answers 503 and the worker retries its claims until it is back."""
+    from sqlalchemy.exc import OperationalError
+
     from shared.store.migrate import check_known_revision
 
     with refusing_an_unreleased_schema():
-        check_known_revision()
+        try:
+            check_known_revision()
+        except OperationalError:
+            return
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

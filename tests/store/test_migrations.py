@@ -163,3 +163,15 @@ def test_a_migrated_database_is_at_the_newest_revision(sessions: sessionmaker[Se
     newest = max(path.stem for path in VERSIONS.glob("*.py"))
     with sessions() as session:
         assert session.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == newest
+
+
+def test_the_start_check_passes_over_a_database_that_is_down(
+    service_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API answers 503 and a worker retries its claims while the database is down: neither is
+    stopped at its start by the schema check."""
+    import cli.main
+
+    monkeypatch.setenv("FITEXPLAIN_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+    settings.get_settings.cache_clear()
+    cli.main._check_schema()
