@@ -1,7 +1,7 @@
 """What a user's jobs keep (uploads and results), the per-user quota on it, and the removal of uploads.
 
 The bytes live in the blob store (shared/blobs/store.py); the rows keep their key, size and checksum, and
-quotas are counted from those columns. An upload's blob key is `uploads/<sha256>/<token>.<format>`: a
+quotas are counted from those columns. An upload's blob key is `uploads/<sha256>/<token>.parquet`: a
 new key each time the content is stored again, so a release's deletion (after its commit) can never
 remove the blob of a later copy.
 
