@@ -7,6 +7,7 @@
 - `working_data`: what a running job keeps for its fan-out helpers, dropped when it finishes.
 - `retention`: finished jobs deleted after the retention period.
 - `workers`: the workers' heartbeat rows.
+- `migrate`: the schema, built by Alembic from `migrations/` (the one place that sets Alembic up).
 
 The tables themselves are `shared.tables`; the store sits above the blob store (`shared.blobs`) and the
 webhook outbox (`shared.webhooks`), whose rows it writes in a job's own transaction.
