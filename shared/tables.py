@@ -117,7 +117,7 @@ class ApiToken(Base):
 
 class Upload(Base):
     """An upload, stored once per content (sha256) in the blob store (shared/blobs/store.py), where every
-    worker can read it, as the canonical Parquet file the submit wrote (shared.ml.canonical)."""
+    worker can read it, as the canonical Parquet file the submit wrote (shared.ml.ingest.canonical)."""
 
     __tablename__ = "datasets"
 

@@ -7,7 +7,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from shared.ml.ingest import ingest
+from shared.ml.ingest.upload import ingest
 from shared.ml.spec import Limits
 
 
