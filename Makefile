@@ -37,6 +37,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check api worker cli shared clients/python tests migrations
 	$(BIN)/lint-imports --no-logo
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/seed_requests.py
