@@ -11,6 +11,7 @@ from functools import cache
 from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from shared.db import rows_changed
 from shared.tables import ApiToken, User, utcnow
 
 TOKEN_PREFIX = "fx_"
@@ -40,11 +41,12 @@ def revoke_tokens(session: Session, name: str) -> int:
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
         return 0
-    return session.execute(
+    return rows_changed(
+        session,
         update(ApiToken)
         .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    ).rowcount
+        .values(revoked_at=utcnow()),
+    )
 
 
 def user_for_token(session: Session, token: str) -> User | None:
@@ -62,7 +64,7 @@ def user_for_token(session: Session, token: str) -> User | None:
 
 
 @cache
-def _token_lookup() -> Select[tuple[User, str, datetime | None, datetime | None]]:
+def _token_lookup() -> Select[User, str, datetime | None, datetime | None]:
     """The user and the token's state in one query, built once: every request authenticates, so a second
     round trip, an eager-loaded relationship or a statement built per call all count."""
     return (

@@ -6,9 +6,9 @@ import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import CursorResult, Engine, Executable, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,7 +20,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
@@ -90,6 +90,12 @@ def read_scope() -> Iterator[Session]:
 def _autocommit(engine: Engine) -> Engine:
     """`engine` running each statement in autocommit: a view sharing its pool, built once per engine."""
     return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def rows_changed(session: Session, statement: Executable) -> int:
+    """How many rows an UPDATE or DELETE matched. `Session.execute` is typed to return a plain Result;
+    a DML statement's is a CursorResult, which alone has the count."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
 
 
 def on_postgres(session: Session) -> bool:

@@ -7,6 +7,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Select,
     and_,
@@ -54,7 +55,7 @@ def reserve_submission(
 
 
 @cache
-def _user_lock() -> Select[tuple[int]]:
+def _user_lock() -> Select[int]:
     """The user's row and their storage counts, locked in one statement. The counts come first, before
     the upload the submit shares: deleting a job locks them (its trigger, or `lock_storage_counts`)
     before it removes that upload, so taking them later, at the job's insert, could deadlock with it."""
@@ -79,12 +80,12 @@ def holds_a_worker(stale_before: Any) -> ColumnElement[bool]:
 
 
 @cache
-def _limits_statement(with_upload: bool) -> Select[Any]:
+def _limits_statement(with_upload: bool) -> Select[*tuple[Any, ...]]:
     """The counts of `check_submission_limits` in one statement, built once with its values bound per
     call: building a statement of subqueries and computing its cache key cost SQLAlchemy milliseconds of
     Python on every submit (twice: before and after the body), more than the round trip. Each bound value
     takes the type of the column it is compared with (UtcDateTime: naive UTC on SQLite)."""
-    user_id = bindparam("user_id")
+    user_id: BindParameter[int] = bindparam("user_id")
     active = (
         select(func.count())
         .select_from(Job)
@@ -99,7 +100,7 @@ def _limits_statement(with_upload: bool) -> Select[Any]:
     )
     if not with_upload:
         return select(active, recent)
-    digest = bindparam("digest")
+    digest: BindParameter[str] = bindparam("digest")
     return usage_query(user_id).add_columns(keeps_upload(user_id, digest), active, recent)
 
 

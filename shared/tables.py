@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     false,
@@ -67,7 +68,9 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    pass
+    # Every class here is mapped to a Table (DeclarativeBase types it as any FromClause, which has no
+    # `insert` or `update`).
+    __table__: ClassVar[Table]
 
 
 class JobStatus(enum.StrEnum):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVarTuple
 
 import numpy as np
 import orjson
@@ -61,7 +61,10 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
     return None if start is None or end is None else max((end - start).total_seconds(), 0.0)
 
 
-def _filtered(query: Select[Any], owner: int | None, filters: JobFilters) -> Select[Any]:
+Columns = TypeVarTuple("Columns")
+
+
+def _filtered(query: Select[*Columns], owner: int | None, filters: JobFilters) -> Select[*Columns]:
     if owner is not None:
         query = query.where(Job.user_id == owner)
     if filters.status is not None:
@@ -196,6 +199,7 @@ def overview(session: Session, owner: int | None) -> Overview:
     waits: dict[str, list[float]] = {}
     runs: dict[str, list[float]] = {}
     for endpoint, job_status, created, started, finished in recent:
+        assert finished is not None  # selected finished in the window
         index = min(int((finished - start) / BIN), n_bins - 1)
         per_bin[JobStatus(job_status)][index] += 1
         if started is not None:

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, aliased
 
 from shared.blobs import gc as blob_gc
 from shared.blobs.store import current_store, new_token
-from shared.db import on_postgres
+from shared.db import on_postgres, rows_changed
 from shared.store.job_events import notification_payload, notify_column, notify_finished
 from shared.store.uploads import lock_storage_counts, release_upload, sha256_hex
 from shared.store.working_data import drop_working_data, may_hold_working_data
@@ -103,7 +103,7 @@ def create_job(
 
 
 @cache
-def _created_in_one_statement(columns: tuple[str, ...]) -> Select[tuple[Job]]:
+def _created_in_one_statement(columns: tuple[str, ...]) -> Select[Job]:
     """Postgres: `create_job` as one INSERT of `columns` returning the job, its event inserted in a CTE;
     built once, its values bound per call (as `new_<column>`: a bound value named as a column is
     reserved)."""
@@ -186,14 +186,14 @@ def claim_next(session: Session, job_id: str, *, worker: str, stale_after: float
             job, upload = found
             return Claim(job, "claimed", upload)
     else:
-        job = session.execute(_fairest_claim(), values).scalar()
-        if job is not None:
-            return _claimed(session, job, worker)
+        claimed: Job | None = session.execute(_fairest_claim(), values).scalar()
+        if claimed is not None:
+            return _claimed(session, claimed, worker)
     return claim(session, job_id, worker=worker, stale_after=stale_after, max_attempts=max_attempts)
 
 
 @cache
-def _fairest_claim_started() -> Select[tuple[Job, Upload]]:
+def _fairest_claim_started() -> Select[Job, Upload]:
     """`_fairest_claim`, its "started" event and the claimed job's upload row in one statement (Postgres:
     an UPDATE and an INSERT in CTEs): the claim is on every job's path, and three statements cost it
     three round trips and an ORM flush."""
@@ -312,12 +312,14 @@ def heartbeat(
         values["progress"] = min(max(progress, 0.0), 1.0)
     if message is not None:
         values["progress_message"] = message[:200]
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker)
-        .values(**values)
+    return bool(
+        rows_changed(
+            session,
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker)
+            .values(**values),
+        )
     )
-    return bool(result.rowcount)
 
 
 def succeed(
@@ -402,7 +404,7 @@ def _succeeding() -> Update:
 
 
 @cache
-def _succeeded_in_one_statement(columns: tuple[str, ...]) -> Select[tuple[Job, Any]]:
+def _succeeded_in_one_statement(columns: tuple[str, ...]) -> Select[Job, Any]:
     """Postgres: `_finish_succeeded` as an UPDATE returning the job and its notification, with the result
     row (`columns` of it bound by name) and the event inserted in CTEs; built once, its values bound per
     call. Three statements and an ORM flush cost the last step of every job about 1.5 ms more."""
@@ -431,7 +433,8 @@ def fail(session: Session, job_id: str, code: str, message: str, worker: str | N
     conditions = [Job.id == job_id, Job.status.in_([JobStatus.queued, JobStatus.running])]
     if worker is not None:
         conditions.append(Job.worker == worker)
-    done = session.execute(
+    done = rows_changed(
+        session,
         update(Job)
         .where(*conditions)
         .values(
@@ -440,8 +443,8 @@ def fail(session: Session, job_id: str, code: str, message: str, worker: str | N
             error_message=message,
             progress_message="failed",
             finished_at=utcnow(),
-        )
-    ).rowcount
+        ),
+    )
     if done:
         drop_working_data(session, job_id)
         add_event(session, job_id, "failed", f"{code}: {message}")
@@ -453,7 +456,8 @@ def fail(session: Session, job_id: str, code: str, message: str, worker: str | N
 def cancel(session: Session, job_id: str) -> bool:
     """Cancel an unfinished job and remove what it kept at once: its working data, and its upload unless
     another job uses it. The job row stays (with no upload) to show that it was cancelled."""
-    done = session.execute(
+    done = rows_changed(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
         .values(
@@ -461,8 +465,8 @@ def cancel(session: Session, job_id: str) -> bool:
             progress_message="cancelled",
             finished_at=utcnow(),
             stopping=Job.status == JobStatus.running,  # its worker still has to stop the computation
-        )
-    ).rowcount
+        ),
+    )
     if done:
         add_event(session, job_id, "cancelled")
         enqueue_finished(session, job_id)  # its summary still reads the upload's row count

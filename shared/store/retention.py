@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from shared.blobs import gc as blob_gc
+from shared.db import rows_changed
 from shared.store.uploads import lock_storage_counts, release_upload
 from shared.tables import FINISHED, Job, JobChunk, JobPrepared, JobResult, utcnow
 
@@ -40,7 +41,7 @@ def purge_expired(session: Session, retention_days: float, now: datetime | None 
     ):
         blob_gc.delete_after_commit(session, session.scalars(select(column).where(job_column.in_(expired))))
     lock_storage_counts(session, (owner for owner, _ in owners_and_uploads))
-    jobs = session.execute(delete(Job).where(Job.id.in_(expired))).rowcount
+    jobs = rows_changed(session, delete(Job).where(Job.id.in_(expired)))
     # In one order everywhere: two API processes purging at once must not deadlock on each other's locks.
     datasets = sum(release_upload(session, digest) for digest in sorted(d for d in digests if d is not None))
     return {"jobs": jobs, "results": results or 0, "datasets": datasets}

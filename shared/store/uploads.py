@@ -62,7 +62,7 @@ class StorageQuotaExceeded(Exception):
         self.quota = quota
 
 
-def usage_query(user_id: int | BindParameter[int]) -> Select[tuple[int, int, int, int]]:
+def usage_query(user_id: int | BindParameter[int]) -> Select[int, int, int, int]:
     """The user's uploads bytes, results bytes, uploads and results (StorageUsage's order), one row to
     which other counts can be added (one statement): read from the counts that the storage-count triggers
     keep, not counted over the user's jobs at every submit."""
@@ -199,9 +199,9 @@ def upload_content(session: Session, digest: str | None) -> bytes:
 
 
 @cache
-def _upload_share_lock() -> Select[tuple[str]]:
+def _upload_share_lock() -> Select[str]:
     """The stored upload's row, share-locked: `release_upload` cannot remove it under a job being created."""
-    digest = bindparam("locked_digest")
+    digest: BindParameter[str] = bindparam("locked_digest")
     return select(Upload.sha256).where(Upload.sha256 == digest).with_for_update(read=True, key_share=True)
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from shared.db import rows_changed
 from shared.tables import WorkerRow, heartbeat_stale, utcnow
 
 
@@ -35,8 +36,9 @@ def register(session: Session, *, name: str, host: str, pid: int, queue: str) ->
 
 def beat(session: Session, name: str) -> bool:
     """Record liveness; False when the row is gone (aged out while the process was stopped)."""
-    result = session.execute(update(WorkerRow).where(WorkerRow.name == name).values(heartbeat_at=utcnow()))
-    return bool(result.rowcount)
+    return bool(
+        rows_changed(session, update(WorkerRow).where(WorkerRow.name == name).values(heartbeat_at=utcnow()))
+    )
 
 
 def job_started(session: Session, name: str, job_id: str) -> None:
@@ -96,7 +98,7 @@ def idle_helpers(
 def forget_dead(session: Session, forget_after: float) -> int:
     """Delete the rows of workers silent for `forget_after` seconds; returns how many."""
     cutoff = utcnow() - timedelta(seconds=forget_after)
-    return int(session.execute(delete(WorkerRow).where(WorkerRow.heartbeat_at < cutoff)).rowcount or 0)
+    return rows_changed(session, delete(WorkerRow).where(WorkerRow.heartbeat_at < cutoff))
 
 
 def all_workers(session: Session) -> list[WorkerRow]:

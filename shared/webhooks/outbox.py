@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from shared.db import rows_changed
 from shared.tables import (
     FINISHED,
     DeliveryStatus,
@@ -268,11 +269,12 @@ def settle(
         values.update(status=DeliveryStatus.failed)
     else:
         values.update(next_attempt_at=now + timedelta(seconds=delay))
-    done = session.execute(
+    done = rows_changed(
+        session,
         update(WebhookDelivery)
         .where(WebhookDelivery.id == due.id, WebhookDelivery.claim_token == due.claim_token)
-        .values(**values)
-    ).rowcount
+        .values(**values),
+    )
     detail = f"attempt {due.attempt}: " + (
         f"HTTP {outcome.status_code}" if outcome.status_code is not None else str(outcome.error)
     )
