@@ -48,7 +48,11 @@ def recent_durations(session: Session) -> list[float]:
             Job.finished_at >= utcnow() - DURATION_WINDOW,
         )
     ).tuples()
-    return [max((finished - started).total_seconds(), 0.0) for started, finished in rows]
+    return [
+        max((finished - started).total_seconds(), 0.0)
+        for started, finished in rows
+        if started is not None and finished is not None  # as selected: the types cannot say so
+    ]
 
 
 def histogram_buckets(values: list[float]) -> list[tuple[str, float]]:

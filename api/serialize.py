@@ -6,7 +6,7 @@ import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
@@ -79,7 +79,7 @@ def job_public(job: Job) -> JobPublic:
 
 def result_response(
     request: Request,
-    body_gzip: bytes | BinaryIO,
+    body_gzip: bytes | IO[bytes],
     status_code: int = 200,
     vary: str = "Accept-Encoding",
 ) -> Response:
@@ -100,7 +100,7 @@ def result_response(
     return StreamingResponse(pieces, status_code=status_code, media_type=json_type, headers=headers)
 
 
-def _length_header(stream: BinaryIO) -> dict[str, str]:
+def _length_header(stream: IO[bytes]) -> dict[str, str]:
     """Content-Length of a seekable stream (rewound), else nothing (the response is then chunked)."""
     if not stream.seekable():
         return {}
@@ -109,7 +109,7 @@ def _length_header(stream: BinaryIO) -> dict[str, str]:
     return {"Content-Length": str(length)}
 
 
-def _read_pieces(stream: BinaryIO, chunk: int = GUNZIP_CHUNK) -> Iterator[bytes]:
+def _read_pieces(stream: IO[bytes], chunk: int = GUNZIP_CHUNK) -> Iterator[bytes]:
     """The stream's bytes in pieces of at most `chunk`, closing it at the end (or when abandoned)."""
     with stream:
         while piece := stream.read(chunk):
@@ -120,11 +120,14 @@ def gunzipped(body_gzip: bytes | Iterable[bytes], chunk: int = GUNZIP_CHUNK) -> 
     """The decompressed bytes of a gzip body (every member, as gzip.decompress), in pieces of at most
     `chunk` bytes however well the data compressed. The body may come as bytes or as pieces of them (a
     stream read from storage)."""
+    pieces: Iterable[bytes | memoryview]
     if isinstance(body_gzip, bytes | bytearray | memoryview):
         view = memoryview(body_gzip)
-        body_gzip = (view[start : start + chunk] for start in range(0, len(view), chunk))
+        pieces = (view[start : start + chunk] for start in range(0, len(view), chunk))
+    else:
+        pieces = body_gzip
     decompressor, fresh = zlib.decompressobj(wbits=31), True
-    for data in body_gzip:
+    for data in pieces:
         while data:
             fresh = False
             piece = decompressor.decompress(data, chunk)
@@ -150,7 +153,7 @@ def binary_result_response(body_gzip: bytes, fmt: results.ResultFormat, job_id: 
     return Response(data, media_type=fmt.media_types[0], headers=_download_headers(fmt, job_id))
 
 
-def stored_binary_response(stream: BinaryIO, fmt: results.ResultFormat, job_id: str) -> Response:
+def stored_binary_response(stream: IO[bytes], fmt: results.ResultFormat, job_id: str) -> Response:
     """A binary form the worker stored with the result, streamed as is (closed once sent); the same
     headers as a converted one, plus its length."""
     headers = {**_download_headers(fmt, job_id), **_length_header(stream)}

@@ -43,9 +43,6 @@ SQLITE_POLL_GROWTH = 0.02  # of the time already waited
 SQLITE_POLL_MAX_SECONDS = 0.25
 RECONNECT_SECONDS = (0.1, 5.0)  # first and largest delay between reconnection attempts
 
-# A connection that silently vanished (a network cut) is noticed by TCP within about half a minute.
-KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
-
 Finished = tuple[Job | None, bytes | None]
 """The job and its result body; no job when the body came with the job's notification."""
 
@@ -180,8 +177,16 @@ class JobWaiter:
         delay = RECONNECT_SECONDS[0]
         while True:
             try:
+                # A connection that silently vanished (a network cut) is noticed by TCP within about
+                # half a minute.
                 async with await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True, connect_timeout=3, **KEEPALIVE
+                    self._dsn,
+                    autocommit=True,
+                    connect_timeout=3,
+                    keepalives=1,
+                    keepalives_idle=10,
+                    keepalives_interval=5,
+                    keepalives_count=3,
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self._listening.set()

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from shared.db import session_scope
 from shared.dispatch import chunks
@@ -108,7 +109,7 @@ class FanOutRunner:
                 cores_here=cores,
             )
 
-    def __call__(self, prepared: PreparedJob, method: str, progress: SpanProgress) -> dict:
+    def __call__(self, prepared: PreparedJob, method: str, progress: SpanProgress) -> dict[str, Any]:
         spans = fanout_spans(prepared, method, self.settings, self.helpers)
         if len(spans) == 1:
             part = explain(prepared, method, self.settings.limits(), progress=progress)

@@ -33,7 +33,8 @@ def _kernel_pdeathsig() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded (find_library would fork)
-    return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    failed: int = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return failed == 0
 
 
 def _watch_parent(expected: int) -> None:

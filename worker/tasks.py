@@ -7,7 +7,7 @@ import os
 import socket
 from functools import cache, partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from celery import Task
 from sqlalchemy.exc import OperationalError
@@ -63,7 +63,7 @@ def job_heartbeat(job_id: str, worker: str, settings: Settings) -> Heartbeat:
 
 
 @app.task(name=RUN_JOB_TASK, bind=True)
-def run_job(self: Task, message_job_id: str) -> str:
+def run_job(self: Task[Any, Any], message_job_id: str) -> str:
     """Run the fairest queued job of the message's queue (usually, but not always, the message's job)."""
     settings = get_settings()
     me = worker_name()
@@ -159,7 +159,7 @@ def compute_job(
     return "succeeded" if stored else "superseded"
 
 
-def _parquet_form(job_id: str, result: dict, settings: Settings) -> bytes | None:
+def _parquet_form(job_id: str, result: dict[str, Any], settings: Settings) -> bytes | None:
     """The result's Parquet form to store beside it, if it is large; None if it could not be made (the
     API then converts on request, as for small results)."""
     try:

@@ -206,7 +206,8 @@ def beeswarm(kind: str, title: str, names: Sequence[str], values: np.ndarray) ->
     shown = values[np.ix_(rows, order)]
     scale = _x_scale(float(shown.min()), float(shown.max()))
     jitter = (np.arange(len(rows)) * 0.618034) % 1.0 - 0.5  # golden-ratio spread: even, deterministic
-    lanes, dots = [], []
+    lanes: list[Lane] = []
+    dots: list[Dot] = []
     for lane, column in enumerate(shown.T):
         middle = TOP + lane * ROW_HEIGHT + ROW_HEIGHT / 2
         lanes.append(Lane(str(names[order[lane]]), middle))
@@ -228,7 +229,9 @@ def predicted_vs_actual(
 ) -> Scatter:
     """Predicted against actual with the y = x line, and each row's prediction interval when given."""
     rows = np.unique(np.linspace(0, len(y_true) - 1, min(len(y_true), MAX_POINTS)).astype(int))
-    every = [y_true[rows], y_pred[rows]] + ([lower[rows], upper[rows]] if lower is not None else [])
+    every = [y_true[rows], y_pred[rows]] + (
+        [lower[rows], upper[rows]] if lower is not None and upper is not None else []
+    )
     low = float(min(a.min() for a in every))
     high = float(max(a.max() for a in every))
     side = 360

@@ -7,7 +7,7 @@ static/dashboard.js fetches every few seconds to refresh the page without reload
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -78,7 +78,7 @@ def sign_out(request: Request) -> Response:
 
 @router.get("", response_class=HTMLResponse)
 async def overview(request: Request, user: DashboardUser, fragment: Fragment = False) -> Response:
-    def read() -> dict[str, object]:
+    def read() -> dict[str, Any]:
         with session_scope() as session:
             numbers = queries.overview(session, owner_of(user))
             alive = workers.alive_count(session, get_settings().stale_after_seconds)
@@ -171,7 +171,7 @@ def jobs_page(
     filters = _filters(user, status_value, endpoint, user_name, error_code, since, until, q)
     rows, total = queries.list_jobs(session, owner_of(user), filters, limit, offset)
     query = {k: v for k, v in request.query_params.items() if k not in ("offset", "fragment")}
-    context = {
+    context: dict[str, Any] = {
         "rows": rows,
         "total": total,
         "limit": limit,
@@ -213,7 +213,7 @@ def job_page(
     `fragment=timeline`."""
     job = _job_or_404(session, job_id, user)
     detail = queries.job_detail(session, job)
-    context: dict[str, object] = {"detail": detail, "job": job, "finished": job.status in FINISHED}
+    context: dict[str, Any] = {"detail": detail, "job": job, "finished": job.status in FINISHED}
     if fragment:
         part = "parts/job_live.html" if fragment == "status" else "parts/job_timeline.html"
         return render(request, part, user, **context)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, BinaryIO
+from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -69,7 +69,9 @@ async def get_job(
     if wait and job.status not in FINISHED:  # JobStatus is a StrEnum: equal to its names
         finished = await job_waiter(request.app).wait(job_id, wait, with_body=False)
         if finished is not None:
-            return job_public(finished[0])
+            found, _ = finished
+            assert found is not None  # waited for without its body: the job's row is read
+            return job_public(found)
         job = await run_in_threadpool(_owned_public, job_id, user)  # still unfinished: its progress now
     return job
 
@@ -79,7 +81,7 @@ def _owned_public(job_id: str, user: User) -> JobPublic:
         return job_public(owned_job(session, job_id, user))
 
 
-RESULT_CONTENT: dict[str, dict] = {
+RESULT_CONTENT: dict[str, dict[str, Any]] = {
     "application/json": {"schema": {"type": "object"}},
     **{
         media: {"schema": {"type": "string", "format": "binary"}}
@@ -139,7 +141,7 @@ def get_result(
     return binary_result_response(body, chosen, job_id)
 
 
-def stored_result(session: Session, job_id: str) -> BinaryIO:
+def stored_result(session: Session, job_id: str) -> IO[bytes]:
     """The stored gzip JSON of a succeeded job, open for reading (the one place this route reads it), or
     404 if it was deleted."""
     stream = open_result(session, job_id)

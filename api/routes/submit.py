@@ -207,7 +207,7 @@ def _route(endpoint: str, params_model: type[CommonParams], *, compat: bool) -> 
 
     async def route(
         request: Request,
-        params: Annotated[params_model, Query()],  # type: ignore[valid-type]
+        params: Annotated[CommonParams, Query()],
         file: UploadDep,
         user: CurrentUser,
         settings: SettingsDep,
@@ -217,6 +217,8 @@ def _route(endpoint: str, params_model: type[CommonParams], *, compat: bool) -> 
             wait = settings.compat_wait
         return await submit(endpoint, params, file, user.id, settings, request, wait)
 
+    # FastAPI reads the query parameters from this endpoint's own model: a class known only here.
+    route.__annotations__["params"] = Annotated[params_model, Query()]
     return route
 
 

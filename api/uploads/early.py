@@ -20,12 +20,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from api.uploads.conversion_slots import give_back, take_spare
 from shared.ml.errors import DataError
 from shared.ml.ingest.upload import Ingested, detect_format, ingest
 from shared.ml.spec import Limits
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 CANONICAL_NAME = "canonical.parquet"
 
@@ -86,7 +89,7 @@ class GrowingUpload:
             if opened > 1:
                 self.wait_complete()
                 return open(self.path, "rb")
-            return io.BufferedReader(_Follower(self), buffer_size=1 << 20)  # type: ignore[return-value]
+            return io.BufferedReader(_Follower(self), buffer_size=1 << 20)
 
         return open_upload
 
@@ -100,7 +103,7 @@ class _Follower(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         available = self.upload.available(self.offset)
         if available == 0:
             return 0

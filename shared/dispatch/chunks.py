@@ -169,7 +169,7 @@ def encode_part(part: ExplanationPart) -> bytes:
     arrays = {k: v for k, v in record.items() if isinstance(v, np.ndarray)}
     plain = {k: _plain(v) for k, v in record.items() if k not in arrays}
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, allow_pickle=False, **arrays)
     header = json.dumps(plain).encode()
     return igzip.compress(len(header).to_bytes(8, "big") + header + buffer.getvalue(), 3)
 

@@ -65,7 +65,8 @@ FORMATS = {f.name: f for f in (JSON, *BINARY_FORMATS)}
 def load_stored(body_gzip: bytes) -> dict[str, Any]:
     """The result dict from its stored form (gzip of its JSON)."""
     with collector_paused():
-        return orjson.loads(igzip.decompress(body_gzip))
+        result: dict[str, Any] = orjson.loads(igzip.decompress(body_gzip))
+        return result
 
 
 def encode(result: dict[str, Any], format_name: str) -> bytes:
@@ -131,7 +132,7 @@ def split_arrays(
     moved: list[Moved] = []
     for key in list(rest):
         if key != "interpretability" and (key in ROW_KEYS or not rows_only):
-            _move(rest, (key,), key, moved)
+            _move(rest, (), key, key, moved)
     found = rest.get("interpretability")
     explanations = found if isinstance(found, list) else [found] if isinstance(found, dict) else []
     copies = [dict(item) if isinstance(item, dict) else item for item in explanations]
@@ -144,7 +145,7 @@ def split_arrays(
             if rows_only and (method != "shap" or key not in SHAP_ROW_KEYS):
                 continue
             name = SHAP_ROW_KEYS[key] if rows_only else f"{method}_{key}"
-            _move(item, (*where, key), name, moved)
+            _move(item, where, key, name, moved)
     if isinstance(found, list):
         rest["interpretability"] = copies
     elif copies:
@@ -154,23 +155,25 @@ def split_arrays(
     return rest, unique
 
 
-def _move(holder: dict[str, Any], path: Path, name: str, moved: list[Moved]) -> None:
-    values = holder[path[-1]]
+def _move(holder: dict[str, Any], where: Path, key: str, name: str, moved: list[Moved]) -> None:
+    """Move `holder[key]` (at `where` in the result) to `moved` if it is an array."""
+    path = (*where, key)
+    values = holder[key]
     if isinstance(values, np.ndarray):  # a float array a worker's result keeps (metrics.json_array)
         if not np.isfinite(values).all():  # as its JSON holds it: null, read back as NaN
             values = np.where(np.isfinite(values), values, np.nan)
         moved.append(Moved(path, name, values))
-        del holder[path[-1]]
+        del holder[key]
         return
     if not isinstance(values, list):
         return
     array = as_array(values)
     if array is not None:
         moved.append(Moved(path, name, array))
-        del holder[path[-1]]
+        del holder[key]
 
 
-def as_array(values: list) -> np.ndarray | None:
+def as_array(values: list[Any]) -> np.ndarray | None:
     """A rectangular list of numbers (None as NaN) or of strings as an array, else None.
 
     Nested float lists (SHAP values: millions of numbers) are read with one `np.fromiter` over chained
@@ -211,7 +214,7 @@ def _probe(values: Any) -> tuple[tuple[int, ...], Any]:
     return tuple(shape), values
 
 
-def _leaves(values: list) -> Iterator[Any]:
+def _leaves(values: list[Any]) -> Iterator[Any]:
     for item in values:
         if isinstance(item, list):
             yield from _leaves(item)
@@ -228,7 +231,7 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def from_json_values(array: np.ndarray) -> list | Any:
+def from_json_values(array: np.ndarray) -> Any:
     """An array as the JSON's lists: NaN back to None."""
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         as_objects = array.astype(object)
@@ -300,7 +303,7 @@ def _column_arrays(
     flat_names = ["_".join((item.name, *parts)) for parts in itertools.product(*labels)]
     indices = list(np.ndindex(*trailing))
     order = sorted(range(len(indices)), key=lambda i: indices[i][::-1])  # last axis (class) outermost
-    names: list[str] = [""] * len(indices)
+    names = [""] * len(indices)
     for i in order:
         names[i] = _unique(flat_names[i], taken)
         columns[names[i]] = pa.array(by_column[indices[i]])
@@ -340,7 +343,7 @@ def class_names(result: dict[str, Any]) -> list[str]:
 
 def from_table(table: pa.Table) -> dict[str, Any]:
     meta = orjson.loads(table.schema.metadata[METADATA_KEY.encode()])
-    result = meta["result"]
+    result: dict[str, Any] = meta["result"]
     for entry in meta["arrays"]:
         shape, names = tuple(entry["shape"]), entry["columns"]
         if len(names) == 1 and pa.types.is_fixed_size_list(table.schema.field(names[0]).type):
@@ -356,7 +359,8 @@ def from_table(table: pa.Table) -> dict[str, Any]:
 def _column_numpy(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         return np.array(column.to_pylist())
-    return column.to_numpy()
+    values: np.ndarray = column.to_numpy()
+    return values
 
 
 def to_arrow(result: dict[str, Any], *, file: bool = False) -> bytes:
@@ -367,7 +371,8 @@ def to_arrow(result: dict[str, Any], *, file: bool = False) -> bytes:
     opener = pa.ipc.new_file if file else pa.ipc.new_stream
     with opener(sink, table.schema, options=options) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def to_parquet(result: dict[str, Any]) -> bytes:
@@ -384,7 +389,8 @@ def to_parquet(result: dict[str, Any]) -> bytes:
         use_dictionary=[name for name in ("y_true", "y_pred") if name not in floats],
         use_byte_stream_split=floats or False,
     )
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 # --- NPZ: each array with its own name and shape --------------------------------------------------------
@@ -396,14 +402,14 @@ def to_npz(result: dict[str, Any]) -> bytes:
     described = [{"path": list(m.path), "shape": list(m.values.shape), "name": m.name} for m in moved]
     metadata = np.array(_metadata(rest, described, rows).decode())
     buffer = io.BytesIO()
-    np.savez(buffer, metadata=metadata, **{m.name: m.values for m in moved})
+    np.savez(buffer, allow_pickle=False, metadata=metadata, **{m.name: m.values for m in moved})
     return buffer.getvalue()
 
 
 def from_npz(data: bytes) -> dict[str, Any]:
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         meta = orjson.loads(str(arrays["metadata"]))
-        result = meta["result"]
+        result: dict[str, Any] = meta["result"]
         for entry in meta["arrays"]:
             _put(result, tuple(entry["path"]), from_json_values(arrays[entry["name"]]))
     return result

@@ -12,14 +12,15 @@ from typing import Any, Literal
 from fitexplain_client.frames import need_extra
 
 ResultFormat = Literal["json", "arrow", "arrow-file", "parquet", "npz"]
-FORMATS: tuple[str, ...] = ("json", "arrow", "arrow-file", "parquet", "npz")
+FORMATS: tuple[ResultFormat, ...] = ("json", "arrow", "arrow-file", "parquet", "npz")
 METADATA_KEY = b"fitexplain"
 
 
-def check_format(format: str) -> str:
-    if format not in FORMATS:
-        raise ValueError(f"unknown result format {format!r}; one of {', '.join(FORMATS)}")
-    return format
+def check_format(format: str) -> ResultFormat:
+    for known in FORMATS:
+        if format == known:
+            return known
+    raise ValueError(f"unknown result format {format!r}; one of {', '.join(FORMATS)}")
 
 
 @dataclass(frozen=True)

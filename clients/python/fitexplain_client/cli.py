@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fitexplain_client import config
-from fitexplain_client.binary import FORMATS
+from fitexplain_client.binary import FORMATS, check_format
 from fitexplain_client.client import Client
 from fitexplain_client.errors import APIError, FitexplainError, JobFailedError
 from fitexplain_client.result import Result
@@ -262,7 +262,7 @@ def result(
         raise typer.BadParameter(f"--format {result_format} is binary: give --out FILE", param_hint="--out")
     with exit_codes(), Client(url, token) as client:
         if result_format != "json":
-            client.job(job_id).download(result_format, out_path)  # type: ignore[arg-type]
+            client.job(job_id).download(check_format(result_format), out_path)
             return
         found = client.job(job_id).result()
     write_json(found.json, out_path)
@@ -300,7 +300,8 @@ def plot(
 
 
 def command_name(info: Any) -> str:
-    return info.name or info.callback.__name__.lower().replace("_", "-")
+    name: str = info.name or info.callback.__name__.lower().replace("_", "-")
+    return name
 
 
 def add_plugin(target: typer.Typer, plugin: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Coroutine, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from fitexplain_client import config
 from fitexplain_client.data import DataLike, csv_bytes
@@ -92,11 +92,11 @@ class Client(Endpoints[Job]):
 
     def models(self) -> dict[str, Any]:
         """The accepted `base_model` names (GET /models)."""
-        return self._get_json("/models")
+        return cast(dict[str, Any], self._get_json("/models"))
 
     def webhook_secret(self) -> str:
         """The secret that signs your webhooks (for `verify_webhook`)."""
-        return self._get_json("/webhook-secret")["secret"]
+        return cast(str, self._get_json("/webhook-secret")["secret"])
 
 
 class AsyncClient(Endpoints[Coroutine[Any, Any, AsyncJob]]):
@@ -157,7 +157,7 @@ class AsyncClient(Endpoints[Coroutine[Any, Any, AsyncJob]]):
         return [AsyncJob(self, item) for item in page["items"]]
 
     async def models(self) -> dict[str, Any]:
-        return await self._get_json("/models")
+        return cast(dict[str, Any], await self._get_json("/models"))
 
     async def webhook_secret(self) -> str:
-        return (await self._get_json("/webhook-secret"))["secret"]
+        return cast(str, (await self._get_json("/webhook-secret"))["secret"])

@@ -51,4 +51,5 @@ def _frame_csv(frame: Any, target: str | None, training_index: str | Sequence[in
         if len(values) != len(frame):
             raise ValueError(f"training_index has {len(values)} values for {len(frame)} rows")
         frame["training_index"] = [int(value) for value in values]
-    return frame.to_csv(index=False).encode("utf-8")
+    csv: str = frame.to_csv(index=False)
+    return csv.encode("utf-8")

@@ -32,7 +32,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.max_retry_after)
-        return min(self.backoff * 2**attempt, self.max_delay) * random.uniform(0.5, 1.0)
+        return min(self.backoff * 2.0**attempt, self.max_delay) * random.uniform(0.5, 1.0)
 
 
 def headers(token: str | None) -> dict[str, str]:
