@@ -23,7 +23,7 @@ def json_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def json_floats(values: Any) -> list:
+def json_floats(values: Any) -> list[Any]:
     """Nested lists of JSON-safe floats from an array of any shape."""
     array = np.asarray(values, dtype=np.float64)
     if array.ndim == 0:
@@ -42,7 +42,7 @@ def json_array(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.float64)
 
 
-def _with_nones(array: np.ndarray) -> list:
+def _with_nones(array: np.ndarray) -> list[Any]:
     as_objects = array.astype(object)
     as_objects[~np.isfinite(array)] = None
     return as_objects.tolist()
@@ -63,7 +63,7 @@ def _plain_integer(label: str) -> bool:
 
 def classification_result(
     y_true_codes: np.ndarray, y_pred_codes: np.ndarray, proba: np.ndarray | None, class_labels: list[str]
-) -> dict:
+) -> dict[str, Any]:
     """classification_report(output_dict=True) keyed by label strings, plus y_true, y_pred and proba."""
     y_true_codes = np.asarray(y_true_codes).astype(np.int64).ravel()
     y_pred_codes = np.asarray(y_pred_codes).astype(np.int64).ravel()
@@ -76,7 +76,7 @@ def classification_result(
     return result
 
 
-def _json_report(report: dict) -> dict:
+def _json_report(report: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in report.items():
         if isinstance(value, dict):
@@ -91,7 +91,7 @@ def _json_report(report: dict) -> dict:
 
 def regression_result(
     y_true: np.ndarray, y_pred: np.ndarray, pi: tuple[np.ndarray, np.ndarray] | None = None
-) -> dict:
+) -> dict[str, Any]:
     """y_true, y_pred, the prediction interval with its test coverage (percent) when given, and Score."""
     y_true = np.asarray(y_true, dtype=np.float64).ravel()
     y_pred = np.asarray(y_pred, dtype=np.float64).ravel()

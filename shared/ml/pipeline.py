@@ -116,7 +116,7 @@ def explain(
 
 def merge_explanations(
     prepared: PreparedJob, method: str, parts: list[ExplanationPart], *, arrays: bool = False
-) -> dict:
+) -> dict[str, Any]:
     """Join spans in order into the method's flat public object (lists, finite floats or None; with
     `arrays`, float arrays stay arrays, for a result only orjson encodes: see `metrics.json_array`)."""
     expected = explanation_method(method).result_type
@@ -138,13 +138,13 @@ def cheap_to_explain(prepared: PreparedJob) -> bool:
     return tree.supports(prepared.model)
 
 
-MethodRunner = Callable[[PreparedJob, str, SpanProgress], dict]
+MethodRunner = Callable[[PreparedJob, str, SpanProgress], dict[str, Any]]
 
 
 def explain_whole(limits: Limits) -> MethodRunner:
     """Explain a method in one piece, in this process (the default MethodRunner)."""
 
-    def runner(prepared: PreparedJob, method: str, progress: SpanProgress) -> dict:
+    def runner(prepared: PreparedJob, method: str, progress: SpanProgress) -> dict[str, Any]:
         return merge_explanations(prepared, method, [explain(prepared, method, limits, progress=progress)])
 
     return runner
@@ -158,7 +158,7 @@ def run(
     progress: Callable[[float, str], None] | None = None,
     explain_method: MethodRunner | None = None,
     phases: Phases | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The whole job: predictions, metrics and result["interpretability"].
 
     `interpretability` is techtonique's flat object (`{"method": ..., ...}`) when one method was asked,
@@ -177,7 +177,7 @@ def run(
     methods = list(dict.fromkeys(spec.interpretability))
     check_explanation_limits(spec, prepared.dataset, limits)  # fail before spending time on any method
     report(PREPARE_SHARE, "fitted")
-    explanations: list[dict] = []
+    explanations: list[dict[str, Any]] = []
     share = (1.0 - PREPARE_SHARE) / max(len(methods), 1)
     for position, method in enumerate(methods):
         offset = PREPARE_SHARE + position * share

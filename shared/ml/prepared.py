@@ -16,4 +16,4 @@ class PreparedJob:
     spec: JobSpec
     dataset: Dataset
     model: Any
-    result: dict
+    result: dict[str, Any]

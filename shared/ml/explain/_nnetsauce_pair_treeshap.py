@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from math import factorial
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class FlatForest:
     paths: LeafPaths
 
 
-def flatten_forest(trees: list, weights: np.ndarray, *, normalise: bool) -> FlatForest:
+def flatten_forest(trees: list[Any], weights: np.ndarray, *, normalise: bool) -> FlatForest:
     """Concatenate sklearn `Tree`s; `normalise` turns class counts into fractions as predict_proba does."""
     lefts, rights, feats, thrs, vals, roots = [], [], [], [], [], []
     offset = 0

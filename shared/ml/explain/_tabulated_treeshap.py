@@ -72,7 +72,7 @@ class CompiledTrees:
     tree_table: np.ndarray
     n_outputs: int
 
-    def leaf_paths(self) -> tuple[np.ndarray, ...]:
+    def leaf_paths(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The leaves' path arrays, in the order both kernels take them."""
         return (
             self.leaf_start,
@@ -125,11 +125,11 @@ def compile_lightgbm(booster: Any, n_iterations: int | None) -> CompiledTrees | 
     return _compile(trees, outputs, per_iteration, MAX_TREE_SPLITS, np.float64)
 
 
-def _lightgbm_arrays(root: dict) -> dict | None:
+def _lightgbm_arrays(root: dict[str, Any]) -> dict[str, Any] | None:
     """A lightgbm tree (nested dicts) in the flat form of xgboost's JSON trees, its splits made `x < t`:
     `x <= t` is `x < nextafter(t, inf)`, and a missing value goes where lightgbm sends it (a split of
     missing type None reads it as 0.0)."""
-    arrays: dict[str, list] = {key: [] for key in FLAT_TREE_KEYS}
+    arrays: dict[str, list[Any]] = {key: [] for key in FLAT_TREE_KEYS}
     pending = deque([root])
     while pending:
         node = pending.popleft()
@@ -234,13 +234,18 @@ FLAT_TREE_KEYS = (
 
 
 def _compile(
-    trees: list[dict], outputs: np.ndarray, n_outputs: int, max_tree_splits: int, dtype: type[np.floating]
+    trees: list[dict[str, Any]],
+    outputs: np.ndarray,
+    n_outputs: int,
+    max_tree_splits: int,
+    dtype: type[np.floating],
 ) -> CompiledTrees | None:
     node_start = np.zeros(len(trees) + 1, dtype=np.int64)
     features, thresholds, defaults = [], [], []
     leaf_start = [0]
     condition_start, condition_node, condition_left, condition_slot = [0], [], [], []
-    slot_start, slot_feature, ratios, leaf_values, table_start = [0], [], [], [], []
+    slot_start, ratios, leaf_values, table_start = [0], [], [], []
+    slot_feature: list[int] = []
     table_size = 0
     for t, tree in enumerate(trees):
         offset = int(node_start[t])
@@ -264,16 +269,16 @@ def _compile(
             slots: dict[int, int] = {}
             ratio: list[float] = []
             for split, went_left in path:
-                feature = int(tree["split_indices"][split])
+                split_feature = int(tree["split_indices"][split])
                 child = left[split] if went_left else right[split]
                 share = cover[child] / cover[split] if cover[split] > 0 else 0.0
-                if feature not in slots:
-                    slots[feature] = len(slots)
+                if split_feature not in slots:
+                    slots[split_feature] = len(slots)
                     ratio.append(1.0)
-                ratio[slots[feature]] *= share
+                ratio[slots[split_feature]] *= share
                 condition_node.append(offset + split)
                 condition_left.append(went_left)
-                condition_slot.append(slots[feature])
+                condition_slot.append(slots[split_feature])
             if len(slots) > MAX_PATH_FEATURES:
                 return None
             condition_start.append(len(condition_node))
@@ -299,7 +304,8 @@ def _compile(
     # Each tree's splits in node order and its distinct split features; a leaf slot's place among them.
     split_start, split_node = [0], []
     split_position = np.full(len(feature), -1, dtype=np.int64)
-    tree_feature_start, tree_feature = [0], []
+    tree_feature_start = [0]
+    tree_feature: list[int] = []
     slot_tree_position = np.zeros(len(slot_feature), dtype=np.int64)
     tree_table_start = np.full(len(trees), -1, dtype=np.int64)
     tree_table_size = 0
@@ -362,7 +368,9 @@ def _compile(
 
 
 @njit(cache=True, nogil=True)
-def _leaf_tables(slot_start, ratios, values, table_start, table):
+def _leaf_tables(
+    slot_start: np.ndarray, ratios: np.ndarray, values: np.ndarray, table_start: np.ndarray, table: np.ndarray
+) -> None:
     """Each leaf's Shapley values for every pattern s: the product game's dividends shared equally.
 
     phi_i = value x delta_i x sum_m c_m / (m + 1), with delta_k = s_k - r_k and c_m the coefficient of
@@ -398,21 +406,21 @@ def _leaf_tables(slot_start, ratios, values, table_start, table):
 
 @njit(cache=True, nogil=True)
 def _tree_tables(
-    leaf_start,
-    condition_start,
-    condition_node,
-    condition_left,
-    condition_slot,
-    slot_start,
-    slot_tree_position,
-    table_start,
-    table,
-    split_position,
-    split_start,
-    tree_feature_start,
-    tree_table_start,
-    tree_table,
-):
+    leaf_start: np.ndarray,
+    condition_start: np.ndarray,
+    condition_node: np.ndarray,
+    condition_left: np.ndarray,
+    condition_slot: np.ndarray,
+    slot_start: np.ndarray,
+    slot_tree_position: np.ndarray,
+    table_start: np.ndarray,
+    table: np.ndarray,
+    split_position: np.ndarray,
+    split_start: np.ndarray,
+    tree_feature_start: np.ndarray,
+    tree_table_start: np.ndarray,
+    tree_table: np.ndarray,
+) -> None:
     """For each small tree and each vector of its split decisions (bit j: the j-th split goes left), the
     sum of its leaves' table rows at the patterns those decisions give, over the tree's features."""
     for t in range(leaf_start.shape[0] - 1):
@@ -436,29 +444,29 @@ def _tree_tables(
 
 @njit(cache=True, nogil=True)
 def _add_rows(
-    rows,
-    node_start,
-    tree_output,
-    feature,
-    threshold,
-    default_left,
-    leaf_start,
-    condition_start,
-    condition_node,
-    condition_left,
-    condition_slot,
-    slot_start,
-    slot_feature,
-    table_start,
-    table,
-    split_start,
-    split_node,
-    tree_feature_start,
-    tree_feature,
-    tree_table_start,
-    tree_table,
-    out,
-):
+    rows: np.ndarray,
+    node_start: np.ndarray,
+    tree_output: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    default_left: np.ndarray,
+    leaf_start: np.ndarray,
+    condition_start: np.ndarray,
+    condition_node: np.ndarray,
+    condition_left: np.ndarray,
+    condition_slot: np.ndarray,
+    slot_start: np.ndarray,
+    slot_feature: np.ndarray,
+    table_start: np.ndarray,
+    table: np.ndarray,
+    split_start: np.ndarray,
+    split_node: np.ndarray,
+    tree_feature_start: np.ndarray,
+    tree_feature: np.ndarray,
+    tree_table_start: np.ndarray,
+    tree_table: np.ndarray,
+    out: np.ndarray,
+) -> None:
     n_trees = node_start.shape[0] - 1
     max_nodes = 1
     for t in range(n_trees):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def explain_agnostic(
     max_evals: int | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     exact_up_to: int = EXACT_MAX_FEATURES,
-) -> dict:
+) -> dict[str, Any]:
     """Interventional SHAP values of predict_fn's output for each row of X_explain.
 
     max_evals bounds the model evaluations (synthetic rows) spent per explained row: exact enumeration
@@ -136,7 +137,9 @@ def _pair_budget(max_evals: int | None, n_features: int, n_background: int) -> i
     return max(MIN_PAIRS, max_evals // evals_per_pair)
 
 
-def _exact_values(model: CountingModel, background: np.ndarray, rows: np.ndarray, progress: Progress | None):
+def _exact_values(
+    model: CountingModel, background: np.ndarray, rows: np.ndarray, progress: Progress | None
+) -> np.ndarray:
     """All 2**p coalitions per row; game values averaged over the background, weighted by a matrix."""
     n_rows, n_features = rows.shape
     coalitions = all_coalitions(n_features)
@@ -162,7 +165,9 @@ def _exact_values(model: CountingModel, background: np.ndarray, rows: np.ndarray
     return np.concatenate(chunks, axis=0)
 
 
-def _game_values(model: CountingModel, rows: np.ndarray, coalitions: np.ndarray, background: np.ndarray):
+def _game_values(
+    model: CountingModel, rows: np.ndarray, coalitions: np.ndarray, background: np.ndarray
+) -> np.ndarray:
     """v_x(S) = mean_b f(x_S, b_rest) for each row x and coalition S: (r, c, k), one model call."""
     synthetic = np.where(coalitions[None, :, None, :], rows[:, None, None, :], background[None, None])
     outputs = model(synthetic.reshape(-1, rows.shape[1]))
@@ -221,7 +226,9 @@ class _AntitheticSampler:
             ),
         )
 
-    def explain(self, rows: np.ndarray, ids: np.ndarray, progress: Progress | None):
+    def explain(
+        self, rows: np.ndarray, ids: np.ndarray, progress: Progress | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         n_rows, n_features = rows.shape
         n_outputs = self.at_background.shape[1]
         values = np.zeros((n_rows, n_features, n_outputs))
@@ -250,7 +257,9 @@ class _AntitheticSampler:
         empty = np.zeros((0, n_features, self.at_background.shape[1]))
         return _RowSamples(rng, n_background, order, 0, empty, np.zeros(0, dtype=np.int64))
 
-    def _sample_round(self, rows, at_rows, states: list[_RowSamples], wanted: dict[int, int]) -> None:
+    def _sample_round(
+        self, rows: np.ndarray, at_rows: np.ndarray, states: list[_RowSamples], wanted: dict[int, int]
+    ) -> None:
         """Draws the wanted pairs for every active row and evaluates them all in one model call."""
         plans = []
         for i, count in wanted.items():
@@ -287,7 +296,9 @@ class _AntitheticSampler:
         needed = math.ceil(n_pairs * min(ratio, 1e3) ** 2 * 1.1) - n_pairs
         return int(min(max(needed, n_pairs // 2, 1), room))
 
-    def _finish(self, row: np.ndarray, at_row: np.ndarray, state: _RowSamples):
+    def _finish(
+        self, row: np.ndarray, at_row: np.ndarray, state: _RowSamples
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Projects the estimate onto exact additivity, moving the least certain features most."""
         mean, standard_error = self._estimate(state)
         residual = (at_row - self.base) - mean.sum(axis=0)

@@ -82,7 +82,7 @@ def explain_nnetsauce_tree(
     random_state: int,
     row_ids: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """SHAP values of `model` on `X_explain` against `X_background`, in probability space for classifiers.
 
     values: (n, p) for regression, (n, p, k) for classification (k classes, also for binary);

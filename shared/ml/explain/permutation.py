@@ -29,7 +29,7 @@ def permutation_importance(
     random_state: int,
     features: tuple[int, int] | None = None,
     max_batch_cells: int = DEFAULT_MAX_BATCH_CELLS,
-) -> dict:
+) -> dict[str, Any]:
     """Decrease of accuracy (classification) or R² (regression) when each feature of the span is shuffled.
 
     `features=(start, stop)` restricts the work to columns [start, stop) so callers can fan out; the

@@ -32,7 +32,7 @@ def explain_shap(
     row_ids: np.ndarray | None = None,
     progress: ProgressFn | None = None,
     interactions: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """SHAP values of `model` for the rows of X_explain (see the package contract for the keys).
 
     `interactions` adds exact SHAP interaction values; only tree models have them.

@@ -63,7 +63,7 @@ def tree_shap(
     task: Task,
     interactions: bool = False,
     progress: ProgressFn | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Exact SHAP values of a tree model; with `interactions`, also "interaction_values" (xgboost, sklearn).
 
     Values are path-dependent TreeSHAP (the trees' own cover stands in for the background data), so no
@@ -98,7 +98,7 @@ def tree_shap(
 
 def _contributions(
     model: Any, X: np.ndarray, task: Task, interactions: bool, compiled: CompiledTrees | None = None
-) -> dict:
+) -> dict[str, Any]:
     """values / base_values (and interaction_values) in the common shape, plus ("space", notes)."""
     library = library_of(model)
     if library == "xgboost":
@@ -161,7 +161,9 @@ def _threads(model: Any) -> int:
     return n_jobs if isinstance(n_jobs, int) and n_jobs > 0 else os.cpu_count() or 1
 
 
-def _xgboost(model: Any, X: np.ndarray, interactions: bool, compiled: CompiledTrees | None = None) -> dict:
+def _xgboost(
+    model: Any, X: np.ndarray, interactions: bool, compiled: CompiledTrees | None = None
+) -> dict[str, Any]:
     """xgboost's contributions: (n, [k,] p + 1) with the bias last; interactions (n, [k,] p+1, p+1).
 
     From the tabulated kernel when `compiled` is given (the margin then from `inplace_predict`, without
@@ -197,7 +199,7 @@ def _xgboost_iteration_range(model: Any) -> tuple[int, int]:
         return 0, 0
 
 
-def _lightgbm(model: Any, X: np.ndarray, compiled: CompiledTrees | None = None) -> dict:
+def _lightgbm(model: Any, X: np.ndarray, compiled: CompiledTrees | None = None) -> dict[str, Any]:
     """lightgbm's contributions (n, [k,] p + 1), the bias last: from the tabulated kernel when `compiled`
     is given (the bias then the raw score minus the values), else from its `pred_contrib` (multiclass
     blocks (n, k * (p + 1)) reshaped to (n, k, p + 1))."""
@@ -218,7 +220,7 @@ def _catboost(model: Any, X: np.ndarray) -> np.ndarray:
     return np.asarray(model.get_feature_importance(catboost.Pool(X), type="ShapValues"), dtype=float)
 
 
-def _from_native(raw: dict, task: Task, library: str) -> dict:
+def _from_native(raw: dict[str, Any], task: Task, library: str) -> dict[str, Any]:
     """Split the bias column off native contributions and move the class axis last."""
     source = raw.get("source", f"{library}'s native contributions")
     contributions = np.asarray(raw["values"], dtype=float)
@@ -249,12 +251,12 @@ def _from_native(raw: dict, task: Task, library: str) -> dict:
     return result
 
 
-def _binary_margin_as_two_classes(result: dict) -> dict:
+def _binary_margin_as_two_classes(result: dict[str, Any]) -> dict[str, Any]:
     """One margin m explains class 1 (log-odds m) and, negated, class 0 (log-odds -m)."""
     return {key: np.stack([-array, array], axis=-1) for key, array in result.items()}
 
 
-def _sklearn(model: Any, X: np.ndarray, task: Task, interactions: bool) -> dict:
+def _sklearn(model: Any, X: np.ndarray, task: Task, interactions: bool) -> dict[str, Any]:
     """scikit-learn trees through shap.TreeExplainer, on the inputs' precision the trees compare in.
 
     Classic sklearn trees split float32 inputs; histogram boosting keeps float64 thresholds.
@@ -285,7 +287,7 @@ def _sklearn(model: Any, X: np.ndarray, task: Task, interactions: bool) -> dict:
     return result
 
 
-def _shap_tree_explainer(model: Any, X: np.ndarray, interactions: bool) -> dict:
+def _shap_tree_explainer(model: Any, X: np.ndarray, interactions: bool) -> dict[str, Any]:
     import shap
 
     explainer = shap.TreeExplainer(model, model_output="raw")
@@ -296,7 +298,7 @@ def _shap_tree_explainer(model: Any, X: np.ndarray, interactions: bool) -> dict:
     return result
 
 
-def _multiclass_gradient_boosting(model: Any, X: np.ndarray, interactions: bool) -> dict:
+def _multiclass_gradient_boosting(model: Any, X: np.ndarray, interactions: bool) -> dict[str, Any]:
     """shap refuses multiclass GradientBoostingClassifier: explain each class's tree sum separately.
 
     Class k's margin is init_k + learning_rate * sum of its regression trees; each sum is an ordinary
