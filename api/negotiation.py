@@ -15,6 +15,7 @@ from fastapi import HTTPException, status
 
 from shared.results.formats import FORMATS, ResultFormat
 
+# mypy reads Enum's functional form only with literal members; these come from FORMATS.
 ResultFormatName = enum.StrEnum("ResultFormatName", {name: name for name in FORMATS})  # type: ignore[misc]
 
 

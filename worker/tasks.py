@@ -210,7 +210,8 @@ def _conclude(job_id: str, me: str, ended: Outcome, settings: Settings) -> str:
 def _worker_outcome(ended: Outcome) -> Literal["done", "failed", "stopped"]:
     """How the job ended, as the workers table counts it."""
     if ended.ended == "finished":
-        return {"succeeded": "done", "failed": "failed"}.get(ended.detail, "stopped")  # type: ignore[return-value]
+        counted: dict[str, Literal["done", "failed"]] = {"succeeded": "done", "failed": "failed"}
+        return counted.get(ended.detail, "stopped")
     return "stopped" if ended.ended == "cancelled" else "failed"
 
 

@@ -100,7 +100,8 @@ class BlobStore:
 
     def open(self, key: str) -> IO[bytes]:
         """A binary file object for streaming reads; the caller closes it."""
-        return self.fs.open(self._path(key), "rb")  # type: ignore[no-any-return]
+        stream: IO[bytes] = self.fs.open(self._path(key), "rb")  # fsspec is untyped
+        return stream
 
     def local_path(self, key: str) -> Path:
         """A local file holding the blob: the file itself in a local store, else a cached download."""

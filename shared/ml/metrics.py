@@ -23,11 +23,11 @@ def json_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def json_floats(values: Any) -> list[Any]:
-    """Nested lists of JSON-safe floats from an array of any shape."""
+def json_floats(values: Any) -> list[Any] | float | None:
+    """Nested lists of JSON-safe floats from an array of any shape (a 0-d array: one float, or None)."""
     array = np.asarray(values, dtype=np.float64)
     if array.ndim == 0:
-        return json_float(array)  # type: ignore[return-value]
+        return json_float(array)
     finite = np.isfinite(array)
     if finite.all():  # the usual case, and 10x faster than the element-wise path below
         return array.tolist()

@@ -13,6 +13,7 @@ import difflib
 import inspect
 import warnings
 from functools import cache
+from typing import Any
 
 from sklearn.utils import all_estimators
 
@@ -52,7 +53,7 @@ def regressor_names() -> list[str]:
     return sorted(_allowlist("regression"))
 
 
-def estimator_init_kwargs(cls: type, seed: int) -> dict[str, object]:
+def estimator_init_kwargs(cls: type[Any], seed: int) -> dict[str, object]:
     """Constructor arguments we always set: the seed, and probabilities for SVC-like classifiers."""
     parameters = inspect.signature(cls.__init__).parameters
     kwargs: dict[str, object] = {}
@@ -94,7 +95,7 @@ def _allowlist(task: Task) -> dict[str, type]:
     return {name: cls for name, cls in registry if _is_allowed(name, cls, task)}
 
 
-def _is_allowed(name: str, cls: type, task: Task) -> bool:
+def _is_allowed(name: str, cls: type[Any], task: Task) -> bool:
     if name in EXCLUDED:
         return False
     parameters = inspect.signature(cls.__init__).parameters

@@ -44,7 +44,7 @@ _CLASSIFIERS = (RandomForestClassifier, ExtraTreesClassifier, DecisionTreeClassi
 def supports_base(obj: Any, *, classifier: bool) -> bool:
     """True for a fitted single-output sklearn forest or tree, or sigmoid-calibrated folds of one."""
     if classifier and isinstance(obj, CalibratedClassifierCV):
-        folds = getattr(obj, "calibrated_classifiers_", None)
+        folds: list[Any] = getattr(obj, "calibrated_classifiers_", None) or []
         return bool(folds) and all(
             fold.method == "sigmoid"
             and all(type(c) is _SigmoidCalibration for c in fold.calibrators)
@@ -65,6 +65,12 @@ def _flat(obj: Any, *, keep_last: bool = False) -> FlatForest:
     trees = [e.tree_ for e in obj.estimators_] if type(obj) in _FORESTS else [obj.tree_]
     forest = flatten_forest(trees, np.full(len(trees), 1.0 / len(trees)), normalise=type(obj) in _CLASSIFIERS)
     return replace(forest, value=forest.value[:, -1:]) if keep_last else forest
+
+
+def _mean(arrays: list[np.ndarray]) -> np.ndarray:
+    """The element-wise mean of equally shaped arrays (`sum` adds them in order; its type says a number
+    may come out)."""
+    return np.asarray(sum(arrays)) / len(arrays)
 
 
 @dataclass(frozen=True)
@@ -99,11 +105,10 @@ class BaseModelExplainer:
     ) -> PairOutputs:
         """Average over folds of each fold's calibrated output attributions."""
         results = [self._fold(forest, fold, Zx, Zz, x_index, z_index) for forest, fold in self.folds]
-        n = len(results)
         return PairOutputs(
-            phi=sum(r.phi for r in results) / n,
-            out_x=sum(r.out_x for r in results) / n,
-            out_z=sum(r.out_z for r in results) / n,
+            phi=_mean([r.phi for r in results]),
+            out_x=_mean([r.out_x for r in results]),
+            out_z=_mean([r.out_z for r in results]),
         )
 
     def raw_folds(self, Zx: np.ndarray, Zz: np.ndarray) -> list[tuple[PairOutputs, float, float]]:

@@ -97,7 +97,7 @@ def explain_nnetsauce_tree(
     background = map_rows(fmap, X_background)
     n_rows, n_ref = X_explain.shape[0], background.X.shape[0]
     ids = np.arange(n_rows) if row_ids is None else np.asarray(row_ids, dtype=np.int64)
-    k = n_classes if classification else 1
+    k = 1 if n_classes is None else n_classes
     k_phi = 1 if base.binary else k
     values = np.zeros((n_rows, fmap.n_inputs, k))
     base_values = np.zeros((n_rows, k))

@@ -83,7 +83,9 @@ def tree_shap(
             progress(min(n_rows, start + CHUNK_ROWS), n_rows)
     if not pieces:
         pieces.append(_contributions(model, X_explain[:0], task, interactions, compiled))
-    result = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0] if key != "space"}
+    result: dict[str, Any] = {
+        key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0] if key != "space"
+    }
     output_space, notes = pieces[0]["space"]
     result.update(
         explainer="tree",
@@ -225,7 +227,7 @@ def _from_native(raw: dict[str, Any], task: Task, library: str) -> dict[str, Any
     source = raw.get("source", f"{library}'s native contributions")
     contributions = np.asarray(raw["values"], dtype=float)
     values, base = contributions[..., :-1], contributions[..., -1]
-    result = {"values": values, "base_values": base}
+    result: dict[str, Any] = {"values": values, "base_values": base}
     if "interaction_values" in raw:
         result["interaction_values"] = np.asarray(raw["interaction_values"], dtype=float)[..., :-1, :-1]
     if task == "regression":

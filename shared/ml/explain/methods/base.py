@@ -70,7 +70,7 @@ class ExplanationPart:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Self:
-        values = {f.name: record.get(f.name) for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {f.name: record.get(f.name) for f in dataclasses.fields(cls)}
         values["span"] = (int(record["span"][0]), int(record["span"][1]))
         return cls(**values)
 

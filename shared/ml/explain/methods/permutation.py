@@ -42,7 +42,7 @@ class PermutationMethod:
     name = PermutationImportance.method
     label = "permutation"
     unit = "features"
-    result_type = PermutationImportance
+    result_type: type[ExplanationPart] = PermutationImportance
 
     def work(self, prepared: PreparedJob) -> int:
         return len(prepared.dataset.feature_names)

@@ -45,7 +45,7 @@ class ShapMethod:
     name = ShapValues.method
     label = "SHAP"
     unit = "rows"
-    result_type = ShapValues
+    result_type: type[ExplanationPart] = ShapValues
 
     def work(self, prepared: PreparedJob) -> int:
         return prepared.dataset.X_test.shape[0]
