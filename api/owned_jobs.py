@@ -3,12 +3,14 @@ every route that takes a job id (jobs, webhooks)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import HTTPException, status
 from sqlalchemy.orm import Session
 
 from shared.tables import Job, User
 
-NOT_FOUND = {404: {"description": "No such job for this user."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such job for this user."}}
 
 
 def owned_job(session: Session, job_id: str, user: User) -> Job:

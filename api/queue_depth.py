@@ -36,6 +36,6 @@ def queue_depth(session: Session) -> int:
         for suffix in REDIS_PRIORITY_SUFFIXES
     ]
     try:
-        return sum(int(client.llen(key)) for key in keys)  # type: ignore[arg-type]
+        return sum(int(client.llen(key)) for key in keys)
     except redis.RedisError:  # the broker is down: the database still knows what waits
         return queued_jobs(session)

@@ -5,7 +5,7 @@ only by the methods that need them.
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from fitexplain_client import frames, plots
 from fitexplain_client.result_fields import ResultFields

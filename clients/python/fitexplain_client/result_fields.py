@@ -3,7 +3,7 @@ the explanation objects."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 CLASSIFICATION_SUMMARIES = ("accuracy", "macro avg", "weighted avg")
 
@@ -27,11 +27,11 @@ class ResultFields:
 
     @property
     def y_true(self) -> list[Any]:
-        return self.json["y_true"]
+        return cast(list[Any], self.json["y_true"])
 
     @property
     def y_pred(self) -> list[Any]:
-        return self.json["y_pred"]
+        return cast(list[Any], self.json["y_pred"])
 
     @property
     def proba(self) -> list[list[float]] | None:
@@ -56,7 +56,7 @@ class ResultFields:
     def metrics(self) -> dict[str, Any]:
         """Regression: the `Score` object; classification: the per-class reports, accuracy and averages."""
         if self.task == "regression":
-            return self.json["Score"]
+            return cast(dict[str, Any], self.json["Score"])
         return {label: self.json[label] for label in (*self.class_labels, *CLASSIFICATION_SUMMARIES)}
 
     @property

@@ -61,7 +61,7 @@ def missing_value_error(column: str, where: str, value: object) -> DataError:
 def _raise_missing(values: pd.Series, column: str) -> None:
     missing = is_missing(values)
     if missing.any():
-        line = int(values.index[np.argmax(missing.to_numpy())])
+        line = int(values.index[int(np.argmax(missing.to_numpy()))])
         raise missing_value_error(column, where_is(values, line), values.loc[line])
 
 
@@ -84,7 +84,7 @@ def to_float(values: pd.Series, column: str, code: str = "non_numeric") -> pd.Se
         numbers = numbers.where(~bad, booleans)
         bad = numbers.isna().to_numpy()
     if bad.any():
-        line = int(values.index[np.argmax(bad)])
+        line = int(values.index[int(np.argmax(bad))])
         raise DataError(
             code,
             f"Column '{column}' has a non-numeric value {values.loc[line]!r} on {where_is(values, line)}.",
@@ -93,7 +93,7 @@ def to_float(values: pd.Series, column: str, code: str = "non_numeric") -> pd.Se
     numbers = numbers.astype(np.float64)
     infinite = np.isinf(numbers.to_numpy())
     if infinite.any():
-        line = int(values.index[np.argmax(infinite)])
+        line = int(values.index[int(np.argmax(infinite))])
         raise DataError(
             "infinite_value",
             f"Column '{column}' has an infinite value {values.loc[line]!r} on {where_is(values, line)}.",

@@ -375,9 +375,10 @@ def _encode_classes(values: pd.Series, limits: Limits) -> tuple[np.ndarray, list
 
 def _label_sort_key(labels: list[str]) -> Callable[[str], tuple[Decimal, str] | tuple[str]]:
     """Numeric order (exact, via Decimal) when every label is a finite number, text order otherwise."""
-    numbers = {label: _exact_number(label) for label in labels}
-    if all(number is not None for number in numbers.values()):
-        return lambda label: (numbers[label], label)  # type: ignore[return-value]
+    found = {label: _exact_number(label) for label in labels}
+    numbers = {label: number for label, number in found.items() if number is not None}
+    if len(numbers) == len(found):
+        return lambda label: (numbers[label], label)
     return lambda label: (label,)
 
 
@@ -400,7 +401,7 @@ def _training_mask(values: pd.Series) -> np.ndarray:
     numbers = pd.to_numeric(values, errors="coerce")
     bad = ~numbers.isin([0, 1]).to_numpy()
     if bad.any():
-        line = int(values.index[np.argmax(bad)])
+        line = int(values.index[int(np.argmax(bad))])
         raise DataError(
             "bad_training_index",
             f"Column '{TRAINING_INDEX}' must hold only 1 (train) or 0 (test); found {values.loc[line]!r} "

@@ -83,7 +83,7 @@ def _write_columnar(
                 for name, column in zip(header, batch.columns, strict=True)
             }
             if not problems:
-                writer.write(columns, rows.to_numpy())  # type: ignore[arg-type]
+                writer.write(columns, rows.to_numpy())
             n_rows += batch.num_rows
     if n_rows == 0:
         raise DataError("no_rows", "The file has columns but no data rows.")

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ from shared.ml.ingest.columns import MISSING_TOKENS
 from shared.ml.ingest.dataset import check_record
 from shared.ml.spec import Limits
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 # pyarrow's CSV block. Its reader reads ahead several blocks: its memory scales with this size, and
 # parsing small blocks is no slower (they stay in cache). Blocks are checked and written a few at a
 # time (`BLOCKS_PER_ROW_GROUP`), so Parquet row groups and per-batch costs stay those of 4 MB of text.
@@ -40,7 +43,8 @@ CSV_BLOCK_BYTES = 1 << 20
 BLOCKS_PER_ROW_GROUP = 4
 EXACT_BATCH_ROWS = 20_000
 HEADER_MAX_BYTES = 64 << 20
-GZIP_ERRORS = (zlib.error, isal_zlib.error)  # a corrupt gzip stream, from zlib or from ISA-L (igzip)
+# A corrupt gzip stream, from zlib or from ISA-L (igzip; its stub declares `error` as an instance).
+GZIP_ERRORS = (zlib.error, cast("type[Exception]", isal_zlib.error))
 NEWLINE = ord("\n")
 
 
@@ -88,9 +92,10 @@ class _LineScanner(io.RawIOBase):
             self._scan(chunk)
         return chunk
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        chunk = self.read(len(buffer))
-        buffer[: len(chunk)] = chunk
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer)
+        chunk = self.read(len(view))
+        view[: len(chunk)] = chunk
         return len(chunk)
 
     def _scan(self, chunk: bytes) -> None:
@@ -248,7 +253,7 @@ def _exact_csv(raw: BinaryIO, dest: Path, limits: Limits, blank: bool) -> Labels
             frame = pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=object)
             columns = {name: problems.convert(frame[name], name) for name in header}
             if not problems:
-                writer.write(columns, np.asarray(lines))  # type: ignore[arg-type]
+                writer.write(columns, np.asarray(lines))
             rows.clear()
             lines.clear()
 
