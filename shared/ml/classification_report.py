@@ -62,7 +62,7 @@ def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     zero = denominator == 0
     denominator = denominator.copy()
     denominator[zero] = 1
-    result = numerator / denominator
+    result: np.ndarray = numerator / denominator
     result[zero] = 0.0
     return result
 
@@ -77,7 +77,7 @@ def _weighted_average(values: np.ndarray, weights: np.ndarray) -> float:
 
 
 def _sklearn_report(y_true: np.ndarray, y_pred: np.ndarray, target_names: list[str]) -> dict[str, Any]:
-    report = skm.classification_report(
+    report: dict[str, Any] = skm.classification_report(
         y_true,
         y_pred,
         labels=list(range(len(target_names))),

@@ -89,7 +89,8 @@ def _local_conformal(
     ).fit(X_proper, log_error)
 
     def scale(X: np.ndarray) -> np.ndarray:
-        return np.exp(error_model.predict(X)) + SCALE_FLOOR
+        scales: np.ndarray = np.exp(error_model.predict(X)) + SCALE_FLOOR
+        return scales
 
     scores = np.abs(y_calibration - model.predict(X_calibration)) / scale(X_calibration)
     rank = min(len(scores), int(np.ceil((len(scores) + 1) * level / 100)))

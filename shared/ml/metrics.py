@@ -30,7 +30,8 @@ def json_floats(values: Any) -> list[Any] | float | None:
         return json_float(array)
     finite = np.isfinite(array)
     if finite.all():  # the usual case, and 10x faster than the element-wise path below
-        return array.tolist()
+        floats: list[Any] = array.tolist()
+        return floats
     return _with_nones(array)
 
 
@@ -45,7 +46,8 @@ def json_array(values: np.ndarray) -> np.ndarray:
 def _with_nones(array: np.ndarray) -> list[Any]:
     as_objects = array.astype(object)
     as_objects[~np.isfinite(array)] = None
-    return as_objects.tolist()
+    floats: list[Any] = as_objects.tolist()
+    return floats
 
 
 def original_labels(class_labels: list[str]) -> list[int] | list[str]:

@@ -60,7 +60,8 @@ def sigmoid_path_values(
                         gain += after - before[f]
                         before[f] = after
                     out[pair, j] += gain
-    return out / (2.0 * n_paths * n_folds)
+    mean: np.ndarray = out / (2.0 * n_paths * n_folds)
+    return mean
 
 
 def warm_up() -> None:

@@ -30,7 +30,8 @@ def shapley_weight_matrix(coalitions: np.ndarray) -> np.ndarray:
     sizes = coalitions.sum(axis=1)
     plus = weight_by_size[np.maximum(sizes - 1, 0)][:, None]
     minus = weight_by_size[sizes][:, None]
-    return np.where(coalitions, plus, -minus)
+    weights: np.ndarray = np.where(coalitions, plus, -minus)
+    return weights
 
 
 def random_permutations(rng: np.random.Generator, n_permutations: int, n_features: int) -> np.ndarray:

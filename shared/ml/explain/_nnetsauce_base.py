@@ -193,7 +193,8 @@ def _rescale(fx: np.ndarray, fz: np.ndarray, gx: np.ndarray, gz: np.ndarray, a: 
     tiny = np.abs(df) < 1e-9
     g_mid = (gx + gz) / 2
     slope = -a * g_mid * (1 - g_mid)
-    return np.where(tiny, slope, (gx - gz) / np.where(tiny, 1.0, df))
+    slopes: np.ndarray = np.where(tiny, slope, (gx - gz) / np.where(tiny, 1.0, df))
+    return slopes
 
 
 def _normalise(g: PairOutputs, x_index: np.ndarray, z_index: np.ndarray) -> PairOutputs:

@@ -139,7 +139,8 @@ def chain_to_inputs(
         phi = phi + phi_mapped[:, :p, :]
         if n_c:
             through_cluster = through_cluster + phi_mapped[:, p : p + n_c, :].sum(axis=1)
-    return phi + cluster_share[:, :, None] * through_cluster[:, None, :]
+    mapped: np.ndarray = phi + cluster_share[:, :, None] * through_cluster[:, None, :]
+    return mapped
 
 
 def _cluster_shares(fmap: FeatureMap, dx: np.ndarray, d_onehot: np.ndarray) -> np.ndarray:

@@ -177,7 +177,8 @@ def leaves_of(forest: FlatForest, left_mask: np.ndarray) -> np.ndarray:
 
 def forest_output(forest: FlatForest, leaves: np.ndarray) -> np.ndarray:
     """(n_rows, n_outputs) ensemble output from the leaves reached."""
-    return forest.value[leaves].sum(axis=1)
+    output: np.ndarray = forest.value[leaves].sum(axis=1)
+    return output
 
 
 def cross_shap(forest: FlatForest, left_x: np.ndarray, left_z: np.ndarray, n_features: int) -> np.ndarray:

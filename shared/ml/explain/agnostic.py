@@ -171,7 +171,9 @@ def _game_values(
     """v_x(S) = mean_b f(x_S, b_rest) for each row x and coalition S: (r, c, k), one model call."""
     synthetic = np.where(coalitions[None, :, None, :], rows[:, None, None, :], background[None, None])
     outputs = model(synthetic.reshape(-1, rows.shape[1]))
-    return outputs.reshape(rows.shape[0], coalitions.shape[0], background.shape[0], -1).mean(axis=2)
+    per_background = outputs.reshape(rows.shape[0], coalitions.shape[0], background.shape[0], -1)
+    values: np.ndarray = per_background.mean(axis=2)
+    return values
 
 
 @dataclass

@@ -147,9 +147,11 @@ def _stacked_rows(
 def _block_scores(task: Task, y: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     """Accuracy or R² of each row of `predictions` (blocks x n_rows), as sklearn's scorers compute them."""
     if task == "classification":
-        return (predictions == y[None, :]).mean(axis=1)
+        accuracy: np.ndarray = (predictions == y[None, :]).mean(axis=1)
+        return accuracy
     residual = ((y[None, :] - predictions) ** 2).sum(axis=1)
     total = ((y - y.mean()) ** 2).sum()
     if total == 0:
         return np.where(residual == 0, 1.0, 0.0)
-    return 1.0 - residual / total
+    explained: np.ndarray = 1.0 - residual / total
+    return explained

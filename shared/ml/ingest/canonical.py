@@ -52,7 +52,7 @@ class Labels:
 
     @property
     def n_rows(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def columns(self) -> LabelColumns:
         return label_columns(self.table)
@@ -153,7 +153,8 @@ def label_columns(table: pa.Table) -> LabelColumns:
 
 def _positions(table: pa.Table) -> pd.Index:
     position = (table.schema.metadata or {}).get(POSITION_KEY, b"line").decode()
-    return pd.Index(table.column(POSITION).to_numpy(), name=position)
+    index: pd.Index = pd.Index(table.column(POSITION).to_numpy(), name=position)
+    return index
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:

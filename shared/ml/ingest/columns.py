@@ -111,7 +111,8 @@ def plain_numbers(values: pd.Series) -> np.ndarray | None:
     import pyarrow.compute as pc
 
     try:
-        numbers = pc.cast(pa.array(values), pa.float64()).to_numpy()  # pandas' strings are Arrow's
+        # pandas' strings are Arrow's
+        numbers: np.ndarray = pc.cast(pa.array(values), pa.float64()).to_numpy()
     except pa.ArrowException:  # something that is not a plain number: the checks name it
         return None
     if not np.isfinite(numbers).all() or np.signbit(numbers[numbers == 0]).any():

@@ -50,7 +50,7 @@ class PermutationMethod:
     def units_per_chunk(self, prepared: PreparedJob, rows_per_chunk: int) -> int:
         """Every feature costs a pass over all test rows: cut the features into n_rows/rows_per_chunk
         chunks (at least two, since fanning out at all means the work is large)."""
-        n_rows = prepared.dataset.X_test.shape[0]
+        n_rows: int = prepared.dataset.X_test.shape[0]
         n_chunks = max(2, math.ceil(n_rows / max(rows_per_chunk, 1)))
         return max(1, math.ceil(self.work(prepared) / n_chunks))
 

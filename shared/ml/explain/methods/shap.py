@@ -48,7 +48,8 @@ class ShapMethod:
     result_type: type[ExplanationPart] = ShapValues
 
     def work(self, prepared: PreparedJob) -> int:
-        return prepared.dataset.X_test.shape[0]
+        n_rows: int = prepared.dataset.X_test.shape[0]
+        return n_rows
 
     def units_per_chunk(self, prepared: PreparedJob, rows_per_chunk: int) -> int:
         return max(1, rows_per_chunk)
