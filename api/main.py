@@ -1,4 +1,5 @@
-"""The FastAPI application: routes, the upload limit, and errors mapped to clear 4xx/503 answers."""
+"""The FastAPI application: routes, the upload limit, the background loops, and the error answers
+(`api.errors`)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from api import dashboard
+from api import dashboard, errors
 from api.routes import account, admin, health, jobs, metrics, submit, webhooks
-from api.routes.account import usage_public
 from api.uploads.size_limit import UploadLimitMiddleware
 from api.waiting import JobWaiter
 from shared.blobs.gc import sweep_orphans
@@ -24,12 +21,9 @@ from shared.blobs.store import blob_store
 from shared.db import session_scope
 from shared.dispatch.marks import DispatchMarks
 from shared.dispatch.publish import sweep
-from shared.limits import RateLimited
-from shared.ml.errors import UserInputError
 from shared.settings import get_settings
 from shared.store import workers
 from shared.store.retention import purge_expired
-from shared.store.uploads import StorageQuotaExceeded
 from shared.webhooks.delivery import deliver_due
 
 log = logging.getLogger("fitexplain.api")
@@ -111,54 +105,24 @@ def create_app() -> FastAPI:
         "POST a CSV to one of the four endpoints, poll `/jobs/{id}`, fetch `/jobs/{id}/result`.",
         lifespan=lifespan,
     )
-    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        UploadLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        techtonique_prefix=submit.TECHTONIQUE_PREFIX,
+    )
+    errors.install(
+        app,
+        errors.Scopes(
+            techtonique_prefix=submit.TECHTONIQUE_PREFIX,
+            page_prefix=dashboard.PATH_PREFIX,
+            render_page=dashboard.error_page,
+        ),
+    )
 
-    @app.exception_handler(UserInputError)
-    async def _user_input_error(request: Request, exc: UserInputError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message, "code": exc.code, "column": exc.column}, status_code=422)
-
-    @app.exception_handler(RateLimited)
-    async def _rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
-        return JSONResponse(
-            {"detail": exc.message}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
-        )
-
-    @app.exception_handler(StorageQuotaExceeded)
-    async def _storage_quota_exceeded(request: Request, exc: StorageQuotaExceeded) -> JSONResponse:
-        usage = usage_public(exc.usage, exc.quota).model_dump()
-        return JSONResponse(
-            {"detail": exc.message, "code": "storage_quota_exceeded", "usage": usage}, status_code=413
-        )
-
-    @app.exception_handler(DBAPIError)
-    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
-        if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
-            log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
-            return JSONResponse({"detail": "Internal error; it has been logged."}, status_code=500)
-        log.warning("database unavailable: %s", exc)
-        return JSONResponse(
-            {"detail": "The database is unavailable; nothing was lost. Retry in a few seconds."},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
-
-    @app.exception_handler(PoolTimeout)
-    async def _database_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
-        log.warning("no free database connection for %s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse(
-            {"detail": "The service is busy (no free database connection); retry in a few seconds."},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
-
-    app.include_router(health.router)
-    app.include_router(submit.router)
-    app.include_router(submit.compat_router)
-    app.include_router(jobs.router)
-    app.include_router(webhooks.router)
-    app.include_router(account.router)
-    app.include_router(admin.router)
-    app.include_router(metrics.router)
+    own = (health, submit, jobs, webhooks, account, admin, metrics)
+    for module in own:
+        app.include_router(module.router, responses=errors.ERROR_RESPONSES)
+    app.include_router(submit.compat_router)  # FastAPI's own error bodies, as techtonique.net's
     dashboard.install(app)
     return app
 

@@ -3,14 +3,13 @@ every route that takes a job id (jobs, webhooks)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import HTTPException, status
 from sqlalchemy.orm import Session
 
+from api import errors
 from shared.tables import Job, User
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such job for this user."}}
+NOT_FOUND = errors.documented({404: "No such job for this user."})
 
 
 def owned_job(session: Session, job_id: str, user: User) -> Job:

@@ -1,4 +1,5 @@
-"""How jobs look on the wire (JobPublic) and how stored results are sent back."""
+"""How jobs and a user's storage look on the wire (JobPublic, StorageUsagePublic) and how stored results
+are sent back."""
 
 from __future__ import annotations
 
@@ -13,12 +14,37 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from shared.results import formats as results
+from shared.store.uploads import StorageUsage
 from shared.tables import Job
 
 GUNZIP_CHUNK = 1 << 20  # bytes of gzip read, and at most bytes of JSON sent, per streamed piece
 # Converting a 190k-row SHAP result to a binary form holds its JSON as Python objects (1.4 GB at peak) for
 # 4-5 CPU-seconds: at most this many at once per API process, the others wait their turn.
 CONVERSIONS = threading.BoundedSemaphore(2)
+
+
+class StorageUsagePublic(BaseModel):
+    """Bytes your jobs keep, against your quota; submits that would exceed it get 413."""
+
+    used_bytes: int
+    quota_bytes: int
+    available_bytes: int
+    uploads_bytes: int
+    results_bytes: int
+    uploads: int
+    results: int
+
+
+def usage_public(used: StorageUsage, quota: int) -> StorageUsagePublic:
+    return StorageUsagePublic(
+        used_bytes=used.used_bytes,
+        quota_bytes=quota,
+        available_bytes=max(0, quota - used.used_bytes),
+        uploads_bytes=used.uploads_bytes,
+        results_bytes=used.results_bytes,
+        uploads=used.uploads,
+        results=used.results,
+    )
 
 
 class JobError(BaseModel):

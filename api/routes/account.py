@@ -7,41 +7,19 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from api import errors
 from api.deps import CurrentUser, SessionDep, SettingsDep
-from shared.store.uploads import StorageUsage, usage
+from api.serialize import StorageUsagePublic, usage_public
+from shared.store.uploads import usage
 from shared.tables import User
 from shared.webhooks.delivery import rotate_secret, user_secret
 
-router = APIRouter(tags=["account"], responses={401: {"description": "Missing or invalid token."}})
+router = APIRouter(tags=["account"], responses=errors.documented({401: "Missing or invalid token."}))
 
 
 class WebhookSecret(BaseModel):
     secret: str
     scheme: str = "Standard Webhooks: verify webhook-id, webhook-timestamp and webhook-signature"
-
-
-class StorageUsagePublic(BaseModel):
-    """Bytes your jobs keep, against your quota; submits that would exceed it get 413."""
-
-    used_bytes: int
-    quota_bytes: int
-    available_bytes: int
-    uploads_bytes: int
-    results_bytes: int
-    uploads: int
-    results: int
-
-
-def usage_public(used: StorageUsage, quota: int) -> StorageUsagePublic:
-    return StorageUsagePublic(
-        used_bytes=used.used_bytes,
-        quota_bytes=quota,
-        available_bytes=max(0, quota - used.used_bytes),
-        uploads_bytes=used.uploads_bytes,
-        results_bytes=used.results_bytes,
-        uploads=used.uploads,
-        results=used.results,
-    )
 
 
 class RotatedWebhookSecret(WebhookSecret):

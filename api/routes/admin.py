@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
+from api import errors
 from api.deps import AdminUser, SessionDep
 from api.prometheus import jobs_by_status
 from api.serialize import MAX_OFFSET, JobPublic, job_public
@@ -19,10 +20,9 @@ from shared.tables import Job, JobStatus, User
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
-ADMIN_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing or invalid token."},
-    403: {"description": "The token is not an administrator's."},
-}
+ADMIN_RESPONSES = errors.documented(
+    {401: "Missing or invalid token.", 403: "The token is not an administrator's."}
+)
 
 
 class AdminJob(JobPublic):

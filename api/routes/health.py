@@ -54,10 +54,17 @@ class Readiness(BaseModel):
     notes: list[str] = []
 
 
+class NotReady(Readiness):
+    """The readiness checks, and the error body's `code` and `detail` beside them."""
+
+    code: str = "not_ready"
+    detail: str
+
+
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "The database or the broker is unreachable."}},
+    responses={503: {"model": NotReady, "description": "The database or the broker is unreachable."}},
 )
 async def readyz() -> JSONResponse:
     checks = {
@@ -68,8 +75,12 @@ async def readyz() -> JSONResponse:
     alive = await run_in_threadpool(_count_workers) if checks["database"] == "ok" else None
     # No worker does not make the API unready (it still accepts and stores jobs), but it is said.
     notes = ["no worker is alive: jobs wait in the queue until one starts"] if alive == 0 else []
-    body = {"ready": ready, "checks": checks, "workers_alive": alive, "notes": notes}
-    return JSONResponse(body, status_code=200 if ready else 503)
+    readiness = Readiness(ready=ready, checks=checks, workers_alive=alive, notes=notes)
+    if ready:
+        return JSONResponse(readiness.model_dump())
+    failing = ", ".join(f"{name} {value}" for name, value in checks.items() if value != "ok")
+    not_ready = NotReady(**readiness.model_dump(), detail=f"Not ready: {failing}.")
+    return JSONResponse(not_ready.model_dump(), status_code=503)
 
 
 @router.get("/models")

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api import errors
 from api.deps import CurrentUser, SessionDep
 from api.endpoint_params import MAX_WAIT_SECONDS
 from api.negotiation import ResultFormatName, choose_format
@@ -29,7 +30,7 @@ from shared.store.jobstore import cancel, delete_job, open_result, open_result_p
 from shared.tables import FINISHED, Job, JobStatus, User
 
 router = APIRouter(
-    prefix="/jobs", tags=["jobs"], responses={401: {"description": "Missing or invalid token."}}
+    prefix="/jobs", tags=["jobs"], responses=errors.documented({401: "Missing or invalid token."})
 )
 
 
@@ -105,8 +106,12 @@ RESULT_CONTENT: dict[str, dict[str, Any]] = {
             "(key `fitexplain`); NPZ holds each array with its true shape and `metadata`.",
             "content": RESULT_CONTENT,
         },
-        406: {"description": "The Accept header matches none of the result's media types."},
-        409: {"description": "The job has not succeeded (yet): the detail says its status."},
+        **errors.documented(
+            {
+                406: "The Accept header matches none of the result's media types.",
+                409: "The job has not succeeded (yet): the detail says its status.",
+            }
+        ),
     },
 )
 def get_result(
@@ -156,7 +161,7 @@ def stored_result(session: Session, job_id: str) -> IO[bytes]:
         **NOT_FOUND,
         200: {"description": "Cancelled: the job as it now stands"},
         204: {},
-        409: {"description": "Cancelled, and its worker is still stopping it: retry in a few seconds"},
+        **errors.documented({409: "Cancelled, and its worker is still stopping it: retry in a few seconds"}),
     },
 )
 def cancel_or_delete_job(job_id: str, session: SessionDep, user: CurrentUser) -> Response:

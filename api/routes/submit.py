@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from api import errors
 from api.deps import CurrentUser, SettingsDep
 from api.endpoint_params import (
     CommonParams,
@@ -73,8 +74,12 @@ class SubmitRoute(AuthenticateBeforeBodyRoute):
                 return await handler(request)
 
 
+TECHTONIQUE_PREFIX = "/techtonique"
+
 router = APIRouter(tags=["submit"], route_class=SubmitRoute)
-compat_router = APIRouter(prefix="/techtonique", tags=["techtonique compatibility"], route_class=SubmitRoute)
+compat_router = APIRouter(
+    prefix=TECHTONIQUE_PREFIX, tags=["techtonique compatibility"], route_class=SubmitRoute
+)
 
 UploadDep = Annotated[
     UploadFile,
@@ -87,22 +92,25 @@ UploadDep = Annotated[
 
 USER_ERROR_STATUS = {"internal_error": 500, "worker_lost": 503, "time_limit": 504}
 
-SUBMIT_RESPONSES: dict[int | str, dict[str, object]] = {
+SUBMIT_ERRORS = {
+    400: "The multipart body could not be parsed (`bad_request`).",
+    401: "Missing or invalid token (`unauthorized`).",
+    413: "Upload larger than FITEXPLAIN_MAX_UPLOAD_BYTES (`upload_too_large`), or keeping it would exceed "
+    "the user's storage quota (FITEXPLAIN_MAX_STORAGE_BYTES_PER_USER; `storage_quota_exceeded`).",
+    422: "Bad parameter (`invalid_parameter`) or unusable data (the message names the column or "
+    "parameter, and the accepted formats for an unknown one), or a job estimated above the per-job "
+    "budget (FITEXPLAIN_MAX_JOB_SECONDS; code `over_budget`) or the worker memory bound "
+    "(FITEXPLAIN_WORKER_MAX_MEMORY_MB; code `over_memory`).",
+    429: "Too many submissions or running jobs for this user (`rate_limited`).",
+}
+SUBMITTED: dict[int | str, dict[str, Any]] = {
     202: {"description": "Job accepted; poll the Location header (`/jobs/{id}`)."},
     200: {"description": "With `wait`: the result JSON, when the job finished in time."},
-    400: {"description": "The multipart body could not be parsed."},
-    401: {"description": "Missing or invalid token."},
-    413: {
-        "description": "Upload larger than FITEXPLAIN_MAX_UPLOAD_BYTES, or keeping it would exceed the "
-        "user's storage quota (FITEXPLAIN_MAX_STORAGE_BYTES_PER_USER; code `storage_quota_exceeded`)."
-    },
-    422: {
-        "description": "Bad parameter or unusable data (the message names the column or parameter, and "
-        "the accepted formats for an unknown one), or a job estimated above the per-job budget "
-        "(FITEXPLAIN_MAX_JOB_SECONDS; code `over_budget`) or the worker memory bound "
-        "(FITEXPLAIN_WORKER_MAX_MEMORY_MB; code `over_memory`)."
-    },
-    429: {"description": "Too many submissions or running jobs for this user."},
+}
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {**SUBMITTED, **errors.documented(SUBMIT_ERRORS)}
+TECHTONIQUE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **SUBMITTED,
+    **errors.documented(SUBMIT_ERRORS, errors.TechtoniqueErrorBody),
 }
 
 
@@ -114,6 +122,8 @@ async def submit(
     settings: Settings,
     request: Request,
     wait: float | None,
+    *,
+    techtonique: bool,
 ) -> Response:
     assert isinstance(file, ReceivedFile)  # a file part is only found in a multipart body: SubmitRoute's
     job_id = new_id()
@@ -129,7 +139,7 @@ async def submit(
         if wait:
             finished = await waiter.wait(job.id, wait, expected=expected)
             if finished is not None:
-                return finished_response(request, finished)
+                return finished_response(request, finished, techtonique=techtonique)
             accepted = job_public(await run_in_threadpool(_load_job, job.id))  # still running: its progress
     return JSONResponse(
         accepted.model_dump(mode="json"),
@@ -189,8 +199,10 @@ def _load_job(job_id: str) -> Job:
         return job
 
 
-def finished_response(request: Request, finished: Finished) -> Response:
-    """200 with the result JSON itself, or the job's error as techtonique-style `{"detail": ...}`."""
+def finished_response(request: Request, finished: Finished, *, techtonique: bool) -> Response:
+    """200 with the result JSON itself, or the job's error in the error body with the job's code
+    (`job_cancelled` for a cancelled job); on the /techtonique mount, `detail` is what techtonique's
+    scripts read, beside the job's `code` (null for a cancelled job) and `job_id`."""
     job, body = finished
     if body is not None:
         return result_response(request, body)
@@ -199,7 +211,11 @@ def finished_response(request: Request, finished: Finished) -> Response:
     if job.status == JobStatus.cancelled:
         status_code = 409
     detail = job.error_message or f"The job was {job.status}."
-    return JSONResponse({"detail": detail, "code": job.error_code, "job_id": job.id}, status_code=status_code)
+    if techtonique:
+        techtonique_body = {"detail": detail, "code": job.error_code, "job_id": job.id}
+        return JSONResponse(techtonique_body, status_code=status_code)
+    code = job.error_code or ("job_cancelled" if job.status == JobStatus.cancelled else "internal_error")
+    return errors.error_response(status_code, code, detail, job_id=job.id)
 
 
 def _route(endpoint: str, params_model: type[CommonParams], *, compat: bool) -> Callable[..., Any]:
@@ -215,7 +231,7 @@ def _route(endpoint: str, params_model: type[CommonParams], *, compat: bool) -> 
         wait = params.wait
         if compat and wait is None:
             wait = settings.compat_wait
-        return await submit(endpoint, params, file, user.id, settings, request, wait)
+        return await submit(endpoint, params, file, user.id, settings, request, wait, techtonique=compat)
 
     # FastAPI reads the query parameters from this endpoint's own model: a class known only here.
     route.__annotations__["params"] = Annotated[params_model, Query()]
@@ -240,7 +256,7 @@ def _register(endpoint: str, params_model: type[CommonParams], summary: str) -> 
         compat_route,
         methods=["POST"],
         status_code=200,
-        responses=SUBMIT_RESPONSES,
+        responses=TECHTONIQUE_RESPONSES,
         summary=f"{summary} (waits for the result, as techtonique.net does)",
         name=f"techtonique_{endpoint}",
     )

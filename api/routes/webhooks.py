@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from api import errors
 from api.deps import CurrentUser, SessionDep
 from api.owned_jobs import NOT_FOUND, owned_job
 from shared.db import session_scope
@@ -17,7 +18,7 @@ from shared.settings import get_settings
 from shared.tables import User, WebhookAttempt, WebhookDelivery
 from shared.webhooks.delivery import RedeliveryRefused, check_url, redeliver, send_ping, signing_secrets
 
-router = APIRouter(tags=["webhooks"], responses={401: {"description": "Missing or invalid token."}})
+router = APIRouter(tags=["webhooks"], responses=errors.documented({401: "Missing or invalid token."}))
 
 
 class WebhookAttemptPublic(BaseModel):
@@ -115,7 +116,7 @@ def job_webhooks(job_id: str, session: SessionDep, user: CurrentUser) -> JobWebh
     "/jobs/{job_id}/webhooks/redeliver",
     response_model=WebhookDeliveryPublic,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**NOT_FOUND, 409: {"description": "The job has not finished, or asked for no webhook."}},
+    responses={**NOT_FOUND, **errors.documented({409: "The job has not finished, or asked for no webhook."})},
 )
 def redeliver_webhook(job_id: str, session: SessionDep, user: CurrentUser) -> WebhookDeliveryPublic:
     """Send the job's webhook again (same `webhook-id`); it goes out within a second or two."""
@@ -138,7 +139,7 @@ def _secrets_of(user_id: int) -> list[str]:
 @router.post(
     "/webhooks/test",
     response_model=PingResult,
-    responses={422: {"description": "The URL is malformed or not public."}},
+    responses=errors.documented({422: "The URL is malformed or not public (`bad_webhook_url`)."}),
 )
 async def test_webhook(
     user: CurrentUser,

@@ -6,6 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import under_prefix
+
 
 class _TooLarge(BaseException):  # BaseException: FastAPI turns an Exception in body parsing into 400
     pass
@@ -14,9 +16,10 @@ class _TooLarge(BaseException):  # BaseException: FastAPI turns an Exception in 
 class UploadLimitMiddleware:
     """413 when Content-Length, or the bytes actually received, exceed `max_bytes`."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, techtonique_prefix: str) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.techtonique_prefix = techtonique_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -24,7 +27,7 @@ class UploadLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(scope, send)
             return
         received = 0
         response_started = False
@@ -48,15 +51,17 @@ class UploadLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not response_started:
-                await self._reject(send)
+                await self._reject(scope, send)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "detail": f"Upload too large: the limit is {self.max_bytes} bytes "
-                "(FITEXPLAIN_MAX_UPLOAD_BYTES)."
-            }
-        ).encode()
+    def _body(self, scope: Scope) -> dict[str, object]:
+        """The error body (api.errors' shape), `{"detail"}` alone on the /techtonique mount."""
+        detail = f"Upload too large: the limit is {self.max_bytes} bytes (FITEXPLAIN_MAX_UPLOAD_BYTES)."
+        if under_prefix(scope["path"], self.techtonique_prefix):
+            return {"detail": detail}
+        return {"code": "upload_too_large", "detail": detail, "limit": self.max_bytes}
+
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        body = json.dumps(self._body(scope)).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -70,7 +70,7 @@ def test_admin_jobs_lists_every_users_jobs_with_their_names(
     cancelled = client.get("/admin/jobs", params={"status": "cancelled"}, headers=admin.headers).json()
     assert [item["id"] for item in cancelled["items"]] == [new]
     too_many = client.get("/admin/jobs", params={"limit": 201}, headers=admin.headers)
-    assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["query", "limit"]
+    assert too_many.status_code == 422 and too_many.json()["errors"][0]["loc"] == ["query", "limit"]
 
 
 def test_admin_stats_count_jobs_by_status_and_users(

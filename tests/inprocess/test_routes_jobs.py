@@ -58,7 +58,7 @@ def test_a_bad_list_parameter_is_a_422_naming_it(
 ) -> None:
     response = client.get("/jobs", params=params, headers=alice.headers)
     assert response.status_code == 422
-    assert ["query", name] in [error["loc"] for error in response.json()["detail"]]
+    assert ["query", name] in [error["loc"] for error in response.json()["errors"]]
 
 
 def test_a_job_shows_its_public_fields(client: TestClient, alice: Account) -> None:
@@ -193,7 +193,7 @@ def test_a_bad_wait_on_the_status_is_a_422_naming_it(client: TestClient, alice: 
     job_id = make_job(alice.id)
     response = client.get(f"/jobs/{job_id}", params={"wait": wait}, headers=alice.headers)
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["query", "wait"]
+    assert response.json()["errors"][0]["loc"] == ["query", "wait"]
 
 
 def test_wait_on_someone_elses_job_is_a_404_at_once(client: TestClient, alice: Account, bob: Account) -> None:

@@ -112,7 +112,7 @@ def test_an_unknown_format_is_a_422_naming_the_parameter_and_the_formats(
 ) -> None:
     response = client.get(f"/jobs/{job_id}/result", params={"format": "csv"}, headers=alice.headers)
     assert response.status_code == 422
-    [error] = response.json()["detail"]
+    [error] = response.json()["errors"]
     assert error["loc"] == ["query", "format"]
     assert all(f"'{name}'" in error["msg"] for name in ("json", "arrow", "arrow-file", "parquet", "npz"))
 

@@ -38,7 +38,7 @@ def job_count() -> int:
 
 def validation_locations(response: Response) -> list[tuple[str, ...]]:
     assert response.status_code == 422, response.text
-    return [tuple(error["loc"]) for error in response.json()["detail"]]
+    return [tuple(error["loc"]) for error in response.json()["errors"]]
 
 
 @pytest.mark.parametrize(
@@ -131,7 +131,7 @@ def test_a_bad_value_is_a_422_whose_message_names_it(
 ) -> None:
     response = post(client, endpoint, alice, IRIS if "class" in endpoint else BOSTON, **params)
     assert response.status_code == 422, response.text
-    message = " ".join(error["msg"] for error in response.json()["detail"])
+    message = " ".join(error["msg"] for error in response.json()["errors"])
     for word in words:
         assert word in message
     assert job_count() == 0

@@ -143,6 +143,28 @@ def test_waiting_for_a_job_that_ends_without_a_result_answers_why(
     assert body["job_id"] == published.job_ids()[0]
 
 
+def test_waiting_on_the_own_endpoint_answers_the_error_body_with_the_jobs_code(
+    client: TestClient, alice: Account, published: PublishRecorder
+) -> None:
+    def cancelled_at_once(job_id: str) -> None:
+        with session_scope() as session:
+            cancel(session, job_id)
+
+    published.deliver[RUN_JOB_TASK] = cancelled_at_once
+    response = client.post(
+        "/gbdtclassification",
+        params={"wait": 30},
+        files={"file": ("iris.csv", (DATA / "iris_dataset2.csv").read_bytes(), "text/csv")},
+        headers=alice.headers,
+    )
+    assert response.status_code == 409
+    assert response.json() == {
+        "code": "job_cancelled",
+        "detail": "The job was cancelled.",
+        "job_id": published.job_ids()[0],
+    }
+
+
 def test_a_computation_whose_job_is_cancelled_under_it_stops_without_an_error(
     alice: Account, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -125,7 +125,7 @@ def test_huge_offsets_are_refused_with_the_limit(alice: Client, admin: Client, o
     for client, path in ((alice, "/jobs"), (admin, "/admin/jobs")):
         response = client.http.get(path, params={"offset": offset})
         assert response.status_code == 422, (path, response.text)
-        [error] = response.json()["detail"]
+        [error] = response.json()["errors"]
         assert error["loc"] == ["query", "offset"] and f"{MAX_OFFSET}" in error["msg"], error
 
 
