@@ -86,10 +86,12 @@ def test_429_and_503_are_retried_honouring_retry_after(serve) -> None:
 
 
 def test_retries_end_in_a_typed_error_with_retry_after(serve) -> None:
-    _, client = serve([(429, {"Retry-After": "0"}, {"detail": "Too many running jobs"})] * 3)
+    refusal = {"code": "rate_limited", "detail": "Too many running jobs", "retry_after": 0}
+    _, client = serve([(429, {"Retry-After": "0"}, refusal)] * 3)
     with pytest.raises(RateLimitedError) as caught:
         client.jobs()
     assert caught.value.retry_after == 0 and "Too many running jobs" in str(caught.value)
+    assert caught.value.code == "rate_limited"
     _, client = serve([(503, {}, {"detail": "broker down"})] * 3)
     with pytest.raises(ServiceUnavailableError):
         client.job("j1")
@@ -104,11 +106,27 @@ def test_a_422_is_not_retried_and_names_the_column(serve) -> None:
     assert len(server.seen) == 1
 
 
-def test_request_validation_lists_name_the_parameter(serve) -> None:
+def test_a_bad_parameter_carries_its_code_and_message(serve) -> None:
+    error = {"loc": ["query", "level"], "msg": "Input should be less than 100", "type": "x"}
+    body = {
+        "code": "invalid_parameter",
+        "detail": "level: Input should be less than 100",
+        "parameter": "level",
+        "errors": [error],
+    }
+    _, client = serve([(422, {}, body)])
+    with pytest.raises(ValidationError, match=r"level: Input should be less than 100") as caught:
+        client.mlregression(b"x,target\n1,2\n", level=120)
+    assert caught.value.code == "invalid_parameter" and caught.value.body["parameter"] == "level"
+
+
+def test_fastapis_list_of_errors_names_the_parameter(serve) -> None:
+    """As the /techtonique mount answers a bad parameter."""
     body = {"detail": [{"loc": ["query", "level"], "msg": "Input should be less than 100", "type": "x"}]}
     _, client = serve([(422, {}, body)])
-    with pytest.raises(ValidationError, match=r"level: Input should be less than 100"):
+    with pytest.raises(ValidationError, match=r"level: Input should be less than 100") as caught:
         client.mlregression(b"x,target\n1,2\n", level=120)
+    assert caught.value.code == "invalid_parameter"
 
 
 def _dead_url() -> str:

@@ -82,7 +82,8 @@ def test_a_user_over_the_running_jobs_limit_is_refused_before_the_body_is_read(a
     assert first.status_code == 202, first.text  # queued for good: this stack has no worker
     status, body = send_large_upload(api_only, f"Bearer {token}")
     assert status == 429, body
-    assert "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER" in json.loads(body)["detail"]
+    refusal = json.loads(body)
+    assert refusal["code"] == "rate_limited" and "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER" in refusal["detail"]
 
 
 @pytest.mark.parametrize("authorization", ["Bearer fx_not_a_token", None], ids=["bad token", "no token"])
@@ -103,7 +104,8 @@ def test_upload_without_a_valid_token_is_refused_before_its_body_is_read(
         # 59 MB are still unsent: an answer now means the server did not wait for the body.
         status, body = read_response(sock)
     assert status == 401, body
-    assert "token" in json.loads(body)["detail"].lower()
+    refusal = json.loads(body)
+    assert refusal["code"] == "unauthorized" and "token" in refusal["detail"].lower()
 
 
 def test_oversized_request_header_gets_431(api_only: Stack) -> None:
@@ -122,7 +124,8 @@ def test_oversized_request_header_gets_431(api_only: Stack) -> None:
         status, body = read_response(sock)
     assert status == 431, body
     assert sent < HEADER_BYTES  # answered long before the 32 MB were sent
-    assert b"FITEXPLAIN_MAX_HEADER_BYTES" in body
+    error = json.loads(body)
+    assert error["code"] == "headers_too_large" and "FITEXPLAIN_MAX_HEADER_BYTES" in error["detail"]
 
 
 def read_statuses(sock: socket.socket, count: int) -> list[int]:

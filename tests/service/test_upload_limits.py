@@ -70,11 +70,19 @@ def csv_of(n_rows: int, n_features: int) -> bytes:
 
 def assert_too_large(response: httpx.Response) -> None:
     assert response.status_code == 413, response.text
-    assert str(MAX_UPLOAD) in response.json()["detail"]
+    body = response.json()
+    assert (body["code"], body["limit"]) == ("upload_too_large", MAX_UPLOAD)
+    assert str(MAX_UPLOAD) in body["detail"]
 
 
 def test_declared_size_over_the_limit_is_refused(user: Client) -> None:
     assert_too_large(user.submit("gbdtclassification", b"x" * (MAX_UPLOAD + 1)))
+
+
+def test_the_techtonique_mount_refuses_it_with_fastapis_body(user: Client) -> None:
+    response = user.submit("techtonique/gbdtclassification", b"x" * (MAX_UPLOAD + 1))
+    assert response.status_code == 413 and set(response.json()) == {"detail"}
+    assert str(MAX_UPLOAD) in response.json()["detail"]
 
 
 def test_undeclared_size_is_counted(user: Client) -> None:

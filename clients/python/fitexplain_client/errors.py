@@ -1,4 +1,7 @@
-"""Typed errors: each carries the HTTP status, the server's `code` and message (and the column for a 422)."""
+"""Typed errors: each carries the HTTP status, the server's `code` and message (and the column for a 422).
+
+The server's error body is `{"code", "detail", ...}` (its codes: api/errors.py); the /techtonique mount's
+is FastAPI's, `{"detail"}` with a list of errors for a bad parameter: both are read."""
 
 from __future__ import annotations
 
@@ -119,7 +122,8 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
 
 
 def error_from_response(response: httpx.Response) -> APIError:
-    """The typed error for an error response: `{"detail", "code", "column"}` or FastAPI's list of errors."""
+    """The typed error for an error response: `{"code", "detail", "column"...}` or FastAPI's list of
+    errors; the whole body stays in `.body`."""
     try:
         body: Any = response.json()
     except ValueError:
