@@ -48,12 +48,17 @@ def refusing_an_unreleased_schema() -> Iterator[None]:
 def create_token(
     name: Annotated[str, typer.Argument(help="the user's name; created if new")],
     admin: Annotated[bool, typer.Option("--admin", help="may use the admin routes")] = False,
-    ttl_days: Annotated[int | None, typer.Option(help="expire after this many days")] = None,
+    ttl_days: Annotated[
+        int | None, typer.Option(help="expire after this many days (default: FITEXPLAIN_TOKEN_TTL_DAYS)")
+    ] = None,
 ) -> None:
     """Print a new API token for NAME (only its hash is stored: keep the token)."""
     from shared.auth import create_token as make_token
     from shared.db import session_scope
+    from shared.settings import get_settings
 
+    if ttl_days is None:
+        ttl_days = get_settings().token_ttl_days
     with session_scope() as session:
         token = make_token(session, name, admin=admin, ttl_days=ttl_days)
     print(token)

@@ -15,98 +15,207 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.ml.spec import Limits
 
+LIMITS = Limits()
+"""The ML core's limits as it declares them: their settings take these defaults (one definition each)."""
+
 
 class Settings(BaseSettings):
+    """Every setting, read from FITEXPLAIN_<NAME>; each description is its line in the docs' settings table
+    (scripts/settings_table.py prints it)."""
+
     model_config = SettingsConfigDict(env_prefix="FITEXPLAIN_", env_file=".env", extra="ignore")
 
-    environment: Literal["development", "production"] = "development"
-    home: Path = Path("var")
-    database_url: str = ""
-    broker_url: str = ""
-    host: str = "127.0.0.1"
-    port: int = 8000
-    queue: str = "fitexplain"
+    environment: Literal["development", "production"] = Field(
+        "development", description="what the deployment is (`development` or `production`), for its operators"
+    )
+    home: Path = Field(
+        Path("var"), description="where the embedded databases, blobs and uploads in progress live"
+    )
+    database_url: str = Field(
+        "", description="e.g. `postgresql+psycopg://user:pw@host/db`; empty: SQLite under the home"
+    )
+    broker_url: str = Field(
+        "",
+        description="e.g. `redis://host:6379/0`; empty: SQLite under the home (kombu's SQLAlchemy transport)",
+    )
+    host: str = Field("127.0.0.1", description="address the API listens on")
+    port: int = Field(8000, description="API port")
+    queue: str = Field(
+        "fitexplain", description="the broker queue of small jobs; large jobs go to this name + `.large`"
+    )
 
     # Waiting for results inside a request.
-    compat_wait: float = Field(120.0, ge=0, le=600, description="seconds /techtonique/* waits for a result")
-    max_wait: float = Field(60.0, ge=0, le=600)
+    compat_wait: float = Field(120.0, ge=0, le=600, description="seconds the `/techtonique` mount waits")
 
     # Input limits.
-    max_upload_bytes: int = 1_000_000_000
-    max_header_bytes: int = Field(65_536, ge=1024, description="request line plus headers; larger: 431")
-    max_rows: int = 10_000_000
-    max_columns: int = 1_000
-    max_cell_chars: int = 1_000
-    max_classes: int = 100
-    max_explain_rows: int = 100_000
-    max_background_rows: int = 500
-    max_shap_floats: int = 200_000_000
+    max_upload_bytes: int = Field(
+        1_000_000_000,
+        description="larger uploads get 413 before they are parsed; an upload with a missing or bad token "
+        "gets 401, and one of 64 KiB or more (or of undeclared size) over the rate or running-jobs limit "
+        "(or with the storage quota used up) 429/413, before its body is read; a smaller one gets the same "
+        "answer once its data has been checked, before anything is kept",
+    )
+    max_header_bytes: int = Field(
+        65_536, ge=1024, description="request line plus headers; a larger request head gets 431"
+    )
+    max_rows: int = Field(LIMITS.max_rows, description="rows of an upload (422 beyond)")
+    max_columns: int = Field(LIMITS.max_columns, description="columns of an upload (422 beyond)")
+    max_cell_chars: int = Field(LIMITS.max_cell_chars, description="characters of one CSV cell (422 beyond)")
+    max_classes: int = Field(
+        LIMITS.max_classes, description="classes of a classification target (422 beyond)"
+    )
+    max_explain_rows: int = Field(LIMITS.max_explain_rows, description="test rows SHAP explains (422 beyond)")
+    max_background_rows: int = Field(
+        LIMITS.max_background_rows,
+        description="SHAP's background: a seeded sample of at most this many training rows",
+    )
+    max_shap_floats: int = Field(
+        LIMITS.max_shap_floats, description="SHAP values of one job (rows x features x classes; 422 beyond)"
+    )
 
     # Per-user limits.
-    max_running_jobs_per_user: int = 4
-    max_submissions_per_minute: int = 60
-    # Bytes of uploads and results a user's jobs keep (an upload shared by several users counts for each).
-    max_storage_bytes_per_user: int = Field(1_000_000_000, ge=0)
-    token_ttl_days: int | None = None
+    max_running_jobs_per_user: int = Field(
+        4, description="unfinished jobs of one user (429 with Retry-After)"
+    )
+    max_submissions_per_minute: int = Field(
+        60, description="submits of one user a minute (429 with Retry-After)"
+    )
+    max_storage_bytes_per_user: int = Field(
+        1_000_000_000,
+        ge=0,
+        description="bytes of uploads and results a user's jobs keep, an upload shared by several users "
+        "counting for each (413 beyond; see Storage quota)",
+    )
+    token_ttl_days: int | None = Field(
+        None,
+        description="days a token made by `fitexplain create-token` is valid, unless `--ttl-days` says; "
+        "unset: no expiry",
+    )
 
     # Reliability: soft < hard < visibility timeout, so Redis never redelivers a job still running.
-    soft_time_limit: int = 1800
-    hard_time_limit: int = 1860
-    visibility_timeout: int = 7200
-    max_attempts: int = 3
-    heartbeat_seconds: float = 5.0
-    # How often a worker asks whether its running job was cancelled (then kills its computation).
-    cancel_poll_seconds: float = Field(1.0, gt=0, le=60)
-    stale_after_seconds: float = 60.0
-    sweep_seconds: float = 5.0
-    # A worker row silent this long is deleted (it shows as dead on the dashboard until then).
-    worker_forget_seconds: float = 600.0
-    worker_max_memory_per_child_kb: int = 4_000_000
-    # A job whose data alone would need more than this in a worker (shared/ml/cost.py) is refused at submit.
-    worker_max_memory_mb: int = Field(4_000, gt=0)
+    soft_time_limit: int = Field(
+        1800,
+        description="seconds of computation before a job is killed (`time_limit`, not retried); must be "
+        "below the hard limit",
+    )
+    hard_time_limit: int = Field(
+        1860,
+        description="Celery's backstop (its soft limit is halfway to this); must be below the visibility "
+        "timeout",
+    )
+    visibility_timeout: int = Field(
+        7200, description="seconds before Redis redelivers an unacknowledged job message"
+    )
+    max_attempts: int = Field(3, description="a job that loses its worker this often fails as `worker_lost`")
+    heartbeat_seconds: float = Field(
+        5.0, description="how often a worker records its job's progress and liveness"
+    )
+    cancel_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="how often a worker checks that its running job was not cancelled"
+    )
+    stale_after_seconds: float = Field(
+        60.0, description="a worker silent this long is lost: its job is requeued"
+    )
+    sweep_seconds: float = Field(
+        5.0, description="how often the API publishes jobs the broker missed and requeues lost workers' jobs"
+    )
+    worker_forget_seconds: float = Field(
+        600.0,
+        description="a worker row silent this long is deleted (shown as dead on the dashboard until then)",
+    )
+    worker_max_memory_per_child_kb: int = Field(
+        4_000_000, description="a worker pool process using more is replaced after its job"
+    )
+    worker_max_memory_mb: int = Field(
+        4_000,
+        gt=0,
+        description="jobs whose data would need more in a worker (rows x (features + 2) x 8 bytes x 6 "
+        "copies) are refused at submit (422 `over_memory`)",
+    )
 
-    # Cost (estimated worker-seconds, shared/ml/cost.py): jobs above max_job_seconds are refused at submit;
-    # jobs above large_job_seconds go to the large queue, so small jobs never wait behind them.
-    max_job_seconds: float = Field(180.0, gt=0)
-    large_job_seconds: float = Field(30.0, ge=0)
+    # Cost (estimated worker-seconds, shared/ml/cost.py).
+    max_job_seconds: float = Field(
+        180.0, gt=0, description="per-job budget: jobs estimated above it are refused (422 `over_budget`)"
+    )
+    large_job_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="jobs estimated above it go to the large queue, so small jobs never wait behind them",
+    )
 
     # Work sizing.
-    # Threads per model (boosters, OpenMP, BLAS) in each worker process: 1 suits one worker process per
-    # core, the usual deployment; raise it for a single worker on a many-core machine.
-    model_threads: int | None = 1
-    # Cores this machine's workers share (empty: the ones the OS lets the worker run on). A job fans out to
-    # an idle worker on the same machine only while the cores leave room for both (worker/fanout.py).
-    worker_cores: int | None = Field(None, ge=1)
-    # Fan-out: tree explanations are cheap per row (exact TreeSHAP: about 10 us a row for xgboost or
-    # lightgbm trees of depth 3), model-agnostic ones cost thousands of times more. Splitting costs the
-    # job's pickled arrays and a merge, so trees split only from hundreds of thousands of rows.
-    fanout_min_rows: int = 200_000
-    fanout_chunk_rows: int = 100_000
-    fanout_min_rows_agnostic: int = 1_000
-    fanout_chunk_rows_agnostic: int = 500
+    model_threads: int | None = Field(
+        1,
+        description="threads per model (boosters, OpenMP, BLAS) in a worker process; 1 suits one worker "
+        "process per core, raise it for one worker on a many-core machine",
+    )
+    worker_cores: int | None = Field(
+        None,
+        ge=1,
+        description="cores this machine's workers share; unset: the CPUs the worker may run on (set it in "
+        "a container with a CPU quota, which the worker cannot see)",
+    )
+    # Tree explanations are cheap per row (exact TreeSHAP: about 10 us a row for xgboost or lightgbm trees
+    # of depth 3), model-agnostic ones cost thousands of times more. Splitting costs the job's pickled
+    # arrays and a merge, so trees split only from hundreds of thousands of rows.
+    fanout_min_rows: int = Field(
+        200_000,
+        description="test rows from which a tree explanation is split across workers; a job fans out only "
+        "while another live worker of its queue is idle and adds cores (on another machine, or on this one "
+        "while `FITEXPLAIN_WORKER_CORES` leaves room for both jobs' `FITEXPLAIN_MODEL_THREADS`)",
+    )
+    fanout_chunk_rows: int = Field(100_000, description="test rows of one chunk of a split tree explanation")
+    fanout_min_rows_agnostic: int = Field(
+        1_000,
+        description="`FITEXPLAIN_FANOUT_MIN_ROWS` for model-agnostic and nnetsauce explanations",
+    )
+    fanout_chunk_rows_agnostic: int = Field(
+        500,
+        description="`FITEXPLAIN_FANOUT_CHUNK_ROWS` for model-agnostic and nnetsauce explanations",
+    )
 
-    # Results with at least this many rows (test rows) are also stored as Parquet by the worker, so a
-    # Parquet download streams a blob instead of converting the JSON in the API (0.3-5 CPU-seconds).
-    result_parquet_min_rows: int = Field(10_000, ge=0)
+    result_parquet_min_rows: int = Field(
+        10_000,
+        ge=0,
+        description="results with this many test rows or more are also stored as Parquet, so a Parquet "
+        "download is not converted on request",
+    )
 
-    retention_days: int = 30
+    retention_days: int = Field(
+        30, description="finished jobs, results and uploads older than this are deleted"
+    )
 
-    # Job bytes (uploads, results, fan-out parts): empty = FITEXPLAIN_HOME/blobs; else an fsspec URL such
-    # as s3://bucket/prefix. Options (JSON) go to the filesystem: for S3 endpoint_url, key, secret...
-    storage_url: str = ""
-    storage_options: dict[str, Any] = Field(default_factory=dict)
-    # A blob that no row references and is older than this is an orphan (a crash between its write and
-    # the commit of its row) and is removed by the hourly purge.
-    orphan_blob_minutes: float = Field(30.0, gt=0)
+    storage_url: str = Field(
+        "",
+        description="where job bytes live: a directory, `file:///path`, `s3://bucket/prefix` (see Storage); "
+        "empty: the home's `blobs`",
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='JSON passed to the fsspec filesystem, e.g. `{"endpoint_url": "http://minio:9000"}`',
+    )
+    orphan_blob_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="a blob no row references (a crash between its write and its row's commit), older than "
+        "this, is deleted by the hourly sweep",
+    )
 
-    # Webhooks: allow_private lets jobs call back to loopback/private addresses (tests, one-host installs).
-    webhook_allow_private: bool = False
-    webhook_timeout: float = Field(10.0, gt=0, le=120, description="total seconds of one delivery attempt")
-    # Seconds before each retry (±20 % jitter); after the last one the delivery fails for good (~21 h).
-    webhook_retry_schedule: str = "5,30,120,600,1800,7200,21600,43200"
-    webhook_poll_seconds: float = Field(1.0, gt=0, description="how often the API looks for due deliveries")
-    webhook_secret_overlap_seconds: float = 86_400.0  # after a rotation, the old secret signs this long
-    webhook_resolver: str = ""  # "module:function" replacing DNS resolution for webhooks (tests only)
+    webhook_allow_private: bool = Field(
+        False, description="let `webhook_url` point at loopback/private addresses (tests, one-host installs)"
+    )
+    webhook_timeout: float = Field(10.0, gt=0, le=120, description="seconds for one whole delivery attempt")
+    webhook_retry_schedule: str = Field(
+        "5,30,120,600,1800,7200,21600,43200",
+        description="seconds before each retry (±20 % jitter); after the last one the delivery is `failed`",
+    )
+    webhook_poll_seconds: float = Field(1.0, gt=0, description="how often the API sends due webhooks")
+    webhook_secret_overlap_seconds: float = Field(
+        86_400.0, description="after a rotation, the old secret signs this long too"
+    )
+    webhook_resolver: str = Field(
+        "", description="`module:function` replacing DNS resolution for webhooks (tests only)"
+    )
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:
