@@ -92,7 +92,7 @@ CODE_BY_STATUS: dict[int, str] = {
     500: "internal_error",
     503: "service_busy",
 }
-"""The code of an HTTPException raised without one (`ApiError` names its own)."""
+"""The code of an HTTPException, by its status."""
 
 
 class ErrorBody(BaseModel):
@@ -124,23 +124,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     "5XX": {"model": ErrorBody, "description": "Server error: see `code`."},
 }
 """The error body declared for every route of a router included with `responses=ERROR_RESPONSES`."""
-
-
-class ApiError(HTTPException):
-    """An HTTPException with a code of its own and fields to add beside `detail`."""
-
-    def __init__(
-        self,
-        status_code: int,
-        code: str,
-        detail: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(status_code, detail=detail, headers=dict(headers) if headers else None)
-        self.code = code
-        self.extra = extra
 
 
 def error_response(
@@ -221,11 +204,8 @@ def _http_error(scopes: Scopes) -> Handler:
             return scopes.render_page(request, exc.status_code, str(exc.detail))
         if scopes.techtonique(request):
             return await http_exception_handler(request, exc)
-        if isinstance(exc, ApiError):
-            code, extra = exc.code, exc.extra
-        else:
-            code, extra = CODE_BY_STATUS.get(exc.status_code, _generic_code(exc.status_code)), {}
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers, **extra)
+        code = CODE_BY_STATUS.get(exc.status_code, _generic_code(exc.status_code))
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     return handle
 
