@@ -119,7 +119,17 @@ class KillableExecutor:
     def close(self) -> None:
         self._kill(Outcome("cancelled", "closed"))
 
+    @property
+    def child_pid(self) -> int | None:
+        """The computation process kept for the next job, if any."""
+        return None if self._child is None else self._child.pid
+
     def _ready_child(self) -> _Child:
+        """The idle child, or a new one when it died while idle: killed, or sent its parent-death signal
+        because the thread that forked it ended (the kernel ties that signal to a thread)."""
+        if self._child is not None and self._child.exited():
+            log.info("computation %d ended while idle: a new one is started", self._child.pid)
+            self._child = None
         if self._child is None:
             self._child = _Child.fork(self.max_rss_kb)
         return self._child
@@ -171,6 +181,16 @@ class _Child:
             self.exitcode = os.waitstatus_to_exitcode(status)
             self.connection.close()
         return self.exitcode
+
+    def exited(self) -> bool:
+        """Whether the child has exited (reaped here if so), without waiting."""
+        if self.exitcode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == 0:
+                return False
+            self.exitcode = os.waitstatus_to_exitcode(status)
+            self.connection.close()
+        return True
 
     def kill(self) -> None:
         """SIGKILL the child's group and reap it: once this returns, the computation has stopped."""
