@@ -30,8 +30,8 @@ test: install
 
 test-fast: install
 	bash scripts/ensure_services.sh
-	$(BIN)/pytest -n auto tests/ml tests/store tests/inprocess tests/results tests/client tests/dashboard tests/test_blobs.py \
-		tests/test_no_history.py tests/test_import_cycles.py tests/test_layout.py
+	$(BIN)/pytest -n auto tests/ml tests/inprocess tests/results tests/client tests/dashboard \
+		tests/test_no_history.py tests/test_import_cycles.py tests/test_layout.py tests/test_settings_table.py
 
 lint: install
 	$(BIN)/ruff check .

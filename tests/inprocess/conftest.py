@@ -7,6 +7,10 @@ is built and restored (caches cleared) when this package's tests end: the slow t
 environment is copied from os.environ by tests/stack.Stack.env(), never see them.
 
 The one seam replaced is the broker send (`Celery.send_task`): a recorder keeps each message.
+
+The subpackages mirror the code's (api, store, dispatch, webhooks, blobs, worker); tests of a flat
+`shared` module sit here at the top. The store's SQL is also tested on a fresh SQLite and Postgres
+database each (`sessions`, `jobs`).
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared import db, settings
+from shared.db import make_engine
 from shared.dispatch import queue
 from shared.settings import Settings
 from shared.store.migrate import migrate
 from shared.tables import Base
-from tests.inprocess.factories import Account, make_user
+from tests.inprocess.factories import Account, Jobs, make_user
 from tests.inprocess.recorder import PublishRecorder
 from tests.stack import PG_ADMIN_DSN, REDIS_URL, create_database, drop_database, purge_queue
 
@@ -126,3 +132,31 @@ def bob() -> Account:
 @pytest.fixture
 def admin() -> Account:
     return Account(*make_user("root", admin=True))
+
+
+# The store's tests run on a fresh database of each kind the service supports, beside the tier's own.
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty database of each kind the service supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    name = f"fx_store_{uuid.uuid4().hex[:10]}"
+    try:
+        yield create_database(name)
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+def sessions(empty_database: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a freshly migrated database of each kind the service supports."""
+    migrate(empty_database)
+    engine = make_engine(empty_database)
+    yield sessionmaker(bind=engine, expire_on_commit=False)
+    engine.dispose()
+
+
+@pytest.fixture
+def jobs(sessions: sessionmaker[Session]) -> Jobs:
+    return Jobs(sessions)

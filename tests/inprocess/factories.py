@@ -7,14 +7,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.endpoint_params import PARAMS_BY_ENDPOINT
 from shared.auth import create_token
 from shared.db import session_scope
+from shared.ml.spec import JobSpec, ModelSpec
 from shared.store.jobstore import create_job
 from shared.store.uploads import sha256_hex, store_upload
-from shared.tables import Job, JobEvent, User, WebhookDelivery, utcnow
+from shared.tables import Job, JobEvent, JobStatus, User, WebhookDelivery, utcnow
 from tests.canonical import canonical
 from tests.stack import DATA
 
@@ -106,3 +107,53 @@ def webhook_outbox(job_id: str) -> list[str]:
     with session_scope() as session:
         query = select(WebhookDelivery.event_type).where(WebhookDelivery.job_id == job_id)
         return list(session.scalars(query.order_by(WebhookDelivery.id)))
+
+
+@dataclass
+class Jobs:
+    """Writes users and jobs in the states a test needs, on the database of `sessions` (the store's tests,
+    on SQLite and Postgres each)."""
+
+    sessions: sessionmaker[Session]
+
+    def user(self, name: str) -> int:
+        with self.sessions.begin() as session:
+            user = User(name=name)
+            session.add(user)
+            session.flush()
+            return user.id
+
+    def job(
+        self,
+        user_id: int,
+        *,
+        queue: str = "small",
+        status: str = JobStatus.queued,
+        age: float = 0.0,
+        content: bytes = b"x,target\n1,0\n",
+    ) -> str:
+        """A job on the upload `content`, submitted `age` seconds ago, put straight in `status` (if
+        running: a fresh heartbeat)."""
+        with self.sessions.begin() as session:
+            digest = sha256_hex(content)
+            store_upload(session, content, digest, content.count(b"\n") - 1, 2)
+            job = create_job(
+                session,
+                user_id=user_id,
+                endpoint="gbdtclassification",
+                params={},
+                spec=JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json(),
+                dataset=digest,
+                queue=queue,
+            )
+            job.created_at = utcnow() - timedelta(seconds=age)
+            job.status = status
+            if status == JobStatus.running:
+                job.attempts, job.heartbeat_at, job.worker = 1, utcnow(), "elsewhere:1"
+            return job.id
+
+    def row(self, job_id: str) -> Job:
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            return job

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.store.jobstore import claim_next, result_body, succeed
 from shared.tables import Job, JobEvent, JobResult, JobStatus
-from tests.store.conftest import Jobs
+from tests.inprocess.factories import Jobs
 
 RESULT = {"y_pred": [0, 1, 1], "accuracy": 2 / 3}
 

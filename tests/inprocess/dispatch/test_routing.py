@@ -19,8 +19,8 @@ from shared.dispatch.routing import broker_queue, queue_for_cost
 from shared.settings import Settings, get_settings
 from shared.store.migrate import migrate
 from shared.tables import Job, JobStatus, utcnow
+from tests.inprocess.factories import Jobs
 from tests.stack import REDIS_URL
-from tests.store.conftest import Jobs
 
 
 def test_jobs_above_the_threshold_are_large() -> None:
@@ -30,6 +30,11 @@ def test_jobs_above_the_threshold_are_large() -> None:
     assert queue_for_cost(30.01, settings) == "large"
     assert broker_queue("small", settings) == settings.queue
     assert broker_queue("large", settings) == settings.large_queue == f"{settings.queue}.large"
+
+
+@pytest.fixture
+def published() -> None:
+    """These tests publish to the real Redis: the tier's recorder of broker sends is not installed."""
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from shared.store.jobstore import delete_job
 from shared.store.migrate import REPO_ROOT, UnreleasedSchema, alembic_config, downgrade, migrate
 from shared.store.uploads import StorageUsage, usage
 from shared.tables import Base
-from tests.store.conftest import Jobs
+from tests.inprocess.factories import Jobs
 
 VERSIONS = REPO_ROOT / "migrations" / "versions"
 POSTGRES_TRIGGERS = {"storage_usage_of_jobs", "storage_usage_of_results", "storage_usage_of_users"}

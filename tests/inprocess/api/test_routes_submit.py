@@ -70,7 +70,7 @@ def test_a_valid_request_is_accepted_stored_and_published_once(
     job = load_job(body["id"])
     assert job is not None and job.user_id == alice.id
     # The dispatch mark follows a moment later, from the running app's event loop (which this client,
-    # without the app's lifespan, does not keep): tests/inprocess/test_dispatch_marks.py.
+    # without the app's lifespan, does not keep): tests/inprocess/dispatch/test_marks.py.
     assert events(body["id"])[0] == "submitted"
 
 

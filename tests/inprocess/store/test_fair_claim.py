@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.store.jobstore import Claim, claim_next
 from shared.tables import Job, JobEvent, JobStatus, utcnow
-from tests.store.conftest import Jobs
+from tests.inprocess.factories import Jobs
 
 MAX_ATTEMPTS = 3
 

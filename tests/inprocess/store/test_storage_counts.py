@@ -19,7 +19,7 @@ from shared.store.jobstore import cancel, claim, create_job, delete_job, succeed
 from shared.store.retention import purge_expired
 from shared.store.uploads import StorageUsage, sha256_hex, store_upload, usage
 from shared.tables import Job, JobResult, JobStatus, Upload, utcnow
-from tests.store.conftest import Jobs
+from tests.inprocess.factories import Jobs
 
 SPEC = JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json()
 
