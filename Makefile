@@ -1,4 +1,5 @@
-# The two commands: `make run` starts the service, `make test` runs the whole suite.
+# The two commands: `make run` starts the service, `make test` runs the whole suite: one pytest process per
+# core, each running whole test files, with a service stack and databases of its own.
 # `make test-fast` runs every test that starts no process of ours (the ML core, the store, the in-process
 # API, results, the client against the in-process app, dashboard rendering, blobs on a local directory), one
 # pytest process per core, each with its own databases; it needs only Postgres and Redis.
@@ -26,7 +27,7 @@ test: install
 	bash scripts/ensure_test_tools.sh
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-logo
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 test-fast: install
 	bash scripts/ensure_services.sh
