@@ -2,13 +2,7 @@
 # Make sure PostgreSQL and Redis answer on 127.0.0.1 for the test suite: start them, or install them first.
 set -euo pipefail
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-apt_install() {
-  export DEBIAN_FRONTEND=noninteractive
-  as_root apt-get update -qq
-  as_root apt-get install -y -qq "$@" >/dev/null
-}
+source "$(dirname "$0")/apt.sh"
 
 wait_for() {  # wait_for NAME COMMAND...
   local name=$1; shift

@@ -3,13 +3,7 @@
 # client's test). `make test` installs them when missing; `make test-fast` does not need them.
 set -euo pipefail
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-apt_install() {
-  export DEBIAN_FRONTEND=noninteractive
-  as_root apt-get update -qq
-  as_root apt-get install -y -qq "$@" >/dev/null
-}
+source "$(dirname "$0")/apt.sh"
 
 # Chromium for the dashboard's browser tests (Playwright drives Debian's build: it cannot download its own)
 if [ ! -x /usr/bin/chromium ]; then

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -124,19 +125,28 @@ def test_waiting_requests_answer_the_result_itself(
     assert len(published.job_ids()) == 1
 
 
-def test_waiting_for_a_job_that_ends_without_a_result_answers_why(
-    client: TestClient, alice: Account, published: PublishRecorder
-) -> None:
+def submit_a_job_cancelled_at_once(
+    client: TestClient, alice: Account, published: PublishRecorder, path: str, **params: object
+) -> httpx.Response:
+    """Submit iris to `path` with an eager worker that cancels the job instead of running it."""
+
     def cancelled_at_once(job_id: str) -> None:
         with session_scope() as session:
             cancel(session, job_id)
 
     published.deliver[RUN_JOB_TASK] = cancelled_at_once
-    response = client.post(
-        "/techtonique/gbdtclassification",
+    return client.post(
+        path,
+        params=params,
         files={"file": ("iris.csv", (DATA / "iris_dataset2.csv").read_bytes(), "text/csv")},
         headers=alice.headers,
     )
+
+
+def test_waiting_for_a_job_that_ends_without_a_result_answers_why(
+    client: TestClient, alice: Account, published: PublishRecorder
+) -> None:
+    response = submit_a_job_cancelled_at_once(client, alice, published, "/techtonique/gbdtclassification")
     assert response.status_code == 409
     body = response.json()
     assert body["detail"] == "The job was cancelled." and body["code"] is None
@@ -146,17 +156,7 @@ def test_waiting_for_a_job_that_ends_without_a_result_answers_why(
 def test_waiting_on_the_own_endpoint_answers_the_error_body_with_the_jobs_code(
     client: TestClient, alice: Account, published: PublishRecorder
 ) -> None:
-    def cancelled_at_once(job_id: str) -> None:
-        with session_scope() as session:
-            cancel(session, job_id)
-
-    published.deliver[RUN_JOB_TASK] = cancelled_at_once
-    response = client.post(
-        "/gbdtclassification",
-        params={"wait": 30},
-        files={"file": ("iris.csv", (DATA / "iris_dataset2.csv").read_bytes(), "text/csv")},
-        headers=alice.headers,
-    )
+    response = submit_a_job_cancelled_at_once(client, alice, published, "/gbdtclassification", wait=30)
     assert response.status_code == 409
     assert response.json() == {
         "code": "job_cancelled",
