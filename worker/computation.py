@@ -177,9 +177,7 @@ class _Child:
     def reap(self) -> int:
         """Wait for the child to exit; its exit code (negative: the signal that killed it)."""
         if self.exitcode is None:
-            _, status = os.waitpid(self.pid, 0)
-            self.exitcode = os.waitstatus_to_exitcode(status)
-            self.connection.close()
+            return self._ended(os.waitpid(self.pid, 0)[1])
         return self.exitcode
 
     def exited(self) -> bool:
@@ -188,9 +186,14 @@ class _Child:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid == 0:
                 return False
-            self.exitcode = os.waitstatus_to_exitcode(status)
-            self.connection.close()
+            self._ended(status)
         return True
+
+    def _ended(self, status: int) -> int:
+        """Record the reaped child's exit code (negative: the signal that killed it); its pipe is done."""
+        self.exitcode = os.waitstatus_to_exitcode(status)
+        self.connection.close()
+        return self.exitcode
 
     def kill(self) -> None:
         """SIGKILL the child's group and reap it: once this returns, the computation has stopped."""

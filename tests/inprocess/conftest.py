@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -160,3 +160,17 @@ def sessions(empty_database: str) -> Iterator[sessionmaker[Session]]:
 @pytest.fixture
 def jobs(sessions: sessionmaker[Session]) -> Jobs:
     return Jobs(sessions)
+
+
+@pytest.fixture(scope="module")
+def run_job() -> Iterator[Callable[[str], str]]:
+    """The Celery task's function (importing worker/ loads the ML stack: once per module).
+
+    Jobs compute in a child forked from this test process; it is stopped after the module, so that it
+    does not hold the test process's inherited pipes (Playwright's, for one) open until the end.
+    """
+    from worker.tasks import executor, run_job
+
+    yield run_job
+    executor().close()
+    executor.cache_clear()

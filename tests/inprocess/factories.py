@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,7 +15,7 @@ from api.endpoint_params import PARAMS_BY_ENDPOINT
 from shared.auth import create_token
 from shared.db import session_scope
 from shared.ml.spec import JobSpec, ModelSpec
-from shared.store.jobstore import create_job
+from shared.store.jobstore import create_job, result_body
 from shared.store.uploads import sha256_hex, store_upload
 from shared.tables import Job, JobEvent, JobStatus, User, WebhookDelivery, utcnow
 from tests.canonical import canonical
@@ -157,3 +159,11 @@ class Jobs:
             job = session.get(Job, job_id)
             assert job is not None
             return job
+
+
+def stored_result(job_id: str) -> dict[str, Any]:
+    """The job's stored result JSON."""
+    with session_scope() as session:
+        body = result_body(session, job_id)
+    assert body is not None
+    return orjson.loads(gzip.decompress(body))

@@ -3,46 +3,30 @@ worker's side of the job store, without Celery or a worker process."""
 
 from __future__ import annotations
 
-import gzip
 import logging
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import httpx
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from shared.db import session_scope
 from shared.dispatch.queue import RUN_JOB_TASK
 from shared.store.jobstore import cancel, result_body
-from tests.inprocess.factories import TINY_GBDT, Account, events, load_job, make_job, webhook_outbox
+from tests.inprocess.factories import (
+    TINY_GBDT,
+    Account,
+    events,
+    load_job,
+    make_job,
+    stored_result,
+    webhook_outbox,
+)
 from tests.inprocess.recorder import PublishRecorder
 from tests.stack import DATA
 
 IRIS_FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 PERMUTATION = {**TINY_GBDT, "interpretability": "permutation"}
-
-
-@pytest.fixture(scope="module")
-def run_job() -> Iterator[Callable[[str], str]]:
-    """The Celery task's function (importing worker/ loads the ML stack: once per module).
-
-    Jobs compute in a child forked from this test process; it is stopped after the module, so that it
-    does not hold the test process's inherited pipes (Playwright's, for one) open until the end.
-    """
-    from worker.tasks import executor, run_job
-
-    yield run_job
-    executor().close()
-    executor.cache_clear()
-
-
-def stored_result(job_id: str) -> dict[str, Any]:
-    with session_scope() as session:
-        body = result_body(session, job_id)
-    assert body is not None
-    return orjson.loads(gzip.decompress(body))
 
 
 def test_a_job_runs_to_a_stored_result(alice: Account, run_job: Callable[[str], str]) -> None:

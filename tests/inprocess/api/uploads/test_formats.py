@@ -7,14 +7,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
-import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import func, select
@@ -22,10 +20,9 @@ from sqlalchemy import func, select
 from shared.blobs.store import blob_store
 from shared.db import session_scope
 from shared.settings import Settings
-from shared.store.jobstore import result_body
 from shared.store.uploads import upload_content
 from shared.tables import Job, Upload
-from tests.inprocess.factories import TINY_GBDT, Account
+from tests.inprocess.factories import TINY_GBDT, Account, stored_result
 from tests.stack import DATA
 
 IRIS_CSV = (DATA / "iris_dataset2.csv").read_bytes()
@@ -78,22 +75,6 @@ def leftovers(settings: Settings) -> list[Path]:
 
 def upload_blobs(settings: Settings) -> set[str]:
     return {blob.key for blob in blob_store(settings).list("uploads/")}
-
-
-@pytest.fixture(scope="module")
-def run_job() -> Iterator[Callable[[str], str]]:
-    from worker.tasks import executor, run_job
-
-    yield run_job
-    executor().close()
-    executor.cache_clear()
-
-
-def stored_result(job_id: str) -> dict[str, object]:
-    with session_scope() as session:
-        body = result_body(session, job_id)
-    assert body is not None
-    return orjson.loads(gzip.decompress(body))
 
 
 def test_every_format_is_stored_as_parquet_and_gives_the_same_result(
