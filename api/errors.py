@@ -2,7 +2,8 @@
 
 Every 4xx and 5xx answer of the service's own routes carries a stable snake_case `code` (listed in
 `CODES`, the one table the docs cite) and a human-readable `detail`; some add fields beside them
-(`column`, `parameter`, `errors`, `limit`, `retry_after`, `usage`, `job_id`).
+(`column`, `parameter`, `errors`, `limit`, `retry_after`, `usage`, `job_id`, `prefix`, `matches`,
+`status`...).
 
 Two parts of the app answer otherwise, on purpose: the techtonique-compatible mount keeps FastAPI's own
 bodies (`{"detail": ...}`, a list for a bad parameter), which techtonique's users' scripts read; the
@@ -51,9 +52,18 @@ CODES: dict[str, ErrorCode] = {
         409, "The job is not in a state for this: not succeeded yet, still stopping, or no webhook."
     ),
     "job_cancelled": ErrorCode(409, "A submit with `wait`: the job was cancelled (`job_id`)."),
+    "ambiguous_id": ErrorCode(
+        409, "A job id prefix matches several of the caller's jobs (`prefix`, `count`, `matches`)."
+    ),
+    "job_finished": ErrorCode(
+        409, "`POST /jobs/{id}/cancel`: the job already succeeded or failed (`status`); it is kept."
+    ),
     "upload_too_large": ErrorCode(413, "The upload exceeds FITEXPLAIN_MAX_UPLOAD_BYTES (`limit`)."),
     "storage_quota_exceeded": ErrorCode(
         413, "Keeping the upload would exceed the user's storage quota (`usage`)."
+    ),
+    "id_too_short": ErrorCode(
+        422, "A job id prefix is shorter than the minimum (`minimum`, characters) and no full id."
     ),
     "invalid_parameter": ErrorCode(
         422,
@@ -93,6 +103,17 @@ CODE_BY_STATUS: dict[int, str] = {
     503: "service_busy",
 }
 """The code of an HTTPException, by its status."""
+
+
+class CodedHTTPException(HTTPException):
+    """An HTTPException answered with its own code (one of CODES) and extra fields beside `detail`."""
+
+    def __init__(self, status_code: int, code: str, detail: str, **extra: Any) -> None:
+        if CODES[code].status != status_code:
+            raise ValueError(f"{code} is declared with status {CODES[code].status}, not {status_code}")
+        super().__init__(status_code, detail)
+        self.code = code
+        self.extra = extra
 
 
 class ErrorBody(BaseModel):
@@ -204,6 +225,10 @@ def _http_error(scopes: Scopes) -> Handler:
             return scopes.render_page(request, exc.status_code, str(exc.detail))
         if scopes.techtonique(request):
             return await http_exception_handler(request, exc)
+        if isinstance(exc, CodedHTTPException):
+            return error_response(
+                exc.status_code, exc.code, str(exc.detail), headers=exc.headers, **exc.extra
+            )
         code = CODE_BY_STATUS.get(exc.status_code, _generic_code(exc.status_code))
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 

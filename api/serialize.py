@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from shared.results import formats as results
 from shared.store.uploads import StorageUsage
-from shared.tables import Job
+from shared.tables import Job, JobStatus
 
 GUNZIP_CHUNK = 1 << 20  # bytes of gzip read, and at most bytes of JSON sent, per streamed piece
 # Converting a 190k-row SHAP result to a binary form holds its JSON as Python objects (1.4 GB at peak) for
@@ -52,6 +52,11 @@ class JobError(BaseModel):
     message: str
 
 
+class Score(BaseModel):
+    name: str = Field(description='"accuracy" (classification) or "rmse" (regression), on the test rows')
+    value: float
+
+
 class JobPublic(BaseModel):
     id: str
     endpoint: str
@@ -68,6 +73,16 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    data_filename: str | None = Field(None, description="the uploaded file's name as sent, if it had one")
+    model: str | None = Field(
+        None, description="the model fitted: `base_model` (ml endpoints) or `model_type` (gbdt endpoints)"
+    )
+    score: Score | None = Field(
+        None, description="a succeeded job's headline metric (its result has them all); null otherwise"
+    )
+    duration_seconds: float | None = Field(
+        None, description="finished_at - started_at: null until it finishes, or if it never started"
+    )
     links: dict[str, str]
 
 
@@ -99,8 +114,34 @@ def job_public(job: Job) -> JobPublic:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        data_filename=job.data_filename,
+        model=model_name(job.spec),
+        score=_score(job),
+        duration_seconds=_duration_seconds(job),
         links={"self": f"/jobs/{job.id}", "result": f"/jobs/{job.id}/result"},
     )
+
+
+def _score(job: Job) -> Score | None:
+    if job.status != JobStatus.succeeded or job.score_name is None or job.score_value is None:
+        return None
+    return Score(name=job.score_name, value=job.score_value)
+
+
+def _duration_seconds(job: Job) -> float | None:
+    if job.finished_at is None or job.started_at is None:
+        return None
+    return (job.finished_at - job.started_at).total_seconds()
+
+
+def model_name(spec: dict[str, Any]) -> str | None:
+    """The fitted model's name from a job's stored spec (`JobSpec.to_json`): the ml family's base model,
+    the gbdt family's model type."""
+    model = spec.get("model")
+    if not isinstance(model, dict):
+        return None
+    name = model.get("base_model") if model.get("family") == "ml" else model.get("model_type")
+    return name if isinstance(name, str) else None
 
 
 def result_response(

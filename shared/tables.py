@@ -150,6 +150,8 @@ class Job(Base):
         Index("ix_jobs_dataset_user", "dataset_sha256", "user_id"),
         # The jobs that hold a worker (shared.limits.holds_a_worker), counted at every submit.
         Index("ix_jobs_user_holding", "user_id", postgresql_where=text(HOLDING), sqlite_where=text(HOLDING)),
+        # A user's jobs by a prefix of their id, compared byte by byte (shared.store.job_ids).
+        Index("ix_jobs_user_id_prefix", "user_id", "id", postgresql_ops={"id": "varchar_pattern_ops"}),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -177,6 +179,12 @@ class Job(Base):
     # Cancelled while running, and its worker has not yet confirmed the computation was killed.
     stopping: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     rerun_of: Mapped[str | None] = mapped_column(String(32))  # the job this one re-runs (dashboard)
+    # The uploaded file's name as sent (None when the part had none), for lists of jobs.
+    data_filename: Mapped[str | None] = mapped_column(String(255))
+    # The headline metric of a succeeded job's result (shared.ml.metrics.headline_score), written with it
+    # so that a list of jobs reads no result.
+    score_name: Mapped[str | None] = mapped_column(String(40))
+    score_value: Mapped[float | None] = mapped_column(Float)
 
 
 class JobResult(Base):

@@ -52,6 +52,7 @@ def rerun_job(session: Session, job: Job, by: str, settings: Settings) -> Job:
         dataset=job.dataset_sha256,
         estimated_seconds=job.estimated_seconds,  # same spec and data: same cost, same queue
         queue=job.queue,
+        data_filename=job.data_filename,
     )
     new.rerun_of = job.id
     add_event(session, job.id, "rerun", f"as job {new.id}, by {by}")

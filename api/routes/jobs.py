@@ -1,4 +1,7 @@
-"""A user's jobs: status, result, list, cancel or delete. Another user's job answers 404, never 403."""
+"""A user's jobs: status, result, list, cancel or delete. Another user's job answers 404, never 403.
+
+Every `{job_id}` is a full id or a unique prefix of at least six characters among the caller's own jobs
+(api/owned_jobs.py); the answers name the job by its full id."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from api import errors
 from api.deps import CurrentUser, SessionDep
 from api.endpoint_params import MAX_WAIT_SECONDS
 from api.negotiation import ResultFormatName, choose_format
-from api.owned_jobs import NOT_FOUND, owned_job
+from api.owned_jobs import BY_PREFIX, owned_job
 from api.serialize import (
     MAX_OFFSET,
     JobPage,
@@ -51,7 +54,7 @@ def list_jobs(
     return JobPage(items=[job_public(j) for j in jobs], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
+@router.get("/{job_id}", response_model=JobPublic, responses=BY_PREFIX)
 async def get_job(
     job_id: str,
     request: Request,
@@ -68,12 +71,12 @@ async def get_job(
 ) -> JobPublic:
     job = await run_in_threadpool(_owned_public, job_id, user)
     if wait and job.status not in FINISHED:  # JobStatus is a StrEnum: equal to its names
-        finished = await job_waiter(request.app).wait(job_id, wait, with_body=False)
+        finished = await job_waiter(request.app).wait(job.id, wait, with_body=False)
         if finished is not None:
             found, _ = finished
             assert found is not None  # waited for without its body: the job's row is read
             return job_public(found)
-        job = await run_in_threadpool(_owned_public, job_id, user)  # still unfinished: its progress now
+        job = await run_in_threadpool(_owned_public, job.id, user)  # still unfinished: its progress now
     return job
 
 
@@ -96,7 +99,7 @@ RESULT_CONTENT: dict[str, dict[str, Any]] = {
 @router.get(
     "/{job_id}/result",
     responses={
-        **NOT_FOUND,
+        **BY_PREFIX,
         200: {
             "description": "The result: JSON (techtonique's shape) by default; Arrow IPC (stream or file), "
             "Parquet or NPZ when `format=` or the Accept header asks (docs/api.md, Result formats), with "
@@ -109,7 +112,8 @@ RESULT_CONTENT: dict[str, dict[str, Any]] = {
         **errors.documented(
             {
                 406: "The Accept header matches none of the result's media types.",
-                409: "The job has not succeeded (yet): the detail says its status.",
+                409: "The job has not succeeded (yet): the detail says its status. Or the prefix is "
+                "ambiguous (`ambiguous_id`).",
             }
         ),
     },
@@ -129,6 +133,7 @@ def get_result(
     ] = None,
 ) -> Response:
     job = owned_job(session, job_id, user)
+    job_id = job.id  # the full id, when a prefix named it
     chosen = choose_format(result_format, request.headers.get("accept"))
     if job.status != JobStatus.succeeded:
         message = f"Job {job_id} is {job.status}"
@@ -155,17 +160,57 @@ def stored_result(session: Session, job_id: str) -> IO[bytes]:
     return stream
 
 
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobPublic,
+    responses={
+        **BY_PREFIX,
+        200: {"description": "The job, cancelled (also when it already was)"},
+        **errors.documented(
+            {
+                409: "The job already succeeded or failed (`job_finished`, with its `status`); it is kept. "
+                "Or the prefix is ambiguous (`ambiguous_id`)."
+            }
+        ),
+    },
+)
+def cancel_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
+    """Cancels a queued or running job: a running job's computation is stopped by its worker within a
+    second or two. Cancelling a cancelled job answers it again; a job that succeeded or failed is refused
+    and kept."""
+    job = owned_job(session, job_id, user)
+    if job.status not in FINISHED and cancel(session, job.id):
+        session.commit()  # with the job's webhook outbox row
+    session.refresh(job)  # also when it finished between the read and the cancel
+    if job.status in (JobStatus.succeeded, JobStatus.failed):
+        raise errors.CodedHTTPException(
+            status.HTTP_409_CONFLICT,
+            "job_finished",
+            f"Job {job.id} already {job.status}: only queued or running jobs can be cancelled "
+            f"(DELETE /jobs/{job.id} deletes it).",
+            status=job.status,
+            job_id=job.id,
+        )
+    return job_public(job)
+
+
 @router.delete(
     "/{job_id}",
     responses={
-        **NOT_FOUND,
+        **BY_PREFIX,
         200: {"description": "Cancelled: the job as it now stands"},
         204: {},
-        **errors.documented({409: "Cancelled, and its worker is still stopping it: retry in a few seconds"}),
+        **errors.documented(
+            {
+                409: "Cancelled, and its worker is still stopping it: retry in a few seconds. Or the prefix "
+                "is ambiguous (`ambiguous_id`)."
+            }
+        ),
     },
 )
 def cancel_or_delete_job(job_id: str, session: SessionDep, user: CurrentUser) -> Response:
-    """Cancels a job that has not finished; deletes a finished job with its result and upload."""
+    """Deletes a finished job with its result and upload; a job that has not finished is cancelled
+    instead (as `POST /jobs/{id}/cancel` does) and answered, and can be deleted once it has stopped."""
     job = owned_job(session, job_id, user)
     if job.stopping:  # deleting it now would free the user's running-jobs place before the worker is free
         raise HTTPException(
@@ -173,10 +218,10 @@ def cancel_or_delete_job(job_id: str, session: SessionDep, user: CurrentUser) ->
             detail="The job was cancelled and its worker is still stopping it: delete it in a few seconds.",
         )
     if job.status in FINISHED:
-        delete_job(session, job_id)
+        delete_job(session, job.id)
         session.commit()
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    if cancel(session, job_id):
+    if cancel(session, job.id):
         session.commit()  # with the job's webhook outbox row
     session.refresh(job)
     return Response(job_public(job).model_dump_json(), media_type="application/json")

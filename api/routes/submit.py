@@ -183,8 +183,16 @@ def _accept(
             dataset=received.digest,
             estimated_seconds=round(cost.total, 3),
             queue=queue_for_cost(cost.total, settings),
+            data_filename=_file_name(received.filename),
         )
     return job, publish_job(job.id, job.queue)
+
+
+def _file_name(sent: str) -> str | None:
+    """The upload's file name as a list of jobs shows it: its last path component (some clients send a
+    path), at most 255 characters; None when the part had none."""
+    name = sent.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name[:255] or None
 
 
 def _store(session: Session, ingested: Ingested, digest: str) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from api import errors
 from api.deps import CurrentUser, SessionDep
-from api.owned_jobs import NOT_FOUND, owned_job
+from api.owned_jobs import BY_PREFIX, owned_job
 from shared.db import session_scope
 from shared.settings import get_settings
 from shared.tables import User, WebhookAttempt, WebhookDelivery
@@ -92,10 +92,10 @@ def delivery_public(delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -
     )
 
 
-@router.get("/jobs/{job_id}/webhooks", response_model=JobWebhooks, responses=NOT_FOUND)
+@router.get("/jobs/{job_id}/webhooks", response_model=JobWebhooks, responses=BY_PREFIX)
 def job_webhooks(job_id: str, session: SessionDep, user: CurrentUser) -> JobWebhooks:
     """The job's webhook deliveries, oldest first, each with its attempts."""
-    owned_job(session, job_id, user)
+    job_id = owned_job(session, job_id, user).id  # the full id, when a prefix named it
     deliveries = session.scalars(
         select(WebhookDelivery).where(WebhookDelivery.job_id == job_id).order_by(WebhookDelivery.id)
     ).all()
@@ -116,11 +116,16 @@ def job_webhooks(job_id: str, session: SessionDep, user: CurrentUser) -> JobWebh
     "/jobs/{job_id}/webhooks/redeliver",
     response_model=WebhookDeliveryPublic,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**NOT_FOUND, **errors.documented({409: "The job has not finished, or asked for no webhook."})},
+    responses={
+        **BY_PREFIX,
+        **errors.documented(
+            {409: "The job has not finished, or asked for no webhook; or the prefix is ambiguous."}
+        ),
+    },
 )
 def redeliver_webhook(job_id: str, session: SessionDep, user: CurrentUser) -> WebhookDeliveryPublic:
     """Send the job's webhook again (same `webhook-id`); it goes out within a second or two."""
-    owned_job(session, job_id, user)
+    job_id = owned_job(session, job_id, user).id  # the full id, when a prefix named it
     try:
         delivery = redeliver(session, job_id, actor=user.name)
     except RedeliveryRefused as exc:

@@ -2,6 +2,7 @@
 
 - `jobstore`: a job's guarded state changes (submit, claim, succeed, fail, cancel, requeue, delete), each
   a single SQL statement that says what it expects, and the stored result's bytes.
+- `job_ids`: a user's jobs found by a prefix of their id, on an index.
 - `job_events`: the NOTIFY that wakes requests waiting for a job.
 - `uploads`: uploads stored once per content, and each user's storage counts.
 - `working_data`: what a running job keeps for its fan-out helpers, dropped when it finishes.

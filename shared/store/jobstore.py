@@ -21,6 +21,7 @@ from typing import IO, Any
 import orjson
 from isal import igzip
 from sqlalchemy import (
+    Float,
     Insert,
     Select,
     String,
@@ -40,6 +41,7 @@ from sqlalchemy.orm import Session, aliased
 from shared.blobs import gc as blob_gc
 from shared.blobs.store import current_store, new_token
 from shared.db import on_postgres, rows_changed
+from shared.ml.headline import headline_score
 from shared.store.job_events import notification_payload, notify_column, notify_finished
 from shared.store.uploads import lock_storage_counts, release_upload, sha256_hex
 from shared.store.working_data import drop_working_data, may_hold_working_data
@@ -73,11 +75,14 @@ def create_job(
     estimated_seconds: float | None = None,
     queue: str = "small",
     job_id: str | None = None,
+    data_filename: str | None = None,
 ) -> Job:
     """A queued job, with its "submitted" event; `spec` is the validated JobSpec's versioned JSON, `params`
-    the request as sent; `job_id` when the caller chose it (else a new one)."""
+    the request as sent; `job_id` when the caller chose it (else a new one); `data_filename` the uploaded
+    file's name as sent, if any."""
     values = {
         "id": job_id or new_id(),
+        "data_filename": data_filename or None,
         "user_id": user_id,
         "endpoint": endpoint,
         "params": params,
@@ -350,7 +355,7 @@ def succeed(
         "parquet_key": parquet_key,
         "parquet_bytes": len(parquet or b""),
     }
-    job = _finish_succeeded(session, job_id, worker, stored, compressed)
+    job = _finish_succeeded(session, job_id, worker, stored, compressed, headline_score(result))
     if job is None:
         for written_key in written:
             blobs.delete(written_key)
@@ -362,26 +367,33 @@ def succeed(
 
 
 def _finish_succeeded(
-    session: Session, job_id: str, worker: str, stored: dict[str, Any], compressed: bytes
+    session: Session,
+    job_id: str,
+    worker: str,
+    stored: dict[str, Any],
+    compressed: bytes,
+    score: tuple[str, float] | None,
 ) -> Job | None:
-    """Mark the job succeeded if it is still running on `worker`, with its result row (`stored`: the
-    JobResult columns) and its event: a job gets its result row only here, in the transaction that makes
-    it succeeded. On Postgres one statement, which also sends the notification (`compressed` rides in it
-    when small), delivered when the transaction commits. None when the job is no longer ours."""
+    """Mark the job succeeded if it is still running on `worker`, with its headline `score` (name, value),
+    its result row (`stored`: the JobResult columns) and its event: a job gets its result row only here,
+    in the transaction that makes it succeeded. On Postgres one statement, which also sends the
+    notification (`compressed` rides in it when small), delivered when the transaction commits. None
+    when the job is no longer ours."""
     now = utcnow()
+    finishing = {
+        "job_id": job_id,
+        "finisher": worker,
+        "now": now,
+        "headline_name": score[0] if score else None,
+        "headline_value": score[1] if score else None,
+    }
     if on_postgres(session):
-        values = {
-            "job_id": job_id,
-            "finisher": worker,
-            "now": now,
-            "payload": notification_payload(job_id, compressed),
-        }
+        values = {**finishing, "payload": notification_payload(job_id, compressed)}
         statement = _succeeded_in_one_statement(tuple(stored))
         found = session.execute(statement, {**values, **stored}).first()
         return found[0] if found is not None else None
     job = session.execute(
-        _succeeding().returning(Job).execution_options(populate_existing=True),
-        {"job_id": job_id, "finisher": worker, "now": now},
+        _succeeding().returning(Job).execution_options(populate_existing=True), finishing
     ).scalar()
     if job is not None:
         session.add(JobResult(job_id=job_id, created_at=now, **stored))
@@ -391,13 +403,19 @@ def _finish_succeeded(
 
 def _succeeding() -> Update:
     """The UPDATE that makes a job still running on the bound `finisher` (a worker) succeeded at the bound
-    `now`. (A bound value named as a column of the table would be taken for a value to SET.)"""
+    `now`, with its headline score (`headline_name`, `headline_value`). (A bound value named as a column
+    of the table would be taken for a value to SET.)"""
     return (
         update(Job)
         .where(Job.id == bindparam("job_id"), Job.status == JobStatus.running)
         .where(Job.worker == bindparam("finisher"))
         .values(
-            status=JobStatus.succeeded, progress=1.0, progress_message="done", finished_at=bindparam("now")
+            status=JobStatus.succeeded,
+            progress=1.0,
+            progress_message="done",
+            finished_at=bindparam("now"),
+            score_name=bindparam("headline_name", type_=String),
+            score_value=bindparam("headline_value", type_=Float),
         )
         .execution_options(synchronize_session=False)
     )

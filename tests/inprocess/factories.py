@@ -53,10 +53,21 @@ def make_job(
     endpoint: str = "gbdtclassification",
     params: dict[str, Any] | None = None,
     csv: bytes = IRIS,
+    job_id: str | None = None,
+    data_filename: str | None = None,
 ) -> str:
-    """A queued job as submit writes it (parameters validated by the endpoint's model); returns its id."""
+    """A queued job as submit writes it (parameters validated by the endpoint's model); returns its id
+    (`job_id` when given)."""
     with session_scope() as session:
-        return insert_job(session, user_id, endpoint=endpoint, params=params, csv=csv)
+        return insert_job(
+            session,
+            user_id,
+            endpoint=endpoint,
+            params=params,
+            csv=csv,
+            job_id=job_id,
+            data_filename=data_filename,
+        )
 
 
 def insert_job(
@@ -66,6 +77,8 @@ def insert_job(
     endpoint: str = "gbdtclassification",
     params: dict[str, Any] | None = None,
     csv: bytes = IRIS,
+    job_id: str | None = None,
+    data_filename: str | None = None,
 ) -> str:
     """`make_job` inside the caller's transaction."""
     validated = PARAMS_BY_ENDPOINT[endpoint].model_validate(params or TINY_GBDT)
@@ -79,6 +92,8 @@ def insert_job(
         params=validated.stored(),
         spec=validated.to_spec().to_json(),
         dataset=digest,
+        job_id=job_id,
+        data_filename=data_filename,
     ).id
 
 
@@ -133,9 +148,10 @@ class Jobs:
         status: str = JobStatus.queued,
         age: float = 0.0,
         content: bytes = b"x,target\n1,0\n",
+        job_id: str | None = None,
     ) -> str:
         """A job on the upload `content`, submitted `age` seconds ago, put straight in `status` (if
-        running: a fresh heartbeat)."""
+        running: a fresh heartbeat); its id `job_id` when given."""
         with self.sessions.begin() as session:
             digest = sha256_hex(content)
             store_upload(session, content, digest, content.count(b"\n") - 1, 2)
@@ -147,6 +163,7 @@ class Jobs:
                 spec=JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json(),
                 dataset=digest,
                 queue=queue,
+                job_id=job_id,
             )
             job.created_at = utcnow() - timedelta(seconds=age)
             job.status = status

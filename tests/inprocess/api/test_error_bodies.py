@@ -76,6 +76,7 @@ PROVOKED: dict[tuple[str, str], list[Provoked]] = {
         Provoked(422, "invalid_parameter", params={"wait": -1}),
     ],
     ("DELETE", "/jobs/{job_id}"): [NO_TOKEN, UNKNOWN_JOB],
+    ("POST", "/jobs/{job_id}/cancel"): [NO_TOKEN, UNKNOWN_JOB],
     ("GET", "/jobs/{job_id}/result"): [
         NO_TOKEN,
         UNKNOWN_JOB,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,7 +12,17 @@ from fastapi.testclient import TestClient
 from shared.db import session_scope
 from shared.store.jobstore import claim, fail, succeed
 from shared.tables import Upload
-from tests.inprocess.factories import TINY_GBDT, Account, ago, load_job, make_job, set_job, webhook_outbox
+from tests.inprocess.factories import (
+    IRIS,
+    TINY_GBDT,
+    Account,
+    ago,
+    events,
+    load_job,
+    make_job,
+    set_job,
+    webhook_outbox,
+)
 
 RESULT = {"accuracy": 0.96, "y_pred": [0, 1, 2]}
 
@@ -80,10 +91,32 @@ def test_a_job_shows_its_public_fields(client: TestClient, alice: Account) -> No
         "links",
         "estimated_seconds",
         "queue",
+        "data_filename",
+        "model",
+        "score",
+        "duration_seconds",
     }
     assert (body["id"], body["status"], body["attempts"], body["error"]) == (job_id, "running", 1, None)
     assert body["params"]["model_type"] == TINY_GBDT["model_type"]
     assert body["created_at"].endswith(("Z", "+00:00")) and body["started_at"].endswith(("Z", "+00:00"))
+
+
+def test_a_job_shows_its_file_model_score_and_duration(client: TestClient, alice: Account) -> None:
+    lightgbm = make_job(alice.id, data_filename="iris.csv")
+    forest = make_job(
+        alice.id, endpoint="mlregression", params={"base_model": "RandomForestRegressor"}, csv=IRIS
+    )
+    set_job(lightgbm, created_at=ago(10))
+    unfinished = client.get(f"/jobs/{lightgbm}", headers=alice.headers).json()
+    assert (unfinished["data_filename"], unfinished["model"]) == ("iris.csv", "lightgbm")
+    assert (unfinished["score"], unfinished["duration_seconds"]) == (None, None)
+    succeeded(lightgbm)
+    finished = ago(10)
+    set_job(lightgbm, started_at=finished - timedelta(seconds=2.5), finished_at=finished)
+    listed = {item["id"]: item for item in client.get("/jobs", headers=alice.headers).json()["items"]}
+    assert listed[lightgbm]["score"] == {"name": "accuracy", "value": RESULT["accuracy"]}
+    assert listed[lightgbm]["duration_seconds"] == 2.5
+    assert (listed[forest]["model"], listed[forest]["data_filename"]) == ("RandomForestRegressor", None)
 
 
 def test_a_failed_job_shows_its_error(client: TestClient, alice: Account) -> None:
@@ -150,9 +183,54 @@ def test_delete_cancels_an_unfinished_job_and_answers_it(
     assert job is not None and job.status == "cancelled"
 
 
+@pytest.mark.parametrize("start_it", [False, True])
+def test_cancel_stops_an_unfinished_job_and_answers_it(
+    client: TestClient, alice: Account, start_it: bool
+) -> None:
+    job_id = make_job(alice.id)
+    if start_it:
+        start(job_id)
+    response = client.post(f"/jobs/{job_id}/cancel", headers=alice.headers)
+    assert response.status_code == 200
+    assert (response.json()["id"], response.json()["status"]) == (job_id, "cancelled")
+    job = load_job(job_id)
+    assert job is not None and (job.status, job.stopping) == ("cancelled", start_it)
+    again = client.post(f"/jobs/{job_id}/cancel", headers=alice.headers)  # idempotent
+    assert (again.status_code, again.json()["status"]) == (200, "cancelled")
+    assert events(job_id).count("cancelled") == 1
+
+
+@pytest.mark.parametrize("outcome", ["succeeded", "failed"])
+def test_cancel_of_a_finished_job_is_a_409_and_keeps_it(
+    client: TestClient, alice: Account, outcome: str
+) -> None:
+    job_id = make_job(alice.id)
+    if outcome == "succeeded":
+        succeeded(job_id)
+    else:
+        with session_scope() as session:
+            fail(session, job_id, "non_numeric", "Column 'b' has a non-numeric value.")
+    response = client.post(f"/jobs/{job_id}/cancel", headers=alice.headers)
+    assert response.status_code == 409
+    body = response.json()
+    assert (body["code"], body["status"], body["job_id"]) == ("job_finished", outcome, job_id)
+    assert f"already {outcome}" in body["detail"]
+    job = load_job(job_id)
+    assert job is not None and job.status == outcome
+    assert client.get(f"/jobs/{job_id}", headers=alice.headers).json()["status"] == outcome
+
+
+def test_cancel_of_another_users_job_is_a_404_and_leaves_it(
+    client: TestClient, alice: Account, bob: Account
+) -> None:
+    job_id = make_job(alice.id)
+    assert client.post(f"/jobs/{job_id}/cancel", headers=bob.headers).status_code == 404
+    assert load_job(job_id).status == "queued"  # type: ignore[union-attr]
+
+
 def test_cancelling_a_job_with_a_webhook_writes_its_delivery(client: TestClient, alice: Account) -> None:
     job_id = make_job(alice.id, params={**TINY_GBDT, "webhook_url": "https://example.com/hook"})
-    assert client.delete(f"/jobs/{job_id}", headers=alice.headers).status_code == 200
+    assert client.post(f"/jobs/{job_id}/cancel", headers=alice.headers).status_code == 200
     assert webhook_outbox(job_id) == ["job.cancelled"]
 
 

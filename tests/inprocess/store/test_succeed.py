@@ -16,8 +16,8 @@ from tests.inprocess.factories import Jobs
 RESULT = {"y_pred": [0, 1, 1], "accuracy": 2 / 3}
 
 
-def claimed_job(jobs: Jobs, worker: str) -> str:
-    job_id = jobs.job(jobs.user("alice"))
+def claimed_job(jobs: Jobs, worker: str, user: str = "alice") -> str:
+    job_id = jobs.job(jobs.user(user))
     with jobs.sessions.begin() as session:
         assert claim_next(session, job_id, worker=worker, stale_after=60, max_attempts=3).job is not None
     return job_id
@@ -36,6 +36,7 @@ def test_success_writes_the_job_its_result_and_its_event(jobs: Jobs) -> None:
         assert succeed(session, job_id, "w:1", RESULT)
     job = jobs.row(job_id)
     assert job.status == JobStatus.succeeded and job.progress == 1.0 and job.progress_message == "done"
+    assert (job.score_name, job.score_value) == ("accuracy", RESULT["accuracy"])
     with jobs.sessions() as session:
         row = session.get(JobResult, job_id)
         assert row is not None and row.created_at == job.finished_at
@@ -59,3 +60,13 @@ def test_a_result_for_a_job_no_longer_ours_writes_nothing(jobs: Jobs) -> None:
     with jobs.sessions() as session:
         assert session.get(JobResult, job_id) is None
     assert events(jobs.sessions, job_id) == ["submitted", "started"]
+
+
+def test_a_regression_result_scores_its_rmse_and_a_result_without_metrics_none(jobs: Jobs) -> None:
+    regression = {"y_pred": [1.5], "Score": {"R² Score": None, "RMSE (Root Mean Squared Error)": 0.25}}
+    scored, unscored = claimed_job(jobs, "w:1"), claimed_job(jobs, "w:2", user="bob")
+    with jobs.sessions.begin() as session:
+        assert succeed(session, scored, "w:1", regression)
+        assert succeed(session, unscored, "w:2", {"y_pred": [1.5]})
+    assert (jobs.row(scored).score_name, jobs.row(scored).score_value) == ("rmse", 0.25)
+    assert (jobs.row(unscored).score_name, jobs.row(unscored).score_value) == (None, None)
