@@ -20,16 +20,57 @@ fx_url <- function(url = NULL) {
 
 fx_token <- function(token = NULL) {
   found <- if (!is.null(token)) token else Sys.getenv("FITEXPLAIN_TOKEN", "")
-  if (!nzchar(found)) stop("no token: pass token= or set FITEXPLAIN_TOKEN", call. = FALSE)
+  if (!nzchar(found)) {
+    stop(fx_condition("fitexplain_usage", "no token: pass token= or set FITEXPLAIN_TOKEN", code = "usage"))
+  }
   found
 }
 
-# An R condition of class "fitexplain_error" carrying the HTTP status, the server's code and the column.
-fx_error <- function(response) {
-  body <- tryCatch(
-    fromJSON(content(response, as = "text", encoding = "UTF-8"), simplifyVector = FALSE),
-    error = function(e) list(detail = content(response, as = "text", encoding = "UTF-8"))
+# The exit codes shared with the Python command line (docs/clients.md), by kind of failure.
+FX_EXIT <- c(
+  ok = 0L, job_failed = 1L, usage = 2L, unfinished = 3L, not_found = 4L, unavailable = 5L, auth = 6L
+)
+
+# Every error of this client is an R condition of class "fitexplain_error" (then "error", "condition"),
+# with `code` (the server's code, or the client's own), `status` (HTTP status, NA when there was no answer),
+# `detail`, `column` and `exit_code` (an error answer also has its whole `body`, and the fields its code
+# adds: `minimum`, `matches`...); a more specific class comes first:
+#   fitexplain_status_error      an error answer: fitexplain_bad_request (400), fitexplain_authentication
+#                                (401), fitexplain_permission_denied (403), fitexplain_not_found (404),
+#                                fitexplain_conflict (409), fitexplain_too_large (413),
+#                                fitexplain_unprocessable (422), fitexplain_rate_limited (429),
+#                                fitexplain_server_error (5xx)
+#   fitexplain_connection_error  no answer (refused, DNS, reset); fitexplain_timeout below it
+#   fitexplain_job_failed        the job failed or was cancelled (code: the job's error code)
+#   fitexplain_job_unfinished    fx_wait's timeout passed with the job still queued or running
+#   fitexplain_usage             a bad argument (the command line's bad usage)
+fx_condition <- function(classes, message, code = NULL, status = NA_integer_, detail = message,
+                         column = NULL, exit_code = FX_EXIT[["usage"]], ...) {
+  structure(
+    class = c(classes, "fitexplain_error", "error", "condition"),
+    list(message = message, call = NULL, code = code, status = status, detail = detail, column = column,
+         exit_code = exit_code, ...)
   )
+}
+
+FX_STATUS_CLASSES <- c(
+  "400" = "fitexplain_bad_request", "401" = "fitexplain_authentication",
+  "403" = "fitexplain_permission_denied", "404" = "fitexplain_not_found", "409" = "fitexplain_conflict",
+  "413" = "fitexplain_too_large", "422" = "fitexplain_unprocessable", "429" = "fitexplain_rate_limited"
+)
+
+fx_status_exit <- function(status) {
+  if (status %in% c(401, 403)) return(FX_EXIT[["auth"]])
+  if (status == 404) return(FX_EXIT[["not_found"]])
+  if (status == 429 || status >= 500) return(FX_EXIT[["unavailable"]])
+  FX_EXIT[["usage"]]
+}
+
+# The condition for an error answer: its status's class, the server's code, detail and extra fields.
+fx_error <- function(response) {
+  text <- content(response, as = "text", encoding = "UTF-8")
+  body <- tryCatch(fromJSON(text, simplifyVector = FALSE), error = function(e) list(detail = text))
+  if (!is.list(body)) body <- list(detail = text)
   detail <- body$detail
   if (is.list(detail)) {  # request validation: a list of {loc, msg}
     detail <- paste(vapply(detail, function(item) {
@@ -37,24 +78,58 @@ fx_error <- function(response) {
       paste0(where, if (nzchar(where)) ": " else "", item$msg)
     }, character(1)), collapse = "; ")
   }
+  if (is.null(detail)) detail <- ""
   status <- status_code(response)
-  code <- if (is.null(body$code)) "" else paste0(" ", body$code)
-  message <- sprintf("HTTP %d%s: %s", status, code, detail)
-  structure(
-    class = c("fitexplain_error", "error", "condition"),
-    list(message = message, call = NULL, status = status, code = body$code, column = body$column)
+  specific <- if (status >= 500) "fitexplain_server_error" else FX_STATUS_CLASSES[as.character(status)]
+  classes <- c(if (!is.na(specific)) unname(specific), "fitexplain_status_error")
+  label <- if (is.null(body$code)) "" else paste0(" ", body$code)
+  condition <- fx_condition(
+    classes, sprintf("HTTP %d%s: %s", status, label, detail), code = body$code, status = status,
+    detail = detail, column = body$column, exit_code = fx_status_exit(status), body = body
+  )
+  for (name in setdiff(names(body), names(unclass(condition)))) {  # the code's own fields: `minimum`...
+    condition[[name]] <- body[[name]]
+  }
+  condition
+}
+
+# The condition for a request that got no answer, naming the URL and what to check.
+fx_transport_error <- function(error, target) {
+  text <- conditionMessage(error)
+  timed_out <- grepl("Timeout was reached|timed out", text, ignore.case = TRUE)
+  hint <- if (timed_out) {
+    "the service did not answer in time (options(fitexplain.timeout = seconds) waits longer)"
+  } else {
+    "is the service running there? (FITEXPLAIN_URL or url= names it)"
+  }
+  fx_condition(
+    c(if (timed_out) "fitexplain_timeout", "fitexplain_connection_error"),
+    sprintf("%s %s: %s; %s", if (timed_out) "no answer in time from" else "cannot reach", target, text, hint),
+    code = if (timed_out) "timeout" else "connection_error", exit_code = FX_EXIT[["unavailable"]],
+    url = target
   )
 }
 
-# One request; 429 and 503 are retried honouring Retry-After; network errors only for GET and DELETE.
-fx_request <- function(method, path, url = NULL, token = NULL, ..., attempts = 5) {
+# The exit code the command line ends with for a condition (0 for none): see FX_EXIT.
+fx_exit_code <- function(condition = NULL) {
+  if (is.null(condition)) return(FX_EXIT[["ok"]])
+  if (inherits(condition, "fitexplain_error")) return(condition$exit_code)
+  FX_EXIT[["usage"]]
+}
+
+# One request; 429 and 503 are retried honouring Retry-After, and a request that got no answer when it is
+# `idempotent` (GET, DELETE and cancel are), up to options(fitexplain.attempts) times (default 5).
+# Every request waits at most options(fitexplain.timeout) seconds (default 120).
+fx_request <- function(method, path, url = NULL, token = NULL, ..., idempotent = method %in% c("GET", "DELETE"),
+                       attempts = getOption("fitexplain.attempts", 5)) {
   target <- paste0(fx_url(url), path)
   auth <- add_headers(Authorization = paste("Bearer", fx_token(token)))
+  limit <- timeout(getOption("fitexplain.timeout", 120))
   for (attempt in seq_len(attempts)) {
-    response <- tryCatch(VERB(method, target, auth, ...), error = function(e) e)
+    response <- tryCatch(VERB(method, target, auth, limit, ...), error = function(e) e)
     last <- attempt == attempts
     if (inherits(response, "error")) {
-      if (last || !(method %in% c("GET", "DELETE"))) stop(response)
+      if (last || !idempotent) stop(fx_transport_error(response, target))
       Sys.sleep(0.5 * 2^(attempt - 1))
       next
     }
@@ -67,6 +142,15 @@ fx_request <- function(method, path, url = NULL, token = NULL, ..., attempts = 5
     if (status >= 400) stop(fx_error(response))
     return(response)
   }
+}
+
+# The path of a job's route: `job` is a job (a list with its id), its full id or a prefix of 6+ characters.
+fx_job_path <- function(job, tail = "") {
+  id <- if (is.list(job)) job$id else job
+  if (!is.character(id) || length(id) != 1 || !nzchar(id)) {
+    stop(fx_condition("fitexplain_usage", "a job, its id or a prefix of its id is needed", code = "usage"))
+  }
+  paste0("/jobs/", utils::URLencode(id, reserved = TRUE), tail)
 }
 
 fx_json <- function(response) {
@@ -87,10 +171,36 @@ fx_submit <- function(file, endpoint = "mlclassification", ..., url = NULL, toke
   fx_json(response)
 }
 
+# A job as it stands now (`job`: a job, its id or a prefix of 6+ characters of its id).
+fx_status <- function(job, url = NULL, token = NULL) {
+  fx_json(fx_request("GET", fx_job_path(job), url, token))
+}
+
+# Your jobs, newest first: each with endpoint, model, data_filename, status, score and duration_seconds.
+fx_jobs <- function(limit = 20, status = NULL, url = NULL, token = NULL) {
+  query <- list(limit = limit)
+  if (!is.null(status)) query$status <- status
+  fx_json(fx_request("GET", "/jobs", url, token, query = query))$items
+}
+
+# Cancel a queued or running job (POST /jobs/{id}/cancel); returns the cancelled job. A job that already
+# succeeded or failed is kept, and this stops with a fitexplain_conflict (code "job_finished").
+fx_cancel <- function(job, url = NULL, token = NULL) {
+  fx_json(fx_request("POST", fx_job_path(job, "/cancel"), url, token, idempotent = TRUE))
+}
+
+# Delete a finished job with its result and upload (DELETE /jobs/{id}); returns NULL invisibly. A job
+# that has not finished is cancelled instead, and returned (delete it again once it has stopped).
+fx_delete <- function(job, url = NULL, token = NULL) {
+  response <- fx_request("DELETE", fx_job_path(job), url, token)
+  if (status_code(response) == 204) return(invisible(NULL))
+  invisible(fx_json(response))
+}
+
 # Poll the job until it finishes (0.1 s backing off to 1 s), with a text progress bar and the job's message.
-# Returns the finished job; stops with a fitexplain_error if it failed or was cancelled.
+# Returns the finished job; stops with a fitexplain_job_failed if it failed or was cancelled, and with a
+# fitexplain_job_unfinished once `timeout` seconds have passed.
 fx_wait <- function(job, timeout = Inf, progress = interactive(), url = NULL, token = NULL) {
-  id <- if (is.list(job)) job$id else job
   started <- Sys.time()
   delay <- 0.1
   bar <- if (progress) txtProgressBar(min = 0, max = 1, style = 3) else NULL
@@ -100,12 +210,15 @@ fx_wait <- function(job, timeout = Inf, progress = interactive(), url = NULL, to
     left <- timeout - as.numeric(difftime(Sys.time(), started, units = "secs"))
     hold <- max(0, min(2, left))
     asked <- Sys.time()
-    path <- paste0("/jobs/", id, if (hold > 0) sprintf("?wait=%.3f", hold) else "")
-    state <- fx_json(fx_request("GET", path, url, token))
+    query <- if (hold > 0) list(wait = sprintf("%.3f", hold)) else list()
+    state <- fx_json(fx_request("GET", fx_job_path(job), url, token, query = query))
     if (!is.null(bar)) setTxtProgressBar(bar, if (state$status == "succeeded") 1 else state$progress)
     if (state$status %in% c("succeeded", "failed", "cancelled")) break
-    if (as.numeric(difftime(Sys.time(), started, units = "secs")) > timeout) {
-      stop(sprintf("job %s still %s after %s s", id, state$status, timeout), call. = FALSE)
+    if (as.numeric(difftime(Sys.time(), started, units = "secs")) >= timeout) {
+      stop(fx_condition(
+        "fitexplain_job_unfinished", sprintf("job %s still %s after %s s", state$id, state$status, timeout),
+        code = "unfinished", exit_code = FX_EXIT[["unfinished"]], job = state
+      ))
     }
     if (as.numeric(difftime(Sys.time(), asked, units = "secs")) < hold / 2) {
       Sys.sleep(delay)  # a server from before long polls answered at once: poll, backing off
@@ -114,12 +227,11 @@ fx_wait <- function(job, timeout = Inf, progress = interactive(), url = NULL, to
   }
   if (state$status != "succeeded") {
     error <- state$error
-    stop(structure(
-      class = c("fitexplain_error", "error", "condition"),
-      list(
-        message = sprintf("job %s %s: %s", id, state$status, if (is.null(error)) "" else error$message),
-        call = NULL, status = NA, code = error$code, column = NULL
-      )
+    code <- if (is.null(error)) paste0("job_", state$status) else error$code
+    stop(fx_condition(
+      "fitexplain_job_failed",
+      sprintf("job %s %s: %s", state$id, state$status, if (is.null(error)) state$status else error$message),
+      code = code, exit_code = FX_EXIT[["job_failed"]], job = state
     ))
   }
   state
@@ -128,8 +240,7 @@ fx_wait <- function(job, timeout = Inf, progress = interactive(), url = NULL, to
 # The result of a succeeded job, as a list in techtonique's shape: res$interpretability$feature_names
 # (one method), or a list of such objects (several methods, in the order asked).
 fx_result <- function(job, url = NULL, token = NULL) {
-  id <- if (is.list(job)) job$id else job
-  fx_json(fx_request("GET", paste0("/jobs/", id, "/result"), url, token))
+  fx_json(fx_request("GET", fx_job_path(job, "/result"), url, token))
 }
 
 # The flat explanation object of `method` ("permutation" or "shap"), or NULL.
@@ -182,3 +293,62 @@ fx_plot_importance <- function(result, top = 20, file = NULL, width = 700, heigh
   }
   invisible(values[order])
 }
+
+# The command line, for scripts that shell out to R:
+#   Rscript clients/r/fitexplain.R submit FILE ENDPOINT [name=value ...] [--wait]
+#   Rscript clients/r/fitexplain.R status|wait|result|cancel|delete JOB     (JOB: an id or a 6+ prefix)
+#   Rscript clients/r/fitexplain.R jobs [LIMIT]
+# prints JSON on standard output, or one line on standard error, and exits with the table's code:
+# 0 ok, 1 job failed or cancelled, 2 bad usage or a request the service rejected, 3 job not finished,
+# 4 not found, 5 service unreachable or unavailable, 6 authentication or permission.
+FX_USAGE <- paste(
+  "usage: fitexplain.R submit FILE ENDPOINT [name=value ...] [--wait] | status JOB | wait JOB [SECONDS]",
+  "| result JOB | cancel JOB | delete JOB | jobs [LIMIT]"
+)
+
+fx_command <- function(args) {
+  usage <- function() stop(fx_condition("fitexplain_usage", FX_USAGE, code = "usage"))
+  if (length(args) == 0) usage()
+  command <- args[1]
+  rest <- args[-1]
+  one <- function() if (length(rest) == 1) rest[1] else usage()
+  switch(command,
+    submit = {
+      waiting <- "--wait" %in% rest
+      rest <- setdiff(rest, "--wait")
+      if (length(rest) < 2 || !all(grepl("=", rest[-(1:2)], fixed = TRUE))) usage()
+      pairs <- strsplit(rest[-(1:2)], "=", fixed = TRUE)
+      params <- setNames(lapply(pairs, function(p) paste(p[-1], collapse = "=")), vapply(pairs, `[`, "", 1))
+      job <- do.call(fx_submit, c(list(rest[1], rest[2]), params))
+      if (waiting) fx_wait(job, progress = FALSE) else job
+    },
+    status = fx_status(one()),
+    wait = {
+      if (!(length(rest) %in% 1:2)) usage()
+      seconds <- if (length(rest) == 2) suppressWarnings(as.numeric(rest[2])) else Inf
+      if (is.na(seconds)) usage()
+      fx_wait(rest[1], timeout = seconds, progress = FALSE)
+    },
+    result = fx_result(one()),
+    cancel = fx_cancel(one()),
+    delete = {
+      left <- fx_delete(one())
+      if (is.null(left)) list(deleted = rest[1]) else left
+    },
+    jobs = fx_jobs(limit = if (length(rest) == 1) rest[1] else 20),
+    usage()
+  )
+}
+
+# Runs one command; returns its exit code.
+fx_main <- function(args = commandArgs(trailingOnly = TRUE)) {
+  tryCatch({
+    cat(toJSON(fx_command(args), auto_unbox = TRUE, null = "null", digits = NA), "\n", sep = "")
+    fx_exit_code()
+  }, error = function(e) {
+    message("fitexplain: ", conditionMessage(e))
+    fx_exit_code(e)
+  })
+}
+
+if (sys.nframe() == 0L) quit(save = "no", status = fx_main())
