@@ -243,7 +243,7 @@ def test_the_running_jobs_limit_is_waited_out_through_retry_after(tmp_path: Path
 
         async def run_all() -> list[Result]:
             async with AsyncClient(limited.url, token) as client:
-                client._transport.http.event_hooks["response"] = [
+                client.transport.http.event_hooks["response"] = [
                     lambda response: _record_refusal(response, refused)
                 ]
                 jobs = await asyncio.gather(*(client.gbdtclassification(csv, seed=seed) for seed in range(6)))

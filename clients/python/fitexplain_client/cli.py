@@ -2,21 +2,23 @@
 (serve, api, worker, migrate, create-token, revoke-tokens) through the `fitexplain.commands` entry-point
 group, so a laptop with only the client gets these and a server gets all.
 
-Exit codes: 0 done, 1 the job failed (or the service could not be reached), 2 bad usage or a 4xx answer.
+A job id may be any unique prefix (6 characters or more) of one of your jobs' ids. Exit codes: the table
+in `exit_codes` (0 ok, 1 job failed or cancelled, 2 bad usage or a rejected request, 3 job not finished,
+4 not found, 5 service unreachable or unavailable, 6 authentication); an error is one line on stderr.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -24,13 +26,16 @@ from rich.table import Table
 from fitexplain_client import config
 from fitexplain_client.binary import FORMATS, check_format
 from fitexplain_client.client import Client
-from fitexplain_client.errors import APIError, FitexplainError, JobFailedError
-from fitexplain_client.result import Result
+from fitexplain_client.endpoints import parameters
+from fitexplain_client.errors import ConflictError
+from fitexplain_client.exit_codes import ExitCode, JobNotFinished, exit_code, one_line
+from fitexplain_client.models import JobState
+from fitexplain_client.plot_kinds import PlotKind, chosen_kind, save_plot
 
 PLUGIN_GROUP = "fitexplain.commands"
 
 app = typer.Typer(
-    help="fitexplain: fit models on CSV files and explain them, as a job service.",
+    help="fitexplain: fit models on tables and explain them, as a job service.",
     no_args_is_help=True,
 )
 out = Console()
@@ -44,13 +49,6 @@ class Endpoint(StrEnum):
     gbdtregression = "gbdtregression"
 
 
-class PlotKind(StrEnum):
-    importance = "importance"
-    shap_summary = "shap-summary"
-    shap_beeswarm = "shap-beeswarm"
-    intervals = "intervals"
-
-
 UrlOption = Annotated[
     str | None, typer.Option("--url", help="service URL (default: FITEXPLAIN_URL, then `fitexplain login`)")
 ]
@@ -58,61 +56,62 @@ TokenOption = Annotated[
     str | None, typer.Option("--token", help="API token (default: FITEXPLAIN_TOKEN, then `fitexplain login`)")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")]
+JobId = Annotated[str, typer.Argument(help="the job's id, or a unique prefix of it (6+ characters)")]
 
 
 # ----------------------------------------------------------------------------- errors and exit codes
 
 
+def fail(message: str, code: ExitCode) -> typer.Exit:
+    err.print(f"fitexplain: {message}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(int(code))
+
+
 @contextmanager
 def exit_codes() -> Iterator[None]:
-    """Turn the client's errors into a message on stderr and the documented exit code."""
+    """Turn the client's errors into one line on stderr and the documented exit code."""
     try:
         yield
-    except JobFailedError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    except APIError as exc:
-        where = f" (column {exc.column!r})" if exc.column else ""
-        err.print(f"[red]{exc}{where}[/red]")
-        raise typer.Exit(2 if 400 <= exc.status_code < 500 else 1) from exc
-    except (FitexplainError, httpx.HTTPError, OSError, ValueError) as exc:
-        err.print(f"[red]{type(exc).__name__}: {exc}[/red]")
-        raise typer.Exit(2 if isinstance(exc, ValueError | FileNotFoundError) else 1) from exc
+    except (typer.Exit, click.exceptions.UsageError):
+        raise
+    except ConflictError as exc:
+        if exc.code == "job_finished":
+            raise fail(
+                f"{exc.detail} (nothing to cancel; `fitexplain delete` deletes a job)", ExitCode.USAGE
+            ) from exc
+        raise fail(one_line(exc), exit_code(exc)) from exc
+    except Exception as exc:
+        if isinstance(exc, LookupError | AttributeError | NameError | AssertionError):
+            raise  # a bug: its traceback helps more than a line
+        raise fail(one_line(exc), exit_code(exc)) from exc
 
 
-def parse_params(pairs: list[str]) -> dict[str, str]:
+def parse_params(pairs: list[str], endpoint: str) -> dict[str, str]:
+    """`-p NAME=VALUE` pairs, each NAME one of the endpoint's parameters."""
+    known = parameters(endpoint)
     params: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
+        name = name.strip()
+        if not sep or not name:
             raise typer.BadParameter(f"{pair!r}: expected NAME=VALUE", param_hint="-p/--param")
-        params[name.strip()] = value.strip()
+        if name in ("target", "training_index"):
+            raise typer.BadParameter(
+                f"{pair!r}: the file itself names these columns; rename the column to {name!r}",
+                param_hint="-p/--param",
+            )
+        if name == "wait":
+            raise typer.BadParameter(f"{pair!r}: use --wait", param_hint="-p/--param")
+        if name not in known:
+            raise typer.BadParameter(
+                f"{name!r} is not a parameter of {endpoint}; one of {', '.join(known)}",
+                param_hint="-p/--param",
+            )
+        params[name] = value.strip()
     return params
 
 
-def default_kind(result: Result) -> PlotKind:
-    if result.permutation is not None:
-        return PlotKind.importance
-    if result.shap is not None:
-        return PlotKind.shap_summary
-    if result.pi_lower is not None:
-        return PlotKind.intervals
-    raise ValueError("nothing to plot: the result has no explanation and no prediction intervals")
-
-
-def save_plot(result: Result, kind: PlotKind | None, path: Path, class_label: str | None = None) -> PlotKind:
-    chosen = kind or default_kind(result)
-    draw: dict[PlotKind, Callable[[], Any]] = {
-        PlotKind.importance: lambda: result.plot_importance(),
-        PlotKind.shap_summary: lambda: result.plot_shap_summary(class_label=class_label),
-        PlotKind.shap_beeswarm: lambda: result.plot_shap_beeswarm(class_label=class_label),
-        PlotKind.intervals: lambda: result.plot_intervals(),
-    }
-    draw[chosen]().savefig(path, dpi=100)
-    return chosen
-
-
-def summary(result: Result) -> str:
+def summary(result: Any) -> str:
     if result.task == "regression":
         score = result.metrics
         line = f"regression: R² {score.get('R² Score', float('nan')):.3f}, RMSE "
@@ -121,7 +120,7 @@ def summary(result: Result) -> str:
             line += f", interval coverage {result.pi_coverage:.1f} %"
     else:
         line = f"classification: accuracy {result.metrics['accuracy']:.3f}"
-    methods = ", ".join(item["method"] for item in result.explanations)
+    methods = ", ".join(item.method for item in result.explanations)
     return f"{line} on {len(result.y_pred)} test rows" + (f"; explained by {methods}" if methods else "")
 
 
@@ -131,6 +130,21 @@ def write_json(body: object, path: Path | None) -> None:
         sys.stdout.write(text + "\n")
     else:
         path.write_text(text)
+
+
+def duration(state: JobState) -> str:
+    seconds = state.duration_seconds
+    if seconds is None and state.started_at is not None and state.finished_at is not None:
+        seconds = (state.finished_at - state.started_at).total_seconds()
+    if seconds is None:
+        return ""
+    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+
+def score(state: JobState) -> str:
+    if state.score is None or state.score.value is None:
+        return ""
+    return f"{state.score.name} {state.score.value:.3f}"
 
 
 # ----------------------------------------------------------------------------- commands
@@ -150,23 +164,32 @@ def login(
 
 @app.command()
 def submit(
-    data: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the CSV file")],
+    data: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="the table: CSV, gzip CSV, Parquet or Arrow")
+    ],
     endpoint: Annotated[Endpoint, typer.Argument(help="which model family")],
     param: Annotated[
         list[str] | None,
         typer.Option("-p", "--param", help="NAME=VALUE, repeatable (e.g. -p interpretability=shap)"),
     ] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="wait for the result, with a progress bar")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="wait for the result")] = False,
     timeout: Annotated[float | None, typer.Option(help="give up waiting after this many seconds")] = None,
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="write the result JSON here")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="write a plot of the result here (PNG)")] = None,
-    kind: Annotated[PlotKind | None, typer.Option(help="plot kind (default: from the result)")] = None,
+    kind: Annotated[
+        PlotKind | None,
+        typer.Option(help="plot kind (default: from the --plot file's name, then the result)"),
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="a progress bar (default: when stderr is a terminal)"),
+    ] = None,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Upload DATA to ENDPOINT; with --wait, follow the job and save or print its result."""
-    params = parse_params(param or [])
+    params = parse_params(param or [], endpoint.value)
     if (out_path or plot) and not wait:
         raise typer.BadParameter("--out and --plot need --wait", param_hint="--wait")
     with exit_codes(), Client(url, token) as client:
@@ -179,11 +202,14 @@ def submit(
             return
         if not as_json:
             err.print(f"job {job.id} submitted")
-        result = job.wait(timeout=timeout, progress=not as_json)
+        asked_kind = kind or (chosen_kind(None, plot, None) if plot else None)
+        include = ["X_test"] if asked_kind == PlotKind.shap_beeswarm else []
+        job.wait(timeout=timeout, progress=False if as_json else progress)
+        result = job.result(include=include)
         if out_path:
             write_json(result.json, out_path)
         if plot:
-            chosen = save_plot(result, kind, plot)
+            chosen = save_plot(result, chosen_kind(kind, plot, result), plot)
             if not as_json:
                 err.print(f"{chosen.value} plot written to {plot}")
         if as_json:
@@ -205,43 +231,47 @@ def jobs(
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Your jobs, newest first."""
+    """Your jobs, newest first: endpoint, model, data file, status, score and duration."""
     with exit_codes(), Client(url, token) as client:
         found = client.jobs(limit=limit, status=status)
     if as_json:
         write_json([job.state.raw for job in found], None)
         return
-    table = Table("id", "endpoint", "status", "progress", "created")
+    table = Table("id", "endpoint", "model", "data", "status", "score", "duration", "created")
     for job in found:
-        raw = job.state.raw
-        progress = f"{job.state.progress:.0%} {job.state.progress_message}".strip()
-        table.add_row(job.id, raw.get("endpoint", ""), job.state.status, progress, raw.get("created_at", ""))
+        state = job.state
+        shown = state.status if state.finished else f"{state.status} {state.progress:.0%}"
+        created = state.created_at.strftime("%Y-%m-%d %H:%M") if state.created_at else ""
+        table.add_row(
+            state.id[:8], state.endpoint, state.model_label, state.data_filename or "", shown,
+            score(state), duration(state), created,
+        )  # fmt: skip
     out.print(table)
 
 
 @app.command()
 def status(
-    job_id: Annotated[str, typer.Argument(help="the job's id")],
+    job_id: JobId,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """A job's status, progress and error."""
     with exit_codes(), Client(url, token) as client:
-        state = client.job(job_id).state
+        state = client.job_state(job_id)
     if as_json:
         write_json(state.raw, None)
         return
     line = f"{state.id} {state.status} {state.progress:.0%}"
     line += f" {state.progress_message}" if state.progress_message else ""
     if state.error:
-        line += f" ({state.error.get('code')}: {state.error.get('message')})"
-    out.print(line)
+        line += f" ({state.error.code}: {state.error.message})"
+    out.print(line, markup=False, highlight=False)
 
 
 @app.command()
 def result(
-    job_id: Annotated[str, typer.Argument(help="the job's id")],
+    job_id: JobId,
     out_path: Annotated[
         Path | None, typer.Option("--out", "-o", help="write the JSON here, not stdout")
     ] = None,
@@ -254,46 +284,59 @@ def result(
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """A succeeded job's result JSON (exit 1 if the job failed, 2 if it is not finished)."""
+    """A succeeded job's result (exit 1 if the job failed or was cancelled, 3 if it has not finished)."""
     if result_format not in FORMATS:
         choices = ", ".join(FORMATS)
         raise typer.BadParameter(f"{result_format!r} is not one of {choices}", param_hint="--format")
     if result_format != "json" and out_path is None:
         raise typer.BadParameter(f"--format {result_format} is binary: give --out FILE", param_hint="--out")
     with exit_codes(), Client(url, token) as client:
+        state = client.job_state(job_id)
+        if not state.finished:
+            raise JobNotFinished(f"job {state.id} is {state.status} ({state.progress:.0%}): no result yet")
+        state.raise_unless_succeeded()
         if result_format != "json":
-            client.job(job_id).download(check_format(result_format), out_path)
+            client.download(state.id, check_format(result_format), out_path)
             return
-        found = client.job(job_id).result()
-    write_json(found.json, out_path)
+        found = client.result(state.id)
+        write_json(found.json, out_path)
 
 
 @app.command()
-def cancel(
-    job_id: Annotated[str, typer.Argument(help="the job's id")],
-    url: UrlOption = None,
-    token: TokenOption = None,
-) -> None:
-    """Cancel a job that has not finished."""
+def cancel(job_id: JobId, url: UrlOption = None, token: TokenOption = None) -> None:
+    """Cancel a job that has not finished; it stays listed as cancelled (exit 2 if it had finished)."""
     with exit_codes(), Client(url, token) as client:
-        state = client.job(job_id).cancel()
-    out.print(f"{state.id} {state.status}")
+        state = client.cancel(job_id)
+    out.print(f"{state.id} {state.status}", markup=False, highlight=False)
+
+
+@app.command()
+def delete(job_id: JobId, url: UrlOption = None, token: TokenOption = None) -> None:
+    """Delete a job with its result and upload (a running job is cancelled first)."""
+    with exit_codes(), Client(url, token) as client:
+        state = client.job_state(job_id)  # the full id, for the message
+        client.delete(state.id)
+    out.print(f"{state.id} deleted", markup=False, highlight=False)
 
 
 @app.command()
 def plot(
     result_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a result JSON file")],
-    kind: Annotated[PlotKind, typer.Option(help="what to draw")] = PlotKind.importance,
+    kind: Annotated[
+        PlotKind | None, typer.Option(help="what to draw (default: from the output's name, then the result)")
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="the PNG (or PDF, SVG) to write")] = Path(
         "plot.png"
     ),
     class_label: Annotated[str | None, typer.Option(help="SHAP plots: which class")] = None,
 ) -> None:
     """Draw a saved result: importance, shap-summary, shap-beeswarm or intervals."""
+    from fitexplain_client.result import Result
+
     with exit_codes():
-        found = Result(json.loads(result_file.read_text()))
-        save_plot(found, kind, output, class_label)
-    err.print(f"{kind.value} plot written to {output}")
+        found = Result.from_json(json.loads(result_file.read_text()))
+        chosen = save_plot(found, chosen_kind(kind, output, found), output, class_label)
+    err.print(f"{chosen.value} plot written to {output}")
 
 
 # ----------------------------------------------------------------------------- plugins
@@ -325,6 +368,25 @@ def load_plugins(target: typer.Typer) -> None:
             err.print(f"[yellow]fitexplain: skipping the {entry_point.name!r} commands: {exc}[/yellow]")
 
 
+def run(args: list[str] | None = None) -> int:
+    """Run the command line; its exit code. Bad usage is one line on stderr and exit 2, never a
+    traceback or a box of help."""
+    try:
+        code = app(args=args, standalone_mode=False, prog_name="fitexplain")
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
+        return int(ExitCode.USAGE)
+    except click.exceptions.UsageError as exc:
+        where = f" {exc.ctx.info_name}" if exc.ctx and exc.ctx.parent is not None else ""
+        message = " ".join(exc.format_message().split())
+        err.print(f"fitexplain{where}: {message}", markup=False, highlight=False, soft_wrap=True)
+        return int(ExitCode.USAGE)
+    except click.exceptions.Abort:
+        err.print("fitexplain: aborted", markup=False)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
 def main() -> None:
     load_plugins(app)
-    app()
+    sys.exit(run())

@@ -1,38 +1,119 @@
-"""`Client` and `AsyncClient`: the same methods, one blocking, one awaited (for many jobs at once)."""
+"""`Client` and `AsyncClient`: the same methods, one blocking, one awaited (for many jobs at once).
+
+`BaseClient` holds everything both share, as httpx's and openai-python's base clients do: where the
+service is, how each call's request is built (`requests_for`) and how each answer is read (`read`). The
+two faces only send, through their transport, and wrap what they read in a `Job` or `AsyncJob`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
+import httpx
+
 from fitexplain_client import config
-from fitexplain_client.data import DataLike, csv_bytes
+from fitexplain_client.binary import ResultFormat, check_format
+from fitexplain_client.data import DataLike, upload
 from fitexplain_client.endpoints import ENDPOINTS, Endpoints, query
 from fitexplain_client.jobs import AsyncJob, Job
-from fitexplain_client.transport import AsyncTransport, RetryPolicy, SyncTransport
+from fitexplain_client.models import JobState
+from fitexplain_client.result import Result
+from fitexplain_client.transport import AsyncTransport, Request, RetryPolicy, SyncTransport
 
-DEFAULT_TIMEOUT = 120.0  # seconds per HTTP request (uploads of large CSVs included)
-
-
-def _check_endpoint(endpoint: str) -> None:
-    if endpoint not in ENDPOINTS:
-        raise ValueError(f"unknown endpoint {endpoint!r}; one of {', '.join(ENDPOINTS)}")
+DEFAULT_TIMEOUT = 120.0  # seconds per HTTP request (uploads of large files included)
 
 
-def _upload(
-    data: DataLike, target: str | None, training_index: str | Sequence[int] | None
-) -> dict[str, tuple[str, bytes, str]]:
-    return {"file": ("data.csv", csv_bytes(data, target, training_index), "text/csv")}
+class requests_for:
+    """The request of each call of the service."""
+
+    @staticmethod
+    def submit(
+        endpoint: str,
+        data: DataLike,
+        target: str | None,
+        training_index: str | Sequence[int] | None,
+        params: dict[str, Any],
+    ) -> Request:
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {endpoint!r}; one of {', '.join(ENDPOINTS)}")
+        return Request(
+            "POST", f"/{endpoint}", params=query(params), upload=upload(data, target, training_index)
+        )
+
+    @staticmethod
+    def job(job_id: str, wait: float = 0) -> Request:
+        return Request("GET", f"/jobs/{job_id}", params={"wait": round(wait, 3)} if wait else None)
+
+    @staticmethod
+    def jobs(limit: int, offset: int, status: str | None) -> Request:
+        params: dict[str, str | int] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        return Request("GET", "/jobs", params=params)
+
+    @staticmethod
+    def cancel(job_id: str) -> Request:
+        return Request("POST", f"/jobs/{job_id}/cancel")
+
+    @staticmethod
+    def delete(job_id: str) -> Request:
+        return Request("DELETE", f"/jobs/{job_id}")
+
+    @staticmethod
+    def result(job_id: str, include: Sequence[str] = ()) -> Request:
+        return Request(
+            "GET", f"/jobs/{job_id}/result", params={"include": ",".join(include)} if include else None
+        )
+
+    @staticmethod
+    def download(job_id: str, format: ResultFormat) -> Request:
+        return Request("GET", f"/jobs/{job_id}/result", params={"format": check_format(format)})
 
 
-def _list_params(limit: int, offset: int, status: str | None) -> dict[str, Any]:
-    return {"limit": limit, "offset": offset, **({"status": status} if status else {})}
+class read:
+    """How each answer is read."""
+
+    @staticmethod
+    def job(response: httpx.Response) -> JobState:
+        return JobState.from_json(response.json())
+
+    @staticmethod
+    def jobs(response: httpx.Response) -> list[JobState]:
+        return [JobState.from_json(item) for item in response.json()["items"]]
+
+    @staticmethod
+    def result(response: httpx.Response, job_id: str) -> Result:
+        return Result.from_json(response.json(), job_id=job_id)
 
 
-class Client(Endpoints[Job]):
+class BaseClient:
+    """Where the service is and how to reach it; `Client` and `AsyncClient` add the sending."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        found = config.resolve(base_url, token)
+        self.base_url = found.base_url
+        self.token = found.token
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.base_url}>"
+
+
+class Client(BaseClient, Endpoints[Job]):
     """`Client(base_url=None, token=None)`: defaults from FITEXPLAIN_URL / FITEXPLAIN_TOKEN, then the file
     written by `fitexplain login`. `client.mlclassification("data.csv", interpretability="shap").wait()`.
+    A job id may be any unique prefix of 6 characters or more of one of your jobs' ids.
     """
 
     def __init__(
@@ -43,9 +124,8 @@ class Client(Endpoints[Job]):
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
     ) -> None:
-        found = config.resolve(base_url, token)
-        self.base_url = found.base_url
-        self._transport = SyncTransport(found.base_url, found.token, timeout, retry or RetryPolicy())
+        super().__init__(base_url, token, timeout=timeout, retry=retry)
+        self.transport = SyncTransport(self.base_url, self.token, self.timeout, self.retry)
 
     def __enter__(self) -> Client:
         return self
@@ -56,17 +136,12 @@ class Client(Endpoints[Job]):
         self.close()
 
     def close(self) -> None:
-        self._transport.close()
+        self.transport.close()
 
-    def _get_json(self, path: str, **params: Any) -> Any:
-        return self._transport.request("GET", path, params=params or None).json()
-
-    def _get_bytes(self, path: str, **params: Any) -> bytes:
-        return self._transport.request("GET", path, params=params or None).content
-
-    def _delete_json(self, path: str) -> Any:
-        response = self._transport.request("DELETE", path)
-        return None if response.status_code == 204 else response.json()
+    def request(self, method: str, path: str, **arguments: Any) -> httpx.Response:
+        """Any route of the service, with this client's token, retries and typed errors; `arguments` are
+        httpx's (params, json, content, headers...)."""
+        return self.transport.send(Request(method, path, extra=arguments))
 
     def submit(
         self,
@@ -77,29 +152,57 @@ class Client(Endpoints[Job]):
         training_index: str | Sequence[int] | None = None,
         **params: Any,
     ) -> Job:
-        _check_endpoint(endpoint)
-        files = _upload(data, target, training_index)
-        response = self._transport.request("POST", f"/{endpoint}", params=query(params), files=files)
-        return Job(self, response.json())
+        sent = self.transport.send(requests_for.submit(endpoint, data, target, training_index, params))
+        return Job(self, read.job(sent))
 
     def job(self, job_id: str) -> Job:
-        return Job(self, self._get_json(f"/jobs/{job_id}"))
+        """A job, by its id or a unique prefix of it (6 characters or more)."""
+        return Job(self, self.job_state(job_id))
 
     def jobs(self, limit: int = 20, offset: int = 0, status: str | None = None) -> list[Job]:
         """Your jobs, newest first."""
-        page = self._get_json("/jobs", **_list_params(limit, offset, status))
-        return [Job(self, item) for item in page["items"]]
+        return [
+            Job(self, state)
+            for state in read.jobs(self.transport.send(requests_for.jobs(limit, offset, status)))
+        ]
+
+    def job_state(self, job_id: str, wait: float = 0) -> JobState:
+        """The job's state now, or (`wait` seconds at most) as soon as it finishes."""
+        return read.job(self.transport.send(requests_for.job(job_id, wait)))
+
+    def cancel(self, job_id: str) -> JobState:
+        """Cancel a job that has not finished; the job stays listed as cancelled. A finished job raises
+        ConflictError (code "job_finished")."""
+        return read.job(self.transport.send(requests_for.cancel(job_id)))
+
+    def delete(self, job_id: str) -> None:
+        """Delete a job with its result and upload (a running job is cancelled first)."""
+        self.transport.send(requests_for.delete(job_id))
+
+    def result(self, job_id: str, include: Sequence[str] = ()) -> Result:
+        """A succeeded job's result (ConflictError while it has not succeeded)."""
+        return read.result(self.transport.send(requests_for.result(job_id, include)), job_id)
+
+    def download(
+        self, job_id: str, format: ResultFormat = "parquet", path: str | Path | None = None
+    ) -> bytes:
+        """A succeeded job's result in `format` (json, arrow, arrow-file, parquet or npz), also written to
+        `path` when given."""
+        data = self.transport.send(requests_for.download(job_id, format)).content
+        if path is not None:
+            Path(path).write_bytes(data)
+        return data
 
     def models(self) -> dict[str, Any]:
         """The accepted `base_model` names (GET /models)."""
-        return cast(dict[str, Any], self._get_json("/models"))
+        return cast(dict[str, Any], self.request("GET", "/models").json())
 
     def webhook_secret(self) -> str:
         """The secret that signs your webhooks (for `verify_webhook`)."""
-        return cast(str, self._get_json("/webhook-secret")["secret"])
+        return cast(str, self.request("GET", "/webhook-secret").json()["secret"])
 
 
-class AsyncClient(Endpoints[Coroutine[Any, Any, AsyncJob]]):
+class AsyncClient(BaseClient, Endpoints[Coroutine[Any, Any, AsyncJob]]):
     """`Client`'s methods, awaited: `job = await client.mlregression(...)`, `result = await job.wait()`."""
 
     def __init__(
@@ -110,9 +213,8 @@ class AsyncClient(Endpoints[Coroutine[Any, Any, AsyncJob]]):
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
     ) -> None:
-        found = config.resolve(base_url, token)
-        self.base_url = found.base_url
-        self._transport = AsyncTransport(found.base_url, found.token, timeout, retry or RetryPolicy())
+        super().__init__(base_url, token, timeout=timeout, retry=retry)
+        self.transport = AsyncTransport(self.base_url, self.token, self.timeout, self.retry)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -123,17 +225,11 @@ class AsyncClient(Endpoints[Coroutine[Any, Any, AsyncJob]]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._transport.close()
+        await self.transport.close()
 
-    async def _get_json(self, path: str, **params: Any) -> Any:
-        return (await self._transport.request("GET", path, params=params or None)).json()
-
-    async def _get_bytes(self, path: str, **params: Any) -> bytes:
-        return (await self._transport.request("GET", path, params=params or None)).content
-
-    async def _delete_json(self, path: str) -> Any:
-        response = await self._transport.request("DELETE", path)
-        return None if response.status_code == 204 else response.json()
+    async def request(self, method: str, path: str, **arguments: Any) -> httpx.Response:
+        """As `Client.request`."""
+        return await self.transport.send(Request(method, path, extra=arguments))
 
     async def submit(
         self,
@@ -144,20 +240,38 @@ class AsyncClient(Endpoints[Coroutine[Any, Any, AsyncJob]]):
         training_index: str | Sequence[int] | None = None,
         **params: Any,
     ) -> AsyncJob:
-        _check_endpoint(endpoint)
-        files = _upload(data, target, training_index)
-        response = await self._transport.request("POST", f"/{endpoint}", params=query(params), files=files)
-        return AsyncJob(self, response.json())
+        sent = await self.transport.send(requests_for.submit(endpoint, data, target, training_index, params))
+        return AsyncJob(self, read.job(sent))
 
     async def job(self, job_id: str) -> AsyncJob:
-        return AsyncJob(self, await self._get_json(f"/jobs/{job_id}"))
+        return AsyncJob(self, await self.job_state(job_id))
 
     async def jobs(self, limit: int = 20, offset: int = 0, status: str | None = None) -> list[AsyncJob]:
-        page = await self._get_json("/jobs", **_list_params(limit, offset, status))
-        return [AsyncJob(self, item) for item in page["items"]]
+        sent = await self.transport.send(requests_for.jobs(limit, offset, status))
+        return [AsyncJob(self, state) for state in read.jobs(sent)]
+
+    async def job_state(self, job_id: str, wait: float = 0) -> JobState:
+        return read.job(await self.transport.send(requests_for.job(job_id, wait)))
+
+    async def cancel(self, job_id: str) -> JobState:
+        return read.job(await self.transport.send(requests_for.cancel(job_id)))
+
+    async def delete(self, job_id: str) -> None:
+        await self.transport.send(requests_for.delete(job_id))
+
+    async def result(self, job_id: str, include: Sequence[str] = ()) -> Result:
+        return read.result(await self.transport.send(requests_for.result(job_id, include)), job_id)
+
+    async def download(
+        self, job_id: str, format: ResultFormat = "parquet", path: str | Path | None = None
+    ) -> bytes:
+        data = (await self.transport.send(requests_for.download(job_id, format))).content
+        if path is not None:
+            Path(path).write_bytes(data)
+        return data
 
     async def models(self) -> dict[str, Any]:
-        return cast(dict[str, Any], await self._get_json("/models"))
+        return cast(dict[str, Any], (await self.request("GET", "/models")).json())
 
     async def webhook_secret(self) -> str:
-        return cast(str, (await self._get_json("/webhook-secret"))["secret"])
+        return cast(str, (await self.request("GET", "/webhook-secret")).json()["secret"])

@@ -1,38 +1,106 @@
-"""What a user passes as `data`, turned into the CSV bytes the service takes."""
+"""What a user passes as `data`, turned into the upload the service takes.
+
+A path is streamed from its file as it is sent (never read whole); bytes are sent as they are; a
+pandas.DataFrame is sent as Parquet, so its dtypes survive (CSV when pyarrow is missing), with its
+target column (named by `target=`) renamed to `target` and, optionally, a `training_index` column."""
 
 from __future__ import annotations
 
+import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 DataLike = str | os.PathLike[str] | bytes | Any  # Any: a pandas.DataFrame (pandas is optional)
+PARQUET_TYPE = "application/vnd.apache.parquet"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The `file` part of a submit: a file to stream from, or bytes in memory."""
+
+    filename: str
+    content_type: str
+    path: Path | None = None
+    content: bytes | None = None
+
+    @contextmanager
+    def open(self) -> Iterator[dict[str, tuple[str, Any, str]]]:
+        """The multipart `files` of one request; httpx reads a file object in chunks as it sends."""
+        if self.path is not None:
+            with self.path.open("rb") as handle:
+                yield {"file": (self.filename, handle, self.content_type)}
+        else:
+            yield {"file": (self.filename, io.BytesIO(self.content or b""), self.content_type)}
+
+
+def upload(
+    data: DataLike, target: str | None = None, training_index: str | Sequence[int] | None = None
+) -> Upload:
+    """The upload of `data`: a path (str or PathLike), bytes, or a pandas.DataFrame."""
+    if isinstance(data, bytes | bytearray):
+        _no_frame_options(target, training_index, "bytes")
+        return Upload("data.csv", "text/csv", content=bytes(data))
+    if isinstance(data, str | os.PathLike):
+        _no_frame_options(target, training_index, "a file")
+        path = Path(data)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}")
+        return Upload(path.name, _content_type(path), path=path)
+    if hasattr(data, "to_csv") and hasattr(data, "columns"):
+        frame = prepared_frame(data, target, training_index)
+        parquet = _parquet_bytes(frame)
+        if parquet is not None:
+            return Upload("data.parquet", PARQUET_TYPE, content=parquet)
+        return Upload("data.csv", "text/csv", content=frame.to_csv(index=False).encode("utf-8"))
+    raise TypeError(f"data must be a path, bytes or a pandas.DataFrame, not {type(data).__name__}")
 
 
 def csv_bytes(
     data: DataLike, target: str | None = None, training_index: str | Sequence[int] | None = None
 ) -> bytes:
-    """A path or bytes are sent as they are; a DataFrame is written as CSV with its `target` column (named by
-    `target=`) renamed to `target` and, optionally, a `training_index` column (a column name or 1/0 per row).
-    """
-    if isinstance(data, bytes | bytearray):
-        _no_frame_options(target, training_index, "bytes")
-        return bytes(data)
-    if isinstance(data, str | os.PathLike):
-        _no_frame_options(target, training_index, "a file")
-        return Path(data).read_bytes()
+    """`data` as CSV bytes: a path or bytes as they are, a DataFrame written as CSV."""
     if hasattr(data, "to_csv") and hasattr(data, "columns"):
-        return _frame_csv(data, target, training_index)
-    raise TypeError(f"data must be a path, bytes or a pandas.DataFrame, not {type(data).__name__}")
+        csv: str = prepared_frame(data, target, training_index).to_csv(index=False)
+        return csv.encode("utf-8")
+    found = upload(data, target, training_index)
+    return found.path.read_bytes() if found.path is not None else found.content or b""
+
+
+def _content_type(path: Path) -> str:
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    if suffixes.endswith((".parquet", ".pq")):
+        return PARQUET_TYPE
+    if suffixes.endswith((".arrow", ".feather", ".ipc")):
+        return "application/vnd.apache.arrow.file"
+    if suffixes.endswith(".gz"):
+        return "application/gzip"
+    return "text/csv"
+
+
+def _parquet_bytes(frame: Any) -> bytes | None:
+    try:
+        import pyarrow  # noqa: F401 - only to know whether pandas can write Parquet
+    except ImportError:
+        return None
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def _no_frame_options(target: str | None, training_index: object, what: str) -> None:
     if target is not None or training_index is not None:
-        raise TypeError(f"target= and training_index= apply to a DataFrame; {what} must already hold them")
+        raise TypeError(
+            f"target= and training_index= apply to a DataFrame; {what} must already hold columns "
+            "named 'target' (and 'training_index')"
+        )
 
 
-def _frame_csv(frame: Any, target: str | None, training_index: str | Sequence[int] | None) -> bytes:
+def prepared_frame(frame: Any, target: str | None, training_index: str | Sequence[int] | None) -> Any:
+    """A copy of `frame` with the columns the service reads: `target` and, optionally, `training_index`."""
     frame = frame.copy()
     if target is not None and target != "target":
         if target not in frame.columns:
@@ -51,5 +119,4 @@ def _frame_csv(frame: Any, target: str | None, training_index: str | Sequence[in
         if len(values) != len(frame):
             raise ValueError(f"training_index has {len(values)} values for {len(frame)} rows")
         frame["training_index"] = [int(value) for value in values]
-    csv: str = frame.to_csv(index=False)
-    return csv.encode("utf-8")
+    return frame

@@ -1,4 +1,6 @@
-"""One method per endpoint, with the endpoint's parameters as typed keyword arguments.
+"""One method per endpoint, with the endpoint's parameters as typed keyword arguments, written once:
+each signature is the one declaration of its endpoint's parameters (tests/client/test_openapi_drift.py
+checks names, types and choices against the server's OpenAPI schema), and its body passes them on.
 
 Written once for both clients: `Client` returns a `Job`, `AsyncClient` an awaitable `AsyncJob`. A parameter
 left at None is not sent, so the server's default applies (the defaults are in docs/api.md and at /docs).
@@ -33,6 +35,19 @@ def query(params: dict[str, Any]) -> dict[str, str]:
     return {name: query_value(value) for name, value in params.items() if value is not None}
 
 
+def _arguments(names: dict[str, Any]) -> dict[str, Any]:
+    """A submit method's keyword arguments (its `locals()`), to pass on to `submit`."""
+    return {name: value for name, value in names.items() if name not in ("self", "data")}
+
+
+def parameters(endpoint: str) -> list[str]:
+    """The parameters an endpoint's method declares (besides `data`, `target` and `training_index`)."""
+    import inspect
+
+    declared = inspect.signature(getattr(Endpoints, endpoint)).parameters
+    return [name for name in declared if name not in ("self", "data", "target", "training_index")]
+
+
 class Endpoints(Generic[SubmitT]):
     """The four submit methods; `submit(endpoint, data, ...)` is the untyped way to the same."""
 
@@ -62,18 +77,7 @@ class Endpoints(Generic[SubmitT]):
     ) -> SubmitT:
         """A scikit-learn classifier (default RandomForestClassifier), nnetsauce-wrapped unless
         n_hidden_features=0."""
-        return self.submit(
-            "mlclassification",
-            data,
-            target=target,
-            training_index=training_index,
-            base_model=base_model,
-            n_hidden_features=n_hidden_features,
-            interpretability=interpretability,
-            seed=seed,
-            predict_proba=predict_proba,
-            webhook_url=webhook_url,
-        )
+        return self.submit("mlclassification", data, **_arguments(locals()))
 
     def mlregression(
         self,
@@ -92,20 +96,7 @@ class Endpoints(Generic[SubmitT]):
     ) -> SubmitT:
         """A scikit-learn regressor (default ElasticNet), nnetsauce-wrapped unless n_hidden_features=0;
         return_pi adds conformal prediction intervals at `level` percent."""
-        return self.submit(
-            "mlregression",
-            data,
-            target=target,
-            training_index=training_index,
-            base_model=base_model,
-            n_hidden_features=n_hidden_features,
-            return_pi=return_pi,
-            level=level,
-            pi_method=pi_method,
-            interpretability=interpretability,
-            seed=seed,
-            webhook_url=webhook_url,
-        )
+        return self.submit("mlregression", data, **_arguments(locals()))
 
     def gbdtclassification(
         self,
@@ -124,21 +115,7 @@ class Endpoints(Generic[SubmitT]):
         webhook_url: str | None = None,
     ) -> SubmitT:
         """Gradient-boosted trees (default lightgbm) for classification."""
-        return self.submit(
-            "gbdtclassification",
-            data,
-            target=target,
-            training_index=training_index,
-            model_type=model_type,
-            n_estimators=n_estimators,
-            learning_rate=learning_rate,
-            max_depth=max_depth,
-            interpretability=interpretability,
-            shap_interactions=shap_interactions,
-            seed=seed,
-            predict_proba=predict_proba,
-            webhook_url=webhook_url,
-        )
+        return self.submit("gbdtclassification", data, **_arguments(locals()))
 
     def gbdtregression(
         self,
@@ -159,20 +136,4 @@ class Endpoints(Generic[SubmitT]):
         webhook_url: str | None = None,
     ) -> SubmitT:
         """Gradient-boosted trees (default lightgbm) for regression, with optional prediction intervals."""
-        return self.submit(
-            "gbdtregression",
-            data,
-            target=target,
-            training_index=training_index,
-            model_type=model_type,
-            n_estimators=n_estimators,
-            learning_rate=learning_rate,
-            max_depth=max_depth,
-            return_pi=return_pi,
-            level=level,
-            pi_method=pi_method,
-            interpretability=interpretability,
-            shap_interactions=shap_interactions,
-            seed=seed,
-            webhook_url=webhook_url,
-        )
+        return self.submit("gbdtregression", data, **_arguments(locals()))

@@ -40,6 +40,39 @@ def shap_arrays(result: ResultFields, class_label: str | None) -> tuple[Any, Any
     return values, base
 
 
+def feature_values(result: ResultFields, data: Any, n_rows: int) -> Any:
+    """The test rows' feature values as a float array (rows × features), for colouring: `data` as
+    given (an array, rows of values, a DataFrame, or columns by feature name), else the result's own
+    `X_test` when the service sent it, else None. A column of labels is coded in order of appearance."""
+    np = need_extra("numpy", "plot")
+    found = result.X_test if data is None else data
+    if found is None:
+        return None
+    names = result.feature_names
+    if isinstance(found, dict):  # columns by feature name
+        found = [found[name] for name in names]
+        columns = list(found)
+    elif hasattr(found, "columns") and hasattr(found, "to_numpy"):  # a DataFrame
+        columns = [found[name].tolist() for name in found.columns]
+    else:
+        rows = np.asarray(found, dtype=object)
+        if rows.ndim != 2:
+            raise ValueError(f"data has shape {rows.shape}; expected rows × features")
+        columns = [list(rows[:, index]) for index in range(rows.shape[1])]
+    matrix = np.column_stack([_numeric(np, column) for column in columns]) if columns else np.empty((0, 0))
+    if matrix.shape != (n_rows, len(names)):
+        raise ValueError(f"data has shape {matrix.shape}; the SHAP values are for {(n_rows, len(names))}")
+    return matrix
+
+
+def _numeric(np: Any, column: list[Any]) -> Any:
+    try:
+        return np.asarray(column, dtype=float)
+    except (TypeError, ValueError):
+        codes: dict[Any, int] = {}
+        return np.asarray([codes.setdefault(value, len(codes)) for value in column], dtype=float)
+
+
 def to_frame(result: ResultFields, kind: str) -> Any:
     pd = need_extra("pandas", "pandas")
     if kind == "predictions":
@@ -85,9 +118,7 @@ def shap_explanation(result: ResultFields, class_label: str | None, data: Any) -
     else:
         values, base = shap_arrays(result, class_label)
         extra = {}
-    features = None if data is None else np.asarray(data, dtype=float)
-    if features is not None and features.shape != values.shape[:2]:
-        raise ValueError(f"data has shape {features.shape}; the SHAP values are for {values.shape[:2]}")
+    features = feature_values(result, data, values.shape[0])
     return shap_module.Explanation(
         values=values, base_values=base, data=features, feature_names=names, **extra
     )

@@ -1,54 +1,26 @@
-"""A submitted job: its state, waiting for it with a progress bar, its result, cancelling it."""
+"""A submitted job: its state, waiting for it with a progress bar, its result, cancelling it.
+
+A `Job` asks its client through the client's public methods only (`job_state`, `cancel`, `delete`,
+`result`, `download`): `JobCalls` names that shape, so this module need not import the client's.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from fitexplain_client.binary import ResultFormat, ResultFrame, check_format, read_parquet
-from fitexplain_client.errors import JobFailedError, WaitTimeoutError
+from fitexplain_client.binary import ResultFormat, ResultFrame, read_parquet
+from fitexplain_client.errors import ConflictError, WaitTimeoutError
+from fitexplain_client.models import FINISHED, JobState
 from fitexplain_client.progress import JobProgress
 from fitexplain_client.result import Result
 
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
-
-
-@dataclass(frozen=True)
-class JobState:
-    """GET /jobs/{id}, as the server sent it (`raw`), with the fields scripts read most."""
-
-    id: str
-    status: str
-    progress: float
-    progress_message: str
-    error: dict[str, str] | None
-    raw: dict[str, Any]
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> JobState:
-        return cls(
-            id=body["id"],
-            status=body["status"],
-            progress=float(body.get("progress") or 0.0),
-            progress_message=body.get("progress_message") or "",
-            error=body.get("error"),
-            raw=body,
-        )
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
-
-    def raise_unless_succeeded(self) -> None:
-        if self.status != "succeeded":
-            error = self.error or {}
-            message = error.get("message") or f"the job was {self.status}"
-            raise JobFailedError(self.id, self.status, error.get("code"), message)
+__all__ = ["FINISHED", "AsyncJob", "Job", "JobState", "poll_delays"]
 
 
 def poll_delays(first: float = 0.1, factor: float = 1.5, cap: float = 1.0) -> Iterator[float]:
@@ -59,6 +31,11 @@ def poll_delays(first: float = 0.1, factor: float = 1.5, cap: float = 1.0) -> It
 
 
 LONG_POLL_SECONDS = 2.0  # how long each status request of a wait may be held: the progress bar's pace
+
+
+def show_progress(asked: bool | None) -> bool:
+    """A progress bar when asked, or by default when standard error is a terminal (not a log file)."""
+    return sys.stderr.isatty() if asked is None else asked
 
 
 class _Schedule:
@@ -81,45 +58,58 @@ class _Schedule:
 
     def pause(self, state: JobState) -> float:
         """Seconds to sleep before the next request for a job still unfinished (raises past the deadline)."""
-        _timed_out(self.deadline, self.job_id, self.timeout, state)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise WaitTimeoutError(
+                f"job {self.job_id} still {state.status} after {self.timeout} s (it goes on running)"
+            )
         if time.monotonic() - self._asked_at >= self._asked / 2:
             return 0.0  # the server held the request: ask again at once
         delay = next(self._delays)
         return delay if self.deadline is None else max(0.0, min(delay, self.deadline - time.monotonic()))
 
 
-def _timed_out(deadline: float | None, job_id: str, timeout: float | None, state: JobState) -> None:
-    if deadline is not None and time.monotonic() >= deadline:
-        raise WaitTimeoutError(f"job {job_id} still {state.status} after {timeout} s (it goes on running)")
+class JobCalls(Protocol):
+    """The public methods of `Client` a `Job` uses."""
+
+    def job_state(self, job_id: str, wait: float = 0) -> JobState: ...
+
+    def cancel(self, job_id: str) -> JobState: ...
+
+    def delete(self, job_id: str) -> None: ...
+
+    def result(self, job_id: str, include: Sequence[str] = ()) -> Result: ...
+
+    def download(
+        self, job_id: str, format: ResultFormat = "parquet", path: str | Path | None = None
+    ) -> bytes: ...
 
 
-class JobRequests(Protocol):
-    """What a `Job` asks of the `Client` that made it: the client module builds jobs, so jobs name only
-    this shape of it."""
+class AsyncJobCalls(Protocol):
+    """The public methods of `AsyncClient` an `AsyncJob` uses."""
 
-    def _get_json(self, path: str, **params: Any) -> Any: ...
+    async def job_state(self, job_id: str, wait: float = 0) -> JobState: ...
 
-    def _get_bytes(self, path: str, **params: Any) -> bytes: ...
+    async def cancel(self, job_id: str) -> JobState: ...
 
-    def _delete_json(self, path: str) -> Any: ...
+    async def delete(self, job_id: str) -> None: ...
+
+    async def result(self, job_id: str, include: Sequence[str] = ()) -> Result: ...
+
+    async def download(
+        self, job_id: str, format: ResultFormat = "parquet", path: str | Path | None = None
+    ) -> bytes: ...
 
 
-class AsyncJobRequests(Protocol):
-    """What an `AsyncJob` asks of the `AsyncClient` that made it."""
-
-    async def _get_json(self, path: str, **params: Any) -> Any: ...
-
-    async def _get_bytes(self, path: str, **params: Any) -> bytes: ...
-
-    async def _delete_json(self, path: str) -> Any: ...
+def _finished_already(error: ConflictError) -> bool:
+    return error.code == "job_finished"
 
 
 class Job:
-    """A job of a `Client`."""
+    """A job of a `Client`: `state` is the `JobState` last read."""
 
-    def __init__(self, client: JobRequests, body: dict[str, Any]) -> None:
-        self._client = client
-        self.state = JobState.from_json(body)
+    def __init__(self, client: JobCalls, state: JobState) -> None:
+        self.client = client
+        self.state = state
 
     @property
     def id(self) -> str:
@@ -130,8 +120,7 @@ class Job:
 
     def refresh(self, wait: float = 0) -> JobState:
         """The job's state now, or (`wait` seconds at most) as soon as it finishes."""
-        params = {"wait": round(wait, 3)} if wait else {}
-        self.state = JobState.from_json(self._client._get_json(f"/jobs/{self.id}", **params))
+        self.state = self.client.job_state(self.id, wait)
         return self.state
 
     def status(self) -> str:
@@ -139,31 +128,29 @@ class Job:
         return self.refresh().status
 
     def cancel(self) -> JobState:
-        """Cancel the job if it has not finished (a finished job is left as it is)."""
-        if self.refresh().finished:
-            return self.state
-        body = self._client._delete_json(f"/jobs/{self.id}")
-        if body is not None:  # None: it finished meanwhile, and the DELETE removed it
-            self.state = JobState.from_json(body)
+        """Cancel the job if it has not finished (a finished job is left as it is, and kept)."""
+        try:
+            self.state = self.client.cancel(self.id)
+        except ConflictError as exc:
+            if not _finished_already(exc):
+                raise
+            self.refresh()
         return self.state
 
     def delete(self) -> None:
-        """Delete a finished job with its result and upload (cancel it first if it is still running)."""
-        self._client._delete_json(f"/jobs/{self.id}")
+        """Delete the job with its result and upload."""
+        self.client.delete(self.id)
 
-    def result(self) -> Result:
+    def result(self, include: Sequence[str] = ()) -> Result:
         """The result of a succeeded job (raises JobFailedError if it failed or was cancelled)."""
         self._require_success()
-        return Result(self._client._get_json(f"/jobs/{self.id}/result"), job_id=self.id)
+        return self.client.result(self.id, include)
 
     def download(self, format: ResultFormat = "parquet", path: str | os.PathLike[str] | None = None) -> bytes:
         """The result as the server sends it in `format` (json, arrow, arrow-file, parquet or npz), written
         to `path` too when given: for R (`arrow::read_parquet`), NumPy (`np.load`) or another tool."""
         self._require_success()
-        data = self._client._get_bytes(f"/jobs/{self.id}/result", format=check_format(format))
-        if path is not None:
-            Path(path).write_bytes(data)
-        return data
+        return self.client.download(self.id, format, None if path is None else Path(path))
 
     def result_frame(self) -> ResultFrame:
         """The result as a pandas DataFrame, one row per test row, and the rest as `metadata` (its Parquet
@@ -176,13 +163,14 @@ class Job:
             if self.state.finished:
                 self.state.raise_unless_succeeded()
 
-    def wait(self, timeout: float | None = None, progress: bool = True) -> Result:
-        """Wait until the job finishes, showing a progress bar; its Result. The server is asked to answer as
-        the job ends (long polls of LONG_POLL_SECONDS), so the wait ends with the job, not at a poll tick."""
+    def wait(self, timeout: float | None = None, progress: bool | None = None) -> Result:
+        """Wait until the job finishes; its Result. A progress bar when `progress` is True, or by default
+        when standard error is a terminal. The server is asked to answer as the job ends (long polls of
+        LONG_POLL_SECONDS), so the wait ends with the job, not at a poll tick."""
         schedule = _Schedule(self.id, timeout)
-        with JobProgress(self.id, enabled=progress) as bar:
+        with JobProgress(self.id, enabled=show_progress(progress)) as bar:
             while True:
-                bar.update(self.refresh(wait=schedule.long_poll()).raw)
+                bar.update(self.refresh(wait=schedule.long_poll()))
                 if self.state.finished:
                     break
                 time.sleep(schedule.pause(self.state))
@@ -193,9 +181,9 @@ class Job:
 class AsyncJob:
     """A job of an `AsyncClient`: the same methods as `Job`, awaited."""
 
-    def __init__(self, client: AsyncJobRequests, body: dict[str, Any]) -> None:
-        self._client = client
-        self.state = JobState.from_json(body)
+    def __init__(self, client: AsyncJobCalls, state: JobState) -> None:
+        self.client = client
+        self.state = state
 
     @property
     def id(self) -> str:
@@ -205,43 +193,40 @@ class AsyncJob:
         return f"<AsyncJob {self.id} {self.state.status} {self.state.progress:.0%}>"
 
     async def refresh(self, wait: float = 0) -> JobState:
-        params = {"wait": round(wait, 3)} if wait else {}
-        self.state = JobState.from_json(await self._client._get_json(f"/jobs/{self.id}", **params))
+        self.state = await self.client.job_state(self.id, wait)
         return self.state
 
     async def status(self) -> str:
         return (await self.refresh()).status
 
     async def cancel(self) -> JobState:
-        if (await self.refresh()).finished:
-            return self.state
-        body = await self._client._delete_json(f"/jobs/{self.id}")
-        if body is not None:
-            self.state = JobState.from_json(body)
+        try:
+            self.state = await self.client.cancel(self.id)
+        except ConflictError as exc:
+            if not _finished_already(exc):
+                raise
+            await self.refresh()
         return self.state
 
     async def delete(self) -> None:
-        await self._client._delete_json(f"/jobs/{self.id}")
+        await self.client.delete(self.id)
 
-    async def result(self) -> Result:
+    async def _require_success(self) -> None:
         if self.state.status != "succeeded":
             await self.refresh()
             if self.state.finished:
                 self.state.raise_unless_succeeded()
-        return Result(await self._client._get_json(f"/jobs/{self.id}/result"), job_id=self.id)
+
+    async def result(self, include: Sequence[str] = ()) -> Result:
+        await self._require_success()
+        return await self.client.result(self.id, include)
 
     async def download(
         self, format: ResultFormat = "parquet", path: str | os.PathLike[str] | None = None
     ) -> bytes:
         """As `Job.download`."""
-        if self.state.status != "succeeded":
-            await self.refresh()
-            if self.state.finished:
-                self.state.raise_unless_succeeded()
-        data = await self._client._get_bytes(f"/jobs/{self.id}/result", format=check_format(format))
-        if path is not None:
-            Path(path).write_bytes(data)
-        return data
+        await self._require_success()
+        return await self.client.download(self.id, format, None if path is None else Path(path))
 
     async def result_frame(self) -> ResultFrame:
         """As `Job.result_frame`."""
@@ -252,7 +237,7 @@ class AsyncJob:
         schedule = _Schedule(self.id, timeout)
         with JobProgress(self.id, enabled=progress) as bar:
             while True:
-                bar.update((await self.refresh(wait=schedule.long_poll())).raw)
+                bar.update(await self.refresh(wait=schedule.long_poll()))
                 if self.state.finished:
                     break
                 await asyncio.sleep(schedule.pause(self.state))

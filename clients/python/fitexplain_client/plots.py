@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fitexplain_client.frames import class_index, need_extra, shap_arrays
+from fitexplain_client.frames import class_index, feature_values, need_extra, shap_arrays
 from fitexplain_client.result_fields import ResultFields
 
 
@@ -67,9 +67,7 @@ def shap_beeswarm(result: ResultFields, class_label: str | None, data: Any, top:
     values, _ = shap_arrays(result, class_label)
     names = np.asarray(shap["feature_names"])
     order = _top(np.argsort(-np.abs(values).mean(axis=0)), top)[::-1]
-    features = None if data is None else np.asarray(data, dtype=float)
-    if features is not None and features.shape != values.shape:
-        raise ValueError(f"data has shape {features.shape}; the SHAP values are {values.shape}")
+    features = feature_values(result, data, values.shape[0])  # None: one colour, no colour bar
     figure, axes = _figure(len(order))
     jitter = np.random.default_rng(0).uniform(-0.3, 0.3, size=values.shape[0])
     scatter = None

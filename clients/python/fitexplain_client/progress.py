@@ -5,10 +5,13 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from fitexplain_client.models import JobState
 
 
 class JobProgress:
@@ -32,12 +35,12 @@ class JobProgress:
             self._progress.start()
         return self
 
-    def update(self, job: dict[str, Any]) -> None:
+    def update(self, job: JobState) -> None:
         if not self.enabled:
             return
-        message = job.get("progress_message") or ""
-        description = job["status"] + (f": {message}" if message else "")
-        progress = 1.0 if job["status"] == "succeeded" else float(job.get("progress") or 0.0)
+        message = job.progress_message
+        description = job.status + (f": {message}" if message else "")
+        progress = 1.0 if job.status == "succeeded" else job.progress
         self._progress.update(self._task, completed=progress, description=description)
 
     def __exit__(

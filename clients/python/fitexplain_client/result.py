@@ -24,7 +24,8 @@ class Result(ResultFields):
 
     def shap_explanation(self, class_label: str | None = None, data: Any = None) -> Any:
         """A `shap.Explanation` (rows × features, or × classes for classification unless `class_label` picks
-        one), so every shap plot works on it; `data` (the test rows' feature values) colours beeswarms."""
+        one), so every shap plot works on it; `data` (the test rows' feature values; by default the result's
+        `X_test` when the service sent it) colours beeswarms."""
         return frames.shap_explanation(self, class_label, data)
 
     def plot_importance(self, top: int | None = 20) -> Any:
@@ -38,7 +39,9 @@ class Result(ResultFields):
     def plot_shap_beeswarm(
         self, class_label: str | None = None, data: Any = None, top: int | None = 20
     ) -> Any:
-        """Every row's SHAP value per feature (the last class for classification unless `class_label`)."""
+        """Every row's SHAP value per feature (the last class for classification unless `class_label`),
+        coloured by the feature's value when `data` or the result's `X_test` gives the test rows' values;
+        in one colour, without a colour bar, when neither does."""
         return plots.shap_beeswarm(self, class_label, data, top)
 
     def plot_intervals(self) -> Any:

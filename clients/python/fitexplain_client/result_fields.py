@@ -1,42 +1,72 @@
-"""A job's result JSON (techtonique's shape) read field by field: predictions, metrics, intervals and
-the explanation objects."""
+"""A job's result JSON (techtonique's shape) as a typed model: predictions, metrics, intervals and the
+explanation objects."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any, Literal, Self, cast
+
+from pydantic import Field, PrivateAttr
+
+from fitexplain_client.models import APIModel, PermutationImportance, ShapExplanation
 
 CLASSIFICATION_SUMMARIES = ("accuracy", "macro avg", "weighted avg")
+Explanation = ShapExplanation | PermutationImportance
 
 
-class ResultFields:
-    """The result JSON (`.json`) with a typed accessor per field: what the pandas, shap and matplotlib
-    views read (`frames`, `plots`), below `Result`, which adds those views."""
+class ResultFields(APIModel):
+    """The result JSON as typed fields (the big arrays kept as sent, unchecked, so a result of many rows
+    reads fast); the JSON itself at `.raw` (also `.json`), every other key (a classification's per-class
+    reports) in `model_extra` and by `result["key"]`. What the pandas, shap and matplotlib views read
+    (`frames`, `plots`), below `Result`, which adds those views.
 
-    def __init__(self, json: dict[str, Any], job_id: str | None = None) -> None:
-        self.json = json
-        self.job_id = job_id
+    `ResultFields(json)` and `ResultFields(json, job_id=...)` read a result JSON as a dict."""
+
+    y_true: list[Any] = Field(default_factory=list)
+    y_pred: list[Any] = Field(default_factory=list)
+    proba: list[list[float]] | None = None
+    pi_lower: list[float] | None = None
+    pi_upper: list[float] | None = None
+    pi_coverage: float | None = None
+    score: dict[str, Any] | None = Field(None, alias="Score")
+    accuracy: float | None = None
+    interpretability: Any = None
+    x_test: Any = Field(None, alias="X_test")
+    _job_id: str | None = PrivateAttr(None)
+
+    def __init__(
+        self, json: dict[str, Any] | None = None, /, job_id: str | None = None, **fields: Any
+    ) -> None:
+        body = dict(json) if json is not None else fields
+        super().__init__(**body)
+        self._raw = json if json is not None else fields
+        self._job_id = job_id
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any], job_id: str | None = None) -> Self:
+        found = cls.model_validate(body)
+        found._raw, found._job_id = body, job_id
+        return found
+
+    @property
+    def job_id(self) -> str | None:
+        return self._job_id
+
+    @property
+    def json(self) -> dict[str, Any]:  # type: ignore[override]  # pydantic's deprecated json() method
+        """The result JSON as the service sent it (the same object as `.raw`)."""
+        return self.raw
+
+    def __str__(self) -> str:
+        return repr(self)
 
     def __repr__(self) -> str:
-        methods = ", ".join(item["method"] for item in self.explanations) or "no explanation"
+        methods = ", ".join(item.method for item in self.explanations) or "no explanation"
         return f"<Result {self.task}, {len(self.y_pred)} test rows, {methods}>"
 
     # ------------------------------------------------------------------ predictions and metrics
     @property
     def task(self) -> Literal["classification", "regression"]:
-        return "regression" if "Score" in self.json else "classification"
-
-    @property
-    def y_true(self) -> list[Any]:
-        return cast(list[Any], self.json["y_true"])
-
-    @property
-    def y_pred(self) -> list[Any]:
-        return cast(list[Any], self.json["y_pred"])
-
-    @property
-    def proba(self) -> list[list[float]] | None:
-        """Test rows × classes (classification)."""
-        return self.json.get("proba")
+        return "regression" if self.score is not None else "classification"
 
     @property
     def class_labels(self) -> list[str]:
@@ -44,66 +74,65 @@ class ResultFields:
         if self.task == "regression":
             return []
         shap = self.shap
-        if shap is not None and shap.get("class_labels"):
-            return [str(label) for label in shap["class_labels"]]
+        if shap is not None and shap.class_labels:
+            return list(shap.class_labels)
         return [
             key
-            for key, value in self.json.items()
+            for key, value in self.raw.items()
             if isinstance(value, dict) and key not in (*CLASSIFICATION_SUMMARIES, "Score")
         ]
 
     @property
     def metrics(self) -> dict[str, Any]:
         """Regression: the `Score` object; classification: the per-class reports, accuracy and averages."""
-        if self.task == "regression":
-            return cast(dict[str, Any], self.json["Score"])
-        return {label: self.json[label] for label in (*self.class_labels, *CLASSIFICATION_SUMMARIES)}
+        if self.score is not None:
+            return self.score
+        return {label: self.raw[label] for label in (*self.class_labels, *CLASSIFICATION_SUMMARIES)}
 
     @property
-    def pi_lower(self) -> list[float] | None:
-        return self.json.get("pi_lower")
-
-    @property
-    def pi_upper(self) -> list[float] | None:
-        return self.json.get("pi_upper")
-
-    @property
-    def pi_coverage(self) -> float | None:
-        return self.json.get("pi_coverage")
+    def X_test(self) -> Any:
+        """The test rows' feature values (rows × features) when the service sent them, else None."""
+        return self.x_test
 
     # ------------------------------------------------------------------ explanations
     @property
-    def explanations(self) -> list[dict[str, Any]]:
-        """The flat explanation objects: `interpretability` is one object, or a list for several methods."""
-        found = self.json.get("interpretability")
+    def explanations(self) -> list[Explanation]:
+        """The explanation objects, typed: `interpretability` is one object, or a list for several."""
+        found = self.interpretability
         if not found:
             return []
-        return found if isinstance(found, list) else [found]
+        return [_explanation(item) for item in (found if isinstance(found, list) else [found])]
 
-    def explanation(self, method: Literal["permutation", "shap"]) -> dict[str, Any] | None:
-        return next((item for item in self.explanations if item.get("method") == method), None)
+    def explanation(self, method: Literal["permutation", "shap"]) -> Explanation | None:
+        return next((item for item in self.explanations if item.method == method), None)
 
     @property
-    def permutation(self) -> dict[str, Any] | None:
+    def permutation(self) -> PermutationImportance | None:
         """importances_mean, importances_std, importances (features × repeats), feature_names, ..."""
-        return self.explanation("permutation")
+        return cast(PermutationImportance | None, self.explanation("permutation"))
 
     @property
-    def shap(self) -> dict[str, Any] | None:
+    def shap(self) -> ShapExplanation | None:
         """values, base_values, feature_names, class_labels, output_space, explainer, exact, ..."""
-        return self.explanation("shap")
+        return cast(ShapExplanation | None, self.explanation("shap"))
 
     @property
     def feature_names(self) -> list[str]:
         for item in self.explanations:
-            if item.get("feature_names"):
-                return list(item["feature_names"])
+            if item.feature_names:
+                return list(item.feature_names)
         return []
 
-    def require(self, method: Literal["permutation", "shap"]) -> dict[str, Any]:
+    def require_shap(self) -> ShapExplanation:
+        return cast(ShapExplanation, self.require("shap"))
+
+    def require_permutation(self) -> PermutationImportance:
+        return cast(PermutationImportance, self.require("permutation"))
+
+    def require(self, method: Literal["permutation", "shap"]) -> Explanation:
         found = self.explanation(method)
         if found is None:
-            asked = ", ".join(item["method"] for item in self.explanations) or "none"
+            asked = ", ".join(item.method for item in self.explanations) or "none"
             raise ValueError(f"this result has no {method} explanation (interpretability was {asked})")
         return found
 
@@ -113,3 +142,9 @@ class ResultFields:
                 "this result has no prediction intervals (submit a regression with return_pi=True)"
             )
         return self.pi_lower, self.pi_upper
+
+
+def _explanation(item: dict[str, Any]) -> Explanation:
+    if item.get("method") == "shap":
+        return ShapExplanation.from_json(item)
+    return PermutationImportance.from_json(item)
