@@ -12,7 +12,11 @@ import pytest
 from fitexplain_client import (
     APIConnectionError,
     Client,
+    ConflictError,
+    InternalServerError,
+    Job,
     JobFailedError,
+    JobState,
     RateLimitedError,
     RetryPolicy,
     ServiceUnavailableError,
@@ -58,7 +62,7 @@ def serve() -> Iterator:
 
     def start(script: list[tuple[int, dict[str, str], dict]]) -> tuple[ScriptedServer, Client]:
         server = ScriptedServer(script)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         url = f"http://127.0.0.1:{server.server_address[1]}"
         return server, Client(url, "fx_test", retry=RetryPolicy(attempts=3, backoff=0.01))
@@ -129,7 +133,7 @@ def test_fastapis_list_of_errors_names_the_parameter(serve) -> None:
     assert caught.value.code == "invalid_parameter"
 
 
-def _dead_url() -> str:
+def dead_url() -> str:
     server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     port = server.server_address[1]
     server.server_close()  # nothing listens there any more
@@ -142,7 +146,7 @@ def test_network_errors_are_retried_for_get_only() -> None:
     class CountingClient(Client):
         pass
 
-    client = CountingClient(_dead_url(), "fx_test", retry=RetryPolicy(attempts=3, backoff=0.01))
+    client = CountingClient(dead_url(), "fx_test", retry=RetryPolicy(attempts=3, backoff=0.01))
     client.transport.http.event_hooks["request"] = [lambda request: attempts.append(request.method)]
     with pytest.raises(APIConnectionError):
         client.jobs()
@@ -171,3 +175,37 @@ def test_a_wait_on_a_server_that_answers_at_once_times_out_without_hammering_it(
     with pytest.raises(WaitTimeoutError, match="still queued"):
         client.job("j1").wait(timeout=0.5, progress=False)
     assert 2 <= len(server.seen) <= 8  # backing off 0.1, 0.15, 0.225 s...: a handful, not a busy loop
+
+
+def test_a_500_is_not_retried_and_is_an_internal_server_error(serve) -> None:
+    server, client = serve([(500, {}, {"code": "internal_error", "detail": "A bug: it has been logged."})])
+    with pytest.raises(InternalServerError) as caught:
+        client.jobs()
+    assert caught.value.code == "internal_error" and len(server.seen) == 1
+
+
+def test_cancel_posts_and_a_finished_job_is_a_conflict(serve) -> None:
+    finished = {"code": "job_finished", "detail": "Job j1 has already succeeded."}
+    cancelled = {**JOB, "status": "cancelled"}
+    server, client = serve(
+        [(200, {}, cancelled), (409, {}, finished), (200, {}, {**JOB, "status": "succeeded"})]
+    )
+    assert client.cancel("j1").status == "cancelled"
+    job = Job(client, JobState.from_json(JOB))
+    assert job.cancel().status == "succeeded", "Job.cancel leaves a finished job as it is"
+    assert server.seen == [("POST", "/jobs/j1/cancel"), ("POST", "/jobs/j1/cancel"), ("GET", "/jobs/j1")]
+    server.script.append((409, {}, finished))
+    with pytest.raises(ConflictError) as caught:
+        client.cancel("j1")
+    assert caught.value.code == "job_finished"
+
+
+def test_the_progress_bar_only_on_a_terminal_unless_asked(serve, capsys: pytest.CaptureFixture[str]) -> None:
+    done = {**QUEUED, "status": "succeeded", "progress": 1.0}
+    result = {"y_true": [1.0], "y_pred": [1.0], "Score": {"R² Score": 1.0}}
+    _, client = serve([(200, {}, done), (200, {}, result), (200, {}, done), (200, {}, result)])
+    job = Job(client, JobState.from_json(QUEUED))
+    assert job.wait(timeout=10).task == "regression"
+    assert capsys.readouterr().err == "", "stderr is not a terminal here: no bar"
+    job.wait(timeout=10, progress=True)
+    assert "succeeded" in capsys.readouterr().err

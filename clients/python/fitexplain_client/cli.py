@@ -18,7 +18,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -33,6 +32,9 @@ from fitexplain_client.models import JobState
 from fitexplain_client.plot_kinds import PlotKind, chosen_kind, save_plot
 
 PLUGIN_GROUP = "fitexplain.commands"
+# click's UsageError (bad options, arguments, values), as the installed typer raises it: typer vendors
+# click in recent releases and uses click itself in older ones; its BadParameter derives from it in both.
+UsageError: type[Exception] = typer.BadParameter.__mro__[1]
 
 app = typer.Typer(
     help="fitexplain: fit models on tables and explain them, as a job service.",
@@ -72,7 +74,7 @@ def exit_codes() -> Iterator[None]:
     """Turn the client's errors into one line on stderr and the documented exit code."""
     try:
         yield
-    except (typer.Exit, click.exceptions.UsageError):
+    except (typer.Exit, UsageError):
         raise
     except ConflictError as exc:
         if exc.code == "job_finished":
@@ -373,15 +375,16 @@ def run(args: list[str] | None = None) -> int:
     traceback or a box of help."""
     try:
         code = app(args=args, standalone_mode=False, prog_name="fitexplain")
-    except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
-        return int(ExitCode.USAGE)
-    except click.exceptions.UsageError as exc:
-        where = f" {exc.ctx.info_name}" if exc.ctx and exc.ctx.parent is not None else ""
-        message = " ".join(exc.format_message().split())
+    except UsageError as exc:
+        context: Any = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:
+            sys.stderr.write(context.get_help() + "\n")
+            return int(ExitCode.USAGE)
+        where = f" {context.info_name}" if context is not None and context.parent is not None else ""
+        message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]  # click's
         err.print(f"fitexplain{where}: {message}", markup=False, highlight=False, soft_wrap=True)
         return int(ExitCode.USAGE)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("fitexplain: aborted", markup=False)
         return 130
     return code if isinstance(code, int) else 0

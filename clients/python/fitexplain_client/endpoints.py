@@ -2,12 +2,13 @@
 each signature is the one declaration of its endpoint's parameters (tests/client/test_openapi_drift.py
 checks names, types and choices against the server's OpenAPI schema), and its body passes them on.
 
-Written once for both clients: `Client` returns a `Job`, `AsyncClient` an awaitable `AsyncJob`. A parameter
-left at None is not sent, so the server's default applies (the defaults are in docs/api.md and at /docs).
+Written once for both clients: `Client` returns a `Job`, `AsyncClient` an awaitable `AsyncJob`. The defaults
+are the server's (the same test checks them); a parameter left at None is not sent.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, Generic, Literal, TypeVar
 
@@ -42,8 +43,6 @@ def _arguments(names: dict[str, Any]) -> dict[str, Any]:
 
 def parameters(endpoint: str) -> list[str]:
     """The parameters an endpoint's method declares (besides `data`, `target` and `training_index`)."""
-    import inspect
-
     declared = inspect.signature(getattr(Endpoints, endpoint)).parameters
     return [name for name in declared if name not in ("self", "data", "target", "training_index")]
 
@@ -68,14 +67,14 @@ class Endpoints(Generic[SubmitT]):
         *,
         target: str | None = None,
         training_index: str | Sequence[int] | None = None,
-        base_model: str | None = None,
-        n_hidden_features: int | None = None,
-        interpretability: Interpretability | None = None,
-        seed: int | None = None,
-        predict_proba: bool | None = None,
+        base_model: str = "RandomForestClassifier",
+        n_hidden_features: int = 5,
+        interpretability: Interpretability = "none",
+        seed: int = 123,
+        predict_proba: bool = False,
         webhook_url: str | None = None,
     ) -> SubmitT:
-        """A scikit-learn classifier (default RandomForestClassifier), nnetsauce-wrapped unless
+        """A scikit-learn classifier, nnetsauce-wrapped unless
         n_hidden_features=0."""
         return self.submit("mlclassification", data, **_arguments(locals()))
 
@@ -85,16 +84,17 @@ class Endpoints(Generic[SubmitT]):
         *,
         target: str | None = None,
         training_index: str | Sequence[int] | None = None,
-        base_model: str | None = None,
-        n_hidden_features: int | None = None,
-        return_pi: bool | None = None,
-        level: float | None = None,
-        pi_method: PiMethod | None = None,
-        interpretability: Interpretability | None = None,
-        seed: int | None = None,
+        base_model: str = "ElasticNet",
+        n_hidden_features: int = 5,
+        return_pi: bool = False,
+        level: float = 95,
+        pi_method: PiMethod = "splitconformal",
+        interpretability: Interpretability = "none",
+        seed: int = 123,
+        predict_proba: bool = False,
         webhook_url: str | None = None,
     ) -> SubmitT:
-        """A scikit-learn regressor (default ElasticNet), nnetsauce-wrapped unless n_hidden_features=0;
+        """A scikit-learn regressor, nnetsauce-wrapped unless n_hidden_features=0;
         return_pi adds conformal prediction intervals at `level` percent."""
         return self.submit("mlregression", data, **_arguments(locals()))
 
@@ -104,17 +104,17 @@ class Endpoints(Generic[SubmitT]):
         *,
         target: str | None = None,
         training_index: str | Sequence[int] | None = None,
-        model_type: GbdtModel | None = None,
-        n_estimators: int | None = None,
-        learning_rate: float | None = None,
-        max_depth: int | None = None,
-        interpretability: Interpretability | None = None,
-        shap_interactions: bool | None = None,
-        seed: int | None = None,
-        predict_proba: bool | None = None,
+        model_type: GbdtModel = "lightgbm",
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        max_depth: int = 3,
+        interpretability: Interpretability = "none",
+        shap_interactions: bool = False,
+        seed: int = 123,
+        predict_proba: bool = False,
         webhook_url: str | None = None,
     ) -> SubmitT:
-        """Gradient-boosted trees (default lightgbm) for classification."""
+        """Gradient-boosted trees for classification."""
         return self.submit("gbdtclassification", data, **_arguments(locals()))
 
     def gbdtregression(
@@ -123,17 +123,17 @@ class Endpoints(Generic[SubmitT]):
         *,
         target: str | None = None,
         training_index: str | Sequence[int] | None = None,
-        model_type: GbdtModel | None = None,
-        n_estimators: int | None = None,
-        learning_rate: float | None = None,
-        max_depth: int | None = None,
-        return_pi: bool | None = None,
-        level: float | None = None,
-        pi_method: PiMethod | None = None,
-        interpretability: Interpretability | None = None,
-        shap_interactions: bool | None = None,
-        seed: int | None = None,
+        model_type: GbdtModel = "lightgbm",
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        max_depth: int = 3,
+        return_pi: bool = False,
+        level: float = 95,
+        pi_method: PiMethod = "splitconformal",
+        interpretability: Interpretability = "none",
+        shap_interactions: bool = False,
+        seed: int = 123,
         webhook_url: str | None = None,
     ) -> SubmitT:
-        """Gradient-boosted trees (default lightgbm) for regression, with optional prediction intervals."""
+        """Gradient-boosted trees for regression, with optional prediction intervals."""
         return self.submit("gbdtregression", data, **_arguments(locals()))
