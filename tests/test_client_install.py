@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_ONLY = ("scikit-learn", "xgboost", "xgboost-cpu", "shap", "nnetsauce", "lightgbm", "catboost")
 SERVER_ONLY += ("psycopg", "psycopg-binary", "sqlalchemy", "celery", "fastapi", "redis")
-USER_COMMANDS = ("login", "submit", "jobs", "status", "result", "cancel", "plot")
+USER_COMMANDS = ("login", "submit", "jobs", "status", "result", "cancel", "delete", "plot")
 
 
 def run(*args: str | Path) -> str:

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-USER_COMMANDS = ("login", "submit", "jobs", "status", "result", "cancel", "plot")
+USER_COMMANDS = ("login", "submit", "jobs", "status", "result", "cancel", "delete", "plot")
 SERVER_COMMANDS = ("serve", "api", "worker", "migrate", "create-token", "revoke-tokens")
 
 

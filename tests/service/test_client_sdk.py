@@ -4,6 +4,11 @@ pandas and shap views, every plot written to a PNG, and 20 jobs at once through 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,16 +20,26 @@ import shap
 from fitexplain_client import (
     AsyncClient,
     AuthenticationError,
+    BadRequestError,
     Client,
+    ConflictError,
+    InternalServerError,
     JobFailedError,
     NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
     Result,
+    RetryPolicy,
+    ServiceUnavailableError,
+    UnprocessableEntityError,
     ValidationError,
     WebhookVerificationError,
     verify_webhook,
 )
 from tests.faults.conftest import slow_csv, slow_params
-from tests.stack import DATA, Stack
+from tests.service.test_client_cli import copies_sharing_a_prefix
+from tests.stack import DATA, REPO, Stack, free_port
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.service
@@ -65,7 +80,7 @@ def test_wait_shows_progress_and_returns_the_result(
 ) -> None:
     job = client.gbdtclassification(DATA / "iris_dataset2.csv", interpretability="shap")
     assert job.state.status == "queued"
-    result = job.wait(timeout=120)
+    result = job.wait(timeout=120, progress=True)
     shown = capsys.readouterr().err
     assert job.id[:8] in shown and "succeeded" in shown and "100%" in shown, shown
     assert job.status() == "succeeded" and job.state.progress == 1.0
@@ -261,3 +276,123 @@ def test_the_running_jobs_limit_is_waited_out_through_retry_after(tmp_path: Path
 async def _record_refusal(response: httpx.Response, refused: list[int]) -> None:
     if response.status_code == 429:
         refused.append(int(response.headers["Retry-After"]))
+
+
+# ----------------------------------------------------------------------------- every error, for real
+
+
+def test_each_status_error_from_the_real_service(stack: Stack, client: Client) -> None:
+    """400, 401, 403, 404, 409 (a result not ready, an ambiguous id, cancelling a finished job), 422:
+    each the class of its status, with the server's code."""
+    with pytest.raises(BadRequestError) as bad:
+        client.request("POST", "/mlclassification", content=b"--x\r\nnot multipart",
+                       headers={"Content-Type": "multipart/form-data; boundary=x"})  # fmt: skip
+    assert bad.value.status_code == 400 and bad.value.code == "bad_request"
+    with pytest.raises(AuthenticationError) as unauthorized:
+        Client(stack.url, "fx_wrong").jobs()
+    assert unauthorized.value.code == "unauthorized"
+    with pytest.raises(PermissionDeniedError) as forbidden:
+        client.request("GET", "/admin/jobs")
+    assert forbidden.value.code == "forbidden"
+    with pytest.raises(NotFoundError):
+        client.job("0123456789abcdef")
+    with pytest.raises(UnprocessableEntityError) as too_short:
+        client.job("01234")
+    assert too_short.value.code == "id_too_short"
+
+    running = client.gbdtclassification(slow_csv(), **slow_params())
+    with pytest.raises(ConflictError):
+        client.result(running.id)
+    assert client.cancel(running.id).status == "cancelled"
+    finished = client.gbdtclassification(DATA / "iris_dataset2.csv")
+    finished.wait(timeout=120)
+    with pytest.raises(ConflictError) as refused:
+        client.cancel(finished.id)
+    assert refused.value.code == "job_finished" and finished.status() == "succeeded"
+    copies_sharing_a_prefix(stack, finished.id, "abcdef9")
+    with pytest.raises(ConflictError) as ambiguous:
+        client.job("abcdef9")
+    assert ambiguous.value.code == "ambiguous_id"
+    assert client.job(finished.id[:8]).id == finished.id
+
+
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """An API alone, with a 64 MiB upload limit, one submission a minute, and a broker that is down."""
+    deployment = Stack(
+        tmp_path_factory.mktemp("refusing"),
+        extra_env={
+            "FITEXPLAIN_MAX_UPLOAD_BYTES": str(64 << 20),
+            "FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE": "1",
+            "FITEXPLAIN_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
+        },
+    ).setup()
+    deployment.start_api()
+    yield deployment
+    deployment.stop()
+
+
+def test_413_429_and_503_from_the_real_service(refusing: Stack, tmp_path: Path) -> None:
+    client = Client(refusing.url, refusing.token("refused"), retry=RetryPolicy(attempts=1))
+    with pytest.raises(ServiceUnavailableError) as unavailable:
+        client.request("GET", "/readyz")
+    assert unavailable.value.code == "not_ready" and isinstance(unavailable.value, InternalServerError)
+    big = tmp_path / "big.csv"
+    with big.open("wb") as handle:
+        handle.truncate(65 << 20)
+    with pytest.raises(PayloadTooLargeError) as too_large:
+        client.mlclassification(big)
+    assert too_large.value.code == "upload_too_large"
+    client.gbdtclassification(DATA / "iris_dataset2.csv")  # accepted: the job waits for the broker
+    with pytest.raises(RateLimitError) as limited:
+        client.gbdtclassification(DATA / "iris_dataset2.csv")
+    assert limited.value.code == "rate_limited" and limited.value.retry_after
+
+
+UPLOAD_PROBE = """
+import json, resource, sys
+from fitexplain_client import Client, PayloadTooLargeError, RetryPolicy
+url, token, path, whole = sys.argv[1:]
+client = Client(url, token, retry=RetryPolicy(attempts=1))
+client.models()  # connections, imports and the first request's buffers before the baseline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+data = open(path, "rb").read() if whole == "whole" else path
+try:
+    client.mlclassification(data)
+    answer = 202
+except PayloadTooLargeError as error:
+    answer = error.status_code
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"grew_mb": (after - before) / 1024, "answer": answer}))
+"""
+
+
+def upload_growth(stack: Stack, token: str, path: Path, how: str) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "clients" / "python"), str(REPO)])}
+    done = subprocess.run([sys.executable, "-c", UPLOAD_PROBE, stack.url, token, str(path), how],
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_a_500_mb_upload_streams_from_its_file(refusing: Stack, tmp_path: Path) -> None:
+    """The client's peak memory grows by less than 50 MB sending 500 MB (the service, limited to 64 MiB,
+    reads the body and answers 413); reading the same file whole first, as a baseline, grows it by the
+    file's size."""
+    big = tmp_path / "big.csv"
+    with big.open("wb") as handle:
+        handle.truncate(500 << 20)
+    token = refusing.token("uploader")
+    streamed = upload_growth(refusing, token, big, "stream")
+    whole = upload_growth(refusing, token, big, "whole")
+    print(f"peak RSS growth: streamed {streamed['grew_mb']:.1f} MB, read whole {whole['grew_mb']:.1f} MB")
+    assert streamed["answer"] == 413 and streamed["grew_mb"] < 50, streamed
+    assert whole["grew_mb"] > 450, whole
+
+
+def test_a_dataframe_goes_as_parquet_with_its_dtypes(client: Client) -> None:
+    frame = pd.read_csv(DATA / "iris_dataset2.csv")
+    frame["target"] = frame["target"].map({0: "setosa", 1: "versicolor", 2: "virginica"}).astype("category")
+    result = client.gbdtclassification(frame).wait(timeout=120, progress=False)
+    assert set(result.y_true) <= {"setosa", "versicolor", "virginica"}
+    assert result.class_labels == ["setosa", "versicolor", "virginica"]
