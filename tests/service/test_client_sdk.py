@@ -4,10 +4,6 @@ pandas and shap views, every plot written to a PNG, and 20 jobs at once through 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,7 +35,7 @@ from fitexplain_client import (
 )
 from tests.faults.conftest import slow_csv, slow_params
 from tests.service.test_client_cli import copies_sharing_a_prefix
-from tests.stack import DATA, REPO, Stack, free_port
+from tests.stack import DATA, Stack, free_port
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.service
@@ -347,47 +343,6 @@ def test_413_429_and_503_from_the_real_service(refusing: Stack, tmp_path: Path) 
     with pytest.raises(RateLimitError) as limited:
         client.gbdtclassification(DATA / "iris_dataset2.csv")
     assert limited.value.code == "rate_limited" and limited.value.retry_after
-
-
-UPLOAD_PROBE = """
-import json, resource, sys
-from fitexplain_client import Client, PayloadTooLargeError, RetryPolicy
-url, token, path, whole = sys.argv[1:]
-client = Client(url, token, retry=RetryPolicy(attempts=1))
-client.models()  # connections, imports and the first request's buffers before the baseline
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-data = open(path, "rb").read() if whole == "whole" else path
-try:
-    client.mlclassification(data)
-    answer = 202
-except PayloadTooLargeError as error:
-    answer = error.status_code
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"grew_mb": (after - before) / 1024, "answer": answer}))
-"""
-
-
-def upload_growth(stack: Stack, token: str, path: Path, how: str) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "clients" / "python"), str(REPO)])}
-    done = subprocess.run([sys.executable, "-c", UPLOAD_PROBE, stack.url, token, str(path), how],
-                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
-
-
-def test_a_500_mb_upload_streams_from_its_file(refusing: Stack, tmp_path: Path) -> None:
-    """The client's peak memory grows by less than 50 MB sending 500 MB (the service, limited to 64 MiB,
-    reads the body and answers 413); reading the same file whole first, as a baseline, grows it by the
-    file's size."""
-    big = tmp_path / "big.csv"
-    with big.open("wb") as handle:
-        handle.truncate(500 << 20)
-    token = refusing.token("uploader")
-    streamed = upload_growth(refusing, token, big, "stream")
-    whole = upload_growth(refusing, token, big, "whole")
-    print(f"peak RSS growth: streamed {streamed['grew_mb']:.1f} MB, read whole {whole['grew_mb']:.1f} MB")
-    assert streamed["answer"] == 413 and streamed["grew_mb"] < 50, streamed
-    assert whole["grew_mb"] > 450, whole
 
 
 def test_a_dataframe_goes_as_parquet_with_its_dtypes(client: Client) -> None:
