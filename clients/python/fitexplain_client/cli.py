@@ -78,9 +78,8 @@ def exit_codes() -> Iterator[None]:
         raise
     except ConflictError as exc:
         if exc.code == "job_finished":
-            raise fail(
-                f"{exc.detail} (nothing to cancel; `fitexplain delete` deletes a job)", ExitCode.USAGE
-            ) from exc
+            hint = "nothing to cancel; `fitexplain delete` deletes a finished job"
+            raise fail(f"{one_line(exc)} ({hint})", ExitCode.USAGE) from exc
         raise fail(one_line(exc), exit_code(exc)) from exc
     except Exception as exc:
         if isinstance(exc, LookupError | AttributeError | NameError | AssertionError):
