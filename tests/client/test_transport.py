@@ -42,7 +42,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.rfile.read(length)
         self.server.seen.append((self.command, self.path))
         status, headers, body = self.server.script.pop(0)
-        payload = json.dumps(body).encode()
+        payload = b"" if status == 204 else json.dumps(body).encode()
         self.send_response(status)
         for name, value in {**headers, "Content-Type": "application/json"}.items():
             self.send_header(name, value)
@@ -209,3 +209,11 @@ def test_the_progress_bar_only_on_a_terminal_unless_asked(serve, capsys: pytest.
     assert capsys.readouterr().err == "", "stderr is not a terminal here: no bar"
     job.wait(timeout=10, progress=True)
     assert "succeeded" in capsys.readouterr().err
+
+
+def test_delete_deletes_a_finished_job_and_cancels_one_that_runs(serve) -> None:
+    server, client = serve([(204, {}, {}), (200, {}, {**JOB, "status": "cancelled"})])
+    assert client.delete("j1") is None
+    cancelled = client.delete("j2")
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert server.seen == [("DELETE", "/jobs/j1"), ("DELETE", "/jobs/j2")]

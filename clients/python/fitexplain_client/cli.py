@@ -313,11 +313,17 @@ def cancel(job_id: JobId, url: UrlOption = None, token: TokenOption = None) -> N
 
 @app.command()
 def delete(job_id: JobId, url: UrlOption = None, token: TokenOption = None) -> None:
-    """Delete a job with its result and upload (a running job is cancelled first)."""
+    """Delete a finished job with its result and upload; one that has not finished is cancelled (delete
+    it again once it has stopped)."""
     with exit_codes(), Client(url, token) as client:
-        state = client.job_state(job_id)  # the full id, for the message
-        client.delete(state.id)
-    out.print(f"{state.id} deleted", markup=False, highlight=False)
+        full_id = client.job_state(job_id).id  # for the message
+        cancelled = client.delete(full_id)
+    shown = (
+        f"{full_id} deleted"
+        if cancelled is None
+        else f"{full_id} {cancelled.status} (not finished: cancelled)"
+    )
+    out.print(shown, markup=False, highlight=False)
 
 
 @app.command()

@@ -81,6 +81,11 @@ class read:
         return JobState.from_json(response.json())
 
     @staticmethod
+    def deleted(response: httpx.Response) -> JobState | None:
+        """204: deleted; 200: the job had not finished, and was cancelled."""
+        return None if response.status_code == 204 else JobState.from_json(response.json())
+
+    @staticmethod
     def jobs(response: httpx.Response) -> list[JobState]:
         return [JobState.from_json(item) for item in response.json()["items"]]
 
@@ -175,9 +180,10 @@ class Client(BaseClient, Endpoints[Job]):
         ConflictError (code "job_finished")."""
         return read.job(self.transport.send(requests_for.cancel(job_id)))
 
-    def delete(self, job_id: str) -> None:
-        """Delete a job with its result and upload (a running job is cancelled first)."""
-        self.transport.send(requests_for.delete(job_id))
+    def delete(self, job_id: str) -> JobState | None:
+        """Delete a finished job with its result and upload (None); a job that has not finished is
+        cancelled instead, as `DELETE /jobs/{id}` does (its state)."""
+        return read.deleted(self.transport.send(requests_for.delete(job_id)))
 
     def result(self, job_id: str, include: Sequence[str] = ()) -> Result:
         """A succeeded job's result (ConflictError while it has not succeeded)."""
@@ -256,8 +262,8 @@ class AsyncClient(BaseClient, Endpoints[Coroutine[Any, Any, AsyncJob]]):
     async def cancel(self, job_id: str) -> JobState:
         return read.job(await self.transport.send(requests_for.cancel(job_id)))
 
-    async def delete(self, job_id: str) -> None:
-        await self.transport.send(requests_for.delete(job_id))
+    async def delete(self, job_id: str) -> JobState | None:
+        return read.deleted(await self.transport.send(requests_for.delete(job_id)))
 
     async def result(self, job_id: str, include: Sequence[str] = ()) -> Result:
         return read.result(await self.transport.send(requests_for.result(job_id, include)), job_id)

@@ -75,7 +75,7 @@ class JobCalls(Protocol):
 
     def cancel(self, job_id: str) -> JobState: ...
 
-    def delete(self, job_id: str) -> None: ...
+    def delete(self, job_id: str) -> JobState | None: ...
 
     def result(self, job_id: str, include: Sequence[str] = ()) -> Result: ...
 
@@ -91,7 +91,7 @@ class AsyncJobCalls(Protocol):
 
     async def cancel(self, job_id: str) -> JobState: ...
 
-    async def delete(self, job_id: str) -> None: ...
+    async def delete(self, job_id: str) -> JobState | None: ...
 
     async def result(self, job_id: str, include: Sequence[str] = ()) -> Result: ...
 
@@ -138,8 +138,10 @@ class Job:
         return self.state
 
     def delete(self) -> None:
-        """Delete the job with its result and upload."""
-        self.client.delete(self.id)
+        """Delete the finished job with its result and upload (one that has not finished is cancelled)."""
+        state = self.client.delete(self.id)
+        if state is not None:
+            self.state = state
 
     def result(self, include: Sequence[str] = ()) -> Result:
         """The result of a succeeded job (raises JobFailedError if it failed or was cancelled)."""
@@ -209,7 +211,9 @@ class AsyncJob:
         return self.state
 
     async def delete(self) -> None:
-        await self.client.delete(self.id)
+        state = await self.client.delete(self.id)
+        if state is not None:
+            self.state = state
 
     async def _require_success(self) -> None:
         if self.state.status != "succeeded":
