@@ -346,8 +346,15 @@ def test_413_429_and_503_from_the_real_service(refusing: Stack, tmp_path: Path) 
 
 
 def test_a_dataframe_goes_as_parquet_with_its_dtypes(client: Client) -> None:
-    frame = pd.read_csv(DATA / "iris_dataset2.csv")
-    frame["target"] = frame["target"].map({0: "setosa", 1: "versicolor", 2: "virginica"}).astype("category")
-    result = client.gbdtclassification(frame).wait(timeout=120, progress=False)
-    assert set(result.y_true) <= {"setosa", "versicolor", "virginica"}
-    assert result.class_labels == ["setosa", "versicolor", "virginica"]
+    """Every endpoint takes the Parquet upload; a categorical text target arrives as its labels."""
+    iris = pd.read_csv(DATA / "iris_dataset2.csv")
+    iris["target"] = iris["target"].map({0: "setosa", 1: "versicolor", 2: "virginica"}).astype("category")
+    boston = pd.read_csv(DATA / "boston_dataset2.csv").astype({"target": "float32"})
+    jobs = [client.gbdtclassification(iris), client.mlclassification(iris, n_hidden_features=0),
+            client.gbdtregression(boston), client.mlregression(boston)]  # fmt: skip
+    classified, *others = [job.wait(timeout=120, progress=False) for job in jobs]
+    assert set(classified.y_true) <= {"setosa", "versicolor", "virginica"}
+    assert classified.class_labels == ["setosa", "versicolor", "virginica"]
+    assert others[0].class_labels == classified.class_labels
+    assert all(result.y_pred for result in others)
+    assert [job.state.data_filename for job in jobs] == ["data.parquet"] * 4
