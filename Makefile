@@ -6,42 +6,56 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# What each environment was installed from: an edit of either reinstalls (scripts/install.sh).
+LOCKED := pyproject.toml clients/python/pyproject.toml uv.lock
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+export VENV PYTHON
 
-.PHONY: run test test-fast install lint bench clean
+.PHONY: run test test-fast install lint lock bench clean
 
-# One pip command for both packages: the client owns the `fitexplain` command, the server adds its
-# subcommands to it (entry-point group `fitexplain.commands`).
-$(STAMP): pyproject.toml clients/python/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ./clients/python -e '.[test]'
-	touch $(STAMP)
+# The runtime alone (no test, browser or lint tools), at the versions in uv.lock: the server and the client
+# (which owns the `fitexplain` command; the server adds its subcommands through the entry-point group
+# `fitexplain.commands`), both editable.
+$(RUN_STAMP): $(LOCKED)
+	bash scripts/install.sh run
+	touch $@
 
-install: $(STAMP)
+# The runtime and the `test` dependency group (pytest, Playwright, moto, ruff, mypy, ...).
+$(TEST_STAMP): $(LOCKED)
+	bash scripts/install.sh test
+	touch $@ $(RUN_STAMP)
 
-run: install
+install: $(TEST_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/fitexplain serve
 
-test: install
+# After an edit of the dependencies in a pyproject.toml: pin them anew in uv.lock, and export the lock as
+# the requirements files scripts/install.sh gives pip when uv cannot be had.
+lock:
+	bash scripts/install.sh lock
+
+test: $(TEST_STAMP)
 	bash scripts/ensure_services.sh
 	bash scripts/ensure_test_tools.sh
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/pytest -n auto --dist loadfile
 
-test-fast: install
+test-fast: $(TEST_STAMP)
 	bash scripts/ensure_services.sh
 	$(BIN)/pytest -n auto tests/ml tests/inprocess tests/results tests/client tests/dashboard \
 		tests/test_no_history.py tests/test_import_cycles.py tests/test_layout.py tests/test_settings_table.py
 
-lint: install
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check api worker cli shared clients/python tests migrations
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/mypy
 
-bench: install
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/seed_requests.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) .venv-uv var .pytest_cache
