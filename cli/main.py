@@ -137,8 +137,11 @@ def worker(
     queue: Annotated[
         QueueChoice, typer.Option(help="which jobs to take: small, large (by estimated cost), or all")
     ] = QueueChoice.all,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no start-up banner")] = False,
 ) -> None:
-    """Run a Celery worker that executes fit-and-explain jobs."""
+    """Run a Celery worker that executes fit-and-explain jobs. SIGTERM or Ctrl-C: a warm shutdown (the
+    running job finishes first); a second one stops at once (the job runs again, on another worker or
+    after a restart)."""
     supervisor_pid = os.environ.get(PARENT_PID_ENV)
     if supervisor_pid:  # started by `serve`: never outlive it
         from worker.lifeline import die_with_parent
@@ -147,7 +150,7 @@ def worker(
     _check_schema()
     from worker.app import app as celery_app
 
-    celery_app.worker_main(worker_argv(concurrency, loglevel, queue))
+    celery_app.start([*(["--quiet"] if quiet else []), *worker_argv(concurrency, loglevel, queue)])
 
 
 def _check_schema() -> None:
@@ -175,15 +178,22 @@ def serve(
     concurrency: Annotated[int, typer.Option(help="jobs run at once by each worker")] = 1,
 ) -> None:
     """Migrate, then run the API and one worker per queue (small and large jobs), restarting a worker
-    that dies (embedded SQLite unless URLs are set)."""
+    that dies (embedded SQLite unless URLs are set). Ctrl-C or SIGTERM stops it warm: running jobs get
+    FITEXPLAIN_STOP_GRACE_SECONDS to finish; a second Ctrl-C stops at once."""
+    from cli.announce import ReadyAnnouncer, local_url, starting_message
     from shared.settings import get_settings
+    from shared.tables import utcnow
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = get_settings()
+    host, port = host or settings.host, port or settings.port
     # uvicorn re-raises the SIGTERM it caught once it has shut down: make that an exception, so the
     # `finally` below always stops the workers too.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     migrate()
+    started = utcnow()
+    queues = (QueueChoice.small, QueueChoice.large)
     workers = WorkerSupervisor(
         {
             queue.value: [
@@ -194,24 +204,34 @@ def serve(
                 f"--queue={queue.value}",
                 f"--concurrency={concurrency}",
                 "--loglevel=warning",
+                "--quiet",
             ]
-            for queue in (QueueChoice.small, QueueChoice.large)
+            for queue in queues
         },
         env=os.environ.copy(),
+        stop_grace=settings.stop_grace_seconds,
     )
     workers.start()
     where = (
         "embedded SQLite under " + str(settings.home.resolve()) if settings.embedded else "external services"
     )
-    console.print(
-        f"[bold]fitexplain[/bold] on http://{host or settings.host}:{port or settings.port} ({where})"
-    )
-    console.print("Get a token with: [cyan]fitexplain create-token YOUR_NAME[/cyan]; API docs at /docs")
+    console.print(starting_message(local_url(host, port), where, len(queues)))
+    announcer = ReadyAnnouncer(console, host, port, since=started, workers=len(queues))
+    announcer.start()
     try:
         api(host=host, port=port, workers=1)
     finally:
-        # Warm shutdown first; a job cut short by the kill is requeued by the sweep of the next start.
-        workers.stop()
+        announcer.stop.set()
+        console.print(
+            f"stopping: running jobs get {settings.stop_grace_seconds:.0f} s to finish "
+            "(Ctrl-C again to stop them now: they run again after the next start)"
+        )
+        try:
+            workers.stop()
+        except KeyboardInterrupt:
+            workers.kill()
+            raise SystemExit(128 + signal.SIGINT) from None
+        console.print("stopped")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """`fitexplain serve`'s workers: one per queue, restarted when one dies (with backoff if it keeps dying),
-and never left behind when serve itself dies (they die with it: worker/lifeline.py).
+stopped warm (each finishes its running job, for a grace period), and never left behind when serve itself
+dies (they die with it: worker/lifeline.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ FIRST_DELAY = 1.0
 MAX_DELAY = 60.0
 HEALTHY_AFTER = 30.0  # a worker that ran this long before dying is restarted without backoff
 CHECK_EVERY = 0.5
-STOP_GRACE = 10.0
 
 
 @dataclass
@@ -38,9 +38,10 @@ class WorkerSupervisor:
     """Runs the workers from one long-lived thread: the kernel ties each worker's life to the thread that
     started it (PR_SET_PDEATHSIG), so that thread must be the one that outlives them."""
 
-    def __init__(self, workers: dict[str, list[str]], env: dict[str, str]) -> None:
+    def __init__(self, workers: dict[str, list[str]], env: dict[str, str], stop_grace: float) -> None:
         self.workers = [SupervisedWorker(name, argv) for name, argv in workers.items()]
         self.env = {**env, PARENT_PID_ENV: str(os.getpid())}
+        self.stop_grace = stop_grace
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
 
@@ -48,9 +49,19 @@ class WorkerSupervisor:
         self._thread.start()
 
     def stop(self) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL of whatever is left after STOP_GRACE seconds."""
+        """Warm shutdown: SIGTERM to each worker's main process, which lets its running job finish and
+        then stops its pool; SIGKILL of each worker's process group still there after `stop_grace`
+        seconds (its job, left `running`, is requeued once its heartbeat is stale)."""
         self._stop.set()
-        self._thread.join(timeout=STOP_GRACE + 15)
+        self._thread.join(timeout=self.stop_grace + 15)
+
+    def kill(self) -> None:
+        """Stop at once: SIGKILL of every worker's process group (a second Ctrl-C during `stop`)."""
+        for worker in self.workers:
+            if worker.process is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(worker.process.pid, signal.SIGKILL)
+        self._thread.join(timeout=15)
 
     def pids(self) -> dict[str, int | None]:
         return {w.name: w.process.pid if w.process else None for w in self.workers}
@@ -99,18 +110,29 @@ class WorkerSupervisor:
         )
 
     def _terminate_all(self) -> None:
-        running = [w.process for w in self.workers if w.process is not None and w.process.poll() is None]
-        for process in running:
+        running = [
+            (w.name, w.process) for w in self.workers if w.process is not None and w.process.poll() is None
+        ]
+        for _, process in running:
+            # The main process only: Celery's warm shutdown stops its pool processes itself. A SIGTERM
+            # to the pool processes would kill them under it, which it reports as an error.
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        for process in running:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_grace
+        for name, process in running:
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                log.info("worker %s stopped", name)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+                log.warning(
+                    "worker %s did not stop within %.0f s: killed; the job it was running, if any, "
+                    "runs again after the next start",
+                    name,
+                    self.stop_grace,
+                )
 
 
 def how_it_ended(returncode: int) -> str:

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     sweep_seconds: float = Field(
         5.0, description="how often the API publishes jobs the broker missed and requeues lost workers' jobs"
     )
+    stop_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="how long a stopping `fitexplain serve` lets its workers finish their running jobs; "
+        "a job still running then is stopped and runs again after the next start",
+    )
     worker_forget_seconds: float = Field(
         600.0,
         description="a worker row silent this long is deleted (shown as dead on the dashboard until then)",

@@ -1,5 +1,7 @@
 """`fitexplain serve` supervises its workers: one per queue, a killed worker is restarted (and serve says
-why), and no worker, pool process or computation outlives a serve killed with SIGKILL.
+why), no worker, pool process or computation outlives a serve killed with SIGKILL, and SIGTERM stops it
+warm: the running job finishes within the grace period, or runs again after the next start, and nothing
+is logged as an error.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.conftest import client_for, slow_csv, slow_params
+from tests.faults.conftest import client_for, job_row, slow_csv, slow_params
 from tests.stack import BIN, Stack
 from tests.waiting import wait_until
 
@@ -79,6 +81,11 @@ class Serve:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def ready(self) -> bool:
+        """serve said ready: its API listens and one of its workers is alive."""
+        assert self.process.poll() is None, self.output()[-3000:]
+        return "ready: fitexplain answers on" in self.output()
+
     def healthy(self) -> bool:
         assert self.process.poll() is None, self.output()[-3000:]
         try:
@@ -138,3 +145,67 @@ def test_no_worker_outlives_serve_killed_with_sigkill(serve: Serve) -> None:
 
     # No process of serve's outlives it: none of them is left within 10 s.
     wait_until(lambda: not (family & set(parents())), 10, f"serve's processes {sorted(family)} to exit")
+
+
+def error_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
+
+
+def submit_slow_job_and_wait_until_running(serve: Serve) -> str:
+    alice = client_for(serve.stack)
+    response = alice.submit("gbdtclassification", slow_csv(), **slow_params())
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["id"]
+    wait_until(lambda: job_row(serve.stack, job_id)["status"] == "running", START_TIMEOUT, "the job to run")
+    return job_id
+
+
+def stop_with_sigterm(serve: Serve) -> None:
+    serve.process.send_signal(signal.SIGTERM)
+    assert serve.process.wait(timeout=120) == 128 + signal.SIGTERM, serve.output()[-3000:]
+    assert "stopped" in serve.output().splitlines()[-1], serve.output()[-3000:]
+
+
+def test_serve_says_ready_once_a_worker_is_alive_and_how_to_get_a_token(serve: Serve) -> None:
+    wait_until(serve.ready, START_TIMEOUT, "serve to say ready")
+    assert "fitexplain create-token YOUR_NAME" in serve.output()
+    readiness = httpx.get(f"{serve.stack.url}/readyz", timeout=10).json()
+    assert readiness["workers_alive"] >= 1, readiness
+
+
+def test_sigterm_lets_the_running_job_finish_and_logs_no_error(stacks: Callable[..., Stack]) -> None:
+    serve = Serve(stacks(extra_env={"FITEXPLAIN_STOP_GRACE_SECONDS": "240"}))
+    try:
+        wait_until(serve.ready, START_TIMEOUT, "serve to say ready")
+        job_id = submit_slow_job_and_wait_until_running(serve)
+
+        stop_with_sigterm(serve)
+
+        assert job_row(serve.stack, job_id)["status"] == "succeeded"
+        assert error_lines(serve.output()) == [], serve.output()[-3000:]
+    finally:
+        serve.stop()
+
+
+def test_a_job_cut_by_the_grace_period_finishes_after_restart(stacks: Callable[..., Stack]) -> None:
+    stack = stacks(extra_env={"FITEXPLAIN_STOP_GRACE_SECONDS": "0"})
+    first = Serve(stack)
+    try:
+        wait_until(first.ready, START_TIMEOUT, "serve to say ready")
+        job_id = submit_slow_job_and_wait_until_running(first)
+
+        stop_with_sigterm(first)
+        assert "did not stop within 0 s: killed" in first.output(), first.output()[-3000:]
+        assert job_row(stack, job_id)["status"] == "running"  # left for the next start to requeue
+    finally:
+        first.stop()
+
+    second = Serve(stack)
+    try:
+        wait_until(second.healthy, START_TIMEOUT, "serve's API")
+        job = client_for(stack).wait(job_id, timeout=2 * START_TIMEOUT)
+        assert job["status"] == "succeeded", job
+        stop_with_sigterm(second)
+        assert error_lines(second.output()) == [], second.output()[-3000:]
+    finally:
+        second.stop()
