@@ -74,7 +74,9 @@ class ReadyAnnouncer:
     def _run(self) -> None:
         while not self.stop.wait(CHECK_EVERY):
             if api_listens(self.host, self.port) and (alive := workers_alive_since(self.since)):
-                self.console.print(ready_message(local_url(self.host, self.port), alive, self.workers))
+                self.console.print(
+                    ready_message(local_url(self.host, self.port), alive, self.workers), soft_wrap=True
+                )
                 return
 
 

@@ -215,7 +215,7 @@ def serve(
     where = (
         "embedded SQLite under " + str(settings.home.resolve()) if settings.embedded else "external services"
     )
-    console.print(starting_message(local_url(host, port), where, len(queues)))
+    console.print(starting_message(local_url(host, port), where, len(queues)), soft_wrap=True)
     announcer = ReadyAnnouncer(console, host, port, since=started, workers=len(queues))
     announcer.start()
     try:
@@ -224,7 +224,8 @@ def serve(
         announcer.stop.set()
         console.print(
             f"stopping: running jobs get {settings.stop_grace_seconds:.0f} s to finish "
-            "(Ctrl-C again to stop them now: they run again after the next start)"
+            "(Ctrl-C again to stop them now: they run again after the next start)",
+            soft_wrap=True,
         )
         try:
             workers.stop()

@@ -11,51 +11,18 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.faults.conftest import client_for, job_row, slow_csv, slow_params
+from tests.processes import command_line, descendants, parents
 from tests.stack import BIN, Stack
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
 START_TIMEOUT = 120  # a cold worker imports the ML stack
-
-
-def parents() -> dict[int, int]:
-    """Every live process's parent (zombies count as gone)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if state != "Z":
-            found[int(entry.name)] = int(ppid)
-    return found
-
-
-def descendants(pid: int) -> set[int]:
-    tree = parents()
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in tree.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def command_line(pid: int) -> str:
-    try:
-        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 def worker_of_queue(serve: subprocess.Popen[bytes], queue: str) -> int | None:
