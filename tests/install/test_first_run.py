@@ -62,7 +62,7 @@ class FirstRun:
             [
                 str(self.clone / ".venv" / "bin" / "python"),
                 "-c",
-                "import importlib.metadata as m; print('\\n'.join(d.metadata['Name'] for d in m.distributions()))",
+                "import importlib.metadata as m; print(*(d.metadata['Name'] for d in m.distributions()))",
             ],
             capture_output=True,
             text=True,
@@ -111,7 +111,7 @@ def first_run(tmp_path: Path) -> Iterator[FirstRun]:
         stdin=subprocess.DEVNULL,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, as a terminal's foreground job: Ctrl-C is SIGINT to it
+        start_new_session=True,  # its own process group, as a terminal's foreground job: Ctrl-C goes to it
     )
     run = FirstRun(clone, port, log, make)
     try:
