@@ -3,10 +3,17 @@
 #   docker run --rm -p 8000:8000 fitexplain fitexplain serve --host 0.0.0.0   # all-in-one, embedded SQLite
 FROM python:3.11-slim
 
+# The environment is /opt/venv, installed by uv at the versions in uv.lock (as `make run` installs .venv).
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=1 \
+    UV_PYTHON_DOWNLOADS=never \
+    PATH=/opt/venv/bin:$PATH \
     FITEXPLAIN_HOME=/var/lib/fitexplain
 
 # LightGBM's wheel links the system OpenMP runtime (libgomp.so.1), which slim images lack.
@@ -24,15 +31,16 @@ RUN groupadd --system --gid 10001 fitexplain \
 
 WORKDIR /app
 
-# Dependencies first, in their own layer: editing the code does not reinstall the ML stack.
+# The installer, from PyPI.
+RUN pip install 'uv>=0.5'
+
+# Dependencies first, in their own layer: editing the code does not reinstall the ML stack. The runtime
+# only (no test or lint group), plus the s3 extra (s3fs): FITEXPLAIN_STORAGE_URL may name an S3 bucket.
+# --locked: the build fails on a lock that does not match pyproject.toml rather than resolve anew.
 # (README.m[d]: copied when present, as pyproject.toml names it as the long description.)
-COPY pyproject.toml README.m[d] ./
+COPY pyproject.toml uv.lock README.m[d] ./
 COPY clients/python/pyproject.toml ./clients/python/
-# The s3 extra (s3fs) too: FITEXPLAIN_STORAGE_URL may name an S3 bucket.
-RUN python -c "import tomllib; p = [tomllib.load(open(f, 'rb'))['project'] for f in ('pyproject.toml', 'clients/python/pyproject.toml')]; print('\n'.join([*p[0]['dependencies'], *p[0]['optional-dependencies']['s3'], *p[1]['dependencies']]))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+RUN uv sync --locked --extra s3 --no-install-workspace
 
 COPY alembic.ini ./
 COPY migrations ./migrations
@@ -42,12 +50,12 @@ COPY worker ./worker
 COPY cli ./cli
 COPY clients/python ./clients/python
 
-# One pip command for both: the client package owns the `fitexplain` command, the server adds its
-# subcommands (serve, api, worker, ...) through the `fitexplain.commands` entry-point group.
-# Editable on purpose: `fitexplain migrate` finds alembic.ini and migrations/ next to shared/
-# (shared/store/migrate.py REPO_ROOT), which a plain `pip install .` into site-packages would lose.
-# The sources stay owned by root: the service cannot rewrite its own code.
-RUN pip install --no-deps -e ./clients/python -e . \
+# Then the two packages themselves, from the same lock: the client package owns the `fitexplain` command,
+# the server adds its subcommands (serve, api, worker, ...) through the `fitexplain.commands` entry-point
+# group. Editable (uv's way with a workspace's packages) on purpose: `fitexplain migrate` finds alembic.ini
+# and migrations/ next to shared/ (shared/store/migrate.py REPO_ROOT), which a copy into site-packages
+# would lose. The sources stay owned by root: the service cannot rewrite its own code.
+RUN uv sync --locked --extra s3 \
     && python -m compileall -q api worker shared cli migrations clients/python/fitexplain_client
 
 USER 10001:10001

@@ -46,7 +46,8 @@ test: $(TEST_STAMP)
 test-fast: $(TEST_STAMP)
 	bash scripts/ensure_services.sh
 	$(BIN)/pytest -n auto tests/ml tests/inprocess tests/results tests/client tests/dashboard \
-		tests/test_no_history.py tests/test_import_cycles.py tests/test_layout.py tests/test_settings_table.py
+		tests/test_no_history.py tests/test_import_cycles.py tests/test_layout.py tests/test_settings_table.py \
+		tests/install/test_lock.py
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

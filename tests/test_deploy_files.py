@@ -253,9 +253,20 @@ def test_one_command_has_the_users_and_the_operators_subcommands() -> None:
     assert users | operators <= commands, sorted(commands)
 
 
-def test_make_installs_client_and_server_in_one_pip_command() -> None:
+def test_make_run_installs_the_runtime_and_make_test_the_test_group_from_the_lock() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"pip install [^\n]*-e \./clients/python -e '\.\[test\]'", makefile), makefile
+    installer = (ROOT / "scripts" / "install.sh").read_text()
+    assert re.search(r"^run: \$\(RUN_STAMP\)$", makefile, re.M), makefile
+    assert re.search(r"^test: \$\(TEST_STAMP\)$", makefile, re.M), makefile
+    assert re.search(r"^\tbash scripts/install.sh run$", makefile, re.M), makefile
+    assert re.search(r"^\tbash scripts/install.sh test$", makefile, re.M), makefile
+    assert '"$uv" sync --locked' in installer, installer
+    assert "run) groups=(--inexact)" in installer and "test) groups=(--group test)" in installer
+    # The client (owner of the `fitexplain` command) comes with the server, from the same lock.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "fitexplain-client" in project["project"]["dependencies"]
+    assert project["tool"]["uv"]["sources"]["fitexplain-client"] == {"workspace": True}
+    assert project["tool"]["uv"]["workspace"]["members"] == ["clients/python"]
 
 
 def test_cli_check_rejects_what_the_cli_rejects() -> None:
@@ -384,12 +395,17 @@ def test_image_base_user_and_install() -> None:
     users = dockerfile("USER")
     assert users and users[-1].split(":")[0] not in ("root", "0"), "the service must not run as root"
     runs = " ".join(dockerfile("RUN"))
-    assert "pip install" in runs
-    assert "[test]" not in runs and ".[" not in runs, "no test extras in the production image"
+    # The versions in uv.lock, refused when the lock is stale; the runtime only, no test or lint group.
+    syncs = [options for run in dockerfile("RUN") for options in re.findall(r"uv sync ([^&]*)", run)]
+    assert syncs, runs
+    for options in syncs:
+        assert "--locked" in options, options
+        assert "--group" not in options and "--all-groups" not in options and "--dev" not in options
+    assert "uv.lock" in " ".join(dockerfile("COPY")), "the image installs from the lock"
     # `fitexplain migrate` finds alembic.ini and migrations/ next to shared/ (shared.store.migrate's
     # REPO_ROOT), so the package must be installed in place (editable), not copied into site-packages.
-    # One pip command installs the client (owner of the `fitexplain` script) and the server (its plugin).
-    assert re.search(r"pip install (--no-deps )?-e \./clients/python -e \.(\s|$)", runs), runs
+    # The last sync installs the workspace: the client (owner of the `fitexplain` script) and the server.
+    assert "--no-install-workspace" not in syncs[-1] and "--no-editable" not in syncs[-1], syncs
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     if any(dependency.startswith("lightgbm") for dependency in dependencies):
         assert "libgomp1" in runs, "LightGBM's wheel needs the system libgomp.so.1, absent from slim images"
