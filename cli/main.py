@@ -232,6 +232,9 @@ def serve(
         except KeyboardInterrupt:
             workers.kill()
             raise SystemExit(128 + signal.SIGINT) from None
+        except SystemExit:  # a second SIGTERM
+            workers.kill()
+            raise
         console.print("stopped")
 
 
