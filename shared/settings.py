@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         "fitexplain", description="the broker queue of small jobs; large jobs go to this name + `.large`"
     )
 
+    metrics_token: str = Field(
+        "",
+        description="a bearer token that opens `/metrics` to other hosts (Prometheus' `authorization` "
+        "credentials); empty: `/metrics` answers only requests from this host",
+    )
+
     # Waiting for results inside a request.
     compat_wait: float = Field(120.0, ge=0, le=600, description="seconds the `/techtonique` mount waits")
 
@@ -108,16 +114,21 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(3, description="a job that loses its worker this often fails as `worker_lost`")
     heartbeat_seconds: float = Field(
-        5.0, description="how often a worker records its job's progress and liveness"
+        2.0, gt=0, description="how often a worker records its job's progress and its own liveness"
     )
     cancel_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="how often a worker checks that its running job was not cancelled"
     )
     stale_after_seconds: float = Field(
-        60.0, description="a worker silent this long is lost: its job is requeued"
+        6.0,
+        gt=0,
+        description="a worker silent this long is lost: `/readyz` and the dashboard count it out, its job "
+        "is requeued at the next sweep, and it can no longer write the job (at least twice the heartbeat)",
     )
     sweep_seconds: float = Field(
-        5.0, description="how often the API publishes jobs the broker missed and requeues lost workers' jobs"
+        1.0,
+        gt=0,
+        description="how often the API publishes jobs the broker missed and requeues lost workers' jobs",
     )
     stop_grace_seconds: float = Field(
         30.0,
@@ -137,6 +148,13 @@ class Settings(BaseSettings):
         gt=0,
         description="jobs whose data would need more in a worker (rows x (features + 2) x 8 bytes x 6 "
         "copies) are refused at submit (422 `over_memory`)",
+    )
+
+    fair_share_window_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="fair share: the next job to start is that of the user who used the least worker time "
+        "in this many seconds (their running jobs, and those finished within it), the oldest among equals",
     )
 
     # Cost (estimated worker-seconds, shared/ml/cost.py).
@@ -215,6 +233,12 @@ class Settings(BaseSettings):
         "5,30,120,600,1800,7200,21600,43200",
         description="seconds before each retry (±20 % jitter); after the last one the delivery is `failed`",
     )
+    webhook_tests_per_minute: int = Field(
+        10,
+        ge=1,
+        description="`POST /webhooks/test` calls of one user a minute, counted in each API process (429 "
+        "with Retry-After beyond)",
+    )
     webhook_poll_seconds: float = Field(1.0, gt=0, description="how often the API sends due webhooks")
     webhook_secret_overlap_seconds: float = Field(
         86_400.0, description="after a rotation, the old secret signs this long too"
@@ -231,6 +255,10 @@ class Settings(BaseSettings):
             self.broker_url = f"sqla+sqlite:///{(self.home / 'broker.db').resolve()}"
         if self.hard_time_limit <= self.soft_time_limit:
             raise ValueError("FITEXPLAIN_HARD_TIME_LIMIT must be greater than FITEXPLAIN_SOFT_TIME_LIMIT")
+        if self.stale_after_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                "FITEXPLAIN_STALE_AFTER_SECONDS must be at least twice FITEXPLAIN_HEARTBEAT_SECONDS"
+            )
         if self.visibility_timeout <= self.hard_time_limit:
             raise ValueError("FITEXPLAIN_VISIBILITY_TIMEOUT must be greater than FITEXPLAIN_HARD_TIME_LIMIT")
         _ = self.webhook_retry_delays  # refuse a malformed schedule at start-up

@@ -148,6 +148,8 @@ class Job(Base):
         CheckConstraint("queue IN ('small', 'large')", name="job_queue_valid"),
         Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
         Index("ix_jobs_dataset_user", "dataset_sha256", "user_id"),
+        # Each user's recently finished jobs, summed by the fair-share claim.
+        Index("ix_jobs_user_finished", "user_id", "finished_at"),
         # The jobs that hold a worker (shared.limits.holds_a_worker), counted at every submit.
         Index("ix_jobs_user_holding", "user_id", postgresql_where=text(HOLDING), sqlite_where=text(HOLDING)),
         # A user's jobs by a prefix of their id, compared byte by byte (shared.store.job_ids).
@@ -171,6 +173,8 @@ class Job(Base):
     # Estimated worker-seconds (shared/ml/cost.py) and the queue it routed the job to: small or large.
     estimated_seconds: Mapped[float | None] = mapped_column(Float)
     queue: Mapped[str] = mapped_column(String(16), default="small", server_default="small")
+    # Worker-seconds its computations took, added when each one ends: its user's recent use (fair share).
+    worker_seconds: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -77,8 +77,6 @@ class Stack:
                 "FITEXPLAIN_HOME": str(self.tmp / "home"),
                 "FITEXPLAIN_PORT": str(self.port),
                 "FITEXPLAIN_SWEEP_SECONDS": "1",
-                "FITEXPLAIN_HEARTBEAT_SECONDS": "1",
-                "FITEXPLAIN_STALE_AFTER_SECONDS": "6",
                 "FITEXPLAIN_WORKER_CORES": "2",  # same-host fan-out decided alike on any machine
                 "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "1000",
                 "FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE": "100000",

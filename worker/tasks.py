@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from functools import cache, partial
 from pathlib import Path
 from typing import Any, Literal
@@ -53,11 +54,18 @@ def executor() -> KillableExecutor:
     return KillableExecutor(max_rss_kb=get_settings().worker_max_memory_per_child_kb)
 
 
-def job_heartbeat(job_id: str, worker: str, settings: Settings) -> Heartbeat:
+def job_heartbeat(job_id: str, worker: str, attempt: int, settings: Settings) -> Heartbeat:
+    """The job's lease, renewed every `heartbeat_seconds` while `worker` holds it in `attempt`; once the
+    job is no longer ours (cancelled, or requeued after this process was silent too long) it is lost for
+    good, and every later write of this attempt is refused (`jobstore.held`)."""
+
     def beat(progress: tuple[float, str] | None) -> bool:
         fraction, message = progress if progress else (None, None)
         with session_scope() as session:
-            return heartbeat(session, job_id, worker, fraction, message)
+            still_ours = heartbeat(session, job_id, worker, fraction, message, attempt=attempt)
+        if not still_ours:
+            log.warning("job %s: attempt %d no longer holds it; its writes are refused", job_id, attempt)
+        return still_ours
 
     return Heartbeat(job_id, beat, settings.heartbeat_seconds)
 
@@ -75,12 +83,14 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
                 worker=me,
                 stale_after=settings.stale_after_seconds,
                 max_attempts=settings.max_attempts,
+                recent_use_seconds=settings.fair_share_window_seconds,
             )
             if outcome.job is None:
                 log.info("job %s not run: %s", message_job_id, outcome.reason)
                 return outcome.reason
             job = outcome.job
-            job_id, queue = job.id, job.queue
+            job_id, queue, attempt = job.id, job.queue, job.attempts
+            claimed_at = time.monotonic()
             if job_id != message_job_id:
                 log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
             spec = JobSpec.from_json(job.spec)
@@ -96,27 +106,30 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
         ) from exc
 
     try:
-        with job_heartbeat(job_id, me, settings) as beat:
+        with job_heartbeat(job_id, me, attempt, settings) as beat:
             beat.record(0.0, "fitting")
             ended = executor().run(
-                partial(compute_job, job_id, me, source, spec, queue),
+                partial(compute_job, job_id, me, attempt, source, spec, queue),
                 time_limit=settings.soft_time_limit,
                 poll_seconds=settings.cancel_poll_seconds,
-                still_wanted=lambda: not beat.lost.is_set() and _still_ours(job_id, me),
+                still_wanted=lambda: not beat.lost.is_set() and _still_ours(job_id, me, attempt),
                 on_progress=beat.record,
                 on_started=partial(_record_started, me, job_id),
             )
     except Exception as exc:  # the supervision itself failed (the computation was killed): never a hang
         log.exception("job %s: supervising its computation failed", job_id)
-        ended = Outcome("finished", _fail(job_id, me, "internal_error", _internal_error_message(exc)))
+        ended = Outcome(
+            "finished", _fail(job_id, me, attempt, "internal_error", _internal_error_message(exc))
+        )
     with session_scope() as session:  # the computation is over: one commit frees the job and counts it
         # Not waited for on disk: it overlaps the next request's work, and a crash of Postgres that lost
         # it loses a count, and a cancelled job's `stopping` flag, which stops mattering once the job's
         # heartbeat is stale (shared.limits.holds_a_worker).
         commit_without_flush_wait(session)
-        computation_stopped(session, job_id, me)
+        used = time.monotonic() - claimed_at
+        computation_stopped(session, job_id, me, attempt=attempt, worker_seconds=used)
         workers.job_finished(session, me, _worker_outcome(ended))
-    return _conclude(job_id, me, ended, settings)
+    return _conclude(job_id, me, attempt, ended, settings)
 
 
 def _record_started(me: str, job_id: str) -> None:
@@ -134,7 +147,7 @@ def upload_source(path: Path | None) -> bytes | Path:
 
 
 def compute_job(
-    job_id: str, me: str, source: bytes | Path, spec: JobSpec, queue: str, progress: Progress
+    job_id: str, me: str, attempt: int, source: bytes | Path, spec: JobSpec, queue: str, progress: Progress
 ) -> str:
     """The job's computation, run in the killable child: fit, explain, store the result or the error."""
     settings = get_settings()
@@ -150,11 +163,11 @@ def compute_job(
             phases=phases,
         )
     except Exception as exc:
-        return _computation_failed(job_id, me, exc)
+        return _computation_failed(job_id, me, attempt, exc)
     with phases.timed("store"):
         parquet = _parquet_form(job_id, result, settings)
         with session_scope() as session:
-            stored = succeed(session, job_id, me, result, parquet)
+            stored = succeed(session, job_id, me, result, parquet, attempt=attempt)
     log.info("job %s phases: %s", job_id, phases)  # benchmarks/large_data.py reads this line
     return "succeeded" if stored else "superseded"
 
@@ -169,22 +182,22 @@ def _parquet_form(job_id: str, result: dict[str, Any], settings: Settings) -> by
         return None
 
 
-def _computation_failed(job_id: str, me: str, exc: Exception) -> str:
+def _computation_failed(job_id: str, me: str, attempt: int, exc: Exception) -> str:
     """Record why the computation failed, unless the job was cancelled meanwhile: cancelling releases
     its upload, so a computation still reading it fails, and that is the cancel, not an error."""
-    if not _still_ours(job_id, me):
+    if not _still_ours(job_id, me, attempt):
         log.info("job %s stopped: no longer ours (its computation ended with %s)", job_id, type(exc).__name__)
         return "superseded"
     if isinstance(exc, UserInputError):
-        return _fail(job_id, me, exc.code, exc.message)
+        return _fail(job_id, me, attempt, exc.code, exc.message)
     if isinstance(exc, MemoryError):
         message = "The job ran out of memory: explain fewer rows or features."
-        return _fail(job_id, me, "out_of_memory", message)
+        return _fail(job_id, me, attempt, "out_of_memory", message)
     log.error("job %s crashed", job_id, exc_info=exc)
-    return _fail(job_id, me, "internal_error", _internal_error_message(exc))
+    return _fail(job_id, me, attempt, "internal_error", _internal_error_message(exc))
 
 
-def _conclude(job_id: str, me: str, ended: Outcome, settings: Settings) -> str:
+def _conclude(job_id: str, me: str, attempt: int, ended: Outcome, settings: Settings) -> str:
     """Record how the computation ended (each move to a final state writes the job's webhook outbox)."""
     if ended.ended == "finished":
         return ended.detail
@@ -196,6 +209,7 @@ def _conclude(job_id: str, me: str, ended: Outcome, settings: Settings) -> str:
         _fail(
             job_id,
             me,
+            attempt,
             "time_limit",
             f"The job ran past the time limit of {settings.soft_time_limit} s "
             "(FITEXPLAIN_SOFT_TIME_LIMIT): explain fewer rows or use a faster model.",
@@ -203,7 +217,9 @@ def _conclude(job_id: str, me: str, ended: Outcome, settings: Settings) -> str:
         return "time_limit"
     log.error("job %s: its computation %s", job_id, ended.detail)
     with session_scope() as session:
-        done = computation_died(session, job_id, me, how=ended.detail, max_attempts=settings.max_attempts)
+        done = computation_died(
+            session, job_id, me, how=ended.detail, max_attempts=settings.max_attempts, attempt=attempt
+        )
     return f"computation {ended.detail}: {done}"
 
 
@@ -219,14 +235,14 @@ def _internal_error_message(exc: Exception) -> str:
     return f"Internal error ({type(exc).__name__}); it has been logged."
 
 
-def _still_ours(job_id: str, me: str) -> bool:
+def _still_ours(job_id: str, me: str, attempt: int) -> bool:
     with session_scope() as session:
-        return still_running_on(session, job_id, me)
+        return still_running_on(session, job_id, me, attempt=attempt)
 
 
-def _fail(job_id: str, worker: str, code: str, message: str) -> str:
+def _fail(job_id: str, worker: str, attempt: int, code: str, message: str) -> str:
     with session_scope() as session:
-        done = fail(session, job_id, code, message, worker=worker)
+        done = fail(session, job_id, code, message, worker=worker, attempt=attempt)
     return "failed" if done else "superseded"
 
 

@@ -21,8 +21,10 @@ from typing import IO, Any
 import orjson
 from isal import igzip
 from sqlalchemy import (
+    ColumnElement,
     Float,
     Insert,
+    Integer,
     Select,
     String,
     Update,
@@ -175,16 +177,39 @@ class Claim:
     upload: Upload | None = None
 
 
-def claim_next(session: Session, job_id: str, *, worker: str, stale_after: float, max_attempts: int) -> Claim:
+RECENT_USE_SECONDS = 600.0
+"""How far back a user's finished jobs count in their recent use (FITEXPLAIN_FAIR_SHARE_WINDOW_SECONDS)."""
+UNKNOWN_COST_SECONDS = 1.0
+"""The worker-seconds a job counts for when neither its measured time nor its estimate is known."""
+
+
+def claim_next(
+    session: Session,
+    job_id: str,
+    *,
+    worker: str,
+    stale_after: float,
+    max_attempts: int,
+    recent_use_seconds: float = RECENT_USE_SECONDS,
+) -> Claim:
     """Take the fairest queued job of the queue that `job_id`'s message came from, or else `job_id` itself.
 
     A job's message is a wake-up for its queue, not an order to run that job: the worker takes the queued
-    job whose user has the fewest jobs running, the oldest first among equals (fair share). Every queued
-    job has one message, so each message that finds a queued job runs one, and every job gets its turn.
-    When the queue holds no queued job, the message's own job is claimed as `claim` does (a running
-    job whose worker was lost is taken over; a finished one is left alone).
+    job whose user used the least worker time recently (their running jobs, and those that finished in
+    the last `recent_use_seconds`), the oldest first among equals (fair share by use, not arrival). Every
+    queued job has one message, so each message that finds a queued job runs one, and every job gets its
+    turn: a user who waits uses nothing, so another's stream of submissions overtakes them only until it
+    has used more. When the queue holds no queued job, the message's own job is claimed as `claim` does
+    (a running job whose worker was lost is taken over; a finished one is left alone).
     """
-    values = {"message_job": job_id, "max_attempts": max_attempts, "claimer": worker, "claimed_at": utcnow()}
+    now = utcnow()
+    values = {
+        "message_job": job_id,
+        "max_attempts": max_attempts,
+        "claimer": worker,
+        "claimed_at": now,
+        "recent_since": now - timedelta(seconds=recent_use_seconds),
+    }
     if on_postgres(session):
         found = session.execute(_fairest_claim_started(), values).first()
         if found is not None:
@@ -223,8 +248,10 @@ def _fairest_claim_started() -> Select[Job, Upload]:
 
 @cache
 def _fairest_claim() -> Update:
-    """Claim the queued job of the message's queue whose user has the fewest running jobs (then the
-    oldest), in one conditional UPDATE returning it; none when the queue has no queued job free to take.
+    """Claim the queued job of the message's queue whose user used the least worker time recently (then
+    the oldest), in one conditional UPDATE returning it; none when the queue has no queued job free to
+    take. A user's recent use is the sum of their jobs running now and finished since the bound
+    `recent_since`, each counted by its measured worker-seconds, else its estimate (a running job).
 
     On Postgres the candidate row is chosen FOR UPDATE SKIP LOCKED, so concurrent workers take different
     jobs without waiting on each other; SQLite has a single writer, so the statement is atomic there.
@@ -232,17 +259,21 @@ def _fairest_claim() -> Update:
     than the claim's round trip, on every job.
     """
     others = aliased(Job)
-    running_of_user = (
-        select(func.count())
-        .select_from(others)
-        .where(others.user_id == Job.user_id, others.status == JobStatus.running)
+    cost = func.coalesce(others.worker_seconds, others.estimated_seconds, UNKNOWN_COST_SECONDS)
+    recent = or_(
+        others.status == JobStatus.running,
+        others.finished_at >= bindparam("recent_since", type_=UtcDateTime()),
+    )
+    recent_use_of_user = (
+        select(func.coalesce(func.sum(cost), 0.0))
+        .where(others.user_id == Job.user_id, recent)
         .scalar_subquery()
     )
     queue = select(Job.queue).where(Job.id == bindparam("message_job")).scalar_subquery()  # none if gone
     fairest = (
         select(Job.id)
         .where(Job.queue == queue, Job.status == JobStatus.queued, Job.attempts < bindparam("max_attempts"))
-        .order_by(running_of_user, Job.created_at, Job.id)
+        .order_by(recent_use_of_user, Job.created_at, Job.id)
         .limit(1)
         .with_for_update(skip_locked=True, of=Job, key_share=True)  # not skipped for a child row's FK lock
         .scalar_subquery()
@@ -308,8 +339,24 @@ def _claimed(session: Session, job: Job, worker: str) -> Claim:
     return Claim(job, "claimed", upload)
 
 
+def held(job_id: Any, worker: Any, attempt: Any | None) -> list[ColumnElement[bool]]:
+    """The lease a worker's write must still hold: the job running on `worker`, in `attempt` (None: any
+    attempt). Every claim counts a new attempt, so a worker that lost the job (stopped past its heartbeat,
+    requeued, claimed again, even by a process of the same name) can no longer write it."""
+    conditions = [Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker]
+    if attempt is not None:
+        conditions.append(Job.attempts == attempt)
+    return conditions
+
+
 def heartbeat(
-    session: Session, job_id: str, worker: str, progress: float | None, message: str | None
+    session: Session,
+    job_id: str,
+    worker: str,
+    progress: float | None,
+    message: str | None,
+    *,
+    attempt: int | None = None,
 ) -> bool:
     """Record liveness (and progress); False when the job is no longer ours (cancelled, reclaimed)."""
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
@@ -320,17 +367,22 @@ def heartbeat(
     return bool(
         rows_changed(
             session,
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker)
-            .values(**values),
+            update(Job).where(*held(job_id, worker, attempt)).values(**values),
         )
     )
 
 
 def succeed(
-    session: Session, job_id: str, worker: str, result: dict[str, Any], parquet: bytes | None = None
+    session: Session,
+    job_id: str,
+    worker: str,
+    result: dict[str, Any],
+    parquet: bytes | None = None,
+    *,
+    attempt: int | None = None,
 ) -> bool:
-    """Store the result (and `parquet`, its Parquet form, when given) and mark the job succeeded."""
+    """Store the result (and `parquet`, its Parquet form, when given) and mark the job succeeded, if the
+    job is still `worker`'s (in `attempt`, when given: see `held`)."""
     # orjson and gzip level 1: a 100k x 100 SHAP result encodes in 2 s instead of 16 s (6% larger).
     body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
     compressed = igzip.compress(body, 1)  # ISA-L: 2.5x faster than zlib at level 1, a bit smaller
@@ -355,7 +407,7 @@ def succeed(
         "parquet_key": parquet_key,
         "parquet_bytes": len(parquet or b""),
     }
-    job = _finish_succeeded(session, job_id, worker, stored, compressed, headline_score(result))
+    job = _finish_succeeded(session, job_id, worker, stored, compressed, headline_score(result), attempt)
     if job is None:
         for written_key in written:
             blobs.delete(written_key)
@@ -373,6 +425,7 @@ def _finish_succeeded(
     stored: dict[str, Any],
     compressed: bytes,
     score: tuple[str, float] | None,
+    attempt: int | None,
 ) -> Job | None:
     """Mark the job succeeded if it is still running on `worker`, with its headline `score` (name, value),
     its result row (`stored`: the JobResult columns) and its event: a job gets its result row only here,
@@ -383,6 +436,7 @@ def _finish_succeeded(
     finishing = {
         "job_id": job_id,
         "finisher": worker,
+        "attempt": attempt,
         "now": now,
         "headline_name": score[0] if score else None,
         "headline_value": score[1] if score else None,
@@ -402,13 +456,14 @@ def _finish_succeeded(
 
 
 def _succeeding() -> Update:
-    """The UPDATE that makes a job still running on the bound `finisher` (a worker) succeeded at the bound
-    `now`, with its headline score (`headline_name`, `headline_value`). (A bound value named as a column
-    of the table would be taken for a value to SET.)"""
+    """The UPDATE that makes a job still running on the bound `finisher` (a worker), in the bound
+    `attempt` (None: any), succeeded at the bound `now`, with its headline score (`headline_name`,
+    `headline_value`). (A bound value named as a column of the table would be taken for a value to SET.)"""
+    attempt = bindparam("attempt", type_=Integer)
     return (
         update(Job)
         .where(Job.id == bindparam("job_id"), Job.status == JobStatus.running)
-        .where(Job.worker == bindparam("finisher"))
+        .where(Job.worker == bindparam("finisher"), or_(attempt.is_(None), Job.attempts == attempt))
         .values(
             status=JobStatus.succeeded,
             progress=1.0,
@@ -447,10 +502,19 @@ def _succeeded_in_one_statement(columns: tuple[str, ...]) -> Select[Job, Any]:
     )
 
 
-def fail(session: Session, job_id: str, code: str, message: str, worker: str | None = None) -> bool:
+def fail(
+    session: Session,
+    job_id: str,
+    code: str,
+    message: str,
+    worker: str | None = None,
+    *,
+    attempt: int | None = None,
+) -> bool:
+    """Mark an unfinished job failed; with `worker`, only while it holds the job (see `held`)."""
     conditions = [Job.id == job_id, Job.status.in_([JobStatus.queued, JobStatus.running])]
     if worker is not None:
-        conditions.append(Job.worker == worker)
+        conditions = held(job_id, worker, attempt)
     done = rows_changed(
         session,
         update(Job)
@@ -606,30 +670,38 @@ def delete_job(session: Session, job_id: str) -> None:
         release_upload(session, digest)
 
 
-def still_running_on(session: Session, job_id: str, worker: str) -> bool:
+def still_running_on(session: Session, job_id: str, worker: str, *, attempt: int | None = None) -> bool:
     """True while the job is running and owned by `worker` (not cancelled, not reclaimed)."""
-    found = session.scalar(
-        select(Job.id).where(Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker)
-    )
+    found = session.scalar(select(Job.id).where(*held(job_id, worker, attempt)))
     return found is not None
 
 
-def computation_stopped(session: Session, job_id: str, worker: str) -> None:
-    """The worker's computation of the job is over: a cancelled job no longer holds a worker."""
+def computation_stopped(
+    session: Session, job_id: str, worker: str, *, attempt: int | None = None, worker_seconds: float = 0.0
+) -> None:
+    """The worker's computation of the job is over: a cancelled job no longer holds a worker, and the
+    `worker_seconds` it took count in its user's recent use (fair share, `_fairest_claim`)."""
+    mine = [Job.id == job_id, Job.worker == worker]
+    if attempt is not None:
+        mine.append(Job.attempts == attempt)
     session.execute(
-        update(Job).where(Job.id == job_id, Job.worker == worker, Job.stopping).values(stopping=False)
+        update(Job)
+        .where(*mine)
+        .values(stopping=False, worker_seconds=func.coalesce(Job.worker_seconds, 0.0) + worker_seconds)
     )
 
 
-def computation_died(session: Session, job_id: str, worker: str, *, how: str, max_attempts: int) -> str:
+def computation_died(
+    session: Session, job_id: str, worker: str, *, how: str, max_attempts: int, attempt: int | None = None
+) -> str:
     """The job's computation died by itself (the OOM killer, a crash in native code): run it again on
     any worker (the sweep publishes it), unless it used up its attempts. Returns what was done."""
-    mine = [Job.id == job_id, Job.status == JobStatus.running, Job.worker == worker]
+    mine = held(job_id, worker, attempt)
     attempts = session.scalar(select(Job.attempts).where(*mine))
     if attempts is None:
         return "no longer ours"
     if attempts >= max_attempts:
-        fail(session, job_id, "worker_lost", worker_lost_message(attempts), worker=worker)
+        fail(session, job_id, "worker_lost", worker_lost_message(attempts), worker=worker, attempt=attempt)
         return "failed"
     session.execute(
         update(Job)

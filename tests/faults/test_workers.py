@@ -23,7 +23,7 @@ from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-START_TIMEOUT = 120  # a cold worker imports the ML stack; stale heartbeat (6 s) plus a sweep on top
+START_TIMEOUT = 120  # a cold worker imports the ML stack
 
 
 def running_attempt(stack: Stack, job_id: str, attempt: int) -> Callable[[], bool]:

@@ -17,7 +17,7 @@ from shared.db import session_scope
 from shared.ml.spec import JobSpec, ModelSpec
 from shared.store.jobstore import create_job, result_body
 from shared.store.uploads import sha256_hex, store_upload
-from shared.tables import Job, JobEvent, JobStatus, User, WebhookDelivery, utcnow
+from shared.tables import FINISHED, Job, JobEvent, JobStatus, User, WebhookDelivery, utcnow
 from tests.canonical import canonical
 from tests.stack import DATA
 
@@ -149,9 +149,13 @@ class Jobs:
         age: float = 0.0,
         content: bytes = b"x,target\n1,0\n",
         job_id: str | None = None,
+        estimated: float | None = None,
+        used: float | None = None,
+        finished_age: float | None = None,
     ) -> str:
         """A job on the upload `content`, submitted `age` seconds ago, put straight in `status` (if
-        running: a fresh heartbeat); its id `job_id` when given."""
+        running: a fresh heartbeat; if finished: `finished_age` seconds ago), its id `job_id` when given,
+        its cost `estimated` and the worker-seconds it `used` as given."""
         with self.sessions.begin() as session:
             digest = sha256_hex(content)
             store_upload(session, content, digest, content.count(b"\n") - 1, 2)
@@ -164,11 +168,15 @@ class Jobs:
                 dataset=digest,
                 queue=queue,
                 job_id=job_id,
+                estimated_seconds=estimated,
             )
             job.created_at = utcnow() - timedelta(seconds=age)
             job.status = status
+            job.worker_seconds = used
             if status == JobStatus.running:
                 job.attempts, job.heartbeat_at, job.worker = 1, utcnow(), "elsewhere:1"
+            if status in FINISHED:
+                job.finished_at = utcnow() - timedelta(seconds=finished_age or 0.0)
             return job.id
 
     def row(self, job_id: str) -> Job:

@@ -1,5 +1,6 @@
-"""A message wakes its queue: the worker claims the queued job whose user has the fewest jobs running,
-the oldest among equals, only from the message's queue; with nothing queued, the message's own job."""
+"""A message wakes its queue: the worker claims the queued job whose user used the least worker time
+recently (running jobs, and jobs finished within the window), the oldest among equals, only from the
+message's queue; with nothing queued, the message's own job."""
 
 from __future__ import annotations
 
@@ -16,9 +17,19 @@ from tests.inprocess.factories import Jobs
 MAX_ATTEMPTS = 3
 
 
+WINDOW = 600.0
+
+
 def take(sessions: sessionmaker[Session], message_job_id: str, worker: str = "w:1") -> Claim:
     with sessions.begin() as session:
-        return claim_next(session, message_job_id, worker=worker, stale_after=60, max_attempts=MAX_ATTEMPTS)
+        return claim_next(
+            session,
+            message_job_id,
+            worker=worker,
+            stale_after=60,
+            max_attempts=MAX_ATTEMPTS,
+            recent_use_seconds=WINDOW,
+        )
 
 
 def claimed_id(claim: Claim) -> str | None:
@@ -76,6 +87,54 @@ def test_fewest_running_first_not_just_none_or_some(jobs: Jobs) -> None:
     carol_queued = jobs.job(carol, age=10)
     order = [claimed_id(take(jobs.sessions, alice_queued, f"w:{i}")) for i in range(3)]
     assert order == [carol_queued, bob_queued, alice_queued]
+
+
+def test_the_user_who_used_less_worker_time_recently_goes_first(jobs: Jobs) -> None:
+    """Nobody runs anything now: arrival would put alice first; her recent use puts bob first."""
+    alice, bob = jobs.user("alice"), jobs.user("bob")
+    jobs.job(alice, status=JobStatus.succeeded, used=40.0, finished_age=30)
+    jobs.job(bob, status=JobStatus.succeeded, used=5.0, finished_age=30)
+    alice_queued = jobs.job(alice, age=20)
+    bob_queued = jobs.job(bob, age=10)
+    assert claimed_id(take(jobs.sessions, alice_queued)) == bob_queued
+    assert claimed_id(take(jobs.sessions, alice_queued, "w:2")) == alice_queued
+
+
+def test_use_older_than_the_window_no_longer_counts(jobs: Jobs) -> None:
+    alice, bob = jobs.user("alice"), jobs.user("bob")
+    jobs.job(alice, status=JobStatus.failed, used=1000.0, finished_age=WINDOW + 60)
+    jobs.job(bob, status=JobStatus.cancelled, estimated=3.0, finished_age=WINDOW - 60)
+    alice_queued = jobs.job(alice, age=20)
+    jobs.job(bob, age=10)
+    assert claimed_id(take(jobs.sessions, alice_queued)) == alice_queued
+
+
+def test_a_short_job_queued_behind_a_long_stream_starts_when_the_running_job_ends(jobs: Jobs) -> None:
+    """Alice runs one 8 s job with four more queued; bob then queues two tiny jobs: both of bob's start
+    before alice's next (first come, first served would run all of alice's first)."""
+    alice, bob = jobs.user("alice"), jobs.user("bob")
+    jobs.job(alice, status=JobStatus.succeeded, used=8.0, finished_age=0, age=60)  # her first, just ended
+    alices = [jobs.job(alice, estimated=8.0, age=50 - i) for i in range(4)]
+    bobs = [jobs.job(bob, estimated=0.1, age=10 - i) for i in range(2)]
+    order = [claimed_id(take(jobs.sessions, alices[0], f"w:{i}")) for i in range(6)]
+    assert order == [*bobs, *alices]
+
+
+def test_a_stream_of_submissions_does_not_starve_a_waiting_user(jobs: Jobs) -> None:
+    """Bob used more than alice recently, so alice's stream goes first, but only until it has used
+    more than he has: his waiting job is then next, although alice keeps submitting."""
+    alice, bob = jobs.user("alice"), jobs.user("bob")
+    jobs.job(alice, status=JobStatus.succeeded, used=5.0, finished_age=30)
+    jobs.job(bob, status=JobStatus.succeeded, used=10.0, finished_age=30)
+    bob_queued = jobs.job(bob, age=100)
+    started = []
+    for i in range(6):
+        newest = jobs.job(alice, estimated=2.0, age=0)
+        started.append(claimed_id(take(jobs.sessions, newest, f"w:{i}")))
+        if started[-1] == bob_queued:
+            break
+    # alice's use: 5, then 7, 9, 11 with her running jobs; bob's 10 is then the least
+    assert started[3] == bob_queued and bob_queued not in started[:3], started
 
 
 def test_a_message_claims_only_jobs_of_its_own_queue(jobs: Jobs) -> None:

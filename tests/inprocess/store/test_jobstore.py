@@ -240,6 +240,44 @@ def test_a_worker_that_lost_its_job_to_a_reclaim_cannot_succeed(job_id: str) -> 
     assert body is not None and orjson.loads(gzip.decompress(body)) == {"on time": True}
 
 
+def test_a_worker_of_the_same_name_that_lost_its_attempt_can_no_longer_write_it(job_id: str) -> None:
+    """The lease is fenced by the attempt: a process stopped past its heartbeat, whose job was requeued
+    and claimed again under the same name (its own pool process, or a restart that got the same pid),
+    cannot renew, succeed, fail, requeue or stop the new attempt."""
+    running(job_id, "w1")
+    set_job(job_id, heartbeat_at=ago(STALE + 5))
+    with session_scope() as session:
+        assert jobstore.requeue_stale(session, stale_after=STALE, max_attempts=MAX_ATTEMPTS)[0] == [job_id]
+    running(job_id, "w1")  # attempt 2, same worker name
+    with session_scope() as session:
+        assert not jobstore.heartbeat(session, job_id, "w1", 0.9, "late", attempt=1)
+        assert not jobstore.still_running_on(session, job_id, "w1", attempt=1)
+        assert not jobstore.fail(session, job_id, "internal_error", "late", worker="w1", attempt=1)
+        assert jobstore.computation_died(session, job_id, "w1", how="died", max_attempts=3, attempt=1) == (
+            "no longer ours"
+        )
+        assert not jobstore.succeed(session, job_id, "w1", {"late": True}, attempt=1)
+    job = load_job(job_id)
+    assert job is not None and (job.status, job.attempts, job.progress_message) == ("running", 2, "starting")
+    with session_scope() as session:
+        assert jobstore.heartbeat(session, job_id, "w1", 0.5, "fitting", attempt=2)
+        assert jobstore.succeed(session, job_id, "w1", {"on time": True}, attempt=2)
+    with session_scope() as session:
+        body = jobstore.result_body(session, job_id)
+    assert body is not None and orjson.loads(gzip.decompress(body)) == {"on time": True}
+    assert events(job_id) == ["submitted", "started", "requeued", "started", "succeeded"]
+
+
+def test_the_worker_seconds_of_each_attempt_add_up(job_id: str) -> None:
+    running(job_id, "w1")
+    with session_scope() as session:
+        jobstore.computation_stopped(session, job_id, "w1", attempt=1, worker_seconds=2.5)
+        jobstore.computation_stopped(session, job_id, "w1", attempt=2, worker_seconds=99.0)  # not its own
+        jobstore.computation_stopped(session, job_id, "w1", attempt=1, worker_seconds=1.5)
+    job = load_job(job_id)
+    assert job is not None and job.worker_seconds == 4.0
+
+
 def test_a_cancelled_job_cannot_succeed(job_id: str) -> None:
     running(job_id, "w1")
     with session_scope() as session:

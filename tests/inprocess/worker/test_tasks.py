@@ -170,7 +170,7 @@ def test_a_computation_whose_job_is_cancelled_under_it_stops_without_an_error(
         assert cancel(session, job_id)
     assert not path.exists()  # released with the cancel's commit
     with caplog.at_level(logging.INFO, logger="fitexplain.worker"):
-        assert compute_job(job_id, "w", path, spec, "small", lambda *_: None) == "superseded"
+        assert compute_job(job_id, "w", 1, path, spec, "small", lambda *_: None) == "superseded"
     assert f"job {job_id} stopped: no longer ours" in caplog.text  # what the fault tests wait for
     assert "crashed" not in caplog.text
     job = load_job(job_id)
@@ -202,7 +202,7 @@ def test_the_worker_stores_the_parquet_form_of_results_with_enough_rows(
     assert path is not None
     stream = None
     try:
-        assert compute_job(job_id, "w", path, spec, "small", lambda *_: None) == "succeeded"
+        assert compute_job(job_id, "w", 1, path, spec, "small", lambda *_: None) == "succeeded"
         with session_scope() as session:
             stream = open_result_parquet(session, job_id)
             body = result_body(session, job_id)

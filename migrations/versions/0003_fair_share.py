@@ -1,0 +1,30 @@
+"""Fair share by recent use: the worker-seconds each job took, and an index of each user's jobs by when
+they finished, so a claim sums a user's recent use from a few index entries (`_fairest_claim` in
+shared/store/jobstore.py).
+
+Plain ADD COLUMN and CREATE INDEX on both databases (no table rebuild on SQLite, so the storage-count
+triggers of the initial migration stay).
+
+Revision ID: 0003_fair_share
+Revises: 0002_job_summary
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003_fair_share"
+down_revision = "0002_job_summary"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("jobs", sa.Column("worker_seconds", sa.Float(), nullable=True))
+    op.create_index("ix_jobs_user_finished", "jobs", ["user_id", "finished_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_jobs_user_finished", table_name="jobs")
+    op.drop_column("jobs", "worker_seconds")
