@@ -221,18 +221,25 @@ def install(app: FastAPI, scopes: Scopes) -> None:
 
 def _http_error(scopes: Scopes) -> Handler:
     async def handle(request: Request, exc: HTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 429:  # every 429 says when to come back
+            headers.setdefault("Retry-After", str(RETRY_SECONDS))
         if scopes.page(request):
-            return scopes.render_page(request, exc.status_code, str(exc.detail))
+            return _with_headers(scopes.render_page(request, exc.status_code, str(exc.detail)), headers)
         if scopes.techtonique(request):
-            return await http_exception_handler(request, exc)
+            return _with_headers(await http_exception_handler(request, exc), headers)
         if isinstance(exc, CodedHTTPException):
-            return error_response(
-                exc.status_code, exc.code, str(exc.detail), headers=exc.headers, **exc.extra
-            )
+            return error_response(exc.status_code, exc.code, str(exc.detail), headers=headers, **exc.extra)
         code = CODE_BY_STATUS.get(exc.status_code, _generic_code(exc.status_code))
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     return handle
+
+
+def _with_headers(response: Response, headers: Mapping[str, str]) -> Response:
+    for name, value in headers.items():
+        response.headers[name] = value
+    return response
 
 
 def _generic_code(status_code: int) -> str:
@@ -268,6 +275,8 @@ def _user_input_error(scopes: Scopes) -> Handler:
 def _rate_limited(scopes: Scopes) -> Handler:
     async def handle(request: Request, exc: RateLimited) -> Response:
         headers = {"Retry-After": str(exc.retry_after)}
+        if scopes.page(request):
+            return _with_headers(scopes.render_page(request, 429, exc.message), headers)
         if scopes.techtonique(request):
             return JSONResponse({"detail": exc.message}, status_code=429, headers=headers)
         return error_response(429, "rate_limited", exc.message, headers=headers, retry_after=exc.retry_after)

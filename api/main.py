@@ -9,10 +9,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from api import dashboard, errors
+from api.control_chars import refuse_control_characters
 from api.routes import account, admin, health, jobs, metrics, submit, webhooks
 from api.uploads.size_limit import UploadLimitMiddleware
 from api.waiting import JobWaiter
@@ -104,6 +105,7 @@ def create_app() -> FastAPI:
         description="Fit machine-learning models on uploaded CSV files and explain them. "
         "POST a CSV to one of the four endpoints, poll `/jobs/{id}`, fetch `/jobs/{id}/result`.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_control_characters)],
     )
     app.add_middleware(
         UploadLimitMiddleware,

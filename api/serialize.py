@@ -13,6 +13,7 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from api.content_coding import accepts_gzip
 from shared.results import formats as results
 from shared.store.uploads import StorageUsage
 from shared.tables import Job, JobStatus
@@ -156,7 +157,7 @@ def result_response(
     headers = {"Vary": vary}
     json_type = "application/json"
     pieces = _read_pieces(body_gzip) if not isinstance(body_gzip, bytes) else None
-    if "gzip" not in request.headers.get("accept-encoding", ""):
+    if not accepts_gzip(request.headers.get("accept-encoding")):
         content = gunzipped(pieces if pieces is not None else body_gzip)
         return StreamingResponse(content, status_code=status_code, media_type=json_type, headers=headers)
     headers["Content-Encoding"] = "gzip"

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 import redis
 
+from api.dashboard.session import csrf_token
 from shared import settings as service_settings
 from shared.blobs.store import BlobStore, blob_store
 
@@ -248,6 +249,23 @@ class Client:
         job = self.wait(response.json()["id"])
         assert job["status"] == "succeeded", job
         return self.result(job["id"])
+
+
+class Browser:
+    """A signed-in cookie session, as a browser would hold it."""
+
+    def __init__(self, stack: Stack, token: str) -> None:
+        self.token = token
+        self.http = httpx.Client(base_url=stack.url, timeout=60)
+        response = self.http.post("/dashboard/sign-in", data={"token": token})
+        assert response.status_code == 303, response.text
+        self.origin = stack.url
+
+    def post(self, path: str, *, csrf: str | None = None, origin: str | None = None) -> httpx.Response:
+        headers = {"Origin": origin or self.origin}
+        return self.http.post(
+            path, data={"csrf": csrf_token(self.token) if csrf is None else csrf}, headers=headers
+        )
 
 
 @dataclass

@@ -44,7 +44,11 @@ def _act(job_id: str, user: User, action: str) -> str:
         except (ActionRefused, RedeliveryRefused) as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
         except RateLimited as exc:
-            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=exc.message) from None
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=exc.message,
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None
     if action == "rerun":
         dispatch(target, queue)  # committed first: a broker outage leaves it for the sweep to publish
     return f"/dashboard/jobs/{target}"

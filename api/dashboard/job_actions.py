@@ -33,6 +33,12 @@ def cancel_job(session: Session, job: Job, by: str) -> None:
         raise ActionRefused(f"Job {job.id} finished before it could be cancelled.")
 
 
+def can_rerun(job: Job) -> bool:
+    """Whether Re-run can work: a failed or cancelled job that still has its upload (a cancelled job
+    lets go of its upload at once, for the storage quota, so it has none)."""
+    return job.status in RERUNNABLE and job.dataset_sha256 is not None
+
+
 def rerun_job(session: Session, job: Job, by: str, settings: Settings) -> Job:
     """A new job with the same endpoint, parameters and data, owned by the same user, linked to the old
     one (`rerun_of`). Counts against the owner's submission limits (may raise RateLimited)."""

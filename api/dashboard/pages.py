@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.dashboard import charts, queries
+from api.dashboard.job_actions import can_rerun
 from api.dashboard.rendering import render
 from api.dashboard.result_view import metrics_view
 from api.dashboard.session import (
@@ -82,7 +83,9 @@ async def overview(request: Request, user: DashboardUser, fragment: Fragment = F
         with session_scope() as session:
             numbers = queries.overview(session, owner_of(user))
             alive = workers.alive_count(session, get_settings().stale_after_seconds)
-            depth = queue_depth(session)
+            # The whole queue is the operator's to see; a user sees where their own next job waits.
+            depth = queue_depth(session) if user.is_admin else None
+            position = None if user.is_admin else queries.queue_position(session, user.id)
         throughput = charts.stacked_columns(
             "throughput",
             "Jobs finished per 5 minutes, last hour",
@@ -93,7 +96,13 @@ async def overview(request: Request, user: DashboardUser, fragment: Fragment = F
                 "cancelled": numbers.cancelled_per_bin,
             },
         )
-        return {"numbers": numbers, "workers_alive": alive, "queue_depth": depth, "throughput": throughput}
+        return {
+            "numbers": numbers,
+            "workers_alive": alive,
+            "queue_depth": depth,
+            "queue_position": position,
+            "throughput": throughput,
+        }
 
     context = await run_in_threadpool(read)
     template = "parts/overview.html" if fragment else "overview.html"
@@ -213,7 +222,12 @@ def job_page(
     `fragment=timeline`."""
     job = _job_or_404(session, job_id, user)
     detail = queries.job_detail(session, job)
-    context: dict[str, Any] = {"detail": detail, "job": job, "finished": job.status in FINISHED}
+    context: dict[str, Any] = {
+        "detail": detail,
+        "job": job,
+        "finished": job.status in FINISHED,
+        "rerunnable": can_rerun(job),
+    }
     if fragment:
         part = "parts/job_live.html" if fragment == "status" else "parts/job_timeline.html"
         return render(request, part, user, **context)

@@ -42,8 +42,8 @@ class JobListRow:
     user: str
     endpoint: str
     model: str
-    n_rows: int
-    n_columns: int
+    n_rows: int | None  # None once the job let go of its upload (cancelled)
+    n_columns: int | None
     status: str
     progress: float
     progress_message: str
@@ -84,6 +84,27 @@ def _filtered(query: Select[*Columns], owner: int | None, filters: JobFilters) -
     return query
 
 
+def queue_position(session: Session, user_id: int) -> int | None:
+    """The place of the user's oldest queued job in its queue, counting the queued jobs that arrived
+    before it (fair share may start it sooner); None when none of theirs is queued. What a user sees
+    instead of the whole queue's depth."""
+    oldest = session.execute(
+        select(Job.queue, Job.created_at)
+        .where(Job.user_id == user_id, Job.status == JobStatus.queued)
+        .order_by(Job.created_at)
+        .limit(1)
+    ).first()
+    if oldest is None:
+        return None
+    queue, created_at = oldest
+    ahead = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.queue == queue, Job.status == JobStatus.queued, Job.created_at < created_at)
+    )
+    return int(ahead or 0) + 1
+
+
 def list_jobs(
     session: Session, owner: int | None, filters: JobFilters, limit: int, offset: int
 ) -> tuple[list[JobListRow], int]:
@@ -108,7 +129,7 @@ def list_jobs(
     query = (
         _filtered(columns.select_from(Job), owner, filters)
         .join(User, User.id == Job.user_id)
-        .join(Upload, Upload.sha256 == Job.dataset_sha256)
+        .outerjoin(Upload, Upload.sha256 == Job.dataset_sha256)  # a cancelled job has none
         .order_by(Job.created_at.desc(), Job.id.desc())
         .limit(limit)
         .offset(offset)

@@ -92,7 +92,8 @@ def check_csrf(request: Request, csrf: Annotated[str, Form()] = "") -> None:
     """403 unless the form's CSRF token matches the session and the request comes from this site."""
     check_same_origin(request)
     token = request.cookies.get(COOKIE, "")
-    if not token or not hmac.compare_digest(csrf, csrf_token(token)):
+    # Compared as bytes: compare_digest refuses str with characters beyond ASCII (a TypeError, not a 403).
+    if not token or not hmac.compare_digest(csrf.encode(), csrf_token(token).encode()):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Missing or wrong CSRF token: reload the page.")
 
 

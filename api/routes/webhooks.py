@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from api import errors
+from api.call_rate import CallRate
 from api.deps import CurrentUser, SessionDep
 from api.owned_jobs import BY_PREFIX, owned_job
 from shared.db import session_scope
@@ -141,17 +142,26 @@ def _secrets_of(user_id: int) -> list[str]:
         return signing_secrets(session, user)
 
 
+TEST_PINGS = CallRate("webhook tests", "FITEXPLAIN_WEBHOOK_TESTS_PER_MINUTE")
+
+
 @router.post(
     "/webhooks/test",
     response_model=PingResult,
-    responses=errors.documented({422: "The URL is malformed or not public (`bad_webhook_url`)."}),
+    responses=errors.documented(
+        {
+            422: "The URL is malformed or not public (`bad_webhook_url`).",
+            429: "Too many webhook tests this minute (`rate_limited`, `retry_after`).",
+        }
+    ),
 )
 async def test_webhook(
     user: CurrentUser,
     url: Annotated[str, Query(max_length=2000, description="where to send a signed `ping` event")],
 ) -> PingResult:
     """Send a signed `ping` event to `url` now, with the same checks as a delivery; answers with the
-    receiver's status (or why nothing was sent)."""
+    receiver's status (or why nothing was sent). At most FITEXPLAIN_WEBHOOK_TESTS_PER_MINUTE a user."""
+    TEST_PINGS.take(user.id, get_settings().webhook_tests_per_minute)
     await run_in_threadpool(check_url, url, allow_private=get_settings().webhook_allow_private)
     secrets = await run_in_threadpool(_secrets_of, user.id)
     message_id, outcome = await send_ping(secrets, url)

@@ -15,10 +15,9 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from api.dashboard.session import csrf_token
 from api.serialize import MAX_OFFSET
 from shared.tables import Job, JobEvent, WorkerRow, utcnow
-from tests.stack import DATA, Client, Stack
+from tests.stack import DATA, Browser, Client, Stack
 from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
 
@@ -30,23 +29,6 @@ IRIS = (DATA / "iris_dataset2.csv").read_bytes()
 def negated(csv: bytes) -> bytes:
     lines = csv.decode().splitlines()
     return "\n".join([lines[0]] + ["-" + line for line in lines[1:]]).encode()
-
-
-class Browser:
-    """A signed-in cookie session, as a browser would hold it."""
-
-    def __init__(self, stack: Stack, token: str) -> None:
-        self.token = token
-        self.http = httpx.Client(base_url=stack.url, timeout=60)
-        response = self.http.post("/dashboard/sign-in", data={"token": token})
-        assert response.status_code == 303, response.text
-        self.origin = stack.url
-
-    def post(self, path: str, *, csrf: str | None = None, origin: str | None = None) -> httpx.Response:
-        headers = {"Origin": origin or self.origin}
-        return self.http.post(
-            path, data={"csrf": csrf_token(self.token) if csrf is None else csrf}, headers=headers
-        )
 
 
 @pytest.fixture(scope="module")

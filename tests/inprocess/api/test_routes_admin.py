@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from shared.db import session_scope
+from shared.settings import get_settings
 from shared.store.jobstore import fail
 from tests.inprocess.factories import Account, ago, make_job, set_job
 
@@ -31,13 +33,58 @@ def test_health_and_readiness_see_the_real_database_and_broker(client: TestClien
     }
 
 
+def from_address(client: TestClient, host: str) -> TestClient:
+    """The same app, asked from the socket address `host`."""
+    return TestClient(client.app, client=(host, 50000))
+
+
 def test_metrics_count_jobs_by_status(client: TestClient, alice: Account) -> None:
     make_job(alice.id)
     with session_scope() as session:
         fail(session, make_job(alice.id), "non_numeric", "bad")
-    text = client.get("/metrics").text
+    text = from_address(client, "127.0.0.1").get("/metrics").text
     assert 'fitexplain_jobs{status="queued"} 1.0' in text
     assert 'fitexplain_job_failures{code="non_numeric"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("peer", "headers", "answer"),
+    [
+        ("127.0.0.1", {}, 200),
+        ("::1", {}, 200),
+        ("203.0.113.7", {}, 401),
+        ("127.0.0.1", {"X-Forwarded-For": "127.0.0.1"}, 401),  # a proxy on this host forwards someone
+        ("127.0.0.1", {"Forwarded": "for=127.0.0.1"}, 401),
+        ("203.0.113.7", {"Authorization": "Bearer scrape-me"}, 200),
+        ("203.0.113.7", {"Authorization": "Bearer wrong"}, 401),
+        ("203.0.113.7", {"Authorization": "Bearer sçrape".encode("latin-1")}, 401),  # not a 500
+    ],
+)
+def test_metrics_answer_this_host_or_the_metrics_token(
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    peer: str,
+    headers: dict[str, str | bytes],
+    answer: int,
+) -> None:
+    monkeypatch.setenv("FITEXPLAIN_METRICS_TOKEN", "scrape-me")
+    get_settings.cache_clear()
+    try:
+        response = from_address(client, peer).get("/metrics", headers=headers)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert response.status_code == answer, response.text
+    if answer == 401:
+        assert response.json()["code"] == "unauthorized" and "FITEXPLAIN_METRICS_TOKEN" in response.text
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    else:
+        assert "fitexplain_jobs" in response.text
+
+
+def test_without_a_metrics_token_no_bearer_opens_metrics(client: TestClient) -> None:
+    response = from_address(client, "203.0.113.7").get("/metrics", headers={"Authorization": "Bearer "})
+    assert response.status_code == 401
 
 
 def test_the_webhook_secret_is_made_once_per_user(client: TestClient, alice: Account, bob: Account) -> None:
