@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.stack import Client, Stack
+from tests.stack import DATA, Client, Stack, embedded_serve
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -158,3 +159,86 @@ def wait_for(client: Client, job_id: str, condition: Callable[[dict], bool], tim
         return job if condition(job) else None
 
     return wait_until(reached, timeout, f"job {job_id} to reach the expected state")
+
+
+# -- fair share by recent use: a stream of one user's jobs does not hold another's back --------------
+
+STREAM = 5  # the first user's jobs, of a few seconds each
+STREAM_JOB = {"model_type": "gradientboosting", "n_estimators": 400, "interpretability": "none"}
+STREAM_ROWS = 600
+NO_RUNNING_LIMIT = {"FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "20"}  # the default 4 would refuse the fifth
+
+
+class TwoUsers:
+    """Ann and bob on one deployment, and the job rows of what they submitted (read by their owner)."""
+
+    def __init__(self, url: str, tokens: dict[str, str]) -> None:
+        self.clients = {name: Client(url, token) for name, token in tokens.items()}
+        self.owner: dict[str, str] = {}
+
+    def submit(self, user: str, csv: bytes, **params: object) -> str:
+        response = self.clients[user].submit("gbdtclassification", csv, **params)
+        assert response.status_code == 202, response.text
+        assert response.json()["queue"] == "small", response.json()  # one queue: the claim orders it
+        self.owner[response.json()["id"]] = user
+        return str(response.json()["id"])
+
+    def job(self, job_id: str) -> dict:
+        return self.clients[self.owner[job_id]].http.get(f"/jobs/{job_id}").json()
+
+    def finished(self, job_id: str) -> dict:
+        def done() -> dict | None:
+            row = self.job(job_id)
+            return row if row["status"] in ("succeeded", "failed", "cancelled") else None
+
+        return wait_until(done, 300, f"job {job_id} to finish")
+
+
+def assert_a_stream_does_not_hold_back_another_user(users: TwoUsers) -> None:
+    """Ann submits a stream of jobs of a few seconds each; once one runs, bob submits two tiny jobs.
+    Every job of ann's still queued after bob's submits starts after both of bob's (first come, first
+    served would run all of ann's first): start times read from the job rows."""
+    anns = [users.submit("ann", boosting_csv(STREAM_ROWS, seed=seed), **STREAM_JOB) for seed in range(STREAM)]
+    wait_until(lambda: users.job(anns[0])["status"] == "running", 180, "ann's first job to start")
+    iris = (DATA / "iris_dataset2.csv").read_bytes()
+    bobs = [users.submit("bob", iris) for _ in range(2)]
+    still_queued = [job_id for job_id in anns if users.job(job_id)["status"] == "queued"]
+    assert len(still_queued) >= 2, "ann's stream ended before bob submitted: her jobs are too short here"
+
+    rows = {job_id: users.finished(job_id) for job_id in anns + bobs}
+    assert all(row["status"] == "succeeded" for row in rows.values()), rows
+    bob_started = max(at(rows[job_id], "started_at") for job_id in bobs)
+    for job_id in still_queued:
+        assert at(rows[job_id], "started_at") > bob_started, (job_id, rows)
+    waited = [round(seconds_between(rows[j], "created_at", "started_at"), 1) for j in bobs]
+    ahead = sum(seconds_between(rows[j], "started_at", "finished_at") for j in still_queued)
+    print(  # the figures of the report; first come, first served adds ann's queued jobs to bob's wait
+        f"bob's jobs waited {waited} s; first come, first served: {ahead:.1f} s more "
+        f"(ann's {len(still_queued)} jobs queued ahead of his)"
+    )
+
+
+def seconds_between(job: dict, start: str, end: str) -> float:
+    return (at(job, end) - at(job, start)).total_seconds()
+
+
+def test_a_stream_of_jobs_does_not_hold_back_another_user_on_the_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A worker of the Postgres + Redis stack running one job at a time, as each of `serve`'s does:
+    nobody else runs a job when ann's ends, so only her recent use puts bob first."""
+    deployment = Stack(tmp_path_factory.mktemp("fair_share"), extra_env=NO_RUNNING_LIMIT).setup()
+    try:
+        deployment.start_worker(concurrency=1)
+        deployment.start_api()
+        tokens = {name: deployment.token(name) for name in ("ann", "bob")}
+        assert_a_stream_does_not_hold_back_another_user(TwoUsers(deployment.url, tokens))
+    finally:
+        deployment.stop()
+
+
+def test_a_stream_of_jobs_does_not_hold_back_another_user_on_serve(tmp_path: Path) -> None:
+    """`fitexplain serve` as `make run` starts it (SQLite, one worker per queue)."""
+    with embedded_serve(tmp_path, NO_RUNNING_LIMIT, startup=180) as serve:
+        tokens = {name: serve.token(name) for name in ("ann", "bob")}
+        assert_a_stream_does_not_hold_back_another_user(TwoUsers(serve.url, tokens))
