@@ -258,22 +258,26 @@ def _fairest_claim() -> Update:
     Built once, its values bound per call: building it and its cache key cost SQLAlchemy more Python time
     than the claim's round trip, on every job.
     """
-    others = aliased(Job)
+    queue = select(Job.queue).where(Job.id == bindparam("message_job")).scalar_subquery()  # none if gone
+    waiting, others = aliased(Job), aliased(Job)
+    waiting_users = select(waiting.user_id).where(waiting.queue == queue, waiting.status == JobStatus.queued)
     cost = func.coalesce(others.worker_seconds, others.estimated_seconds, UNKNOWN_COST_SECONDS)
     recent = or_(
         others.status == JobStatus.running,
         others.finished_at >= bindparam("recent_since", type_=UtcDateTime()),
     )
-    recent_use_of_user = (
-        select(func.coalesce(func.sum(cost), 0.0))
-        .where(others.user_id == Job.user_id, recent)
-        .scalar_subquery()
+    # Each waiting user's recent use, summed once per user (not once per queued job).
+    recent_use = (
+        select(others.user_id, func.sum(cost).label("used"))
+        .where(others.user_id.in_(waiting_users), recent)
+        .group_by(others.user_id)
+        .subquery("recent_use")
     )
-    queue = select(Job.queue).where(Job.id == bindparam("message_job")).scalar_subquery()  # none if gone
     fairest = (
         select(Job.id)
+        .outerjoin(recent_use, recent_use.c.user_id == Job.user_id)
         .where(Job.queue == queue, Job.status == JobStatus.queued, Job.attempts < bindparam("max_attempts"))
-        .order_by(recent_use_of_user, Job.created_at, Job.id)
+        .order_by(func.coalesce(recent_use.c.used, 0.0), Job.created_at, Job.id)
         .limit(1)
         .with_for_update(skip_locked=True, of=Job, key_share=True)  # not skipped for a child row's FK lock
         .scalar_subquery()
