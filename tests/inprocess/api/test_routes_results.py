@@ -136,6 +136,30 @@ def test_plain_json_is_streamed_and_byte_identical(client: TestClient, alice: Ac
     assert response.content == gzip.decompress(stored(job_id))
 
 
+@pytest.mark.parametrize(
+    ("accept_encoding", "compressed"),
+    [
+        ("gzip", True),
+        ("x-gzip", True),
+        ("deflate, gzip;q=0.5", True),
+        ("gzip;q=0", False),
+        ("GZIP;Q=0.0", False),
+        ("*", True),
+        ("*;q=0", False),
+        ("*, gzip;q=0", False),
+        ("gzip;q=zero", False),
+        ("br", False),
+    ],
+)
+def test_gzip_is_sent_only_where_its_q_value_allows(
+    client: TestClient, alice: Account, job_id: str, accept_encoding: str, compressed: bool
+) -> None:
+    headers = {**alice.headers, "Accept-Encoding": accept_encoding}
+    response = client.get(f"/jobs/{job_id}/result", headers=headers)
+    assert (response.headers.get("content-encoding") == "gzip") is compressed
+    assert response.json() == RESULT
+
+
 def test_an_unfinished_job_is_still_a_409_whatever_the_format(client: TestClient, alice: Account) -> None:
     queued = make_job(alice.id)
     response = client.get(f"/jobs/{queued}/result", params={"format": "parquet"}, headers=alice.headers)
