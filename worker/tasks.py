@@ -94,7 +94,7 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
             if job_id != message_job_id:
                 log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
             spec = JobSpec.from_json(job.spec)
-            source = upload_source(stored_upload_path(outcome.upload))  # read with the claim
+            upload = outcome.upload  # read with the claim
     except OperationalError as exc:
         # Postgres is unreachable (or restarting) before the claim committed: the message is the job's
         # only wake-up (the sweep republishes only jobs never dispatched), so it must not be acked as
@@ -108,6 +108,8 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
     try:
         with job_heartbeat(job_id, me, attempt, settings) as beat:
             beat.record(0.0, "fitting")
+            # Under the heartbeat: fetching a remote upload may take longer than the lease.
+            source = upload_source(stored_upload_path(upload))
             ended = executor().run(
                 partial(compute_job, job_id, me, attempt, source, spec, queue),
                 time_limit=settings.soft_time_limit,
