@@ -148,8 +148,8 @@ class Job(Base):
         CheckConstraint("queue IN ('small', 'large')", name="job_queue_valid"),
         Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
         Index("ix_jobs_dataset_user", "dataset_sha256", "user_id"),
-        # Each user's recently finished jobs, summed by the fair-share claim.
-        Index("ix_jobs_user_finished", "user_id", "finished_at"),
+        # The recently finished jobs (and their users), summed by the fair-share claim.
+        Index("ix_jobs_finished_user", "finished_at", "user_id"),
         # The jobs that hold a worker (shared.limits.holds_a_worker), counted at every submit.
         Index("ix_jobs_user_holding", "user_id", postgresql_where=text(HOLDING), sqlite_where=text(HOLDING)),
         # A user's jobs by a prefix of their id, compared byte by byte (shared.store.job_ids).

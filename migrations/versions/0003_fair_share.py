@@ -1,6 +1,6 @@
-"""Fair share by recent use: the worker-seconds each job took, and an index of each user's jobs by when
-they finished, so a claim sums a user's recent use from a few index entries (`_fairest_claim` in
-shared/store/jobstore.py).
+"""Fair share by recent use: the worker-seconds each job took, and an index of jobs by when they finished
+(and their user), so a claim finds the recently finished jobs without reading older history
+(`_fairest_claim` in shared/store/jobstore.py).
 
 Plain ADD COLUMN and CREATE INDEX on both databases (no table rebuild on SQLite, so the storage-count
 triggers of the initial migration stay).
@@ -22,9 +22,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("jobs", sa.Column("worker_seconds", sa.Float(), nullable=True))
-    op.create_index("ix_jobs_user_finished", "jobs", ["user_id", "finished_at"])
+    op.create_index("ix_jobs_finished_user", "jobs", ["finished_at", "user_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_jobs_user_finished", table_name="jobs")
+    op.drop_index("ix_jobs_finished_user", table_name="jobs")
     op.drop_column("jobs", "worker_seconds")
