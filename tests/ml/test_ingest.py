@@ -181,8 +181,9 @@ def test_a_bad_value_after_the_first_megabyte_names_its_line_and_column(
     assert csv.index(b"\n".join(csv.split(b"\n")[24_999:25_000])) > 1_000_000
     path = tmp_path / "big.csv"
     path.write_bytes(csv)
-    with pytest.raises(DataError) as caught:
-        ingest(path, tmp_path / "canonical.parquet", Limits())
+    with pytest.raises(DataError) as caught:  # text and missing values are kept, refused by the checks
+        ingested = ingest(path, tmp_path / "canonical.parquet", Limits())
+        load_checks(ingested.labels, "classification", 1, Limits())
     assert (caught.value.code, caught.value.column) == (code, "x3")
     assert "line 25000" in caught.value.message
     with pytest.raises(DataError) as today:
@@ -219,10 +220,13 @@ def test_a_missing_value_in_any_format_names_its_column(tmp_path: Path, kind: st
         {"a": [1.0, 2.0, 3.0, 4.0], "b": [1.0, None, 3.0, 4.0], "target": ["0", "1", "0", "1"]}
     )
     csv = frame.to_csv(index=False).encode()
-    with pytest.raises(DataError) as caught:
-        ingest_as(frame, csv, kind, tmp_path)
-    assert (caught.value.code, caught.value.column) == ("missing_value", "b")
-    assert ("line 3" if kind.startswith("csv") else "row 2") in caught.value.message
+    path = ingest_as(frame, csv, kind, tmp_path)  # kept as NaN: the request decides
+    for check in (load_checks, load_source):
+        with pytest.raises(DataError) as caught:
+            check(path, "classification", 1, Limits())
+        assert (caught.value.code, caught.value.column) == ("missing_value", "b")
+        assert ("line 3" if kind.startswith("csv") else "row 2") in caught.value.message
+        assert "impute=median" in caught.value.message
 
 
 @pytest.mark.parametrize("kind", ["parquet", "arrow", "arrow-stream"])
@@ -236,9 +240,12 @@ def test_a_missing_target_in_a_columnar_file_names_its_row(tmp_path: Path, kind:
 
 def test_a_text_feature_in_parquet_is_checked_as_csv_text(tmp_path: Path) -> None:
     frame = pd.DataFrame({"a": ["1", " 2 ", "abc"], "target": ["x", "y", "x"]})
-    with pytest.raises(DataError, match="non-numeric value 'abc' on row 3") as caught:
-        ingest_as(frame, b"", "parquet", tmp_path)
-    assert caught.value.column == "a"
+    path = ingest_as(frame, b"", "parquet", tmp_path)  # kept as text: the request decides
+    for check in (load_checks, load_source):
+        with pytest.raises(DataError, match="non-numeric value 'abc' on row 3") as caught:
+            check(path, "classification", 1, Limits())
+        assert caught.value.column == "a"
+        assert "id_column=a" in caught.value.message
 
 
 def test_a_truncated_parquet_file_is_a_data_error(tmp_path: Path) -> None:

@@ -5,10 +5,12 @@ pandas and scikit-learn's model_selection only.
 
 File rules (each broken rule raises DataError with a stable `code`):
 - UTF-8 (a BOM is fine), comma-separated, a header line, at least one data row.
-- A `target` column; an optional `training_index` column (1 = train, 0 = test) that is never a feature.
+- A target column (`target`, or the one the request names: `Roles.target`); an optional `training_index`
+  column (1 = train, 0 = test) and an optional id column (`Roles.id_column`), never features.
 - Every other column is a numeric feature. True/False become 1/0.
-- Missing values are REJECTED, in features and target alike, with the column and the first line: the
-  service never imputes silently, because an imputation choice changes the model and its explanations.
+- Missing values are REJECTED in the target, and in features unless the request imputes them or its model
+  handles them (`Roles.missing_features`), with the column and the first line: the service never imputes
+  silently, because an imputation choice changes the model and its explanations.
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ from shared.ml.ingest.columns import (
     TRAINING_INDEX,
     FeatureRows,
     LabelColumns,
+    Roles,
     checked_strings,
     is_missing,
     numeric_feature,
     to_float,
     where_is,
 )
-from shared.ml.spec import Limits, Task
+from shared.ml.spec import JobSpec, Limits, Task
 
 if TYPE_CHECKING:
     from shared.ml.ingest.canonical import Labels
@@ -62,6 +65,8 @@ class Dataset:
     feature_names: list[str]
     class_labels: list[str] | None
     split_source: SplitSource
+    test_rows: np.ndarray | None = None  # each test row's 0-based row number in the upload
+    test_ids: list[object] | None = None  # each test row's id (`Roles.id_column`)
 
 
 def read_table(content: bytes, limits: Limits) -> pd.DataFrame:
@@ -127,16 +132,35 @@ def _exact_table(text: str, limits: Limits) -> pd.DataFrame:
     return frame
 
 
-def load_dataset(content: bytes, task: Task, seed: int, limits: Limits) -> Dataset:
-    """Read a CSV and split it into train and test arrays for `task`.
+def roles_of(spec: JobSpec) -> Roles:
+    """The columns' roles a request gives (its target, its id column), and whether its model may see
+    missing feature values."""
+    return Roles(spec.target, spec.id_column, spec.model.handles_missing)
+
+
+def load_dataset(
+    content: bytes, task: Task, seed: int, limits: Limits, roles: Roles | None = None
+) -> Dataset:
+    """Read a CSV and split it into train and test arrays for `task`, as a submit and its job do: through
+    the canonical file (`shared.ml.ingest.upload`).
 
     The split follows `training_index` when present, otherwise a 30% test split seeded by `seed`
     (stratified for classification), so the same file and seed always give the same split.
     """
-    return dataset_from_table(read_table(content, limits), task, seed, limits)
+    import tempfile
+
+    from shared.ml.ingest.upload import ingest
+
+    with tempfile.TemporaryDirectory() as folder:
+        sent = Path(folder) / "upload.csv"
+        sent.write_bytes(content)
+        ingested = ingest(sent, Path(folder) / "canonical.parquet", limits)
+        return load_source(ingested.path, task, seed, limits, roles)
 
 
-def load_source(source: bytes | Path, task: Task, seed: int, limits: Limits) -> Dataset:
+def load_source(
+    source: bytes | Path, task: Task, seed: int, limits: Limits, roles: Roles | None = None
+) -> Dataset:
     """The Dataset of a stored upload: its canonical Parquet file (a path, or its bytes) written by
     `shared.ml.ingest.upload`. No bytes (the upload is gone: its job was cancelled or deleted meanwhile)
     are an empty file."""
@@ -144,20 +168,24 @@ def load_source(source: bytes | Path, task: Task, seed: int, limits: Limits) -> 
 
     if isinstance(source, bytes) and not source:
         raise DataError("empty_file", "The file is empty: send a CSV with a header line and data rows.")
-    labels, features = canonical.read_split_source(source)
+    labels, features = canonical.read_split_source(source, roles or Roles())
     return split_dataset(labels, features, task, seed, limits)
 
 
-def load_checks(source: Path | Labels, task: Task, seed: int, limits: Limits) -> Dataset:
+def load_checks(
+    source: Path | Labels, task: Task, seed: int, limits: Limits, roles: Roles | None = None
+) -> Dataset:
     """`load_source` of a canonical file (or of the labels its writer kept) without its feature values,
-    for the checks made at submit (labels, split, sizes): X_train and X_test have their shapes but are
-    read-only zero-copy views of a single 0.0, so an API process never holds an upload's features."""
+    for the checks made at submit (labels, split, sizes, what the features hold): X_train and X_test have
+    their shapes but are read-only zero-copy views of a single 0.0, so an API process never holds an
+    upload's features."""
     from shared.ml.ingest import canonical
 
     labels = canonical.read_labels(source) if isinstance(source, Path) else source
-    width = len(labels.feature_names)
-    placeholders = (labels.feature_names, lambda rows: np.broadcast_to(0.0, (len(rows), width)))
-    return split_dataset(labels.columns(), placeholders, task, seed, limits)
+    columns, names = canonical.labels_split_source(labels, roles or Roles())
+    width = len(names)
+    placeholders = (names, lambda rows: np.broadcast_to(0.0, (len(rows), width)))
+    return split_dataset(columns, placeholders, task, seed, limits)
 
 
 def dataset_from_table(
@@ -165,16 +193,16 @@ def dataset_from_table(
     task: Task,
     seed: int,
     limits: Limits,
-    features: tuple[list[str], FeatureRows] | None = None,
+    roles: Roles | None = None,
 ) -> Dataset:
-    """Split a validated table (float64 features, `target` and `training_index` as stripped text, each
-    row's position in the upload as the index) into train and test arrays for `task`; with `features`,
-    the frame holds only the text columns (see `split_dataset`)."""
-    if features is None:
-        feature_names = [name for name in frame.columns if name not in (TARGET, TRAINING_INDEX)]
-        values = frame[feature_names].to_numpy(dtype=np.float64)
-        features = (feature_names, values.__getitem__)
-    return split_dataset(LabelColumns.of(frame), features, task, seed, limits)
+    """Split a validated table (float64 features, the target and `training_index` as stripped text, each
+    row's position in the upload as the index) into train and test arrays for `task`."""
+    roles = roles or Roles()
+    feature_names = roles.check(list(frame.columns))
+    values = frame[feature_names].to_numpy(dtype=np.float64)
+    return split_dataset(
+        LabelColumns.of(frame, roles), (feature_names, values.__getitem__), task, seed, limits
+    )
 
 
 def split_dataset(
@@ -188,6 +216,7 @@ def split_dataset(
     rows -> values) are gathered straight into X_train and X_test (a canonical file's columns: no
     intermediate table-sized copies; see `load_checks` for placeholders)."""
     feature_names, feature_rows = features
+    checked_strings(labels.target, str(labels.target.name or TARGET))  # a missing target names its row
     if task == "classification":
         y, class_labels = _encode_classes(labels.target, limits)
     else:
@@ -202,7 +231,10 @@ def split_dataset(
         train_rows, test_rows, y_train, y_test = _seeded_split(rows, y, task, seed)
     _check_training_rows(y_train, y_test, class_labels)
     X_train, X_test = feature_rows(train_rows), feature_rows(test_rows)
-    return Dataset(X_train, X_test, y_train, y_test, feature_names, class_labels, split_source)
+    test_ids = None if labels.ids is None else [labels.ids[row] for row in test_rows.tolist()]
+    return Dataset(
+        X_train, X_test, y_train, y_test, feature_names, class_labels, split_source, test_rows, test_ids
+    )
 
 
 def _decode(content: bytes) -> str:
@@ -318,30 +350,15 @@ def _check_header(header: list[str], limits: Limits) -> None:
                 column=name,
             )
         seen.add(name)
-    if TARGET not in seen:
-        raise DataError(
-            "missing_target",
-            f"No column named '{TARGET}' in the header ({_preview(header)}); the file must be "
-            "comma-separated with a 'target' column.",
-        )
-    if len(seen - {TARGET, TRAINING_INDEX}) == 0:
-        raise DataError(
-            "no_features", "The file has no feature columns besides 'target' and 'training_index'."
-        )
-
-
-def _preview(names: list[str], count: int = 5) -> str:
-    shown = ", ".join(repr(name) for name in names[:count])
-    return shown + (", ..." if len(names) > count else "")
 
 
 def _regression_target(values: pd.Series) -> np.ndarray:
-    y = to_float(values, TARGET).to_numpy()
+    y = to_float(values, str(values.name or TARGET)).to_numpy()
     if np.all(y == y[0]):
         raise DataError(
             "constant_target",
             f"The target is constant ({y[0]:g}) on every row: nothing to learn.",
-            column=TARGET,
+            column=str(values.name or TARGET),
         )
     return y
 
@@ -359,14 +376,14 @@ def _encode_classes(values: pd.Series, limits: Limits) -> tuple[np.ndarray, list
             "too_many_classes",
             f"The target has {len(unique)} classes, more than the limit of {limits.max_classes} "
             "(max_classes): is this a regression target?",
-            column=TARGET,
+            column=str(values.name or TARGET),
         )
     labels = sorted(unique.tolist(), key=_label_sort_key(unique.tolist()))
     if len(labels) < 2:
         raise DataError(
             "constant_target",
             f"The target has a single class ({labels[0]!r}): classification needs at least two.",
-            column=TARGET,
+            column=str(values.name or TARGET),
         )
     position = {label: index for index, label in enumerate(labels)}
     sorted_codes = np.array([position[label] for label in unique.tolist()], dtype=np.int64)

@@ -19,7 +19,14 @@ import pyarrow.parquet as pq
 
 from shared.ml.errors import DataError
 from shared.ml.ingest import dataset
-from shared.ml.ingest.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Labels, Position
+from shared.ml.ingest.canonical import (
+    TEXT_COLUMNS,
+    CanonicalWriter,
+    ColumnProblems,
+    Labels,
+    Position,
+    TextColumns,
+)
 from shared.ml.ingest.columns import missing_value_error
 from shared.ml.spec import Limits
 
@@ -30,7 +37,11 @@ def ingest_columnar(path: Path, found: str, dest: Path, limits: Limits) -> Label
     names, batches = _open_columnar(path, found)
     header = [name.strip() for name in names]
     dataset._check_header(header, limits)
-    return _write_columnar(header, _unbroken(batches, found), dest, limits)
+    try:
+        return _write_columnar(header, _unbroken(batches, found), dest, limits)
+    except TextColumns as text:  # written again, with those columns as text
+        _, batches = _open_columnar(path, found)
+        return _write_columnar(header, _unbroken(batches, found), dest, limits, text.not_numbers)
 
 
 def _unreadable(found: str, err: Exception) -> DataError:
@@ -65,11 +76,16 @@ def _open_reader(path: Path, found: str) -> tuple[list[str], Iterator[pa.RecordB
 
 
 def _write_columnar(
-    header: list[str], batches: Iterator[pa.RecordBatch], dest: Path, limits: Limits
+    header: list[str],
+    batches: Iterator[pa.RecordBatch],
+    dest: Path,
+    limits: Limits,
+    not_numbers: dict[str, str] | None = None,
 ) -> Labels:
-    problems = ColumnProblems()
+    text_columns = frozenset(not_numbers or {})
+    problems = ColumnProblems(text_columns)
     position: Position = "row"
-    with CanonicalWriter(dest, header, position) as writer:
+    with CanonicalWriter(dest, header, position, text_columns, not_numbers) as writer:
         n_rows = 0
         for batch in batches:
             if n_rows + batch.num_rows > limits.max_rows:
@@ -97,11 +113,12 @@ def _columnar_values(
     kind = column.type
     if pa.types.is_dictionary(kind):
         column, kind = column.dictionary_decode(), kind.value_type
-    if column.null_count:
+    if column.null_count and name in TEXT_COLUMNS:
         at = int(rows[pc.index(column.is_null(), True).as_py()])
         problems.add(name, missing_value_error(name, f"row {at}", None))
         return None
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        column = column.fill_null("")  # a missing feature value: the request decides
         lengths = pc.utf8_length(column)
         if len(column) and pc.max(lengths).as_py() > limits.max_cell_chars:
             at = int(rows[pc.index(pc.greater(lengths, limits.max_cell_chars), True).as_py()])
@@ -124,16 +141,11 @@ def _columnar_values(
             DataError("non_numeric", f"Column '{name}' holds {kind} values, not numbers.", column=name),
         )
         return None
-    if name in TEXT_COLUMNS:
+    if name in TEXT_COLUMNS or name in problems.text_columns:
         values = column.to_pandas()
         text = values.astype(str).to_numpy(dtype=object)
         return problems.convert(pd.Series(text, index=rows), name)
-    floats = pc.cast(column, pa.float64())
-    nan = pc.is_nan(floats)
-    if pc.any(nan).as_py():
-        at = int(rows[pc.index(nan, True).as_py()])
-        problems.add(name, missing_value_error(name, f"row {at}", float("nan")))
-        return None
+    floats = pc.fill_null(pc.cast(column, pa.float64()), float("nan"))  # missing: NaN, the request decides
     infinite = pc.is_inf(floats)
     if pc.any(infinite).as_py():
         index = pc.index(infinite, True).as_py()

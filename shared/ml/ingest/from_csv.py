@@ -28,7 +28,7 @@ from isal import isal_zlib
 
 from shared.ml.errors import DataError
 from shared.ml.ingest import dataset
-from shared.ml.ingest.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Labels
+from shared.ml.ingest.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Labels, TextColumns
 from shared.ml.ingest.columns import MISSING_TOKENS
 from shared.ml.ingest.dataset import check_record
 from shared.ml.spec import Limits
@@ -64,8 +64,12 @@ def ingest_csv(open_raw: Opener, dest: Path, limits: Limits) -> Labels:
     try:
         with open_raw() as raw:
             blank = _check_utf8(raw)
-        with open_raw() as raw:
-            return _exact_csv(raw, dest, limits, blank)
+        try:
+            with open_raw() as raw:
+                return _exact_csv(raw, dest, limits, blank)
+        except TextColumns as found:  # written again, with those columns as text
+            with open_raw() as raw:
+                return _exact_csv(raw, dest, limits, blank, found.not_numbers)
     except (EOFError, gzip.BadGzipFile, *GZIP_ERRORS) as err:
         message = f"The gzip-compressed file cannot be read ({err}): is it complete?"
         raise DataError("bad_gzip", message) from None
@@ -236,18 +240,22 @@ def _check_utf8(raw: BinaryIO) -> bool:
     return blank
 
 
-def _exact_csv(raw: BinaryIO, dest: Path, limits: Limits, blank: bool) -> Labels:
-    """`dataset._exact_table` streamed: rows checked line by line, values converted batch by batch."""
+def _exact_csv(
+    raw: BinaryIO, dest: Path, limits: Limits, blank: bool, not_numbers: dict[str, str] | None = None
+) -> Labels:
+    """`dataset._exact_table` streamed: rows checked line by line, values converted batch by batch; the
+    columns of `not_numbers` (found by a pass before) are kept as text."""
     if blank:
         raise DataError("empty_file", "The file is empty: send a CSV with a header line and data rows.")
     records = dataset.records_from(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
     header_line, header = dataset._header_record(records)
     dataset._check_header(header, limits)
-    problems = ColumnProblems()
+    text_columns = frozenset(not_numbers or {})
+    problems = ColumnProblems(text_columns)
     rows: list[list[str]] = []
     lines: list[int] = []
     n_rows = 0
-    with CanonicalWriter(dest, header, "line") as writer:
+    with CanonicalWriter(dest, header, "line", text_columns, not_numbers) as writer:
 
         def flush() -> None:
             frame = pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=object)
