@@ -17,13 +17,16 @@ from shared.ml.estimators import DEFAULT_BASE_MODEL
 from shared.ml.explain.methods import explanation_names
 from shared.ml.registry import resolve_estimator_class
 from shared.ml.spec import (
+    DEFAULT_TARGET,
     LEARNING_RATE,
     LEVEL,
+    MAX_COLUMN_NAME_CHARS,
     MAX_DEPTH,
     N_ESTIMATORS,
     N_HIDDEN_FEATURES,
     SEED,
     GbdtType,
+    Impute,
     JobSpec,
     ModelSpec,
     PiMethod,
@@ -68,6 +71,29 @@ class CommonParams(BaseModel):
             description="seconds to wait for the result; 200 with the result if done by then",
         ),
     ] = None
+    target: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_COLUMN_NAME_CHARS,
+            description="the name of the target column (techtonique's files call it `target`)",
+        ),
+    ] = DEFAULT_TARGET
+    id_column: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=MAX_COLUMN_NAME_CHARS,
+            description="a column carried into the result as `test_ids` (one per test row), never a feature",
+        ),
+    ] = None
+    impute: Annotated[
+        Impute,
+        Field(
+            description="missing feature values: none (refused, unless the model handles them: lightgbm, "
+            "xgboost, catboost), or filled with the training rows' median or most frequent value"
+        ),
+    ] = "none"
     webhook_url: Annotated[
         str | None,
         Field(
@@ -119,6 +145,7 @@ class MlParams(CommonParams):
             base_model=self.base_model,
             n_hidden_features=self.n_hidden_features,
             seed=self.seed,
+            impute=self.impute,
         )
         return _job_spec(self, model)
 
@@ -174,6 +201,7 @@ class GbdtParams(CommonParams):
             learning_rate=self.learning_rate,
             max_depth=self.max_depth,
             seed=self.seed,
+            impute=self.impute,
         )
         return _job_spec(self, model)
 
@@ -201,6 +229,8 @@ def _job_spec(params: CommonParams, model: ModelSpec) -> JobSpec:
         pi_method=getattr(params, "pi_method", "splitconformal"),
         interpretability=params.explanations(),
         shap_interactions=bool(getattr(params, "shap_interactions", False)),
+        target=params.target,
+        id_column=params.id_column,
     )
     return validate_job(spec)
 

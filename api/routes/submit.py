@@ -38,7 +38,7 @@ from shared.dispatch.publish import publish_job
 from shared.dispatch.routing import queue_for_cost
 from shared.limits import enforce_submission_limits, reserve_submission
 from shared.ml.cost import check_budget, check_memory, estimate_cost, shape_of
-from shared.ml.ingest.dataset import load_checks
+from shared.ml.ingest.dataset import load_checks, roles_of
 from shared.ml.ingest.upload import Ingested
 from shared.ml.pipeline import check_explanation_limits
 from shared.settings import Settings, get_settings
@@ -163,7 +163,7 @@ def _accept(
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
     limits = settings.limits()
     with upload_files.converted(received, limits) as ingested:  # raises DataError -> 422
-        dataset = load_checks(ingested.labels, spec.task, spec.seed, limits)  # raises DataError -> 422
+        dataset = load_checks(ingested.labels, spec.task, spec.seed, limits, roles_of(spec))  # DataError: 422
     check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
     shape = shape_of(dataset)
     check_memory(shape, settings.worker_max_memory_mb)  # raises LimitExceeded -> 422

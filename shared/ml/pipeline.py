@@ -21,7 +21,8 @@ from shared.ml.estimators import build_model, fit_model
 from shared.ml.explain import tree
 from shared.ml.explain.methods import explanation_method
 from shared.ml.explain.methods.base import ExplanationPart, SpanProgress, merge_parts
-from shared.ml.ingest.dataset import Dataset, load_source
+from shared.ml.imputation import impute_missing
+from shared.ml.ingest.dataset import Dataset, load_source, roles_of
 from shared.ml.intervals import fit_with_interval
 from shared.ml.metrics import classification_result, regression_result
 from shared.ml.phases import Phases
@@ -57,7 +58,9 @@ def prepare(
     validate_job(spec)
     phases = phases or Phases()
     with phases.timed("load"):
-        dataset = load_source(source, spec.task, spec.seed, limits)
+        dataset = impute_missing(
+            load_source(source, spec.task, spec.seed, limits, roles_of(spec)), spec.model
+        )
     with phases.timed("fit"):
         return _fit(spec, dataset, n_threads)
 
@@ -78,7 +81,7 @@ def _fit(spec: JobSpec, dataset: Dataset, n_threads: int | None) -> PreparedJob:
             model,
         )
         result = regression_result(dataset.y_test, fitted.y_pred, (fitted.lower, fitted.upper))
-        return PreparedJob(spec, dataset, fitted.model, result)
+        return PreparedJob(spec, dataset, fitted.model, _with_rows(result, dataset))
     _guarded_fit(lambda: fit_model(model, dataset.X_train, dataset.y_train), model)
     if spec.task == "regression":
         result = regression_result(dataset.y_test, np.asarray(model.predict(dataset.X_test)).ravel())
@@ -87,7 +90,17 @@ def _fit(spec: JobSpec, dataset: Dataset, n_threads: int | None) -> PreparedJob:
         y_pred = np.asarray(model.predict(dataset.X_test)).ravel().astype(np.int64)
         proba = np.asarray(model.predict_proba(dataset.X_test))
         result = classification_result(dataset.y_test, y_pred, proba, dataset.class_labels)
-    return PreparedJob(spec, dataset, model, result)
+    return PreparedJob(spec, dataset, model, _with_rows(result, dataset))
+
+
+def _with_rows(result: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
+    """The result with the test rows' 0-based row numbers in the upload (`test_rows`) and, with an id
+    column, their ids (`test_ids`), in the order of `y_true`."""
+    if dataset.test_rows is not None:
+        result["test_rows"] = dataset.test_rows.tolist()
+    if dataset.test_ids is not None:
+        result["test_ids"] = dataset.test_ids
+    return result
 
 
 def plan_chunks(prepared: PreparedJob, method: str, chunk_size: int) -> list[tuple[int, int]]:

@@ -19,9 +19,16 @@ Task = Literal["classification", "regression"]
 Family = Literal["ml", "gbdt"]
 GbdtType = Literal["lightgbm", "xgboost", "catboost", "gradientboosting"]
 PiMethod = Literal["splitconformal", "localconformal"]
+Impute = Literal["none", "median", "most_frequent"]
 
 GBDT_MODEL_TYPES: tuple[str, ...] = get_args(GbdtType)
 PI_METHODS: tuple[str, ...] = get_args(PiMethod)
+IMPUTE_CHOICES: tuple[str, ...] = get_args(Impute)
+#: Boosters that take missing feature values as they are (each tree learns where they go).
+NATIVE_MISSING_MODEL_TYPES: tuple[str, ...] = ("lightgbm", "xgboost", "catboost")
+DEFAULT_TARGET = "target"
+RESERVED_COLUMN = "training_index"
+MAX_COLUMN_NAME_CHARS = 1_000
 #: Boosters whose exact SHAP interaction values we compute.
 INTERACTION_MODEL_TYPES: tuple[str, ...] = ("xgboost", "gradientboosting")
 
@@ -90,6 +97,13 @@ class ModelSpec:
     learning_rate: float = 0.1
     max_depth: int = 3
     seed: int = 123
+    impute: Impute = "none"
+
+    @property
+    def handles_missing(self) -> bool:
+        """Whether missing feature values may reach this model: imputed, or taken natively."""
+        native = self.family == "gbdt" and self.model_type in NATIVE_MISSING_MODEL_TYPES
+        return native or self.impute != "none"
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,8 @@ class JobSpec:
     pi_method: PiMethod = "splitconformal"
     interpretability: tuple[str, ...] = ()
     shap_interactions: bool = False
+    target: str = DEFAULT_TARGET
+    id_column: str | None = None
 
     @property
     def task(self) -> Task:
@@ -146,6 +162,26 @@ def check_interactions(interpretability: tuple[str, ...], model: ModelSpec) -> N
             f"shap_interactions is available for model_type {' or '.join(INTERACTION_MODEL_TYPES)} "
             f"(the /gbdt endpoints), not {model.model_type if model.family == 'gbdt' else model.base_model}",
         )
+
+
+def check_columns(target: str, id_column: str | None) -> None:
+    """The column names a request gives roles: each a header name, `training_index` neither, and the
+    id column not the target."""
+    for name, value in (("target", target), ("id_column", id_column)):
+        if value is None:
+            continue
+        if not value.strip() or len(value) > MAX_COLUMN_NAME_CHARS or value != value.strip():
+            raise ParameterError(
+                "bad_parameter",
+                f"{name} must be a column name of the upload (1 to {MAX_COLUMN_NAME_CHARS} characters, "
+                f"no surrounding spaces); got {value!r}.",
+            )
+        if value == RESERVED_COLUMN:
+            raise ParameterError(
+                "bad_parameter", f"{name} cannot be '{RESERVED_COLUMN}': that column says which rows train."
+            )
+    if id_column is not None and id_column == target:
+        raise ParameterError("bad_parameter", f"id_column and target are both {target!r}: name two columns.")
 
 
 def check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:

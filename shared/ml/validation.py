@@ -12,6 +12,7 @@ from shared.ml.explain.methods import explanation_names
 from shared.ml.registry import resolve_estimator_class
 from shared.ml.spec import (
     GBDT_MODEL_TYPES,
+    IMPUTE_CHOICES,
     LEARNING_RATE,
     LEVEL,
     MAX_DEPTH,
@@ -25,6 +26,7 @@ from shared.ml.spec import (
     ModelSpec,
     Task,
     check_choice,
+    check_columns,
     check_interactions,
 )
 
@@ -34,6 +36,7 @@ def validate_model(model: ModelSpec) -> None:
     check_choice("task", model.task, get_args(Task))
     check_choice("family", model.family, get_args(Family))
     SEED.check(model.seed)
+    check_choice("impute", model.impute, IMPUTE_CHOICES)
     if model.family == "ml":
         N_HIDDEN_FEATURES.check(model.n_hidden_features)
         if model.base_model is not None:
@@ -49,6 +52,7 @@ def validate_job(spec: JobSpec) -> JobSpec:
     """Check every field against its declaration; returns the spec so callers can chain it."""
     validate_model(spec.model)
     LEVEL.check(spec.level)
+    check_columns(spec.target, spec.id_column)
     check_choice("pi_method", spec.pi_method, PI_METHODS)
     for method in spec.interpretability:
         check_choice("interpretability", method, explanation_names())

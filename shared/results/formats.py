@@ -36,7 +36,7 @@ from isal import igzip
 
 METADATA_KEY = "fitexplain"
 LAYOUT_VERSION = 1
-ROW_KEYS = ("y_true", "y_pred", "proba", "pi_lower", "pi_upper")  # top-level arrays, one entry per test row
+ROW_KEYS = ("test_rows", "test_ids", "y_true", "y_pred", "proba", "pi_lower", "pi_upper")  # one entry per test row
 SHAP_ROW_KEYS = {"base_values": "base_value", "values": "shap", "interaction_values": "shap_interactions"}
 REPORT_AVERAGES = frozenset({"macro avg", "weighted avg", "micro avg"})
 
