@@ -138,18 +138,86 @@ def test_a_bad_value_is_a_422_whose_message_names_it(
 
 
 @pytest.mark.parametrize(
-    ("name", "code", "column"),
-    [("missing_feature.csv", "missing_value", "a"), ("non_numeric.csv", "non_numeric", "b")],
+    ("name", "code", "column", "parameter"),
+    [
+        ("missing_feature.csv", "missing_value", "a", "impute=median"),
+        ("non_numeric.csv", "non_numeric", "b", "id_column=b"),
+    ],
 )
-def test_an_unusable_csv_is_a_422_naming_the_column(
-    client: TestClient, alice: Account, published: PublishRecorder, name: str, code: str, column: str
+def test_an_unusable_csv_is_a_422_naming_the_column_and_the_parameter(
+    client: TestClient,
+    alice: Account,
+    published: PublishRecorder,
+    name: str,
+    code: str,
+    column: str,
+    parameter: str,
 ) -> None:
-    response = post(client, "gbdtclassification", alice, (MALFORMED / name).read_bytes())
+    response = post(client, "mlclassification", alice, (MALFORMED / name).read_bytes())
     assert response.status_code == 422, response.text
     body = response.json()
     assert (body["code"], body["column"]) == (code, column)
-    assert f"'{column}'" in body["detail"] and "line" in body["detail"]
+    assert f"'{column}'" in body["detail"] and "line" in body["detail"] and parameter in body["detail"]
     assert job_count() == 0 and published.messages == []
+
+
+CUSTOMERS = (DATA / "tables" / "customers_numeric.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "params"),
+    [
+        ("gbdtclassification", {"target": "churned", "id_column": "customer_id"}),
+        ("mlclassification", {"target": "churned", "id_column": "customer_id", "impute": "most_frequent"}),
+    ],
+)
+def test_the_target_and_id_columns_are_named_by_the_request(
+    client: TestClient, alice: Account, endpoint: str, params: dict[str, Any]
+) -> None:
+    response = post(client, endpoint, alice, CUSTOMERS, **params)
+    assert response.status_code == 202, response.text
+    stored = response.json()["params"]
+    assert {key: stored[key] for key in params} == params
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "words"),
+    [
+        ({"target": "churn"}, "missing_target", ["'churn'"]),
+        ({}, "missing_target", ["'target'", "target="]),
+        ({"target": "churned", "id_column": "id"}, "missing_id_column", ["'id'", "id_column"]),
+        ({"target": "churned"}, "non_numeric", ["'customer_id'", "id_column=customer_id"]),
+        ({"target": "churned", "id_column": "customer_id"}, "missing_value", ["'age'", "impute="]),
+    ],
+)
+def test_columns_the_request_names_or_needs_are_named_in_the_422(
+    client: TestClient, alice: Account, params: dict[str, Any], code: str, words: list[str]
+) -> None:
+    response = post(client, "mlclassification", alice, CUSTOMERS, **params)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == code
+    for word in words:
+        assert word in response.json()["detail"]
+    assert job_count() == 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"target": "training_index"},
+        {"id_column": "training_index"},
+        {"target": "churned", "id_column": "churned"},
+        {"impute": "mean"},
+        {"target": ""},
+    ],
+)
+def test_bad_column_roles_are_a_422_naming_the_parameter(
+    client: TestClient, alice: Account, params: dict[str, Any]
+) -> None:
+    response = post(client, "mlclassification", alice, CUSTOMERS, **params)
+    message = " ".join(str(error["loc"]) + error["msg"] for error in response.json().get("errors", []))
+    assert response.status_code == 422, response.text
+    assert any(name in message for name in params), message
 
 
 def test_a_missing_file_is_a_422_naming_it(client: TestClient, alice: Account) -> None:
