@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     max_shap_floats: int = Field(
         LIMITS.max_shap_floats, description="SHAP values of one job (rows x features x classes; 422 beyond)"
     )
+    max_categories: int = Field(
+        LIMITS.max_categories,
+        description="one-hot columns of a categorical feature; rarer categories share one",
+        ge=2,
+    )
 
     # Per-user limits.
     max_running_jobs_per_user: int = Field(

@@ -144,6 +144,7 @@ def _plain_xgboost(model: Any) -> bool:
         and model.booster in (None, "gbtree")
         and model.device in (None, "cpu")
         and not model.callbacks
+        and not model.enable_categorical
         and model.early_stopping_rounds is None
         and not callable(model.objective)
     )

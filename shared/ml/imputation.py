@@ -17,8 +17,9 @@ from shared.ml.spec import ModelSpec
 
 
 def impute_missing(dataset: Dataset, model: ModelSpec) -> Dataset:
-    """The dataset with its missing feature values filled (`model.impute`: "median" or "most_frequent"),
-    or as it is ("none", or nothing missing)."""
+    """The dataset with its missing feature values filled (`model.impute`: "median" or "most_frequent";
+    a categorical column's most frequent category either way), or as it is ("none", or nothing
+    missing)."""
     if model.impute == "none":
         return dataset
     missing_train, missing_test = np.isnan(dataset.X_train), np.isnan(dataset.X_test)
@@ -26,7 +27,13 @@ def impute_missing(dataset: Dataset, model: ModelSpec) -> Dataset:
         return dataset
     from sklearn.impute import SimpleImputer
 
-    imputer = SimpleImputer(strategy=model.impute, keep_empty_features=True)
-    X_train = imputer.fit_transform(dataset.X_train)
-    X_test = imputer.transform(dataset.X_test)
-    return replace(dataset, X_train=np.asarray(X_train, np.float64), X_test=np.asarray(X_test, np.float64))
+    X_train, X_test = dataset.X_train.copy(), dataset.X_test.copy()
+    categorical = sorted(dataset.categories)
+    numeric = [position for position in range(X_train.shape[1]) if position not in dataset.categories]
+    # A category's code has no median: categorical columns always take their most frequent category.
+    for columns, strategy in ((numeric, model.impute), (categorical, "most_frequent")):
+        if columns:
+            imputer = SimpleImputer(strategy=strategy, keep_empty_features=True)
+            X_train[:, columns] = imputer.fit_transform(X_train[:, columns])
+            X_test[:, columns] = imputer.transform(X_test[:, columns])
+    return replace(dataset, X_train=X_train, X_test=X_test)

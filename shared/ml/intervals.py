@@ -14,6 +14,7 @@ later predictions (by up to 5.7 on Boston with nnetsauce 0.56).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,18 @@ class IntervalFit:
     y_pred: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
+    calibration_rows: int  # training rows kept out of the fit to calibrate the band
+
+    def notes(self, n_train: int, level: float, method: PiMethod) -> str:
+        """What the result says about how its intervals were made."""
+        proper = n_train - self.calibration_rows
+        return (
+            f"return_pi: the point model was fitted on {proper} of the {n_train} training rows (the "
+            f"proper-training rows); the other {self.calibration_rows} (calibration_rows) calibrated the "
+            f"{level:g}% intervals ({method}). Conformal intervals hold their coverage only on rows the "
+            "model has not seen, so without return_pi the model is fitted on every training row and its "
+            "predictions differ."
+        )
 
 
 def fit_with_interval(
@@ -68,7 +81,10 @@ def _split_conformal(
     wrapper = ns.PredictionInterval(obj=model, method="splitconformal", level=level, seed=seed)
     wrapper.fit(X_train, y_train)
     band = wrapper.predict(X_test, return_pi=True)
-    return IntervalFit(wrapper.obj, np.asarray(band.mean), np.asarray(band.lower), np.asarray(band.upper))
+    calibration_rows = math.ceil(0.5 * len(X_train))  # nnetsauce's split: train_test_split(test_size=0.5)
+    return IntervalFit(
+        wrapper.obj, np.asarray(band.mean), np.asarray(band.lower), np.asarray(band.upper), calibration_rows
+    )
 
 
 def _local_conformal(
@@ -97,4 +113,4 @@ def _local_conformal(
     quantile = np.sort(scores)[rank - 1]
     y_pred = np.asarray(model.predict(X_test), dtype=np.float64)
     half_width = quantile * scale(X_test)
-    return IntervalFit(model, y_pred, y_pred - half_width, y_pred + half_width)
+    return IntervalFit(model, y_pred, y_pred - half_width, y_pred + half_width, len(X_calibration))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.ml.categories import with_categories
 from shared.ml.errors import ParameterError
 from shared.ml.estimators import build_model, fit_model
 from shared.ml.explain import tree
@@ -62,11 +63,16 @@ def prepare(
             load_source(source, spec.task, spec.seed, limits, roles_of(spec)), spec.model
         )
     with phases.timed("fit"):
-        return _fit(spec, dataset, n_threads)
+        return _fit(spec, dataset, n_threads, limits)
 
 
-def _fit(spec: JobSpec, dataset: Dataset, n_threads: int | None) -> PreparedJob:
-    model = build_model(spec.model, n_threads)
+def _fit(spec: JobSpec, dataset: Dataset, n_threads: int | None, limits: Limits) -> PreparedJob:
+    model = with_categories(
+        build_model(spec.model, n_threads),
+        sorted(dataset.categories),
+        len(dataset.feature_names),
+        limits.max_categories,
+    )
     if spec.task == "regression" and spec.return_pi:
         fitted = _guarded_fit(
             lambda: fit_with_interval(
@@ -81,6 +87,8 @@ def _fit(spec: JobSpec, dataset: Dataset, n_threads: int | None) -> PreparedJob:
             model,
         )
         result = regression_result(dataset.y_test, fitted.y_pred, (fitted.lower, fitted.upper))
+        result["calibration_rows"] = fitted.calibration_rows
+        result["notes"] = fitted.notes(len(dataset.y_train), spec.level, spec.pi_method)
         return PreparedJob(spec, dataset, fitted.model, _with_rows(result, dataset))
     _guarded_fit(lambda: fit_model(model, dataset.X_train, dataset.y_train), model)
     if spec.task == "regression":

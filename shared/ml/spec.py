@@ -208,3 +208,4 @@ class Limits:
     max_explain_rows: int = 100_000
     max_background_rows: int = 500
     max_shap_floats: int = 200_000_000
+    max_categories: int = 50

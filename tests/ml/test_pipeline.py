@@ -257,3 +257,26 @@ def test_interpretability_is_one_flat_object_or_a_list_in_the_order_asked(
             "petal length (cm)",
             "petal width (cm)",
         ]
+
+
+@pytest.mark.parametrize("pi_method", ["splitconformal", "localconformal"])
+def test_intervals_say_how_many_rows_calibrated_them(boston: bytes, pi_method: str) -> None:
+    """The notes and `calibration_rows` say what the model was fitted on: the root of a decision tree
+    counts the rows it was fitted on."""
+    spec = JobSpec(
+        model=ModelSpec(
+            task="regression", family="ml", base_model="DecisionTreeRegressor", n_hidden_features=0
+        ),
+        return_pi=True,
+        pi_method=pi_method,
+        level=90,
+    )
+    prepared = prepare(boston, spec, Limits())
+    n_train = len(prepared.dataset.y_train)
+    fitted_rows = int(prepared.model.tree_.n_node_samples[0])
+    assert prepared.result["calibration_rows"] == n_train - fitted_rows > 0
+    notes = prepared.result["notes"]
+    assert f"fitted on {fitted_rows} of the {n_train} training rows" in notes and "90% intervals" in notes
+    plain = prepare(boston, replace(spec, return_pi=False), Limits())
+    assert "calibration_rows" not in plain.result and "notes" not in plain.result
+    assert int(plain.model.tree_.n_node_samples[0]) == n_train

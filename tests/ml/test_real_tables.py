@@ -6,6 +6,7 @@ would make it work; and the test rows join back to the uploaded rows."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -147,17 +148,35 @@ def test_a_missing_target_value_names_its_row() -> None:
     assert "line 8" in refused.value.message
 
 
-@pytest.mark.parametrize("kind", ["csv", "parquet category", "arrow dictionary"])
-def test_a_text_feature_is_refused_naming_the_column_and_id_column(kind: str, tmp_path: Any) -> None:
-    frame = pd.read_csv(TABLES / "customers.csv")
+def upload_as(frame: pd.DataFrame, kind: str, tmp_path: Path) -> bytes:
+    """The table as a CSV, or as Parquet / Arrow with its text columns as pandas categories (Arrow
+    dictionaries)."""
     if kind == "csv":
-        upload = canonical(frame.to_csv(index=False).encode())
-    else:
-        from tests.ml.test_ingest import ingest_as
+        return canonical(frame.to_csv(index=False).encode())
+    from tests.ml.test_ingest import ingest_as
 
-        frame = frame.astype({"region": "category", "plan": "category"})
-        upload = ingest_as(frame, b"", kind.split()[0].replace("dictionary", "arrow"), tmp_path).read_bytes()
-    with pytest.raises(DataError) as refused:
-        run(upload, spec_for("classification", "gbdt-lightgbm", CUSTOMERS), Limits())
-    assert (refused.value.code, refused.value.column) == ("non_numeric", "region")
-    assert "id_column=region" in refused.value.message
+    text = {name: "category" for name in frame.columns if frame[name].dtype == object}
+    return ingest_as(frame.astype(text), b"", kind, tmp_path).read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "arrow"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize(
+    ("name", "task", "roles"),
+    [("customers.csv", "classification", CUSTOMERS), ("houses.csv", "regression", HOUSES)],
+)
+def test_text_and_category_columns_are_categorical_features(
+    name: str, task: str, roles: dict[str, str], family: str, kind: str, tmp_path: Path
+) -> None:
+    frame = pd.read_csv(TABLES / name)
+    upload = upload_as(frame, kind, tmp_path)
+    impute = {} if family in NATIVE_MISSING else {"impute": "most_frequent"}
+    result = run(upload, spec_for(task, family, roles, **impute), Limits())
+    features = [column for column in frame.columns if column not in roles.values()]
+    for method in ("permutation", "shap"):
+        assert explanation(result, method)["feature_names"] == features  # one value per original column
+    categorical = "plan" if "plan" in features else "neighbourhood"  # each moves the target
+    shap_values = np.asarray(explanation(result, "shap")["values"], float)
+    assert np.abs(shap_values[:, features.index(categorical)]).max() > 0
+    assert_shap_adds_up(result)
+    assert_rows_join_back(result, frame, roles["target"], roles["id_column"])

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shared.ml.categories import OneHotModel, categorical_features
 from shared.ml.errors import ParameterError
 from shared.ml.explain._predict import library_of
 from shared.ml.spec import Task
@@ -49,7 +50,9 @@ SKLEARN_PROBABILITY_MODELS = frozenset(
 
 
 def supports(model: Any) -> bool:
-    """Whether `tree_shap` can explain this model exactly."""
+    """Whether `tree_shap` can explain this model exactly (a tree model, or one on one-hot columns)."""
+    if isinstance(model, OneHotModel):
+        return supports(model.model)
     library = library_of(model)
     if library in {"xgboost", "lightgbm", "catboost"}:
         return hasattr(model, "predict")
@@ -72,6 +75,8 @@ def tree_shap(
     if not supports(model):
         name = type(model).__name__
         raise ParameterError("unsupported_tree_model", f"{name} is not a supported tree model.")
+    if isinstance(model, OneHotModel):
+        return _summed_per_column(model, X_explain, task, interactions, progress)
     X_explain = np.asarray(X_explain, dtype=float)
     n_rows = X_explain.shape[0]
     compiled = None if interactions else _compiled(model)
@@ -95,6 +100,19 @@ def tree_shap(
         error_estimate=None,
         notes=notes,
     )
+    return result
+
+
+def _summed_per_column(
+    model: OneHotModel, X: np.ndarray, task: Task, interactions: bool, progress: ProgressFn | None
+) -> dict[str, Any]:
+    """TreeSHAP of the inner model on the one-hot columns, each original column's values the sum of its
+    one-hot columns' (the total, and so additivity, unchanged)."""
+    result = tree_shap(model.model, model.encode(X), task=task, interactions=interactions, progress=progress)
+    result["values"] = model.sum_groups(result["values"])
+    if "interaction_values" in result:
+        result["interaction_values"] = model.sum_groups(result["interaction_values"], axes=(1, 2))
+    result["notes"] += " The categorical columns were one-hot encoded: each one's values are summed."
     return result
 
 
@@ -128,6 +146,8 @@ def _compiled(model: Any) -> CompiledTrees | None:
     from shared.ml.explain._tabulated_treeshap import compile_lightgbm, compile_xgboost
 
     library = library_of(model)
+    if categorical_features(model):  # category sets in the splits: the library's own TreeSHAP
+        return None
     if library == "xgboost":
         if not np.isnan(getattr(model, "missing", np.nan)):  # a custom missing value: xgboost's own rule
             return None
@@ -182,7 +202,13 @@ def _xgboost(
         )
         _set_bias(contributions, margin)
         return {"values": contributions, "source": TABULATED_SOURCE.format(library="xgboost")}
-    matrix = xgboost.DMatrix(X, missing=missing)
+    categorical = categorical_features(model)
+    matrix = xgboost.DMatrix(
+        X,
+        missing=missing,
+        feature_types=model.feature_types if categorical else None,
+        enable_categorical=categorical,
+    )
     contributions = booster.predict(matrix, pred_contribs=True, iteration_range=iteration_range).astype(float)
     _set_bias(contributions, booster.predict(matrix, output_margin=True, iteration_range=iteration_range))
     raw: dict[str, Any] = {"values": contributions}

@@ -72,6 +72,11 @@ class ColumnFacts:
     missing_at: str | None = None  # "line 3" / "row 3"
     missing_value: str | None = None
     n_missing: int = 0
+    n_numbers: int = 0  # of a text column: values that read as numbers
+
+    def mostly_numbers(self, n_rows: int) -> bool:
+        """Whether a text column is numbers with a few bad values (a typo, not a category)."""
+        return self.text and self.not_a_number is not None and 2 * self.n_numbers > n_rows - self.n_missing
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,8 @@ class CanonicalWriter:
                 value = column[at].as_py()
                 facts.missing_value = "" if value is None else str(value)
             facts.n_missing += count
+            if facts.not_a_number is not None:  # a text feature: is it numbers with a typo?
+                facts.n_numbers += count_numbers(column)
 
     def labels(self) -> Labels:
         """The text columns and positions of the rows written so far, and every column's facts."""
@@ -188,51 +195,93 @@ def read_labels(path: Path) -> Labels:
 
 def read_split_source(
     source: Path | bytes, roles: Roles
-) -> tuple[LabelColumns, tuple[list[str], FeatureRows]]:
+) -> tuple[LabelColumns, tuple[list[str], FeatureRows], dict[int, list[str]]]:
     """The canonical file for `dataset.split_dataset`: its label columns (the request's `roles`) as
-    `read_table` returns them, and (feature names, rows -> feature values) reading the features straight
+    `read_table` returns them, (feature names, rows -> feature values) reading the features straight
     from the Parquet columns, so only X_train and X_test are allocated at the table's size (a DataFrame of
-    the features, then its 2-D copy, then the split would be three more copies of it)."""
+    the features, then its 2-D copy, then the split would be three more copies of it), and the categorical
+    features (their positions, each with its categories: the values are their codes, NaN when missing)."""
     table = _read(source)
     names = roles.check([name for name in table.column_names if name != POSITION])
     index = _positions(table)
-    check_features(names, {name: _facts(table.column(name), name, index) for name in names}, roles)
+    facts = {name: _facts(table.column(name), name, index) for name in names}
+    check_features(names, facts, roles, table.num_rows)
+    columns: list[np.ndarray] = []
+    categories: dict[int, list[str]] = {}
+    for position, name in enumerate(names):
+        values, levels = _feature(table.column(name), name, index)
+        columns.append(values)
+        if levels is not None:
+            categories[position] = levels
 
     def feature_rows(rows: np.ndarray) -> np.ndarray:
         values = np.empty((len(rows), len(names)))
-        for position, name in enumerate(names):
-            values[:, position] = _numbers(table.column(name), name, index)[rows]
+        for position, column in enumerate(columns):
+            values[:, position] = column[rows]
         return values
 
-    return label_columns(table, roles, table.column), (names, feature_rows)
+    return label_columns(table, roles, table.column), (names, feature_rows), categories
 
 
-def labels_split_source(labels: Labels, roles: Roles) -> tuple[LabelColumns, list[str]]:
-    """`read_split_source` of the labels a writer kept (or `read_labels` read): the label columns and
-    the feature names, the features checked by their facts, without their values."""
+def rows_as_uploaded(source: Path | bytes, roles: Roles, rows: list[int]) -> dict[str, list[object]]:
+    """The feature values of the upload's `rows` (0-based, e.g. a result's `test_rows`) as uploaded: text
+    (a category) as text, numbers as floats, a missing value as None; by feature, in the features' order."""
+    with pq.ParquetFile(source if isinstance(source, Path) else io.BytesIO(source)) as file:
+        names = roles.check([name for name in file.schema_arrow.names if name != POSITION])
+        taken = file.read(columns=names).take(pa.array(rows, pa.int64()))
+    values: dict[str, list[object]] = {}
+    for name in names:
+        column = taken.column(name)
+        if pa.types.is_floating(column.type):
+            column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+        values[name] = column.to_pylist()
+    return values
+
+
+def labels_split_source(labels: Labels, roles: Roles) -> tuple[LabelColumns, list[str], dict[int, list[str]]]:
+    """`read_split_source` of the labels a writer kept (or `read_labels` read): the label columns, the
+    feature names and the categorical ones' positions (their categories unread), the features checked by
+    their facts, without their values."""
     names = roles.check([*labels.feature_names, *(n for n in TEXT_COLUMNS if n in labels.table.column_names)])
     facts = dict(labels.facts)
     if TARGET in names:  # `target` as a feature (another column is the target): is it numbers?
         index = _positions(labels.table)
         facts[TARGET] = _facts(labels.column(TARGET), TARGET, index)
-    check_features(names, facts, roles)
-    return label_columns(labels.table, roles, labels.column), names
+    check_features(names, facts, roles, labels.n_rows)
+    categorical: dict[int, list[str]] = {
+        position: [] for position, name in enumerate(names) if _categorical(facts.get(name) or ColumnFacts())
+    }
+    return label_columns(labels.table, roles, labels.column), names, categorical
 
 
-def check_features(names: list[str], facts: dict[str, ColumnFacts], roles: Roles) -> None:
-    """DataError for the first feature (in header order) that the model cannot take: text, or a missing
-    value the request neither imputes nor has a model that handles; the message says what would work."""
+def _categorical(facts: ColumnFacts) -> bool:
+    """A text column is categorical, unless it holds numbers (`target` as a feature: always text)."""
+    return facts.text and facts.not_a_number is not None
+
+
+def check_features(names: list[str], facts: dict[str, ColumnFacts], roles: Roles, n_rows: int) -> None:
+    """DataError for the first feature (in header order) with a missing value the request neither
+    imputes nor has a model that handles, or with a few values that are not numbers among numbers (a
+    text column is categorical); the message says what would work."""
     for name in names:
         found = facts.get(name) or ColumnFacts()
         if found.n_missing and not roles.missing_features:
             raise missing_value_error(name, found.missing_at or "", found.missing_value, feature=True)
-        if found.text and found.not_a_number is not None:
+        if found.mostly_numbers(n_rows):
             raise DataError(
                 "non_numeric",
-                f"{found.not_a_number} Text columns are not model features: encode it as numbers, or "
-                f"pass id_column={name} to carry it into the result instead.",
+                f"{found.not_a_number} Most of its values are numbers: fix that value, or pass "
+                f"id_column={name} to carry the column into the result instead of using it.",
                 column=name,
             )
+
+
+NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+
+
+def count_numbers(column: pa.Array | pa.ChunkedArray) -> int:
+    """How many of a text column's values read as plain decimal numbers."""
+    return int(pc.sum(pc.match_substring_regex(column, NUMBER)).as_py() or 0)
 
 
 def _facts(column: pa.ChunkedArray, name: str, index: pd.Index) -> ColumnFacts:
@@ -240,6 +289,7 @@ def _facts(column: pa.ChunkedArray, name: str, index: pd.Index) -> ColumnFacts:
     text = pa.types.is_string(column.type)
     missing = column.is_null() if text else pc.is_nan(column)
     found = ColumnFacts(text=text, n_missing=int(pc.sum(missing).as_py() or 0))
+    found.n_numbers = count_numbers(column) if text else 0
     if found.n_missing:
         at = pc.index(missing, True).as_py()
         found.missing_at = where_is(pd.Series([], index=index[:0]), int(index[at]))
@@ -253,12 +303,19 @@ def _facts(column: pa.ChunkedArray, name: str, index: pd.Index) -> ColumnFacts:
     return found
 
 
-def _numbers(column: pa.ChunkedArray, name: str, index: pd.Index) -> np.ndarray:
-    """A feature's values as float64 (a text column that reads as numbers: `target` as a feature)."""
+def _feature(column: pa.ChunkedArray, name: str, index: pd.Index) -> tuple[np.ndarray, list[str] | None]:
+    """A feature's values as float64, and its categories when it is categorical (text that is not numbers;
+    the values are then the codes of its categories in text order, NaN for a missing value)."""
     if not pa.types.is_string(column.type):
-        return np.asarray(column.to_numpy())
+        return np.asarray(column.to_numpy(), dtype=np.float64), None
     values = pd.Series(column.to_pandas().to_numpy(dtype=object), index=index).fillna("")
-    return np.asarray(to_float(values, name).to_numpy(), dtype=np.float64)
+    try:
+        return np.asarray(feature_numbers(values, name).to_numpy(), dtype=np.float64), None
+    except DataError:
+        pass
+    levels = sorted(str(level) for level in pc.unique(column.drop_null()).to_pylist())
+    codes = pc.index_in(column, value_set=pa.array(levels, pa.string()))
+    return np.asarray(pc.fill_null(pc.cast(codes, pa.float64()), np.nan).to_numpy()), levels
 
 
 def label_columns(

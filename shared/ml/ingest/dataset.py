@@ -18,10 +18,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -67,6 +67,9 @@ class Dataset:
     split_source: SplitSource
     test_rows: np.ndarray | None = None  # each test row's 0-based row number in the upload
     test_ids: list[object] | None = None  # each test row's id (`Roles.id_column`)
+    #: The categorical features: position -> categories (the feature's values are their codes, NaN when
+    #: missing); the submit checks know which features are categorical, not their categories.
+    categories: dict[int, list[str]] = field(default_factory=dict)
 
 
 def read_table(content: bytes, limits: Limits) -> pd.DataFrame:
@@ -138,6 +141,17 @@ def roles_of(spec: JobSpec) -> Roles:
     return Roles(spec.target, spec.id_column, spec.model.handles_missing)
 
 
+def with_test_features(result: dict[str, Any], source: bytes | Path | None, spec: JobSpec) -> dict[str, Any]:
+    """The result with `X_test`: its test rows' feature values as uploaded, read again from the stored
+    upload (`source`; None or empty: it is gone, and the result stays as it is), by feature name."""
+    from shared.ml.ingest import canonical
+
+    rows = result.get("test_rows")
+    if not source or not isinstance(rows, list):
+        return result
+    return {**result, "X_test": canonical.rows_as_uploaded(source, roles_of(spec), rows)}
+
+
 def load_dataset(
     content: bytes, task: Task, seed: int, limits: Limits, roles: Roles | None = None
 ) -> Dataset:
@@ -168,8 +182,8 @@ def load_source(
 
     if isinstance(source, bytes) and not source:
         raise DataError("empty_file", "The file is empty: send a CSV with a header line and data rows.")
-    labels, features = canonical.read_split_source(source, roles or Roles())
-    return split_dataset(labels, features, task, seed, limits)
+    labels, features, categories = canonical.read_split_source(source, roles or Roles())
+    return replace(split_dataset(labels, features, task, seed, limits), categories=categories)
 
 
 def load_checks(
@@ -182,10 +196,10 @@ def load_checks(
     from shared.ml.ingest import canonical
 
     labels = canonical.read_labels(source) if isinstance(source, Path) else source
-    columns, names = canonical.labels_split_source(labels, roles or Roles())
+    columns, names, categories = canonical.labels_split_source(labels, roles or Roles())
     width = len(names)
     placeholders = (names, lambda rows: np.broadcast_to(0.0, (len(rows), width)))
-    return split_dataset(columns, placeholders, task, seed, limits)
+    return replace(split_dataset(columns, placeholders, task, seed, limits), categories=categories)
 
 
 def dataset_from_table(

@@ -197,7 +197,7 @@ def test_a_bad_parameter_names_it_and_keeps_fastapis_list(client: TestClient, al
 
 
 def test_unusable_data_answers_with_the_ml_cores_code_and_column(client: TestClient, alice: Account) -> None:
-    csv = b"a,b,target\n" + b"1,x,0\n2,3,1\n" * 10
+    csv = b"a,b,target\n1,x,0\n" + b"2,3,1\n3,4,0\n" * 10  # a text value among numbers
     for mount in ("", TECHTONIQUE):
         response = client.post(
             f"{mount}/gbdtclassification", files={"file": ("d.csv", csv, "text/csv")}, headers=alice.headers

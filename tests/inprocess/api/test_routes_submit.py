@@ -186,7 +186,6 @@ def test_the_target_and_id_columns_are_named_by_the_request(
         ({"target": "churn"}, "missing_target", ["'churn'"]),
         ({}, "missing_target", ["'target'", "target="]),
         ({"target": "churned", "id_column": "id"}, "missing_id_column", ["'id'", "id_column"]),
-        ({"target": "churned"}, "non_numeric", ["'customer_id'", "id_column=customer_id"]),
         ({"target": "churned", "id_column": "customer_id"}, "missing_value", ["'age'", "impute="]),
     ],
 )
