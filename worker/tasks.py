@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from functools import cache, partial
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from shared.db import commit_without_flush_wait, session_scope
 from shared.dispatch import chunks
 from shared.dispatch.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.ml.errors import UserInputError
+from shared.ml.ingest.dataset import with_test_features
 from shared.ml.phases import Phases
 from shared.ml.pipeline import PreparedJob, prepare, run
 from shared.ml.spec import JobSpec
@@ -167,18 +169,18 @@ def compute_job(
     except Exception as exc:
         return _computation_failed(job_id, me, attempt, exc)
     with phases.timed("store"):
-        parquet = _parquet_form(job_id, result, settings)
+        parquet = _parquet_form(job_id, lambda: with_test_features(result, source, spec), settings)
         with session_scope() as session:
             stored = succeed(session, job_id, me, result, parquet, attempt=attempt)
     log.info("job %s phases: %s", job_id, phases)  # benchmarks/large_data.py reads this line
     return "succeeded" if stored else "superseded"
 
 
-def _parquet_form(job_id: str, result: dict[str, Any], settings: Settings) -> bytes | None:
-    """The result's Parquet form to store beside it, if it is large; None if it could not be made (the
-    API then converts on request, as for small results)."""
+def _parquet_form(job_id: str, result: Callable[[], dict[str, Any]], settings: Settings) -> bytes | None:
+    """The result's Parquet form to store beside it (with the test rows' feature values), if it is large;
+    None if it could not be made (the API then converts on request, as for small results)."""
     try:
-        return parquet_to_store(result, settings.result_parquet_min_rows)
+        return parquet_to_store(result(), settings.result_parquet_min_rows)
     except Exception:
         log.exception("job %s: its result's Parquet form could not be made", job_id)
         return None

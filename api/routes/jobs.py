@@ -5,8 +5,9 @@ Every `{job_id}` is a full id or a unique prefix of at least six characters amon
 
 from __future__ import annotations
 
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select
@@ -28,8 +29,11 @@ from api.serialize import (
 )
 from api.waiting import job_waiter
 from shared.db import read_scope
-from shared.results.formats import FORMATS
+from shared.ml.ingest.dataset import with_test_features
+from shared.ml.spec import JobSpec
+from shared.results.formats import FORMATS, load_stored
 from shared.store.jobstore import cancel, delete_job, open_result, open_result_parquet
+from shared.store.uploads import upload_path
 from shared.tables import FINISHED, Job, JobStatus, User
 
 router = APIRouter(
@@ -104,9 +108,11 @@ RESULT_CONTENT: dict[str, dict[str, Any]] = {
             "description": "The result: JSON (techtonique's shape) by default; Arrow IPC (stream or file), "
             "Parquet or NPZ when `format=` or the Accept header asks (docs/api.md, Result formats), with "
             '`Content-Disposition: attachment; filename="{job_id}.{extension}"`. The binary forms hold '
-            "the same numbers: one row per test row (y_true, y_pred, proba_<class>, pi_lower/pi_upper, "
-            "base_value, shap_<feature>[_<class>]) and the rest of the JSON in the schema metadata "
-            "(key `fitexplain`); NPZ holds each array with its true shape and `metadata`.",
+            "the same numbers: one row per test row (test_rows, test_ids, y_true, y_pred, proba_<class>, "
+            "pi_lower/pi_upper, base_value, shap_<feature>[_<class>], and the test rows' feature values "
+            "as uploaded, X_test_<feature>) and the rest of the JSON in the schema metadata (key "
+            "`fitexplain`); NPZ holds each array with its true shape and `metadata`. The JSON holds the "
+            "feature values (`X_test`) with `include=X_test`.",
             "content": RESULT_CONTENT,
         },
         **errors.documented(
@@ -131,6 +137,13 @@ def get_result(
             "wins over the Accept header. JSON by default.",
         ),
     ] = None,
+    include: Annotated[
+        Literal["X_test"] | None,
+        Query(
+            description="X_test: the JSON also holds the test rows' feature values as uploaded "
+            "(`X_test`: feature -> one value per test row, categories as text; the binary forms always do)"
+        ),
+    ] = None,
 ) -> Response:
     job = owned_job(session, job_id, user)
     job_id = job.id  # the full id, when a prefix named it
@@ -142,13 +155,23 @@ def get_result(
         elif job.status not in FINISHED:
             message += f"; poll /jobs/{job_id} until it has succeeded"
         raise HTTPException(status.HTTP_409_CONFLICT, detail=message + ".")
-    if chosen.name == "json":  # streamed from the blob store
+    if chosen.name == "json" and include is None:  # streamed from the blob store
         return result_response(request, stored_result(session, job_id), vary="Accept, Accept-Encoding")
     if chosen.name == "parquet" and (parquet := open_result_parquet(session, job_id)) is not None:
         return stored_binary_response(parquet, chosen, job_id)  # stored by the worker: no conversion
     with stored_result(session, job_id) as stream:
         body = stream.read()
-    return binary_result_response(body, chosen, job_id)
+    source, spec = upload_path(session, job.dataset_sha256), JobSpec.from_json(job.spec)
+
+    def add_test_features(result: dict[str, Any]) -> dict[str, Any]:
+        return with_test_features(result, source, spec)
+
+    if chosen.name == "json":
+        with_features = add_test_features(load_stored(body))
+        return Response(
+            orjson.dumps(with_features), media_type="application/json", headers={"Vary": "Accept"}
+        )
+    return binary_result_response(body, chosen, job_id, add_test_features)
 
 
 def stored_result(session: Session, job_id: str) -> IO[bytes]:

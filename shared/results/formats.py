@@ -36,9 +36,18 @@ from isal import igzip
 
 METADATA_KEY = "fitexplain"
 LAYOUT_VERSION = 1
-ROW_KEYS = ("test_rows", "test_ids", "y_true", "y_pred", "proba", "pi_lower", "pi_upper")  # one entry per test row
+ROW_KEYS = (
+    "test_rows",
+    "test_ids",
+    "y_true",
+    "y_pred",
+    "proba",
+    "pi_lower",
+    "pi_upper",
+)  # one entry per test row
 SHAP_ROW_KEYS = {"base_values": "base_value", "values": "shap", "interaction_values": "shap_interactions"}
 REPORT_AVERAGES = frozenset({"macro avg", "weighted avg", "micro avg"})
+TEST_FEATURES = "X_test"  # {feature: one value per test row}, as uploaded (`?include=X_test`)
 
 Path = tuple[str | int, ...]
 
@@ -131,8 +140,12 @@ def split_arrays(
     rest = dict(result)
     moved: list[Moved] = []
     for key in list(rest):
-        if key != "interpretability" and (key in ROW_KEYS or not rows_only):
+        if key not in ("interpretability", TEST_FEATURES) and (key in ROW_KEYS or not rows_only):
             _move(rest, (), key, key, moved)
+    if isinstance(rest.get(TEST_FEATURES), dict):  # the test rows' feature values: a column each
+        rest[TEST_FEATURES] = features = dict(rest[TEST_FEATURES])
+        for name in list(features):
+            _move(features, (TEST_FEATURES,), name, f"{TEST_FEATURES}_{name}", moved)
     found = rest.get("interpretability")
     explanations = found if isinstance(found, list) else [found] if isinstance(found, dict) else []
     copies = [dict(item) if isinstance(item, dict) else item for item in explanations]

@@ -87,7 +87,7 @@ def test_parquet_classification_shap_columns_are_the_json_numbers() -> None:
     frame, meta = read_parquet(result)
     shap = result["interpretability"]
     features, n_rows = shap["feature_names"], len(result["y_pred"])
-    expected = ["y_true", "y_pred", "proba_0", "proba_1"]
+    expected = ["y_true", "y_pred", "proba_0", "proba_1", "test_rows"]
     expected += [f"shap_{name}_{label}" for label in ("0", "1") for name in features]  # class by class
     expected += ["base_value_0", "base_value_1"]
     assert list(frame.columns) == expected and len(frame) == n_rows
@@ -192,3 +192,20 @@ def test_an_array_of_another_length_than_the_rows_stays_in_the_metadata() -> Non
     table = results.to_table(result)
     assert table.column_names == ["y_true", "y_pred"]
     assert results.to_result(results.encode(result, "parquet"), "parquet") == result
+
+
+@pytest.mark.parametrize("fmt", BINARY)
+def test_test_rows_ids_and_feature_values_read_back(fmt: str) -> None:
+    """`test_rows`, `test_ids` and `X_test` (numbers, categories as text) are columns of the tables."""
+    result = synthetic_result(n_rows=4)
+    result.update(
+        test_rows=[7, 2, 9, 0],
+        test_ids=["C7", "C2", "C9", "C0"],
+        X_test={"age": [31.0, None, 52.5, 40.0], "region": ["east", "west", "east", "north"]},
+    )
+    assert results.to_result(results.encode(result, fmt), fmt) == result
+    if fmt == "parquet":
+        table = pq.read_table(io.BytesIO(results.encode(result, fmt)))
+        assert table.column("test_rows").to_pylist() == [7, 2, 9, 0]
+        assert table.column("X_test_region").to_pylist() == ["east", "west", "east", "north"]
+        assert np.isnan(table.column("X_test_age").to_numpy()[1])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Callable
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -12,8 +14,9 @@ from api.serialize import gunzipped
 from shared.db import session_scope
 from shared.results import formats as results
 from shared.store.jobstore import claim, result_body, succeed
-from tests.inprocess.factories import Account, make_job
+from tests.inprocess.factories import TINY_GBDT, Account, make_job
 from tests.results.samples import synthetic_result
+from tests.stack import DATA
 
 RESULT = synthetic_result(n_rows=40)
 MEDIA = {
@@ -208,3 +211,28 @@ def test_a_stored_parquet_form_is_sent_as_stored_and_equals_the_conversion(
     assert results.to_result(response.content, "parquet") == RESULT
     as_json = client.get(f"/jobs/{job_id}/result", headers={**alice.headers, "Accept-Encoding": "identity"})
     assert as_json.content == gzip.decompress(stored(job_id))  # JSON unchanged, still the default
+
+
+@pytest.mark.parametrize("fmt", ["json", *MEDIA])
+def test_the_test_rows_feature_values_are_served_as_uploaded(
+    client: TestClient, alice: Account, run_job: Callable[[str], str], fmt: str
+) -> None:
+    """`include=X_test` adds them to the JSON, the binary forms always hold them: the uploaded rows at
+    `test_rows`, categories as their text; the plain JSON stays without them."""
+    csv = (DATA / "tables" / "houses.csv").read_bytes()
+    params = {**TINY_GBDT, "target": "price", "id_column": "house_id"}
+    job_id = make_job(alice.id, endpoint="gbdtregression", params=params, csv=csv)
+    assert run_job(job_id) == "succeeded"
+    plain = client.get(f"/jobs/{job_id}/result", headers=alice.headers).json()
+    assert "X_test" not in plain and len(plain["test_rows"]) == len(plain["y_true"])
+    query = {"include": "X_test"} if fmt == "json" else {"format": fmt}
+    response = client.get(f"/jobs/{job_id}/result", params=query, headers=alice.headers)
+    assert response.status_code == 200, response.text
+    result = response.json() if fmt == "json" else results.to_result(response.content, fmt)
+    uploaded = pd.read_csv(DATA / "tables" / "houses.csv").iloc[plain["test_rows"]]
+    features = ["rooms", "area_m2", "neighbourhood", "built"]
+    assert list(result["X_test"]) == features
+    for name in features:
+        expected = [None if value != value else value for value in uploaded[name].tolist()]
+        assert result["X_test"][name] == expected
+    assert {key: value for key, value in result.items() if key != "X_test"} == plain

@@ -184,6 +184,7 @@ def test_the_worker_stores_the_parquet_form_of_results_with_enough_rows(
 ) -> None:
     """Iris has 45 test rows: its result gets a stored Parquet form from 45 rows on, equal to the one the
     API would convert from the stored JSON."""
+    from shared.ml.ingest.dataset import with_test_features
     from shared.ml.spec import JobSpec
     from shared.results import formats as results
     from shared.settings import get_settings
@@ -213,5 +214,6 @@ def test_the_worker_stores_the_parquet_form_of_results_with_enough_rows(
         monkeypatch.delenv("FITEXPLAIN_RESULT_PARQUET_MIN_ROWS")
         get_settings.cache_clear()  # later tests read the package's settings again
     assert body is not None and (stored is not None) == kept
-    if stored is not None:
-        assert stored == results.encode(results.load_stored(body), "parquet")
+    if stored is not None:  # the result's form, with its test rows' feature values as uploaded
+        with_features = with_test_features(results.load_stored(body), path, spec)
+        assert "X_test" in with_features and stored == results.encode(with_features, "parquet")
