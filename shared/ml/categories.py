@@ -1,9 +1,10 @@
 """Categorical features, as each model takes them.
 
 A categorical feature reaches the models as the codes of its categories (0, 1, ... in text order; NaN
-when missing), one column per original column, so every explanation is per original column. LightGBM and
-xgboost split on the categories natively (`categorical_feature`, `enable_categorical`); every other model
-is wrapped in `OneHotModel`, which one-hot encodes the categorical columns inside the model (before
+when missing), one column per original column, so every explanation is per original column. LightGBM, xgboost
+and CatBoost split on the categories natively (`categorical_feature`, `enable_categorical`, `cat_features`:
+CatBoost through `CatBoostCategories`, which gives it the codes as the integers it asks for); every other
+model is wrapped in `OneHotModel`, which one-hot encodes the categorical columns inside the model (before
 nnetsauce's hidden layer on the /ml endpoints). The model-agnostic explainers and permutation importance
 then mask or permute the original column; TreeSHAP of a wrapped tree model sums its one-hot columns'
 values per original column, which keeps additivity.
@@ -19,7 +20,8 @@ from sklearn.utils.metaestimators import available_if
 
 from shared.ml.explain._predict import library_of
 
-NATIVE_LIBRARIES = ("lightgbm", "xgboost")
+NATIVE_LIBRARIES = ("lightgbm", "xgboost", "catboost")
+MISSING_CATEGORY = -1  # CatBoost takes no missing category: a missing value is a category of its own
 
 
 def with_categories(model: Any, categorical: list[int], n_features: int, max_categories: int) -> Any:
@@ -36,6 +38,8 @@ def with_categories(model: Any, categorical: list[int], n_features: int, max_cat
         types = ["c" if position in categorical else "q" for position in range(n_features)]
         model.set_params(enable_categorical=True, feature_types=types)
         return model
+    if library == "catboost":
+        return CatBoostCategories(model, tuple(categorical))
     return OneHotModel(model, tuple(categorical), max_categories)
 
 
@@ -112,3 +116,42 @@ class OneHotModel(BaseEstimator):  # type: ignore[misc]
                 [values.take(group, axis=axis).sum(axis=axis) for group in self.groups_], axis=axis
             )
         return values
+
+
+class CatBoostCategories(BaseEstimator):  # type: ignore[misc]
+    """A CatBoost model whose categorical columns (`categorical`) are category codes: CatBoost takes a
+    categorical value only as an integer or text, so each call hands it the rows as a `Pool` with those
+    columns as integers (a missing one as its own category). It stands for CatBoost (`library`) wherever
+    the explainers ask the library: its TreeSHAP is CatBoost's `ShapValues` on the original columns."""
+
+    library = "catboost"
+
+    def __init__(self, model: Any, categorical: tuple[int, ...] = ()) -> None:
+        self.model = model
+        self.categorical = categorical
+
+    def pool(self, X: np.ndarray, y: np.ndarray | None = None) -> Any:
+        import catboost
+        import pandas as pd
+
+        frame = pd.DataFrame(np.asarray(X, dtype=np.float64))
+        for position in self.categorical:
+            codes = frame[position].to_numpy()
+            frame[position] = np.where(np.isnan(codes), MISSING_CATEGORY, codes).astype(np.int64)
+        return catboost.Pool(frame, label=y, cat_features=list(self.categorical))
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> CatBoostCategories:
+        self.model.fit(self.pool(X, y))
+        if hasattr(self.model, "classes_"):
+            self.classes_ = self.model.classes_
+        return self
+
+    def predict(self, X: np.ndarray, **options: Any) -> np.ndarray:
+        return np.asarray(self.model.predict(self.pool(X), **options))
+
+    @available_if(lambda self: hasattr(self.model, "predict_proba"))  # type: ignore[untyped-decorator]
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_proba(self.pool(X)))
+
+    def get_feature_importance(self, data: Any, **options: Any) -> Any:
+        return self.model.get_feature_importance(data, **options)

@@ -7,6 +7,7 @@ import json
 
 import lightgbm
 import numpy as np
+import pandas as pd
 import pytest
 import xgboost
 from sklearn.ensemble import GradientBoostingRegressor
@@ -67,3 +68,18 @@ def test_a_one_hot_model_explains_each_original_column(inner: str) -> None:
     if inner == "tree":  # the inner model's TreeSHAP on the one-hot columns, summed per column
         encoded = tree_shap(base, model.encode(X[:20]), task="regression")["values"]
         np.testing.assert_allclose(result["values"][:, 1], encoded[:, 1:].sum(axis=1), atol=1e-9)
+
+
+def test_catboost_native_categorical_treeshap_is_its_shap_values() -> None:
+    import catboost
+
+    X, y = categorical_data()
+    model = with_categories(catboost.CatBoostRegressor(iterations=20, depth=3, verbose=0), [1], 2, 50)
+    model.fit(X, y)
+    assert model.model.get_cat_feature_indices() == [1]
+    codes = np.where(np.isnan(X[:, 1]), -1, X[:, 1]).astype(int)
+    frame = pd.DataFrame({0: X[:, 0], 1: codes})
+    native = model.model.get_feature_importance(catboost.Pool(frame, cat_features=[1]), type="ShapValues")
+    ours = tree_shap(model, X, task="regression")
+    np.testing.assert_allclose(ours["values"], native[:, :-1], atol=1e-6)
+    np.testing.assert_allclose(ours["values"].sum(axis=1) + ours["base_values"], model.predict(X), atol=1e-6)

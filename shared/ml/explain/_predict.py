@@ -19,8 +19,10 @@ PredictFn = Callable[[np.ndarray], np.ndarray]
 
 
 def library_of(model: Any) -> str:
-    """The top-level package a model class comes from ("sklearn", "xgboost", "nnetsauce", ...)."""
-    return type(model).__module__.split(".")[0]
+    """The top-level package a model class comes from ("sklearn", "xgboost", "nnetsauce", ...), or the
+    library a wrapper of ours stands for (its `library`: a CatBoost model taking category codes)."""
+    wrapped = getattr(type(model), "library", None)
+    return wrapped if isinstance(wrapped, str) else type(model).__module__.split(".")[0]
 
 
 def predict_fn_for(model: Any, task: Task) -> PredictFn:

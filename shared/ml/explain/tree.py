@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared.ml.categories import OneHotModel, categorical_features
+from shared.ml.categories import CatBoostCategories, OneHotModel, categorical_features
 from shared.ml.errors import ParameterError
 from shared.ml.explain._predict import library_of
 from shared.ml.spec import Task
@@ -245,7 +245,8 @@ def _lightgbm(model: Any, X: np.ndarray, compiled: CompiledTrees | None = None) 
 def _catboost(model: Any, X: np.ndarray) -> np.ndarray:
     import catboost
 
-    return np.asarray(model.get_feature_importance(catboost.Pool(X), type="ShapValues"), dtype=float)
+    pool = model.pool(X) if isinstance(model, CatBoostCategories) else catboost.Pool(X)
+    return np.asarray(model.get_feature_importance(pool, type="ShapValues"), dtype=float)
 
 
 def _from_native(raw: dict[str, Any], task: Task, library: str) -> dict[str, Any]:
