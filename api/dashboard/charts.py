@@ -60,6 +60,11 @@ class Dot:
     x: float
     y: float
     positive: bool
+    colour: str | None = None  # by the row's feature value (a beeswarm with the test rows' values)
+
+
+#: shap's beeswarm colours: a feature's low values blue, high values red; a missing one grey.
+LOW_COLOUR, HIGH_COLOUR, MISSING_COLOUR = (0, 139, 251), (255, 0, 81), "#9a9a9a"
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,15 @@ class Beeswarm:
     ticks: list[Tick]
     width: int = WIDTH
     note: str = ""
+    coloured: bool = False  # dots coloured by feature value: the legend shows the scale
+
+    @property
+    def low_colour(self) -> str:
+        return _hex(LOW_COLOUR)
+
+    @property
+    def high_colour(self) -> str:
+        return _hex(HIGH_COLOUR)
 
 
 @dataclass(frozen=True)
@@ -198,9 +212,17 @@ def importance_bars(
     return BarChart(kind, title, height, scale(0.0), bars, _ticks(scale), note=note)
 
 
-def beeswarm(kind: str, title: str, names: Sequence[str], values: np.ndarray) -> Beeswarm:
+def beeswarm(
+    kind: str,
+    title: str,
+    names: Sequence[str],
+    values: np.ndarray,
+    features: dict[str, list[Any]] | None = None,
+) -> Beeswarm:
     """One lane per feature (largest mean |SHAP| on top), one dot per row at its SHAP value, spread
-    vertically by a fixed jitter; rows are subsampled evenly to MAX_DOTS_PER_FEATURE."""
+    vertically by a fixed jitter; rows are subsampled evenly to MAX_DOTS_PER_FEATURE. With the rows'
+    feature values (`features`: name -> one value per row, the result's `X_test`), each dot is coloured
+    by its row's value of the lane's feature, as shap's beeswarm: low blue, high red."""
     order = np.argsort(-np.abs(values).mean(axis=0), kind="stable")[:MAX_FEATURES]
     rows = np.unique(np.linspace(0, len(values) - 1, min(len(values), MAX_DOTS_PER_FEATURE)).astype(int))
     shown = values[np.ix_(rows, order)]
@@ -208,12 +230,22 @@ def beeswarm(kind: str, title: str, names: Sequence[str], values: np.ndarray) ->
     jitter = (np.arange(len(rows)) * 0.618034) % 1.0 - 0.5  # golden-ratio spread: even, deterministic
     lanes: list[Lane] = []
     dots: list[Dot] = []
+    coloured = features is not None and all(
+        len(features.get(str(names[position]), [])) == len(values) for position in order
+    )
     for lane, column in enumerate(shown.T):
         middle = TOP + lane * ROW_HEIGHT + ROW_HEIGHT / 2
-        lanes.append(Lane(str(names[order[lane]]), middle))
+        name = str(names[order[lane]])
+        lanes.append(Lane(name, middle))
+        colours = feature_colours([features[name][row] for row in rows]) if coloured and features else None
         dots.extend(
-            Dot(scale(float(v)), middle + float(j) * (ROW_HEIGHT - 6), bool(v >= 0))
-            for v, j in zip(column, jitter, strict=True)
+            Dot(
+                scale(float(v)),
+                middle + float(j) * (ROW_HEIGHT - 6),
+                bool(v >= 0),
+                colours[i] if colours else None,
+            )
+            for i, (v, j) in enumerate(zip(column, jitter, strict=True))
         )
     notes = []
     if len(names) > MAX_FEATURES:
@@ -221,7 +253,37 @@ def beeswarm(kind: str, title: str, names: Sequence[str], values: np.ndarray) ->
     if len(rows) < len(values):
         notes.append(f"{len(rows)} of {len(values)} rows")
     height = TOP + len(lanes) * ROW_HEIGHT + BOTTOM
-    return Beeswarm(kind, title, height, scale(0.0), lanes, dots, _ticks(scale), note=", ".join(notes))
+    return Beeswarm(
+        kind, title, height, scale(0.0), lanes, dots, _ticks(scale), note=", ".join(notes), coloured=coloured
+    )
+
+
+def feature_colours(values: Sequence[Any]) -> list[str]:
+    """Each value's colour on the blue-to-red scale of its feature: numbers by their place between the
+    feature's 5th and 95th percentiles (as shap clips them), categories by their place in text order;
+    a missing value grey."""
+    present = [value for value in values if value is not None and value == value]
+    if not present:
+        return [MISSING_COLOUR] * len(values)
+    if all(isinstance(value, int | float) for value in present):
+        low, high = (float(q) for q in np.percentile(np.asarray(present, dtype=float), [5, 95]))
+        place = {
+            value: 0.5 if high <= low else min(max((float(value) - low) / (high - low), 0.0), 1.0)
+            for value in present
+        }
+    else:
+        categories = sorted({str(value) for value in present})
+        step = max(len(categories) - 1, 1)
+        place = {value: categories.index(str(value)) / step for value in present}
+    return [MISSING_COLOUR if value is None or value != value else _blend(place[value]) for value in values]
+
+
+def _blend(fraction: float) -> str:
+    return _hex(tuple(round(a + (b - a) * fraction) for a, b in zip(LOW_COLOUR, HIGH_COLOUR, strict=True)))
+
+
+def _hex(rgb: tuple[int, ...]) -> str:
+    return "#" + "".join(f"{channel:02x}" for channel in rgb)
 
 
 def predicted_vs_actual(
@@ -299,7 +361,7 @@ def explanation_charts(result: dict[str, Any]) -> list[Chart]:
                 )
             )
         elif item.get("method") == "shap":
-            charts.extend(_shap_charts(item))
+            charts.extend(_shap_charts(item, result.get("X_test")))
     if "Score" in result and "y_pred" in result:
         lower = np.asarray(result["pi_lower"], dtype=float) if "pi_lower" in result else None
         upper = np.asarray(result["pi_upper"], dtype=float) if "pi_upper" in result else None
@@ -314,7 +376,7 @@ def explanation_charts(result: dict[str, Any]) -> list[Chart]:
     return charts
 
 
-def _shap_charts(item: dict[str, Any]) -> list[Chart]:
+def _shap_charts(item: dict[str, Any], features: dict[str, list[Any]] | None = None) -> list[Chart]:
     values = np.asarray(item["values"], dtype=float)
     names = item["feature_names"]
     if values.ndim == 2:
@@ -330,5 +392,6 @@ def _shap_charts(item: dict[str, Any]) -> list[Chart]:
         charts.append(
             importance_bars("shap-mean", f"Mean |SHAP| ({space}){suffix}", names, np.abs(matrix).mean(axis=0))
         )
-        charts.append(beeswarm("shap-beeswarm", f"SHAP value per row ({space}){suffix}", names, matrix))
+        title = f"SHAP value per row ({space}){suffix}"
+        charts.append(beeswarm("shap-beeswarm", title, names, matrix, features))
     return charts

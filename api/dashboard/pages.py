@@ -231,7 +231,7 @@ def job_page(
     if fragment:
         part = "parts/job_live.html" if fragment == "status" else "parts/job_timeline.html"
         return render(request, part, user, **context)
-    result = queries.load_result(session, job.id) if job.status == JobStatus.succeeded else None
+    result = queries.load_result(session, job) if job.status == JobStatus.succeeded else None
     context.update(
         result=result,
         metrics=metrics_view(result) if result is not None else None,

@@ -16,7 +16,10 @@ from isal import igzip
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from shared.ml.ingest.dataset import with_test_features
+from shared.ml.spec import JobSpec
 from shared.store.jobstore import result_body
+from shared.store.uploads import upload_path
 from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, Upload, User, utcnow
 
 WINDOW = timedelta(hours=1)
@@ -317,10 +320,15 @@ def job_detail(session: Session, job: Job) -> JobDetail:
     )
 
 
-def load_result(session: Session, job_id: str) -> dict[str, Any] | None:
-    """The stored result, parsed, unless it is too large to chart in a page."""
-    size = session.scalar(select(JobResult.size_bytes).where(JobResult.job_id == job_id))
+def load_result(session: Session, job: Job) -> dict[str, Any] | None:
+    """The stored result, parsed, with its test rows' feature values (`X_test`, which colour the SHAP
+    beeswarm), unless it is too large to chart in a page."""
+    size = session.scalar(select(JobResult.size_bytes).where(JobResult.job_id == job.id))
     if size is None or size > MAX_CHART_RESULT_BYTES:
         return None
-    body = result_body(session, job_id)
-    return orjson.loads(igzip.decompress(body)) if body is not None else None
+    body = result_body(session, job.id)
+    if body is None:
+        return None
+    result: dict[str, Any] = orjson.loads(igzip.decompress(body))
+    source = upload_path(session, job.dataset_sha256)
+    return with_test_features(result, source, JobSpec.from_json(job.spec))

@@ -106,3 +106,40 @@ def test_metrics_views() -> None:
     assert view.labels == ["0", "1"] and view.confusion == [[1, 1], [0, 2]] and view.accuracy == 0.75
     regression = metrics_view({"Score": {"R2": 0.5}, "pi_coverage": 95.0})
     assert isinstance(regression, RegressionMetrics) and regression.pi_coverage == 95.0
+
+
+def test_beeswarm_dots_are_coloured_by_feature_value_with_a_legend() -> None:
+    """With the test rows' feature values, each dot takes its row's value's colour, as shap's beeswarm:
+    a number by its place in its feature's range (low blue, high red), a category by its text order, a
+    missing value grey; the chart draws the scale."""
+    from api.dashboard.rendering import templates
+
+    values = np.array([[0.5, -1.0], [0.1, 2.0], [-0.3, 0.0], [0.2, 1.0]])
+    features = {"age": [20.0, 80.0, None, 50.0], "region": ["west", "east", "north", "east"]}
+    chart = charts.beeswarm("shap-beeswarm", "t", ["age", "region"], values, features)
+    assert chart.coloured and [lane.label for lane in chart.lanes] == ["region", "age"]
+    region, age = chart.dots[:4], chart.dots[4:]
+    assert [dot.colour for dot in age] == [
+        charts._hex(charts.LOW_COLOUR),
+        charts._hex(charts.HIGH_COLOUR),
+        charts.MISSING_COLOUR,
+        "#8046a6",  # 50: halfway between the 5th and 95th percentiles,
+    ]
+    # east < north < west: east blue, west red
+    assert region[1].colour == region[3].colour == charts._hex(charts.LOW_COLOUR)
+    assert region[0].colour == charts._hex(charts.HIGH_COLOUR)
+    svg = templates.get_template("charts/beeswarm.html").render(chart=chart)
+    assert 'data-testid="legend"' in svg and "feature value: low" in svg
+    assert " style=" not in svg  # the pages allow no inline style: presentation attributes
+    assert f'fill="{charts.MISSING_COLOUR}"' in svg and 'class="pos"' not in svg
+    plain = charts.beeswarm("shap-beeswarm", "t", ["age", "region"], values)
+    assert not plain.coloured and {dot.colour for dot in plain.dots} == {None}
+    assert 'data-testid="legend"' not in templates.get_template("charts/beeswarm.html").render(chart=plain)
+
+
+def test_explanation_charts_colour_the_beeswarm_from_the_results_x_test() -> None:
+    shap = {"method": "shap", "feature_names": ["a"], "values": [[1.0], [-1.0]], "output_space": "raw"}
+    coloured = charts.explanation_charts({"interpretability": shap, "X_test": {"a": [1.0, 2.0]}})
+    assert [chart.coloured for chart in coloured if isinstance(chart, charts.Beeswarm)] == [True]
+    mismatched = charts.explanation_charts({"interpretability": shap, "X_test": {"b": [1.0, 2.0]}})
+    assert [chart.coloured for chart in mismatched if isinstance(chart, charts.Beeswarm)] == [False]
