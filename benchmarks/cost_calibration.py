@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from api.endpoint_params import PARAMS_BY_ENDPOINT, job_spec
 from benchmarks._data import regression_csv
 from shared.ml.cost import CostEstimate, estimate_cost, shape_of
-from shared.ml.ingest.dataset import load_dataset
+from shared.ml.ingest.upload import load_dataset
 from shared.ml.pipeline import explain, prepare
 from shared.ml.spec import JobSpec, Limits
 from tests.canonical import canonical

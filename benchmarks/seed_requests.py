@@ -6,7 +6,7 @@ processes), then for each request (breast cancer on /mlclassification and /gbdtc
 - service time: submit -> poll /jobs/{id} -> GET result, over HTTP (the worker loads, fits and explains);
 - baseline time: fit + explanation in this process on the same data and the same model (built with
   shared.ml.estimators.build_model from the endpoint's defaults, data from
-  shared.ml.ingest.dataset.load_dataset):
+  shared.ml.ingest.upload.load_dataset):
   sklearn.inspection.permutation_importance(model, X_test, y_test, n_repeats=10, random_state=seed);
   shap.Explainer(model.predict_proba or model.predict, X_train)(X_test) for /ml*, shap.TreeExplainer
   for /gbdt*.
@@ -35,7 +35,7 @@ from _stack import DATA, TimedRequest, running_stack, timed_request
 
 from api.endpoint_params import PARAMS_BY_ENDPOINT, job_spec
 from shared.ml.estimators import build_model
-from shared.ml.ingest.dataset import load_dataset
+from shared.ml.ingest.upload import load_dataset
 from shared.ml.spec import JobSpec, Limits
 from tests.contract import explanation
 

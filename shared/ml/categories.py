@@ -18,9 +18,14 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.metaestimators import available_if
 
-from shared.ml.explain._predict import library_of
-
 NATIVE_LIBRARIES = ("lightgbm", "xgboost", "catboost")
+
+
+def library_of(model: Any) -> str:
+    """The package an (unwrapped) model class comes from, as `shared.ml.explain._predict.library_of`."""
+    return type(model).__module__.split(".")[0]
+
+
 MISSING_CATEGORY = -1  # CatBoost takes no missing category: a missing value is a category of its own
 
 

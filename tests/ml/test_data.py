@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from shared.ml.errors import DataError
-from shared.ml.ingest.dataset import _clean_table, _exact_table, load_dataset, read_table
+from shared.ml.ingest.dataset import _clean_table, _exact_table, read_table
+from shared.ml.ingest.upload import load_dataset
 from shared.ml.metrics import original_labels
 from shared.ml.spec import Limits
 from tests.ml.conftest import DATA_DIR, read_data

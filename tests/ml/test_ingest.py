@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from shared.ml.errors import DataError
-from shared.ml.ingest.dataset import Dataset, load_checks, load_dataset, load_source
-from shared.ml.ingest.upload import ACCEPTED, ingest
+from shared.ml.ingest.dataset import Dataset, load_checks, load_source
+from shared.ml.ingest.upload import ACCEPTED, ingest, load_dataset
 from shared.ml.spec import Limits
 from tests.ml.conftest import DATA_DIR
 

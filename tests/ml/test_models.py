@@ -7,7 +7,8 @@ import pytest
 
 from shared.ml.errors import ParameterError
 from shared.ml.estimators import build_model, fit_model
-from shared.ml.ingest.dataset import Dataset, load_dataset
+from shared.ml.ingest.dataset import Dataset
+from shared.ml.ingest.upload import load_dataset
 from shared.ml.registry import classifier_names, regressor_names, resolve_estimator_class
 from shared.ml.spec import Limits, ModelSpec
 from tests.ml.conftest import read_data

@@ -152,26 +152,6 @@ def with_test_features(result: dict[str, Any], source: bytes | Path | None, spec
     return {**result, "X_test": canonical.rows_as_uploaded(source, roles_of(spec), rows)}
 
 
-def load_dataset(
-    content: bytes, task: Task, seed: int, limits: Limits, roles: Roles | None = None
-) -> Dataset:
-    """Read a CSV and split it into train and test arrays for `task`, as a submit and its job do: through
-    the canonical file (`shared.ml.ingest.upload`).
-
-    The split follows `training_index` when present, otherwise a 30% test split seeded by `seed`
-    (stratified for classification), so the same file and seed always give the same split.
-    """
-    import tempfile
-
-    from shared.ml.ingest.upload import ingest
-
-    with tempfile.TemporaryDirectory() as folder:
-        sent = Path(folder) / "upload.csv"
-        sent.write_bytes(content)
-        ingested = ingest(sent, Path(folder) / "canonical.parquet", limits)
-        return load_source(ingested.path, task, seed, limits, roles)
-
-
 def load_source(
     source: bytes | Path, task: Task, seed: int, limits: Limits, roles: Roles | None = None
 ) -> Dataset:

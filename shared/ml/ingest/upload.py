@@ -18,9 +18,11 @@ from isal import igzip
 
 from shared.ml.errors import DataError
 from shared.ml.ingest.canonical import Labels
+from shared.ml.ingest.columns import Roles
+from shared.ml.ingest.dataset import Dataset, load_source
 from shared.ml.ingest.from_columnar import ingest_columnar
 from shared.ml.ingest.from_csv import ingest_csv
-from shared.ml.spec import Limits
+from shared.ml.spec import Limits, Task
 
 Format = Literal["csv", "csv.gz", "parquet", "arrow", "arrow-stream"]
 ACCEPTED = (
@@ -141,3 +143,21 @@ def _open_text(open_raw: Callable[[], BinaryIO], found: Format) -> BinaryIO:
     raw = open_raw()
     # A gzip stream reads as a binary file, but typeshed's GzipFile is no BinaryIO (a nominal class).
     return _GzipText(raw) if found == "csv.gz" else raw  # type: ignore[return-value]
+
+
+def load_dataset(
+    content: bytes, task: Task, seed: int, limits: Limits, roles: Roles | None = None
+) -> Dataset:
+    """Read a CSV and split it into train and test arrays for `task`, as a submit and its job do: through
+    the canonical file (`shared.ml.ingest.upload`).
+
+    The split follows `training_index` when present, otherwise a 30% test split seeded by `seed`
+    (stratified for classification), so the same file and seed always give the same split.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        sent = Path(folder) / "upload.csv"
+        sent.write_bytes(content)
+        ingested = ingest(sent, Path(folder) / "canonical.parquet", limits)
+        return load_source(ingested.path, task, seed, limits, roles)
