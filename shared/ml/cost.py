@@ -13,13 +13,20 @@ The model counts the work each step does and multiplies by a measured cost per u
   fit 100 fully grown trees, anything else is a linear-cost model;
 - permutation importance predicts 1 + 10 x features copies of the test rows;
 - model-agnostic SHAP spends at most the explainer's evaluation budget per row (exact enumeration of
-  2^p coalitions x background rows when that is smaller).
+  2^p coalitions x background rows when that is smaller); with many features the sampler uses all of it
+  (digits, 64 features: 19,900 of 20,000 evaluations a row), with few it often stops far sooner (boston:
+  400), which only small jobs see;
+- a nnetsauce classifier over a small forest is explained by nnetsauce-tree instead: one game per (row,
+  background row) pair, its cost per pair growing with the features. Which explainer runs is decided on
+  the fitted trees' sizes; before the fit, few classes on at most NNETSAUCE_TREE_MAX_TRAIN rows stand for
+  "small trees" (breast cancer, wine and iris are; digits is not).
 
-How the constants were measured: each unit was timed on its own on the reference machine at a load
-average of about 3 (one model thread; e.g. 200 trees of each library fitted on 100 x 4 and 5,000 x 20
-rows for the per-tree and per-cell costs; predict and TreeSHAP timed on 2,000 rows of 200-tree models of
-depth 6), then rounded up, so the estimate errs on the side of too high. `benchmarks/cost_calibration.py`
-prints the estimate beside whole jobs measured in the same run (docs/performance.md).
+How the constants were measured: each unit was timed on its own on the reference machine (one model
+thread; e.g. 200 trees of each library fitted on 100 x 4 and 5,000 x 20 rows for the per-tree and
+per-cell costs; predict and TreeSHAP timed on 2,000 rows of 200-tree models of depth 6), then set against
+whole jobs in CPU seconds by `benchmarks/cost_calibration.py`, which prints each job's estimate beside
+its measured time (docs/performance.md): every job of a second or more is estimated at 0.8x to 2x,
+on the high side.
 """
 
 from __future__ import annotations
@@ -57,18 +64,19 @@ class BoosterCosts:
 
 
 BOOSTERS: dict[GbdtType, BoosterCosts] = {
-    "gradientboosting": BoosterCosts(3e-3, 2.5e-7, 1e-8, 8e-8, 1, None),
+    "gradientboosting": BoosterCosts(1e-3, 7e-8, 1e-8, 8e-8, 1, None),
     "lightgbm": BoosterCosts(5e-4, 2e-8, 3e-8, 4e-8, 20, 31),
-    "xgboost": BoosterCosts(1e-3, 2e-8, 5e-9, 3e-8, 1, None),
-    "catboost": BoosterCosts(2e-3, 2.5e-8, 1e-9, 5e-8, 1, None),
+    "xgboost": BoosterCosts(4e-4, 7e-9, 2e-9, 3e-8, 1, None),
+    "catboost": BoosterCosts(2e-3, 2.5e-8, 1e-9, 1.8e-8, 1, None),
 }
 #: CatBoost grows symmetric trees: at every level it scores each feature's 254 borders in every leaf, so a
 #: tree costs features x borders x 2^depth on top of the pass over the rows (depth 16 is 65,536 leaves).
 CATBOOST_BORDERS = 254
-CATBOOST_PER_BORDER_LEAF = 2e-8
+CATBOOST_PER_BORDER_LEAF = 9e-9
 #: scikit-learn forest (fully grown trees): per training row x log2(rows) x sqrt(features) x tree.
-FOREST_FIT_PER_UNIT = 5e-7
-FOREST_PREDICT_PER_NODE = 5e-9
+FOREST_FIT_PER_UNIT = 2e-7
+FOREST_FIT_PER_TREE = 1.5e-3  # a tree's fixed cost, which dominates on small data
+FOREST_PREDICT_PER_NODE = 3.5e-9
 FOREST_SHAP_PER_LEAF = 4e-8
 #: Any other scikit-learn model: per training cell, and per predicted cell.
 GENERIC_FIT_PER_CELL = 2e-6
@@ -76,6 +84,11 @@ GENERIC_PREDICT_PER_CELL = 5e-8
 #: nnetsauce adds a fixed cost to every predict call and a cost per hidden cell.
 NNETSAUCE_CALL_SECONDS = 0.015
 NNETSAUCE_PER_HIDDEN_CELL = 2e-8
+#: nnetsauce-tree: seconds per (explained row, background row) pair and feature (breast cancer: 16 us a
+#: pair at 30 features), and when it is expected to run (see `_nnetsauce_tree_route`).
+NNETSAUCE_TREE_PER_PAIR_FEATURE = 7e-7
+NNETSAUCE_TREE_MAX_CLASSES = 3
+NNETSAUCE_TREE_MAX_TRAIN = 1_000
 #: Rows a batched predict call holds (permutation and SHAP stack their copies into few large calls).
 PREDICT_BATCH_CELLS = 4_000_000
 
@@ -88,6 +101,7 @@ class DataShape:
     n_test: int
     n_features: int
     n_classes: int | None = None  # None for regression
+    n_categorical: int = 0  # categorical features (one-hot inside every model but the boosters)
 
     @property
     def n_outputs(self) -> int:
@@ -129,15 +143,39 @@ def estimate_cost(spec: JobSpec, shape: DataShape, background_rows: int = 500) -
             interactions = shape.n_features + 1 if spec.shap_interactions else 1
             shap += shape.n_test * model.shap_per_row * interactions
         else:
-            exact_evals = 2**shape.n_features * n_background if shape.n_features <= 30 else math.inf
-            evals = min(exact_evals, AGNOSTIC_EVALS_PER_ROW)
-            shap += model.predict_rows(shape.n_test * evals, shape.n_features)
+            shap += _agnostic_shap(spec, shape, model, n_background)
     parse = 2 * PARSE_SECONDS_PER_CELL * (shape.n_train + shape.n_test) * (shape.n_features + 1)
     fit = model.fit
     if spec.task == "regression" and spec.return_pi and spec.pi_method == "localconformal":
         fit += _forest_fit(shape.n_train // 2, shape.n_features)  # its error model: extra trees
     tree_shap = model.shap_per_row is not None
     return CostEstimate(parse=parse, fit=fit, permutation=permutation, shap=shap, tree_shap=tree_shap)
+
+
+def _agnostic_shap(spec: JobSpec, shape: DataShape, model: _ModelCosts, n_background: int) -> float:
+    """Seconds of SHAP by nnetsauce-tree (a small forest under nnetsauce) or the model-agnostic explainer."""
+    if _nnetsauce_tree_route(spec, shape):
+        pairs = shape.n_test * n_background
+        return pairs * shape.n_features * NNETSAUCE_TREE_PER_PAIR_FEATURE
+    exact_evals = 2**shape.n_features * n_background if shape.n_features <= 30 else math.inf
+    evals = min(exact_evals, AGNOSTIC_EVALS_PER_ROW)
+    return model.predict_rows(shape.n_test * evals, shape.n_features)
+
+
+def _nnetsauce_tree_route(spec: JobSpec, shape: DataShape) -> bool:
+    """Whether SHAP will likely go through nnetsauce-tree: a nnetsauce classifier over a forest whose
+    trees stay small (few classes, few training rows)."""
+    model = spec.model
+    name = model.base_model or "RandomForestClassifier"
+    return (
+        spec.task == "classification"
+        and model.family == "ml"
+        and model.n_hidden_features > 0
+        and name.startswith(FOREST_NAMES)
+        and shape.n_categorical == 0  # a one-hot model is explained by masking its original columns
+        and (shape.n_classes or 2) <= NNETSAUCE_TREE_MAX_CLASSES
+        and shape.n_train <= NNETSAUCE_TREE_MAX_TRAIN
+    )
 
 
 def check_budget(estimate: CostEstimate, budget_seconds: float) -> None:
@@ -241,7 +279,7 @@ def _booster_costs(spec: JobSpec, shape: DataShape) -> _ModelCosts:
 #: (shared/ml/explain/_tabulated_treeshap.py) up to this depth: one row x tree x leaf x level measured
 #: 1.5e-9 s at depth 3 and 7.5e-9 s at depth 6 (100 trees, 24 features, one thread), against 1.6e-8 s for
 #: xgboost's own pred_contribs and 2.2e-8 s for lightgbm's pred_contrib.
-TABULATED_PER_LEAF_SHAP = {4: 3e-9, 6: 1e-8}
+TABULATED_PER_LEAF_SHAP = {4: 3e-9, 6: 5.5e-9}
 
 
 def _per_leaf_shap(model_type: str, max_depth: int, costs: BoosterCosts) -> float:
@@ -283,7 +321,8 @@ def _sklearn_costs(spec: JobSpec, shape: DataShape) -> _ModelCosts:
 
 def _forest_fit(n_train: int, n_inputs: int) -> float:
     n_train = max(n_train, 2)
-    return FOREST_TREES * n_train * math.log2(n_train) * math.sqrt(n_inputs) * FOREST_FIT_PER_UNIT
+    per_tree = FOREST_FIT_PER_TREE + n_train * math.log2(n_train) * math.sqrt(n_inputs) * FOREST_FIT_PER_UNIT
+    return FOREST_TREES * per_tree
 
 
 def shape_of(dataset: Dataset) -> DataShape:
@@ -294,4 +333,5 @@ def shape_of(dataset: Dataset) -> DataShape:
         n_test=len(dataset.y_test),
         n_features=len(dataset.feature_names),
         n_classes=n_classes,
+        n_categorical=len(dataset.categories),
     )
