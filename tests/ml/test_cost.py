@@ -6,9 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from shared.ml.cost import CostEstimate, DataShape, check_budget, estimate_cost
+from shared.ml.cost import CostEstimate, DataShape, check_budget, estimate_cost, shape_of
 from shared.ml.errors import LimitExceeded
-from shared.ml.spec import JobSpec, ModelSpec
+from shared.ml.ingest.upload import load_dataset
+from shared.ml.spec import JobSpec, Limits, ModelSpec
 
 IRIS = DataShape(n_train=105, n_test=45, n_features=4, n_classes=3)
 FINDING_1 = DataShape(n_train=280, n_test=120, n_features=3, n_classes=100)
@@ -115,3 +116,39 @@ def test_local_conformal_intervals_add_their_error_model() -> None:
     local = JobSpec(model=model, return_pi=True, pi_method="localconformal")
     boston = DataShape(n_train=354, n_test=152, n_features=13)
     assert total(plain, boston) < total(local, boston)
+
+
+def test_digits_with_the_default_model_and_shap_is_within_the_default_budget() -> None:
+    """scikit-learn's digits (1,797 x 64, 10 classes, the seeded 30 % test split) with the /mlclassification
+    defaults and SHAP: about 150 s on the reference machine (benchmarks/cost_calibration.py)."""
+    digits = DataShape(n_train=1257, n_test=540, n_features=64, n_classes=10)
+    spec = replace(ml(), interpretability=("shap",))
+    assert 100 < total(spec, digits) < DEFAULT_BUDGET
+
+
+@pytest.mark.parametrize(
+    ("name", "loader"),
+    [
+        ("iris", "load_iris"),
+        ("wine", "load_wine"),
+        ("breast cancer", "load_breast_cancer"),
+        ("digits", "load_digits"),
+    ],
+)
+def test_the_estimate_assumes_the_shap_explainer_the_fitted_model_gets(name: str, loader: str) -> None:
+    """Before the fit, the estimate guesses whether nnetsauce-tree or the model-agnostic explainer will
+    explain the default /mlclassification model; the guess is right on scikit-learn's bundled sets."""
+    import sklearn.datasets
+
+    from shared.ml.cost import _nnetsauce_tree_route
+    from shared.ml.estimators import build_model
+    from shared.ml.explain.shap import choose_explainer
+
+    frame = getattr(sklearn.datasets, loader)(as_frame=True).frame
+    csv = frame.rename(columns={frame.columns[-1]: "target"}).to_csv(index=False).encode()
+    spec = replace(ml(), interpretability=("shap",))
+    dataset = load_dataset(csv, "classification", spec.seed, Limits())
+    model = build_model(spec.model).fit(dataset.X_train, dataset.y_train)
+    assert _nnetsauce_tree_route(spec, shape_of(dataset)) == (choose_explainer(model) == "nnetsauce-tree"), (
+        name
+    )
