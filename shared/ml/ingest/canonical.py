@@ -40,7 +40,6 @@ from shared.ml.ingest.columns import (
     missing_value_error,
     number_texts,
     to_float,
-    where_is,
 )
 
 POSITION = ""
@@ -292,7 +291,7 @@ def _facts(column: pa.ChunkedArray, name: str, index: pd.Index) -> ColumnFacts:
     found.n_numbers = count_numbers(column) if text else 0
     if found.n_missing:
         at = pc.index(missing, True).as_py()
-        found.missing_at = where_is(pd.Series([], index=index[:0]), int(index[at]))
+        found.missing_at = f"{index.name or 'line'} {int(index[at])}"
         found.missing_value = "" if column[at].as_py() is None else str(column[at].as_py())
     if text:
         values = pd.Series(column.to_pandas().to_numpy(dtype=object), index=index).fillna("")

@@ -81,7 +81,7 @@ class LabelColumns:
         roles = roles or Roles()
         training_index = frame[TRAINING_INDEX] if TRAINING_INDEX in frame.columns else None
         target = frame[roles.target]
-        if target.dtype != object:
+        if pd.api.types.is_numeric_dtype(target.dtype):
             target = pd.Series(number_texts(target.to_numpy()), index=frame.index, name=roles.target)
         ids = json_values(frame[roles.id_column]) if roles.id_column else None
         return cls(target, training_index, ids)
