@@ -26,6 +26,7 @@ PI_METHODS: tuple[str, ...] = get_args(PiMethod)
 IMPUTE_CHOICES: tuple[str, ...] = get_args(Impute)
 #: Boosters that take missing feature values as they are (each tree learns where they go).
 NATIVE_MISSING_MODEL_TYPES: tuple[str, ...] = ("lightgbm", "xgboost", "catboost")
+NATIVE_MISSING_BASE_MODEL_PREFIX = "HistGradientBoosting"
 DEFAULT_TARGET = "target"
 RESERVED_COLUMN = "training_index"
 MAX_COLUMN_NAME_CHARS = 1_000
@@ -101,9 +102,15 @@ class ModelSpec:
 
     @property
     def handles_missing(self) -> bool:
-        """Whether missing feature values may reach this model: imputed, or taken natively."""
-        native = self.family == "gbdt" and self.model_type in NATIVE_MISSING_MODEL_TYPES
-        return native or self.impute != "none"
+        """Whether missing feature values may reach this model: imputed, or taken natively (the boosters,
+        and scikit-learn's histogram boosting unless nnetsauce's hidden layer comes first)."""
+        booster = self.family == "gbdt" and self.model_type in NATIVE_MISSING_MODEL_TYPES
+        bare_histogram = (
+            self.family == "ml"
+            and self.n_hidden_features == 0
+            and (self.base_model or "").startswith(NATIVE_MISSING_BASE_MODEL_PREFIX)
+        )
+        return booster or bare_histogram or self.impute != "none"
 
 
 @dataclass(frozen=True)

@@ -180,3 +180,13 @@ def test_text_and_category_columns_are_categorical_features(
     assert np.abs(shap_values[:, features.index(categorical)]).max() > 0
     assert_shap_adds_up(result)
     assert_rows_join_back(result, frame, roles["target"], roles["id_column"])
+
+
+def test_histogram_boosting_takes_missing_values_natively_unless_nnetsauce_comes_first() -> None:
+    upload = canonical(table("customers_numeric.csv"))
+    bare = ModelSpec("classification", "ml", base_model="HistGradientBoostingClassifier", n_hidden_features=0)
+    result = run(upload, JobSpec(bare, interpretability=("shap",), **CUSTOMERS), Limits())
+    assert explanation(result, "shap")["explainer"] == "tree"
+    assert_shap_adds_up(result)
+    with pytest.raises(DataError, match="impute="):
+        run(upload, JobSpec(replace(bare, n_hidden_features=3), **CUSTOMERS), Limits())
