@@ -34,7 +34,9 @@ def test_parquet_and_npz_of_a_worker_result_hold_its_json(
 
     parquet = alice.http.get(f"/jobs/{job_id}/result", headers={"Accept": "application/vnd.apache.parquet"})
     assert parquet.status_code == 200 and parquet.headers["content-type"] == "application/vnd.apache.parquet"
-    assert results.to_result(parquet.content, "parquet") == as_json
+    with_features = alice.http.get(f"/jobs/{job_id}/result", params={"include": "X_test"}).json()
+    assert {key: value for key, value in with_features.items() if key != "X_test"} == as_json
+    assert results.to_result(parquet.content, "parquet") == with_features  # the binary forms hold X_test
     frame = pd.read_parquet(io.BytesIO(parquet.content))
     shap = explanation(as_json, "shap")
     values = np.asarray(shap["values"], dtype=np.float64)
