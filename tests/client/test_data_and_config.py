@@ -19,27 +19,28 @@ def test_path_and_bytes_are_sent_as_they_are(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_bytes(b"a,target\n1,0\n")
     assert csv_bytes(path) == csv_bytes(str(path)) == csv_bytes(b"a,target\n1,0\n") == b"a,target\n1,0\n"
+    assert csv_bytes(path, target="a") == b"a,target\n1,0\n", "a file's target is named by the query"
     with pytest.raises(TypeError, match="DataFrame"):
-        csv_bytes(path, target="a")
+        csv_bytes(path, training_index=[1])
     with pytest.raises(TypeError, match=r"path, bytes or a pandas\.DataFrame"):
         csv_bytes(42)
 
 
-def test_a_dataframe_gets_its_target_and_training_index_columns() -> None:
+def test_a_dataframe_keeps_its_target_and_gets_its_training_index_column() -> None:
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "label": ["a", "b", "a"], "split": [1, 1, 0]})
     sent = pd.read_csv(io.BytesIO(csv_bytes(frame, target="label", training_index="split")))
-    assert list(sent.columns) == ["x", "target", "training_index"]
+    assert list(sent.columns) == ["x", "label", "training_index"]
     sent = pd.read_csv(
         io.BytesIO(csv_bytes(frame.drop(columns="split"), target="label", training_index=[1, 0, 1]))
     )
-    assert sent["training_index"].tolist() == [1, 0, 1] and sent["target"].tolist() == ["a", "b", "a"]
+    assert sent["training_index"].tolist() == [1, 0, 1] and sent["label"].tolist() == ["a", "b", "a"]
     assert list(frame.columns) == ["x", "label", "split"], "the caller's frame is not modified"
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({}, "no 'target' column"),
+        ({}, "target='target' is not a column"),
         ({"target": "nope"}, "target='nope' is not a column"),
         ({"target": "label", "training_index": [1]}, "1 values for 3 rows"),
         ({"target": "label", "training_index": "nope"}, "training_index='nope'"),

@@ -49,9 +49,9 @@ def test_a_dataframe_is_sent_as_parquet_with_its_dtypes() -> None:
     sent = upload(frame, target="label", training_index=[1, 1, 0])
     assert sent.content_type == PARQUET_TYPE and sent.content is not None and sent.content[:4] == b"PAR1"
     back = pq.read_table(io.BytesIO(sent.content)).to_pandas()
-    assert list(back.columns) == ["x", "n", "target", "training_index"]
-    assert str(back["n"].dtype) == "int32" and isinstance(back["target"].dtype, pd.CategoricalDtype)
-    assert back["target"].tolist() == ["yes", "no", "yes"]
+    assert list(back.columns) == ["x", "n", "label", "training_index"]
+    assert str(back["n"].dtype) == "int32" and isinstance(back["label"].dtype, pd.CategoricalDtype)
+    assert back["label"].tolist() == ["yes", "no", "yes"]
 
 
 def test_a_file_is_opened_for_each_attempt_not_read(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from api.main import create_app
 from fitexplain_client.endpoints import ENDPOINTS, Endpoints, parameters
 from fitexplain_client.models import JobState
 
-CLIENT_ONLY = {"data", "target", "training_index"}  # the upload itself, not query parameters
+CLIENT_ONLY = {"data", "training_index"}  # the upload itself, not query parameters
 SERVER_ONLY = {"wait"}  # the client waits with Job.wait(), which long-polls GET /jobs/{id}?wait=
 JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
 

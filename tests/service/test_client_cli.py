@@ -15,6 +15,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
 
@@ -164,7 +165,10 @@ def test_exit_code_2_for_a_bad_column_naming_it(env: dict[str, str]) -> None:
         (["submit", "tests/data/iris_dataset2.csv", "mlclassification", "-p", "colour=red"], "colour"),
         (["submit", "tests/data/no_such.csv", "mlclassification"], "no_such.csv"),
         (["submit", "tests/data/iris_dataset2.csv", "mlclassification", "--out", "x.json"], "--wait"),
-        (["submit", "tests/data/iris_dataset2.csv", "mlclassification", "-p", "target=cultivar"], "target"),
+        (
+            ["submit", "tests/data/iris_dataset2.csv", "mlclassification", "-p", "training_index=x"],
+            "--training-index",
+        ),
         (["submit", "tests/data/iris_dataset2.csv", "mlclassification", "-p", "seed=abc"], "seed"),
         (["jobs", "--bogus"], "--bogus"),
         (["status"], "job_id"),
@@ -328,3 +332,22 @@ def test_plot_draws_what_its_name_says(env: dict[str, str], submitted: dict, tmp
         done = fitexplain(env, "plot", str(out), "-o", str(tmp_path / name))
         assert done.returncode == 0 and f"{kind} plot written" in done.stderr, done.stderr
         assert_png(tmp_path / name)
+
+
+def test_target_id_column_and_training_index_name_the_files_columns(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    table = pd.read_csv(REPO / "tests/data/tables/customers.csv")
+    table["split"] = [int(row % 4 != 0) for row in range(len(table))]
+    path = tmp_path / "customers.csv"
+    table.to_csv(path, index=False)
+    out = tmp_path / "result.json"
+    done = fitexplain(
+        env, "submit", str(path), "gbdtclassification", "--target", "churned", "--id-column", "customer_id",
+        "--training-index", "split", "-p", "model_type=xgboost", "--wait", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    test_rows = table[table["split"] == 0]
+    assert result["test_ids"] == test_rows["customer_id"].tolist()
+    assert result["y_true"] == test_rows["churned"].tolist()

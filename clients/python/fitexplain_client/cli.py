@@ -96,11 +96,8 @@ def parse_params(pairs: list[str], endpoint: str) -> dict[str, str]:
         name = name.strip()
         if not sep or not name:
             raise typer.BadParameter(f"{pair!r}: expected NAME=VALUE", param_hint="-p/--param")
-        if name in ("target", "training_index"):
-            raise typer.BadParameter(
-                f"{pair!r}: the file itself names these columns; rename the column to {name!r}",
-                param_hint="-p/--param",
-            )
+        if name == "training_index":
+            raise typer.BadParameter(f"{pair!r}: use --training-index", param_hint="-p/--param")
         if name == "wait":
             raise typer.BadParameter(f"{pair!r}: use --wait", param_hint="-p/--param")
         if name not in known:
@@ -110,6 +107,26 @@ def parse_params(pairs: list[str], endpoint: str) -> dict[str, str]:
             )
         params[name] = value.strip()
     return params
+
+
+def with_training_index(data: Path, column: str | None) -> Any:
+    """The file itself, or, when its training-row column has another name than `training_index`, the
+    table read with pandas with that column renamed (the service reads the column by that name)."""
+    if column is None or column == "training_index":
+        return data
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise typer.BadParameter(
+            "a --training-index other than 'training_index' needs pandas "
+            "(pip install 'fitexplain-client[pandas]'), or rename the column in the file",
+            param_hint="--training-index",
+        ) from exc
+    suffix = "".join(data.suffixes[-2:]).lower()
+    frame = pd.read_parquet(data) if suffix.endswith((".parquet", ".pq")) else pd.read_csv(data)
+    if column not in frame.columns:
+        raise typer.BadParameter(f"{column!r} is not a column of {data.name}", param_hint="--training-index")
+    return frame.rename(columns={column: "training_index"})
 
 
 def summary(result: Any) -> str:
@@ -169,6 +186,16 @@ def submit(
         Path, typer.Argument(exists=True, dir_okay=False, help="the table: CSV, gzip CSV, Parquet or Arrow")
     ],
     endpoint: Annotated[Endpoint, typer.Argument(help="which model family")],
+    target: Annotated[
+        str | None, typer.Option("--target", help="the target column (default: target)")
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option("--id-column", help="a column carried into the result as test_ids")
+    ] = None,
+    training_index: Annotated[
+        str | None,
+        typer.Option("--training-index", help="the column marking training rows 1 and test rows 0"),
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option("-p", "--param", help="NAME=VALUE, repeatable (e.g. -p interpretability=shap)"),
@@ -191,10 +218,11 @@ def submit(
 ) -> None:
     """Upload DATA to ENDPOINT; with --wait, follow the job and save or print its result."""
     params = parse_params(param or [], endpoint.value)
+    params.update({name: value for name, value in (("target", target), ("id_column", id_column)) if value})
     if (out_path or plot) and not wait:
         raise typer.BadParameter("--out and --plot need --wait", param_hint="--wait")
     with exit_codes(), Client(url, token) as client:
-        job = client.submit(endpoint.value, data, **params)
+        job = client.submit(endpoint.value, with_training_index(data, training_index), **params)
         if not wait:
             if as_json:
                 write_json(job.state.raw, None)

@@ -33,15 +33,13 @@ class requests_for:
     def submit(
         endpoint: str,
         data: DataLike,
-        target: str | None,
         training_index: str | Sequence[int] | None,
         params: dict[str, Any],
     ) -> Request:
         if endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}; one of {', '.join(ENDPOINTS)}")
-        return Request(
-            "POST", f"/{endpoint}", params=query(params), upload=upload(data, target, training_index)
-        )
+        sent = upload(data, params.get("target"), training_index)
+        return Request("POST", f"/{endpoint}", params=query(params), upload=sent)
 
     @staticmethod
     def job(job_id: str, wait: float = 0) -> Request:
@@ -153,11 +151,10 @@ class Client(BaseClient, Endpoints[Job]):
         endpoint: str,
         data: DataLike,
         *,
-        target: str | None = None,
         training_index: str | Sequence[int] | None = None,
         **params: Any,
     ) -> Job:
-        sent = self.transport.send(requests_for.submit(endpoint, data, target, training_index, params))
+        sent = self.transport.send(requests_for.submit(endpoint, data, training_index, params))
         return Job(self, read.job(sent))
 
     def job(self, job_id: str) -> Job:
@@ -242,11 +239,10 @@ class AsyncClient(BaseClient, Endpoints[Coroutine[Any, Any, AsyncJob]]):
         endpoint: str,
         data: DataLike,
         *,
-        target: str | None = None,
         training_index: str | Sequence[int] | None = None,
         **params: Any,
     ) -> AsyncJob:
-        sent = await self.transport.send(requests_for.submit(endpoint, data, target, training_index, params))
+        sent = await self.transport.send(requests_for.submit(endpoint, data, training_index, params))
         return AsyncJob(self, read.job(sent))
 
     async def job(self, job_id: str) -> AsyncJob:

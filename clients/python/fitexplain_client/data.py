@@ -1,8 +1,9 @@
 """What a user passes as `data`, turned into the upload the service takes.
 
 A path is streamed from its file as it is sent (never read whole); bytes are sent as they are; a
-pandas.DataFrame is sent as Parquet, so its dtypes survive (CSV when pyarrow is missing), with its
-target column (named by `target=`) renamed to `target` and, optionally, a `training_index` column."""
+pandas.DataFrame is sent as Parquet, so its dtypes survive (CSV when pyarrow is missing), with a
+`training_index` column when one is given. The target and id columns keep their names: the service reads
+them by the `target=` and `id_column=` parameters."""
 
 from __future__ import annotations
 
@@ -42,10 +43,10 @@ def upload(
 ) -> Upload:
     """The upload of `data`: a path (str or PathLike), bytes, or a pandas.DataFrame."""
     if isinstance(data, bytes | bytearray):
-        _no_frame_options(target, training_index, "bytes")
+        _no_training_index(training_index, "bytes")
         return Upload("data.csv", "text/csv", content=bytes(data))
     if isinstance(data, str | os.PathLike):
-        _no_frame_options(target, training_index, "a file")
+        _no_training_index(training_index, "a file")
         path = Path(data)
         if not path.is_file():
             raise FileNotFoundError(f"no such file: {path}")
@@ -91,25 +92,22 @@ def _parquet_bytes(frame: Any) -> bytes | None:
     return buffer.getvalue()
 
 
-def _no_frame_options(target: str | None, training_index: object, what: str) -> None:
-    if target is not None or training_index is not None:
+def _no_training_index(training_index: object, what: str) -> None:
+    if training_index is not None:
         raise TypeError(
-            f"target= and training_index= apply to a DataFrame; {what} must already hold columns "
-            "named 'target' (and 'training_index')"
+            f"training_index= applies to a DataFrame; {what} must already hold a column "
+            "named 'training_index'"
         )
 
 
 def prepared_frame(frame: Any, target: str | None, training_index: str | Sequence[int] | None) -> Any:
-    """A copy of `frame` with the columns the service reads: `target` and, optionally, `training_index`."""
+    """A copy of `frame` that holds its target column (checked here, so the mistake is named before the
+    upload) and, optionally, a `training_index` column."""
     frame = frame.copy()
-    if target is not None and target != "target":
-        if target not in frame.columns:
-            raise ValueError(f"target={target!r} is not a column of the DataFrame")
-        if "target" in frame.columns:
-            raise ValueError("the DataFrame has a 'target' column besides target=; rename one of them")
-        frame = frame.rename(columns={target: "target"})
-    if "target" not in frame.columns:
-        raise ValueError("the DataFrame has no 'target' column: name it with target=")
+    target = target or "target"
+    if target not in frame.columns:
+        hint = "name it with target=" if target == "target" else "check target="
+        raise ValueError(f"target={target!r} is not a column of the DataFrame: {hint}")
     if isinstance(training_index, str):
         if training_index not in frame.columns:
             raise ValueError(f"training_index={training_index!r} is not a column of the DataFrame")

@@ -20,6 +20,7 @@ Method = Literal["none", "permutation", "shap"]
 Interpretability = Method | Literal["permutation,shap", "shap,permutation"] | Sequence[Method]
 GbdtModel = Literal["lightgbm", "xgboost", "catboost", "gradientboosting"]
 PiMethod = Literal["splitconformal", "localconformal"]
+Impute = Literal["none", "median", "most_frequent"]
 ENDPOINTS = ("mlclassification", "mlregression", "gbdtclassification", "gbdtregression")
 
 
@@ -42,9 +43,10 @@ def _arguments(names: dict[str, Any]) -> dict[str, Any]:
 
 
 def parameters(endpoint: str) -> list[str]:
-    """The parameters an endpoint's method declares (besides `data`, `target` and `training_index`)."""
+    """The query parameters an endpoint's method declares (besides `data` and `training_index`, which
+    shape the upload)."""
     declared = inspect.signature(getattr(Endpoints, endpoint)).parameters
-    return [name for name in declared if name not in ("self", "data", "target", "training_index")]
+    return [name for name in declared if name not in ("self", "data", "training_index")]
 
 
 class Endpoints(Generic[SubmitT]):
@@ -55,7 +57,6 @@ class Endpoints(Generic[SubmitT]):
         endpoint: str,
         data: DataLike,
         *,
-        target: str | None = None,
         training_index: str | Sequence[int] | None = None,
         **params: Any,
     ) -> SubmitT:
@@ -65,8 +66,10 @@ class Endpoints(Generic[SubmitT]):
         self,
         data: DataLike,
         *,
-        target: str | None = None,
+        target: str = "target",
+        id_column: str | None = None,
         training_index: str | Sequence[int] | None = None,
+        impute: Impute = "none",
         base_model: str = "RandomForestClassifier",
         n_hidden_features: int = 5,
         interpretability: Interpretability = "none",
@@ -82,8 +85,10 @@ class Endpoints(Generic[SubmitT]):
         self,
         data: DataLike,
         *,
-        target: str | None = None,
+        target: str = "target",
+        id_column: str | None = None,
         training_index: str | Sequence[int] | None = None,
+        impute: Impute = "none",
         base_model: str = "ElasticNet",
         n_hidden_features: int = 5,
         return_pi: bool = False,
@@ -102,8 +107,10 @@ class Endpoints(Generic[SubmitT]):
         self,
         data: DataLike,
         *,
-        target: str | None = None,
+        target: str = "target",
+        id_column: str | None = None,
         training_index: str | Sequence[int] | None = None,
+        impute: Impute = "none",
         model_type: GbdtModel = "lightgbm",
         n_estimators: int = 100,
         learning_rate: float = 0.1,
@@ -121,8 +128,10 @@ class Endpoints(Generic[SubmitT]):
         self,
         data: DataLike,
         *,
-        target: str | None = None,
+        target: str = "target",
+        id_column: str | None = None,
         training_index: str | Sequence[int] | None = None,
+        impute: Impute = "none",
         model_type: GbdtModel = "lightgbm",
         n_estimators: int = 100,
         learning_rate: float = 0.1,
