@@ -267,7 +267,7 @@ def _validation_error(scopes: Scopes) -> Handler:
 def _user_input_error(scopes: Scopes) -> Handler:
     async def handle(request: Request, exc: UserInputError) -> Response:
         # the same on the /techtonique mount: its scripts read `detail`, `code` and `column` are extra
-        return error_response(422, exc.code, exc.message, column=exc.column)
+        return error_response(exc.status, exc.code, exc.message, column=exc.column, **exc.details)
 
     return handle
 

@@ -67,6 +67,21 @@ class Settings(BaseSettings):
     max_rows: int = Field(LIMITS.max_rows, description="rows of an upload (422 beyond)")
     max_columns: int = Field(LIMITS.max_columns, description="columns of an upload (422 beyond)")
     max_cell_chars: int = Field(LIMITS.max_cell_chars, description="characters of one CSV cell (422 beyond)")
+    max_line_bytes: int = Field(
+        LIMITS.max_line_bytes, gt=0, description="bytes of one CSV line (422 `line_too_long` beyond)"
+    )
+    max_decompressed_bytes: int = Field(
+        LIMITS.max_decompressed_bytes,
+        gt=0,
+        description="bytes an upload may decode to: a gzip CSV's text, or what a Parquet or Arrow file's "
+        "data declare and decode to (413 `decompressed_too_large` as soon as it is met)",
+    )
+    max_decompression_ratio: float = Field(
+        LIMITS.max_decompression_ratio,
+        gt=0,
+        description="decoded bytes per byte read, beyond the first 4 MiB decoded (413 "
+        "`compression_ratio_too_high` as soon as it is met: a decompression bomb)",
+    )
     max_classes: int = Field(
         LIMITS.max_classes, description="classes of a classification target (422 beyond)"
     )
@@ -149,10 +164,11 @@ class Settings(BaseSettings):
         4_000_000, description="a worker pool process using more is replaced after its job"
     )
     worker_max_memory_mb: int = Field(
-        4_000,
+        LIMITS.worker_max_memory_mb,
         gt=0,
         description="jobs whose data would need more in a worker (rows x (features + 2) x 8 bytes x 6 "
-        "copies) are refused at submit (422 `over_memory`)",
+        "copies) are refused at submit (422 `over_memory`), as soon as the rows read or a file's metadata "
+        "say so",
     )
 
     fair_share_window_seconds: float = Field(

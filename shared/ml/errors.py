@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class UserInputError(ValueError):
-    """A problem with the user's data or parameters; `code` is stable, `message` says what to do."""
+    """A problem with the user's data or parameters; `code` is stable, `message` says what to do.
 
-    def __init__(self, code: str, message: str, *, column: str | None = None) -> None:
+    `status` is the HTTP status the service answers it with; `details` are fields its error body adds
+    (the limit met and what had been read by then, for an upload refused while it was read)."""
+
+    status = 422
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        column: str | None = None,
+        status: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.column = column
+        if status is not None:
+            self.status = status
+        self.details: dict[str, Any] = dict(details or {})
 
     def to_dict(self) -> dict[str, str | None]:
         return {"code": self.code, "message": self.message, "column": self.column}

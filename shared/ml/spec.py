@@ -216,3 +216,7 @@ class Limits:
     max_background_rows: int = 500
     max_shap_floats: int = 200_000_000
     max_categories: int = 50
+    max_decompressed_bytes: int = 2_000_000_000
+    max_decompression_ratio: float = 100.0
+    max_line_bytes: int = 4_194_304
+    worker_max_memory_mb: int = 4_000

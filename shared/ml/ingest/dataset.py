@@ -28,6 +28,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from shared.ml.errors import DataError
+from shared.ml.ingest.bounds import too_many_columns, too_many_rows
 from shared.ml.ingest.columns import (
     TARGET,
     TRAINING_INDEX,
@@ -280,10 +281,7 @@ def check_record(line: int, row: list[str], header: list[str], rows_before: int,
             column=column,
         )
     if rows_before == limits.max_rows:
-        raise DataError(
-            "too_many_rows",
-            f"The file has more than {limits.max_rows} data rows (limit max_rows): sample it first.",
-        )
+        raise too_many_rows(limits)
 
 
 def _header_record(records: Iterator[tuple[int, list[str]]]) -> tuple[int, list[str]]:
@@ -319,10 +317,7 @@ def records_from(stream: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
 
 def _check_header(header: list[str], limits: Limits) -> None:
     if len(header) > limits.max_columns:
-        raise DataError(
-            "too_many_columns",
-            f"The file has {len(header)} columns, more than the limit of {limits.max_columns} (max_columns).",
-        )
+        raise too_many_columns(len(header), limits)
     for position, name in enumerate(header, start=1):
         if not name:
             raise DataError(

@@ -26,8 +26,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from isal import isal_zlib
 
+from shared.ml.cost import DataShape, check_memory
 from shared.ml.errors import DataError
 from shared.ml.ingest import dataset
+from shared.ml.ingest.bounds import ReadCounters, ReadLimitExceeded, too_many_rows
 from shared.ml.ingest.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Labels, TextColumns
 from shared.ml.ingest.columns import MISSING_TOKENS
 from shared.ml.ingest.dataset import check_record
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 CSV_BLOCK_BYTES = 1 << 20
 BLOCKS_PER_ROW_GROUP = 4
 EXACT_BATCH_ROWS = 20_000
-HEADER_MAX_BYTES = 64 << 20
+UTF8_BLOCK_BYTES = 1 << 20
 # A corrupt gzip stream, from zlib or from ISA-L (igzip; its stub declares `error` as an instance).
 GZIP_ERRORS = (zlib.error, cast("type[Exception]", isal_zlib.error))
 NEWLINE = ord("\n")
@@ -55,10 +57,14 @@ class _Unusual(Exception):
 Opener = Callable[[], BinaryIO]
 
 
-def ingest_csv(open_raw: Opener, dest: Path, limits: Limits) -> Labels:
+def ingest_csv(open_raw: Opener, dest: Path, limits: Limits, counters: ReadCounters) -> Labels:
+    """`open_raw` opens one pass over the text, bounded (`shared.ml.ingest.bounds`): a limit met in
+    any pass ends the reading."""
     try:
         with open_raw() as raw:
-            return _fast_csv(raw, dest, limits)
+            return _fast_csv(raw, dest, limits, counters)
+    except ReadLimitExceeded:
+        raise
     except (_Unusual, DataError, pa.ArrowException, UnicodeDecodeError, OSError, EOFError, *GZIP_ERRORS):
         pass
     try:
@@ -66,10 +72,11 @@ def ingest_csv(open_raw: Opener, dest: Path, limits: Limits) -> Labels:
             blank = _check_utf8(raw)
         try:
             with open_raw() as raw:
-                return _exact_csv(raw, dest, limits, blank)
+                return _exact_csv(raw, dest, limits, blank, counters)
         except TextColumns as found:  # written again, with those columns as text
+            counters.rows = 0
             with open_raw() as raw:
-                return _exact_csv(raw, dest, limits, blank, found.not_numbers)
+                return _exact_csv(raw, dest, limits, blank, counters, found.not_numbers)
     except (EOFError, gzip.BadGzipFile, *GZIP_ERRORS) as err:
         message = f"The gzip-compressed file cannot be read ({err}): is it complete?"
         raise DataError("bad_gzip", message) from None
@@ -141,8 +148,8 @@ class _LineScanner(io.RawIOBase):
         return self.newlines + (0 if self.last_byte == b"\n" or not self.seen_bytes else 1)
 
 
-def _fast_csv(raw: BinaryIO, dest: Path, limits: Limits) -> Labels:
-    header_lines, header = _read_header(raw)
+def _fast_csv(raw: BinaryIO, dest: Path, limits: Limits, counters: ReadCounters) -> Labels:
+    header_lines, header = _read_header(raw, limits)
     dataset._check_header(header, limits)
     scanner = _LineScanner(raw, limits.max_cell_chars)
     names = [f"c{index}" for index in range(len(header))]
@@ -160,9 +167,14 @@ def _fast_csv(raw: BinaryIO, dest: Path, limits: Limits) -> Labels:
     )
     missing = pa.array(sorted(MISSING_TOKENS))
     first_line = header_lines + 1
+    n_features = sum(name not in TEXT_COLUMNS for name in header)
     with CanonicalWriter(dest, header, "line") as writer:
         for group in _row_groups(reader):
-            if writer.rows + group.num_rows > limits.max_rows or scanner.long_line:
+            counters.rows += group.num_rows
+            if writer.rows + group.num_rows > limits.max_rows:
+                raise too_many_rows(limits)
+            check_memory(DataShape(writer.rows + group.num_rows, 0, n_features), limits.worker_max_memory_mb)
+            if scanner.long_line:
                 raise _Unusual
             columns: dict[str, pa.ChunkedArray] = {}
             for name, column in zip(header, group.columns, strict=True):
@@ -190,49 +202,58 @@ def _row_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(group)
 
 
-def _read_header(raw: BinaryIO) -> tuple[int, list[str]]:
-    """(lines up to the header's end, stripped names): the first non-blank record, as `_records` finds it."""
+def _read_header(raw: BinaryIO, limits: Limits) -> tuple[int, list[str]]:
+    """(lines up to the header's end, stripped names): the first non-blank record, as `_records` finds it.
+    A record ends at a newline after an even number of quotes; it is parsed once, when it has ended."""
     lines: list[bytes] = []
-    size = 0
-    while size < HEADER_MAX_BYTES:
-        line = raw.readline(HEADER_MAX_BYTES)
+    size = quotes = 0
+    while True:
+        line = raw.readline()
         if not line:
-            raise _Unusual  # only blank lines: the exact reader says which error
+            raise _Unusual  # only blank lines, or a quote left open: the exact reader says which error
         lines.append(line)
         size += len(line)
-        if not line.endswith(b"\n"):
+        quotes += line.count(b'"')
+        if size > limits.max_line_bytes:
+            raise _Unusual  # a header over many lines: the exact reader names the problem
+        if not line.endswith(b"\n") or quotes % 2:
             continue
         text = b"".join(lines).decode("utf-8-sig")
         try:
             records = list(dataset.records_from(io.StringIO(text, newline="")))
         except DataError:
-            continue  # a quoted field goes on over the next line
+            raise _Unusual from None
         if len(records) > 1 or "\r" in text.replace("\r\n", ""):
             raise _Unusual  # lines ended by a lone carriage return: the exact reader handles them
         if records:
             return text.count("\n"), [name.strip() for name in records[0][1]]
-    raise _Unusual
 
 
 def _check_utf8(raw: BinaryIO) -> bool:
     """Raise not_utf8 naming the first bad byte's line, as `dataset._decode` does; True if the text is
-    blank."""
+    blank. Decoded a block at a time (a line at a time costs a Python step per line)."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     blank = True
-    number = 0
-    for number, line in enumerate(raw, start=1):
+    lines = 0  # newlines before the block
+    ends_line = True
+    while block := raw.read(UTF8_BLOCK_BYTES):
         try:
-            text = decoder.decode(line)
+            text = decoder.decode(block)
         except UnicodeDecodeError as err:
-            bad = line[err.start] if err.start < len(line) else line[-1]
+            data = err.object
+            line = lines + data.count(b"\n", 0, err.start) + 1
             raise DataError(
                 "not_utf8",
-                f"The file is not UTF-8 text (byte 0x{bad:02x} on line {number}): save it as UTF-8 CSV.",
+                f"The file is not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}): save it as "
+                "UTF-8 CSV.",
             ) from None
         blank = blank and not text.strip()
+        lines += block.count(b"\n")
+        ends_line = block.endswith(b"\n")
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
+        number = lines + (0 if ends_line else 1)
         raise DataError(
             "not_utf8",
             f"The file is not UTF-8 text (it ends inside a character, line {number}): save it as UTF-8 CSV.",
@@ -241,7 +262,12 @@ def _check_utf8(raw: BinaryIO) -> bool:
 
 
 def _exact_csv(
-    raw: BinaryIO, dest: Path, limits: Limits, blank: bool, not_numbers: dict[str, str] | None = None
+    raw: BinaryIO,
+    dest: Path,
+    limits: Limits,
+    blank: bool,
+    counters: ReadCounters,
+    not_numbers: dict[str, str] | None = None,
 ) -> Labels:
     """`dataset._exact_table` streamed: rows checked line by line, values converted batch by batch; the
     columns of `not_numbers` (found by a pass before) are kept as text."""
@@ -255,9 +281,12 @@ def _exact_csv(
     rows: list[list[str]] = []
     lines: list[int] = []
     n_rows = 0
+    n_features = sum(name not in TEXT_COLUMNS for name in header)
     with CanonicalWriter(dest, header, "line", text_columns, not_numbers) as writer:
 
         def flush() -> None:
+            counters.rows += len(rows)
+            check_memory(DataShape(n_rows, 0, n_features), limits.worker_max_memory_mb)
             frame = pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=object)
             columns = {name: problems.convert(frame[name], name) for name in header}
             if not problems:

@@ -2,21 +2,25 @@
 
 Accepted: CSV (UTF-8), gzip-compressed CSV (`shared.ml.ingest.from_csv`), Parquet and Arrow IPC, file or
 stream (`shared.ml.ingest.from_columnar`). The format comes from the file's magic bytes, then from the
-client's file name or content type. Memory stays bounded by one batch, whatever the file's size; the
-rules and errors are those of `shared.ml.ingest.dataset.read_table` for the same content.
+client's file name or content type. Memory stays bounded by one batch, whatever the file's size, and
+the work by what was sent (`shared.ml.ingest.bounds`); the rules and errors are those of
+`shared.ml.ingest.dataset.read_table` for the same content, up to the first limit met (its error body
+shows what had been read by then: `read`).
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 from isal import igzip
 
-from shared.ml.errors import DataError
+from shared.ml.errors import DataError, UserInputError
+from shared.ml.ingest.bounds import BoundedText, CountingReader, ReadCounters
 from shared.ml.ingest.canonical import Labels
 from shared.ml.ingest.columns import Roles
 from shared.ml.ingest.dataset import Dataset, load_source
@@ -24,6 +28,7 @@ from shared.ml.ingest.from_columnar import ingest_columnar
 from shared.ml.ingest.from_csv import ingest_csv
 from shared.ml.spec import Limits, Task
 
+TEXT_BUFFER_BYTES = 1 << 20
 Format = Literal["csv", "csv.gz", "parquet", "arrow", "arrow-stream"]
 ACCEPTED = (
     "CSV (UTF-8, text/csv), gzip-compressed CSV (.csv.gz, application/gzip), Parquet (.parquet, "
@@ -59,6 +64,7 @@ class Ingested:
     format: Format
     labels: Labels = field(repr=False)
     size_bytes: int  # of the canonical file
+    read: ReadCounters = field(default_factory=ReadCounters, compare=False)  # the work of reading it
 
     @property
     def n_rows(self) -> int:
@@ -116,12 +122,18 @@ def ingest(
     `open_upload` opens a CSV's bytes (each pass over them: the exact reader's is a second one) instead
     of the file at `path`, e.g. to read an upload that is still arriving."""
     found = detect_format(path, filename, content_type)
-    if found in ("csv", "csv.gz"):
-        open_raw = open_upload or (lambda: open(path, "rb"))  # noqa: SIM115 - each pass closes its file
-        labels = ingest_csv(partial(_open_text, open_raw, found), dest, limits)
-    else:
-        labels = ingest_columnar(path, found, dest, limits)
-    return Ingested(dest, found, labels, dest.stat().st_size)
+    counters = ReadCounters()
+    try:
+        if found in ("csv", "csv.gz"):
+            open_raw = open_upload or (lambda: open(path, "rb"))  # noqa: SIM115 - each pass closes its file
+            open_text = partial(_open_text, open_raw, found, limits, counters)
+            labels = ingest_csv(open_text, dest, limits, counters)
+        else:
+            labels = ingest_columnar(path, found, dest, limits, counters)
+    except UserInputError as err:
+        err.details["read"] = counters.as_dict()
+        raise
+    return Ingested(dest, found, labels, dest.stat().st_size, counters)
 
 
 class _GzipText(igzip.IGzipFile):
@@ -137,12 +149,6 @@ class _GzipText(igzip.IGzipFile):
             super().close()
         finally:
             self._raw.close()
-
-
-def _open_text(open_raw: Callable[[], BinaryIO], found: Format) -> BinaryIO:
-    raw = open_raw()
-    # A gzip stream reads as a binary file, but typeshed's GzipFile is no BinaryIO (a nominal class).
-    return _GzipText(raw) if found == "csv.gz" else raw  # type: ignore[return-value]
 
 
 def load_dataset(
@@ -161,3 +167,14 @@ def load_dataset(
         sent.write_bytes(content)
         ingested = ingest(sent, Path(folder) / "canonical.parquet", limits)
         return load_source(ingested.path, task, seed, limits, roles)
+
+
+def _open_text(
+    open_raw: Callable[[], BinaryIO], found: Format, limits: Limits, counters: ReadCounters
+) -> BinaryIO:
+    """One pass over a CSV's text, counted and bounded (`shared.ml.ingest.bounds`)."""
+    sent = CountingReader(open_raw(), counters)
+    # Both read as binary files, but typeshed's RawIOBase and GzipFile are no BinaryIO (a nominal class).
+    raw = cast("BinaryIO", sent)
+    text = cast("BinaryIO", _GzipText(raw)) if found == "csv.gz" else raw
+    return io.BufferedReader(BoundedText(text, sent, limits, counters), buffer_size=TEXT_BUFFER_BYTES)
