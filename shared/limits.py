@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -12,17 +13,28 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     func,
     literal,
     not_,
     or_,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from shared.settings import Settings
 from shared.store.uploads import StorageUsage, keeps_upload, refuse_over_quota, usage_query
-from shared.tables import HOLDING_STATUSES, Job, StorageCounts, User, heartbeat_older_than, utcnow
+from shared.tables import (
+    HOLDING_STATUSES,
+    Job,
+    StorageCounts,
+    UploadRejections,
+    User,
+    heartbeat_older_than,
+    utcnow,
+)
 
 
 class RateLimited(Exception):
@@ -136,3 +148,57 @@ def check_submission_limits(
     if upload is not None:
         current = StorageUsage(*(int(n) for n in counts))
         refuse_over_quota(current, 0 if already_kept else upload[1], settings.max_storage_bytes_per_user)
+
+
+REJECTED_BYTES_PER_UNIT = 16 << 20
+"""A refused upload counts one unit against the rejected-upload budget, and one more per this many bytes
+received or decoded: the work it cost."""
+
+
+def rejected_upload_cost(work_bytes: int) -> float:
+    return 1 + work_bytes / REJECTED_BYTES_PER_UNIT
+
+
+def _drained(level: Any, at: Any, now: float, rate: float) -> Any:
+    return level - (now - at) * rate
+
+
+def check_rejected_uploads(session: Session, user_id: int, settings: Settings) -> None:
+    """RateLimited while the user's refused uploads of the last minute exceed the rejected-upload budget
+    (FITEXPLAIN_MAX_REJECTED_UPLOADS_PER_MINUTE units, drained at that rate): checked before any body is
+    read, so a user whose uploads keep being refused stops costing the API their reading."""
+    row = session.execute(
+        select(UploadRejections.level, UploadRejections.at).where(UploadRejections.user_id == user_id)
+    ).one_or_none()
+    if row is None:
+        return
+    budget = settings.max_rejected_uploads_per_minute
+    rate = budget / 60
+    level = _drained(row.level, row.at, time.time(), rate)
+    if level >= budget:
+        raise RateLimited(
+            f"Too many of your uploads were refused in the last minute: the budget is {budget} a minute "
+            "(FITEXPLAIN_MAX_REJECTED_UPLOADS_PER_MINUTE), each refused upload counting one, and one more "
+            f"per {REJECTED_BYTES_PER_UNIT >> 20} MiB it cost to read. Fix the file before sending it again.",
+            retry_after=int((level - budget) / rate) + 1,
+        )
+
+
+def charge_rejected_upload(session: Session, user_id: int, cost: float, settings: Settings) -> None:
+    """Add a refused upload's cost to the user's bucket, drained first: one statement, whichever API
+    process charges it."""
+    now = time.time()
+    rate = settings.max_rejected_uploads_per_minute / 60
+    table = UploadRejections.__table__
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    drained = _drained(table.c.level, table.c.at, now, rate)
+    statement = (
+        insert(table)
+        .values(user_id=user_id, level=cost, at=now)
+        .on_conflict_do_update(
+            index_elements=[table.c.user_id],
+            set_={"level": case((drained > 0, drained), else_=0.0) + cost, "at": now},
+        )
+    )
+    session.execute(statement)

@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     max_submissions_per_minute: int = Field(
         60, description="submits of one user a minute (429 with Retry-After)"
     )
+    max_rejected_uploads_per_minute: int = Field(
+        30,
+        gt=0,
+        description="refused uploads of one user a minute (a 4xx once the body was read), each counting "
+        "one and one more per 16 MiB it cost to read; past it, the user's submits get 429 with Retry-After "
+        "before their body is read",
+    )
     max_storage_bytes_per_user: int = Field(
         1_000_000_000,
         ge=0,

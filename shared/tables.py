@@ -223,6 +223,17 @@ class StorageCounts(Base):
     results: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
+class UploadRejections(Base):
+    """A user's refused uploads as a leaky bucket (`shared.limits`): `level` units at `at` (seconds since
+    the epoch), drained since at the rejected-upload budget's rate."""
+
+    __tablename__ = "upload_rejections"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    level: Mapped[float] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float)
+
+
 class JobEvent(Base):
     """Each job's history: submitted, dispatched, started, retried, finished."""
 

@@ -81,6 +81,7 @@ class Stack:
                 "FITEXPLAIN_WORKER_CORES": "2",  # same-host fan-out decided alike on any machine
                 "FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "1000",
                 "FITEXPLAIN_MAX_SUBMISSIONS_PER_MINUTE": "100000",
+                "FITEXPLAIN_MAX_REJECTED_UPLOADS_PER_MINUTE": "100000",
                 "FITEXPLAIN_WEBHOOK_ALLOW_PRIVATE": "true",  # test receivers listen on 127.0.0.1
                 "FITEXPLAIN_WEBHOOK_POLL_SECONDS": "0.2",
                 "FITEXPLAIN_WEBHOOK_RETRY_SCHEDULE": "0.3,0.5,1",  # three quick retries, then failed

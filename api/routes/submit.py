@@ -28,6 +28,7 @@ from api.endpoint_params import (
 )
 from api.serialize import job_public, result_response
 from api.uploads import files as upload_files
+from api.uploads import rejections
 from api.uploads.auth_first import AuthenticateBeforeBodyRoute
 from api.uploads.files import ReceivedUpload
 from api.uploads.stream import ReceivedFile, is_multipart, receive_form
@@ -36,7 +37,7 @@ from shared.db import session_scope
 from shared.dispatch.marks import dispatch_marks
 from shared.dispatch.publish import publish_job
 from shared.dispatch.routing import queue_for_cost
-from shared.limits import enforce_submission_limits, reserve_submission
+from shared.limits import check_rejected_uploads, enforce_submission_limits, reserve_submission
 from shared.ml.cost import check_budget, check_memory, estimate_cost, shape_of
 from shared.ml.ingest.dataset import load_checks, roles_of
 from shared.ml.ingest.upload import Ingested
@@ -58,20 +59,30 @@ class SubmitRoute(AuthenticateBeforeBodyRoute):
     A smaller one is refused by the binding check (`reserve_submission`), after its data was checked."""
 
     def before_body(self, session: Session, user: User, declared_bytes: int | None) -> None:
+        settings = get_settings()
+        check_rejected_uploads(session, user.id, settings)
         if declared_bytes is None or declared_bytes >= EARLY_LIMITS_MIN_BYTES:
-            enforce_submission_limits(session, user.id, get_settings())
+            enforce_submission_limits(session, user.id, settings)
 
     async def answer(
         self, request: Request, handler: Callable[[Request], Coroutine[Any, Any, Response]]
     ) -> Response:
         """The multipart body is streamed into the request's workspace (`api.uploads.stream`), removed
         when the answer is ready. The conversion thread is done with it by then: a thread started by
-        run_in_threadpool is waited for, even when the request is cancelled."""
-        if not is_multipart(request):
-            return await handler(request)
-        with upload_files.workspace(get_settings().home) as directory:
-            async with receive_form(request, directory):
+        run_in_threadpool is waited for, even when the request is cancelled. A refused upload is charged
+        to its user's rejected-upload budget (`api.uploads.rejections`)."""
+        try:
+            if not is_multipart(request):
                 return await handler(request)
+            with upload_files.workspace(get_settings().home) as directory:
+                async with receive_form(request, directory):
+                    return await handler(request)
+        except Exception as error:
+            if rejections.refused_upload(error):
+                await run_in_threadpool(
+                    rejections.charge, request.state.user.id, rejections.cost_of(request, error)
+                )
+            raise
 
 
 TECHTONIQUE_PREFIX = "/techtonique"
@@ -101,7 +112,7 @@ SUBMIT_ERRORS = {
     "parameter, and the accepted formats for an unknown one), or a job estimated above the per-job "
     "budget (FITEXPLAIN_MAX_JOB_SECONDS; code `over_budget`) or the worker memory bound "
     "(FITEXPLAIN_WORKER_MAX_MEMORY_MB; code `over_memory`).",
-    429: "Too many submissions or running jobs for this user (`rate_limited`).",
+    429: "Too many submissions, running jobs or refused uploads for this user (`rate_limited`).",
 }
 SUBMITTED: dict[int | str, dict[str, Any]] = {
     202: {"description": "Job accepted; poll the Location header (`/jobs/{id}`)."},
