@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import update
 
 from shared.db import session_scope
-from shared.limits import RateLimited, check_submission_limits, enforce_submission_limits, reserve_submission
+from shared.limits import (
+    REJECTED_BYTES_PER_UNIT,
+    RateLimited,
+    charge_rejected_upload,
+    check_rejected_uploads,
+    check_submission_limits,
+    enforce_submission_limits,
+    rejected_upload_cost,
+    reserve_submission,
+)
 from shared.settings import Settings
+from shared.tables import UploadRejections
 from tests.inprocess.factories import ago, insert_job, make_job, make_user, set_job
 
 
@@ -112,3 +124,46 @@ def test_simultaneous_submissions_cannot_overshoot_the_limit(limited: Settings) 
     with ThreadPoolExecutor(6) as pool:
         accepted = list(pool.map(submit, range(6)))
     assert accepted.count(True) == limited.max_running_jobs_per_user
+
+
+def level_after(user_id: int, settings: Settings, cost: float, seconds_ago: float = 0.0) -> None:
+    """Charge a refused upload of `cost`, then date the bucket `seconds_ago` back."""
+    with session_scope() as session:
+        charge_rejected_upload(session, user_id, cost, settings)
+        session.execute(
+            update(UploadRejections)
+            .where(UploadRejections.user_id == user_id)
+            .values(at=time.time() - seconds_ago)
+        )
+
+
+def check_rejected(user_id: int, settings: Settings) -> None:
+    with session_scope() as session:
+        check_rejected_uploads(session, user_id, settings)
+
+
+def test_refused_uploads_count_their_work_up_to_the_budget(service_settings: Settings) -> None:
+    budget = service_settings.model_copy(update={"max_rejected_uploads_per_minute": 6})
+    user_id = make_user("alice")[0]
+    check_rejected(user_id, budget)  # no refusal yet
+    level_after(user_id, budget, rejected_upload_cost(0))
+    level_after(user_id, budget, rejected_upload_cost(4 * REJECTED_BYTES_PER_UNIT))  # 1 + 4 units
+    check_rejected(user_id, budget)  # 6 units less what drained since: under the budget
+    level_after(user_id, budget, rejected_upload_cost(0))
+    with pytest.raises(RateLimited) as refused:
+        check_rejected(user_id, budget)
+    assert "FITEXPLAIN_MAX_REJECTED_UPLOADS_PER_MINUTE" in refused.value.message
+    assert 1 <= refused.value.retry_after <= 11  # 7 units at 6 a minute: back under 6 within 10 s
+
+
+def test_the_rejected_upload_budget_drains_at_its_rate(service_settings: Settings) -> None:
+    budget = service_settings.model_copy(update={"max_rejected_uploads_per_minute": 6})
+    user_id = make_user("alice")[0]
+    level_after(user_id, budget, 12.0, seconds_ago=30)  # 12 units 30 s ago: 9 left
+    with pytest.raises(RateLimited) as refused:
+        check_rejected(user_id, budget)
+    assert refused.value.retry_after in (30, 31)  # 9 - 6 units at 0.1 a second (less the test's own time)
+    level_after(user_id, budget, 0.0, seconds_ago=61)  # drained, and dated back past the last 30 s
+    check_rejected(user_id, budget)
+    other = make_user("bob")[0]
+    check_rejected(other, budget)  # another user's bucket is their own
