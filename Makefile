@@ -41,7 +41,7 @@ test: $(TEST_STAMP)
 	bash scripts/ensure_test_tools.sh
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-logo
-	$(BIN)/pytest -n auto --dist loadfile
+	FITEXPLAIN_HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -n auto --dist loadfile
 
 test-fast: $(TEST_STAMP)
 	bash scripts/ensure_services.sh
