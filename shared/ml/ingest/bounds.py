@@ -12,7 +12,7 @@ Nothing past the limit is read: a problem further on is not looked for.
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from shared.ml.errors import DataError
@@ -38,9 +38,18 @@ class ReadCounters:
     sent_bytes: int = 0
     decoded_bytes: int = 0
     rows: int = 0
+    # The limit a reader met, kept: a library that reads through it (pyarrow's CSV reader, from its own
+    # thread) may hand the error back as one of its own.
+    exceeded: ReadLimitExceeded | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return {"sent_bytes": self.sent_bytes, "decoded_bytes": self.decoded_bytes, "rows": self.rows}
+
+    def stop(self, error: ReadLimitExceeded) -> ReadLimitExceeded:
+        """Keep `error` (the first one) and return it, to be raised."""
+        if self.exceeded is None:
+            self.exceeded = error
+        return self.exceeded
 
 
 class ReadLimitExceeded(DataError):
@@ -88,23 +97,27 @@ class DecodedBudget:
         limits = self.limits
         decodes = "declares data that decode" if declared else "decodes"
         if self.decoded > limits.max_decompressed_bytes:
-            raise limit_error(
-                "decompressed_too_large",
-                f"The upload {decodes} to more than {limits.max_decompressed_bytes} bytes (limit "
-                "max_decompressed_bytes): send fewer rows or columns.",
-                "max_decompressed_bytes",
-                limits.max_decompressed_bytes,
-                status=TOO_LARGE,
+            raise self.counters.stop(
+                limit_error(
+                    "decompressed_too_large",
+                    f"The upload {decodes} to more than {limits.max_decompressed_bytes} bytes (limit "
+                    "max_decompressed_bytes): send fewer rows or columns.",
+                    "max_decompressed_bytes",
+                    limits.max_decompressed_bytes,
+                    status=TOO_LARGE,
+                )
             )
         ratio = limits.max_decompression_ratio
         if self.decoded > RATIO_FREE_BYTES and self.decoded > ratio * sent:
-            raise limit_error(
-                "compression_ratio_too_high",
-                f"The upload {decodes} to more than {ratio:g} times the bytes read ({self.decoded} bytes "
-                f"from the first {sent}; limit max_decompression_ratio): is it a decompression bomb?",
-                "max_decompression_ratio",
-                ratio,
-                status=TOO_LARGE,
+            raise self.counters.stop(
+                limit_error(
+                    "compression_ratio_too_high",
+                    f"The upload {decodes} to more than {ratio:g} times the bytes read ({self.decoded} bytes "
+                    f"from the first {sent}; limit max_decompression_ratio): is it a decompression bomb?",
+                    "max_decompression_ratio",
+                    ratio,
+                    status=TOO_LARGE,
+                )
             )
 
 
@@ -192,12 +205,14 @@ class BoundedText(io.RawIOBase):
 
     def _too_long(self, line: int) -> ReadLimitExceeded:
         limit = self.limits.max_line_bytes
-        return limit_error(
-            "line_too_long",
-            f"Line {line} is longer than {limit} bytes (limit max_line_bytes): is the file comma-separated "
-            "CSV, with one row a line?",
-            "max_line_bytes",
-            limit,
+        return self.budget.counters.stop(
+            limit_error(
+                "line_too_long",
+                f"Line {line} is longer than {limit} bytes (limit max_line_bytes): is the file "
+                "comma-separated CSV, with one row a line?",
+                "max_line_bytes",
+                limit,
+            )
         )
 
     def close(self) -> None:

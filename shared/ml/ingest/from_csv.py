@@ -66,7 +66,8 @@ def ingest_csv(open_raw: Opener, dest: Path, limits: Limits, counters: ReadCount
     except ReadLimitExceeded:
         raise
     except (_Unusual, DataError, pa.ArrowException, UnicodeDecodeError, OSError, EOFError, *GZIP_ERRORS):
-        pass
+        if counters.exceeded is not None:  # met while pyarrow read: its error says something else
+            raise counters.exceeded from None
     try:
         with open_raw() as raw:
             blank = _check_utf8(raw)
