@@ -184,8 +184,10 @@ class BoundedText(io.RawIOBase):
         last = chunk.rfind(b"\n")
         if last - first - 1 > limit:
             self._check_inner_lines(chunk, first + 1, last)
-        self._line = len(chunk) - last - 1
         self.lines += chunk.count(b"\n")
+        self._line = len(chunk) - last - 1
+        if self._line > limit:
+            raise self._too_long(self.lines + 1)
 
     def _check_inner_lines(self, chunk: bytes, start: int, end: int) -> None:
         """The lines between `start` and `end` (both line starts/ends): a window of half the limit with

@@ -13,6 +13,7 @@ as the messages come (`shared.ml.ingest.ipc_messages`). Batches are then convert
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 from shared.ml.cost import DataShape, check_memory
 from shared.ml.errors import DataError
 from shared.ml.ingest import dataset
-from shared.ml.ingest.bounds import DecodedBudget, ReadCounters, too_many_rows
+from shared.ml.ingest.bounds import DecodedBudget, ReadCounters, ReadLimitExceeded, too_many_rows
 from shared.ml.ingest.canonical import (
     TEXT_COLUMNS,
     CanonicalWriter,
@@ -46,12 +47,16 @@ BATCH_CELLS = 1 << 22
 def ingest_columnar(path: Path, found: str, dest: Path, limits: Limits, counters: ReadCounters) -> Labels:
     schema, batches = _open_columnar(path, found, limits, counters)
     header = [name.strip() for name in schema.names]
+    expansion = Expansion(DecodedBudget(limits, counters), path.stat().st_size)
     try:
-        return _write_columnar(header, _unbroken(batches, found), dest, limits, counters)
-    except TextColumns as text:  # written again, with those columns as text
-        counters.rows = 0
+        return _write_columnar(header, _unbroken(batches, found), dest, limits, counters, expansion)
+    except TextColumns as text:  # written again, with those columns as text: counted once
+        counters.rows = counters.decoded_bytes = 0
         _, batches = _open_columnar(path, found, limits, counters)
-        return _write_columnar(header, _unbroken(batches, found), dest, limits, counters, text.not_numbers)
+        expansion = Expansion(DecodedBudget(limits, counters), path.stat().st_size)
+        return _write_columnar(
+            header, _unbroken(batches, found), dest, limits, counters, expansion, text.not_numbers
+        )
 
 
 def _unreadable(found: str, err: Exception) -> DataError:
@@ -209,12 +214,26 @@ def _slices(batches: Iterator[pa.RecordBatch], n_columns: int) -> Iterator[pa.Re
             yield batch.slice(start, size)
 
 
+@dataclass(frozen=True)
+class Expansion:
+    """What dictionary columns spread over their rows decode to, counted before they are decoded,
+    against the decoded-bytes limits and the file's size: a dictionary of one long text indexed by
+    a million rows is a few kilobytes."""
+
+    budget: DecodedBudget
+    file_bytes: int
+
+    def add(self, decoded: int) -> None:
+        self.budget.add(decoded, self.file_bytes)
+
+
 def _write_columnar(
     header: list[str],
     batches: Iterator[pa.RecordBatch],
     dest: Path,
     limits: Limits,
     counters: ReadCounters,
+    expansion: Expansion,
     not_numbers: dict[str, str] | None = None,
 ) -> Labels:
     text_columns = frozenset(not_numbers or {})
@@ -228,7 +247,7 @@ def _write_columnar(
             counters.rows += batch.num_rows
             rows = pd.Index(np.arange(n_rows + 1, n_rows + batch.num_rows + 1), name=position)
             columns = {
-                name: _columnar_values(column, name, rows, limits, problems)
+                name: _columnar_values(column, name, rows, limits, problems, expansion)
                 for name, column in zip(header, batch.columns, strict=True)
             }
             if not problems:
@@ -249,27 +268,36 @@ def _cell_too_long(name: str, at: int, limits: Limits) -> DataError:
     )
 
 
-def _decoded(column: pa.Array, name: str, rows: pd.Index, limits: Limits) -> pa.Array:
-    """A dictionary column's values, its text checked for length before it is spread over the rows."""
+def _decoded(column: pa.Array, name: str, rows: pd.Index, limits: Limits, expansion: Expansion) -> pa.Array:
+    """A dictionary column's values, its text checked for length and counted before it is spread over
+    the rows."""
     dictionary = column.dictionary
     if _is_text(dictionary.type) and len(dictionary):
-        lengths = pc.utf8_length(dictionary.cast(pa.string()))
-        too_long = pc.greater(lengths, limits.max_cell_chars)
+        lengths = pc.binary_length(dictionary.cast(pa.string()))
+        too_long = pc.greater(pc.utf8_length(dictionary.cast(pa.string())), limits.max_cell_chars)
         if pc.any(too_long).as_py():
             used = pc.take(too_long, column.indices)
             if pc.any(used).as_py():
                 raise _cell_too_long(name, int(rows[pc.index(used, True).as_py()]), limits)
+        expansion.add(int(pc.sum(pc.take(lengths, column.indices)).as_py() or 0))
     return column.dictionary_decode()
 
 
 def _columnar_values(
-    column: pa.Array, name: str, rows: pd.Index, limits: Limits, problems: ColumnProblems
+    column: pa.Array,
+    name: str,
+    rows: pd.Index,
+    limits: Limits,
+    problems: ColumnProblems,
+    expansion: Expansion,
 ) -> pa.Array | None:
     try:
         if pa.types.is_dictionary(column.type):
-            column = _decoded(column, name, rows, limits)
+            column = _decoded(column, name, rows, limits, expansion)
         if pa.types.is_string_view(column.type):
             column = column.cast(pa.string())
+    except ReadLimitExceeded:
+        raise
     except DataError as err:
         problems.add(name, err)
         return None
