@@ -65,13 +65,39 @@ CODES: dict[str, ErrorCode] = {
     "id_too_short": ErrorCode(
         422, "A job id prefix is shorter than the minimum (`minimum`, characters) and no full id."
     ),
+    "decompressed_too_large": ErrorCode(
+        413,
+        "The upload decodes to more than FITEXPLAIN_MAX_DECOMPRESSED_BYTES, found while it is read "
+        "(`setting`, `limit`, `read`).",
+    ),
+    "compression_ratio_too_high": ErrorCode(
+        413,
+        "The upload decodes to more than FITEXPLAIN_MAX_DECOMPRESSION_RATIO times the bytes read so far: "
+        "a decompression bomb (`setting`, `limit`, `read`).",
+    ),
+    "line_too_long": ErrorCode(
+        422, "A CSV line is longer than FITEXPLAIN_MAX_LINE_BYTES (`setting`, `limit`, `read`)."
+    ),
+    "too_many_rows": ErrorCode(
+        422,
+        "More data rows than FITEXPLAIN_MAX_ROWS, as read or as a Parquet footer or an Arrow message "
+        "declares them (`setting`, `limit`, `read`).",
+    ),
+    "too_many_columns": ErrorCode(
+        422, "More columns than FITEXPLAIN_MAX_COLUMNS (`setting`, `limit`, `read`)."
+    ),
+    "unsupported_type": ErrorCode(
+        422, "A Parquet or Arrow column holds a type that is neither numbers nor text (`column`)."
+    ),
     "invalid_parameter": ErrorCode(
         422,
         "A query parameter or form field is missing or invalid (`parameter`, and `errors` as listed "
         "by FastAPI).",
     ),
     "rate_limited": ErrorCode(
-        429, "Too many submissions this minute or unfinished jobs for this user (`retry_after`, seconds)."
+        429,
+        "Too many submissions this minute, unfinished jobs, or uploads refused this minute (the "
+        "rejected-upload budget) for this user (`retry_after`, seconds).",
     ),
     "headers_too_large": ErrorCode(431, "The request line and headers exceed FITEXPLAIN_MAX_HEADER_BYTES."),
     "internal_error": ErrorCode(500, "A bug: it has been logged."),
@@ -85,8 +111,10 @@ CODES: dict[str, ErrorCode] = {
 
 Besides these, unusable data, a bad parameter value or a job over a limit answer 422 with the ML core's
 own code (`UserInputError.code` in shared/ml: e.g. `missing_value`, `non_numeric`, `unknown_base_model`,
-`over_budget`, `over_memory`) and the `column` it concerns (null when none); a submit with `wait` whose
-job failed answers with the job's own `error.code` and its `job_id`."""
+`over_budget`, `over_memory`) and the `column` it concerns (null when none); a limit met while an upload
+is read (the codes above that name `read`) adds `setting`, `limit` and `read`: what had been read when it
+stopped (`sent_bytes`, `decoded_bytes`, `rows`). A submit with `wait` whose job failed answers with the
+job's own `error.code` and its `job_id`."""
 
 CODE_BY_STATUS: dict[int, str] = {
     400: "bad_request",
