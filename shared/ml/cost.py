@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from shared.ml.errors import LimitExceeded
 from shared.ml.explain.budgets import AGNOSTIC_EVALS_PER_ROW, PERMUTATION_REPEATS
+from shared.ml.ingest.bounds import check_rows_memory, memory_bytes
 from shared.ml.ingest.dataset import Dataset
 from shared.ml.spec import GbdtType, JobSpec
 
@@ -190,28 +191,14 @@ def check_budget(estimate: CostEstimate, budget_seconds: float) -> None:
     )
 
 
-# Copies of the data a job holds at its peak: the loaded table, X, its train/test split and the model's
-# own (boosters' matrices, nnetsauce's transformed inputs). A rough bound, meant to refuse the hopeless.
-MEMORY_COPIES = 6
-
-
 def estimated_memory_bytes(shape: DataShape) -> int:
-    """Bytes a worker needs for the job's data: rows x (features + target + index) x 8 x MEMORY_COPIES."""
-    return (shape.n_train + shape.n_test) * (shape.n_features + 2) * 8 * MEMORY_COPIES
+    """Bytes a worker needs for the job's data (`shared.ml.ingest.bounds.memory_bytes`)."""
+    return memory_bytes(shape.n_train + shape.n_test, shape.n_features)
 
 
 def check_memory(shape: DataShape, max_memory_mb: int) -> None:
     """LimitExceeded (a 422 at submit) when the job's data alone would not fit in a worker's memory."""
-    needed_mb = estimated_memory_bytes(shape) / 1e6
-    if needed_mb <= max_memory_mb:
-        return
-    raise LimitExceeded(
-        "over_memory",
-        f"This job's data ({shape.n_train + shape.n_test:,} rows x {shape.n_features:,} features) needs "
-        f"about {needed_mb:,.0f} MB in a worker, more than its {max_memory_mb:,} MB "
-        "(worker_max_memory_mb): send fewer rows or features.",
-        details={"limit": max_memory_mb, "setting": "FITEXPLAIN_WORKER_MAX_MEMORY_MB"},
-    )
+    check_rows_memory(shape.n_train + shape.n_test, shape.n_features, max_memory_mb)
 
 
 def _advice(estimate: CostEstimate) -> str:

@@ -15,7 +15,7 @@ import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from shared.ml.errors import DataError
+from shared.ml.errors import DataError, LimitExceeded
 from shared.ml.spec import Limits
 
 if TYPE_CHECKING:
@@ -78,6 +78,30 @@ def too_many_columns(n_columns: int, limits: Limits) -> ReadLimitExceeded:
         f"The file has {n_columns} columns, more than the limit of {limits.max_columns} (max_columns).",
         "max_columns",
         limits.max_columns,
+    )
+
+
+# Copies of the data a job holds at its peak: the loaded table, X, its train/test split and the model's
+# own (boosters' matrices, nnetsauce's transformed inputs). A rough bound, meant to refuse the hopeless.
+MEMORY_COPIES = 6
+
+
+def memory_bytes(rows: int, features: int) -> int:
+    """Bytes a worker needs for a job's data: rows x (features + target + index) x 8 x MEMORY_COPIES."""
+    return rows * (features + 2) * 8 * MEMORY_COPIES
+
+
+def check_rows_memory(rows: int, features: int, max_memory_mb: int) -> None:
+    """over_memory (a 422 at submit) when `rows` rows of `features` features would not fit in a worker:
+    checked at submit, and while an upload is read (its rows so far, or those a file declares)."""
+    needed_mb = memory_bytes(rows, features) / 1e6
+    if needed_mb <= max_memory_mb:
+        return
+    raise LimitExceeded(
+        "over_memory",
+        f"This job's data ({rows:,} rows x {features:,} features) needs about {needed_mb:,.0f} MB in a "
+        f"worker, more than its {max_memory_mb:,} MB (worker_max_memory_mb): send fewer rows or features.",
+        details={"limit": max_memory_mb, "setting": "FITEXPLAIN_WORKER_MAX_MEMORY_MB"},
     )
 
 

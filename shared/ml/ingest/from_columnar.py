@@ -23,10 +23,15 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from shared.ml.cost import DataShape, check_memory
 from shared.ml.errors import DataError
 from shared.ml.ingest import dataset
-from shared.ml.ingest.bounds import DecodedBudget, ReadCounters, ReadLimitExceeded, too_many_rows
+from shared.ml.ingest.bounds import (
+    DecodedBudget,
+    ReadCounters,
+    ReadLimitExceeded,
+    check_rows_memory,
+    too_many_rows,
+)
 from shared.ml.ingest.canonical import (
     TEXT_COLUMNS,
     CanonicalWriter,
@@ -119,7 +124,7 @@ def _check_declared(header: list[str], rows: int, limits: Limits) -> None:
     if rows > limits.max_rows:
         raise too_many_rows(limits)
     features = sum(name not in TEXT_COLUMNS for name in header)
-    check_memory(DataShape(rows, 0, features), limits.worker_max_memory_mb)
+    check_rows_memory(rows, features, limits.worker_max_memory_mb)
 
 
 def _open_parquet(

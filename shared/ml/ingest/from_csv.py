@@ -26,10 +26,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from isal import isal_zlib
 
-from shared.ml.cost import DataShape, check_memory
 from shared.ml.errors import DataError
 from shared.ml.ingest import dataset
-from shared.ml.ingest.bounds import ReadCounters, ReadLimitExceeded, too_many_rows
+from shared.ml.ingest.bounds import ReadCounters, ReadLimitExceeded, check_rows_memory, too_many_rows
 from shared.ml.ingest.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Labels, TextColumns
 from shared.ml.ingest.columns import MISSING_TOKENS
 from shared.ml.ingest.dataset import check_record
@@ -174,7 +173,7 @@ def _fast_csv(raw: BinaryIO, dest: Path, limits: Limits, counters: ReadCounters)
             counters.rows += group.num_rows
             if writer.rows + group.num_rows > limits.max_rows:
                 raise too_many_rows(limits)
-            check_memory(DataShape(writer.rows + group.num_rows, 0, n_features), limits.worker_max_memory_mb)
+            check_rows_memory(writer.rows + group.num_rows, n_features, limits.worker_max_memory_mb)
             if scanner.long_line:
                 raise _Unusual
             columns: dict[str, pa.ChunkedArray] = {}
@@ -287,7 +286,7 @@ def _exact_csv(
 
         def flush() -> None:
             counters.rows += len(rows)
-            check_memory(DataShape(n_rows, 0, n_features), limits.worker_max_memory_mb)
+            check_rows_memory(n_rows, n_features, limits.worker_max_memory_mb)
             frame = pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=object)
             columns = {name: problems.convert(frame[name], name) for name in header}
             if not problems:
