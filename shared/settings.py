@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     max_decompression_ratio: float = Field(
         LIMITS.max_decompression_ratio,
         gt=0,
-        description="decoded bytes per byte read, beyond the first 4 MiB decoded (413 "
+        description="decoded bytes per byte read, beyond the first MiB decoded (413 "
         "`compression_ratio_too_high` as soon as it is met: a decompression bomb)",
     )
     max_classes: int = Field(

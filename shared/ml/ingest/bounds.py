@@ -21,10 +21,10 @@ from shared.ml.spec import Limits
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-RATIO_FREE_BYTES = 4 << 20
+RATIO_FREE_BYTES = 1 << 20
 """Decoded bytes allowed whatever the ratio: a small file may compress very well."""
 
-SENT_READ_BYTES = 64 << 10
+SENT_READ_BYTES = 16 << 10
 """Bytes a decompressor gets at a time: what it has consumed stays close to what it has decoded."""
 
 TOO_LARGE = 413  # the status of a refusal for the upload's decoded size
