@@ -186,9 +186,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--submits", type=int, default=40)
+    parser.add_argument("--loop-only", action="store_true", help="only part 2, the trivial submits")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    refusal_times(args.repeats)
+    if not args.loop_only:
+        refusal_times(args.repeats)
     bombs = [build() for build in LOOP_BOMBS]
     print("\n## Another user's trivial submit while one user sends bombs in a loop\n")
     print(

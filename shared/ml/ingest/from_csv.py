@@ -5,7 +5,9 @@ error, a missing or non-finite value, a long line, blank lines or quoted newline
 numbers) the file is read again by the exact reader, `shared.ml.ingest.dataset`'s rules streamed line by line,
 which names the line and column of the problem. Errors come in `shared.ml.ingest.dataset.read_table`'s order:
 not UTF-8 anywhere, then the header, then the first broken row (shape, cell length, row limit), then
-per column in header order its first missing, non-numeric or infinite value.
+per column in header order its first missing, non-numeric or infinite value. A limit on the reading
+itself (`shared.ml.ingest.bounds`: decoded bytes, line length, rows, worker memory) ends it in whichever
+pass meets it, before any of these: nothing past it is read.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from isal import isal_zlib
 
 from shared.ml.errors import DataError
 from shared.ml.ingest import dataset
-from shared.ml.ingest.bounds import ReadCounters, ReadLimitExceeded, check_rows_memory, too_many_rows
+from shared.ml.ingest.bounds import (
+    ReadCounters,
+    ReadLimitExceeded,
+    check_rows_memory,
+    too_many_columns,
+    too_many_rows,
+)
 from shared.ml.ingest.canonical import TEXT_COLUMNS, CanonicalWriter, ColumnProblems, Labels, TextColumns
 from shared.ml.ingest.columns import MISSING_TOKENS
 from shared.ml.ingest.dataset import check_record
@@ -218,6 +226,8 @@ def _read_header(raw: BinaryIO, limits: Limits) -> tuple[int, list[str]]:
             raise _Unusual  # a header over many lines: the exact reader names the problem
         if not line.endswith(b"\n") or quotes % 2:
             continue
+        if not quotes and line.count(b",") >= limits.max_columns:  # counted before it is parsed
+            raise too_many_columns(line.count(b",") + 1, limits)
         text = b"".join(lines).decode("utf-8-sig")
         try:
             records = list(dataset.records_from(io.StringIO(text, newline="")))
