@@ -302,7 +302,9 @@ def _user_input_error(scopes: Scopes) -> Handler:
 
 def _rate_limited(scopes: Scopes) -> Handler:
     async def handle(request: Request, exc: RateLimited) -> Response:
-        headers = {"Retry-After": str(exc.retry_after)}
+        # The connection closes: an upload refused before its body would otherwise be read to its end
+        # (and thrown away) for the connection to be used again.
+        headers = {"Retry-After": str(exc.retry_after), "Connection": "close"}
         if scopes.page(request):
             return _with_headers(scopes.render_page(request, 429, exc.message), headers)
         if scopes.techtonique(request):

@@ -32,6 +32,7 @@ def test_past_the_budget_of_refused_uploads_a_users_submits_are_429s(
     assert limited.status_code == 429, limited.text
     body = limited.json()
     assert body["code"] == "rate_limited" and "FITEXPLAIN_MAX_REJECTED_UPLOADS_PER_MINUTE" in body["detail"]
+    assert limited.headers["Connection"] == "close"  # the unread body is not drained
     assert 1 <= int(limited.headers["Retry-After"]) <= 21 and body["retry_after"] == int(
         limited.headers["Retry-After"]
     )
