@@ -146,22 +146,30 @@ class DecodedBudget:
 
 
 class CountingReader(io.RawIOBase):
-    """The upload's bytes as sent, counted as they are read."""
+    """The upload's bytes as sent, counted as they are read; at most `most` bytes a read (for a
+    decompressor, so that what it has consumed stays close to what it has decoded)."""
 
-    def __init__(self, raw: BinaryIO, counters: ReadCounters) -> None:
+    def __init__(self, raw: BinaryIO, counters: ReadCounters, most: int | None = None) -> None:
         self.raw = raw
         self.counters = counters
+        self.most = most
         self.count = 0
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer)[:SENT_READ_BYTES]
-        data = self.raw.read(len(view))
-        view[: len(data)] = data
+    def read(self, size: int | None = -1) -> bytes:
+        if self.most is not None and (size is None or size < 0 or size > self.most):
+            size = self.most
+        data = self.raw.read(-1 if size is None else size)
         self.count += len(data)
         self.counters.sent_bytes += len(data)
+        return data
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer)
+        data = self.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ from typing import BinaryIO, Literal, cast
 from isal import igzip
 
 from shared.ml.errors import DataError, UserInputError
-from shared.ml.ingest.bounds import BoundedText, CountingReader, ReadCounters
+from shared.ml.ingest.bounds import SENT_READ_BYTES, BoundedText, CountingReader, ReadCounters
 from shared.ml.ingest.canonical import Labels
 from shared.ml.ingest.columns import Roles
 from shared.ml.ingest.dataset import Dataset, load_source
@@ -173,7 +173,7 @@ def _open_text(
     open_raw: Callable[[], BinaryIO], found: Format, limits: Limits, counters: ReadCounters
 ) -> BinaryIO:
     """One pass over a CSV's text, counted and bounded (`shared.ml.ingest.bounds`)."""
-    sent = CountingReader(open_raw(), counters)
+    sent = CountingReader(open_raw(), counters, SENT_READ_BYTES if found == "csv.gz" else None)
     # Both read as binary files, but typeshed's RawIOBase and GzipFile are no BinaryIO (a nominal class).
     raw = cast("BinaryIO", sent)
     text = cast("BinaryIO", _GzipText(raw)) if found == "csv.gz" else raw
