@@ -12,8 +12,9 @@ Part 2, on one stack per rejected-upload budget (off, i.e. 10^9 a minute, so tha
 work; then the default): user A's trivial submit (iris, 5 lightgbm trees, answered 202) `--submits`
 times alone, then as many times while user B sends bombs in a loop (one after another, each kind in
 turn), then alone again; the median of each phase and the ratio of the bombed one to the mean of the
-two quiet ones. User B's loop runs in a process of its own. No worker runs: every submit is answered by
-the API alone, which is what is measured.
+two quiet ones. A control row does the same with user B sending legitimate uploads of the bombs' sizes
+and formats (accepted): the cost of the upload traffic itself. User B's loop runs in a process of its
+own. No worker runs: every submit is answered by the API alone, which is what is measured.
 """
 
 from __future__ import annotations
@@ -210,6 +211,10 @@ def main() -> None:
     print("|---|---|---|---|---|")
     under_bombs(args.submits, bombs, NO_BUDGET, "off (10^9 a minute)")
     under_bombs(args.submits, bombs, DEFAULT_BUDGET, "default (30 a minute)")
+    legitimate = [legitimate_like(bomb) for bomb in bombs]
+    under_bombs(
+        args.submits, legitimate, NO_BUDGET, "control: legitimate uploads of the same sizes, accepted"
+    )
 
 
 if __name__ == "__main__":
