@@ -1,8 +1,8 @@
 """Each user's refused uploads, as a leaky bucket that the rejected-upload budget drains
 (`shared.limits.charge_rejected_upload`): one row per user who has had an upload refused.
 
-Revision ID: 0002_upload_rejections
-Revises: 0001_initial
+Revision ID: 0004_upload_rejections
+Revises: 0003_fair_share
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_upload_rejections"
-down_revision = "0001_initial"
+revision = "0004_upload_rejections"
+down_revision = "0003_fair_share"
 branch_labels = None
 depends_on = None
 
