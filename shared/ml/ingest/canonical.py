@@ -410,7 +410,9 @@ class ColumnProblems:
                 return pa.array(checked_strings(values, column).to_numpy(dtype=object), pa.string())
             if column in self.text_columns:
                 text = values.astype(str)
-                return pa.array(text.where(~is_missing(text), None).to_numpy(dtype=object), pa.string())
+                # A mask, not where(..., None): pandas' str dtype writes a missing value back as NaN.
+                missing = is_missing(text).to_numpy(dtype=bool)
+                return pa.array(text.to_numpy(dtype=object), pa.string(), mask=missing, from_pandas=True)
             return pa.array(feature_numbers(values, column).to_numpy(), pa.float64())
         except DataError as err:
             if err.code == "non_numeric":
