@@ -21,19 +21,20 @@ def test_past_the_budget_of_refused_uploads_a_users_submits_are_429s(
     service_settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(service_settings, "max_rejected_uploads_per_minute", 3)
+    # One unit a minute drains slowly enough that a loaded machine's slow requests cannot drain it.
+    monkeypatch.setattr(service_settings, "max_rejected_uploads_per_minute", 1)
     for _ in range(2):
         assert post(client, alice, "data.csv", "text/csv", IRIS_CSV).status_code == 202  # not charged
-    answers = [post(client, alice, "data.csv", "text/csv", NOT_NUMBERS) for _ in range(5)]
+    answers = [post(client, alice, "data.csv", "text/csv", NOT_NUMBERS) for _ in range(4)]
     codes = [answer.json()["code"] for answer in answers]
-    # three refusals fill the budget (a fourth may pass while the first ones drain), then 429s
-    assert codes[:3] == ["non_numeric"] * 3 and codes[4] == "rate_limited", codes
+    # one refusal fills the budget (a second may pass while the first drains), then 429s
+    assert codes[0] == "non_numeric" and codes[2:] == ["rate_limited"] * 2, codes
     limited = post(client, alice, "data.csv", "text/csv", IRIS_CSV)  # a good upload, refused before its body
     assert limited.status_code == 429, limited.text
     body = limited.json()
     assert body["code"] == "rate_limited" and "FITEXPLAIN_MAX_REJECTED_UPLOADS_PER_MINUTE" in body["detail"]
     assert limited.headers["Connection"] == "close"  # the unread body is not drained
-    assert 1 <= int(limited.headers["Retry-After"]) <= 21 and body["retry_after"] == int(
+    assert 1 <= int(limited.headers["Retry-After"]) <= 61 and body["retry_after"] == int(
         limited.headers["Retry-After"]
     )
     assert post(client, bob, "data.csv", "text/csv", IRIS_CSV).status_code == 202
