@@ -98,9 +98,7 @@ def table_bytes(table: pa.Table, form: str) -> tuple[str, str, bytes]:
     return "data.arrows", "application/vnd.apache.arrow.stream", sink.getvalue()
 
 
-def post_table(
-    client: TestClient, account: Account, table: pa.Table, form: str, **extra: str
-) -> Response:
+def post_table(client: TestClient, account: Account, table: pa.Table, form: str, **extra: str) -> Response:
     name, content_type, content = table_bytes(table, form)
     params = {key: str(value) for key, value in TINY_GBDT.items()} | extra
     return client.post(
