@@ -358,3 +358,19 @@ def test_a_dataframe_goes_as_parquet_with_its_dtypes(client: Client) -> None:
     assert others[0].class_labels == classified.class_labels
     assert all(result.y_pred for result in others)
     assert [job.state.data_filename for job in jobs] == ["data.parquet"] * 4
+
+
+def test_a_jobs_shap_explanation_carries_the_test_rows_values(client: Client) -> None:
+    table = pd.read_csv(DATA / "tables" / "customers.csv")
+    job = client.gbdtclassification(
+        table, target="churned", id_column="customer_id", model_type="xgboost", interpretability="shap"
+    )
+    result = job.wait(progress=False)
+    assert result.X_test is None, "the plain result does not carry the feature values"
+    explanation = job.shap_explanation(class_label="yes")
+    rows = table.set_index("customer_id").loc[result.raw["test_ids"]]
+    assert explanation.shape == (len(rows), len(result.feature_names))
+    for index, name in enumerate(result.feature_names):
+        coded = pd.Series(explanation.data[:, index])  # numbers as sent, categories coded, missing NaN
+        assert coded.nunique(dropna=False) == rows[name].nunique(dropna=False), name
+        assert coded.isna().sum() == rows[name].isna().sum(), name

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from fitexplain_client.binary import ResultFormat, ResultFrame, read_parquet
 from fitexplain_client.errors import ConflictError, WaitTimeoutError
@@ -159,6 +159,11 @@ class Job:
         form; extra `arrow`). Much faster than `result()` for a SHAP result of many rows."""
         return read_parquet(self.download("parquet"))
 
+    def shap_explanation(self, class_label: str | None = None) -> Any:
+        """The SHAP values as a `shap.Explanation` whose `data` holds the test rows' feature values (the
+        result is asked for with `include=X_test`), so `shap.plots.beeswarm` colours by feature value."""
+        return self.result(include=["X_test"]).shap_explanation(class_label)
+
     def _require_success(self) -> None:
         if self.state.status != "succeeded":
             self.refresh()
@@ -235,6 +240,10 @@ class AsyncJob:
     async def result_frame(self) -> ResultFrame:
         """As `Job.result_frame`."""
         return read_parquet(await self.download("parquet"))
+
+    async def shap_explanation(self, class_label: str | None = None) -> Any:
+        """As `Job.shap_explanation`."""
+        return (await self.result(include=["X_test"])).shap_explanation(class_label)
 
     async def wait(self, timeout: float | None = None, progress: bool = False) -> Result:
         """As `Job.wait`; no progress bar by default, as many jobs are usually awaited together."""
