@@ -261,6 +261,7 @@ class JobChunk(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     blob_key: Mapped[str | None] = mapped_column(String(200))  # the done part, until the job finishes
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    worker: Mapped[str | None] = mapped_column(String(200))  # who claimed it last (host:pid)
 
 
 class JobPrepared(Base):

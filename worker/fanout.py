@@ -130,7 +130,9 @@ class FanOutRunner:
             if self.job_heartbeat is not None:  # in a killable child, the supervisor stops the work
                 self.job_heartbeat.check()
             with session_scope() as session:
-                chunk = chunks.claim_next(session, self.job_id, stale_after=self.settings.stale_after_seconds)
+                chunk = chunks.claim_next(
+                    session, self.job_id, stale_after=self.settings.stale_after_seconds, worker=self.worker
+                )
             if chunk is not None:
                 compute_chunk(prepared, chunk, self.settings)
                 delay = 0.2

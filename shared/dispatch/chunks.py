@@ -48,8 +48,9 @@ def create_chunks(session: Session, job_id: str, method: str, spans: list[tuple[
     )
 
 
-def claim_next(session: Session, job_id: str, *, stale_after: float) -> ClaimedChunk | None:
-    """Take the first chunk that is pending, or running under a worker that stopped beating."""
+def claim_next(session: Session, job_id: str, *, stale_after: float, worker: str = "") -> ClaimedChunk | None:
+    """Take the first chunk that is pending, or running under a worker that stopped beating; the chunk
+    records `worker` (its `host:pid`) as the one computing it."""
     claimable = or_(
         JobChunk.status == "pending",
         and_(JobChunk.status == "running", heartbeat_stale(JobChunk.heartbeat_at, stale_after)),
@@ -64,7 +65,9 @@ def claim_next(session: Session, job_id: str, *, stale_after: float) -> ClaimedC
         row = session.execute(
             update(JobChunk)
             .where(JobChunk.job_id == job_id, JobChunk.method == method, JobChunk.index == index, claimable)
-            .values(status="running", heartbeat_at=utcnow(), attempts=JobChunk.attempts + 1)
+            .values(
+                status="running", heartbeat_at=utcnow(), attempts=JobChunk.attempts + 1, worker=worker or None
+            )
             .returning(JobChunk.start, JobChunk.stop)
         ).first()
         if row is not None:
