@@ -120,8 +120,11 @@ def worker_queues(choice: QueueChoice) -> list[str]:
 
 
 def worker_argv(concurrency: int, loglevel: str, queue: QueueChoice = QueueChoice.all) -> list[str]:
+    """Celery's arguments; the node name holds the process id, so that several workers on one machine
+    (or in containers that share a hostname) are told apart in broadcasts such as a shutdown."""
     return [
         "worker",
+        f"--hostname=worker{os.getpid()}@%h",
         f"--concurrency={concurrency}",
         f"--queues={','.join(worker_queues(queue))}",
         f"--loglevel={loglevel}",

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
+from shared.blobs.store import BlobStoreUnreachable, CacheUnwritable
 from shared.db import commit_without_flush_wait, session_scope
 from shared.dispatch import chunks
 from shared.dispatch.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
@@ -107,24 +108,31 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
             exc=exc, countdown=min(CLAIM_RETRY_SECONDS * 2**retries, 60), max_retries=None
         ) from exc
 
+    unfetched: OSError | None = None
     try:
         with job_heartbeat(job_id, me, attempt, settings) as beat:
             beat.record(0.0, "fitting")
             # Under the heartbeat: fetching a remote upload may take longer than the lease.
-            source = upload_source(stored_upload_path(upload))
-            ended = executor().run(
-                partial(compute_job, job_id, me, attempt, source, spec, queue),
-                time_limit=settings.soft_time_limit,
-                poll_seconds=settings.cancel_poll_seconds,
-                still_wanted=lambda: not beat.lost.is_set() and _still_ours(job_id, me, attempt),
-                on_progress=beat.record,
-                on_started=partial(_record_started, me, job_id),
-            )
+            try:
+                source = upload_source(stored_upload_path(upload))
+            except (CacheUnwritable, BlobStoreUnreachable) as exc:  # this machine's or the store's fault
+                unfetched = exc
+            else:
+                ended = executor().run(
+                    partial(compute_job, job_id, me, attempt, source, spec, queue),
+                    time_limit=settings.soft_time_limit,
+                    poll_seconds=settings.cancel_poll_seconds,
+                    still_wanted=lambda: not beat.lost.is_set() and _still_ours(job_id, me, attempt),
+                    on_progress=beat.record,
+                    on_started=partial(_record_started, me, job_id),
+                )
     except Exception as exc:  # the supervision itself failed (the computation was killed): never a hang
         log.exception("job %s: supervising its computation failed", job_id)
         ended = Outcome(
             "finished", _fail(job_id, me, attempt, "internal_error", _internal_error_message(exc))
         )
+    if unfetched is not None:
+        return _not_started(self, job_id, me, attempt, unfetched, settings)
     with session_scope() as session:  # the computation is over: one commit frees the job and counts it
         # Not waited for on disk: it overlaps the next request's work, and a crash of Postgres that lost
         # it loses a count, and a cancelled job's `stopping` flag, which stops mattering once the job's
@@ -134,6 +142,50 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
         computation_stopped(session, job_id, me, attempt=attempt, worker_seconds=used)
         workers.job_finished(session, me, _worker_outcome(ended))
     return _conclude(job_id, me, attempt, ended, settings)
+
+
+def _not_started(
+    task: Task[Any, Any], job_id: str, me: str, attempt: int, exc: OSError, settings: Settings
+) -> str:
+    """The job's upload could not be fetched, by a fault of this machine (its cache disk) or of the blob
+    store, not of the job: queued again for any worker (the sweep publishes it). A machine whose disk
+    failed also stops taking jobs, so that another machine runs it."""
+    if isinstance(exc, CacheUnwritable):
+        log.error(
+            "worker %s stops taking jobs: %s. Job %s is queued again for another worker; free or fix the "
+            "disk under FITEXPLAIN_HOME and start this worker again.",
+            me,
+            exc,
+            job_id,
+        )
+        stop_this_worker(task)
+    else:
+        log.warning("job %s: its upload could not be fetched (%s); queued again", job_id, exc)
+    with session_scope() as session:
+        computation_stopped(session, job_id, me, attempt=attempt, worker_seconds=0.0)
+        workers.job_finished(session, me, "stopped")
+        done = computation_died(
+            session,
+            job_id,
+            me,
+            how=f"did not start: {exc}",
+            max_attempts=settings.max_attempts,
+            attempt=attempt,
+            progress_message="requeued: the upload could not be fetched",
+        )
+    return f"not started: {done}"
+
+
+def stop_this_worker(task: Task[Any, Any]) -> None:
+    """Ask the worker running `task` for a warm shutdown (a broadcast to its node name): it stops
+    consuming and exits once its running tasks end; a supervisor or restart policy may start it again."""
+    node = task.request.hostname
+    if task.request.is_eager or not node:
+        return
+    try:
+        task.app.control.shutdown(destination=[node])
+    except Exception:  # a broker without broadcasts (the embedded one): the worker goes on
+        log.exception("worker %s could not ask itself to stop", node)
 
 
 def _record_started(me: str, job_id: str) -> None:
@@ -275,7 +327,7 @@ def run_chunk(job_id: str) -> int:
     child (stopped as soon as the job is no longer running, or at the time limit)."""
     settings = get_settings()
     ended = executor().run(
-        partial(compute_chunks, job_id),
+        partial(compute_chunks, job_id, worker_name()),
         time_limit=settings.soft_time_limit,
         poll_seconds=settings.cancel_poll_seconds,
         still_wanted=lambda: _job_running(job_id),
@@ -287,7 +339,7 @@ def run_chunk(job_id: str) -> int:
     return int(ended.detail)
 
 
-def compute_chunks(job_id: str, progress: Progress) -> str:
+def compute_chunks(job_id: str, me: str, progress: Progress) -> str:
     """Claim and compute the job's chunks while it runs; the number computed (run in the killable child)."""
     settings = get_settings()
     computed = 0
@@ -296,7 +348,7 @@ def compute_chunks(job_id: str, progress: Progress) -> str:
             job = session.get(Job, job_id)
             if job is None or job.status != JobStatus.running:
                 return str(computed)
-            chunk = chunks.claim_next(session, job_id, stale_after=settings.stale_after_seconds)
+            chunk = chunks.claim_next(session, job_id, stale_after=settings.stale_after_seconds, worker=me)
             if chunk is None:
                 return str(computed)
         try:

@@ -15,6 +15,7 @@ object appears whole when its upload completes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -32,6 +33,25 @@ from fsspec.implementations.local import LocalFileSystem
 from shared.settings import Settings, get_settings
 
 CACHE_MAX_AGE_SECONDS = 3600.0  # cached downloads of remote blobs unused this long are removed
+# What a local disk says when it cannot take a file: full, over quota, read-only, or not ours to write.
+LOCAL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+class BlobStoreUnreachable(OSError):
+    """The blob store did not answer a read (its endpoint down or the network cut): worth trying again."""
+
+
+class CacheUnwritable(OSError):
+    """This machine's cache of remote blobs cannot be written (its disk is full or read-only): a fault of
+    the machine, not of the job or the blob store, which another machine can run the job despite."""
+
+    def __init__(self, cache_dir: Path, cause: OSError) -> None:
+        super().__init__(
+            cause.errno,
+            f"the blob cache {cache_dir} (under FITEXPLAIN_HOME) cannot be written: "
+            f"{cause.strerror or cause}",
+        )
+        self.cache_dir = cache_dir
 
 
 def new_token() -> str:
@@ -114,11 +134,23 @@ class BlobStore:
         if cached.exists():
             os.utime(cached)  # keeps it from the cache pruning while it is used
             return cached
-        cached.parent.mkdir(parents=True, exist_ok=True)
         temp = cached.with_name(f".{cached.name}.{new_token()}.part")
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            temp.touch()
+        except OSError as exc:
+            raise CacheUnwritable(self.cache_dir, exc) from exc
         try:
             self.fs.get_file(path, str(temp))
             os.replace(temp, cached)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno in LOCAL_DISK_ERRNOS and not isinstance(exc, PermissionError):
+                raise CacheUnwritable(self.cache_dir, exc) from exc  # full while the download was written
+            raise BlobStoreUnreachable(f"reading blob {key!r}: {exc}") from exc
+        except Exception as exc:  # s3fs and aiobotocore raise their own classes for a dropped connection
+            raise BlobStoreUnreachable(f"reading blob {key!r}: {type(exc).__name__}: {exc}") from exc
         finally:
             temp.unlink(missing_ok=True)
         self._prune_cache()

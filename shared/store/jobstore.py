@@ -696,10 +696,18 @@ def computation_stopped(
 
 
 def computation_died(
-    session: Session, job_id: str, worker: str, *, how: str, max_attempts: int, attempt: int | None = None
+    session: Session,
+    job_id: str,
+    worker: str,
+    *,
+    how: str,
+    max_attempts: int,
+    attempt: int | None = None,
+    progress_message: str = "requeued: computation died",
 ) -> str:
-    """The job's computation died by itself (the OOM killer, a crash in native code): run it again on
-    any worker (the sweep publishes it), unless it used up its attempts. Returns what was done."""
+    """The job's computation died by itself (the OOM killer, a crash in native code), or could not start
+    on this machine: run it again on any worker (the sweep publishes it), unless it used up its attempts.
+    Returns what was done."""
     mine = held(job_id, worker, attempt)
     attempts = session.scalar(select(Job.attempts).where(*mine))
     if attempts is None:
@@ -710,7 +718,7 @@ def computation_died(
     session.execute(
         update(Job)
         .where(*mine)
-        .values(status=JobStatus.queued, dispatched_at=None, progress_message="requeued: computation died")
+        .values(status=JobStatus.queued, dispatched_at=None, progress_message=progress_message)
     )
     add_event(session, job_id, "requeued", f"the computation {how}")
     return "requeued"
