@@ -33,6 +33,25 @@ PG_ADMIN_DSN = os.environ.get("FITEXPLAIN_TEST_PG_ADMIN", "postgresql://postgres
 REDIS_URL = os.environ.get("FITEXPLAIN_TEST_REDIS", "redis://127.0.0.1:6379/7")
 
 
+@dataclass(frozen=True)
+class Host:
+    """A machine of a cluster on this one: a Unix user of its own and a FITEXPLAIN_HOME only it may enter
+    (tests/cluster/hosts.py makes them)."""
+
+    user: str
+    home: Path
+
+    def env(self) -> dict[str, str]:
+        """What differs between machines: the home (and the caches that libraries put under HOME)."""
+        return {
+            "FITEXPLAIN_HOME": str(self.home / "fitexplain"),
+            "HOME": str(self.home),
+            "NUMBA_CACHE_DIR": str(self.home / "numba"),
+            "MPLCONFIGDIR": str(self.home / "matplotlib"),
+            "XDG_CACHE_HOME": str(self.home / "cache"),
+        }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -68,7 +87,7 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def env(self) -> dict[str, str]:
+    def env(self, host: Host | None = None) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             {
@@ -93,7 +112,24 @@ class Stack:
             }
         )
         env.update(self.extra_env)
+        if host is not None:
+            env.update(host.env())
         return env
+
+    def _popen(
+        self, argv: list[str], log_name: str, host: Host | None, **kwargs: object
+    ) -> subprocess.Popen[bytes]:
+        """Start one of the stack's processes, as `host`'s user with its home when given."""
+        log = open(self.tmp / log_name, "ab")  # noqa: SIM115 - kept open for the process
+        as_user = {"user": host.user, "group": host.user, "extra_groups": []} if host is not None else {}
+        return subprocess.Popen(
+            argv,
+            env=self.env(host),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            **as_user,
+            **kwargs,  # type: ignore[call-overload]
+        )
 
     def blob_store(self) -> BlobStore:
         """The blob store the stack's processes use (a local directory under its home, or a bucket)."""
@@ -134,11 +170,8 @@ class Stack:
         self.cli("migrate")
         return self
 
-    def start_api(self, *args: str) -> None:
-        log = open(self.tmp / f"api-{self.port}.log", "ab")  # noqa: SIM115 - kept open for the process
-        self.api = subprocess.Popen(
-            [str(BIN / "fitexplain"), "api", *args], env=self.env(), stdout=log, stderr=subprocess.STDOUT
-        )
+    def start_api(self, *args: str, host: Host | None = None) -> None:
+        self.api = self._popen([str(BIN / "fitexplain"), "api", *args], f"api-{self.port}.log", host)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -151,22 +184,14 @@ class Stack:
             time.sleep(0.2)
         raise RuntimeError("API did not answer /healthz within 60 s")
 
-    def start_worker(self, concurrency: int = 1, queue: str = "all") -> subprocess.Popen[bytes]:
-        """A worker process taking jobs of one queue ("small", "large") or of both ("all")."""
-        index = len(self.workers)
-        log = open(self.tmp / f"worker-{index}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [
-                str(BIN / "fitexplain"),
-                "worker",
-                f"--concurrency={concurrency}",
-                f"--queue={queue}",
-                "--loglevel=info",
-            ],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    def start_worker(
+        self, concurrency: int = 1, queue: str = "all", host: Host | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A worker process taking jobs of one queue ("small", "large") or of both ("all"), as `host`'s user
+        with its home when given."""
+        argv = [str(BIN / "fitexplain"), "worker", f"--concurrency={concurrency}", f"--queue={queue}"]
+        proc = self._popen(
+            [*argv, "--loglevel=info"], f"worker-{len(self.workers)}.log", host, start_new_session=True
         )
         self.workers.append(proc)
         return proc

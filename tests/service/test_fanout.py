@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import psycopg
 import pytest
 
-from tests.contract import explanation
+from tests.contract import assert_same_result
 from tests.stack import Client, Stack
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -67,12 +66,4 @@ def test_fanned_out_job_equals_one_piece(
     assert sum(method == "shap" for method, _, _ in rows) >= 2
     assert all(status == "done" for _, _, status in rows)
 
-    for method in ("permutation", "shap"):
-        a, b = explanation(whole, method), explanation(split, method)
-        assert a["feature_names"] == b["feature_names"]
-        for key in ("importances_mean", "importances_std", "values", "base_values"):
-            if key in a:
-                np.testing.assert_allclose(np.asarray(b[key]), np.asarray(a[key]), rtol=1e-12, atol=1e-12)
-    assert {k: v for k, v in split.items() if k != "interpretability"} == {
-        k: v for k, v in whole.items() if k != "interpretability"
-    }
+    assert_same_result(whole, split)
