@@ -12,7 +12,7 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 export VENV PYTHON
 
-.PHONY: run test test-fast install lint lock bench clean
+.PHONY: run test test-fast test-cluster install lint lock bench clean
 
 # The runtime alone (no test, browser or lint tools), at the versions in uv.lock: the server and the client
 # (which owns the `fitexplain` command; the server adds its subcommands through the entry-point group
@@ -48,6 +48,12 @@ test-fast: $(TEST_STAMP)
 	$(BIN)/pytest -n auto tests/ml tests/inprocess tests/results tests/client tests/dashboard \
 		tests/test_no_history.py tests/test_import_cycles.py tests/test_layout.py tests/test_settings_table.py \
 		tests/install/test_lock.py
+
+# The cluster tier alone (also part of `make test`): the API and workers as machines that share nothing on
+# disk, each its own Unix user (so it runs as root), talking through Postgres, Redis and an S3 server.
+test-cluster: $(TEST_STAMP)
+	bash scripts/ensure_services.sh
+	$(BIN)/pytest tests/cluster
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
