@@ -63,8 +63,48 @@ def resolve(node: Any, env: dict[str, str]) -> Any:
     return node
 
 
-def load_compose(env: dict[str, str] | None = None) -> dict[str, Any]:
-    raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+class Reset:
+    """Compose's `!reset` tag: the value replaces what the files before it said, instead of merging."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class ComposeLoader(yaml.SafeLoader):
+    pass
+
+
+ComposeLoader.add_constructor(
+    "!reset",
+    lambda loader, node: Reset(
+        loader.construct_sequence(node)
+        if isinstance(node, yaml.SequenceNode)
+        else loader.construct_scalar(node)
+    ),
+)
+
+
+def merge(base: Any, override: Any) -> Any:
+    """Compose's merge of a later file: mappings key by key, sequences appended, `!reset` replaces."""
+    if isinstance(override, Reset):
+        return override.value
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = merge(base[key], value) if key in base else merge(None, value)
+        return merged
+    if isinstance(base, list) and isinstance(override, list):
+        return base + override
+    if isinstance(override, dict):
+        return {key: merge(None, value) for key, value in override.items()}
+    return override
+
+
+def load_compose(env: dict[str, str] | None = None, *files: str) -> dict[str, Any]:
+    """docker-compose.yml, then each of `files` merged on top as `docker compose -f a -f b` does."""
+    raw: Any = None
+    for name in ("docker-compose.yml", *files):
+        raw = merge(raw, yaml.load((ROOT / name).read_text(), Loader=ComposeLoader))
     return resolve(raw, COMPOSE_ENV if env is None else env)
 
 
@@ -518,3 +558,40 @@ def test_api_and_workers_share_the_blob_store(monkeypatch: pytest.MonkeyPatch) -
         env = service_env(with_s3["services"][name])
         assert env["FITEXPLAIN_STORAGE_URL"] == "s3://bucket/fitexplain"
         assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"} <= set(env)
+
+
+def test_on_s3_nothing_is_shared_on_disk_and_workers_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-compose.s3.yml: every service of ours stores its bytes in the bundled S3 server's bucket,
+    mounts no shared volume, and waits for the bucket; the S3 server and its bucket's one-shot are in the
+    `s3` profile; workers still scale."""
+    compose = load_compose(None, "docker-compose.s3.yml")
+    services = compose["services"]
+    s3, bucket = services["s3"], services["s3-bucket"]
+    assert s3["profiles"] == ["s3"] and bucket["profiles"] == ["s3"]
+    s3_port = int(option_value(argv(s3["command"]), "-s3.port") or 0)
+    bucket_script = " ".join(argv(bucket["entrypoint"]))
+    for name in fitexplain_services(compose):
+        service = services[name]
+        assert not service.get("volumes"), f"{name} mounts {service.get('volumes')}: shared disk"
+        settings = settings_from(service_env(service), monkeypatch)
+        url = urlsplit(settings.storage_url)
+        assert url.scheme == "s3", name
+        assert f"s3.bucket.create -name {url.hostname}" in bucket_script, "the bucket is created"
+        endpoint = urlsplit(service_env(service)["AWS_ENDPOINT_URL"])
+        assert (endpoint.hostname, endpoint.port) == ("s3", s3_port), name
+        assert service["depends_on"]["s3-bucket"] == {
+            "condition": "service_completed_successfully",
+            "required": False,
+        }, name
+        assert service["depends_on"]["migrate" if name != "migrate" else "postgres"]  # the base's order stays
+    assert "container_name" not in services["worker"] and "ports" not in services["worker"]
+    assert bucket["depends_on"]["s3"]["condition"] == "service_healthy"
+    assert "s3data" in compose["volumes"] and any(str(v).startswith("s3data:") for v in s3["volumes"])
+
+    own = load_compose(
+        {**COMPOSE_ENV, "FITEXPLAIN_STORAGE_URL": "s3://mine/fx", "AWS_ENDPOINT_URL": ""},
+        "docker-compose.s3.yml",
+    )
+    for name in fitexplain_services(own):
+        env = service_env(own["services"][name])
+        assert env["FITEXPLAIN_STORAGE_URL"] == "s3://mine/fx" and env["AWS_ENDPOINT_URL"] == "", name
