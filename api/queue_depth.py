@@ -35,7 +35,10 @@ def queue_depth(session: Session) -> int:
         for queue in (settings.queue, settings.large_queue)
         for suffix in REDIS_PRIORITY_SUFFIXES
     ]
+    pipeline = client.pipeline(transaction=False)  # the eight lengths in one round trip
+    for key in keys:
+        pipeline.llen(key)
     try:
-        return sum(int(client.llen(key)) for key in keys)
+        return sum(int(length) for length in pipeline.execute())
     except redis.RedisError:  # the broker is down: the database still knows what waits
         return queued_jobs(session)
