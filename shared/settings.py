@@ -175,7 +175,19 @@ class Settings(BaseSettings):
         gt=0,
         description="jobs whose data would need more in a worker (rows x (features + 2) x 8 bytes x 6 "
         "copies) are refused at submit (422 `over_memory`), as soon as the rows read or a file's metadata "
-        "say so",
+        "say so; xgboost jobs run on the Dask cluster instead when `dask_scheduler` is set",
+    )
+    dask_scheduler: str = Field(
+        "",
+        description="address of a Dask `distributed` scheduler (`tcp://host:8786`): xgboost jobs too large "
+        "for one worker (worker_max_memory_mb) are fitted and explained there; needs the `dask` extra. "
+        "Empty: they are refused",
+    )
+    dask_partition_mb: int = Field(
+        128,
+        gt=0,
+        description="the size of the partitions a Dask job reads its upload in (whole row groups of the "
+        "stored Parquet file: 4 MB of CSV text, or 65,536 rows of a Parquet or Arrow upload)",
     )
 
     fair_share_window_seconds: float = Field(

@@ -38,6 +38,7 @@ from shared.store.jobstore import (
 from shared.store.uploads import stored_upload_path, upload_path
 from shared.tables import Job, JobStatus
 from worker.app import app
+from worker.cluster import ClusterSource, cluster_source, run_on_dask
 from worker.computation import KillableExecutor, Outcome, Progress
 from worker.fanout import FanOutRunner, compute_chunk
 from worker.heartbeat import Heartbeat
@@ -98,6 +99,7 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
                 log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
             spec = JobSpec.from_json(job.spec)
             upload = outcome.upload  # read with the claim
+            cluster = cluster_source(upload, spec, settings)  # the Dask cluster's job, or None
     except OperationalError as exc:
         # Postgres is unreachable (or restarting) before the claim committed: the message is the job's
         # only wake-up (the sweep republishes only jobs never dispatched), so it must not be acked as
@@ -112,9 +114,10 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
     try:
         with job_heartbeat(job_id, me, attempt, settings) as beat:
             beat.record(0.0, "fitting")
-            # Under the heartbeat: fetching a remote upload may take longer than the lease.
+            # Under the heartbeat: fetching a remote upload may take longer than the lease. A job for the
+            # Dask cluster is not fetched: the cluster reads it from the blob store.
             try:
-                source = upload_source(stored_upload_path(upload))
+                source = cluster or upload_source(stored_upload_path(upload))
             except (CacheUnwritable, BlobStoreUnreachable) as exc:  # this machine's or the store's fault
                 unfetched = exc
             else:
@@ -203,21 +206,30 @@ def upload_source(path: Path | None) -> bytes | Path:
 
 
 def compute_job(
-    job_id: str, me: str, attempt: int, source: bytes | Path, spec: JobSpec, queue: str, progress: Progress
+    job_id: str,
+    me: str,
+    attempt: int,
+    source: bytes | Path | ClusterSource,
+    spec: JobSpec,
+    queue: str,
+    progress: Progress,
 ) -> str:
     """The job's computation, run in the killable child: fit, explain, store the result or the error."""
     settings = get_settings()
     phases = Phases()
     try:
-        result = run(
-            source,
-            spec,
-            settings.limits(),
-            n_threads=settings.model_threads,
-            progress=progress,
-            explain_method=FanOutRunner(job_id, settings, queue=queue, worker=me),
-            phases=phases,
-        )
+        if isinstance(source, ClusterSource):
+            result = run_on_dask(source, spec, progress, phases)
+        else:
+            result = run(
+                source,
+                spec,
+                settings.limits(),
+                n_threads=settings.model_threads,
+                progress=progress,
+                explain_method=FanOutRunner(job_id, settings, queue=queue, worker=me),
+                phases=phases,
+            )
     except Exception as exc:
         return _computation_failed(job_id, me, attempt, exc)
     with phases.timed("store"):

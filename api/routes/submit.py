@@ -38,7 +38,8 @@ from shared.dispatch.marks import dispatch_marks
 from shared.dispatch.publish import publish_job
 from shared.dispatch.routing import queue_for_cost
 from shared.limits import check_rejected_uploads, enforce_submission_limits, reserve_submission
-from shared.ml.cost import check_budget, check_memory, estimate_cost, shape_of
+from shared.ml.cost import check_budget, estimate_cost, shape_of
+from shared.ml.distributed import check_placement
 from shared.ml.ingest.dataset import load_checks, roles_of
 from shared.ml.ingest.upload import Ingested
 from shared.ml.pipeline import check_explanation_limits
@@ -111,7 +112,8 @@ SUBMIT_ERRORS = {
     422: "Bad parameter (`invalid_parameter`) or unusable data (the message names the column or "
     "parameter, and the accepted formats for an unknown one), or a job estimated above the per-job "
     "budget (FITEXPLAIN_MAX_JOB_SECONDS; code `over_budget`) or the worker memory bound "
-    "(FITEXPLAIN_WORKER_MAX_MEMORY_MB; code `over_memory`).",
+    "(FITEXPLAIN_WORKER_MAX_MEMORY_MB; code `over_memory`) that no Dask cluster takes "
+    "(FITEXPLAIN_DASK_SCHEDULER).",
     429: "Too many submissions, running jobs or refused uploads for this user (`rate_limited`).",
 }
 SUBMITTED: dict[int | str, dict[str, Any]] = {
@@ -177,7 +179,8 @@ def _accept(
         dataset = load_checks(ingested.labels, spec.task, spec.seed, limits, roles_of(spec))  # DataError: 422
     check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
     shape = shape_of(dataset)
-    check_memory(shape, settings.worker_max_memory_mb)  # raises LimitExceeded -> 422
+    # one worker, or the Dask cluster when one is configured; else LimitExceeded -> 422 over_memory
+    check_placement(shape, spec, settings.worker_max_memory_mb, cluster=bool(settings.dask_scheduler))
     cost = estimate_cost(spec, shape, limits.max_background_rows)
     check_budget(cost, settings.max_job_seconds)  # raises LimitExceeded -> 422
     with session_scope() as session:

@@ -83,6 +83,12 @@ class BlobStore:
             raise ValueError(f"invalid blob key {key!r}")
         return f"{self.root}/{key}"
 
+    def url_of(self, key: str) -> str:
+        """The blob's fsspec URL (`s3://bucket/prefix/key`, `file:///dir/key`): another reader, such as a
+        Dask worker, opens it with the same storage options."""
+        url: str = self.fs.unstrip_protocol(self._path(key))
+        return url
+
     def put_bytes(self, key: str, data: bytes) -> int:
         """Store `data` under `key`; returns its size."""
         path = self._path(key)

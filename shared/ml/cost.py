@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from shared.ml.errors import LimitExceeded
 from shared.ml.explain.budgets import AGNOSTIC_EVALS_PER_ROW, PERMUTATION_REPEATS
-from shared.ml.ingest.bounds import check_rows_memory, memory_bytes
+from shared.ml.ingest.bounds import memory_bytes
 from shared.ml.ingest.dataset import Dataset
 from shared.ml.spec import GbdtType, JobSpec
 
@@ -194,11 +194,6 @@ def check_budget(estimate: CostEstimate, budget_seconds: float) -> None:
 def estimated_memory_bytes(shape: DataShape) -> int:
     """Bytes a worker needs for the job's data (`shared.ml.ingest.bounds.memory_bytes`)."""
     return memory_bytes(shape.n_train + shape.n_test, shape.n_features)
-
-
-def check_memory(shape: DataShape, max_memory_mb: int) -> None:
-    """LimitExceeded (a 422 at submit) when the job's data alone would not fit in a worker's memory."""
-    check_rows_memory(shape.n_train + shape.n_test, shape.n_features, max_memory_mb)
 
 
 def _advice(estimate: CostEstimate) -> str:

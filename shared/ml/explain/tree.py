@@ -131,7 +131,7 @@ def _contributions(
         raw = {"values": _catboost(model, X)}
     else:
         return _sklearn(model, X, task, interactions)
-    return _from_native(raw, task, library)
+    return from_native(raw, task, library)
 
 
 def _refuse_interactions(interactions: bool, library: str) -> None:
@@ -171,7 +171,7 @@ def _tabulated(compiled: CompiledTrees, model: Any, X: np.ndarray) -> np.ndarray
     return found[:, 0] if compiled.n_outputs == 1 else found
 
 
-def _set_bias(contributions: np.ndarray, margin: np.ndarray) -> None:
+def set_bias(contributions: np.ndarray, margin: np.ndarray) -> None:
     """The bias column takes the margin minus the values, so each row adds up to the model's margin in
     float64 (absorbing xgboost's float32 sums, or the kernel's order of additions)."""
     contributions[..., -1] = margin - contributions[..., :-1].sum(axis=-1)
@@ -200,7 +200,7 @@ def _xgboost(
         margin = booster.inplace_predict(
             X, predict_type="margin", iteration_range=iteration_range, missing=missing
         )
-        _set_bias(contributions, margin)
+        set_bias(contributions, margin)
         return {"values": contributions, "source": TABULATED_SOURCE.format(library="xgboost")}
     categorical = categorical_features(model)
     matrix = xgboost.DMatrix(
@@ -210,7 +210,7 @@ def _xgboost(
         enable_categorical=categorical,
     )
     contributions = booster.predict(matrix, pred_contribs=True, iteration_range=iteration_range).astype(float)
-    _set_bias(contributions, booster.predict(matrix, output_margin=True, iteration_range=iteration_range))
+    set_bias(contributions, booster.predict(matrix, output_margin=True, iteration_range=iteration_range))
     raw: dict[str, Any] = {"values": contributions}
     if interactions:
         raw["interaction_values"] = booster.predict(
@@ -233,7 +233,7 @@ def _lightgbm(model: Any, X: np.ndarray, compiled: CompiledTrees | None = None) 
     blocks (n, k * (p + 1)) reshaped to (n, k, p + 1))."""
     if compiled is not None:
         contributions = _tabulated(compiled, model, X)
-        _set_bias(contributions, model.predict(X, raw_score=True))
+        set_bias(contributions, model.predict(X, raw_score=True))
         return {"values": contributions, "source": TABULATED_SOURCE.format(library="lightgbm")}
     contributions = np.asarray(model.predict(X, pred_contrib=True), dtype=float)
     width = X.shape[1] + 1
@@ -249,7 +249,7 @@ def _catboost(model: Any, X: np.ndarray) -> np.ndarray:
     return np.asarray(model.get_feature_importance(pool, type="ShapValues"), dtype=float)
 
 
-def _from_native(raw: dict[str, Any], task: Task, library: str) -> dict[str, Any]:
+def from_native(raw: dict[str, Any], task: Task, library: str) -> dict[str, Any]:
     """Split the bias column off native contributions and move the class axis last."""
     source = raw.get("source", f"{library}'s native contributions")
     contributions = np.asarray(raw["values"], dtype=float)
