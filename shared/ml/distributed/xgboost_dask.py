@@ -96,6 +96,11 @@ def run_on_cluster(
         if "shap" in spec.interpretability:
             check_shap_limits(split.dataset, limits)
         positions = labels.table.column(canonical.POSITION).to_numpy()
+        if np.any(np.diff(positions) <= 0):
+            raise RuntimeError("the upload's row positions do not increase in file order")
+        # the rows' sides and labels, sent once to every worker (a single task holding them would draw
+        # every partition to the worker that has it)
+        [rows_split] = client.scatter([(positions, split.side, split.label)], broadcast=True, hash=False)
         frame = dd.read_parquet(
             url,
             columns=[*labels.feature_names, canonical.POSITION],
@@ -103,9 +108,7 @@ def run_on_cluster(
             split_row_groups="adaptive",
             blocksize=partition_bytes,
         )
-        frame = frame.map_partitions(
-            _with_split, positions, split.side, split.label, meta=_meta(labels.feature_names)
-        )
+        frame = frame.map_partitions(_with_split, rows_split, meta=_meta(labels.feature_names))
         features = list(labels.feature_names)
         train = frame[frame[SIDE] == 1]
         test = frame[frame[SIDE] == 0]
@@ -161,11 +164,10 @@ def _split(labels: canonical.Labels, spec: JobSpec, limits: Limits) -> _Split:
     return _Split(dataset, side, label, test_rows)
 
 
-def _with_split(
-    part: pd.DataFrame, positions: np.ndarray, side: np.ndarray, label: np.ndarray
-) -> pd.DataFrame:
+def _with_split(part: pd.DataFrame, rows_split: tuple[np.ndarray, np.ndarray, np.ndarray]) -> pd.DataFrame:
     """A partition of the features with each row's side, label and row number (found by its position in
     the upload: the canonical file's positions increase in file order)."""
+    positions, side, label = rows_split
     rows = np.searchsorted(positions, part[canonical.POSITION].to_numpy())
     part = part.drop(columns=[canonical.POSITION])
     part[SIDE] = side[rows]
