@@ -41,10 +41,13 @@ def frame(task: str) -> pd.DataFrame:
     X = rng.integers(0, 100, size=(ROWS, FEATURES)) / 100  # 100 distinct values a feature
     signal = 3 * X[:, 0] - 2 * X[:, 1] * X[:, 2] + np.sin(6 * X[:, 3])
     data = pd.DataFrame(X, columns=[f"x{index}" for index in range(FEATURES)])
+    noisy = signal + rng.normal(0, 0.3, ROWS)
     if task == "regression":
-        data["target"] = np.round(signal + rng.normal(0, 0.1, ROWS), 3)
+        data["target"] = np.round(noisy, 3)
+    elif task == "binary":
+        data["target"] = np.where(noisy > np.median(signal), "yes", "no")
     else:
-        data["target"] = np.where(signal + rng.normal(0, 0.3, ROWS) > np.median(signal), "yes", "no")
+        data["target"] = np.digitize(noisy, np.quantile(signal, [0.33, 0.66])).astype(str)
     return data
 
 
@@ -87,11 +90,12 @@ def canonical_file(tmp_path: Path, data: pd.DataFrame) -> Path:
 
 
 def spec_for(task: str) -> JobSpec:
+    task = "regression" if task == "regression" else "classification"
     model = ModelSpec(task=task, family="gbdt", model_type="xgboost", n_estimators=30, max_depth=4, seed=5)
     return JobSpec(model=model, interpretability=("shap",))
 
 
-@pytest.mark.parametrize("task", ["regression", "classification"])
+@pytest.mark.parametrize("task", ["regression", "binary", "multiclass"])
 def test_the_cluster_fits_the_one_process_model_on_data_larger_than_a_worker(
     cluster: Any, tmp_path: Path, task: str
 ) -> None:
@@ -140,9 +144,12 @@ def test_the_cluster_fits_the_one_process_model_on_data_larger_than_a_worker(
     margin = values.sum(axis=1) + base
     if task == "regression":
         np.testing.assert_allclose(margin, distributed["y_pred"], atol=1e-9)
-    else:
+    elif task == "binary":
         proba = np.asarray(distributed["proba"])[:, 1]
         np.testing.assert_allclose(1 / (1 + np.exp(-margin[:, 1])), proba, atol=1e-6)
+    else:  # each class's margin, through the softmax
+        softmax = np.exp(margin) / np.exp(margin).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(softmax, distributed["proba"], atol=1e-6)
 
 
 LEAF = re.compile(r"leaf=(-?[0-9.e+-]+)")

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from shared.ml.errors import ParameterError
 from shared.ml.estimators import build_model
 from shared.ml.explain import tree
 from shared.ml.explain.methods.base import merge_parts
@@ -126,15 +126,18 @@ def run_on_cluster(
         del train_matrix  # its partitions leave the workers' memory before the test rows are read
     say(0.6, "predicting")
     with phases.timed("explain"):
-        X_test = test[features]
-        wanted: dict[str, Any] = {"rows": test[ROW]}
-        wanted["margin"] = xgboost.dask.predict(client, booster, X_test, output_margin=True)
+        # one array of the test rows, their row numbers last (exact in float64): xgboost.dask refuses a
+        # DataFrame for a 3-d output (multiclass contributions), and arrays carry no feature names
+        values = test[[*features, ROW]].to_dask_array()
+        X_test = values[:, :-1]
+        predict = partial(xgboost.dask.predict, client, booster, X_test, validate_features=False)
+        wanted: dict[str, Any] = {"rows": values[:, -1], "margin": predict(output_margin=True)}
         if spec.task == "classification":
-            wanted["proba"] = xgboost.dask.predict(client, booster, X_test)
+            wanted["proba"] = predict()
         if "shap" in spec.interpretability:
-            wanted["contribs"] = xgboost.dask.predict(client, booster, X_test, pred_contribs=True)
+            wanted["contribs"] = predict(pred_contribs=True)
         got = dict(zip(wanted, client.gather(client.compute(list(wanted.values()))), strict=True))
-    order = _split_order(np.asarray(got.pop("rows")), split.test_rows)
+    order = _split_order(np.asarray(got.pop("rows")).astype(np.int64), split.test_rows)
     arrays = {name: np.asarray(values)[order] for name, values in got.items()}
     result = _metrics(spec, split.dataset, arrays)
     if "shap" in spec.interpretability:
@@ -239,8 +242,6 @@ def _metrics(spec: JobSpec, dataset: Dataset, arrays: dict[str, np.ndarray]) -> 
 def _shap(spec: JobSpec, dataset: Dataset, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     contributions = arrays["contribs"].astype(np.float64)
     margin = arrays["margin"].astype(np.float64)
-    if contributions.ndim == 3 and margin.ndim == 1:
-        raise ParameterError("cluster_shape", "multiclass contributions came with one margin a row")
     tree.set_bias(contributions, margin)
     raw = tree.from_native({"values": contributions, "source": SOURCE}, spec.task, "xgboost")
     output_space, notes = raw["space"]
