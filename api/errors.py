@@ -106,6 +106,9 @@ CODES: dict[str, ErrorCode] = {
     "service_busy": ErrorCode(503, "No free database connection (`retry_after`)."),
     "worker_lost": ErrorCode(503, "A submit with `wait`: the job's worker was lost too often (`job_id`)."),
     "time_limit": ErrorCode(504, "A submit with `wait`: the job ran past FITEXPLAIN_SOFT_TIME_LIMIT."),
+    "cluster_unavailable": ErrorCode(
+        503, "A submit with `wait`: the job's Dask cluster (FITEXPLAIN_DASK_SCHEDULER) could not be reached."
+    ),
 }
 """Every code of the service's own, its HTTP status and what it means.
 

@@ -23,6 +23,14 @@ from worker.computation import Progress
 CONNECT_SECONDS = 30  # waiting for the scheduler before the job fails (and is retried by its attempts)
 
 
+class ClusterUnavailable(Exception):
+    """The scheduler of FITEXPLAIN_DASK_SCHEDULER did not answer: the job fails as `cluster_unavailable`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 @dataclass(frozen=True)
 class ClusterSource:
     """An upload the Dask cluster reads from the blob store, by its fsspec URL."""
@@ -48,8 +56,17 @@ def run_on_dask(source: ClusterSource, spec: JobSpec, progress: Progress, phases
     from shared.ml.distributed.xgboost_dask import run_on_cluster
 
     settings = get_settings()
-    # the default client of this process: xgboost.dask looks for one even when it is given a client
-    with Client(settings.dask_scheduler, timeout=CONNECT_SECONDS) as client:
+    try:
+        # the default client of this process: xgboost.dask looks for one even when it is given a client
+        client = Client(settings.dask_scheduler, timeout=CONNECT_SECONDS)
+    except OSError as exc:  # a refused connection, or none within the timeout
+        raise ClusterUnavailable(
+            f"The Dask cluster at {settings.dask_scheduler} (FITEXPLAIN_DASK_SCHEDULER) did not answer "
+            f"within {CONNECT_SECONDS} s: this job's data need more memory than one worker has "
+            "(FITEXPLAIN_WORKER_MAX_MEMORY_MB), so it runs only there. Submit it again once the cluster "
+            "is up."
+        ) from exc
+    with client:
         return run_on_cluster(
             client,
             source.url,

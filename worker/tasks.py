@@ -38,7 +38,7 @@ from shared.store.jobstore import (
 from shared.store.uploads import stored_upload_path, upload_path
 from shared.tables import Job, JobStatus
 from worker.app import app
-from worker.cluster import ClusterSource, cluster_source, run_on_dask
+from worker.cluster import ClusterSource, ClusterUnavailable, cluster_source, run_on_dask
 from worker.computation import KillableExecutor, Outcome, Progress
 from worker.fanout import FanOutRunner, compute_chunk
 from worker.heartbeat import Heartbeat
@@ -258,6 +258,9 @@ def _computation_failed(job_id: str, me: str, attempt: int, exc: Exception) -> s
         return "superseded"
     if isinstance(exc, UserInputError):
         return _fail(job_id, me, attempt, exc.code, exc.message)
+    if isinstance(exc, ClusterUnavailable):
+        log.warning("job %s: %s", job_id, exc.message)
+        return _fail(job_id, me, attempt, "cluster_unavailable", exc.message)
     if isinstance(exc, MemoryError):
         message = "The job ran out of memory: explain fewer rows or features."
         return _fail(job_id, me, attempt, "out_of_memory", message)

@@ -102,7 +102,12 @@ UploadDep = Annotated[
     ),
 ]
 
-USER_ERROR_STATUS = {"internal_error": 500, "worker_lost": 503, "time_limit": 504}
+USER_ERROR_STATUS = {
+    "internal_error": 500,
+    "worker_lost": 503,
+    "cluster_unavailable": 503,
+    "time_limit": 504,
+}
 
 SUBMIT_ERRORS = {
     400: "The multipart body could not be parsed (`bad_request`).",

@@ -79,6 +79,29 @@ def test_with_a_cluster_an_xgboost_job_over_the_bound_is_accepted_and_sent_there
     assert source.url.startswith("file://") and source.url.endswith(upload.blob_key)
 
 
+def test_a_cluster_that_does_not_answer_fails_the_job_naming_it(
+    client: TestClient, alice: Account, bounded: pytest.MonkeyPatch
+) -> None:
+    from worker import cluster
+    from worker.tasks import compute_job
+
+    with_cluster(bounded)  # nothing listens on its port
+    bounded.setattr(cluster, "CONNECT_SECONDS", 2)
+    response = post(client, "gbdtregression", alice, wide_csv(), **XGBOOST)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    with session_scope() as session:
+        claimed = claim(session, job_id, worker="w", stale_after=60, max_attempts=3)
+        assert claimed.job is not None
+        spec = JobSpec.from_json(claimed.job.spec)
+        source = cluster.cluster_source(session.get(Upload, claimed.job.dataset_sha256), spec, get_settings())
+    assert source is not None
+    assert compute_job(job_id, "w", source, spec, "small", lambda *_: None) == "failed"
+    job = load_job(job_id)
+    assert job is not None and job.error_code == "cluster_unavailable"
+    assert "FITEXPLAIN_DASK_SCHEDULER" in (job.error_message or "")
+
+
 def test_with_a_cluster_a_job_it_does_not_run_is_refused_with_the_reason(
     client: TestClient, alice: Account, bounded: pytest.MonkeyPatch
 ) -> None:
