@@ -93,10 +93,10 @@ def test_a_cluster_that_does_not_answer_fails_the_job_naming_it(
     with session_scope() as session:
         claimed = claim(session, job_id, worker="w", stale_after=60, max_attempts=3)
         assert claimed.job is not None
-        spec = JobSpec.from_json(claimed.job.spec)
+        spec, attempt = JobSpec.from_json(claimed.job.spec), claimed.job.attempts
         source = cluster.cluster_source(session.get(Upload, claimed.job.dataset_sha256), spec, get_settings())
     assert source is not None
-    assert compute_job(job_id, "w", source, spec, "small", lambda *_: None) == "failed"
+    assert compute_job(job_id, "w", attempt, source, spec, "small", lambda *_: None) == "failed"
     job = load_job(job_id)
     assert job is not None and job.error_code == "cluster_unavailable"
     assert "FITEXPLAIN_DASK_SCHEDULER" in (job.error_message or "")
