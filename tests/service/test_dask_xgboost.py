@@ -165,15 +165,24 @@ def one_process_trees(path: Path, spec: JobSpec, limits: Limits) -> list[str]:
     return prepare(path, spec, limits, n_threads=1).model.get_booster().get_dump(with_stats=False)
 
 
-@pytest.fixture(scope="module")
-def clustered(tmp_path_factory: pytest.TempPathFactory, cluster: Any) -> Iterator[Stack]:
-    """A service whose workers hold 20 MB of a job's data (estimated), with the cluster beside it."""
+@pytest.fixture(scope="module", params=["directory", "s3"])
+def clustered(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cluster: Any
+) -> Iterator[Stack]:
+    """A service whose workers hold 20 MB of a job's data (estimated), with the cluster beside it; its
+    blobs in a local directory, or in S3 (moto), which the cluster's workers read with the service's
+    storage options."""
+    storage: dict[str, str] = {}
+    if request.param == "s3":
+        s3 = request.getfixturevalue("s3_server")
+        storage = s3.env(s3.new_bucket())
     stack = Stack(
         tmp_path_factory.mktemp("dask"),
         extra_env={
             "FITEXPLAIN_DASK_SCHEDULER": cluster.scheduler_address,
             "FITEXPLAIN_WORKER_MAX_MEMORY_MB": "20",
             "FITEXPLAIN_DASK_PARTITION_MB": "1",
+            **storage,
         },
     ).setup()
     stack.start_worker()
