@@ -233,7 +233,10 @@ def compute_job(
     except Exception as exc:
         return _computation_failed(job_id, me, attempt, exc)
     with phases.timed("store"):
-        parquet = _parquet_form(job_id, lambda: with_test_features(result, source, spec), settings)
+        # A cluster job's upload is larger than this worker holds: its stored Parquet form goes without
+        # the test rows' feature values.
+        local = None if isinstance(source, ClusterSource) else source
+        parquet = _parquet_form(job_id, lambda: with_test_features(result, local, spec), settings)
         with session_scope() as session:
             stored = succeed(session, job_id, me, result, parquet, attempt=attempt)
     log.info("job %s phases: %s", job_id, phases)  # benchmarks/large_data.py reads this line

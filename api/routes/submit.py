@@ -185,7 +185,13 @@ def _accept(
     check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
     shape = shape_of(dataset)
     # one worker, or the Dask cluster when one is configured; else LimitExceeded -> 422 over_memory
-    check_placement(shape, spec, settings.worker_max_memory_mb, cluster=bool(settings.dask_scheduler))
+    check_placement(
+        shape,
+        spec,
+        settings.worker_max_memory_mb,
+        cluster=bool(settings.dask_scheduler),
+        categorical=bool(dataset.categories),
+    )
     cost = estimate_cost(spec, shape, limits.max_background_rows)
     check_budget(cost, settings.max_job_seconds)  # raises LimitExceeded -> 422
     with session_scope() as session:

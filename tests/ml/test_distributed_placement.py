@@ -14,9 +14,9 @@ SHAPE = DataShape(n_train=700_000, n_test=300_000, n_features=20)  # 1,056 MB by
 BOUND_MB = 500
 
 
-def spec(model_type: str = "xgboost", **options: object) -> JobSpec:
+def spec(model_type: str = "xgboost", impute: str = "none", **options: object) -> JobSpec:
     task = "regression" if options.get("return_pi") else "classification"
-    model = ModelSpec(task=task, family="gbdt", model_type=model_type)
+    model = ModelSpec(task=task, family="gbdt", model_type=model_type, impute=impute)
     return JobSpec(model=model, **{"interpretability": ("shap",), **options})
 
 
@@ -52,6 +52,7 @@ def test_without_a_cluster_it_is_refused_naming_the_bound_and_the_setting() -> N
         (spec(interpretability=("permutation", "shap")), "not permutation"),
         (spec(shap_interactions=True), "shap_interactions"),
         (spec(return_pi=True), "return_pi"),
+        (spec(impute="median"), "impute"),
     ],
 )
 def test_what_the_cluster_does_not_compute_is_refused_with_the_reason(job: JobSpec, named: str) -> None:
@@ -59,3 +60,9 @@ def test_what_the_cluster_does_not_compute_is_refused_with_the_reason(job: JobSp
         check_placement(SHAPE, job, BOUND_MB, cluster=True)
     assert refused.value.code == "over_memory"
     assert "worker_max_memory_mb" in refused.value.message and named in refused.value.message
+
+
+def test_text_features_are_refused_for_the_cluster() -> None:
+    with pytest.raises(LimitExceeded) as refused:
+        check_placement(SHAPE, spec(), BOUND_MB, cluster=True, categorical=True)
+    assert refused.value.code == "over_memory" and "numeric features only" in refused.value.message

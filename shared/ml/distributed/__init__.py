@@ -33,16 +33,22 @@ def cluster_refusal(spec: JobSpec) -> str | None:
         return "the Dask cluster does not compute SHAP interaction values (shap_interactions)"
     if spec.task == "regression" and spec.return_pi:
         return "the Dask cluster does not compute prediction intervals (return_pi)"
+    if spec.model.impute != "none":
+        return "the Dask cluster does not impute (impute); xgboost takes missing values as they are"
     return None
 
 
-def check_placement(shape: DataShape, spec: JobSpec, max_memory_mb: int, cluster: bool) -> bool:
+def check_placement(
+    shape: DataShape, spec: JobSpec, max_memory_mb: int, cluster: bool, *, categorical: bool = False
+) -> bool:
     """True when the job must run on the Dask cluster, False when one worker holds it; LimitExceeded
     (422 `over_memory`, the bound named) when it fits neither: no cluster is configured, or the cluster
-    path cannot run it."""
+    path cannot run it (`categorical`: some features hold text)."""
     if fits_one_worker(shape, max_memory_mb):
         return False
     reason = cluster_refusal(spec) if cluster else None
+    if cluster and reason is None and categorical:
+        reason = "the Dask cluster takes numeric features only, and some features hold text"
     if cluster and reason is None:
         return True
     needed_mb = estimated_memory_bytes(shape) / 1e6

@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from shared.ml.errors import DataError
 from shared.ml.estimators import build_model
 from shared.ml.explain import tree
 from shared.ml.explain.methods.base import merge_parts
 from shared.ml.explain.methods.shap import ShapValues, check_shap_limits
 from shared.ml.ingest import canonical
-from shared.ml.ingest.dataset import Dataset, split_dataset
+from shared.ml.ingest.dataset import Dataset, roles_of, split_dataset
 from shared.ml.metrics import classification_result, regression_result
 from shared.ml.phases import Phases
 from shared.ml.spec import JobSpec, Limits
@@ -101,15 +102,15 @@ def run_on_cluster(
         # the rows' sides and labels, sent once to every worker (a single task holding them would draw
         # every partition to the worker that has it)
         [rows_split] = client.scatter([(positions, split.side, split.label)], broadcast=True, hash=False)
+        features = list(split.dataset.feature_names)
         frame = dd.read_parquet(
             url,
-            columns=[*labels.feature_names, canonical.POSITION],
+            columns=[*features, canonical.POSITION],
             storage_options=storage_options,
             split_row_groups="adaptive",
             blocksize=partition_bytes,
         )
-        frame = frame.map_partitions(_with_split, rows_split, meta=_meta(labels.feature_names))
-        features = list(labels.feature_names)
+        frame = frame.map_partitions(_with_split, rows_split, meta=_meta(features))
         train = frame[frame[SIDE] == 1]
         test = frame[frame[SIDE] == 0]
         report.partitions = frame.npartitions
@@ -140,6 +141,9 @@ def run_on_cluster(
     order = _split_order(np.asarray(got.pop("rows")).astype(np.int64), split.test_rows)
     arrays = {name: np.asarray(values)[order] for name, values in got.items()}
     result = _metrics(spec, split.dataset, arrays)
+    result["test_rows"] = split.test_rows.tolist()  # as `pipeline.run` gives them, in y_true's order
+    if split.dataset.test_ids is not None:
+        result["test_ids"] = split.dataset.test_ids
     if "shap" in spec.interpretability:
         result["interpretability"] = _shap(spec, split.dataset, arrays)
     say(1.0, "done")
@@ -147,17 +151,22 @@ def run_on_cluster(
 
 
 def _split(labels: canonical.Labels, spec: JobSpec, limits: Limits) -> _Split:
-    """`split_dataset` on the labels, keeping the row numbers it gathers for each side (the features are
-    the cluster's)."""
+    """`split_dataset` on the labels (the request's roles: its target and id column), keeping the row
+    numbers it gathers for each side (the features are the cluster's)."""
+    columns, names, categorical = canonical.labels_split_source(labels, roles_of(spec))
+    if categorical:
+        raise DataError(
+            "categorical_on_cluster",
+            f"Features {', '.join(names[position] for position in sorted(categorical))} hold text: the "
+            "Dask cluster takes numeric features only.",
+        )
     gathered: list[np.ndarray] = []
-    width = len(labels.feature_names)
 
     def placeholder(rows: np.ndarray) -> np.ndarray:
         gathered.append(np.asarray(rows))
-        return np.broadcast_to(0.0, (len(rows), width))
+        return np.broadcast_to(0.0, (len(rows), len(names)))
 
-    features = (labels.feature_names, placeholder)
-    dataset = split_dataset(labels.columns(), features, spec.task, spec.seed, limits)
+    dataset = split_dataset(columns, (names, placeholder), spec.task, spec.seed, limits)
     train_rows, test_rows = gathered
     side = np.zeros(labels.n_rows, dtype=np.int8)
     side[train_rows] = 1
