@@ -8,6 +8,7 @@ The route functions are built per endpoint at import time; this module does not 
 
 from collections.abc import Callable, Coroutine
 from contextlib import nullcontext
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
@@ -39,10 +40,11 @@ from shared.dispatch.publish import publish_job
 from shared.dispatch.routing import queue_for_cost
 from shared.limits import check_rejected_uploads, enforce_submission_limits, reserve_submission
 from shared.ml.cost import check_budget, estimate_cost, shape_of
-from shared.ml.distributed import check_placement
+from shared.ml.distributed import check_placement, cluster_refusal
 from shared.ml.ingest.dataset import load_checks, roles_of
 from shared.ml.ingest.upload import Ingested
 from shared.ml.pipeline import check_explanation_limits
+from shared.ml.spec import JobSpec, Limits
 from shared.settings import Settings, get_settings
 from shared.store.jobstore import create_job
 from shared.store.uploads import store_upload
@@ -180,7 +182,7 @@ def _accept(
     if params.webhook_url:
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
     limits = settings.limits()
-    with upload_files.converted(received, limits) as ingested:  # raises DataError -> 422
+    with upload_files.converted(received, ingest_limits(spec, limits, settings)) as ingested:  # DataError
         dataset = load_checks(ingested.labels, spec.task, spec.seed, limits, roles_of(spec))  # DataError: 422
     check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
     shape = shape_of(dataset)
@@ -211,6 +213,17 @@ def _accept(
             data_filename=_file_name(received.filename),
         )
     return job, publish_job(job.id, job.queue)
+
+
+def ingest_limits(spec: JobSpec, limits: Limits, settings: Settings) -> Limits:
+    """The limits an upload is read under: a job the Dask cluster would take is not refused for one
+    worker's memory while it is read (`check_placement` decides once its shape is known)."""
+    if settings.dask_scheduler and cluster_refusal(spec) is None:
+        return replace(limits, worker_max_memory_mb=UNBOUNDED_MEMORY_MB)
+    return limits
+
+
+UNBOUNDED_MEMORY_MB = 2**62
 
 
 def _file_name(sent: str) -> str | None:

@@ -207,7 +207,7 @@ def test_a_job_over_a_workers_memory_runs_on_the_cluster_through_the_service(clu
     assert "Dask cluster" in result["interpretability"]["notes"]
     assert len(result["y_pred"]) == len(result["interpretability"]["values"])
 
-    # what the cluster path does not compute is refused at submit, with the memory bound named
+    # what the cluster path does not compute is refused at submit, the memory bound named
     refused = client.http.post(
         "/gbdtregression",
         params={**query, "interpretability": "permutation"},
@@ -216,4 +216,5 @@ def test_a_job_over_a_workers_memory_runs_on_the_cluster_through_the_service(clu
     assert refused.status_code == 422, refused.text
     body = refused.json()
     assert body["code"] == "over_memory"
-    assert "worker_max_memory_mb" in body["detail"] and "permutation" in body["detail"]
+    # refused while the upload is read (a job the cluster does not take is bounded by one worker)
+    assert "20 MB (worker_max_memory_mb)" in body["detail"] and body["limit"] == 20

@@ -58,4 +58,5 @@ def check_placement(
         f"This job's data ({shape.n_train + shape.n_test:,} rows x {shape.n_features:,} features) needs "
         f"about {needed_mb:,.0f} MB in a worker, more than its {max_memory_mb:,} MB "
         f"(worker_max_memory_mb){why}: send fewer rows or features.",
+        details={"limit": max_memory_mb, "setting": "FITEXPLAIN_WORKER_MAX_MEMORY_MB"},
     )
