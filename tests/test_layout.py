@@ -27,3 +27,12 @@ def test_each_concept_is_one_package_that_says_what_it_offers() -> None:
         assert init.is_file(), f"{concept} should be the package {package}"
         docstring = init.read_text().lstrip()
         assert docstring.startswith('"""'), f"{package}/__init__.py should name what it offers"
+
+
+def test_the_readers_docs_stay_short() -> None:
+    """README.md is a tour, benchmarks/README.md how to run each benchmark: the rest lives in docs/."""
+    for path, most in (("README.md", 250), ("benchmarks/README.md", 200)):
+        lines = len((REPO / path).read_text().splitlines())
+        assert lines <= most, f"{path} has {lines} lines, at most {most}"
+    for page in ("api", "operations", "clients", "architecture", "performance"):
+        assert (REPO / "docs" / f"{page}.md").is_file(), f"docs/{page}.md"
