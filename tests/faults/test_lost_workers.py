@@ -1,5 +1,7 @@
 """A worker lost under its job, with the default heartbeat and lease settings: after a kill -9, /readyz
-and the dashboard's workers page count it out and its job is requeued within 10 s; a worker stopped
+and the dashboard's workers page count it out and its job is requeued within seconds (about 6 s on a
+quiet machine: stale after 6 s, swept every second), far sooner than the minute it took when a worker was
+stale after 60 s; a worker stopped
 (SIGSTOP) past its lease and resumed (SIGCONT) finds its job gone and cannot write it any more, though it
 keeps its name, and the job finishes exactly once."""
 
@@ -31,7 +33,9 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
 START_TIMEOUT = 120  # a cold worker imports the ML stack
-NOTICED_WITHIN = 10.0  # seconds from the kill to /readyz, the dashboard and the requeue being right
+# Seconds from the kill to /readyz, the dashboard and the requeue being right: the defaults give about 6 s
+# (docs/performance.md); the bound leaves room for a loaded machine and still fails a 60 s lease.
+NOTICED_WITHIN = 30.0
 
 
 def alive(stack: Stack) -> int | None:
