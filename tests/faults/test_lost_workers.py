@@ -1,9 +1,8 @@
 """A worker lost under its job, with the default heartbeat and lease settings: after a kill -9, /readyz
 and the dashboard's workers page count it out and its job is requeued within seconds (about 6 s on a
 quiet machine: stale after 6 s, swept every second), far sooner than the minute it took when a worker was
-stale after 60 s; a worker stopped
-(SIGSTOP) past its lease and resumed (SIGCONT) finds its job gone and cannot write it any more, though it
-keeps its name, and the job finishes exactly once."""
+stale after 60 s; a worker stopped (SIGSTOP) past its lease and resumed (SIGCONT) finds its job gone and
+cannot write it any more, though it keeps its name, and the job finishes exactly once."""
 
 from __future__ import annotations
 
