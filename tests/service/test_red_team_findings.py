@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from shared.store import jobstore
 from tests.stack import Browser, Client, Stack
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service]
 
@@ -116,6 +117,8 @@ def test_cancelled_jobs_are_listed_and_filterable_and_offer_no_rerun(stack: Stac
     owner, browser = Client(stack.url, token), Browser(stack, token)
     job_id = submitted(owner)
     assert owner.http.delete(f"/jobs/{job_id}").status_code == 200
+    # A job a worker had started is cancelled once the worker has stopped its computation.
+    wait_until(lambda: owner.http.get(f"/jobs/{job_id}").json()["status"] == "cancelled", 60, "the cancel")
     listed = browser.http.get("/dashboard/jobs", params={"status": "cancelled"})
     assert listed.status_code == 200
     assert job_id in listed.text and "1–1 of 1" in listed.text, listed.text
