@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from api.quality_values import weighted_elements
+
 
 def accepts_gzip(header: str | None) -> bool:
     """Whether an Accept-Encoding header allows gzip (RFC 9110): `gzip` (or `x-gzip`) with a q-value above
@@ -10,16 +12,8 @@ def accepts_gzip(header: str | None) -> bool:
         return False
     named: float | None = None
     anything: float | None = None
-    for part in header.split(","):
-        coding, *params = (piece.strip() for piece in part.split(";"))
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value.strip())
-                except ValueError:
-                    q = 0.0
+    for coding, weight in weighted_elements(header):
+        q = 0.0 if weight is None else weight
         coding = coding.lower()
         if coding in ("gzip", "x-gzip"):
             named = q if named is None else max(named, q)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, status
 
+from api.quality_values import weighted_elements
 from shared.results.formats import FORMATS, ResultFormat
 
 # mypy reads Enum's functional form only with literal members; these come from FORMATS.
@@ -41,20 +42,11 @@ class MediaRange:
 def parse_accept(header: str) -> list[MediaRange]:
     """The media ranges of an Accept header; a malformed range or q-value is skipped."""
     ranges = []
-    for position, part in enumerate(header.split(",")):
-        media, *params = (piece.strip() for piece in part.split(";"))
+    for position, (media, q) in enumerate(weighted_elements(header)):
         kind, slash, sub = media.lower().partition("/")
         if not slash or not kind or not sub or (kind == "*" and sub != "*"):
             continue
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value.strip())
-                except ValueError:
-                    q = -1.0
-        if 0.0 <= q <= 1.0:
+        if q is not None and 0.0 <= q <= 1.0:
             ranges.append(MediaRange(kind, sub, q, position))
     return ranges
 
