@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import httpx
 
@@ -21,9 +21,10 @@ from fitexplain_client.endpoints import ENDPOINTS, Endpoints, query
 from fitexplain_client.jobs import AsyncJob, Job
 from fitexplain_client.models import JobState
 from fitexplain_client.result import Result
-from fitexplain_client.transport import AsyncTransport, Request, RetryPolicy, SyncTransport
+from fitexplain_client.transport import AsyncTransport, BaseTransport, Request, RetryPolicy, SyncTransport
 
 DEFAULT_TIMEOUT = 120.0  # seconds per HTTP request (uploads of large files included)
+TransportT = TypeVar("TransportT", bound=BaseTransport)
 
 
 class requests_for:
@@ -70,6 +71,14 @@ class requests_for:
     def download(job_id: str, format: ResultFormat) -> Request:
         return Request("GET", f"/jobs/{job_id}/result", params={"format": check_format(format)})
 
+    @staticmethod
+    def models() -> Request:
+        return Request("GET", "/models")
+
+    @staticmethod
+    def webhook_secret() -> Request:
+        return Request("GET", "/webhook-secret")
+
 
 class read:
     """How each answer is read."""
@@ -91,9 +100,28 @@ class read:
     def result(response: httpx.Response, job_id: str) -> Result:
         return Result.from_json(response.json(), job_id=job_id)
 
+    @staticmethod
+    def download(response: httpx.Response, path: str | Path | None) -> bytes:
+        """The result's bytes, also written to `path` when given."""
+        if path is not None:
+            Path(path).write_bytes(response.content)
+        return response.content
 
-class BaseClient:
-    """Where the service is and how to reach it; `Client` and `AsyncClient` add the sending."""
+    @staticmethod
+    def models(response: httpx.Response) -> dict[str, Any]:
+        return cast(dict[str, Any], response.json())
+
+    @staticmethod
+    def webhook_secret(response: httpx.Response) -> str:
+        return cast(str, response.json()["secret"])
+
+
+class BaseClient(Generic[TransportT]):
+    """Where the service is and how to reach it; `Client` and `AsyncClient` name their transport, which
+    sends."""
+
+    transport_class: type[TransportT]
+    transport: TransportT
 
     def __init__(
         self,
@@ -108,27 +136,19 @@ class BaseClient:
         self.token = found.token
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        self.transport = self.transport_class(self.base_url, self.token, self.timeout, self.retry)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.base_url}>"
 
 
-class Client(BaseClient, Endpoints[Job]):
+class Client(BaseClient[SyncTransport], Endpoints[Job]):
     """`Client(base_url=None, token=None)`: defaults from FITEXPLAIN_URL / FITEXPLAIN_TOKEN, then the file
     written by `fitexplain login`. `client.mlclassification("data.csv", interpretability="shap").wait()`.
     A job id may be any unique prefix of 6 characters or more of one of your jobs' ids.
     """
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        token: str | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        super().__init__(base_url, token, timeout=timeout, retry=retry)
-        self.transport = SyncTransport(self.base_url, self.token, self.timeout, self.retry)
+    transport_class = SyncTransport
 
     def __enter__(self) -> Client:
         return self
@@ -191,33 +211,21 @@ class Client(BaseClient, Endpoints[Job]):
     ) -> bytes:
         """A succeeded job's result in `format` (json, arrow, arrow-file, parquet or npz), also written to
         `path` when given."""
-        data = self.transport.send(requests_for.download(job_id, format)).content
-        if path is not None:
-            Path(path).write_bytes(data)
-        return data
+        return read.download(self.transport.send(requests_for.download(job_id, format)), path)
 
     def models(self) -> dict[str, Any]:
         """The accepted `base_model` names (GET /models)."""
-        return cast(dict[str, Any], self.request("GET", "/models").json())
+        return read.models(self.transport.send(requests_for.models()))
 
     def webhook_secret(self) -> str:
         """The secret that signs your webhooks (for `verify_webhook`)."""
-        return cast(str, self.request("GET", "/webhook-secret").json()["secret"])
+        return read.webhook_secret(self.transport.send(requests_for.webhook_secret()))
 
 
-class AsyncClient(BaseClient, Endpoints[Coroutine[Any, Any, AsyncJob]]):
+class AsyncClient(BaseClient[AsyncTransport], Endpoints[Coroutine[Any, Any, AsyncJob]]):
     """`Client`'s methods, awaited: `job = await client.mlregression(...)`, `result = await job.wait()`."""
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        token: str | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        super().__init__(base_url, token, timeout=timeout, retry=retry)
-        self.transport = AsyncTransport(self.base_url, self.token, self.timeout, self.retry)
+    transport_class = AsyncTransport
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -267,13 +275,10 @@ class AsyncClient(BaseClient, Endpoints[Coroutine[Any, Any, AsyncJob]]):
     async def download(
         self, job_id: str, format: ResultFormat = "parquet", path: str | Path | None = None
     ) -> bytes:
-        data = (await self.transport.send(requests_for.download(job_id, format))).content
-        if path is not None:
-            Path(path).write_bytes(data)
-        return data
+        return read.download(await self.transport.send(requests_for.download(job_id, format)), path)
 
     async def models(self) -> dict[str, Any]:
-        return cast(dict[str, Any], (await self.request("GET", "/models")).json())
+        return read.models(await self.transport.send(requests_for.models()))
 
     async def webhook_secret(self) -> str:
-        return cast(str, (await self.request("GET", "/webhook-secret")).json()["secret"])
+        return read.webhook_secret(await self.transport.send(requests_for.webhook_secret()))
