@@ -1,6 +1,7 @@
 """Small uploads that decode to far more than they are ("bombs"), one builder per kind, each returning
-(file name, content type, bytes): for the bomb tests and `benchmarks/upload_bombs.py`. Each is built
-without holding what it decodes to (a gzip stream fed a megabyte at a time, columns sharing one array).
+(file name, content type, bytes), and `post_upload`, which sends one: for the bomb tests and
+`benchmarks/upload_bombs.py`. Each is built without holding what it decodes to (a gzip stream fed a
+megabyte at a time, columns sharing one array).
 """
 
 from __future__ import annotations
@@ -8,13 +9,19 @@ from __future__ import annotations
 import io
 import zlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+if TYPE_CHECKING:
+    import httpx
+
 Upload = tuple[str, str, bytes]
 CHUNK = 1 << 20
+# The cheapest model: what a bomb submit measures is the upload.
+TRIVIAL_MODEL = {"model_type": "lightgbm", "n_estimators": "5"}
 
 
 def _gzip(pieces: Callable[[], list[bytes]], repeats: int) -> bytes:
@@ -85,3 +92,9 @@ BOMBS: dict[str, Callable[[], Upload]] = {
     "Arrow stream bomb": lambda: arrow_stream_bomb(20_000_000),
 }
 """Each bomb kind at the scale of the probes that found them, under the default limits."""
+
+
+def post_upload(http: httpx.Client, upload: Upload) -> httpx.Response:
+    """The upload as the file of a submit of `TRIVIAL_MODEL` to /gbdtregression."""
+    name, content_type, content = upload
+    return http.post("/gbdtregression", params=TRIVIAL_MODEL, files={"file": (name, content, content_type)})

@@ -21,6 +21,7 @@ from tests.bombs import (
     long_line,
     many_fields,
     parquet_declaring,
+    post_upload,
 )
 from tests.stack import Client, Stack
 
@@ -58,12 +59,7 @@ def send(stack: Stack, user: Client, upload: Upload) -> tuple[httpx.Response, in
     pid = stack.api.pid
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM starts again from the current RSS
     before = memory_kib(pid, "VmRSS")
-    name, content_type, content = upload
-    response = user.http.post(
-        "/gbdtregression",
-        params={"model_type": "lightgbm", "n_estimators": "5"},
-        files={"file": (name, content, content_type)},
-    )
+    response = post_upload(user.http, upload)
     return response, (memory_kib(pid, "VmHWM") - before) * 1024
 
 
