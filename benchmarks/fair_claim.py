@@ -17,11 +17,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _baseline import measure_baseline, migrated_database
 
 HERE = Path(__file__).resolve().parent
 REPEATS = 30
@@ -49,21 +50,13 @@ FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) g"""
 
 def measure(code: Path, sizes: list[int]) -> dict[int, float]:
     """Median seconds of a claim at each queue size, with `code`'s shared package and migrations."""
-    sys.path.insert(0, str(code))
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
-    from shared.db import make_engine
-    from shared.store.jobstore import claim_next
-    from shared.store.migrate import migrate
-    from tests.stack import create_database, drop_database
-
-    name = f"fx_bench_claim_{uuid.uuid4().hex[:8]}"
-    url = create_database(name)
     medians: dict[int, float] = {}
-    try:
-        migrate(url)
-        engine = make_engine(url)
+    with migrated_database(code, "fx_bench_claim") as engine:
+        from shared.store.jobstore import claim_next
+
         with engine.begin() as connection:
             users = [connection.execute(text(USER), {"name": f"u{i}"}).scalar_one() for i in range(USERS)]
             connection.execute(text(UPLOAD))
@@ -91,9 +84,6 @@ def measure(code: Path, sizes: list[int]) -> dict[int, float]:
                     assert claimed.job is not None, claimed.reason
                     transaction.rollback()
             medians[size] = statistics.median(timings)
-        engine.dispose()
-    finally:
-        drop_database(name)
     return medians
 
 
@@ -101,26 +91,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000,5000")
     parser.add_argument("--baseline", type=Path, help="a checkout of other code to compare with")
+    parser.add_argument("--code", type=Path, default=HERE.parent, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # the baseline's answer
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     if args.json:
-        print(json.dumps(measure(Path.cwd(), sizes)))
+        print(json.dumps(measure(args.code.resolve(), sizes)))
         return
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
-    here = measure(HERE.parent, sizes)
+    here = measure(args.code.resolve(), sizes)
     there: dict[int, float] = {}
     if args.baseline is not None:
-        env = {**os.environ, "PYTHONPATH": str(args.baseline)}
-        done = subprocess.run(
-            [sys.executable, str(HERE / "fair_claim.py"), "--sizes", args.sizes, "--json"],
-            cwd=args.baseline,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        there = {int(k): v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+        there = measure_baseline(__file__, args.baseline, args.sizes)
     print("| queued jobs | claim, ms | baseline, ms |")
     print("|---:|---:|---:|")
     for size in sizes:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _baseline import measure_baseline, migrated_database
 
 HERE = Path(__file__).resolve().parent
 REPEATS = 30
@@ -37,22 +38,15 @@ FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) g"""
 
 def measure(code: Path, sizes: list[int]) -> dict[int, float]:
     """Median seconds of the check at each size, with `code`'s shared package and migrations."""
-    sys.path.insert(0, str(code))
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
-    from shared.db import make_engine
-    from shared.limits import reserve_submission
-    from shared.settings import Settings
-    from shared.store.migrate import migrate
-    from tests.stack import create_database, drop_database
-
-    name = f"fx_bench_limits_{uuid.uuid4().hex[:8]}"
-    url = create_database(name)
     medians: dict[int, float] = {}
-    try:
-        migrate(url)
-        engine = make_engine(url)
+    with migrated_database(code, "fx_bench_limits") as engine:
+        from shared.limits import reserve_submission
+        from shared.settings import Settings
+
+        url = engine.url.render_as_string(hide_password=False)
         settings = Settings(
             database_url=url, max_running_jobs_per_user=10**9, max_submissions_per_minute=10**9
         )
@@ -76,9 +70,6 @@ def measure(code: Path, sizes: list[int]) -> dict[int, float]:
                     took.append(time.perf_counter() - started)
                     session.rollback()
             medians[size] = statistics.median(took)
-        engine.dispose()
-    finally:
-        drop_database(name)
     return medians
 
 
@@ -97,21 +88,7 @@ def main() -> None:
         return
     before = None
     if args.baseline is not None:
-        command = [
-            sys.executable,
-            __file__,
-            "--code",
-            str(args.baseline.resolve()),
-            "--sizes",
-            args.sizes,
-            "--json",
-        ]
-        before = {
-            int(k): v
-            for k, v in json.loads(
-                subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            ).items()
-        }
+        before = measure_baseline(__file__, args.baseline, args.sizes)
     after = measure(args.code.resolve(), sizes)
     print(f"binding limit check (lock, quota, unfinished jobs), median of {REPEATS}, one user keeping N jobs")
     print(f"{'N jobs':>8}  {'this code':>10}" + (f"  {'baseline':>10}  {'ratio':>6}" if before else ""))
