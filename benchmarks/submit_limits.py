@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 REPEATS = 30
 USER = "INSERT INTO users (name, is_admin, created_at) VALUES ('heavy', false, now()) RETURNING id"
 UPLOAD = """INSERT INTO datasets (sha256, blob_key, size_bytes, n_rows, n_columns, created_at)
-VALUES (:d, 'uploads/' || :d || '/bench.parquet', 5000, 150, 6, now())"""
+VALUES (CAST(:d AS text), 'uploads/' || CAST(:d AS text) || '/bench.parquet', 5000, 150, 6, now())"""
 JOBS = """INSERT INTO jobs (id, user_id, endpoint, params, spec, dataset_sha256, status, progress,
     progress_message, attempts, queue, stopping, created_at, finished_at)
 SELECT 'j' || g, :u, 'gbdtclassification', '{}', '{}', :d, 'succeeded', 1, 'done', 1, 'small', false,
