@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from fitexplain_client.binary import ResultFormat, ResultFrame, read_parquet
 from fitexplain_client.errors import ConflictError, WaitTimeoutError
@@ -104,10 +104,13 @@ def _finished_already(error: ConflictError) -> bool:
     return error.code == "job_finished"
 
 
-class Job:
-    """A job of a `Client`: `state` is the `JobState` last read."""
+CallsT = TypeVar("CallsT", bound=JobCalls | AsyncJobCalls)
 
-    def __init__(self, client: JobCalls, state: JobState) -> None:
+
+class BaseJob(Generic[CallsT]):
+    """What `Job` and `AsyncJob` share: the client they ask and the `JobState` last read."""
+
+    def __init__(self, client: CallsT, state: JobState) -> None:
         self.client = client
         self.state = state
 
@@ -116,7 +119,11 @@ class Job:
         return self.state.id
 
     def __repr__(self) -> str:
-        return f"<Job {self.id} {self.state.status} {self.state.progress:.0%}>"
+        return f"<{type(self).__name__} {self.id} {self.state.status} {self.state.progress:.0%}>"
+
+
+class Job(BaseJob[JobCalls]):
+    """A job of a `Client`: `state` is the `JobState` last read."""
 
     def refresh(self, wait: float = 0) -> JobState:
         """The job's state now, or (`wait` seconds at most) as soon as it finishes."""
@@ -185,19 +192,8 @@ class Job:
         return self.result()
 
 
-class AsyncJob:
+class AsyncJob(BaseJob[AsyncJobCalls]):
     """A job of an `AsyncClient`: the same methods as `Job`, awaited."""
-
-    def __init__(self, client: AsyncJobCalls, state: JobState) -> None:
-        self.client = client
-        self.state = state
-
-    @property
-    def id(self) -> str:
-        return self.state.id
-
-    def __repr__(self) -> str:
-        return f"<AsyncJob {self.id} {self.state.status} {self.state.progress:.0%}>"
 
     async def refresh(self, wait: float = 0) -> JobState:
         self.state = await self.client.job_state(self.id, wait)
