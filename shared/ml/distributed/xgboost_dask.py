@@ -253,20 +253,13 @@ def _shap(spec: JobSpec, dataset: Dataset, arrays: dict[str, np.ndarray]) -> dic
     margin = arrays["margin"].astype(np.float64)
     tree.set_bias(contributions, margin)
     raw = tree.from_native({"values": contributions, "source": SOURCE}, spec.task, "xgboost")
-    output_space, notes = raw["space"]
-    n_rows = contributions.shape[0]
     labels = dataset.class_labels
     part = ShapValues(
-        span=(0, n_rows),
+        span=(0, contributions.shape[0]),
         values=raw["values"],
         base_values=raw["base_values"],
         feature_names=list(dataset.feature_names),
-        explainer="tree",
-        exact=True,
-        output_space=output_space,
-        n_model_evals=0,
-        error_estimate=None,
-        notes=notes,
         class_labels=list(labels) if labels is not None else None,
+        **tree.exact_description(raw["space"]),
     )
     return merge_parts([part]).to_json()

@@ -91,16 +91,22 @@ def tree_shap(
     result: dict[str, Any] = {
         key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0] if key != "space"
     }
-    output_space, notes = pieces[0]["space"]
-    result.update(
-        explainer="tree",
-        exact=True,
-        output_space=output_space,
-        n_model_evals=0,
-        error_estimate=None,
-        notes=notes,
-    )
+    result.update(exact_description(pieces[0]["space"]))
     return result
+
+
+def exact_description(space: tuple[str, str]) -> dict[str, Any]:
+    """How an exact TreeSHAP result was made, from `from_native`'s "space" (the output space, the notes):
+    a SHAP result's fields besides its values."""
+    output_space, notes = space
+    return {
+        "explainer": "tree",
+        "exact": True,
+        "output_space": output_space,
+        "n_model_evals": 0,
+        "error_estimate": None,
+        "notes": notes,
+    }
 
 
 def _summed_per_column(
