@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
+import psutil
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared.db import get_engine
@@ -40,6 +41,8 @@ STARTED_AFTER_SECONDS = 0.25
 """How long a computation runs before its worker notes it as its current job (the workers table, which
 the dashboard and fan-out's idle count read): a trivial job is done long before, and writing the note
 while it computes took a core from it."""
+
+STOPPED_STATES = frozenset({psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP})
 
 Progress = Callable[[float, str], None]
 Computation = Callable[[Progress], str]  # must be picklable: a module-level function or a partial of one
@@ -124,6 +127,12 @@ class KillableExecutor:
         """The computation process kept for the next job, if any."""
         return None if self._child is None else self._child.pid
 
+    def stopped(self) -> bool:
+        """Whether the computation process is stopped (SIGSTOP, a tracer): it makes no progress, so its
+        job's lease must not be renewed for it. Safe to ask from another thread."""
+        child = self._child
+        return child is not None and child.stopped()
+
     def _ready_child(self) -> _Child:
         """The idle child, or a new one when it died while idle: killed, or sent its parent-death signal
         because the thread that forked it ended (the kernel ties that signal to a thread)."""
@@ -194,6 +203,15 @@ class _Child:
         self.exitcode = os.waitstatus_to_exitcode(status)
         self.connection.close()
         return self.exitcode
+
+    def stopped(self) -> bool:
+        """Whether the kernel holds the child stopped; False once it is gone (its end is seen elsewhere)."""
+        if self.exitcode is not None:
+            return False
+        try:
+            return psutil.Process(self.pid).status() in STOPPED_STATES
+        except psutil.Error:
+            return False
 
     def kill(self) -> None:
         """SIGKILL the child's group and reap it: once this returns, the computation has stopped."""

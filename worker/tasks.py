@@ -58,20 +58,52 @@ def executor() -> KillableExecutor:
     return KillableExecutor(max_rss_kb=get_settings().worker_max_memory_per_child_kb)
 
 
-def job_heartbeat(job_id: str, worker: str, attempt: int, settings: Settings) -> Heartbeat:
+def job_heartbeat(
+    job_id: str, worker: str, attempt: int, settings: Settings, computation_stopped: Callable[[], bool]
+) -> Heartbeat:
     """The job's lease, renewed every `heartbeat_seconds` while `worker` holds it in `attempt`; once the
     job is no longer ours (cancelled, or requeued after this process was silent too long) it is lost for
-    good, and every later write of this attempt is refused (`jobstore.held`)."""
+    good, and every later write of this attempt is refused (`jobstore.held`).
+
+    The lease proves that the attempt makes progress: this thread beating shows that the supervisor runs,
+    and a beat is skipped while `computation_stopped()` (the process computing the job is stopped), so a
+    worker stopped in either part lets its lease run out and the job is requeued; the supervisor then
+    finds the job no longer its own and kills the computation."""
+    skipping = False
 
     def beat(progress: tuple[float, str] | None) -> bool:
+        nonlocal skipping
+        if computation_stopped():
+            if not skipping:
+                log.warning("job %s: its computation is stopped; its lease is not renewed", job_id)
+            skipping = True
+            return True  # not known to be lost yet: `still_wanted` sees the requeue
+        skipping = False
         fraction, message = progress if progress else (None, None)
         with session_scope() as session:
             still_ours = heartbeat(session, job_id, worker, fraction, message, attempt=attempt)
         if not still_ours:
-            log.warning("job %s: attempt %d no longer holds it; its writes are refused", job_id, attempt)
+            _refused(job_id, attempt)
         return still_ours
 
     return Heartbeat(job_id, beat, settings.heartbeat_seconds)
+
+
+def _still_held(beat: Heartbeat, job_id: str, me: str, attempt: int) -> bool:
+    """The supervisor's check, every `cancel_poll_seconds`, that the attempt still holds its job (it may
+    learn the loss before its heartbeat does: both say so in the same words)."""
+    if beat.lost.is_set():
+        return False
+    if _still_ours(job_id, me, attempt):
+        return True
+    if not beat.lost.is_set():
+        beat.lost.set()
+        _refused(job_id, attempt)
+    return False
+
+
+def _refused(job_id: str, attempt: int) -> None:
+    log.warning("job %s: attempt %d no longer holds it; its writes are refused", job_id, attempt)
 
 
 @app.task(name=RUN_JOB_TASK, bind=True)
@@ -112,7 +144,7 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
 
     unfetched: OSError | None = None
     try:
-        with job_heartbeat(job_id, me, attempt, settings) as beat:
+        with job_heartbeat(job_id, me, attempt, settings, executor().stopped) as beat:
             beat.record(0.0, "fitting")
             # Under the heartbeat: fetching a remote upload may take longer than the lease. A job for the
             # Dask cluster is not fetched: the cluster reads it from the blob store.
@@ -125,7 +157,7 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
                     partial(compute_job, job_id, me, attempt, source, spec, queue),
                     time_limit=settings.soft_time_limit,
                     poll_seconds=settings.cancel_poll_seconds,
-                    still_wanted=lambda: not beat.lost.is_set() and _still_ours(job_id, me, attempt),
+                    still_wanted=partial(_still_held, beat, job_id, me, attempt),
                     on_progress=beat.record,
                     on_started=partial(_record_started, me, job_id),
                 )
@@ -240,6 +272,8 @@ def compute_job(
         with session_scope() as session:
             stored = succeed(session, job_id, me, result, parquet, attempt=attempt)
     log.info("job %s phases: %s", job_id, phases)  # benchmarks/large_data.py reads this line
+    if not stored:
+        _refused(job_id, attempt)
     return "succeeded" if stored else "superseded"
 
 
