@@ -96,7 +96,7 @@ def _still_held(beat: Heartbeat, job_id: str, me: str, attempt: int) -> bool:
         return False
     if _still_ours(job_id, me, attempt):
         return True
-    if not beat.lost.is_set():
+    if not beat.lost.is_set():  # else the heartbeat thread learnt it meanwhile, and said so
         beat.lost.set()
         _refused(job_id, attempt)
     return False
