@@ -8,10 +8,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.databases import drop_migrated_template
 from tests.stack import Client, Stack
 
 if TYPE_CHECKING:
     from tests.s3 import S3Server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _migrated_template() -> Iterator[None]:
+    """This process's migrated template database (tests.databases), dropped when the session ends."""
+    yield
+    drop_migrated_template()
 
 
 @pytest.fixture(scope="session")

@@ -21,15 +21,20 @@ import httpx
 import psycopg
 import pytest
 import redis
+from sqlalchemy.orm import Session
 
 from api.dashboard.session import csrf_token
 from shared import settings as service_settings
+from shared.auth import create_token
 from shared.blobs.store import BlobStore, blob_store
+from shared.db import make_engine
+from tests.databases import create_migrated_database, drop_database
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DATA = REPO / "tests" / "data"
-PG_ADMIN_DSN = os.environ.get("FITEXPLAIN_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+# The API imports for a few seconds on a quiet machine, for over a minute on a loaded one.
+API_START_TIMEOUT = 180
 REDIS_URL = os.environ.get("FITEXPLAIN_TEST_REDIS", "redis://127.0.0.1:6379/7")
 
 
@@ -56,19 +61,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def create_database(name: str) -> str:
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    return f"{base}/{name}"
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass
@@ -166,13 +158,13 @@ class Stack:
         return done.stdout.strip()
 
     def setup(self) -> Stack:
-        self.database_url = create_database(self.name)
-        self.cli("migrate")
+        """The stack's database, at the latest schema (`fitexplain migrate` is tested on its own)."""
+        self.database_url = create_migrated_database(self.name)
         return self
 
     def start_api(self, *args: str, host: Host | None = None) -> None:
         self.api = self._popen([str(BIN / "fitexplain"), "api", *args], f"api-{self.port}.log", host)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + API_START_TIMEOUT
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
@@ -182,7 +174,7 @@ class Stack:
             if self.api.poll() is not None:
                 raise RuntimeError(f"API exited: {(self.tmp / f'api-{self.port}.log').read_text()[-3000:]}")
             time.sleep(0.2)
-        raise RuntimeError("API did not answer /healthz within 60 s")
+        raise RuntimeError(f"API did not answer /healthz within {API_START_TIMEOUT} s")
 
     def start_worker(
         self, concurrency: int = 1, queue: str = "all", host: Host | None = None
@@ -232,8 +224,16 @@ class Stack:
         purge_queue(self.name)
         drop_database(self.name)
 
-    def token(self, user: str, *flags: str) -> str:
-        return self.cli("create-token", user, *flags).splitlines()[-1]
+    def token(self, user: str, admin: bool = False) -> str:
+        """A new token of `user` (made an admin if `admin`), written as `fitexplain create-token` writes
+        it, without starting the command (tests of the command itself call `cli`)."""
+        ttl_days = self.env().get("FITEXPLAIN_TOKEN_TTL_DAYS")
+        engine = make_engine(self.database_url)
+        try:
+            with Session(engine) as session, session.begin():
+                return create_token(session, user, admin=admin, ttl_days=int(ttl_days) if ttl_days else None)
+        finally:
+            engine.dispose()
 
 
 def purge_queue(queue: str) -> None:

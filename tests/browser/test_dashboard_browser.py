@@ -27,7 +27,7 @@ class Deployment:
     def __init__(self, tmp: Path) -> None:
         self.stack = Stack(tmp).setup()
         self.stack.start_api()
-        self.root_token = self.stack.token("root", "--admin")
+        self.root_token = self.stack.token("root", admin=True)
         self.alice_token = self.stack.token("alice")
         self.bob_token = self.stack.token("bob")
         self.alice = Client(self.stack.url, self.alice_token)

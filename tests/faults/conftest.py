@@ -1,5 +1,7 @@
 """Fault-test helpers: our own Redis and Postgres (never the machine's shared ones), stacks that always
-stop, a job slow enough to be interrupted, and the exactly-once check read from job_events.
+stop and their start-up (workers registered before the API takes a job), a job slow enough to be
+interrupted, short leases for the tests that wait for one to run out, and the exactly-once check read
+from job_events.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import psycopg
 import pytest
@@ -26,6 +29,10 @@ from tests.stack import Client, Stack, free_port
 from tests.waiting import wait_until
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+START_TIMEOUT = 120  # a cold worker imports the ML stack
+# For the tests that wait for a lost worker's lease to run out but do not test the default lease: a
+# worker silent for 3 s is lost (the defaults: heartbeat 2 s, stale after 6 s, docs/operations.md).
+SHORT_LEASE = {"FITEXPLAIN_HEARTBEAT_SECONDS": "1", "FITEXPLAIN_STALE_AFTER_SECONDS": "3"}
 # Gradient boosting of the most trees the API accepts, this deep, on SLOW_CSV fits for several seconds here.
 SLOW_TREES = 1000
 SLOW_DEPTH = 4
@@ -259,3 +266,41 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 
 def client_for(stack: Stack, user: str = "alice") -> Client:
     return Client(stack.url, stack.token(user))
+
+
+def alive(stack: Stack) -> int:
+    """How many workers /readyz counts alive."""
+    count: int = httpx.get(f"{stack.url}/readyz", timeout=10).json()["workers_alive"]
+    return count
+
+
+def start(stack: Stack, workers: int = 1) -> list[subprocess.Popen[bytes]]:
+    """Start `workers` workers (one pool process each, all importing at once) and the API; return once
+    /readyz counts them all, so that a job submitted next starts without waiting for an import."""
+    stack.start_api()  # before the workers: their cold imports would slow its own start
+    started = [stack.start_worker() for _ in range(workers)]
+    wait_until(lambda: alive(stack) == workers, START_TIMEOUT, f"{workers} worker(s) to register")
+    return started
+
+
+def running_attempt(stack: Stack, job_id: str, attempt: int = 1) -> Callable[[], dict[str, Any] | None]:
+    """A condition: the job's row while attempt `attempt` of it runs, else None."""
+
+    def check() -> dict[str, Any] | None:
+        row = job_row(stack, job_id)
+        return row if row["status"] == "running" and row["attempts"] == attempt else None
+
+    return check
+
+
+def start_slow_job(stack: Stack, client: Client) -> tuple[str, dict[str, Any]]:
+    """Submit a job that runs for several seconds; return its id and its row once its first attempt runs
+    (the row's `worker` names the pool process computing it)."""
+    response = client.submit("gbdtclassification", slow_csv(), **slow_params())
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["id"]
+    return job_id, wait_until(running_attempt(stack, job_id), START_TIMEOUT, f"job {job_id} to run")
+
+
+def error_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]

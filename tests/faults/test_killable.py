@@ -11,13 +11,21 @@ from datetime import datetime
 import psycopg
 import pytest
 
-from tests.faults.conftest import assert_finished_exactly_once, client_for, dsn, job_row, slow_csv, worker_log
+from tests.faults.conftest import (
+    START_TIMEOUT,
+    assert_finished_exactly_once,
+    client_for,
+    dsn,
+    job_row,
+    slow_csv,
+    start,
+    worker_log,
+)
 from tests.stack import Client, Stack
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-START_TIMEOUT = 120  # a cold worker imports the ML stack
 TIME_LIMIT = 3
 # A catboost fit that stays in native code for minutes here (one thread); it is always stopped early.
 NATIVE_FIT = {"model_type": "catboost", "n_estimators": 1000, "max_depth": 10, "interpretability": "none"}
@@ -46,8 +54,7 @@ def still_stopping(stack: Stack, job_id: str) -> bool:
 
 def test_cancelling_a_job_in_native_code_frees_its_worker(stacks: Callable[..., Stack]) -> None:
     stack = stacks()
-    worker = stack.start_worker()  # one process, one job at a time
-    stack.start_api()
+    (worker,) = start(stack)  # one process, one job at a time
     alice = client_for(stack)
     long = alice.submit("gbdtclassification", slow_csv(), **NATIVE_FIT).json()["id"]
     wait_until(fitting(alice, long), START_TIMEOUT, "the catboost fit to start")
@@ -76,8 +83,7 @@ def test_time_limit_in_native_code_fails_the_job_once_and_keeps_the_worker(
             "FITEXPLAIN_VISIBILITY_TIMEOUT": str(4 * TIME_LIMIT),
         }
     )
-    worker = stack.start_worker()
-    stack.start_api()
+    (worker,) = start(stack)
     alice = client_for(stack)
     long = alice.submit("gbdtclassification", slow_csv(), **NATIVE_FIT).json()["id"]
 
@@ -106,8 +112,7 @@ def test_a_cancelled_job_counts_against_the_running_limit_until_its_worker_is_fr
     stack = stacks(
         extra_env={"FITEXPLAIN_MAX_RUNNING_JOBS_PER_USER": "1", "FITEXPLAIN_CANCEL_POLL_SECONDS": "60"}
     )
-    stack.start_worker()
-    stack.start_api()
+    start(stack)
     alice = client_for(stack)
     long = alice.submit("gbdtclassification", slow_csv(), **NATIVE_FIT).json()["id"]
     wait_until(fitting(alice, long), START_TIMEOUT, "the catboost fit to start")

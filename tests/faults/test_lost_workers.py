@@ -17,17 +17,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 
 from tests.faults.conftest import (
+    START_TIMEOUT,
+    alive,
     assert_finished_exactly_once,
     client_for,
     job_events,
     job_row,
+    running_attempt,
     slow_csv,
     slow_params,
+    start,
     worker_log,
 )
 from tests.stack import Browser, Stack
@@ -35,17 +38,12 @@ from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-START_TIMEOUT = 120  # a cold worker imports the ML stack
 # Seconds from the kill to /readyz, the dashboard and the requeue being right: the defaults give about 6 s
 # (docs/performance.md); the bound leaves room for a loaded machine and still fails a 60 s lease.
 NOTICED_WITHIN = 30.0
 # Seconds from stopping a worker (or its job's computation) to its job being requeued: its lease is stale
 # after 6 s and the sweep runs every second.
 REQUEUED_WITHIN = 10.0
-
-
-def alive(stack: Stack) -> int | None:
-    return httpx.get(f"{stack.url}/readyz", timeout=5).json()["workers_alive"]
 
 
 def worker_state(admin: Browser, name: str) -> str | None:
@@ -62,14 +60,6 @@ def owner_of_pid(stack: Stack, pid: int) -> subprocess.Popen[bytes]:
     """The worker (its process group) that the pool process `pid` belongs to."""
     group = os.getpgid(pid)
     return next(proc for proc in stack.workers if proc.pid == group)
-
-
-def running_attempt(stack: Stack, job_id: str, attempt: int) -> Callable[[], dict[str, Any] | None]:
-    def check() -> dict[str, Any] | None:
-        row = job_row(stack, job_id)
-        return row if row["status"] == "running" and row["attempts"] == attempt else None
-
-    return check
 
 
 def requeued(stack: Stack, job_id: str) -> bool:
@@ -91,11 +81,8 @@ class Since:
 
 def test_a_killed_worker_is_counted_out_and_its_job_requeued_within_10_s(stacks: Any) -> None:
     stack: Stack = stacks()
-    stack.start_worker()
-    stack.start_worker()
-    stack.start_api()
-    wait_until(lambda: alive(stack) == 2, START_TIMEOUT, "both workers to register")
-    admin = Browser(stack, stack.token("root", "--admin"))
+    start(stack, workers=2)
+    admin = Browser(stack, stack.token("root", admin=True))
     alice = client_for(stack)
     job_id = alice.submit("gbdtclassification", slow_csv(), **slow_params()).json()["id"]
     name = wait_until(running_attempt(stack, job_id, 1), START_TIMEOUT, "the first attempt")["worker"]
@@ -137,10 +124,7 @@ def test_a_worker_resumed_after_its_lease_ran_out_cannot_write_its_old_attempt(s
     worker. Resumed while that attempt runs, the stopped worker finds attempt 1 no longer its own: its
     writes are refused, and the job finishes once, from attempt 2."""
     stack: Stack = stacks()
-    stack.start_api()  # before the workers: their cold start would slow its own
-    stack.start_worker()
-    stack.start_worker()
-    wait_until(lambda: alive(stack) == 2, START_TIMEOUT, "both workers to register")
+    start(stack, workers=2)
     alice = client_for(stack)
     job_id = alice.submit("gbdtclassification", slow_csv(), **slow_params()).json()["id"]
     name = wait_until(running_attempt(stack, job_id, 1), START_TIMEOUT, "the first attempt")["worker"]
@@ -179,10 +163,7 @@ def test_a_worker_whose_computation_is_stopped_does_not_keep_its_job(stacks: Any
     computation that makes no progress, so the job is requeued and run by the other worker, and the
     stopped computation is killed, never resumed."""
     stack: Stack = stacks()
-    stack.start_api()  # before the workers: their cold start would slow its own
-    stack.start_worker()
-    stack.start_worker()
-    wait_until(lambda: alive(stack) == 2, START_TIMEOUT, "both workers to register")
+    start(stack, workers=2)
     alice = client_for(stack)
     job_id = alice.submit("gbdtclassification", slow_csv(), **slow_params()).json()["id"]
     name = wait_until(running_attempt(stack, job_id, 1), START_TIMEOUT, "the first attempt")["worker"]

@@ -15,14 +15,21 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.faults.conftest import client_for, job_row, slow_csv, slow_params
+from tests.faults.conftest import (
+    SHORT_LEASE,
+    START_TIMEOUT,
+    client_for,
+    error_lines,
+    job_row,
+    slow_csv,
+    slow_params,
+    start_slow_job,
+)
 from tests.processes import command_line, descendants, parents
 from tests.stack import BIN, Stack
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
-
-START_TIMEOUT = 120  # a cold worker imports the ML stack
 
 
 def worker_of_queue(serve: subprocess.Popen[bytes], queue: str) -> int | None:
@@ -114,19 +121,6 @@ def test_no_worker_outlives_serve_killed_with_sigkill(serve: Serve) -> None:
     wait_until(lambda: not (family & set(parents())), 10, f"serve's processes {sorted(family)} to exit")
 
 
-def error_lines(log: str) -> list[str]:
-    return [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
-
-
-def submit_slow_job_and_wait_until_running(serve: Serve) -> str:
-    alice = client_for(serve.stack)
-    response = alice.submit("gbdtclassification", slow_csv(), **slow_params())
-    assert response.status_code == 202, response.text
-    job_id: str = response.json()["id"]
-    wait_until(lambda: job_row(serve.stack, job_id)["status"] == "running", START_TIMEOUT, "the job to run")
-    return job_id
-
-
 def stop_with_sigterm(serve: Serve) -> None:
     serve.process.send_signal(signal.SIGTERM)
     assert serve.process.wait(timeout=120) == 128 + signal.SIGTERM, serve.output()[-3000:]
@@ -144,7 +138,7 @@ def test_sigterm_lets_the_running_job_finish_and_logs_no_error(stacks: Callable[
     serve = Serve(stacks(extra_env={"FITEXPLAIN_STOP_GRACE_SECONDS": "240"}))
     try:
         wait_until(serve.ready, START_TIMEOUT, "serve to say ready")
-        job_id = submit_slow_job_and_wait_until_running(serve)
+        job_id, _ = start_slow_job(serve.stack, client_for(serve.stack))
 
         stop_with_sigterm(serve)
 
@@ -155,11 +149,11 @@ def test_sigterm_lets_the_running_job_finish_and_logs_no_error(stacks: Callable[
 
 
 def test_a_job_cut_by_the_grace_period_finishes_after_restart(stacks: Callable[..., Stack]) -> None:
-    stack = stacks(extra_env={"FITEXPLAIN_STOP_GRACE_SECONDS": "0"})
+    stack = stacks(extra_env={**SHORT_LEASE, "FITEXPLAIN_STOP_GRACE_SECONDS": "0"})
     first = Serve(stack)
     try:
         wait_until(first.ready, START_TIMEOUT, "serve to say ready")
-        job_id = submit_slow_job_and_wait_until_running(first)
+        job_id, _ = start_slow_job(stack, client_for(stack))
 
         stop_with_sigterm(first)
         assert "did not stop within 0 s: killed" in first.output(), first.output()[-3000:]

@@ -10,13 +10,20 @@ import httpx
 import psycopg
 import pytest
 
-from tests.faults.conftest import client_for, dsn, slow_csv, slow_params
+from tests.faults.conftest import (
+    SHORT_LEASE,
+    START_TIMEOUT,
+    alive,
+    client_for,
+    dsn,
+    slow_csv,
+    slow_params,
+    start,
+)
 from tests.stack import Stack
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
-
-START_TIMEOUT = 120  # a cold worker imports the ML stack
 
 
 def worker_rows(stack: Stack) -> dict[str, dict[str, Any]]:
@@ -26,10 +33,6 @@ def worker_rows(stack: Stack) -> dict[str, dict[str, Any]]:
         name: {"pid": pid, "current_job": job, "jobs_done": done, "jobs_failed": failed}
         for name, pid, job, done, failed in rows
     }
-
-
-def alive(stack: Stack) -> int | None:
-    return httpx.get(f"{stack.url}/readyz", timeout=10).json()["workers_alive"]
 
 
 def metric_alive(stack: Stack) -> float:
@@ -42,10 +45,8 @@ def metric_alive(stack: Stack) -> float:
 
 
 def test_a_killed_workers_row_is_counted_out_and_ages_out(stacks: Any) -> None:
-    stack: Stack = stacks(extra_env={"FITEXPLAIN_WORKER_FORGET_SECONDS": "10"})
-    first = stack.start_worker()
-    stack.start_api()
-    wait_until(lambda: alive(stack) == 1, START_TIMEOUT, "the worker to register")
+    stack: Stack = stacks(extra_env={**SHORT_LEASE, "FITEXPLAIN_WORKER_FORGET_SECONDS": "5"})
+    (first,) = start(stack)
     alice = client_for(stack)
     job_id = alice.submit("gbdtclassification", slow_csv(), **slow_params()).json()["id"]
     (killed,) = wait_until(

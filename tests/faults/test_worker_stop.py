@@ -12,17 +12,17 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.faults.conftest import assert_finished_exactly_once, client_for, job_row, slow_csv, slow_params
+from tests.faults.conftest import (
+    assert_finished_exactly_once,
+    client_for,
+    error_lines,
+    job_row,
+    start,
+    start_slow_job,
+)
 from tests.stack import Stack
-from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
-
-START_TIMEOUT = 120  # a cold worker imports the ML stack
-
-
-def error_lines(log: str) -> list[str]:
-    return [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
 
 
 @pytest.mark.parametrize(
@@ -36,13 +36,8 @@ def test_a_stopped_worker_finishes_its_running_job_and_logs_no_error(
     stacks: Callable[..., Stack], stop: Callable[[int], None]
 ) -> None:
     stack = stacks()
-    worker = stack.start_worker()
-    stack.start_api()
-    alice = client_for(stack)
-    response = alice.submit("gbdtclassification", slow_csv(), **slow_params())
-    assert response.status_code == 202, response.text
-    job_id = response.json()["id"]
-    wait_until(lambda: job_row(stack, job_id)["status"] == "running", START_TIMEOUT, "the job to run")
+    (worker,) = start(stack)
+    job_id, _ = start_slow_job(stack, client_for(stack))
 
     stop(worker.pid)
     assert worker.wait(timeout=240) == 0

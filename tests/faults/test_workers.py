@@ -4,18 +4,22 @@ that kills every worker stops after the attempts limit; a cancelled job stops an
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable
 
 import pytest
 
 from tests.faults.conftest import (
+    SHORT_LEASE,
+    START_TIMEOUT,
     assert_finished_exactly_once,
     client_for,
     job_events,
     job_row,
-    slow_csv,
-    slow_params,
+    running_attempt,
+    start,
+    start_slow_job,
     worker_log,
 )
 from tests.stack import Stack
@@ -23,29 +27,20 @@ from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-START_TIMEOUT = 120  # a cold worker imports the ML stack
 
-
-def running_attempt(stack: Stack, job_id: str, attempt: int) -> Callable[[], bool]:
-    def check() -> bool:
-        row = job_row(stack, job_id)
-        return row["status"] == "running" and row["attempts"] == attempt
-
-    return check
+def kill_worker_running(stack: Stack, row: dict[str, object]) -> None:
+    """SIGKILL the worker (its process group) whose pool process runs the job of `row`."""
+    group = os.getpgid(int(str(row["worker"]).rsplit(":", 1)[1]))
+    stack.stop_worker(next(proc for proc in stack.workers if proc.pid == group), signal.SIGKILL)
 
 
 def test_job_of_a_killed_worker_finishes_on_another(stacks: Callable[..., Stack]) -> None:
-    stack = stacks()
-    first = stack.start_worker()
-    stack.start_api()
+    stack = stacks(extra_env=SHORT_LEASE)
+    start(stack, workers=2)
     alice = client_for(stack)
-    response = alice.submit("gbdtclassification", slow_csv(), **slow_params())
-    assert response.status_code == 202, response.text
-    job_id = response.json()["id"]
+    job_id, row = start_slow_job(stack, alice)
 
-    wait_until(running_attempt(stack, job_id, 1), START_TIMEOUT, "the first attempt")
-    stack.stop_worker(first, signal.SIGKILL)
-    stack.start_worker()
+    kill_worker_running(stack, row)
 
     job = alice.wait(job_id, timeout=180)
     assert job["status"] == "succeeded", job
@@ -56,18 +51,15 @@ def test_job_of_a_killed_worker_finishes_on_another(stacks: Callable[..., Stack]
 
 
 def test_job_that_kills_every_worker_fails_after_the_attempts_limit(stacks: Callable[..., Stack]) -> None:
-    stack = stacks(extra_env={"FITEXPLAIN_MAX_ATTEMPTS": "2"})
-    stack.start_api()
+    """Two attempts, each on a worker killed under it; the third worker, alive throughout, never runs it."""
+    stack = stacks(extra_env={**SHORT_LEASE, "FITEXPLAIN_MAX_ATTEMPTS": "2"})
+    start(stack, workers=3)
     alice = client_for(stack)
-    response = alice.submit("gbdtclassification", slow_csv(), **slow_params())
-    assert response.status_code == 202, response.text
-    job_id = response.json()["id"]
+    job_id, row = start_slow_job(stack, alice)
 
-    for attempt in (1, 2):
-        worker = stack.start_worker()
-        wait_until(running_attempt(stack, job_id, attempt), START_TIMEOUT, f"attempt {attempt}")
-        stack.stop_worker(worker, signal.SIGKILL)
-    stack.start_worker()
+    kill_worker_running(stack, row)
+    row = wait_until(running_attempt(stack, job_id, 2), START_TIMEOUT, "attempt 2")
+    kill_worker_running(stack, row)
 
     job = alice.wait(job_id, timeout=START_TIMEOUT)
     assert job["status"] == "failed", job
@@ -79,12 +71,9 @@ def test_job_that_kills_every_worker_fails_after_the_attempts_limit(stacks: Call
 
 def test_cancelled_running_job_stops_and_stays_cancelled(stacks: Callable[..., Stack]) -> None:
     stack = stacks()
-    stack.start_worker()
-    stack.start_api()
+    start(stack)
     alice = client_for(stack)
-    response = alice.submit("gbdtclassification", slow_csv(), **slow_params())
-    job_id = response.json()["id"]
-    wait_until(running_attempt(stack, job_id, 1), START_TIMEOUT, "the job to start")
+    job_id, _ = start_slow_job(stack, alice)
 
     cancelled = alice.http.delete(f"/jobs/{job_id}")
     assert cancelled.status_code == 200, cancelled.text

@@ -16,6 +16,7 @@ database each (`sessions`, `jobs`).
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,9 +34,10 @@ from shared.dispatch import queue
 from shared.settings import Settings
 from shared.store.migrate import migrate
 from shared.tables import Base
+from tests.databases import PG_ADMIN_DSN, create_database, create_migrated_database, drop_database
 from tests.inprocess.factories import Account, Jobs, make_user
 from tests.inprocess.recorder import PublishRecorder
-from tests.stack import PG_ADMIN_DSN, REDIS_URL, create_database, drop_database, purge_queue
+from tests.stack import REDIS_URL, purge_queue
 
 CACHED = (settings.get_settings, db.get_engine, db.get_sessionmaker, queue.get_celery)
 
@@ -52,7 +54,7 @@ def forget_cached_service() -> None:
 def service_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A fresh, migrated database and the settings that point at it, for this package's tests only."""
     name = f"fx_fast_{uuid.uuid4().hex[:10]}"
-    database_url = create_database(name)
+    database_url = create_migrated_database(name)
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:  # a throw-away database: no fsync wait
         connection.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     home: Path = tmp_path_factory.mktemp("inprocess-home")
@@ -69,7 +71,6 @@ def service_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setti
         patch.chdir(home)  # pydantic-settings reads ./.env: the repository's must not leak in either
         forget_cached_service()
         try:
-            migrate(database_url)
             yield settings.get_settings()
         finally:
             forget_cached_service()
@@ -148,11 +149,34 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
         drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database file at the latest schema, migrated once per test process and copied by tests."""
+    path = tmp_path_factory.mktemp("migrated") / "store.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new database of each kind the service supports, at the latest schema (a copy of one
+    migrated once: the migrations themselves are tested on `empty_database`)."""
+    if request.param == "sqlite":
+        path = tmp_path / "store.db"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        yield f"sqlite:///{path}"
+        return
+    name = f"fx_store_{uuid.uuid4().hex[:10]}"
+    try:
+        yield create_migrated_database(name)
+    finally:
+        drop_database(name)
+
+
 @pytest.fixture
-def sessions(empty_database: str) -> Iterator[sessionmaker[Session]]:
-    """Sessions on a freshly migrated database of each kind the service supports."""
-    migrate(empty_database)
-    engine = make_engine(empty_database)
+def sessions(migrated_database: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a new database of each kind the service supports, at the latest schema."""
+    engine = make_engine(migrated_database)
     yield sessionmaker(bind=engine, expire_on_commit=False)
     engine.dispose()
 

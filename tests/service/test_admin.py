@@ -35,7 +35,7 @@ class Deployment:
     def __init__(self, tmp: Path) -> None:
         self.stack = Stack(tmp, extra_env={"FITEXPLAIN_RETENTION_DAYS": "30"}).setup()
         self.stack.start_api()
-        self.admin = Client(self.stack.url, self.stack.token("root", "--admin"))
+        self.admin = Client(self.stack.url, self.stack.token("root", admin=True))
         self.dora = Client(self.stack.url, self.stack.token("dora"))
         self.eve = Client(self.stack.url, self.stack.token("eve"))
         self.engine = create_engine(self.stack.database_url)

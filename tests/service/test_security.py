@@ -42,7 +42,7 @@ def operations(stack: Stack) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def admin(stack: Stack) -> Client:
-    return Client(stack.url, stack.token("root", "--admin"))
+    return Client(stack.url, stack.token("root", admin=True))
 
 
 def fill(path: str, value: str) -> str:
@@ -91,7 +91,7 @@ def test_revoked_token_is_refused(stack: Stack, alice: Client) -> None:
 
 
 def test_expired_token_is_refused(stack: Stack, engine: Engine) -> None:
-    token = stack.token("ethan", "--ttl-days", "1")
+    token = stack.cli("create-token", "ethan", "--ttl-days", "1").splitlines()[-1]
     ethan = Client(stack.url, token)
     assert ethan.http.get("/jobs").status_code == 200
     with Session(engine) as session:
@@ -105,7 +105,7 @@ def test_expired_token_is_refused(stack: Stack, engine: Engine) -> None:
 
 
 def test_token_with_zero_ttl_is_already_expired(stack: Stack) -> None:
-    zero = Client(stack.url, stack.token("zed", "--ttl-days", "0"))
+    zero = Client(stack.url, stack.cli("create-token", "zed", "--ttl-days", "0").splitlines()[-1])
     assert_unauthorized(zero.http.get("/jobs"))
 
 
@@ -192,7 +192,7 @@ def test_admin_routes_refuse_anonymous_and_non_admins(
 
 def test_admin_flag_is_in_the_database_not_the_token(stack: Stack, engine: Engine) -> None:
     """Revoking admin rights takes effect on the next request, for tokens already handed out."""
-    token = stack.token("ada", "--admin")
+    token = stack.token("ada", admin=True)
     ada = Client(stack.url, token)
     assert ada.http.get("/admin/stats").status_code == 200
     with Session(engine) as session:

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 
 from tests.contract import explanation
-from tests.stack import PG_ADMIN_DSN, Client, Stack
+from tests.databases import PG_ADMIN_DSN
+from tests.stack import Client, Stack
 
 
 def terminate_listeners(database: str) -> int:
