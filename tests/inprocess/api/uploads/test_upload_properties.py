@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 from tests.inprocess.factories import TINY_GBDT, Account
 
 settings.register_profile("fast", max_examples=25, deadline=None)
@@ -147,8 +147,8 @@ def unlimited(service_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Se
         "max_submissions_per_minute",
         "max_rejected_uploads_per_minute",
     ):
-        monkeypatch.setattr(service_settings, name, 10**9)
-    return service_settings
+        monkeypatch.setattr(get_settings(), name, 10**9)  # the settings the code reads now
+    return get_settings()
 
 
 @settings(parent=PROFILE, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
