@@ -25,7 +25,7 @@ def migrated_database(code: Path, prefix: str) -> Iterator[Engine]:
     sys.path.insert(0, str(code))
     from shared.db import make_engine
     from shared.store.migrate import migrate
-    from tests.stack import create_database, drop_database
+    from tests.databases import create_database, drop_database
 
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     url = create_database(name)

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.stack import create_database, drop_database  # noqa: E402
+from tests.databases import create_database, drop_database  # noqa: E402
 
 
 def result_body_of(megabytes: float) -> bytes:

@@ -129,7 +129,7 @@ def main() -> None:
 
     with running_stack(n_workers=0) as (stack, _client):
         prefix = fill(stack.database_url, args.jobs)
-        token = stack.token("bench-admin", "--admin")
+        token = stack.token("bench-admin", admin=True)
         cookie_client = httpx.Client(base_url=stack.url, timeout=60)
         assert cookie_client.post("/dashboard/sign-in", data={"token": token}).status_code == 303
         bearer = httpx.Client(base_url=stack.url, timeout=60, headers={"Authorization": f"Bearer {token}"})

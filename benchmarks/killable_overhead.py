@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.stack import DATA, create_database, drop_database  # noqa: E402
+from tests.databases import create_database, drop_database  # noqa: E402
+from tests.stack import DATA  # noqa: E402
 
 
 def main() -> None:
