@@ -99,16 +99,26 @@ def fail(job_id: str) -> None:
         jobstore.fail(session, job_id, "bad_input", "no")
 
 
+async def _listening_waiter(database_url: str) -> JobWaiter:
+    """A started JobWaiter once its listener is connected (LISTEN active)."""
+    waiter = JobWaiter(database_url)
+    await waiter.start()
+    for _ in range(3000):  # 30 s: a loaded machine connects slowly
+        if waiter.listening:
+            return waiter
+        await asyncio.sleep(0.01)
+    raise AssertionError("the waiter's listener did not connect")
+
+
 def wait_while_finished(database_url: str, job_id: str, finish: Callable[[], object]) -> Finished | None:
     """What a JobWaiter's wait for `job_id` returns when `finish` runs (in a thread) once the waiter has
     read the unfinished row and sleeps."""
 
     async def scenario() -> Finished | None:
-        waiter = JobWaiter(database_url)
-        await waiter.start()
+        waiter = await _listening_waiter(database_url)
         try:
             waiting = asyncio.create_task(waiter.wait(job_id, 30))
-            await asyncio.sleep(0.3)  # the waiter has read the unfinished row and sleeps
+            await asyncio.sleep(0.3)  # the waiter reads the unfinished row (no signal says when) and sleeps
             await asyncio.to_thread(finish)
             return await waiting
         finally:
@@ -138,11 +148,10 @@ def test_a_wait_ends_even_when_its_listener_is_killed_and_the_notification_lost(
     service_settings: Settings, job_id: str
 ) -> None:
     async def scenario() -> tuple[object, ...] | None:
-        waiter = JobWaiter(service_settings.database_url)
-        await waiter.start()
+        waiter = await _listening_waiter(service_settings.database_url)
         try:
             waiting = asyncio.create_task(waiter.wait(job_id, 30))
-            await asyncio.sleep(0.3)  # listening, and the waiter sleeps on the unfinished row
+            await asyncio.sleep(0.3)  # the waiter reads the unfinished row (no signal says when) and sleeps
             assert await asyncio.to_thread(_terminate_listeners) == 1
             fail(job_id)  # finished while the listener reconnects: its NOTIFY is lost
             return await waiting
@@ -170,16 +179,6 @@ def test_a_wait_gets_the_stored_result_from_the_notification_or_the_store(
         assert job is None
     else:
         assert job is not None and job.status == JobStatus.succeeded
-
-
-async def _listening_waiter(database_url: str) -> JobWaiter:
-    waiter = JobWaiter(database_url)
-    await waiter.start()
-    for _ in range(200):
-        if waiter.listening:
-            return waiter
-        await asyncio.sleep(0.01)
-    raise AssertionError("the waiter's listener did not connect")
 
 
 def test_an_expected_job_finishing_before_its_wait_begins_is_not_missed(
