@@ -25,10 +25,12 @@ def _migrated_template() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     deployment = Stack(tmp_path_factory.mktemp("stack")).setup()
-    deployment.start_worker(concurrency=2)
-    deployment.start_api()
-    yield deployment
-    deployment.stop()
+    try:  # stopped even when its API never answers: no worker outlives the session
+        deployment.start_worker(concurrency=2)
+        deployment.start_api()
+        yield deployment
+    finally:
+        deployment.stop()
 
 
 @pytest.fixture(scope="session")
