@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ from shared.blobs import gc as blob_gc
 from shared.blobs.store import current_store, new_token
 from shared.ml.explain.methods import explanation_method
 from shared.ml.explain.methods.base import ExplanationPart
+from shared.ml.model import codec
 from shared.tables import Job, JobChunk, JobPrepared, JobStatus, heartbeat_stale, utcnow
 
 
@@ -139,15 +139,18 @@ def load_parts(session: Session, job_id: str, method: str) -> list[ExplanationPa
 
 
 def store_prepared(session: Session, job_id: str, prepared: object) -> None:
-    """Share the fitted job with helping workers (pickle: written and read only by our workers)."""
+    """Share the fitted job with helping workers (`shared.ml.model.codec`: its key holds its sha256)."""
     if session.get(JobPrepared, job_id) is None:
-        key = f"prepared/{job_id}/{new_token()}.pickle"
-        current_store().put_bytes(key, pickle.dumps(prepared, protocol=5))
+        body = codec.dump_object(prepared)
+        key = f"prepared/{job_id}/{new_token()}-{codec.sha256_of(body)}.pickle"
+        current_store().put_bytes(key, body)
         blob_gc.written(session, key)
         session.add(JobPrepared(job_id=job_id, blob_key=key))
 
 
 def load_prepared(session: Session, job_id: str) -> Any | None:
+    """The fitted job shared by `store_prepared`, its sha256 verified before it is unpickled
+    (`codec.ModelIntegrityError` when the blob changed), or None when it is gone."""
     row = session.get(JobPrepared, job_id)
     if row is None:
         return None
@@ -155,8 +158,12 @@ def load_prepared(session: Session, job_id: str) -> Any | None:
         body = current_store().get_bytes(row.blob_key)
     except FileNotFoundError:  # dropped (the job finished) after this session read the row
         return None
-    # Safe to unpickle: only our workers write these, from models they fitted themselves.
-    return pickle.loads(body)
+    return codec.load_object(body, sha256_in_key(row.blob_key))
+
+
+def sha256_in_key(key: str) -> str:
+    """The sha256 a content-addressed key ends with (before its suffix)."""
+    return key.rsplit("/", 1)[-1].split(".", 1)[0].rsplit("-", 1)[-1]
 
 
 def still_running(session: Session, job_id: str) -> bool:

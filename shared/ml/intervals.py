@@ -29,15 +29,51 @@ ERROR_MODEL_TREES = 100
 SCALE_FLOOR = 1e-8
 
 
+class SplitBand:
+    """nnetsauce's fitted split conformal wrapper: a band of constant width around the point model."""
+
+    def __init__(self, wrapper: Any) -> None:
+        self.wrapper = wrapper
+
+    def interval(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(point predictions, lower, upper) for the rows of `X`."""
+        band = self.wrapper.predict(X, return_pi=True)
+        return np.asarray(band.mean), np.asarray(band.lower), np.asarray(band.upper)
+
+
+class LocalBand:
+    """Normalised split conformal: the calibrated score quantile scaled by the error model's estimate."""
+
+    def __init__(self, model: Any, error_model: ExtraTreesRegressor, quantile: float) -> None:
+        self.model = model
+        self.error_model = error_model
+        self.quantile = quantile
+
+    def scale(self, X: np.ndarray) -> np.ndarray:
+        scales: np.ndarray = np.exp(self.error_model.predict(X)) + SCALE_FLOOR
+        return scales
+
+    def interval(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(point predictions, lower, upper) for the rows of `X`."""
+        y_pred = np.asarray(self.model.predict(X), dtype=np.float64)
+        half_width = self.quantile * self.scale(X)
+        return y_pred, y_pred - half_width, y_pred + half_width
+
+
+IntervalBand = SplitBand | LocalBand
+
+
 @dataclass
 class IntervalFit:
-    """The model fitted on the proper-training half, its test predictions and the band around them."""
+    """The model fitted on the proper-training half, its test predictions and the band around them, and
+    the fitted band itself (`band`), which gives new rows their intervals the same way."""
 
     model: Any
     y_pred: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
     calibration_rows: int  # training rows kept out of the fit to calibrate the band
+    band: IntervalBand
 
     def notes(self, n_train: int, level: float, method: PiMethod) -> str:
         """What the result says about how its intervals were made."""
@@ -80,11 +116,10 @@ def _split_conformal(
 
     wrapper = ns.PredictionInterval(obj=model, method="splitconformal", level=level, seed=seed)
     wrapper.fit(X_train, y_train)
-    band = wrapper.predict(X_test, return_pi=True)
+    band = SplitBand(wrapper)
+    y_pred, lower, upper = band.interval(X_test)
     calibration_rows = math.ceil(0.5 * len(X_train))  # nnetsauce's split: train_test_split(test_size=0.5)
-    return IntervalFit(
-        wrapper.obj, np.asarray(band.mean), np.asarray(band.lower), np.asarray(band.upper), calibration_rows
-    )
+    return IntervalFit(wrapper.obj, y_pred, lower, upper, calibration_rows, band)
 
 
 def _local_conformal(
@@ -104,13 +139,9 @@ def _local_conformal(
         n_estimators=ERROR_MODEL_TREES, min_samples_leaf=5, random_state=seed
     ).fit(X_proper, log_error)
 
-    def scale(X: np.ndarray) -> np.ndarray:
-        scales: np.ndarray = np.exp(error_model.predict(X)) + SCALE_FLOOR
-        return scales
-
-    scores = np.abs(y_calibration - model.predict(X_calibration)) / scale(X_calibration)
+    unscaled = LocalBand(model, error_model, 1.0)
+    scores = np.abs(y_calibration - model.predict(X_calibration)) / unscaled.scale(X_calibration)
     rank = min(len(scores), int(np.ceil((len(scores) + 1) * level / 100)))
-    quantile = np.sort(scores)[rank - 1]
-    y_pred = np.asarray(model.predict(X_test), dtype=np.float64)
-    half_width = quantile * scale(X_test)
-    return IntervalFit(model, y_pred, y_pred - half_width, y_pred + half_width, len(X_calibration))
+    band = LocalBand(model, error_model, float(np.sort(scores)[rank - 1]))
+    y_pred, lower, upper = band.interval(X_test)
+    return IntervalFit(model, y_pred, lower, upper, len(X_calibration), band)

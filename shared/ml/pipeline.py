@@ -59,11 +59,13 @@ def prepare(
     validate_job(spec)
     phases = phases or Phases()
     with phases.timed("load"):
-        dataset = impute_missing(
+        dataset, imputation = impute_missing(
             load_source(source, spec.task, spec.seed, limits, roles_of(spec)), spec.model
         )
     with phases.timed("fit"):
-        return _fit(spec, dataset, n_threads, limits)
+        prepared = _fit(spec, dataset, n_threads, limits)
+    prepared.imputation = imputation
+    return prepared
 
 
 def _fit(spec: JobSpec, dataset: Dataset, n_threads: int | None, limits: Limits) -> PreparedJob:
@@ -89,7 +91,7 @@ def _fit(spec: JobSpec, dataset: Dataset, n_threads: int | None, limits: Limits)
         result = regression_result(dataset.y_test, fitted.y_pred, (fitted.lower, fitted.upper))
         result["calibration_rows"] = fitted.calibration_rows
         result["notes"] = fitted.notes(len(dataset.y_train), spec.level, spec.pi_method)
-        return PreparedJob(spec, dataset, fitted.model, _with_rows(result, dataset))
+        return PreparedJob(spec, dataset, fitted.model, _with_rows(result, dataset), interval=fitted.band)
     _guarded_fit(lambda: fit_model(model, dataset.X_train, dataset.y_train), model)
     if spec.task == "regression":
         result = regression_result(dataset.y_test, np.asarray(model.predict(dataset.X_test)).ravel())

@@ -193,3 +193,19 @@ def test_the_prepared_job_is_stored_once_loaded_and_dropped(job_id: str) -> None
         working_data.drop_prepared(session, job_id)
     with session_scope() as session:
         assert session.get(JobPrepared, job_id) is None
+
+
+def test_a_changed_prepared_blob_is_refused_before_it_is_unpickled(job_id: str) -> None:
+    from shared.blobs.store import current_store
+    from shared.ml.model import codec
+
+    with session_scope() as session:
+        chunks.store_prepared(session, job_id, {"model": "fitted"})
+    with session_scope() as session:
+        row = session.get(JobPrepared, job_id)
+        assert row is not None
+        body = current_store().get_bytes(row.blob_key)
+        assert codec.sha256_of(body) in row.blob_key  # content addressed
+        current_store().put_bytes(row.blob_key, codec.dump_object({"model": "swapped"}))
+    with session_scope() as session, pytest.raises(codec.ModelIntegrityError):
+        chunks.load_prepared(session, job_id)
