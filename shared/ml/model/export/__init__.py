@@ -60,7 +60,7 @@ class FormatNotApplicable(ValueError):
 def format_module(name: str) -> FormatModule:
     if name not in FORMATS:
         raise UnknownFormat(name)
-    module: FormatModule = importlib.import_module(FORMATS[name])  # type: ignore[assignment]
+    module: FormatModule = importlib.import_module(FORMATS[name])
     return module
 
 
