@@ -221,6 +221,9 @@ class StorageCounts(Base):
     uploads: Mapped[int] = mapped_column(Integer, server_default="0")
     results_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
     results: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The kept models their jobs reference (each once, like uploads), with their download files.
+    models_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    models: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class UploadRejections(Base):
@@ -274,6 +277,35 @@ class JobPrepared(Base):
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     blob_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class StoredModel(Base):
+    """A kept model (shared.ml.model.kept), stored once per content: its pickle under its sha256
+    (shared.ml.model.codec verifies it before any load) and its download files, made by the worker that
+    fitted it (`exports`: format -> {blob_key, sha256, size_bytes, filename, media_type, headers})."""
+
+    __tablename__ = "models"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)  # of the pickle's bytes
+    blob_key: Mapped[str] = mapped_column(String(200))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)  # the pickle's
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)  # the pickle's and the download files'
+    exports: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class JobModel(Base):
+    """A succeeded job's model card (`GET /jobs/{id}/model`) and the stored model it keeps (None when the
+    model was larger than FITEXPLAIN_MAX_MODEL_BYTES and not kept). Goes only with its job."""
+
+    __tablename__ = "job_models"
+    __table_args__ = (Index("ix_job_models_model_user", "model_sha256", "user_id"),)
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    model_sha256: Mapped[str | None] = mapped_column(ForeignKey("models.sha256"))
+    card: Mapped[dict[str, Any]] = mapped_column(JsonType)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 

@@ -25,7 +25,13 @@ from shared.tables import Base
 from tests.inprocess.factories import Jobs
 
 VERSIONS = REPO_ROOT / "migrations" / "versions"
-POSTGRES_TRIGGERS = {"storage_usage_of_jobs", "storage_usage_of_results", "storage_usage_of_users"}
+POSTGRES_TRIGGERS = {
+    "storage_usage_of_jobs",
+    "storage_usage_of_results",
+    "storage_usage_of_users",
+    "storage_usage_of_job_models",
+    "storage_usage_of_deleted_models",
+}
 SQLITE_TRIGGERS = {
     "storage_usage_job_inserted",
     "storage_usage_job_deleted",
@@ -34,6 +40,8 @@ SQLITE_TRIGGERS = {
     "storage_usage_result_deleted",
     "storage_usage_result_changed",
     "storage_usage_user_inserted",
+    "storage_usage_model_kept",
+    "storage_usage_model_gone",
 }
 
 
