@@ -51,7 +51,30 @@ CODES: dict[str, ErrorCode] = {
     "conflict": ErrorCode(
         409, "The job is not in a state for this: not succeeded yet, still stopping, or no webhook."
     ),
-    "job_cancelled": ErrorCode(409, "A submit with `wait`: the job was cancelled (`job_id`)."),
+    "job_cancelled": ErrorCode(
+        409,
+        "A submit with `wait`: the job was cancelled (`job_id`). `GET /jobs/{id}/model`: a cancelled job has "
+        "no model.",
+    ),
+    "job_failed": ErrorCode(
+        409, "`GET /jobs/{id}/model`: the job failed (its `error_code`), so it has no model."
+    ),
+    "job_not_finished": ErrorCode(
+        409, "`GET /jobs/{id}/model`: the job is still queued or running (`status`): no model yet."
+    ),
+    "model_not_kept": ErrorCode(
+        409,
+        "The job's model was not kept: larger than FITEXPLAIN_MAX_MODEL_BYTES, or fitted on the Dask "
+        "cluster, or before models were kept (`notes`).",
+    ),
+    "format_not_applicable": ErrorCode(
+        409, "`GET /jobs/{id}/model/download`: the model has no file in this format, and the detail says why."
+    ),
+    "model_integrity": ErrorCode(
+        409,
+        "The stored model file no longer has the sha256 recorded when it was written: it is not served "
+        "(`sha256`).",
+    ),
     "ambiguous_id": ErrorCode(
         409, "A job id prefix matches several of the caller's jobs (`prefix`, `count`, `matches`)."
     ),
@@ -88,6 +111,9 @@ CODES: dict[str, ErrorCode] = {
     ),
     "unsupported_type": ErrorCode(
         422, "A Parquet or Arrow column holds a type that is neither numbers nor text (`column`)."
+    ),
+    "unknown_format": ErrorCode(
+        422, "`GET /jobs/{id}/model/download`: `format` is none of the model formats (`allowed`)."
     ),
     "invalid_parameter": ErrorCode(
         422,

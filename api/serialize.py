@@ -34,6 +34,8 @@ class StorageUsagePublic(BaseModel):
     results_bytes: int
     uploads: int
     results: int
+    models_bytes: int
+    models: int
 
 
 def usage_public(used: StorageUsage, quota: int) -> StorageUsagePublic:
@@ -45,6 +47,8 @@ def usage_public(used: StorageUsage, quota: int) -> StorageUsagePublic:
         results_bytes=used.results_bytes,
         uploads=used.uploads,
         results=used.results,
+        models_bytes=used.models_bytes,
+        models=used.models,
     )
 
 

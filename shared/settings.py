@@ -116,8 +116,8 @@ class Settings(BaseSettings):
     max_storage_bytes_per_user: int = Field(
         1_000_000_000,
         ge=0,
-        description="bytes of uploads and results a user's jobs keep, an upload shared by several users "
-        "counting for each (413 beyond; see Storage quota)",
+        description="bytes of uploads, results and kept models a user's jobs keep, an upload or model "
+        "shared by several users counting for each (413 beyond; see Storage quota)",
     )
     token_ttl_days: int | None = Field(
         None,
@@ -238,6 +238,12 @@ class Settings(BaseSettings):
         description="`FITEXPLAIN_FANOUT_CHUNK_ROWS` for model-agnostic and nnetsauce explanations",
     )
 
+    max_model_bytes: int = Field(
+        200_000_000,
+        ge=0,
+        description="a succeeded job's fitted model is kept (GET /jobs/{id}/model) when its pickle is at "
+        "most this many bytes; a larger one is not, and its card says so (the job still succeeds)",
+    )
     result_parquet_min_rows: int = Field(
         10_000,
         ge=0,

@@ -282,17 +282,33 @@ class JobPrepared(Base):
 
 class StoredModel(Base):
     """A kept model (shared.ml.model.kept), stored once per content: its pickle under its sha256
-    (shared.ml.model.codec verifies it before any load) and its download files, made by the worker that
-    fitted it (`exports`: format -> {blob_key, sha256, size_bytes, filename, media_type, headers})."""
+    (shared.ml.model.codec verifies it before any load), with its download files (`ModelFile`)."""
 
     __tablename__ = "models"
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)  # of the pickle's bytes
     blob_key: Mapped[str] = mapped_column(String(200))
     size_bytes: Mapped[int] = mapped_column(BigInteger)  # the pickle's
-    stored_bytes: Mapped[int] = mapped_column(BigInteger)  # the pickle's and the download files'
-    exports: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)  # the pickle's and its download files'
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class ModelFile(Base):
+    """A kept model in one download format (shared.ml.model.export), written by the worker that fitted
+    it; served only when its bytes still have their sha256."""
+
+    __tablename__ = "model_files"
+
+    model_sha256: Mapped[str] = mapped_column(
+        ForeignKey("models.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    format: Mapped[str] = mapped_column(String(20), primary_key=True)
+    blob_key: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    filename: Mapped[str] = mapped_column(String(100))
+    media_type: Mapped[str] = mapped_column(String(100))
+    headers: Mapped[dict[str, Any]] = mapped_column(JsonType)  # e.g. a skops file's untrusted types
 
 
 class JobModel(Base):

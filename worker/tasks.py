@@ -42,6 +42,7 @@ from worker.cluster import ClusterSource, ClusterUnavailable, cluster_source, ru
 from worker.computation import KillableExecutor, Outcome, Progress
 from worker.fanout import FanOutRunner, compute_chunk
 from worker.heartbeat import Heartbeat
+from worker.keep_model import plan_model, record_model
 
 log = logging.getLogger("fitexplain.worker")
 
@@ -249,6 +250,7 @@ def compute_job(
     """The job's computation, run in the killable child: fit, explain, store the result or the error."""
     settings = get_settings()
     phases = Phases()
+    fitted: list[PreparedJob] = []
     try:
         if isinstance(source, ClusterSource):
             result = run_on_dask(source, spec, progress, phases)
@@ -261,9 +263,12 @@ def compute_job(
                 progress=progress,
                 explain_method=FanOutRunner(job_id, settings, queue=queue, worker=me),
                 phases=phases,
+                on_prepared=fitted.append,
             )
     except Exception as exc:
         return _computation_failed(job_id, me, attempt, exc)
+    with phases.timed("keep"):  # a Dask job's model stays on the cluster: it has no card
+        plan = plan_model(job_id, fitted[0], settings) if fitted else None
     with phases.timed("store"):
         # A cluster job's upload is larger than this worker holds: its stored Parquet form goes without
         # the test rows' feature values.
@@ -271,6 +276,8 @@ def compute_job(
         parquet = _parquet_form(job_id, lambda: with_test_features(result, local, spec), settings)
         with session_scope() as session:
             stored = succeed(session, job_id, me, result, parquet, attempt=attempt)
+            if stored and plan is not None:
+                record_model(session, job_id, plan)
     log.info("job %s phases: %s", job_id, phases)  # benchmarks/large_data.py reads this line
     if not stored:
         _refused(job_id, attempt)

@@ -1,9 +1,10 @@
 """Kept models: every succeeded job's fitted model and its card
 
-`models` holds each kept model once per content (its pickle's sha256; the blob and its download files
-in the blob store); `job_models` holds each succeeded job's model card and the model it keeps (none when
-the model was over FITEXPLAIN_MAX_MODEL_BYTES). `storage_usage` counts, per user, the models their jobs
-keep, each once however many jobs share it (as uploads are counted), in `models_bytes` and `models`:
+`models` holds each kept model once per content (its pickle's sha256; the blob in the blob store),
+`model_files` its download files (one per format); `job_models` holds each succeeded job's model card
+and the model it keeps (none when the model was over FITEXPLAIN_MAX_MODEL_BYTES). `storage_usage`
+counts, per user, the models their jobs keep, each once however many jobs share it (as uploads are
+counted), in `models_bytes` and `models`:
 
 - a card inserted with a model its user's other jobs do not keep yet adds the model's stored bytes;
 - a job deleted whose model no other of its user's remaining jobs keeps takes them off, BEFORE the job
@@ -82,8 +83,23 @@ def upgrade() -> None:
         sa.Column("blob_key", sa.String(200), nullable=False),
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("stored_bytes", sa.BigInteger(), nullable=False),
-        sa.Column("exports", JSON_TYPE, nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
+    )
+    op.create_table(
+        "model_files",
+        sa.Column(
+            "model_sha256",
+            sa.String(64),
+            sa.ForeignKey("models.sha256", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("format", sa.String(20), primary_key=True),
+        sa.Column("blob_key", sa.String(200), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("filename", sa.String(100), nullable=False),
+        sa.Column("media_type", sa.String(100), nullable=False),
+        sa.Column("headers", JSON_TYPE, nullable=False),
     )
     op.create_table(
         "job_models",
@@ -125,4 +141,5 @@ def downgrade() -> None:
         op.drop_column("storage_usage", "models_bytes")
     op.drop_index("ix_job_models_model_user", "job_models")
     op.drop_table("job_models")
+    op.drop_table("model_files")
     op.drop_table("models")

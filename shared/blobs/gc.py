@@ -18,7 +18,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, SessionTransaction
 
 from shared.blobs.store import BlobStore, current_store
-from shared.tables import JobChunk, JobPrepared, JobResult, Upload, utcnow
+from shared.tables import JobChunk, JobPrepared, JobResult, ModelFile, StoredModel, Upload, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ REFERENCES: dict[str, tuple[InstrumentedAttribute[str | None], ...]] = {
     "results/": RESULT_KEYS,
     "chunks/": (JobChunk.blob_key,),
     "prepared/": (JobPrepared.blob_key,),
+    "models/": (StoredModel.blob_key, ModelFile.blob_key),
 }
 
 

@@ -181,6 +181,7 @@ def run(
     progress: Callable[[float, str], None] | None = None,
     explain_method: MethodRunner | None = None,
     phases: Phases | None = None,
+    on_prepared: Callable[[PreparedJob], None] | None = None,
 ) -> dict[str, Any]:
     """The whole job: predictions, metrics and result["interpretability"].
 
@@ -189,13 +190,16 @@ def run(
 
     `explain_method` decides how each method's explanation is computed (the worker passes one that
     fans large work out to other workers); by default everything runs here, in one piece. `phases`, when
-    given, receives the seconds spent loading, fitting and explaining.
+    given, receives the seconds spent loading, fitting and explaining. `on_prepared`, when given, receives
+    the fitted job (the worker keeps its model).
     """
     phases = phases or Phases()
     report = progress or (lambda fraction, message: None)
     runner = explain_method or explain_whole(limits)
     report(0.0, "fitting")
     prepared = prepare(source, spec, limits, n_threads, phases)
+    if on_prepared is not None:
+        on_prepared(prepared)
     result = dict(prepared.result)
     methods = list(dict.fromkeys(spec.interpretability))
     check_explanation_limits(spec, prepared.dataset, limits)  # fail before spending time on any method

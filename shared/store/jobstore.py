@@ -44,6 +44,7 @@ from shared.blobs import gc as blob_gc
 from shared.blobs.store import current_store, new_token
 from shared.db import on_postgres, rows_changed
 from shared.ml.headline import headline_score
+from shared.store import kept_models
 from shared.store.job_events import notification_payload, notify_column, notify_finished
 from shared.store.uploads import lock_storage_counts, release_upload, sha256_hex
 from shared.store.working_data import drop_working_data, may_hold_working_data
@@ -658,12 +659,13 @@ def _open_blob(key: str) -> IO[bytes] | None:
 
 
 def delete_job(session: Session, job_id: str) -> None:
-    """Delete a job with its result, events and working data; its upload goes too unless another job
-    uses it. Their blobs go after the commit."""
+    """Delete a job with its result, events, working data and model card; its upload and kept model go
+    too unless another job uses them. Their blobs go after the commit."""
     job = session.get(Job, job_id)
     if job is None:
         return
     digest = job.dataset_sha256
+    models = kept_models.models_of_jobs(session, [job_id])
     lock_storage_counts(session, [job.user_id])
     drop_working_data(session, job_id)
     stored = session.execute(select(*blob_gc.RESULT_KEYS).where(JobResult.job_id == job_id)).all()
@@ -672,6 +674,8 @@ def delete_job(session: Session, job_id: str) -> None:
     session.flush()
     if digest is not None:
         release_upload(session, digest)
+    for model in sorted(models):
+        kept_models.release_model(session, model)
 
 
 def still_running_on(session: Session, job_id: str, worker: str, *, attempt: int | None = None) -> bool:

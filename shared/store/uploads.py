@@ -6,7 +6,8 @@ new key each time the content is stored again, so a release's deletion (after it
 remove the blob of a later copy.
 
 Accounting: a user is charged for each distinct upload their jobs reference (content-addressed, so an
-upload sent twice is stored and charged once) and for each stored (gzip) result. An upload shared by
+upload sent twice is stored and charged once), for each stored (gzip) result, and for each distinct kept
+model (`shared.store.kept_models`, counted like uploads). An upload shared by
 several users is charged in full to each of them: deleting your own jobs always frees what you were
 charged, whoever else uses the same file. Fan-out working data (chunk parts, the prepared model) is not
 charged: it lives only while its job runs (see `shared.dispatch.chunks.drop_working_data`).
@@ -48,10 +49,12 @@ class StorageUsage:
     results_bytes: int
     uploads: int
     results: int
+    models_bytes: int = 0  # kept models with their download files (shared.store.kept_models)
+    models: int = 0
 
     @property
     def used_bytes(self) -> int:
-        return self.uploads_bytes + self.results_bytes
+        return self.uploads_bytes + self.results_bytes + self.models_bytes
 
 
 class StorageQuotaExceeded(Exception):
@@ -62,8 +65,9 @@ class StorageQuotaExceeded(Exception):
         self.quota = quota
 
 
-def usage_query(user_id: int | BindParameter[int]) -> Select[int, int, int, int]:
-    """The user's uploads bytes, results bytes, uploads and results (StorageUsage's order), one row to
+def usage_query(user_id: int | BindParameter[int]) -> Select[int, int, int, int, int, int]:
+    """The user's uploads bytes, results bytes, uploads, results, models bytes and models (StorageUsage's
+    order), one row to
     which other counts can be added (one statement): read from the counts that the storage-count triggers
     keep, not counted over the user's jobs at every submit."""
     return (
@@ -72,6 +76,8 @@ def usage_query(user_id: int | BindParameter[int]) -> Select[int, int, int, int]
             func.coalesce(StorageCounts.results_bytes, 0),
             func.coalesce(StorageCounts.uploads, 0),
             func.coalesce(StorageCounts.results, 0),
+            func.coalesce(StorageCounts.models_bytes, 0),
+            func.coalesce(StorageCounts.models, 0),
         )
         .select_from(User)
         .outerjoin(StorageCounts, StorageCounts.user_id == User.id)
@@ -113,7 +119,8 @@ def refuse_over_quota(current: StorageUsage, added: int, quota: int) -> None:
     if current.used_bytes + added > quota:
         raise StorageQuotaExceeded(
             f"Storage quota exceeded: your jobs keep {current.used_bytes:,} bytes (uploads "
-            f"{current.uploads_bytes:,}, results {current.results_bytes:,}) and this upload adds {added:,}; "
+            f"{current.uploads_bytes:,}, results {current.results_bytes:,}, models {current.models_bytes:,}) "
+            f"and this upload adds {added:,}; "
             f"the quota is {quota:,} bytes per user ({QUOTA_SETTING}). Delete jobs you no longer need "
             "(DELETE /jobs/{id}) to free space; GET /account/usage shows what you use.",
             current,

@@ -162,7 +162,12 @@ def test_retention_deletes_old_finished_jobs_and_unused_uploads(deployment: Depl
         iris = session.get(Job, d.succeeded).dataset_sha256
         assert session.get(Upload, sha256_hex(BOSTON)) is None  # the cancelled job released it at once
 
-        assert purge_expired(session, retention_days=30) == {"jobs": 2, "results": 1, "datasets": 0}
+        assert purge_expired(session, retention_days=30) == {
+            "jobs": 2,
+            "results": 1,
+            "datasets": 0,
+            "models": 0,
+        }
         session.commit()
 
         remaining = set(session.scalars(select(Job.id)))
@@ -170,7 +175,12 @@ def test_retention_deletes_old_finished_jobs_and_unused_uploads(deployment: Depl
         assert session.get(Upload, iris) is not None  # the queued job still needs it
         assert count(session, JobResult, JobResult.job_id == d.succeeded) == 0
         assert count(session, JobEvent, JobEvent.job_id.in_([d.succeeded, d.cancelled])) == 0
-        assert purge_expired(session, retention_days=30) == {"jobs": 0, "results": 0, "datasets": 0}
+        assert purge_expired(session, retention_days=30) == {
+            "jobs": 0,
+            "results": 0,
+            "datasets": 0,
+            "models": 0,
+        }
     assert d.dora.http.get(f"/jobs/{d.succeeded}").status_code == 404
     assert d.dora.http.get(f"/jobs/{d.failed}").status_code == 200
 

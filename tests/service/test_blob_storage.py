@@ -137,7 +137,12 @@ def test_retention_deletes_the_blobs_of_expired_jobs(
     with Session(engine) as session:
         session.execute(update(Job).where(Job.id == job_id).values(finished_at=utcnow() - timedelta(days=40)))
         session.commit()
-        assert purge_expired(session, retention_days=30) == {"jobs": 1, "results": 1, "datasets": 1}
+        assert purge_expired(session, retention_days=30) == {
+            "jobs": 1,
+            "results": 1,
+            "datasets": 1,
+            "models": 0,
+        }
         session.commit()
     assert not blobs.exists(result_key) and not blobs.exists(upload_key)
 

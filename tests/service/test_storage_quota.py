@@ -150,6 +150,8 @@ def test_usage_of_a_new_user(quota: Stack) -> None:
         "results_bytes": 0,
         "uploads": 0,
         "results": 0,
+        "models_bytes": 0,
+        "models": 0,
     }
 
 
@@ -422,7 +424,12 @@ def test_retention_releases_only_uploads_no_job_uses(quota: Stack, engine: Engin
         long_ago = utcnow() - timedelta(days=40)
         session.execute(update(Job).where(Job.id.in_([old_kept, old_dropped])).values(finished_at=long_ago))
         session.commit()
-        assert purge_expired(session, retention_days=30) == {"jobs": 2, "results": 0, "datasets": 1}
+        assert purge_expired(session, retention_days=30) == {
+            "jobs": 2,
+            "results": 0,
+            "datasets": 1,
+            "models": 0,
+        }
         session.commit()
         assert upload_exists(engine, kept) and not upload_exists(engine, dropped)  # `queued` uses `kept`
         assert release_upload(session, sha256_hex(kept)) is False

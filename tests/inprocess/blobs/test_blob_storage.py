@@ -200,7 +200,7 @@ def test_retention_removes_the_blobs_of_expired_jobs(user_id: int, store: BlobSt
     upload = upload_key(sha256_hex(IRIS))
     assert row is not None and row.blob_key is not None and upload is not None
     with session_scope() as session:
-        assert purge_expired(session, 30) == {"jobs": 1, "results": 1, "datasets": 1}
+        assert purge_expired(session, 30) == {"jobs": 1, "results": 1, "datasets": 1, "models": 0}
     assert not store.exists(row.blob_key) and not store.exists(upload)
 
 

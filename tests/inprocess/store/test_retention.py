@@ -51,7 +51,7 @@ def test_old_finished_jobs_go_with_results_events_and_uploads(user_id: int) -> N
     old = finished(user_id, 31, csv=OTHER_CSV)
     old_failed = finished(user_id, 40, csv=OTHER_CSV, status="failed")
     recent = finished(user_id, 29)
-    assert purge() == {"jobs": 2, "results": 1, "datasets": 1}
+    assert purge() == {"jobs": 2, "results": 1, "datasets": 1, "models": 0}
     assert remaining_jobs() == {recent}
     assert count(JobResult) == 1
     with session_scope() as session:
@@ -63,7 +63,7 @@ def test_old_finished_jobs_go_with_results_events_and_uploads(user_id: int) -> N
 def test_an_upload_still_used_by_a_kept_job_stays(user_id: int) -> None:
     finished(user_id, 31)
     kept = make_job(user_id)  # same content, still queued
-    assert purge() == {"jobs": 1, "results": 1, "datasets": 0}
+    assert purge() == {"jobs": 1, "results": 1, "datasets": 0, "models": 0}
     assert remaining_jobs() == {kept}
     assert count(Upload) == 1
 
@@ -72,7 +72,7 @@ def test_an_upload_still_used_by_a_kept_job_stays(user_id: int) -> None:
 def test_unfinished_jobs_are_never_purged_however_old(user_id: int, status: str) -> None:
     job_id = make_job(user_id)
     set_job(job_id, status=status, created_at=ago(400 * DAY))
-    assert purge() == {"jobs": 0, "results": 0, "datasets": 0}
+    assert purge() == {"jobs": 0, "results": 0, "datasets": 0, "models": 0}
     assert remaining_jobs() == {job_id}
 
 
@@ -90,6 +90,7 @@ def test_purging_twice_is_harmless_and_now_can_be_given(user_id: int) -> None:
             "jobs": 1,
             "results": 1,
             "datasets": 1,
+            "models": 0,
         }
-    assert purge() == {"jobs": 0, "results": 0, "datasets": 0}
+    assert purge() == {"jobs": 0, "results": 0, "datasets": 0, "models": 0}
     assert job_id not in remaining_jobs()

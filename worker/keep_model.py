@@ -1,0 +1,84 @@
+"""Keep a succeeded job's fitted model: its pickle, its download files and its card.
+
+All of it is made here, in the computation child that fitted the model, before the job's success is
+written: the download files are made at fit time, once per job, so a download is a plain stream of a
+blob and the API never loads the ML stack or waits for a conversion. A model over
+FITEXPLAIN_MAX_MODEL_BYTES is not kept (its card says so), and a format that fails to write is logged
+and left out of the card's formats: keeping a model never fails its job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shared.ml.model import codec, export
+from shared.ml.model.card import card_fields
+from shared.ml.model.kept import kept_from
+from shared.ml.pipeline import PreparedJob
+from shared.settings import Settings
+from shared.store.kept_models import DownloadFile, ModelToKeep, keep_model
+from shared.tables import Job
+
+log = logging.getLogger("fitexplain.worker")
+
+
+@dataclass(frozen=True)
+class KeptModelPlan:
+    """What the job's success writes besides its result: the card's fields and the model (None: not kept)."""
+
+    card: dict[str, Any]
+    model: ModelToKeep | None
+
+
+def plan_model(job_id: str, prepared: PreparedJob, settings: Settings) -> KeptModelPlan | None:
+    """The model to keep for this fitted job and its card; None when it could not be made (logged)."""
+    try:
+        kept = kept_from(prepared, settings.limits())
+        body = codec.dump(kept)
+        sha256 = codec.sha256_of(body)
+        card: dict[str, Any] = {**card_fields(kept), "size_bytes": len(body), "sha256": sha256}
+        if len(body) > settings.max_model_bytes:
+            card |= {
+                "formats": [],
+                "kept": False,
+                "notes": f"The fitted model takes {len(body):,} bytes, more than FITEXPLAIN_MAX_MODEL_BYTES "
+                f"({settings.max_model_bytes:,}): it was not kept and cannot be downloaded.",
+            }
+            return KeptModelPlan(card, None)
+        files = _download_files(job_id, kept)
+        refused = export.refusals(kept)
+        card |= {
+            "formats": [found.format for found in files],
+            "kept": True,
+            "notes": " ".join(f"{name}: {reason}" for name, reason in refused.items()) or None,
+            "format_refusals": refused,  # the API's 409 says why; not shown on the card
+        }
+        return KeptModelPlan(card, ModelToKeep(body, sha256, files))
+    except Exception:
+        log.exception("job %s: its model could not be kept", job_id)
+        return None
+
+
+def _download_files(job_id: str, kept: Any) -> list[DownloadFile]:
+    files = []
+    for name in export.formats_for(kept):
+        try:
+            made = export.export(kept, name)
+        except Exception:
+            log.exception("job %s: its model could not be written as %s", job_id, name)
+            continue
+        files.append(DownloadFile(name, made.body, made.filename, made.media_type, dict(made.headers)))
+    return files
+
+
+def record_model(session: Session, job_id: str, plan: KeptModelPlan) -> None:
+    """Write the card (with the job's id, endpoint and parameters) and keep the model, in the transaction
+    that made the job succeeded."""
+    job = session.get(Job, job_id)
+    assert job is not None, "a job that just succeeded has its row"
+    card = {"job_id": job_id, "endpoint": job.endpoint, "params": job.params, **plan.card}
+    keep_model(session, job_id, job.user_id, card, plan.model)
