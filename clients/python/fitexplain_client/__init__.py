@@ -29,7 +29,14 @@ from fitexplain_client.errors import (
     WebhookVerificationError,
 )
 from fitexplain_client.jobs import AsyncJob, Job
-from fitexplain_client.models import JobError, JobState, PermutationImportance, Score, ShapExplanation
+from fitexplain_client.models import (
+    JobError,
+    JobState,
+    ModelCard,
+    PermutationImportance,
+    Score,
+    ShapExplanation,
+)
 from fitexplain_client.result import Result
 from fitexplain_client.transport import RetryPolicy
 from fitexplain_client.version import __version__
@@ -53,6 +60,7 @@ __all__ = [
     "JobError",
     "JobFailedError",
     "JobState",
+    "ModelCard",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",

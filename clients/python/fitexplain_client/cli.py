@@ -332,6 +332,70 @@ def result(
 
 
 @app.command()
+def model(
+    words: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="JOB | download JOB", help="a job's model card; `download JOB` writes its model file"
+        ),
+    ],
+    model_format: Annotated[
+        str, typer.Option("--format", "-f", help="download: native, skops, or another of the card's formats")
+    ] = "native",
+    out_path: Annotated[
+        Path, typer.Option("--out", "-o", help="download: the file, or a directory for the server's name")
+    ] = Path("."),
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """`model JOB`: a succeeded job's model card; `model download JOB --format F [--out PATH]`: its model
+    file (exit 1 if the job failed or was cancelled, 3 if it has not finished, 2 if it has no such file)."""
+    if len(words) == 2 and words[0] == "download":
+        downloading, job_id = True, words[1]
+    elif len(words) == 1:
+        downloading, job_id = False, words[0]
+    else:
+        raise typer.BadParameter("give JOB, or download JOB", param_hint="JOB")
+    with exit_codes(), Client(url, token) as client:
+        state = client.job_state(job_id)
+        if not state.finished:
+            raise JobNotFinished(f"job {state.id} is {state.status} ({state.progress:.0%}): no model yet")
+        state.raise_unless_succeeded()
+        if downloading:
+            written = client.download_model(state.id, out_path, model_format)
+            out.print(str(written), markup=False, highlight=False)
+            return
+        card = client.model_card(state.id)
+    if as_json:
+        write_json(card.raw, None)
+        return
+    out.print(model_summary(card.raw), markup=False, highlight=False)
+
+
+def model_summary(card: dict[str, Any]) -> str:
+    """A model card in a few lines."""
+    estimator = card["estimator"]
+    target = card["target"]
+    about_target = (
+        f"classes {', '.join(map(str, target['classes']))}"
+        if "classes" in target
+        else f"{target.get('min')} to {target.get('max')}"
+    )
+    lines = [
+        f"job       {card['job_id']} ({card['endpoint']})",
+        f"estimator {estimator['name']} ({estimator['library']})",
+        f"features  {', '.join(feature['name'] for feature in card['features'])}",
+        f"target    {target['name']}: {about_target}",
+        f"size      {card['size_bytes']:,} bytes, sha256 {card['sha256']}",
+        f"formats   {', '.join(card['formats']) or 'none (not kept)'}",
+    ]
+    if card.get("notes"):
+        lines.append(f"notes     {card['notes']}")
+    return "\n".join(lines)
+
+
+@app.command()
 def cancel(job_id: JobId, url: UrlOption = None, token: TokenOption = None) -> None:
     """Cancel a job that has not finished; it stays listed as cancelled (exit 2 if it had finished)."""
     with exit_codes(), Client(url, token) as client:

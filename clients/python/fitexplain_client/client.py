@@ -19,7 +19,7 @@ from fitexplain_client.binary import ResultFormat, check_format
 from fitexplain_client.data import DataLike, upload
 from fitexplain_client.endpoints import ENDPOINTS, Endpoints, query
 from fitexplain_client.jobs import AsyncJob, Job
-from fitexplain_client.models import JobState
+from fitexplain_client.models import JobState, ModelCard
 from fitexplain_client.result import Result
 from fitexplain_client.transport import AsyncTransport, BaseTransport, Request, RetryPolicy, SyncTransport
 
@@ -79,6 +79,14 @@ class requests_for:
     def webhook_secret() -> Request:
         return Request("GET", "/webhook-secret")
 
+    @staticmethod
+    def model_card(job_id: str) -> Request:
+        return Request("GET", f"/jobs/{job_id}/model")
+
+    @staticmethod
+    def download_model(job_id: str, format: str) -> Request:
+        return Request("GET", f"/jobs/{job_id}/model/download", params={"format": format})
+
 
 class read:
     """How each answer is read."""
@@ -108,12 +116,33 @@ class read:
         return response.content
 
     @staticmethod
+    def model_card(response: httpx.Response) -> ModelCard:
+        return ModelCard.from_json(response.json())
+
+    @staticmethod
+    def model_file(response: httpx.Response, path: str | Path) -> Path:
+        """Write a downloaded model file to `path` (a directory: the file's own name in it)."""
+        target = Path(path)
+        if target.is_dir():
+            target = target / model_filename(response)
+        target.write_bytes(response.content)
+        return target
+
+    @staticmethod
     def models(response: httpx.Response) -> dict[str, Any]:
         return cast(dict[str, Any], response.json())
 
     @staticmethod
     def webhook_secret(response: httpx.Response) -> str:
         return cast(str, response.json()["secret"])
+
+
+def model_filename(response: httpx.Response) -> str:
+    """The file name of a model download (`Content-Disposition`), or model.bin."""
+    disposition = str(response.headers.get("content-disposition", ""))
+    if 'filename="' in disposition:
+        return disposition.split('filename="', 1)[1].split('"', 1)[0]
+    return "model.bin"
 
 
 class BaseClient(Generic[TransportT]):
@@ -213,6 +242,15 @@ class Client(BaseClient[SyncTransport], Endpoints[Job]):
         `path` when given."""
         return read.download(self.transport.send(requests_for.download(job_id, format)), path)
 
+    def model_card(self, job_id: str) -> ModelCard:
+        """A succeeded job's model card (ConflictError while it has none: see its `code`)."""
+        return read.model_card(self.transport.send(requests_for.model_card(job_id)))
+
+    def download_model(self, job_id: str, path: str | Path = ".", format: str = "native") -> Path:
+        """Write a succeeded job's model in `format` (native, skops, or another of the card's `formats`) to
+        `path` (a directory: the server's file name in it); the file's path."""
+        return read.model_file(self.transport.send(requests_for.download_model(job_id, format)), path)
+
     def models(self) -> dict[str, Any]:
         """The accepted `base_model` names (GET /models)."""
         return read.models(self.transport.send(requests_for.models()))
@@ -276,6 +314,12 @@ class AsyncClient(BaseClient[AsyncTransport], Endpoints[Coroutine[Any, Any, Asyn
         self, job_id: str, format: ResultFormat = "parquet", path: str | Path | None = None
     ) -> bytes:
         return read.download(await self.transport.send(requests_for.download(job_id, format)), path)
+
+    async def model_card(self, job_id: str) -> ModelCard:
+        return read.model_card(await self.transport.send(requests_for.model_card(job_id)))
+
+    async def download_model(self, job_id: str, path: str | Path = ".", format: str = "native") -> Path:
+        return read.model_file(await self.transport.send(requests_for.download_model(job_id, format)), path)
 
     async def models(self) -> dict[str, Any]:
         return read.models(await self.transport.send(requests_for.models()))

@@ -16,7 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from fitexplain_client.binary import ResultFormat, ResultFrame, read_parquet
 from fitexplain_client.errors import ConflictError, WaitTimeoutError
-from fitexplain_client.models import FINISHED, JobState
+from fitexplain_client.models import FINISHED, JobState, ModelCard
 from fitexplain_client.progress import JobProgress
 from fitexplain_client.result import Result
 
@@ -83,6 +83,10 @@ class JobCalls(Protocol):
         self, job_id: str, format: ResultFormat = "parquet", path: str | Path | None = None
     ) -> bytes: ...
 
+    def model_card(self, job_id: str) -> ModelCard: ...
+
+    def download_model(self, job_id: str, path: str | Path = ".", format: str = "native") -> Path: ...
+
 
 class AsyncJobCalls(Protocol):
     """The public methods of `AsyncClient` an `AsyncJob` uses."""
@@ -98,6 +102,10 @@ class AsyncJobCalls(Protocol):
     async def download(
         self, job_id: str, format: ResultFormat = "parquet", path: str | Path | None = None
     ) -> bytes: ...
+
+    async def model_card(self, job_id: str) -> ModelCard: ...
+
+    async def download_model(self, job_id: str, path: str | Path = ".", format: str = "native") -> Path: ...
 
 
 def _finished_already(error: ConflictError) -> bool:
@@ -160,6 +168,18 @@ class Job(BaseJob[JobCalls]):
         to `path` too when given: for R (`arrow::read_parquet`), NumPy (`np.load`) or another tool."""
         self._require_success()
         return self.client.download(self.id, format, None if path is None else Path(path))
+
+    def model(self) -> ModelCard:
+        """The card of the succeeded job's kept model (raises JobFailedError if it failed or was
+        cancelled)."""
+        self._require_success()
+        return self.client.model_card(self.id)
+
+    def download_model(self, path: str | os.PathLike[str] = ".", format: str = "native") -> Path:
+        """Write the job's model in `format` (native: its booster's own file; skops; or another of the
+        card's `formats`) to `path` (a directory: the server's file name in it); the file's path."""
+        self._require_success()
+        return self.client.download_model(self.id, Path(path), format)
 
     def result_frame(self) -> ResultFrame:
         """The result as a pandas DataFrame, one row per test row, and the rest as `metadata` (its Parquet
@@ -232,6 +252,16 @@ class AsyncJob(BaseJob[AsyncJobCalls]):
         """As `Job.download`."""
         await self._require_success()
         return await self.client.download(self.id, format, None if path is None else Path(path))
+
+    async def model(self) -> ModelCard:
+        """As `Job.model`."""
+        await self._require_success()
+        return await self.client.model_card(self.id)
+
+    async def download_model(self, path: str | os.PathLike[str] = ".", format: str = "native") -> Path:
+        """As `Job.download_model`."""
+        await self._require_success()
+        return await self.client.download_model(self.id, Path(path), format)
 
     async def result_frame(self) -> ResultFrame:
         """As `Job.result_frame`."""

@@ -143,3 +143,39 @@ class ShapExplanation(APIModel):
     @classmethod
     def _labels_as_text(cls, value: Any) -> Any:
         return None if value is None else [str(label) for label in value]
+
+
+class ModelEstimator(APIModel):
+    """The fitted estimator's class, its library and its constructor parameters."""
+
+    name: str
+    library: str
+    hyperparameters: dict[str, Any]
+
+
+class ModelFeature(APIModel):
+    """A training column: its name, dtype (float64 or category) and categories in code order."""
+
+    name: str
+    dtype: str
+    categories: list[str] | None = None
+
+
+class ModelCard(APIModel):
+    """A succeeded job's kept model (`GET /jobs/{id}/model`): how it was fitted and scored, its training
+    schema, and the `formats` `Job.download_model` offers (`kept` is false when it was too large)."""
+
+    job_id: str
+    endpoint: str
+    params: dict[str, Any]
+    estimator: ModelEstimator
+    libraries: dict[str, str]
+    features: list[ModelFeature]
+    target: dict[str, Any]
+    metrics: dict[str, Any]
+    background: dict[str, Any] | None
+    size_bytes: int
+    sha256: str
+    formats: list[str]
+    kept: bool = True
+    notes: str | None = None
