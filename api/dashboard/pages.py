@@ -27,12 +27,13 @@ from api.dashboard.session import (
     signed_in_user,
 )
 from api.deps import SessionDep, SettingsDep
+from api.model_files import model_file_response, public_card
 from api.queue_depth import queue_depth
 from api.serialize import MAX_OFFSET
 from shared.auth import user_for_token
 from shared.db import session_scope
 from shared.settings import get_settings
-from shared.store import workers
+from shared.store import kept_models, workers
 from shared.tables import FINISHED, Job, JobStatus, User
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -232,12 +233,20 @@ def job_page(
         part = "parts/job_live.html" if fragment == "status" else "parts/job_timeline.html"
         return render(request, part, user, **context)
     result = queries.load_result(session, job) if job.status == JobStatus.succeeded else None
+    card = kept_models.card_of(session, job.id) if job.status == JobStatus.succeeded else None
     context.update(
+        model=None if card is None else public_card(card),
         result=result,
         metrics=metrics_view(result) if result is not None else None,
         charts=charts.explanation_charts(result) if result is not None else [],
     )
     return render(request, "job.html", user, **context)
+
+
+@router.get("/jobs/{job_id}/model/{fmt}")
+def job_model_file(job_id: str, fmt: str, session: SessionDep, user: DashboardUser) -> Response:
+    """The job's model file in format `fmt` (the job page's download links), as the API serves it."""
+    return model_file_response(session, _job_or_404(session, job_id, user), fmt)
 
 
 @router.get("/workers", response_class=HTMLResponse)

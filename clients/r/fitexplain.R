@@ -243,6 +243,27 @@ fx_result <- function(job, url = NULL, token = NULL) {
   fx_json(fx_request("GET", fx_job_path(job, "/result"), url, token))
 }
 
+# The model card of a succeeded job (GET /jobs/{id}/model): estimator, libraries, features (name, dtype,
+# categories in code order), target, metrics, background, size_bytes, sha256 and the `formats` that
+# fx_download_model offers. A job without a model stops with a fitexplain_conflict (its code says why).
+fx_model <- function(job, url = NULL, token = NULL) {
+  fx_json(fx_request("GET", fx_job_path(job, "/model"), url, token))
+}
+
+# Write a succeeded job's model in `format` ("native": xgboost UBJSON, LightGBM text or CatBoost cbm;
+# "skops"; or another of the card's formats) to `path` (a directory: the server's file name in it).
+# Returns the file's path invisibly.
+fx_download_model <- function(job, path = ".", format = "native", url = NULL, token = NULL) {
+  response <- fx_request("GET", fx_job_path(job, "/model/download"), url, token, query = list(format = format))
+  if (dir.exists(path)) {
+    disposition <- headers(response)[["content-disposition"]]
+    name <- if (is.null(disposition)) "model.bin" else sub('.*filename="([^"]+)".*', "\\1", disposition)
+    path <- file.path(path, name)
+  }
+  writeBin(content(response, as = "raw"), path)
+  invisible(path)
+}
+
 # The flat explanation object of `method` ("permutation" or "shap"), or NULL.
 fx_explanation <- function(result, method) {
   found <- result$interpretability
@@ -298,12 +319,13 @@ fx_plot_importance <- function(result, top = 20, file = NULL, width = 700, heigh
 #   Rscript clients/r/fitexplain.R submit FILE ENDPOINT [name=value ...] [--wait]
 #   Rscript clients/r/fitexplain.R status|wait|result|cancel|delete JOB     (JOB: an id or a 6+ prefix)
 #   Rscript clients/r/fitexplain.R jobs [LIMIT]
+#   Rscript clients/r/fitexplain.R model JOB | model download JOB [FORMAT] [PATH]
 # prints JSON on standard output, or one line on standard error, and exits with the table's code:
 # 0 ok, 1 job failed or cancelled, 2 bad usage or a request the service rejected, 3 job not finished,
 # 4 not found, 5 service unreachable or unavailable, 6 authentication or permission.
 FX_USAGE <- paste(
   "usage: fitexplain.R submit FILE ENDPOINT [name=value ...] [--wait] | status JOB | wait JOB [SECONDS]",
-  "| result JOB | cancel JOB | delete JOB | jobs [LIMIT]"
+  "| result JOB | cancel JOB | delete JOB | jobs [LIMIT] | model JOB | model download JOB [FORMAT] [PATH]"
 )
 
 fx_command <- function(args) {
@@ -336,6 +358,13 @@ fx_command <- function(args) {
       if (is.null(left)) list(deleted = rest[1]) else left
     },
     jobs = fx_jobs(limit = if (length(rest) == 1) rest[1] else 20),
+    model = {
+      if (length(rest) == 1) return(fx_model(rest[1]))
+      if (length(rest) < 2 || length(rest) > 4 || rest[1] != "download") usage()
+      format <- if (length(rest) >= 3) rest[3] else "native"
+      path <- if (length(rest) == 4) rest[4] else "."
+      list(path = fx_download_model(rest[2], path = path, format = format))
+    },
     usage()
   )
 }

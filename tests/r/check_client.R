@@ -30,6 +30,14 @@ for (case in cases) {
     png = png_path
   )
 }
+kept <- fx_submit(file.path(data, "breast_cancer_dataset2.csv"), "gbdtclassification", model_type = "xgboost")
+kept <- fx_wait(kept, timeout = 300, progress = FALSE)
+card <- fx_model(kept)
+model_file <- fx_download_model(kept, path = out, format = "native")
+report$model <- list(
+  estimator = card$estimator$name, formats = card$formats, sha256 = card$sha256,
+  file = model_file, size = file.size(model_file)
+)
 bad <- tryCatch(
   fx_submit(file.path(data, "malformed", "non_numeric.csv"), "mlclassification"),
   fitexplain_error = function(e) e

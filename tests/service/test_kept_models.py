@@ -17,7 +17,7 @@ import skops.io as sio
 from fitexplain_client import Client, ConflictError, ModelCard, NotFoundError
 from tests.faults.conftest import slow_csv, slow_params
 from tests.service.test_client_cli import env, fitexplain  # noqa: F401 - `env` is a fixture
-from tests.stack import DATA, Stack
+from tests.stack import DATA, Browser, Stack
 
 pytestmark = pytest.mark.service
 
@@ -150,3 +150,24 @@ def test_the_command_shows_the_card_and_downloads(
     assert unknown.returncode == 2 and "pmml" in unknown.stderr
     missing = fitexplain(env, "model", "0" * 32)
     assert missing.returncode == 4
+
+
+def test_the_dashboard_job_page_shows_the_card_with_download_links(stack: Stack, xgboost_job: Any) -> None:
+    browser = Browser(stack, stack.token("model-user"))
+    page = browser.http.get(f"/dashboard/jobs/{xgboost_job.id}")
+    assert page.status_code == 200
+    card = xgboost_job.model()
+    assert "<h2>Model</h2>" in page.text and card.sha256 in page.text and "XGBClassifier" in page.text
+    for fmt in card.formats:
+        link = f"/dashboard/jobs/{xgboost_job.id}/model/{fmt}"
+        assert f'href="{link}"' in page.text
+        downloaded = browser.http.get(link)
+        assert downloaded.status_code == 200
+        assert (
+            downloaded.content
+            == Client(stack.url, stack.token("model-user"))
+            .request("GET", f"/jobs/{xgboost_job.id}/model/download", params={"format": fmt})
+            .content
+        )
+    other = Browser(stack, stack.token("model-stranger"))
+    assert other.http.get(f"/dashboard/jobs/{xgboost_job.id}/model/native").status_code == 404
