@@ -16,9 +16,10 @@ from shared.limits import reserve_submission
 from shared.ml.spec import JobSpec, ModelSpec
 from shared.settings import Settings
 from shared.store.jobstore import cancel, claim, create_job, delete_job, succeed
+from shared.store.kept_models import DownloadFile, ModelToKeep, keep_model
 from shared.store.retention import purge_expired
 from shared.store.uploads import StorageUsage, sha256_hex, store_upload, usage
-from shared.tables import Job, JobResult, JobStatus, Upload, utcnow
+from shared.tables import Job, JobModel, JobResult, JobStatus, ModelFile, StoredModel, Upload, utcnow
 from tests.inprocess.factories import Jobs
 
 SPEC = JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json()
@@ -191,3 +192,51 @@ def test_a_cancel_during_a_delete_of_a_job_on_the_same_upload_counts_it_off_once
     with sessions() as session:
         assert usage(session, alice) == StorageUsage(0, 0, 0, 0)
     assert_kept(sessions, alice)
+
+
+def models_counted(session: Session, user_id: int) -> tuple[int, int]:
+    """(models, bytes) as counting the user's cards gives: each stored model once."""
+    kept = select(JobModel.model_sha256).join(Job, Job.id == JobModel.job_id).where(Job.user_id == user_id)
+    found = session.execute(
+        select(func.count(), func.coalesce(func.sum(StoredModel.stored_bytes), 0)).where(
+            StoredModel.sha256.in_(kept)
+        )
+    ).one()
+    return int(found[0]), int(found[1])
+
+
+def test_kept_models_are_counted_once_per_user_and_go_with_their_last_job(jobs: Jobs) -> None:
+    sessions = jobs.sessions
+    alice, bob = jobs.user("alice"), jobs.user("bob")
+    body = b"a kept model"
+    model = ModelToKeep(
+        body, sha256_hex(body), [DownloadFile("native", b"its file", "model.txt", "text/plain")]
+    )
+    owners = {jobs.job(alice): alice, jobs.job(alice): alice, jobs.job(bob): bob}
+    for job_id, owner in owners.items():
+        succeeded(sessions, job_id, {"y_pred": [0]})
+        with sessions.begin() as session:
+            keep_model(session, job_id, owner, {"formats": ["native"]}, model)
+    stored_bytes = len(body) + len(b"its file")
+    with sessions() as session:
+        for user_id in (alice, bob):  # each user charged once, in full
+            found = usage(session, user_id)
+            assert (found.models, found.models_bytes) == (1, stored_bytes) == models_counted(session, user_id)
+        assert session.scalar(select(func.count()).select_from(StoredModel)) == 1
+    # Retention deletes alice's two jobs on the same model in one statement: counted off once.
+    a1, a2, b1 = owners
+    with sessions.begin() as session:
+        session.execute(
+            update(Job).where(Job.id.in_([a1, a2])).values(finished_at=utcnow() - timedelta(days=40))
+        )
+    with sessions.begin() as session:
+        assert purge_expired(session, retention_days=30)["models"] == 0  # bob's job still keeps it
+    with sessions() as session:
+        assert (usage(session, alice).models, usage(session, alice).models_bytes) == (0, 0)
+        assert usage(session, bob).models == 1
+    with sessions.begin() as session:
+        delete_job(session, b1)
+    with sessions() as session:
+        assert (usage(session, bob).models, usage(session, bob).models_bytes) == (0, 0)
+        assert session.scalar(select(func.count()).select_from(StoredModel)) == 0
+        assert session.scalar(select(func.count()).select_from(ModelFile)) == 0
