@@ -448,7 +448,10 @@ def test_finished_and_deleted_jobs_leave_nothing_behind(worker: Stack, engine: E
         assert kim.wait(job_id)["status"] == "succeeded"
         account = usage(kim)
         assert account["results"] == 1 and account["results_bytes"] > 0
-        assert account["used_bytes"] == stored_size(content) + account["results_bytes"]
+        assert account["models"] == 1 and account["models_bytes"] > 0  # its kept model
+        assert account["used_bytes"] == (
+            stored_size(content) + account["results_bytes"] + account["models_bytes"]
+        )
         with Session(engine) as session:  # the explanation was fanned out, and its parts dropped since
             assert session.scalar(select(func.count()).where(JobChunk.job_id == job_id)) >= 2
         assert working_data(engine, job_id) == (0, 0)
@@ -463,7 +466,9 @@ def test_a_result_counts_against_the_quota(worker: Stack) -> None:
     first = accepted(lea.submit("gbdtclassification", variant(600), interpretability="shap"))
     assert lea.wait(first)["status"] == "succeeded"
     account = usage(lea)
-    assert account["used_bytes"] == stored_size(variant(600)) + account["results_bytes"]
+    assert account["used_bytes"] == (
+        stored_size(variant(600)) + account["results_bytes"] + account["models_bytes"]
+    )
     assert 2 * stored_size(variant(601)) <= QUOTA < account["used_bytes"] + stored_size(variant(601))
     refused = lea.submit("gbdtclassification", variant(601))
     assert refused.status_code == 413 and f"results {account['results_bytes']:,}" in refused.json()["detail"]
