@@ -166,7 +166,7 @@ def test_retention_deletes_old_finished_jobs_and_unused_uploads(deployment: Depl
             "jobs": 2,
             "results": 1,
             "datasets": 0,
-            "models": 0,
+            "models": 1,  # the succeeded job's
         }
         session.commit()
 

@@ -141,7 +141,7 @@ def test_retention_deletes_the_blobs_of_expired_jobs(
             "jobs": 1,
             "results": 1,
             "datasets": 1,
-            "models": 0,
+            "models": 1,  # its kept model
         }
         session.commit()
     assert not blobs.exists(result_key) and not blobs.exists(upload_key)
