@@ -116,7 +116,7 @@ def test_model_that_cannot_fit_fails_with_a_reason(alice: Client) -> None:
 
 @pytest.fixture(scope="module")
 def admin(stack: Stack) -> Client:
-    return Client(stack.url, stack.token("root-pages", "--admin"))
+    return Client(stack.url, stack.token("root-pages", admin=True))
 
 
 @pytest.mark.parametrize("offset", [str(2**63), str(2**63 - 1), str(MAX_OFFSET + 1)])

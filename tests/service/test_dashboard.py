@@ -40,7 +40,7 @@ def engine(stack: Stack) -> Iterator[Engine]:
 
 @pytest.fixture(scope="module")
 def root(stack: Stack) -> Browser:
-    return Browser(stack, stack.token("dash-root", "--admin"))
+    return Browser(stack, stack.token("dash-root", admin=True))
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,7 @@ def test_the_test_rows_feature_values_come_as_uploaded(
 def test_the_dashboard_colours_the_beeswarm_by_feature_value(
     stack: Stack, customers_job: dict[str, object]
 ) -> None:
-    browser = Browser(stack, stack.token("tables-root", "--admin"))
+    browser = Browser(stack, stack.token("tables-root", admin=True))
     page = browser.http.get(f"/dashboard/jobs/{customers_job['id']}")
     assert page.status_code == 200
     assert 'data-testid="legend"' in page.text and 'class="value" fill="#' in page.text

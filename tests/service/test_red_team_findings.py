@@ -84,7 +84,7 @@ def test_a_malformed_or_non_ascii_csrf_token_is_a_403(stack: Stack, alice: Clien
 def test_a_control_character_in_a_dashboard_filter_is_a_422_naming_it(
     stack: Stack, field: str, char: str
 ) -> None:
-    admin = Browser(stack, stack.token("filter-probe", "--admin"))
+    admin = Browser(stack, stack.token("filter-probe", admin=True))
     response = admin.http.get("/dashboard/jobs", params={field: f"a{char}b"})
     assert response.status_code == 422, response.text
     assert f"{field}: contains a control character (U+{ord(char):04X}" in response.text
@@ -234,7 +234,7 @@ def test_users_see_their_own_queue_position_and_admins_the_depth(limited: Stack)
     for _ in range(2):
         submitted(ahead)
     submitted(behind)
-    admin = Browser(limited, limited.token("queue-admin", "--admin")).http.get("/dashboard").text
+    admin = Browser(limited, limited.token("queue-admin", admin=True)).http.get("/dashboard").text
     assert 'data-testid="queue-depth"' in admin and 'data-testid="queue-position"' not in admin
     user = Browser(limited, second).http.get("/dashboard").text
     assert 'data-testid="queue-depth"' not in user
