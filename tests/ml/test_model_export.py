@@ -130,7 +130,7 @@ def test_a_skops_file_loads_with_its_listed_types_and_predicts_as_the_job(case: 
 @pytest.mark.parametrize("case", ["gradientboosting", "nnetsauce"])
 def test_native_is_refused_for_models_without_a_format_of_their_own(case: str) -> None:
     _, kept = fitted(case)
-    assert export.formats_for(kept) == ["skops"]
+    assert "native" not in export.formats_for(kept) and "skops" in export.formats_for(kept)
     with pytest.raises(export.FormatNotApplicable) as caught:
         export.export(kept, "native")
     assert caught.value.code == "format_not_applicable" and "skops" in str(caught.value)

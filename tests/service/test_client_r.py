@@ -55,7 +55,8 @@ def test_r_client_end_to_end(stack: Stack, tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 3000, endpoint
     assert report["mlregression"]["has_pi"] is True
     model = report["model"]
-    assert model["estimator"] == "XGBClassifier" and model["formats"] == ["native", "skops"]
+    assert model["estimator"] == "XGBClassifier"
+    assert model["formats"] == ["native", "skops", "onnx", "mlflow", "bundle"]
     assert Path(model["file"]).name.endswith("-model.ubj") and model["size"] > 1000
     bad = report["bad_column"]
     assert bad["class"] == "fitexplain_unprocessable" and bad["status"] == 422

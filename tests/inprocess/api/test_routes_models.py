@@ -81,7 +81,7 @@ def test_the_card_holds_exactly_its_fields(
     assert found["target"] == {"name": "target", "classes": ["0", "1", "2"]}
     assert 0.5 <= found["metrics"]["accuracy"] <= 1
     assert found["background"] is None  # no SHAP asked
-    assert found["formats"] == ["native", "skops"] and found["kept"] is True
+    assert found["formats"] == ["native", "skops", "onnx", "mlflow", "bundle"] and found["kept"] is True
     assert len(found["sha256"]) == 64 and found["size_bytes"] > 0
 
 
@@ -94,7 +94,7 @@ def test_an_nnetsauce_card_and_its_formats(
     found = card(client, alice, job_id)
     assert found["estimator"]["library"] == "nnetsauce"
     assert found["estimator"]["hyperparameters"]["n_hidden_features"] == 3
-    assert found["formats"] == ["skops"]
+    assert found["formats"] == ["skops", "mlflow", "bundle"]
     assert "native" in (found["notes"] or "")
     assert found["background"]["rows"] > 0 and found["background"]["features"] == 4
     refused = error(client.get(f"/jobs/{job_id}/model/download?format=native", headers=alice.headers), 409)

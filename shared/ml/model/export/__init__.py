@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 FORMATS: dict[str, str] = {
     "native": "shared.ml.model.export.native",
     "skops": "shared.ml.model.export.skops",
+    "onnx": "shared.ml.model.export.onnx",
+    "mlflow": "shared.ml.model.export.mlflow",
+    "bundle": "shared.ml.model.export.bundle",
 }
 
 
