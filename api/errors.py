@@ -70,6 +70,11 @@ CODES: dict[str, ErrorCode] = {
     "format_not_applicable": ErrorCode(
         409, "`GET /jobs/{id}/model/download`: the model has no file in this format, and the detail says why."
     ),
+    "model_conversion_failed": ErrorCode(
+        409,
+        "`GET /jobs/{id}/model/download`: the worker could not make the model's file in this format on its "
+        "first download, and the detail says why (`reason`).",
+    ),
     "model_integrity": ErrorCode(
         409,
         "The stored model file no longer has the sha256 recorded when it was written: it is not served "

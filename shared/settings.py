@@ -244,6 +244,13 @@ class Settings(BaseSettings):
         description="a succeeded job's fitted model is kept (GET /jobs/{id}/model) when its pickle is at "
         "most this many bytes; a larger one is not, and its card says so (the job still succeeds)",
     )
+    model_conversion_republish_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="a model download format made on first download (onnx, mlflow, bundle) whose conversion "
+        "was asked for this many seconds ago and has neither stored its file nor failed is asked for again "
+        "by the next download (its worker was lost); sooner, downloads only answer 202",
+    )
     result_parquet_min_rows: int = Field(
         10_000,
         ge=0,

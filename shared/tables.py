@@ -311,6 +311,21 @@ class ModelFile(Base):
     headers: Mapped[dict[str, Any]] = mapped_column(JsonType)  # e.g. a skops file's untrusted types
 
 
+class ModelConversion(Base):
+    """A download format of a kept model that is made on first download, by a small worker task: when it
+    was last asked for (a download that finds neither its file nor a recent request publishes the task
+    again), and why it failed, if it did (the download then answers 409). Goes with its model."""
+
+    __tablename__ = "model_conversions"
+
+    model_sha256: Mapped[str] = mapped_column(
+        ForeignKey("models.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    format: Mapped[str] = mapped_column(String(20), primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    failure: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class JobModel(Base):
     """A succeeded job's model card (`GET /jobs/{id}/model`) and the stored model it keeps (None when the
     model was larger than FITEXPLAIN_MAX_MODEL_BYTES and not kept). Goes only with its job."""

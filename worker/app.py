@@ -11,7 +11,7 @@ from celery.signals import worker_process_init
 from shared.dispatch.queue import get_celery
 
 app = get_celery()
-app.conf.include = ["worker.tasks"]
+app.conf.include = ["worker.tasks", "worker.convert_model"]
 
 
 def warm_imports() -> None:

@@ -1,10 +1,11 @@
 """Keep a succeeded job's fitted model: its pickle, its download files and its card.
 
 All of it is made here, in the computation child that fitted the model, before the job's success is
-written: the download files are made at fit time, once per job, so a download is a plain stream of a
-blob and the API never loads the ML stack or waits for a conversion. A model over
-FITEXPLAIN_MAX_MODEL_BYTES is not kept (its card says so), and a format that fails to write is logged
-and left out of the card's formats: keeping a model never fails its job.
+written, except the slow download formats: only the cheap ones (`export.AT_FIT_TIME`: native, skops) are
+written at fit time; the card lists every format that applies, and the others are made by a worker on
+their first download (worker/convert_model.py), never in the API. A model over FITEXPLAIN_MAX_MODEL_BYTES
+is not kept (its card says so), and a cheap format that fails to write is logged and left out of the
+card's formats: keeping a model never fails its job.
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ def plan_model(job_id: str, prepared: PreparedJob, settings: Settings) -> KeptMo
                 f"({settings.max_model_bytes:,}): it was not kept and cannot be downloaded.",
             }
             return KeptModelPlan(card, None)
-        files = _download_files(job_id, kept)
+        applicable = export.formats_for(kept)
+        files = _download_files(job_id, kept, [name for name in applicable if name in export.AT_FIT_TIME])
+        written = {found.format for found in files}
         refused = export.refusals(kept)
         card |= {
-            "formats": [found.format for found in files],
+            "formats": [name for name in applicable if name in written or name not in export.AT_FIT_TIME],
             "kept": True,
             "notes": " ".join(f"{name}: {reason}" for name, reason in refused.items()) or None,
             "format_refusals": refused,  # the API's 409 says why; not shown on the card
@@ -63,9 +66,9 @@ def plan_model(job_id: str, prepared: PreparedJob, settings: Settings) -> KeptMo
         return None
 
 
-def _download_files(job_id: str, kept: Any) -> list[DownloadFile]:
+def _download_files(job_id: str, kept: Any, names: list[str]) -> list[DownloadFile]:
     files = []
-    for name in export.formats_for(kept):
+    for name in names:
         try:
             made = export.export(kept, name)
         except Exception:

@@ -1,7 +1,7 @@
 """A succeeded job's kept model: its card (`GET /jobs/{id}/model`) and its download files
-(`GET /jobs/{id}/model/download?format=`). The files were written by the worker that fitted the model
-(worker/keep_model.py): this process only streams blobs, after checking their sha256, and never loads a
-model. Another user's job answers 404, never 403."""
+(`GET /jobs/{id}/model/download?format=`). The files are written by workers (the cheap ones with the
+fit, the others on their first download, while this answers 202): this process only streams blobs, after
+checking their sha256, and never loads a model. Another user's job answers 404, never 403."""
 
 from __future__ import annotations
 
@@ -79,10 +79,16 @@ def get_model_card(job_id: str, session: SessionDep, user: CurrentUser) -> dict[
             "a skops file lists its untrusted types in `X-Skops-Untrusted-Types`).",
             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
         },
+        202: {
+            "description": "A worker is writing the file in this format (made on its first download): "
+            '`{"code": "model_converting", "detail": ...}`; ask again after `Retry-After` seconds.',
+            "model": errors.ErrorBody,
+        },
         **errors.documented(
             {
                 409: MODEL_409 + " Or the model has no file in this format (`format_not_applicable`), or "
-                "the stored file changed (`model_integrity`).",
+                "its file could not be made (`model_conversion_failed`, with the `reason`), or the stored "
+                "file changed (`model_integrity`).",
                 422: "An unknown `format` (`unknown_format`, with the `allowed` ones).",
             }
         ),

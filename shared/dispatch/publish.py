@@ -12,7 +12,7 @@ import logging
 from datetime import datetime
 
 from shared.db import commit_without_flush_wait, session_scope
-from shared.dispatch.queue import RUN_JOB_TASK, broker_lost_messages, publish
+from shared.dispatch.queue import CONVERT_MODEL_TASK, RUN_JOB_TASK, broker_lost_messages, publish
 from shared.dispatch.routing import broker_queue
 from shared.settings import get_settings
 from shared.store.jobstore import forget_dispatches, mark_dispatched, requeue_stale, undispatched
@@ -43,6 +43,18 @@ def publish_job(job_id: str, queue: str) -> datetime | None:
         log.warning("could not publish job %s: %s", job_id, exc)
         return None
     return utcnow()
+
+
+def publish_conversion(job_id: str, fmt: str) -> bool:
+    """Ask a worker (of the small queue: a conversion takes seconds) to make the job's model file in
+    `fmt`; False (logged) when the broker is unreachable: a later download asks again
+    (`shared.store.model_conversions`)."""
+    try:
+        publish(CONVERT_MODEL_TASK, job_id, fmt, queue=broker_queue("small", get_settings()))
+    except Exception as exc:
+        log.warning("could not publish the %s conversion of job %s's model: %s", fmt, job_id, exc)
+        return False
+    return True
 
 
 def mark_published(jobs: list[tuple[str, datetime]]) -> None:

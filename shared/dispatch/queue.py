@@ -15,6 +15,7 @@ from shared.settings import Settings, get_settings
 
 RUN_JOB_TASK = "fitexplain.run_job"
 RUN_CHUNK_TASK = "fitexplain.run_chunk"
+CONVERT_MODEL_TASK = "fitexplain.convert_model"
 
 
 def celery_config(settings: Settings) -> dict[str, object]:

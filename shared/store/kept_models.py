@@ -1,7 +1,8 @@
 """What a succeeded job keeps of its fitted model: its card, and the model stored once per content.
 
 The worker that fitted the model writes, in the transaction that makes the job succeeded, the model's
-pickle (`shared.ml.model.codec`: its key holds its sha256) and its download files, then the `models` and
+pickle (`shared.ml.model.codec`: its key holds its sha256) and its cheap download files (the others are
+made on first download: `shared.store.model_conversions`), then the `models` and
 `model_files` rows (unless the same model is stored already: a deterministic re-run), then the job's card
 (`job_models`). A model over FITEXPLAIN_MAX_MODEL_BYTES is not stored: its card says so. Storage counts
 (`storage_usage.models_bytes`) are kept by triggers (migration 0006); a model goes when no job keeps it
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from shared.blobs import gc as blob_gc
 from shared.blobs.store import current_store, new_token
-from shared.tables import JobModel, ModelFile, StoredModel
+from shared.tables import JobModel, ModelConversion, ModelFile, StoredModel
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ def release_model(session: Session, sha256: str | None) -> bool:
         return False
     file_keys = session.scalars(select(ModelFile.blob_key).where(ModelFile.model_sha256 == sha256)).all()
     session.execute(delete(ModelFile).where(ModelFile.model_sha256 == sha256))
+    session.execute(delete(ModelConversion).where(ModelConversion.model_sha256 == sha256))
     session.execute(delete(StoredModel).where(StoredModel.sha256 == sha256))
     blob_gc.delete_after_commit(session, [row.blob_key, *file_keys])
     return True

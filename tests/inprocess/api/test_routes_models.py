@@ -1,7 +1,9 @@
 """A succeeded job keeps its model: `GET /jobs/{id}/model` (the card, a contract) and
-`/jobs/{id}/model/download`, run by the worker's task in this process on tiny data. Identical models are
-stored once and counted once per user; they go with their last job, by delete or retention; another
-user gets 404; a job without a model 409 with its code; a changed file is never served."""
+`/jobs/{id}/model/download`, run by the worker's task in this process on tiny data. The slow formats are
+made on first download: 202 while the conversion task (run here) works, then the file, or 409 why not.
+Identical models are stored once and counted once per user; they go with their last job, by delete or
+retention; another user gets 404; a job without a model 409 with its code; a changed file is never
+served."""
 
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ from sqlalchemy import func, select
 
 from shared.blobs.store import current_store
 from shared.db import session_scope
+from shared.dispatch.queue import CONVERT_MODEL_TASK
 from shared.settings import Settings
 from shared.store.retention import purge_expired
 from shared.store.uploads import usage
-from shared.tables import JobModel, ModelFile, StoredModel, utcnow
+from shared.tables import JobModel, ModelConversion, ModelFile, StoredModel, utcnow
 from tests.inprocess.factories import TINY_GBDT, Account, make_job, set_job
+from tests.inprocess.recorder import PublishRecorder
 
 XGBOOST = {**TINY_GBDT, "model_type": "xgboost"}
 NNETSAUCE = {"n_hidden_features": 3, "interpretability": "none"}
@@ -224,3 +228,74 @@ def test_a_model_over_the_limit_is_not_kept_and_its_card_says_so(
     assert "FITEXPLAIN_MAX_MODEL_BYTES" in found["notes"] and found["size_bytes"] > 100
     refused = error(client.get(f"/jobs/{job_id}/model/download", headers=alice.headers), 409)
     assert refused["code"] == "model_not_kept" and "FITEXPLAIN_MAX_MODEL_BYTES" in refused["notes"]
+
+
+def test_slow_formats_are_made_by_a_worker_on_their_first_download(
+    client: TestClient, alice: Account, run_job: Callable[[str], str], published: PublishRecorder
+) -> None:
+    from worker.convert_model import convert_model
+
+    job_id = succeeded(run_job, alice, params=XGBOOST)
+    found = card(client, alice, job_id)
+    sha256 = found["sha256"]
+    assert "bundle" in found["formats"]
+    with session_scope() as session:
+        made = set(session.scalars(select(ModelFile.format).where(ModelFile.model_sha256 == sha256)))
+        before = session.get(StoredModel, sha256)
+        assert before is not None
+        stored_before = before.stored_bytes
+    assert made == {"native", "skops"}  # only the cheap formats at fit time
+    path = f"/jobs/{job_id}/model/download?format=bundle"
+    for _ in range(2):  # polling publishes one conversion, not one per request
+        waiting = client.get(path, headers=alice.headers)
+        assert waiting.status_code == 202, waiting.text
+        assert waiting.json()["code"] == "model_converting" and "bundle" in waiting.json()["detail"]
+        assert waiting.headers["retry-after"] == "2"
+    conversions = [m for m in published.messages if m.task == CONVERT_MODEL_TASK]
+    assert [m.args for m in conversions] == [(job_id, "bundle")]
+    assert convert_model(job_id, "bundle") == "stored"
+    assert convert_model(job_id, "bundle") == "nothing to do"  # a second task for the same file
+    bundle = client.get(path, headers=alice.headers)
+    assert bundle.status_code == 200, bundle.text
+    assert bundle.headers["content-disposition"] == f'attachment; filename="{job_id}-model-bundle.zip"'
+    assert bundle.content[:2] == b"PK"
+    with session_scope() as session:
+        model = session.get(StoredModel, sha256)
+        assert model is not None and model.stored_bytes == stored_before + len(bundle.content)
+        assert usage(session, alice.id).models_bytes == model.stored_bytes  # counted as fit-time files
+
+
+def test_a_lost_conversion_is_published_again_after_a_while(
+    client: TestClient, alice: Account, run_job: Callable[[str], str], published: PublishRecorder
+) -> None:
+    job_id = succeeded(run_job, alice, params=XGBOOST)
+    sha256 = card(client, alice, job_id)["sha256"]
+    path = f"/jobs/{job_id}/model/download?format=bundle"
+    assert client.get(path, headers=alice.headers).status_code == 202
+    with session_scope() as session:  # no worker took it for longer than the republish delay
+        row = session.get(ModelConversion, (sha256, "bundle"))
+        assert row is not None
+        row.requested_at = utcnow() - timedelta(seconds=Settings().model_conversion_republish_seconds + 1)
+    assert client.get(path, headers=alice.headers).status_code == 202
+    assert client.get(path, headers=alice.headers).status_code == 202
+    assert published.job_ids(CONVERT_MODEL_TASK) == [job_id, job_id]
+
+
+def test_a_failed_conversion_answers_409_with_its_reason(
+    client: TestClient, alice: Account, run_job: Callable[[str], str], published: PublishRecorder
+) -> None:
+    from worker.convert_model import convert_model
+
+    job_id = succeeded(run_job, alice, params=XGBOOST)
+    sha256 = card(client, alice, job_id)["sha256"]
+    with session_scope() as session:  # the kept pickle changed: it is never unpickled
+        model = session.get(StoredModel, sha256)
+        assert model is not None
+        current_store().put_bytes(model.blob_key, b"not the model")
+    path = f"/jobs/{job_id}/model/download?format=bundle"
+    assert client.get(path, headers=alice.headers).status_code == 202
+    assert convert_model(job_id, "bundle") == "failed"
+    refused = error(client.get(path, headers=alice.headers), 409)
+    assert refused["code"] == "model_conversion_failed" and "bundle" in refused["detail"]
+    assert "sha256" in refused["reason"]
+    assert published.job_ids(CONVERT_MODEL_TASK) == [job_id]  # never 202 forever, never again

@@ -23,6 +23,10 @@ FORMATS: dict[str, str] = {
     "bundle": "shared.ml.model.export.bundle",
 }
 
+#: The formats written at fit time (a quarter second between them); the others are made by a worker on
+#: their first download (seconds each, and a first import of their libraries).
+AT_FIT_TIME: tuple[str, ...] = ("native", "skops")
+
 
 @dataclass(frozen=True)
 class Exported:
