@@ -42,7 +42,8 @@ FX_EXIT <- c(
 #                                fitexplain_server_error (5xx)
 #   fitexplain_connection_error  no answer (refused, DNS, reset); fitexplain_timeout below it
 #   fitexplain_job_failed        the job failed or was cancelled (code: the job's error code)
-#   fitexplain_job_unfinished    fx_wait's timeout passed with the job still queued or running
+#   fitexplain_job_unfinished    fx_wait's timeout passed with the job still queued or running, or
+#                                fx_download_model's with the model's file still being written
 #   fitexplain_usage             a bad argument (the command line's bad usage)
 fx_condition <- function(classes, message, code = NULL, status = NA_integer_, detail = message,
                          column = NULL, exit_code = FX_EXIT[["usage"]], ...) {
@@ -252,9 +253,25 @@ fx_model <- function(job, url = NULL, token = NULL) {
 
 # Write a succeeded job's model in `format` ("native": xgboost UBJSON, LightGBM text or CatBoost cbm;
 # "skops"; or another of the card's formats) to `path` (a directory: the server's file name in it).
-# Returns the file's path invisibly.
-fx_download_model <- function(job, path = ".", format = "native", url = NULL, token = NULL) {
-  response <- fx_request("GET", fx_job_path(job, "/model/download"), url, token, query = list(format = format))
+# A format a worker writes on its first download (onnx, mlflow, bundle) answers 202 meanwhile: the
+# download is asked again after each Retry-After, stopping with a fitexplain_job_unfinished after
+# `timeout` seconds. Returns the file's path invisibly.
+fx_download_model <- function(job, path = ".", format = "native", timeout = 600, url = NULL, token = NULL) {
+  started <- Sys.time()
+  repeat {
+    response <- fx_request("GET", fx_job_path(job, "/model/download"), url, token, query = list(format = format))
+    if (status_code(response) != 202) break
+    left <- timeout - as.numeric(difftime(Sys.time(), started, units = "secs"))
+    if (left <= 0) {
+      stop(fx_condition(
+        "fitexplain_job_unfinished",
+        sprintf("job %s's model is still being written as %s after %s s", job, format, timeout),
+        code = "model_converting", exit_code = FX_EXIT[["unfinished"]]
+      ))
+    }
+    wait <- suppressWarnings(as.numeric(headers(response)[["retry-after"]]))
+    Sys.sleep(min(if (length(wait) == 1 && !is.na(wait)) wait else 2, left))
+  }
   if (dir.exists(path)) {
     disposition <- headers(response)[["content-disposition"]]
     name <- if (is.null(disposition)) "model.bin" else sub('.*filename="([^"]+)".*', "\\1", disposition)

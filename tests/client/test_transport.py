@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from fitexplain_client import (
     APIConnectionError,
+    AsyncClient,
     Client,
     ConflictError,
     InternalServerError,
@@ -217,3 +220,30 @@ def test_delete_deletes_a_finished_job_and_cancels_one_that_runs(serve) -> None:
     cancelled = client.delete("j2")
     assert cancelled is not None and cancelled.status == "cancelled"
     assert server.seen == [("DELETE", "/jobs/j1"), ("DELETE", "/jobs/j2")]
+
+
+CONVERTING = {"code": "model_converting", "detail": "Job j1's model is being written as bundle"}
+BUNDLE = {"Content-Disposition": 'attachment; filename="j1-model-bundle.zip"'}
+
+
+def test_a_model_download_follows_202_until_the_file_comes(serve, tmp_path) -> None:
+    script = [(202, {"Retry-After": "0"}, CONVERTING)] * 2 + [(200, BUNDLE, {"zip": 1})]
+    server, client = serve(list(script))
+    path = client.download_model("j1", tmp_path, format="bundle")
+    assert path == tmp_path / "j1-model-bundle.zip" and json.loads(path.read_bytes()) == {"zip": 1}
+    assert server.seen == [("GET", "/jobs/j1/model/download?format=bundle")] * 3
+    server, _ = serve(list(script))
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    async def download() -> Path:
+        async with AsyncClient(url, "fx_test") as waiting:
+            return await waiting.download_model("j1", tmp_path / "async.zip", format="bundle")
+
+    assert asyncio.run(download()).read_bytes() == path.read_bytes() and len(server.seen) == 3
+
+
+def test_a_model_download_gives_up_at_its_timeout(serve, tmp_path) -> None:
+    server, client = serve([(202, {"Retry-After": "0"}, CONVERTING)] * 2)
+    with pytest.raises(WaitTimeoutError, match="still being written as bundle"):
+        client.download_model("j1", tmp_path, format="bundle", timeout=0)
+    assert len(server.seen) == 1 and not list(tmp_path.iterdir())

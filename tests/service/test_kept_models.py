@@ -2,11 +2,13 @@
 card of an xgboost job on a table with categories and of a default nnetsauce job; the native and skops
 files load in this test's own environment and predict the job's test rows exactly as the job did, from the
 rows as uploaded and the card's schema alone; the model counts in the quota and goes with its job; another
-user gets 404; a cancelled job 409; a changed file is refused with its code."""
+user gets 404; a cancelled job 409; a changed file is refused with its code. A fit writes only the native
+and skops files: a bundle is made by a worker on its first download (202, then the file)."""
 
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,28 @@ def test_an_xgboost_card_and_files_predict_the_test_rows_exactly(xgboost_job: An
     skops_file = xgboost_job.download_model(tmp_path / "model.skops", format="skops")
     untrusted = sio.get_untrusted_types(file=skops_file)
     assert np.array_equal(sio.load(skops_file, trusted=untrusted).predict_proba(X), proba)
+
+
+def test_a_bundle_is_made_by_a_worker_on_its_first_download(stack: Stack, tmp_path: Path) -> None:
+    client = Client(stack.url, stack.token("model-convert"))
+    job = client.gbdtclassification(CUSTOMERS, **{**XGBOOST, "n_estimators": 5})
+    job.wait(timeout=300)
+    card = job.model()
+    assert "bundle" in card.formats
+    store = stack.blob_store()
+    made = sorted(blob.key.rsplit(".", 1)[1] for blob in store.list(f"models/{card.sha256}/"))
+    assert made == ["native", "pickle", "skops"]  # only the cheap formats at fit time
+    before = client.request("GET", "/account/usage").json()["models_bytes"]
+    first = client.request("GET", f"/jobs/{job.id}/model/download", params={"format": "bundle"})
+    assert first.status_code == 202 and first.json()["code"] == "model_converting"
+    assert first.headers["retry-after"] == "2"
+    path = job.download_model(tmp_path, format="bundle", timeout=300)  # follows the 202s
+    assert path.name == f"{job.id}-model-bundle.zip"
+    with zipfile.ZipFile(path) as bundle:
+        assert "predict.py" in bundle.namelist()
+    assert [blob.key for blob in store.list(f"models/{card.sha256}/") if blob.key.endswith(".bundle")]
+    after = client.request("GET", "/account/usage").json()["models_bytes"]
+    assert after == before + path.stat().st_size  # counted as the fit-time files are
 
 
 def test_a_default_nnetsauce_model_downloads_as_skops(client: Client, tmp_path: Path) -> None:
@@ -148,6 +172,10 @@ def test_the_command_shows_the_card_and_downloads(
     downloaded = fitexplain(env, "model", "download", job_id, "--format", "native", "--out", str(out))
     assert downloaded.returncode == 0, downloaded.stderr
     assert out.read_bytes()[:1] == b"{" and str(out) in downloaded.stdout
+    bundle = tmp_path / "m.zip"  # a format a worker writes on its first download: the command waits
+    downloaded = fitexplain(env, "model", "download", job_id, "--format", "bundle", "--out", str(bundle))
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert zipfile.is_zipfile(bundle)
     unknown = fitexplain(env, "model", "download", job_id, "--format", "pmml", "--out", str(tmp_path))
     assert unknown.returncode == 2 and "pmml" in unknown.stderr
     missing = fitexplain(env, "model", "0" * 32)

@@ -28,6 +28,7 @@ from fitexplain_client.client import Client
 from fitexplain_client.endpoints import parameters
 from fitexplain_client.errors import ConflictError
 from fitexplain_client.exit_codes import ExitCode, JobNotFinished, exit_code, one_line
+from fitexplain_client.jobs import MODEL_CONVERSION_TIMEOUT
 from fitexplain_client.models import JobState
 from fitexplain_client.plot_kinds import PlotKind, chosen_kind, save_plot
 
@@ -345,12 +346,18 @@ def model(
     out_path: Annotated[
         Path, typer.Option("--out", "-o", help="download: the file, or a directory for the server's name")
     ] = Path("."),
+    timeout: Annotated[
+        float,
+        typer.Option(help="download: give up waiting for a format a worker writes after this many seconds"),
+    ] = MODEL_CONVERSION_TIMEOUT,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """`model JOB`: a succeeded job's model card; `model download JOB --format F [--out PATH]`: its model
-    file (exit 1 if the job failed or was cancelled, 3 if it has not finished, 2 if it has no such file)."""
+    file, waiting while a worker writes a format made on first download (onnx, mlflow, bundle) (exit 1 if
+    the job failed or was cancelled, 3 if it has not finished or the file is still being written after
+    `--timeout`, 2 if it has no such file)."""
     if len(words) == 2 and words[0] == "download":
         downloading, job_id = True, words[1]
     elif len(words) == 1:
@@ -363,7 +370,7 @@ def model(
             raise JobNotFinished(f"job {state.id} is {state.status} ({state.progress:.0%}): no model yet")
         state.raise_unless_succeeded()
         if downloading:
-            written = client.download_model(state.id, out_path, model_format)
+            written = client.download_model(state.id, out_path, model_format, timeout)
             out.print(str(written), markup=False, highlight=False)
             return
         card = client.model_card(state.id)

@@ -7,6 +7,8 @@ two faces only send, through their transport, and wrap what they read in a `Job`
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -18,12 +20,14 @@ from fitexplain_client import config
 from fitexplain_client.binary import ResultFormat, check_format
 from fitexplain_client.data import DataLike, upload
 from fitexplain_client.endpoints import ENDPOINTS, Endpoints, query
-from fitexplain_client.jobs import AsyncJob, Job
+from fitexplain_client.errors import WaitTimeoutError, retry_after_seconds
+from fitexplain_client.jobs import MODEL_CONVERSION_TIMEOUT, AsyncJob, Job
 from fitexplain_client.models import JobState, ModelCard
 from fitexplain_client.result import Result
 from fitexplain_client.transport import AsyncTransport, BaseTransport, Request, RetryPolicy, SyncTransport
 
 DEFAULT_TIMEOUT = 120.0  # seconds per HTTP request (uploads of large files included)
+CONVERSION_POLL_SECONDS = 2.0  # between two asks of a format being written, when no Retry-After says
 TransportT = TypeVar("TransportT", bound=BaseTransport)
 
 
@@ -137,6 +141,29 @@ class read:
         return cast(str, response.json()["secret"])
 
 
+class _ConversionWait:
+    """The pauses of a model download answered 202 (`model_converting`): the server's Retry-After, up to
+    the download's deadline."""
+
+    def __init__(self, job_id: str, format: str, timeout: float | None) -> None:
+        self.job_id, self.format, self.timeout = job_id, format, timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+
+    def pause(self, response: httpx.Response) -> float:
+        """Seconds to sleep before asking again (raises WaitTimeoutError past the deadline)."""
+        delay = retry_after_seconds(response)
+        delay = CONVERSION_POLL_SECONDS if delay is None else delay
+        if self.deadline is None:
+            return delay
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise WaitTimeoutError(
+                f"job {self.job_id}'s model is still being written as {self.format} after {self.timeout} s "
+                "(the worker goes on: download it again later)"
+            )
+        return min(delay, left)
+
+
 def model_filename(response: httpx.Response) -> str:
     """The file name of a model download (`Content-Disposition`), or model.bin."""
     disposition = str(response.headers.get("content-disposition", ""))
@@ -246,10 +273,23 @@ class Client(BaseClient[SyncTransport], Endpoints[Job]):
         """A succeeded job's model card (ConflictError while it has none: see its `code`)."""
         return read.model_card(self.transport.send(requests_for.model_card(job_id)))
 
-    def download_model(self, job_id: str, path: str | Path = ".", format: str = "native") -> Path:
+    def download_model(
+        self,
+        job_id: str,
+        path: str | Path = ".",
+        format: str = "native",
+        timeout: float | None = MODEL_CONVERSION_TIMEOUT,
+    ) -> Path:
         """Write a succeeded job's model in `format` (native, skops, or another of the card's `formats`) to
-        `path` (a directory: the server's file name in it); the file's path."""
-        return read.model_file(self.transport.send(requests_for.download_model(job_id, format)), path)
+        `path` (a directory: the server's file name in it); the file's path. A format made on its first
+        download (onnx, mlflow, bundle) answers 202 while a worker writes it: the download is asked again
+        after each Retry-After, for `timeout` seconds at most (then WaitTimeoutError)."""
+        pace = _ConversionWait(job_id, format, timeout)
+        while True:
+            response = self.transport.send(requests_for.download_model(job_id, format))
+            if response.status_code != 202:
+                return read.model_file(response, path)
+            time.sleep(pace.pause(response))
 
     def models(self) -> dict[str, Any]:
         """The accepted `base_model` names (GET /models)."""
@@ -318,8 +358,19 @@ class AsyncClient(BaseClient[AsyncTransport], Endpoints[Coroutine[Any, Any, Asyn
     async def model_card(self, job_id: str) -> ModelCard:
         return read.model_card(await self.transport.send(requests_for.model_card(job_id)))
 
-    async def download_model(self, job_id: str, path: str | Path = ".", format: str = "native") -> Path:
-        return read.model_file(await self.transport.send(requests_for.download_model(job_id, format)), path)
+    async def download_model(
+        self,
+        job_id: str,
+        path: str | Path = ".",
+        format: str = "native",
+        timeout: float | None = MODEL_CONVERSION_TIMEOUT,
+    ) -> Path:
+        pace = _ConversionWait(job_id, format, timeout)
+        while True:
+            response = await self.transport.send(requests_for.download_model(job_id, format))
+            if response.status_code != 202:
+                return read.model_file(response, path)
+            await asyncio.sleep(pace.pause(response))
 
     async def models(self) -> dict[str, Any]:
         return read.models(await self.transport.send(requests_for.models()))

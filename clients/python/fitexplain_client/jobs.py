@@ -31,6 +31,7 @@ def poll_delays(first: float = 0.1, factor: float = 1.5, cap: float = 1.0) -> It
 
 
 LONG_POLL_SECONDS = 2.0  # how long each status request of a wait may be held: the progress bar's pace
+MODEL_CONVERSION_TIMEOUT = 600.0  # seconds a model download waits for a worker to write its format
 
 
 def show_progress(asked: bool | None) -> bool:
@@ -85,7 +86,9 @@ class JobCalls(Protocol):
 
     def model_card(self, job_id: str) -> ModelCard: ...
 
-    def download_model(self, job_id: str, path: str | Path = ".", format: str = "native") -> Path: ...
+    def download_model(
+        self, job_id: str, path: str | Path = ".", format: str = "native", timeout: float | None = ...
+    ) -> Path: ...
 
 
 class AsyncJobCalls(Protocol):
@@ -105,7 +108,9 @@ class AsyncJobCalls(Protocol):
 
     async def model_card(self, job_id: str) -> ModelCard: ...
 
-    async def download_model(self, job_id: str, path: str | Path = ".", format: str = "native") -> Path: ...
+    async def download_model(
+        self, job_id: str, path: str | Path = ".", format: str = "native", timeout: float | None = ...
+    ) -> Path: ...
 
 
 def _finished_already(error: ConflictError) -> bool:
@@ -175,11 +180,18 @@ class Job(BaseJob[JobCalls]):
         self._require_success()
         return self.client.model_card(self.id)
 
-    def download_model(self, path: str | os.PathLike[str] = ".", format: str = "native") -> Path:
+    def download_model(
+        self,
+        path: str | os.PathLike[str] = ".",
+        format: str = "native",
+        timeout: float | None = MODEL_CONVERSION_TIMEOUT,
+    ) -> Path:
         """Write the job's model in `format` (native: its booster's own file; skops; or another of the
-        card's `formats`) to `path` (a directory: the server's file name in it); the file's path."""
+        card's `formats`) to `path` (a directory: the server's file name in it); the file's path. A format
+        a worker writes on its first download (onnx, mlflow, bundle) is waited for, following the
+        server's Retry-After, `timeout` seconds at most (then WaitTimeoutError; None: no limit)."""
         self._require_success()
-        return self.client.download_model(self.id, Path(path), format)
+        return self.client.download_model(self.id, Path(path), format, timeout)
 
     def result_frame(self) -> ResultFrame:
         """The result as a pandas DataFrame, one row per test row, and the rest as `metadata` (its Parquet
@@ -258,10 +270,15 @@ class AsyncJob(BaseJob[AsyncJobCalls]):
         await self._require_success()
         return await self.client.model_card(self.id)
 
-    async def download_model(self, path: str | os.PathLike[str] = ".", format: str = "native") -> Path:
+    async def download_model(
+        self,
+        path: str | os.PathLike[str] = ".",
+        format: str = "native",
+        timeout: float | None = MODEL_CONVERSION_TIMEOUT,
+    ) -> Path:
         """As `Job.download_model`."""
         await self._require_success()
-        return await self.client.download_model(self.id, Path(path), format)
+        return await self.client.download_model(self.id, Path(path), format, timeout)
 
     async def result_frame(self) -> ResultFrame:
         """As `Job.result_frame`."""
