@@ -15,11 +15,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.limits import reserve_submission
 from shared.ml.spec import JobSpec, ModelSpec
 from shared.settings import Settings
+from shared.store import model_conversions
 from shared.store.jobstore import cancel, claim, create_job, delete_job, succeed
 from shared.store.kept_models import DownloadFile, ModelToKeep, keep_model
 from shared.store.retention import purge_expired
 from shared.store.uploads import StorageUsage, sha256_hex, store_upload, usage
-from shared.tables import Job, JobModel, JobResult, JobStatus, ModelFile, StoredModel, Upload, utcnow
+from shared.tables import (
+    Job,
+    JobModel,
+    JobResult,
+    JobStatus,
+    ModelConversion,
+    ModelFile,
+    StoredModel,
+    Upload,
+    utcnow,
+)
 from tests.inprocess.factories import Jobs
 
 SPEC = JobSpec(model=ModelSpec(task="classification", family="gbdt")).to_json()
@@ -240,3 +251,61 @@ def test_kept_models_are_counted_once_per_user_and_go_with_their_last_job(jobs: 
         assert (usage(session, bob).models, usage(session, bob).models_bytes) == (0, 0)
         assert session.scalar(select(func.count()).select_from(StoredModel)) == 0
         assert session.scalar(select(func.count()).select_from(ModelFile)) == 0
+
+
+def test_a_file_made_on_first_download_counts_for_every_keeper_once(jobs: Jobs) -> None:
+    sessions = jobs.sessions
+    alice, bob = jobs.user("alice"), jobs.user("bob")
+    body = b"a kept model"
+    sha256 = sha256_hex(body)
+    model = ModelToKeep(body, sha256, [DownloadFile("native", b"its file", "model.txt", "text/plain")])
+    owners = {jobs.job(alice): alice, jobs.job(bob): bob}
+    for job_id, owner in owners.items():
+        succeeded(sessions, job_id, {"y_pred": [0]})
+        with sessions.begin() as session:
+            keep_model(session, job_id, owner, {"formats": ["native", "bundle"]}, model)
+    bundle = DownloadFile("bundle", b"a bundle made later", "model-bundle.zip", "application/zip")
+    with sessions.begin() as session:
+        assert model_conversions.ask(session, sha256, "bundle", 60).action == "publish"
+        assert model_conversions.ask(session, sha256, "bundle", 60).action == "wait"
+    for stored_now in (True, False):  # a second task for the same file stores nothing
+        with sessions.begin() as session:
+            assert model_conversions.store_file(session, sha256, bundle) is stored_now
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ModelFile)) == 2
+        assert session.scalar(select(func.count()).select_from(ModelConversion)) == 0
+        for user_id in (alice, bob):
+            found = usage(session, user_id)
+            assert found.models_bytes == len(body) + len(b"its file") + len(bundle.body)
+            assert (found.models, found.models_bytes) == models_counted(session, user_id)
+    for job_id in owners:
+        with sessions.begin() as session:
+            delete_job(session, job_id)
+    with sessions() as session:
+        assert [usage(session, user_id).models_bytes for user_id in (alice, bob)] == [0, 0]
+        assert session.scalar(select(func.count()).select_from(StoredModel)) == 0
+
+
+def test_a_file_stored_while_a_new_user_keeps_the_model_counts_for_them_too(jobs: Jobs) -> None:
+    on_postgres_only(jobs)
+    sessions = jobs.sessions
+    alice, bob = jobs.user("alice"), jobs.user("bob")
+    body = b"a shared model"
+    sha256 = sha256_hex(body)
+    model = ModelToKeep(body, sha256, [])
+    first, second = jobs.job(alice), jobs.job(bob)
+    for job_id in (first, second):
+        succeeded(sessions, job_id, {"y_pred": [0]})
+    with sessions.begin() as session:
+        keep_model(session, first, alice, {"formats": ["bundle"]}, model)
+    bundle = DownloadFile("bundle", b"a bundle", "model-bundle.zip", "application/zip")
+    with sessions() as converting:
+        assert model_conversions.store_file(converting, sha256, bundle)
+        with waiting(sessions, lambda session: keep_model(session, second, bob, {}, model)):
+            converting.commit()  # bob's card waited for the stored file, and counts it
+    with sessions() as session:
+        for user_id in (alice, bob):
+            assert usage(session, user_id).models_bytes == len(body) + len(bundle.body)
+            assert (usage(session, user_id).models, usage(session, user_id).models_bytes) == models_counted(
+                session, user_id
+            )
