@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api import dashboard, errors
 from api.control_chars import refuse_control_characters
-from api.routes import account, admin, health, job_models, jobs, metrics, submit, webhooks
+from api.routes import account, admin, health, job_models, jobs, metrics, predict, submit, webhooks
 from api.uploads.size_limit import UploadLimitMiddleware
 from api.waiting import JobWaiter
 from shared.blobs.gc import sweep_orphans
@@ -121,7 +121,7 @@ def create_app() -> FastAPI:
         ),
     )
 
-    own = (health, submit, jobs, job_models, webhooks, account, admin, metrics)
+    own = (health, submit, jobs, job_models, predict, webhooks, account, admin, metrics)
     for module in own:
         app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     app.include_router(submit.compat_router)  # FastAPI's own error bodies, as techtonique.net's

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.content_coding import accepts_gzip
+from shared.ml.model.predict.spec import is_predict
 from shared.results import formats as results
 from shared.store.uploads import StorageUsage
 from shared.tables import Job, JobStatus
@@ -123,8 +124,17 @@ def job_public(job: Job) -> JobPublic:
         model=model_name(job.spec),
         score=_score(job),
         duration_seconds=_duration_seconds(job),
-        links={"self": f"/jobs/{job.id}", "result": f"/jobs/{job.id}/result"},
+        links=_links(job),
     )
+
+
+def _links(job: Job) -> dict[str, str]:
+    """The job's own links; a predict job's also name the job whose model it used and that model."""
+    links = {"self": f"/jobs/{job.id}", "result": f"/jobs/{job.id}/result"}
+    if is_predict(job.spec):
+        source = job.spec.get("source_job")
+        links.update(source_job=f"/jobs/{source}", model=f"/jobs/{source}/model")
+    return links
 
 
 def _score(job: Job) -> Score | None:
@@ -142,6 +152,9 @@ def _duration_seconds(job: Job) -> float | None:
 def model_name(spec: dict[str, Any]) -> str | None:
     """The fitted model's name from a job's stored spec (`JobSpec.to_json`): the ml family's base model,
     the gbdt family's model type."""
+    if is_predict(spec):
+        named = spec.get("model_name")
+        return named if isinstance(named, str) else None
     model = spec.get("model")
     if not isinstance(model, dict):
         return None

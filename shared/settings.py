@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         LIMITS.max_classes, description="classes of a classification target (422 beyond)"
     )
     max_explain_rows: int = Field(LIMITS.max_explain_rows, description="test rows SHAP explains (422 beyond)")
+    max_predict_explain_rows: int = Field(
+        LIMITS.max_predict_explain_rows,
+        gt=0,
+        description="rows SHAP explains in a predict job (`POST /jobs/{id}/predict`; 422 beyond), computed "
+        "in batches",
+    )
     max_background_rows: int = Field(
         LIMITS.max_background_rows,
         description="SHAP's background: a seeded sample of at most this many training rows",

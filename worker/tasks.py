@@ -20,6 +20,9 @@ from shared.dispatch import chunks
 from shared.dispatch.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.ml.errors import UserInputError
 from shared.ml.ingest.dataset import with_test_features
+from shared.ml.model.codec import ModelIntegrityError
+from shared.ml.model.predict.scoring import check_explainable, count_rows, read_batches, score
+from shared.ml.model.predict.spec import PredictSpec, is_predict
 from shared.ml.phases import Phases
 from shared.ml.pipeline import PreparedJob, prepare, run
 from shared.ml.spec import JobSpec
@@ -43,6 +46,7 @@ from worker.computation import KillableExecutor, Outcome, Progress
 from worker.fanout import FanOutRunner, compute_chunk
 from worker.heartbeat import Heartbeat
 from worker.keep_model import plan_model, record_model
+from worker.predict import load_kept
 
 log = logging.getLogger("fitexplain.worker")
 
@@ -130,9 +134,11 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
             claimed_at = time.monotonic()
             if job_id != message_job_id:
                 log.info("message of job %s: ran job %s (fair share)", message_job_id, job_id)
-            spec = JobSpec.from_json(job.spec)
+            stored_spec = dict(job.spec)
             upload = outcome.upload  # read with the claim
-            cluster = cluster_source(upload, spec, settings)  # the Dask cluster's job, or None
+            cluster = None  # the Dask cluster's job, or None
+            if not is_predict(stored_spec):
+                cluster = cluster_source(upload, JobSpec.from_json(stored_spec), settings)
     except OperationalError as exc:
         # Postgres is unreachable (or restarting) before the claim committed: the message is the job's
         # only wake-up (the sweep republishes only jobs never dispatched), so it must not be acked as
@@ -155,7 +161,7 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
                 unfetched = exc
             else:
                 ended = executor().run(
-                    partial(compute_job, job_id, me, attempt, source, spec, queue),
+                    computation_of(job_id, me, attempt, source, stored_spec, queue),
                     time_limit=settings.soft_time_limit,
                     poll_seconds=settings.cancel_poll_seconds,
                     still_wanted=partial(_still_held, beat, job_id, me, attempt),
@@ -238,6 +244,16 @@ def upload_source(path: Path | None) -> bytes | Path:
     return b"" if path is None else path
 
 
+def computation_of(
+    job_id: str, me: str, attempt: int, source: bytes | Path | ClusterSource, spec: dict[str, Any], queue: str
+) -> Callable[[Progress], str]:
+    """The job's computation (picklable, for the killable child): a fit, or a predict job's scoring."""
+    if is_predict(spec):
+        assert not isinstance(source, ClusterSource)
+        return partial(compute_predict, job_id, me, attempt, source, PredictSpec.from_json(spec))
+    return partial(compute_job, job_id, me, attempt, source, JobSpec.from_json(spec), queue)
+
+
 def compute_job(
     job_id: str,
     me: str,
@@ -281,6 +297,43 @@ def compute_job(
     log.info("job %s phases: %s", job_id, phases)  # benchmarks/large_data.py reads this line
     if not stored:
         _refused(job_id, attempt)
+    return "succeeded" if stored else "superseded"
+
+
+def compute_predict(
+    job_id: str, me: str, attempt: int, source: bytes | Path, spec: PredictSpec, progress: Progress
+) -> str:
+    """A predict job's computation, run in the killable child: score the upload with the kept model,
+    store the result or the error."""
+    settings = get_settings()
+    phases = Phases()
+    progress(0.0, "loading the model")
+    try:
+        with phases.timed("load"):
+            kept = load_kept(spec.model_sha256)
+            if spec.options.explains:
+                check_explainable(kept)
+            n_rows = count_rows(source)
+        result = score(
+            kept,
+            read_batches(source),
+            spec.options,
+            extra_columns=spec.extra_columns,
+            n_rows=n_rows,
+            progress=lambda done, total: progress(0.95 * done / max(total, 1), f"scored {done}/{total} rows"),
+            arrays=True,
+            phases=phases,
+        )
+    except ModelIntegrityError as exc:
+        log.error("job %s: its model's bytes failed their sha256 check: %s", job_id, exc)
+        return _fail(job_id, me, attempt, exc.code, str(exc))
+    except Exception as exc:
+        return _computation_failed(job_id, me, attempt, exc)
+    with phases.timed("store"):
+        parquet = _parquet_form(job_id, lambda: result, settings)
+        with session_scope() as session:
+            stored = succeed(session, job_id, me, result, parquet, attempt=attempt)
+    log.info("job %s phases: %s", job_id, phases)  # benchmarks/predict_rows.py reads this line
     return "succeeded" if stored else "superseded"
 
 

@@ -32,6 +32,7 @@ from api.queue_depth import queue_depth
 from api.serialize import MAX_OFFSET
 from shared.auth import user_for_token
 from shared.db import session_scope
+from shared.ml.model.predict.spec import is_predict
 from shared.settings import get_settings
 from shared.store import kept_models, workers
 from shared.tables import FINISHED, Job, JobStatus, User
@@ -233,14 +234,38 @@ def job_page(
         part = "parts/job_live.html" if fragment == "status" else "parts/job_timeline.html"
         return render(request, part, user, **context)
     result = queries.load_result(session, job) if job.status == JobStatus.succeeded else None
+    source_job = job.spec.get("source_job") if is_predict(job.spec) else None
+    fitted = result is not None and source_job is None
     card = kept_models.card_of(session, job.id) if job.status == JobStatus.succeeded else None
     context.update(
         model=None if card is None else public_card(card),
         result=result,
-        metrics=metrics_view(result) if result is not None else None,
-        charts=charts.explanation_charts(result) if result is not None else [],
+        metrics=metrics_view(result) if fitted and result is not None else None,
+        charts=charts.explanation_charts(result) if fitted and result is not None else [],
+        source_job=source_job,
+        reasons=reasons_view(result) if source_job is not None and result is not None else None,
     )
     return render(request, "job.html", user, **context)
+
+
+#: Explained rows a predict job's page lists with their reasons (the result holds them all).
+SHOWN_REASONS = 50
+
+
+def reasons_view(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A predict job's first explained rows: row number, id, prediction and top reasons."""
+    ids = result.get("ids")
+    y_pred = result.get("y_pred") or []
+    rows = (result.get("explained_rows") or [])[:SHOWN_REASONS]
+    return [
+        {
+            "row": row,
+            "id": ids[row] if isinstance(ids, list) else None,
+            "y_pred": y_pred[row] if row < len(y_pred) else None,
+            "reasons": reasons,
+        }
+        for row, reasons in zip(rows, result.get("reasons") or [], strict=False)
+    ]
 
 
 @router.get("/jobs/{job_id}/model/{fmt}")

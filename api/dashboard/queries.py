@@ -17,6 +17,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from shared.ml.ingest.dataset import with_test_features
+from shared.ml.model.predict.spec import is_predict
 from shared.ml.spec import JobSpec
 from shared.store.jobstore import result_body
 from shared.store.uploads import upload_path
@@ -330,5 +331,7 @@ def load_result(session: Session, job: Job) -> dict[str, Any] | None:
     if body is None:
         return None
     result: dict[str, Any] = orjson.loads(igzip.decompress(body))
+    if is_predict(job.spec):  # its rows are new rows, not a fit's test rows
+        return result
     source = upload_path(session, job.dataset_sha256)
     return with_test_features(result, source, JobSpec.from_json(job.spec))

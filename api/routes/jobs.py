@@ -30,6 +30,7 @@ from api.serialize import (
 from api.waiting import job_waiter
 from shared.db import read_scope
 from shared.ml.ingest.dataset import with_test_features
+from shared.ml.model.predict.spec import is_predict
 from shared.ml.spec import JobSpec
 from shared.results.formats import FORMATS, load_stored
 from shared.store.jobstore import cancel, delete_job, open_result, open_result_parquet
@@ -161,10 +162,12 @@ def get_result(
         return stored_binary_response(parquet, chosen, job_id)  # stored by the worker: no conversion
     with stored_result(session, job_id) as stream:
         body = stream.read()
-    source, spec = upload_path(session, job.dataset_sha256), JobSpec.from_json(job.spec)
+    source = upload_path(session, job.dataset_sha256)
 
     def add_test_features(result: dict[str, Any]) -> dict[str, Any]:
-        return with_test_features(result, source, spec)
+        if is_predict(job.spec):  # a predict job's rows are its upload's: no test rows to add
+            return result
+        return with_test_features(result, source, JobSpec.from_json(job.spec))
 
     if chosen.name == "json":
         with_features = add_test_features(load_stored(body))

@@ -134,25 +134,32 @@ TECHTONIQUE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+Accept = Callable[..., tuple[Job, datetime | None]]
+"""Validates and stores a job: (endpoint, params, received upload, user id, settings, job id) -> (the job,
+when it was published)."""
+
+
 async def submit(
     endpoint: str,
-    params: CommonParams,
+    params: Any,
     file: UploadFile,
     user_id: int,
     settings: Settings,
     request: Request,
     wait: float | None,
     *,
-    techtonique: bool,
+    techtonique: bool = False,
+    accept: Accept | None = None,
 ) -> Response:
+    """Accept the job (`accept`: a fit's `_accept` by default), then answer 202, or wait for its result."""
     assert isinstance(file, ReceivedFile)  # a file part is only found in a multipart body: SubmitRoute's
     job_id = new_id()
     waiter = job_waiter(request.app)
     # A wait is registered before the job can finish: its notification cannot be missed, so the waiter
     # need not read the row first (a read racing the worker's claim on a trivial job).
     with waiter.expecting(job_id) if wait else nullcontext() as expected:
-        accept = partial(_accept, endpoint, params, file.received(), user_id, settings, job_id)
-        job, published = await run_in_threadpool(accept)
+        accepting = partial(accept or _accept, endpoint, params, file.received(), user_id, settings, job_id)
+        job, published = await run_in_threadpool(accepting)
         accepted = job_public(job)  # as accepted: queued (a worker may claim it as soon as it is published)
         if published is not None:
             dispatch_marks(request.app).add(job.id, published)
@@ -199,7 +206,7 @@ def _accept(
     with session_scope() as session:
         # locks the user's row, so the limits and the quota hold until the job below is committed
         reserve_submission(session, user_id, settings, upload=(received.digest, ingested.size_bytes))
-        _store(session, ingested, received.digest)
+        store_upload_of(session, ingested, received.digest)
         job = create_job(
             session,
             job_id=job_id,
@@ -210,7 +217,7 @@ def _accept(
             dataset=received.digest,
             estimated_seconds=round(cost.total, 3),
             queue=queue_for_cost(cost.total, settings),
-            data_filename=_file_name(received.filename),
+            data_filename=file_name(received.filename),
         )
     return job, publish_job(job.id, job.queue)
 
@@ -226,14 +233,14 @@ def ingest_limits(spec: JobSpec, limits: Limits, settings: Settings) -> Limits:
 UNBOUNDED_MEMORY_MB = 2**62
 
 
-def _file_name(sent: str) -> str | None:
+def file_name(sent: str) -> str | None:
     """The upload's file name as a list of jobs shows it: its last path component (some clients send a
     path), at most 255 characters; None when the part had none."""
     name = sent.replace("\\", "/").rsplit("/", 1)[-1].strip()
     return name[:255] or None
 
 
-def _store(session: Session, ingested: Ingested, digest: str) -> None:
+def store_upload_of(session: Session, ingested: Ingested, digest: str) -> None:
     """Keep the canonical Parquet file under the upload's sha256 (of the bytes as sent)."""
     store_upload(session, ingested.path, digest, ingested.n_rows, ingested.n_columns)
 

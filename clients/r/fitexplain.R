@@ -281,6 +281,22 @@ fx_download_model <- function(job, path = ".", format = "native", timeout = 600,
   invisible(path)
 }
 
+# Score (and explain) the rows of `file` (CSV, Parquet or Arrow; the target may be absent) with the model a
+# succeeded job kept: POST /jobs/{id}/predict with its parameters as named arguments (top_n = 3,
+# threshold = 0.7, below = TRUE, id_column = "id", strict = TRUE, return_pi = TRUE). Returns the predict
+# job; fx_result(fx_wait(job)) gives y_pred, proba, interpretability, explained_rows and reasons.
+fx_predict <- function(job, file, interpretability = "shap", ..., url = NULL, token = NULL) {
+  params <- c(list(interpretability = interpretability), list(...))
+  query <- lapply(params, function(value) {
+    if (is.logical(value)) tolower(as.character(value)) else paste(value, collapse = ",")
+  })
+  response <- fx_request(
+    "POST", fx_job_path(job, "/predict"), url, token,
+    query = query, body = list(file = upload_file(file)), encode = "multipart"
+  )
+  fx_json(response)
+}
+
 # The flat explanation object of `method` ("permutation" or "shap"), or NULL.
 fx_explanation <- function(result, method) {
   found <- result$interpretability

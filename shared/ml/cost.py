@@ -32,7 +32,7 @@ on the high side.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shared.ml.errors import LimitExceeded
 from shared.ml.explain.budgets import AGNOSTIC_EVALS_PER_ROW, PERMUTATION_REPEATS
@@ -151,6 +151,31 @@ def estimate_cost(spec: JobSpec, shape: DataShape, background_rows: int = 500) -
         fit += _forest_fit(shape.n_train // 2, shape.n_features)  # its error model: extra trees
     tree_shap = model.shap_per_row is not None
     return CostEstimate(parse=parse, fit=fit, permutation=permutation, shap=shap, tree_shap=tree_shap)
+
+
+def estimate_predict_cost(
+    spec: JobSpec, shape: DataShape, *, explain: bool, background_rows: int = 500
+) -> CostEstimate:
+    """Estimated worker-seconds of scoring `shape.n_test` new rows with the kept model of a job fitted as
+    `spec` on `shape.n_train` training rows: parsing, predicting and, with `explain`, SHAP on every row (a
+    threshold may explain fewer: the estimate is the bound). Nothing is fitted: `fit` is loading the model,
+    a small constant."""
+    model = _model_costs(spec, shape)
+    explained = replace(spec, interpretability=("shap",) if explain else (), shap_interactions=False)
+    shap = estimate_cost(explained, shape, background_rows).shap
+    predict = model.predict_rows(shape.n_test, shape.n_features) * (2 if spec.task == "classification" else 1)
+    parse = 2 * PARSE_SECONDS_PER_CELL * shape.n_test * (shape.n_features + 1)
+    return CostEstimate(
+        parse=parse,
+        fit=MODEL_LOAD_SECONDS + predict,
+        permutation=0.0,
+        shap=shap,
+        tree_shap=model.shap_per_row is not None,
+    )
+
+
+#: Loading a kept model in a worker (reading its blob, checking its sha256, unpickling), seconds.
+MODEL_LOAD_SECONDS = 0.1
 
 
 def _agnostic_shap(spec: JobSpec, shape: DataShape, model: _ModelCosts, n_background: int) -> float:

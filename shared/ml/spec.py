@@ -213,6 +213,7 @@ class Limits:
     max_cell_chars: int = 1_000
     max_classes: int = 100
     max_explain_rows: int = 100_000
+    max_predict_explain_rows: int = 1_000_000
     max_background_rows: int = 500
     max_shap_floats: int = 200_000_000
     max_categories: int = 50

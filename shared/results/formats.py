@@ -39,6 +39,7 @@ LAYOUT_VERSION = 1
 ROW_KEYS = (
     "test_rows",
     "test_ids",
+    "ids",  # a predict job's `id_column`
     "y_true",
     "y_pred",
     "proba",

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from shared.blobs import gc as blob_gc
+from shared.ml.model.predict.spec import is_predict
 from shared.ml.spec import JobSpec
 from shared.tables import Job, JobChunk, JobPrepared
 
@@ -16,6 +17,8 @@ from shared.tables import Job, JobChunk, JobPrepared
 def may_hold_working_data(job: Job) -> bool:
     """Whether the job can have chunks or a prepared model: only explanations fan out (worker/fanout.py),
     so a job that asks for none never has any (and finishing it need not look)."""
+    if is_predict(job.spec):  # a predict job scores in batches in its own worker
+        return False
     return bool(JobSpec.from_json(job.spec).interpretability)
 
 

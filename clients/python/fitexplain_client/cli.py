@@ -333,6 +333,62 @@ def result(
 
 
 @app.command()
+def predict(
+    job_id: JobId,
+    data: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help="the new rows: CSV, gzip CSV, Parquet or Arrow"),
+    ],
+    top_n: Annotated[
+        int | None, typer.Option("--top-n", help="reasons per explained row (default 3)")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="explain only the rows whose score reaches it")
+    ] = None,
+    below: Annotated[
+        bool, typer.Option("--below", help="explain the rows at or below the threshold")
+    ] = False,
+    id_column: Annotated[
+        str | None, typer.Option("--id-column", help="a column carried into the result as ids")
+    ] = None,
+    shap: Annotated[bool, typer.Option("--shap/--no-shap", help="SHAP values and reasons")] = True,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="refuse categories never seen in training")
+    ] = False,
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="write the result here: JSON, or .parquet / .arrow for those forms"),
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="give up waiting after this many seconds")] = None,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Score (and explain) the rows of DATA with the model job JOB_ID kept; wait, then save or show them."""
+    params: dict[str, Any] = {"below": below or None, "id_column": id_column, "strict": strict or None}
+    with exit_codes(), Client(url, token) as client:
+        job = client.predict(
+            job_id,
+            data,
+            interpretability="shap" if shap else "none",
+            top_n=top_n,
+            threshold=threshold,
+            **params,
+        )
+        if not as_json:
+            err.print(f"predict job {job.id} submitted")
+        found = job.wait(timeout=timeout, progress=False if as_json else None)
+        binary = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow-file"}
+        if out_path is not None and out_path.suffix.lower() in binary:
+            client.download(job.id, check_format(binary[out_path.suffix.lower()]), out_path)
+        elif out_path is not None or as_json:
+            write_json(found.json, out_path)
+        if not as_json:
+            explained = len(found.explained_rows or [])
+            out.print(f"{job.id}: {len(found.y_pred)} rows scored, {explained} explained", highlight=False)
+
+
+@app.command()
 def model(
     words: Annotated[
         list[str],

@@ -18,7 +18,7 @@ import httpx
 
 from fitexplain_client import config
 from fitexplain_client.binary import ResultFormat, check_format
-from fitexplain_client.data import DataLike, upload
+from fitexplain_client.data import DataLike, rows_upload, upload
 from fitexplain_client.endpoints import ENDPOINTS, Endpoints, query
 from fitexplain_client.errors import WaitTimeoutError, retry_after_seconds
 from fitexplain_client.jobs import MODEL_CONVERSION_TIMEOUT, AsyncJob, Job
@@ -45,6 +45,10 @@ class requests_for:
             raise ValueError(f"unknown endpoint {endpoint!r}; one of {', '.join(ENDPOINTS)}")
         sent = upload(data, params.get("target"), training_index)
         return Request("POST", f"/{endpoint}", params=query(params), upload=sent)
+
+    @staticmethod
+    def predict(job_id: str, data: DataLike, params: dict[str, Any]) -> Request:
+        return Request("POST", f"/jobs/{job_id}/predict", params=query(params), upload=rows_upload(data))
 
     @staticmethod
     def job(job_id: str, wait: float = 0) -> Request:
@@ -233,6 +237,25 @@ class Client(BaseClient[SyncTransport], Endpoints[Job]):
         sent = self.transport.send(requests_for.submit(endpoint, data, training_index, params))
         return Job(self, read.job(sent))
 
+    def predict(
+        self,
+        job: str | Job,
+        data: DataLike,
+        *,
+        interpretability: str = "shap",
+        top_n: int | None = None,
+        threshold: float | None = None,
+        **params: Any,
+    ) -> Job:
+        """Score (and explain) new rows with a succeeded job's kept model: a `predict` job. `data` is a path,
+        bytes or a DataFrame holding the training columns (the target may be absent); `params` are the
+        route's others (`below`, `return_pi`, `id_column`, `strict`, `wait`, `webhook_url`).
+        `job.wait()` gives the Result: `y_pred`, `proba`, `shap_explanation()`, `reasons_frame()`."""
+        job_id = job.id if isinstance(job, Job) else job
+        asked = {"interpretability": interpretability, "top_n": top_n, "threshold": threshold, **params}
+        sent = self.transport.send(requests_for.predict(job_id, data, asked))
+        return Job(self, read.job(sent))
+
     def job(self, job_id: str) -> Job:
         """A job, by its id or a unique prefix of it (6 characters or more)."""
         return Job(self, self.job_state(job_id))
@@ -329,6 +352,22 @@ class AsyncClient(BaseClient[AsyncTransport], Endpoints[Coroutine[Any, Any, Asyn
         **params: Any,
     ) -> AsyncJob:
         sent = await self.transport.send(requests_for.submit(endpoint, data, training_index, params))
+        return AsyncJob(self, read.job(sent))
+
+    async def predict(
+        self,
+        job: str | AsyncJob,
+        data: DataLike,
+        *,
+        interpretability: str = "shap",
+        top_n: int | None = None,
+        threshold: float | None = None,
+        **params: Any,
+    ) -> AsyncJob:
+        """As `Client.predict`."""
+        job_id = job.id if isinstance(job, AsyncJob) else job
+        asked = {"interpretability": interpretability, "top_n": top_n, "threshold": threshold, **params}
+        sent = await self.transport.send(requests_for.predict(job_id, data, asked))
         return AsyncJob(self, read.job(sent))
 
     async def job(self, job_id: str) -> AsyncJob:

@@ -60,6 +60,17 @@ def upload(
     raise TypeError(f"data must be a path, bytes or a pandas.DataFrame, not {type(data).__name__}")
 
 
+def rows_upload(data: DataLike) -> Upload:
+    """The upload of new rows to score (`Client.predict`): a path, bytes, or a pandas.DataFrame sent as it
+    is (a target column may be absent)."""
+    if hasattr(data, "to_csv") and hasattr(data, "columns"):
+        parquet = _parquet_bytes(data)
+        if parquet is not None:
+            return Upload("data.parquet", PARQUET_TYPE, content=parquet)
+        return Upload("data.csv", "text/csv", content=data.to_csv(index=False).encode("utf-8"))
+    return upload(data)
+
+
 def csv_bytes(
     data: DataLike, target: str | None = None, training_index: str | Sequence[int] | None = None
 ) -> bytes:

@@ -122,3 +122,24 @@ def shap_explanation(result: ResultFields, class_label: str | None, data: Any) -
     return shap_module.Explanation(
         values=values, base_values=base, data=features, feature_names=names, **extra
     )
+
+
+def reasons_frame(result: ResultFields) -> Any:
+    """`Result.reasons_frame`: one row per scored row, its top reasons in columns."""
+    pd = need_extra("pandas", "pandas")
+    if result.reasons is None or result.explained_rows is None:
+        raise ValueError("this result has no reasons: predict with interpretability='shap'")
+    n_rows = len(result.y_pred)
+    columns: dict[str, list[Any]] = {}
+    if result.ids is not None:
+        columns["id"] = list(result.ids)
+    columns["y_pred"] = list(result.y_pred)
+    width = max((len(reasons) for reasons in result.reasons), default=0)
+    for k in range(1, width + 1):
+        for name in ("feature", "value", "contribution"):
+            columns[f"{name}_{k}"] = [None] * n_rows
+    for row, reasons in zip(result.explained_rows, result.reasons, strict=True):
+        for k, reason in enumerate(reasons, start=1):
+            for name in ("feature", "value", "contribution"):
+                columns[f"{name}_{k}"][row] = reason[name]
+    return pd.DataFrame(columns, index=pd.RangeIndex(n_rows, name="row"))

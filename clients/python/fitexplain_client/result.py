@@ -28,6 +28,12 @@ class Result(ResultFields):
         `X_test` when the service sent it) colours beeswarms."""
         return frames.shap_explanation(self, class_label, data)
 
+    def reasons_frame(self) -> Any:
+        """A predict job's reasons as a pandas.DataFrame, one row per scored row (indexed by its row
+        number): `id` (with id_column), `y_pred`, then `feature_1`, `value_1`, `contribution_1`, ... for
+        its top reasons, largest first (empty for a row that was not explained)."""
+        return frames.reasons_frame(self)
+
     def plot_importance(self, top: int | None = 20) -> Any:
         """Permutation importance (mean drop in score, ± std over the repeats): a matplotlib Figure."""
         return plots.importance(self, top)

@@ -31,6 +31,12 @@ class ResultFields(APIModel):
     accuracy: float | None = None
     interpretability: Any = None
     x_test: Any = Field(None, alias="X_test")
+    # A predict job's (POST /jobs/{id}/predict): its rows' ids, the explained rows and their top reasons.
+    ids: list[Any] | None = None
+    explained_rows: list[int] | None = None
+    reasons: list[list[dict[str, Any]]] | None = None
+    unseen_categories: dict[str, int] | None = None
+    extra_columns: list[str] | None = None
     _job_id: str | None = PrivateAttr(None)
 
     def __init__(
@@ -66,13 +72,18 @@ class ResultFields(APIModel):
     # ------------------------------------------------------------------ predictions and metrics
     @property
     def task(self) -> Literal["classification", "regression"]:
-        return "regression" if self.score is not None else "classification"
+        if self.score is not None:
+            return "regression"
+        return "classification" if self.proba is not None or self.accuracy is not None else "regression"
 
     @property
     def class_labels(self) -> list[str]:
         """The class labels in the order of `proba`'s columns (classification; empty for regression)."""
         if self.task == "regression":
             return []
+        listed = self.raw.get("class_labels")  # a predict job's
+        if isinstance(listed, list):
+            return [str(label) for label in listed]
         shap = self.shap
         if shap is not None and shap.class_labels:
             return list(shap.class_labels)

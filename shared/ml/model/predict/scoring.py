@@ -1,0 +1,359 @@
+"""Score and explain an upload with a kept model, batch by batch, and join the batches into the result.
+
+Each batch of the upload's rows becomes the model-space matrix exactly as the fit built its test rows
+(`KeptModel.matrix`), is predicted, and its rows that cross the threshold are explained by the fit's own
+explainer (`shared.ml.explain.shap.explain_shap`: exact TreeSHAP for trees, the same background and seed
+for the others, each row seeded by its row number, so batching changes no value). No batch is held longer
+than its own part: a million rows never make one table-sized copy beside the result's arrays.
+
+The result speaks the fit's names: `y_pred`; `proba` and `class_labels` for classifiers; `pi_lower` and
+`pi_upper` with `return_pi`; `ids` with `id_column`; `interpretability` (the fit's flat SHAP object, for the
+explained rows), `explained_rows` and `reasons` with interpretability=shap; `unseen_categories` and
+`extra_columns` always.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from shared.ml.errors import DataError, LimitExceeded, ParameterError
+from shared.ml.explain.methods.base import merge_parts
+from shared.ml.explain.methods.shap import ShapValues
+from shared.ml.ingest.columns import json_values
+from shared.ml.metrics import json_array, json_floats, original_labels
+from shared.ml.model.predict.checks import category_texts, refuse_unseen
+from shared.ml.model.predict.options import PredictOptions
+from shared.ml.model.predict.selection import crossing, top_reasons
+from shared.ml.model.schema import FeatureSchema
+from shared.ml.phases import Phases
+from shared.ml.spec import JobSpec, Limits
+
+#: Rows scored together: 100,000 rows x 50 features is 40 MB of float64 per copy.
+BATCH_ROWS = 100_000
+
+Progress = Callable[[int, int], None]
+
+
+class Scorable(Protocol):
+    """What scoring needs of a kept model (`shared.ml.model.kept.KeptModel`)."""
+
+    spec: JobSpec
+
+    @property
+    def model(self) -> Any: ...  # the fitted estimator as the fit explained it
+
+    @property
+    def class_labels(self) -> list[str] | None: ...
+
+    @property
+    def background(self) -> np.ndarray | None: ...
+
+    @property
+    def features(self) -> Sequence[FeatureSchema]: ...
+
+    def matrix(self, frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]: ...
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+
+    def predict_interval(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class ScoredBatch:
+    """One batch's share of the result, as arrays; `explained` are global row numbers."""
+
+    start: int
+    y_pred: np.ndarray  # class codes for a classifier
+    proba: np.ndarray | None = None
+    pi: tuple[np.ndarray, np.ndarray] | None = None
+    ids: list[object] | None = None
+    explained: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    shap: ShapValues | None = None
+    reasons: list[list[dict[str, Any]]] = field(default_factory=list)
+    unseen: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.y_pred)
+
+
+def check_predict_limits(n_rows: int, n_features: int, n_outputs: int, limits: Limits) -> None:
+    """LimitExceeded when SHAP on `n_rows` new rows would pass the predict row limit or the SHAP floats
+    limit (a threshold may explain fewer, but the submit cannot know how many)."""
+    if n_rows > limits.max_predict_explain_rows:
+        raise LimitExceeded(
+            "too_many_explain_rows",
+            f"SHAP would explain up to {n_rows} rows, more than max_predict_explain_rows = "
+            f"{limits.max_predict_explain_rows}: send fewer rows, or interpretability=none.",
+        )
+    n_floats = n_rows * n_features * n_outputs
+    if n_floats > limits.max_shap_floats:
+        raise LimitExceeded(
+            "too_many_shap_values",
+            f"SHAP values would hold {n_rows} rows x {n_features} features x {n_outputs} outputs = "
+            f"{n_floats} floats, more than max_shap_floats = {limits.max_shap_floats}: send fewer rows.",
+        )
+
+
+def read_batches(source: Path | bytes, batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
+    """The canonical file's rows (`shared.ml.ingest.canonical`) as frames of at most `batch_rows` rows:
+    numbers as float64, text as text (a missing value None)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from shared.ml.ingest.canonical import POSITION
+
+    with pq.ParquetFile(source if isinstance(source, Path) else io.BytesIO(source)) as file:
+        names = [name for name in file.schema_arrow.names if name != POSITION]
+        for batch in file.iter_batches(batch_size=batch_rows, columns=names):
+            yield batch.to_pandas()
+
+
+def count_rows(source: Path | bytes) -> int:
+    """The canonical file's rows, from its footer."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(source if isinstance(source, Path) else io.BytesIO(source)) as file:
+        return int(file.metadata.num_rows)
+
+
+def score_batch(
+    kept: Scorable, frame: pd.DataFrame, options: PredictOptions, start: int, phases: Phases | None = None
+) -> ScoredBatch:
+    """Predict (and explain, as `options` asks) one batch of rows whose first is row `start` of the upload;
+    `phases` receives the seconds spent predicting and explaining."""
+    phases = phases or Phases()
+    with phases.timed("predict"):
+        scored, X = _predicted(kept, frame, options, start)
+    if options.explains:
+        with phases.timed("explain"):
+            _explain(kept, frame, X, options, scored)
+    return scored
+
+
+def _predicted(
+    kept: Scorable, frame: pd.DataFrame, options: PredictOptions, start: int
+) -> tuple[ScoredBatch, np.ndarray]:
+    """The batch's predictions, and its model-space rows (not kept: only the explained ones are used)."""
+    X, unseen = kept.matrix(frame)
+    if options.strict:
+        refuse_unseen(unseen)
+    task = kept.spec.task
+    scored = ScoredBatch(start, np.asarray(kept.predict(X)).ravel(), unseen=dict(unseen))
+    if task == "classification":
+        scored.y_pred = scored.y_pred.astype(np.int64)
+        scored.proba = np.asarray(kept.predict_proba(X), dtype=np.float64)
+    else:
+        scored.y_pred = scored.y_pred.astype(np.float64)
+    if options.return_pi:
+        lower, upper = kept.predict_interval(X)
+        scored.pi = (np.asarray(lower, np.float64).ravel(), np.asarray(upper, np.float64).ravel())
+    if options.id_column is not None:
+        scored.ids = json_values(frame[options.id_column])
+    return scored, X
+
+
+def _explain(
+    kept: Scorable, frame: pd.DataFrame, X: np.ndarray, options: PredictOptions, scored: ScoredBatch
+) -> None:
+    chosen = np.flatnonzero(
+        crossing(kept.spec.task, scored.y_pred, scored.proba, options.threshold, options.below)
+    )
+    scored.explained = chosen + scored.start
+    if not len(chosen):
+        return
+    scored.shap = explain_rows(kept, X[chosen], scored.explained)
+    predicted = scored.y_pred[chosen] if kept.spec.task == "classification" else None
+    features = kept.features
+    values = [_uploaded(frame[feature.name], feature, chosen) for feature in features]
+    scored.reasons = top_reasons(
+        scored.shap.values, predicted, values, [f.name for f in features], options.top_n
+    )
+
+
+def check_explainable(kept: Scorable) -> None:
+    """ParameterError (409) when SHAP on new rows needs a background the kept model does not hold (a
+    model-agnostic or nnetsauce explainer; path-dependent TreeSHAP uses none)."""
+    from shared.ml.explain.shap import choose_explainer
+
+    if kept.background is None and choose_explainer(kept.model) != "tree":
+        raise ParameterError(
+            "no_background",
+            "This model's SHAP explainer needs the background rows of its fit, which were not kept: "
+            "predict with interpretability=none, or fit the model again.",
+            status=409,
+        )
+
+
+def explain_rows(
+    kept: Scorable, X: np.ndarray, rows: np.ndarray, span: tuple[int, int] | None = None
+) -> ShapValues:
+    """The fit's SHAP explanation of model-space rows `X` (upload row numbers `rows`), as a part whose span
+    is `span` (by default the row numbers' own)."""
+    from shared.ml.explain.shap import explain_shap
+
+    spec = kept.spec
+    background = kept.background
+    raw = explain_shap(
+        kept.model,
+        background if background is not None else X[:0],
+        X,
+        task=spec.task,
+        random_state=spec.seed,
+        row_ids=rows,
+    )
+    labels = kept.class_labels
+    return ShapValues(
+        span=span or (0, len(rows)),
+        values=raw["values"],
+        base_values=raw["base_values"],
+        feature_names=[feature.name for feature in kept.features],
+        explainer=raw["explainer"],
+        exact=raw["exact"],
+        output_space=raw["output_space"],
+        n_model_evals=raw["n_model_evals"],
+        error_estimate=raw["error_estimate"],
+        notes=raw["notes"],
+        class_labels=list(labels) if labels is not None else None,
+    )
+
+
+def _uploaded(column: pd.Series, feature: FeatureSchema, rows: np.ndarray) -> list[object]:
+    """A feature's values of `rows` as uploaded: a category as its text, a number as a float, None when
+    missing."""
+    taken = column.iloc[rows]
+    if feature.categories is not None and pd.api.types.is_numeric_dtype(taken.dtype):
+        import pyarrow as pa
+
+        return list(category_texts(pa.array(taken.to_numpy(dtype=np.float64))).to_pylist())
+    if pd.api.types.is_numeric_dtype(taken.dtype):
+        return [None if value != value else float(value) for value in taken.tolist()]
+    return [None if value is None or value != value else str(value) for value in taken.tolist()]
+
+
+def score(
+    kept: Scorable,
+    batches: Iterable[pd.DataFrame],
+    options: PredictOptions,
+    *,
+    extra_columns: Sequence[str] = (),
+    n_rows: int | None = None,
+    progress: Progress | None = None,
+    arrays: bool = False,
+    phases: Phases | None = None,
+) -> dict[str, Any]:
+    """The whole result of scoring `batches` (consecutive rows of one upload). With `arrays`, float arrays
+    stay arrays (for orjson, which writes the same JSON: `metrics.json_array`)."""
+    parts: list[ScoredBatch] = []
+    start = 0
+    first_row: np.ndarray | None = None  # the upload's first row (model space): describes "no row"
+    phases = phases or Phases()
+    for frame in _timed(batches, phases):
+        parts.append(score_batch(kept, frame, options, start, phases))
+        start += len(frame)
+        if progress is not None:
+            progress(start, n_rows or start)
+        if first_row is None and options.explains and not len(parts[-1].explained):
+            first_row = kept.matrix(frame.iloc[:1])[0]
+    if not start:
+        raise DataError("no_rows", "The file has a header but no data rows: there is nothing to score.")
+    with phases.timed("merge"):
+        return merge(kept, parts, options, extra_columns, arrays=arrays, first_row=first_row)
+
+
+def _timed(batches: Iterable[pd.DataFrame], phases: Phases) -> Iterator[pd.DataFrame]:
+    """The batches, the seconds spent reading each counted in phase "read"."""
+    found = iter(batches)
+    while True:
+        with phases.timed("read"):
+            frame = next(found, None)
+        if frame is None:
+            return
+        yield frame
+
+
+def merge(
+    kept: Scorable,
+    parts: list[ScoredBatch],
+    options: PredictOptions,
+    extra_columns: Sequence[str] = (),
+    *,
+    arrays: bool = False,
+    first_row: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Join consecutive batches into the result (see the module docstring for its keys)."""
+    floats: Callable[[np.ndarray], Any] = json_array if arrays else json_floats
+    task = kept.spec.task
+    y_pred = np.concatenate([part.y_pred for part in parts])
+    result: dict[str, Any] = {}
+    if task == "classification":
+        labels = original_labels(list(kept.class_labels or []))
+        result["y_pred"] = [labels[code] for code in y_pred.tolist()]
+        result["proba"] = floats(np.concatenate([part.proba for part in parts if part.proba is not None]))
+        result["class_labels"] = labels
+    else:
+        result["y_pred"] = floats(y_pred)
+    if options.return_pi:
+        result["pi_lower"] = floats(np.concatenate([part.pi[0] for part in parts if part.pi is not None]))
+        result["pi_upper"] = floats(np.concatenate([part.pi[1] for part in parts if part.pi is not None]))
+    if options.id_column is not None:
+        result["ids"] = [value for part in parts for value in part.ids or []]
+    if options.explains:
+        result["interpretability"] = _merged_shap(kept, parts, first_row).to_json(arrays=arrays)
+        result["explained_rows"] = np.concatenate([part.explained for part in parts]).tolist()
+        result["reasons"] = [reasons for part in parts for reasons in part.reasons]
+    result["unseen_categories"] = _summed_unseen(parts)
+    result["extra_columns"] = list(extra_columns)
+    return result
+
+
+def _merged_shap(kept: Scorable, parts: list[ScoredBatch], first_row: np.ndarray | None) -> ShapValues:
+    """The batches' SHAP parts joined in row order (each re-spanned over the explained rows), or, when no
+    row crossed the threshold, the explainer's answer for no rows, saying so."""
+    spanned = []
+    done = 0
+    for part in parts:
+        if part.shap is not None:
+            count = len(part.explained)
+            spanned.append(_respan(part.shap, (done, done + count)))
+            done += count
+    if spanned:
+        return merge_parts(spanned)
+    # Explainers are not all defined on no rows: one row is explained for the explainer's description,
+    # and its values dropped.
+    assert first_row is not None
+    one = explain_rows(kept, first_row, np.zeros(1, dtype=np.int64))
+    return _respan(
+        one,
+        (0, 0),
+        values=one.values[:0],
+        base_values=one.base_values[:0],
+        n_model_evals=0,
+        error_estimate=None,
+        notes=f"No row crossed the threshold: no row is explained. {one.notes}",
+    )
+
+
+def _respan(part: ShapValues, span: tuple[int, int], **changes: Any) -> ShapValues:
+    from dataclasses import replace
+
+    return replace(part, span=span, **changes)
+
+
+def _summed_unseen(parts: list[ScoredBatch]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in parts:
+        for name, count in part.unseen.items():
+            total[name] = total.get(name, 0) + int(count)
+    return total
