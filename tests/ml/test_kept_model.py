@@ -159,6 +159,8 @@ def test_the_shap_background_is_kept_for_explainers_that_use_one() -> None:
     prepared, _ = fitted(name, task, roles, model, interpretability=("shap",))
     background = kept_from(prepared, Limits(max_background_rows=7)).background
     assert background is not None and background.shape == (7, len(prepared.dataset.feature_names))
+    unexplained, _ = fitted(name, task, roles, model, interpretability=())  # a predict job may ask for SHAP
+    assert kept_from(unexplained, Limits(max_background_rows=7)).background.shape == background.shape
     tree, _ = fitted(*CASES["numeric-xgboost"][:3], {"model_type": "xgboost"}, interpretability=("shap",))
     assert kept_from(tree).background is None  # path-dependent TreeSHAP uses the trees' cover instead
 

@@ -45,8 +45,8 @@ def _json_value(value: Any, depth: int) -> Any:
 
 
 def background_of(kept: KeptModel) -> dict[str, Any] | None:
-    """How the job's SHAP explainer was given its background, or None (no SHAP, or TreeSHAP, which
-    uses the trees' own cover instead of background rows)."""
+    """The background rows the model's SHAP explainer uses (the fit's and a predict job's), or None for
+    TreeSHAP, which uses the trees' own cover instead of background rows."""
     if kept.background is None:
         return None
     rows, features = kept.background.shape

@@ -101,7 +101,8 @@ def kept_from(prepared: PreparedJob, limits: Limits | None = None) -> KeptModel:
 
     spec, dataset = prepared.spec, prepared.dataset
     background = None
-    if "shap" in spec.interpretability and choose_explainer(prepared.model) != "tree":
+    # Kept whether or not the fit asked for SHAP: a predict job may ask for it on new rows.
+    if choose_explainer(prepared.model) != "tree":
         background = np.array(background_rows(dataset, limits or Limits(), spec.seed))
     return KeptModel(
         spec=spec,
