@@ -36,7 +36,7 @@ from shared.dispatch.publish import publish_job
 from shared.dispatch.routing import queue_for_cost
 from shared.limits import reserve_submission
 from shared.ml.cost import DataShape, check_budget, estimate_predict_cost
-from shared.ml.errors import DataError
+from shared.ml.errors import DataError, ParameterError
 from shared.ml.model.predict.checks import check_schema, refuse_unseen, unseen_categories
 from shared.ml.model.predict.scoring import check_predict_limits
 from shared.ml.model.predict.spec import PredictSpec, is_predict
@@ -130,6 +130,11 @@ def _accept(
 ) -> tuple[Job, datetime | None]:
     """Check the new rows against the model's card, then store the predict job and publish it."""
     options = params.options()
+    if "top_n" in params.model_fields_set and not options.explains:
+        raise ParameterError(
+            "bad_parameter",
+            "top_n picks the reasons SHAP gives for each row: it needs interpretability=shap.",
+        )
     if params.webhook_url:
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
     with read_scope() as session:

@@ -7,6 +7,7 @@ are refused and store nothing; a threshold no row crosses is a clear answer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 import skops.io as sio
 
-from fitexplain_client import Client, ConflictError, JobFailedError, NotFoundError, UnprocessableEntityError
+from fitexplain_client import (
+    AsyncClient,
+    Client,
+    ConflictError,
+    JobFailedError,
+    NotFoundError,
+    UnprocessableEntityError,
+)
 from tests.faults.conftest import slow_csv, slow_params
 from tests.service.test_client_cli import env, fitexplain  # noqa: F401 - `env` is a fixture
 from tests.service.test_dashboard import negated
@@ -27,7 +35,12 @@ from tests.stack import DATA, Stack
 pytestmark = pytest.mark.service
 
 CUSTOMERS = DATA / "tables" / "customers.csv"
-XGBOOST: dict[str, Any] = {"target": "churned", "id_column": "customer_id", "model_type": "xgboost", "n_estimators": 20}
+XGBOOST: dict[str, Any] = {
+    "target": "churned",
+    "id_column": "customer_id",
+    "model_type": "xgboost",
+    "n_estimators": 20,
+}
 CONTRACT = {
     "y_pred",
     "proba",
@@ -214,6 +227,9 @@ def test_files_that_cannot_be_scored_are_refused_and_nothing_is_stored(
     with pytest.raises(UnprocessableEntityError) as refused:
         client.predict(xgboost_job, csv_bytes(new_rows().iloc[:0]))
     assert refused.value.code == "no_rows"
+    with pytest.raises(UnprocessableEntityError) as refused:
+        client.predict(xgboost_job, b"")
+    assert refused.value.code == "empty_file"
     assert stored(client) == before
 
 
@@ -253,3 +269,38 @@ def test_the_command_predicts_and_writes_the_result(
     bad.write_bytes(csv_bytes(new_rows().drop(columns=["age"])))
     refused = fitexplain(env, "predict", job.id, str(bad))
     assert refused.returncode == 2 and "age" in refused.stderr
+
+
+def test_the_async_client_predicts_a_data_frame_as_the_sync_client_a_csv(
+    stack: Stack, client: Client, xgboost_job: Any
+) -> None:
+    rows = new_rows()
+    asked: dict[str, Any] = {"top_n": 2, "id_column": "customer_id"}
+    expected = client.predict(xgboost_job, csv_bytes(rows), **asked).wait(timeout=300).json
+
+    async def predict() -> tuple[dict[str, Any], str | None]:
+        async with AsyncClient(stack.url, stack.token("predict-user")) as aclient:
+            job = await aclient.predict(xgboost_job.id, rows, **asked)  # a DataFrame goes up as Parquet
+            result = await job.wait(timeout=300)
+            try:
+                await aclient.predict(xgboost_job.id, rows.drop(columns=["tenure_months"]))
+            except UnprocessableEntityError as refused:
+                return result.json, refused.code
+            return result.json, None
+
+    got, refused = asyncio.run(predict())
+    assert refused == "schema_mismatch"
+    assert set(got) == CONTRACT and got["ids"] == expected["ids"]
+    assert got["y_pred"] == expected["y_pred"] and got["proba"] == expected["proba"]
+    assert got["reasons"] == expected["reasons"] and got["unseen_categories"] == {"region": 2}
+
+
+def test_wait_answers_with_the_result_and_top_n_needs_shap(client: Client, xgboost_job: Any) -> None:
+    path = f"/jobs/{xgboost_job.id}/predict"
+    upload = {"file": ("rows.csv", csv_bytes(new_rows()))}
+    waited = client.request("POST", path, params={"wait": 60}, files=upload)
+    assert waited.status_code == 200, waited.text
+    assert set(waited.json()) == {"y_pred", "proba", "class_labels", "unseen_categories", "extra_columns"}
+    with pytest.raises(UnprocessableEntityError) as refused:
+        client.request("POST", path, params={"top_n": 2}, files=upload)
+    assert refused.value.code == "bad_parameter" and "top_n" in refused.value.detail

@@ -138,6 +138,7 @@ def test_parameters_that_do_not_suit_the_model_are_refused(
     for params, named in (
         ({"return_pi": "true"}, "return_pi"),
         ({"threshold": 0.5}, "threshold"),
+        ({"top_n": 2}, "top_n"),
         ({"interpretability": "shap", "threshold": 2}, "threshold"),
     ):
         answer = post(client, alice, source, new_rows(), **params)
