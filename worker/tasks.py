@@ -38,6 +38,7 @@ from shared.store.jobstore import (
     still_running_on,
     succeed,
 )
+from shared.store.kept_models import lock_owner
 from shared.store.uploads import stored_upload_path, upload_path
 from shared.tables import Job, JobStatus
 from worker.app import app
@@ -291,6 +292,8 @@ def compute_job(
         local = None if isinstance(source, ClusterSource) else source
         parquet = _parquet_form(job_id, lambda: with_test_features(result, local, spec), settings)
         with session_scope() as session:
+            if plan is not None:
+                lock_owner(session, job_id)
             stored = succeed(session, job_id, me, result, parquet, attempt=attempt)
             if stored and plan is not None:
                 record_model(session, job_id, plan)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from shared.blobs import gc as blob_gc
 from shared.blobs.store import current_store, new_token
-from shared.tables import JobModel, ModelConversion, ModelFile, StoredModel
+from shared.tables import Job, JobModel, ModelConversion, ModelFile, StoredModel, User
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,21 @@ class ModelToKeep:
     body: bytes
     sha256: str
     files: list[DownloadFile]
+
+
+def lock_owner(session: Session, job_id: str) -> None:
+    """Share-lock the job's user row before the job's success touches the user's storage counts.
+
+    The success updates the counts twice (its result, then its model); Postgres checks the second update's
+    foreign key to the user's row because the first one wrote that row version, and that check waits for
+    a submit holding the user's row, which in turn waits for the counts: a deadlock. Taking the user's row
+    first gives both the submit's order (user, then counts)."""
+    session.execute(
+        select(User.id)
+        .join(Job, Job.user_id == User.id)
+        .where(Job.id == job_id)
+        .with_for_update(read=True, key_share=True, of=User)
+    ).all()
 
 
 def keep_model(
