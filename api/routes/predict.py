@@ -25,16 +25,12 @@ from api.routes.submit import (
     SUBMITTED,
     SubmitRoute,
     UploadDep,
-    file_name,
-    store_upload_of,
+    store_and_publish,
     submit,
 )
 from api.uploads import files as upload_files
 from api.uploads.files import ReceivedUpload
-from shared.db import read_scope, session_scope
-from shared.dispatch.publish import publish_job
-from shared.dispatch.routing import queue_for_cost
-from shared.limits import reserve_submission
+from shared.db import read_scope
 from shared.ml.cost import DataShape, check_budget, estimate_predict_cost
 from shared.ml.errors import DataError, ParameterError
 from shared.ml.model.predict.checks import check_schema, refuse_unseen, unseen_categories
@@ -42,7 +38,6 @@ from shared.ml.model.predict.scoring import check_predict_limits
 from shared.ml.model.predict.spec import PredictSpec, is_predict
 from shared.ml.spec import JobSpec
 from shared.settings import Settings
-from shared.store.jobstore import create_job
 from shared.tables import Job, JobModel, Upload, User
 from shared.webhooks.delivery import check_url
 
@@ -178,23 +173,17 @@ def _accept(
         extra_columns=tuple(checked.extra_columns),
         model_name=_model_name(fit),
     )
-    with session_scope() as session:
-        # locks the user's row, so the limits and the quota hold until the job below is committed
-        reserve_submission(session, user_id, settings, upload=(received.digest, ingested.size_bytes))
-        store_upload_of(session, ingested, received.digest)
-        job = create_job(
-            session,
-            job_id=job_id,
-            user_id=user_id,
-            endpoint=ENDPOINT,
-            params={"job": source.job_id, **params.stored()},
-            spec=spec.to_json(),
-            dataset=received.digest,
-            estimated_seconds=round(cost.total, 3),
-            queue=queue_for_cost(cost.total, settings),
-            data_filename=file_name(received.filename),
-        )
-    return job, publish_job(job.id, job.queue)
+    return store_and_publish(
+        job_id,
+        user_id,
+        ENDPOINT,
+        {"job": source.job_id, **params.stored()},
+        spec.to_json(),
+        received,
+        ingested,
+        cost.total,
+        settings,
+    )
 
 
 def _model_name(spec: JobSpec) -> str | None:

@@ -203,6 +203,23 @@ def _accept(
     )
     cost = estimate_cost(spec, shape, limits.max_background_rows)
     check_budget(cost, settings.max_job_seconds)  # raises LimitExceeded -> 422
+    return store_and_publish(
+        job_id, user_id, endpoint, params.stored(), spec.to_json(), received, ingested, cost.total, settings
+    )
+
+
+def store_and_publish(
+    job_id: str,
+    user_id: int,
+    endpoint: str,
+    params: dict[str, Any],
+    spec: dict[str, Any],
+    received: ReceivedUpload,
+    ingested: Ingested,
+    estimated_seconds: float,
+    settings: Settings,
+) -> tuple[Job, datetime | None]:
+    """Reserve the submission, keep the upload, write the job row and publish it (a fit's or a predict's)."""
     with session_scope() as session:
         # locks the user's row, so the limits and the quota hold until the job below is committed
         reserve_submission(session, user_id, settings, upload=(received.digest, ingested.size_bytes))
@@ -212,11 +229,11 @@ def _accept(
             job_id=job_id,
             user_id=user_id,
             endpoint=endpoint,
-            params=params.stored(),
-            spec=spec.to_json(),
+            params=params,
+            spec=spec,
             dataset=received.digest,
-            estimated_seconds=round(cost.total, 3),
-            queue=queue_for_cost(cost.total, settings),
+            estimated_seconds=round(estimated_seconds, 3),
+            queue=queue_for_cost(estimated_seconds, settings),
             data_filename=file_name(received.filename),
         )
     return job, publish_job(job.id, job.queue)
