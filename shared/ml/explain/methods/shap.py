@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,30 @@ class ShapValues(ExplanationPart):
     class_labels: list[str] | None = field(default=None, metadata=SAME)  # classification only
     interaction_values: np.ndarray | None = field(default=None, metadata=PER_UNIT)  # shap_interactions
 
+    @classmethod
+    def from_explainer(
+        cls,
+        raw: dict[str, Any],
+        span: tuple[int, int],
+        feature_names: list[str],
+        class_labels: list[str] | None,
+    ) -> ShapValues:
+        """The part made of `explain_shap`'s answer for the rows of `span`."""
+        return cls(
+            span=span,
+            values=raw["values"],
+            base_values=raw["base_values"],
+            feature_names=feature_names,
+            explainer=raw["explainer"],
+            exact=raw["exact"],
+            output_space=raw["output_space"],
+            n_model_evals=raw["n_model_evals"],
+            error_estimate=raw["error_estimate"],
+            notes=raw["notes"],
+            class_labels=list(class_labels) if class_labels is not None else None,
+            interaction_values=raw.get("interaction_values"),
+        )
+
 
 class ShapMethod:
     name = ShapValues.method
@@ -75,21 +100,7 @@ class ShapMethod:
             progress=progress,
             interactions=spec.shap_interactions,
         )
-        labels = dataset.class_labels
-        return ShapValues(
-            span=span,
-            values=raw["values"],
-            base_values=raw["base_values"],
-            feature_names=list(dataset.feature_names),
-            explainer=raw["explainer"],
-            exact=raw["exact"],
-            output_space=raw["output_space"],
-            n_model_evals=raw["n_model_evals"],
-            error_estimate=raw["error_estimate"],
-            notes=raw["notes"],
-            class_labels=list(labels) if labels is not None else None,
-            interaction_values=raw.get("interaction_values"),
-        )
+        return ShapValues.from_explainer(raw, span, list(dataset.feature_names), dataset.class_labels)
 
 
 def check_shap_limits(dataset: Dataset, limits: Limits, *, interactions: bool = False) -> None:

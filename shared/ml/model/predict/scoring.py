@@ -213,19 +213,8 @@ def explain_rows(
         random_state=spec.seed,
         row_ids=rows,
     )
-    labels = kept.class_labels
-    return ShapValues(
-        span=span or (0, len(rows)),
-        values=raw["values"],
-        base_values=raw["base_values"],
-        feature_names=[feature.name for feature in kept.features],
-        explainer=raw["explainer"],
-        exact=raw["exact"],
-        output_space=raw["output_space"],
-        n_model_evals=raw["n_model_evals"],
-        error_estimate=raw["error_estimate"],
-        notes=raw["notes"],
-        class_labels=list(labels) if labels is not None else None,
+    return ShapValues.from_explainer(
+        raw, span or (0, len(rows)), [feature.name for feature in kept.features], kept.class_labels
     )
 
 
