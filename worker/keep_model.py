@@ -1,11 +1,11 @@
 """Keep a succeeded job's fitted model: its pickle, its download files and its card.
 
 All of it is made here, in the computation child that fitted the model, before the job's success is
-written, except the slow download formats: only the cheap ones (`export.AT_FIT_TIME`: native, skops) are
-written at fit time; the card lists every format that applies, and the others are made by a worker on
-their first download (worker/convert_model.py), never in the API. A model over FITEXPLAIN_MAX_MODEL_BYTES
-is not kept (its card says so), and a cheap format that fails to write is logged and left out of the
-card's formats: keeping a model never fails its job.
+written, except the download formats that take time: only the booster's own file (`export.AT_FIT_TIME`:
+native) is written at fit time; the card lists every format that applies, and the others (skops, onnx,
+mlflow, bundle) are made by a worker on their first download (worker/convert_model.py), never in the API.
+A model over FITEXPLAIN_MAX_MODEL_BYTES is not kept (its card says so), and a fit-time format that fails
+to write is logged and left out of the card's formats: keeping a model never fails its job.
 """
 
 from __future__ import annotations
@@ -35,8 +35,14 @@ class KeptModelPlan:
     model: ModelToKeep | None
 
 
-def plan_model(job_id: str, prepared: PreparedJob, settings: Settings) -> KeptModelPlan | None:
-    """The model to keep for this fitted job and its card; None when it could not be made (logged)."""
+def plan_model(
+    job_id: str,
+    prepared: PreparedJob,
+    settings: Settings,
+    at_fit_time: tuple[str, ...] = export.AT_FIT_TIME,
+) -> KeptModelPlan | None:
+    """The model to keep for this fitted job and its card, with its files in the `at_fit_time` formats
+    that apply (benchmarks/keep_model.py times other choices); None when it could not be made (logged)."""
     try:
         kept = kept_from(prepared, settings.limits())
         body = codec.dump(kept)
@@ -51,11 +57,11 @@ def plan_model(job_id: str, prepared: PreparedJob, settings: Settings) -> KeptMo
             }
             return KeptModelPlan(card, None)
         applicable = export.formats_for(kept)
-        files = _download_files(job_id, kept, [name for name in applicable if name in export.AT_FIT_TIME])
+        files = _download_files(job_id, kept, [name for name in applicable if name in at_fit_time])
         written = {found.format for found in files}
         refused = export.refusals(kept)
         card |= {
-            "formats": [name for name in applicable if name in written or name not in export.AT_FIT_TIME],
+            "formats": [name for name in applicable if name in written or name not in at_fit_time],
             "kept": True,
             "notes": " ".join(f"{name}: {reason}" for name, reason in refused.items()) or None,
             "format_refusals": refused,  # the API's 409 says why; not shown on the card

@@ -269,9 +269,26 @@ def reasons_view(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @router.get("/jobs/{job_id}/model/{fmt}")
-def job_model_file(job_id: str, fmt: str, session: SessionDep, user: DashboardUser) -> Response:
-    """The job's model file in format `fmt` (the job page's download links), as the API serves it."""
-    return model_file_response(session, _job_or_404(session, job_id, user), fmt)
+def job_model_file(
+    request: Request, job_id: str, fmt: str, session: SessionDep, user: DashboardUser
+) -> Response:
+    """The job's model file in format `fmt` (the job page's download links), as the API serves it; while a
+    worker writes it, a page that asks again after the API's Retry-After, so the download starts by itself."""
+    response = model_file_response(session, _job_or_404(session, job_id, user), fmt)
+    if response.status_code != status.HTTP_202_ACCEPTED:
+        return response
+    retry_after = response.headers["Retry-After"]
+    page = render(
+        request,
+        "model_converting.html",
+        user,
+        status.HTTP_202_ACCEPTED,
+        job_id=job_id,
+        fmt=fmt,
+        retry_after=retry_after,
+    )
+    page.headers["Retry-After"] = retry_after
+    return page
 
 
 @router.get("/workers", response_class=HTMLResponse)

@@ -1,5 +1,6 @@
-"""Download formats made on first download: a kept model's slow formats (onnx, mlflow, bundle) are written
-by a small worker task when a download first asks for them, not at fit time.
+"""Download formats made on first download: a kept model's formats other than its booster's own file
+(skops, onnx, mlflow, bundle) are written by a small worker task when a download first asks for them, not
+at fit time.
 
 A download that finds no file asks for its conversion (`ask`): the first asks publish the task, and so
 does the first after `model_conversion_republish_seconds` without a file or a failure (the task was lost

@@ -1,6 +1,7 @@
 """A succeeded job keeps its model: `GET /jobs/{id}/model` (the card, a contract) and
-`/jobs/{id}/model/download`, run by the worker's task in this process on tiny data. The slow formats are
-made on first download: 202 while the conversion task (run here) works, then the file, or 409 why not.
+`/jobs/{id}/model/download`, run by the worker's task in this process on tiny data. Every format but the
+booster's own file is made on first download: 202 while the conversion task (run here) works, then the
+file, or 409 why not.
 Identical models are stored once and counted once per user; they go with their last job, by delete or
 retention; another user gets 404; a job without a model 409 with its code; a changed file is never
 served."""
@@ -100,6 +101,10 @@ def test_an_nnetsauce_card_and_its_formats(
     assert found["estimator"]["hyperparameters"]["n_hidden_features"] == 3
     assert found["formats"] == ["skops", "mlflow", "bundle"]
     assert "native" in (found["notes"] or "")
+    with session_scope() as session:  # no booster's own file: the fit wrote none
+        assert not session.scalars(
+            select(ModelFile.format).where(ModelFile.model_sha256 == found["sha256"])
+        ).all()
     assert found["background"]["rows"] > 0 and found["background"]["features"] == 4
     refused = error(client.get(f"/jobs/{job_id}/model/download?format=native", headers=alice.headers), 409)
     assert refused["code"] == "format_not_applicable" and "skops" in refused["detail"]
@@ -108,6 +113,8 @@ def test_an_nnetsauce_card_and_its_formats(
 def test_downloads_are_attachments_with_their_checksums(
     client: TestClient, alice: Account, run_job: Callable[[str], str]
 ) -> None:
+    from worker.convert_model import convert_model
+
     job_id = succeeded(run_job, alice, params=XGBOOST)
     sha256 = card(client, alice, job_id)["sha256"]
     native = client.get(f"/jobs/{job_id}/model/download?format=native", headers=alice.headers)
@@ -115,11 +122,37 @@ def test_downloads_are_attachments_with_their_checksums(
     assert native.headers["content-disposition"] == f'attachment; filename="{job_id}-model.ubj"'
     assert native.headers["x-model-sha256"] == sha256
     assert native.headers["etag"] == f'"{hashlib.sha256(native.content).hexdigest()}"'
-    skops = client.get(f"/jobs/{job_id}/model/download?format=skops", headers=alice.headers)
+    path = f"/jobs/{job_id}/model/download?format=skops"
+    assert client.get(path, headers=alice.headers).status_code == 202  # made on its first download
+    assert convert_model(job_id, "skops") == "stored"
+    skops = client.get(path, headers=alice.headers)
     assert skops.status_code == 200
+    assert skops.headers["content-disposition"] == f'attachment; filename="{job_id}-model.skops"'
+    assert skops.headers["etag"] == f'"{hashlib.sha256(skops.content).hexdigest()}"'
     assert "xgboost.sklearn.XGBClassifier" in skops.headers["x-skops-untrusted-types"].split(",")
     unknown = error(client.get(f"/jobs/{job_id}/model/download?format=pmml", headers=alice.headers), 422)
     assert unknown["code"] == "unknown_format" and {"native", "skops"} <= set(unknown["allowed"])
+
+
+def test_the_dashboard_asks_again_while_a_worker_writes_the_file(
+    client: TestClient, alice: Account, run_job: Callable[[str], str]
+) -> None:
+    from worker.convert_model import convert_model
+
+    job_id = succeeded(run_job, alice, params=XGBOOST)
+    assert client.post("/dashboard/sign-in", data={"token": alice.token}).status_code in (200, 303)
+    page = client.get(f"/dashboard/jobs/{job_id}")
+    link = f"/dashboard/jobs/{job_id}/model/skops"
+    assert f'<a href="{link}">skops</a>' in page.text  # no `download`: a waiting page is not saved
+    waiting = client.get(link)
+    assert waiting.status_code == 202 and waiting.headers["content-type"].startswith("text/html")
+    assert waiting.headers["retry-after"] == "2" and '<meta http-equiv="refresh" content="2">' in waiting.text
+    assert convert_model(job_id, "skops") == "stored"
+    downloaded = client.get(link)
+    assert downloaded.status_code == 200
+    assert downloaded.headers["content-disposition"] == f'attachment; filename="{job_id}-model.skops"'
+    api = client.get(f"/jobs/{job_id}/model/download?format=skops", headers=alice.headers)
+    assert downloaded.content == api.content
 
 
 def test_another_user_gets_404(
@@ -244,7 +277,7 @@ def test_slow_formats_are_made_by_a_worker_on_their_first_download(
         before = session.get(StoredModel, sha256)
         assert before is not None
         stored_before = before.stored_bytes
-    assert made == {"native", "skops"}  # only the cheap formats at fit time
+    assert made == {"native"}  # only the booster's own file at fit time
     path = f"/jobs/{job_id}/model/download?format=bundle"
     for _ in range(2):  # polling publishes one conversion, not one per request
         waiting = client.get(path, headers=alice.headers)
