@@ -21,7 +21,8 @@ from shared.ml.model.card import card_fields
 from shared.ml.model.kept import kept_from
 from shared.ml.pipeline import PreparedJob
 from shared.settings import Settings
-from shared.store.kept_models import DownloadFile, ModelToKeep, keep_model
+from shared.store.jobstore import succeed
+from shared.store.kept_models import DownloadFile, ModelToKeep, keep_model, lock_owner
 from shared.tables import Job
 
 log = logging.getLogger("fitexplain.worker")
@@ -82,6 +83,29 @@ def _download_files(job_id: str, kept: Any, names: list[str]) -> list[DownloadFi
             continue
         files.append(DownloadFile(name, made.body, made.filename, made.media_type, dict(made.headers)))
     return files
+
+
+def succeed_keeping_model(
+    session: Session,
+    job_id: str,
+    worker: str,
+    result: dict[str, Any],
+    parquet: bytes | None,
+    *,
+    attempt: int,
+    plan: KeptModelPlan | None,
+) -> bool:
+    """Store the result and mark the job succeeded (`jobstore.succeed`), then keep its model (`plan`; None:
+    no card), in the caller's transaction; False when the job is no longer `worker`'s.
+
+    Both update the user's storage counts; the user's row is share-locked first (`lock_owner`), so this
+    takes the user, then the counts, as a submit of the same user does, and the two cannot deadlock."""
+    if plan is not None:
+        lock_owner(session, job_id)
+    stored = succeed(session, job_id, worker, result, parquet, attempt=attempt)
+    if stored and plan is not None:
+        record_model(session, job_id, plan)
+    return stored
 
 
 def record_model(session: Session, job_id: str, plan: KeptModelPlan) -> None:

@@ -38,7 +38,6 @@ from shared.store.jobstore import (
     still_running_on,
     succeed,
 )
-from shared.store.kept_models import lock_owner
 from shared.store.uploads import stored_upload_path, upload_path
 from shared.tables import Job, JobStatus
 from worker.app import app
@@ -46,7 +45,7 @@ from worker.cluster import ClusterSource, ClusterUnavailable, cluster_source, ru
 from worker.computation import KillableExecutor, Outcome, Progress
 from worker.fanout import FanOutRunner, compute_chunk
 from worker.heartbeat import Heartbeat
-from worker.keep_model import plan_model, record_model
+from worker.keep_model import plan_model, succeed_keeping_model
 from worker.predict import load_kept
 
 log = logging.getLogger("fitexplain.worker")
@@ -292,11 +291,7 @@ def compute_job(
         local = None if isinstance(source, ClusterSource) else source
         parquet = _parquet_form(job_id, lambda: with_test_features(result, local, spec), settings)
         with session_scope() as session:
-            if plan is not None:
-                lock_owner(session, job_id)
-            stored = succeed(session, job_id, me, result, parquet, attempt=attempt)
-            if stored and plan is not None:
-                record_model(session, job_id, plan)
+            stored = succeed_keeping_model(session, job_id, me, result, parquet, attempt=attempt, plan=plan)
     log.info("job %s phases: %s", job_id, phases)  # benchmarks/large_data.py reads this line
     if not stored:
         _refused(job_id, attempt)
