@@ -253,9 +253,9 @@ class Settings(BaseSettings):
     model_conversion_republish_seconds: float = Field(
         120.0,
         gt=0,
-        description="a model download format made on first download (onnx, mlflow, bundle) whose conversion "
-        "was asked for this many seconds ago and has neither stored its file nor failed is asked for again "
-        "by the next download (its worker was lost); sooner, downloads only answer 202",
+        description="a model download format made on first download (skops, onnx, mlflow, bundle) whose "
+        "conversion was asked for this many seconds ago and has neither stored its file nor failed is asked "
+        "for again by the next download (its worker was lost); sooner, downloads only answer 202",
     )
     result_parquet_min_rows: int = Field(
         10_000,

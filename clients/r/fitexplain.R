@@ -253,7 +253,7 @@ fx_model <- function(job, url = NULL, token = NULL) {
 
 # Write a succeeded job's model in `format` ("native": xgboost UBJSON, LightGBM text or CatBoost cbm;
 # "skops"; or another of the card's formats) to `path` (a directory: the server's file name in it).
-# A format a worker writes on its first download (onnx, mlflow, bundle) answers 202 meanwhile: the
+# A format a worker writes on its first download (skops, onnx, mlflow, bundle) answers 202 meanwhile: the
 # download is asked again after each Retry-After, stopping with a fitexplain_job_unfinished after
 # `timeout` seconds. Returns the file's path invisibly.
 fx_download_model <- function(job, path = ".", format = "native", timeout = 600, url = NULL, token = NULL) {

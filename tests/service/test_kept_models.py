@@ -3,7 +3,8 @@ card of an xgboost job on a table with categories and of a default nnetsauce job
 files load in this test's own environment and predict the job's test rows exactly as the job did, from the
 rows as uploaded and the card's schema alone; the model counts in the quota and goes with its job; another
 user gets 404; a cancelled job 409; a changed file is refused with its code. A fit writes only the native
-and skops files: a bundle is made by a worker on its first download (202, then the file)."""
+file: skops and bundle files are made by a worker on their first download (202, then the file), which the
+SDK, the command and the dashboard's links wait for."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import skops.io as sio
@@ -20,6 +22,7 @@ from fitexplain_client import Client, ConflictError, ModelCard, NotFoundError
 from tests.faults.conftest import slow_csv, slow_params
 from tests.service.test_client_cli import env, fitexplain  # noqa: F401 - `env` is a fixture
 from tests.stack import DATA, Browser, Stack
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.service
 
@@ -87,7 +90,7 @@ def test_a_bundle_is_made_by_a_worker_on_its_first_download(stack: Stack, tmp_pa
     assert "bundle" in card.formats
     store = stack.blob_store()
     made = sorted(blob.key.rsplit(".", 1)[1] for blob in store.list(f"models/{card.sha256}/"))
-    assert made == ["native", "pickle", "skops"]  # only the cheap formats at fit time
+    assert made == ["native", "pickle"]  # only the booster's own file at fit time
     before = client.request("GET", "/account/usage").json()["models_bytes"]
     first = client.request("GET", f"/jobs/{job.id}/model/download", params={"format": "bundle"})
     assert first.status_code == 202 and first.json()["code"] == "model_converting"
@@ -149,10 +152,10 @@ def test_a_changed_file_is_refused_with_its_code(stack: Stack, xgboost_job: Any,
     job.wait(timeout=300)
     store = stack.blob_store()
     sha256 = job.model().sha256
-    [key] = [blob.key for blob in store.list(f"models/{sha256}/") if blob.key.endswith(".skops")]
+    [key] = [blob.key for blob in store.list(f"models/{sha256}/") if blob.key.endswith(".native")]
     store.put_bytes(key, b"changed")
     with pytest.raises(ConflictError) as refused:
-        job.download_model(tmp_path, format="skops")
+        job.download_model(tmp_path, format="native")
     assert refused.value.code == "model_integrity"
 
 
@@ -182,6 +185,15 @@ def test_the_command_shows_the_card_and_downloads(
     assert missing.returncode == 4
 
 
+def file_or_waiting_page(response: httpx.Response) -> httpx.Response | None:
+    """The file; None for the page that asks again while a worker writes it."""
+    if response.status_code == 202:
+        assert 'http-equiv="refresh"' in response.text and response.headers["retry-after"] == "2"
+        return None
+    assert response.status_code == 200, response.text
+    return response
+
+
 def test_the_dashboard_job_page_shows_the_card_with_download_links(stack: Stack, xgboost_job: Any) -> None:
     browser = Browser(stack, stack.token("model-user"))
     page = browser.http.get(f"/dashboard/jobs/{xgboost_job.id}")
@@ -191,8 +203,9 @@ def test_the_dashboard_job_page_shows_the_card_with_download_links(stack: Stack,
     for fmt in card.formats:
         link = f"/dashboard/jobs/{xgboost_job.id}/model/{fmt}"
         assert f'href="{link}"' in page.text
-        downloaded = browser.http.get(link)
-        assert downloaded.status_code == 200
+        downloaded = wait_until(
+            lambda url=link: file_or_waiting_page(browser.http.get(url)), 300, f"the {fmt} file", every=1.0
+        )
         assert (
             downloaded.content
             == Client(stack.url, stack.token("model-user"))

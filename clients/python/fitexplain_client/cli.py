@@ -411,9 +411,9 @@ def model(
     token: TokenOption = None,
 ) -> None:
     """`model JOB`: a succeeded job's model card; `model download JOB --format F [--out PATH]`: its model
-    file, waiting while the service writes a format made on first download (onnx, mlflow, bundle) (exit 1 if
-    the job failed or was cancelled, 3 if it has not finished or the file is still being written after
-    `--timeout`, 2 if it has no such file)."""
+    file, waiting while the service writes a format made on first download (skops, onnx, mlflow, bundle)
+    (exit 1 if the job failed or was cancelled, 3 if it has not finished or the file is still being written
+    after `--timeout`, 2 if it has no such file)."""
     if len(words) == 2 and words[0] == "download":
         downloading, job_id = True, words[1]
     elif len(words) == 1:

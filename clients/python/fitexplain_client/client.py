@@ -305,8 +305,8 @@ class Client(BaseClient[SyncTransport], Endpoints[Job]):
     ) -> Path:
         """Write a succeeded job's model in `format` (native, skops, or another of the card's `formats`) to
         `path` (a directory: the server's file name in it); the file's path. A format made on its first
-        download (onnx, mlflow, bundle) answers 202 while a worker writes it: the download is asked again
-        after each Retry-After, for `timeout` seconds at most (then WaitTimeoutError)."""
+        download (skops, onnx, mlflow, bundle) answers 202 while a worker writes it: the download is asked
+        again after each Retry-After, for `timeout` seconds at most (then WaitTimeoutError)."""
         pace = _ConversionWait(job_id, format, timeout)
         while True:
             response = self.transport.send(requests_for.download_model(job_id, format))

@@ -188,7 +188,7 @@ class Job(BaseJob[JobCalls]):
     ) -> Path:
         """Write the job's model in `format` (native: its booster's own file; skops; or another of the
         card's `formats`) to `path` (a directory: the server's file name in it); the file's path. A format
-        a worker writes on its first download (onnx, mlflow, bundle) is waited for, following the
+        a worker writes on its first download (skops, onnx, mlflow, bundle) is waited for, following the
         server's Retry-After, `timeout` seconds at most (then WaitTimeoutError; None: no limit)."""
         self._require_success()
         return self.client.download_model(self.id, Path(path), format, timeout)

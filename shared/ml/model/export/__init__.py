@@ -24,8 +24,8 @@ FORMATS: dict[str, str] = {
 }
 
 #: The formats written at fit time: the booster's own file, which takes milliseconds. The others are made
-#: by a worker on their first download: seconds each (a skops file of 1,000 trees takes 2.5 s and 12 times
-#: the pickle's bytes), and a first import of their libraries.
+#: by a worker on their first download: seconds each for a large model (a skops file of 1,000 trees adds
+#: a third or more to its fit: docs/performance.md), and a first import of their libraries.
 AT_FIT_TIME: tuple[str, ...] = ("native",)
 
 
