@@ -129,9 +129,11 @@ class CostEstimate:
 
 
 def estimate_cost(spec: JobSpec, shape: DataShape, background_rows: int = 500) -> CostEstimate:
-    """Estimated worker-seconds of `spec` on data of `shape` (background rows: the SHAP background cap)."""
+    """Estimated worker-seconds of `spec` on data of `shape` (background rows: the SHAP background cap, or
+    an uploaded background's rows)."""
     model = _model_costs(spec, shape)
-    n_background = min(shape.n_train, background_rows)
+    uploaded = spec.background.source == "upload"
+    n_background = background_rows if uploaded else min(shape.n_train, background_rows)
     permutation = 0.0
     if "permutation" in spec.interpretability:
         copies = 1 + PERMUTATION_REPEATS * shape.n_features

@@ -22,10 +22,12 @@ from shared.ml.estimators import build_model, fit_model
 from shared.ml.explain import tree
 from shared.ml.explain.methods import explanation_method
 from shared.ml.explain.methods.base import ExplanationPart, SpanProgress, merge_parts
-from shared.ml.imputation import impute_missing
+from shared.ml.imputation import Imputation, impute_missing
 from shared.ml.ingest.dataset import Dataset, load_source, roles_of
 from shared.ml.intervals import fit_with_interval
 from shared.ml.metrics import classification_result, regression_result
+from shared.ml.model.background_file import read_background
+from shared.ml.model.schema import features_of, raw_matrix
 from shared.ml.phases import Phases
 from shared.ml.prepared import PreparedJob
 from shared.ml.spec import JobSpec, Limits
@@ -51,10 +53,13 @@ def prepare(
     limits: Limits,
     n_threads: int | None = None,
     phases: Phases | None = None,
+    background: bytes | None = None,
 ) -> PreparedJob:
     """Load the upload, fit the model on the training rows and score it on the test rows.
 
-    `source` is the canonical Parquet file (a path, or its bytes) of `shared.ml.ingest.upload`.
+    `source` is the canonical Parquet file (a path, or its bytes) of `shared.ml.ingest.upload`;
+    `background` the kept feature columns of the SHAP background file sent with the job, when its spec
+    names one (`shared.ml.model.background_file`), made into model space as the test rows are.
     """
     validate_job(spec)
     phases = phases or Phases()
@@ -65,7 +70,16 @@ def prepare(
     with phases.timed("fit"):
         prepared = _fit(spec, dataset, n_threads, limits)
     prepared.imputation = imputation
+    if background is not None:
+        prepared.uploaded_background = _model_rows(dataset, imputation, background)
     return prepared
+
+
+def _model_rows(dataset: Dataset, imputation: Imputation | None, background: bytes) -> np.ndarray:
+    """A background file's kept feature columns as the model's matrix, built as the test rows were
+    (features by name, categories as their training codes, missing values imputed as they were)."""
+    X, _ = raw_matrix(features_of(dataset), read_background(background))
+    return X if imputation is None else imputation.fill(X)
 
 
 def _fit(spec: JobSpec, dataset: Dataset, n_threads: int | None, limits: Limits) -> PreparedJob:
@@ -182,6 +196,7 @@ def run(
     explain_method: MethodRunner | None = None,
     phases: Phases | None = None,
     on_prepared: Callable[[PreparedJob], None] | None = None,
+    background: bytes | None = None,
 ) -> dict[str, Any]:
     """The whole job: predictions, metrics and result["interpretability"].
 
@@ -191,13 +206,13 @@ def run(
     `explain_method` decides how each method's explanation is computed (the worker passes one that
     fans large work out to other workers); by default everything runs here, in one piece. `phases`, when
     given, receives the seconds spent loading, fitting and explaining. `on_prepared`, when given, receives
-    the fitted job (the worker keeps its model).
+    the fitted job (the worker keeps its model). `background`: as for `prepare`.
     """
     phases = phases or Phases()
     report = progress or (lambda fraction, message: None)
     runner = explain_method or explain_whole(limits)
     report(0.0, "fitting")
-    prepared = prepare(source, spec, limits, n_threads, phases)
+    prepared = prepare(source, spec, limits, n_threads, phases, background)
     if on_prepared is not None:
         on_prepared(prepared)
     result = dict(prepared.result)

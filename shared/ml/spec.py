@@ -13,13 +13,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
-from shared.ml.errors import ParameterError
+from shared.ml.errors import LimitExceeded, ParameterError
 
 Task = Literal["classification", "regression"]
 Family = Literal["ml", "gbdt"]
 GbdtType = Literal["lightgbm", "xgboost", "catboost", "gradientboosting"]
 PiMethod = Literal["splitconformal", "localconformal"]
 Impute = Literal["none", "median", "most_frequent"]
+BackgroundSource = Literal["sample", "upload"]
 
 GBDT_MODEL_TYPES: tuple[str, ...] = get_args(GbdtType)
 PI_METHODS: tuple[str, ...] = get_args(PiMethod)
@@ -113,6 +114,73 @@ class ModelSpec:
         return booster or bare_histogram or self.impute != "none"
 
 
+BACKGROUND_SAMPLE = "sample:"
+
+
+@dataclass(frozen=True)
+class BackgroundSpec:
+    """Which rows SHAP's explainer takes as its background, when it takes any (path-dependent TreeSHAP
+    takes none): a sample of at most `rows` training rows drawn with the job's seed (`rows` None: up to
+    max_background_rows, the default), or an uploaded file of `rows` rows, `sha256` that of its bytes as
+    sent."""
+
+    source: BackgroundSource = "sample"
+    rows: int | None = None
+    sha256: str | None = None
+
+    @property
+    def asked(self) -> bool:
+        """Whether the request chose the background (rather than leaving the default sample)."""
+        return self != BackgroundSpec()
+
+    @classmethod
+    def parse(cls, text: str) -> BackgroundSpec:
+        """`sample:N`, N a positive integer; ParameterError naming the parameter otherwise."""
+        count = text.strip()[len(BACKGROUND_SAMPLE) :] if text.strip().startswith(BACKGROUND_SAMPLE) else ""
+        if not count.isdigit() or int(count) < 1:
+            raise ParameterError(
+                "bad_parameter",
+                f"background must be sample:N with N a positive whole number of training rows (or send a "
+                f"`background` file); got {text!r}.",
+            )
+        return cls("sample", int(count))
+
+    def describe(self) -> str:
+        """As the request gave it: `sample:N`, or the uploaded file."""
+        if self.source == "upload":
+            return f"an uploaded file of {self.rows} rows"
+        return f"{BACKGROUND_SAMPLE}{self.rows}" if self.rows is not None else "the default sample"
+
+    def check(self, limits: Limits) -> None:
+        """LimitExceeded `too_many_background_rows` when it holds more rows than max_background_rows."""
+        limit = limits.max_background_rows
+        if self.rows is None or self.rows <= limit:
+            return
+        asked = (
+            f"The background file has {self.rows} rows"
+            if self.source == "upload"
+            else f"background={BACKGROUND_SAMPLE}{self.rows} asks for {self.rows} rows"
+        )
+        raise LimitExceeded(
+            "too_many_background_rows",
+            f"{asked}, more than max_background_rows = {limit}: use at most {limit} rows, or raise the "
+            "limit.",
+            details={"parameter": "background", "limit": limit, "setting": "FITEXPLAIN_MAX_BACKGROUND_ROWS"},
+        )
+
+    def row_bound(self, limits: Limits) -> int:
+        """At most how many background rows the explainer will take (for the cost estimate)."""
+        return self.rows if self.rows is not None else limits.max_background_rows
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BackgroundSpec:
+        _check_known_fields(cls, data)
+        return cls(**data)
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A whole fit-and-explain request; `interpretability` names registered explanation methods."""
@@ -126,6 +194,7 @@ class JobSpec:
     shap_interactions: bool = False
     target: str = DEFAULT_TARGET
     id_column: str | None = None
+    background: BackgroundSpec = BackgroundSpec()
 
     @property
     def task(self) -> Task:
@@ -136,9 +205,12 @@ class JobSpec:
         return self.model.seed
 
     def to_json(self) -> dict[str, Any]:
-        """The versioned JSON form stored on the job row: {"version": 1, "model": {...}, ...}."""
+        """The versioned JSON form stored on the job row: {"version": 1, "model": {...}, ...}; the default
+        background is left out (a spec without one reads as the default)."""
         body = asdict(self)
         body["interpretability"] = list(self.interpretability)
+        if not self.background.asked:
+            del body["background"]
         return {"version": SPEC_VERSION, **body}
 
     @classmethod
@@ -154,6 +226,7 @@ class JobSpec:
         _check_known_fields(ModelSpec, model)
         _check_known_fields(cls, body)
         body["interpretability"] = tuple(body.get("interpretability", ()))
+        body["background"] = BackgroundSpec.from_json(body.get("background") or {})
         return cls(model=ModelSpec(**model), **body)
 
 

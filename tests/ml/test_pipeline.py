@@ -224,6 +224,7 @@ SHAP_KEYS = {"method", "values", "base_values", "feature_names"} | {
     "notes",
     "class_labels",
     "row_span",
+    "background",
 }
 
 

@@ -93,6 +93,7 @@ def synthetic_result(
         error_estimate=0.05,
         notes="synthetic",
         class_labels=list(labels),
+        background={"source": "sample", "rows": 5, "seed": 1, "drawn_from": {"source": "upload", "rows": 9}},
     )
     permutation = PermutationImportance(
         span=(0, n_features),

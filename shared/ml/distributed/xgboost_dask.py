@@ -27,7 +27,7 @@ import pandas as pd
 
 from shared.ml.errors import DataError
 from shared.ml.estimators import build_model
-from shared.ml.explain import tree
+from shared.ml.explain import background, tree
 from shared.ml.explain.methods.base import merge_parts
 from shared.ml.explain.methods.shap import ShapValues, check_shap_limits
 from shared.ml.ingest import canonical
@@ -254,12 +254,15 @@ def _shap(spec: JobSpec, dataset: Dataset, arrays: dict[str, np.ndarray]) -> dic
     tree.set_bias(contributions, margin)
     raw = tree.from_native({"values": contributions, "source": SOURCE}, spec.task, "xgboost")
     labels = dataset.class_labels
+    described = tree.exact_description(raw["space"])
+    record = background.not_used(spec.background)  # path-dependent TreeSHAP takes no background rows
     part = ShapValues(
         span=(0, contributions.shape[0]),
         values=raw["values"],
         base_values=raw["base_values"],
         feature_names=list(dataset.feature_names),
         class_labels=list(labels) if labels is not None else None,
-        **tree.exact_description(raw["space"]),
+        **{**described, "notes": background.with_note(described["notes"], record)},
+        background=record,
     )
     return merge_parts([part]).to_json()

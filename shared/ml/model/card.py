@@ -45,16 +45,29 @@ def _json_value(value: Any, depth: int) -> Any:
 
 
 def background_of(kept: KeptModel) -> dict[str, Any] | None:
-    """The background rows the model's SHAP explainer uses (the fit's and a predict job's), or None for
-    TreeSHAP, which uses the trees' own cover instead of background rows."""
+    """The background rows the model's SHAP explainer uses (the fit's, and a predict job's unless it sends
+    its own), or None for TreeSHAP, which uses the trees' own cover instead of background rows: their
+    shape, a description, and which rows they are (`shared.ml.explain.background`'s record: `source`,
+    then `seed` or `sha256`)."""
     if kept.background is None:
         return None
     rows, features = kept.background.shape
+    record = kept.background_used()
+    if record["source"] == "upload":
+        description = (
+            f"{rows} rows of an uploaded background file (sha256 {record['sha256']}), in model space "
+            "(category codes, imputed values)"
+        )
+    else:
+        description = (
+            f"{rows} training rows (all of them, or a sample drawn with the job's seed {kept.spec.seed}), "
+            "in model space (category codes, imputed values)"
+        )
     return {
         "rows": int(rows),
         "features": int(features),
-        "description": f"{rows} training rows (all of them, or a sample drawn with the job's seed "
-        f"{kept.spec.seed}), in model space (category codes, imputed values)",
+        "description": description,
+        **{key: value for key, value in record.items() if key != "rows"},
     }
 
 

@@ -22,7 +22,7 @@ from shared.ml.intervals import IntervalBand
 from shared.ml.metrics import original_labels
 from shared.ml.model.schema import FeatureSchema, TargetSchema, features_of, raw_matrix, target_of
 from shared.ml.prepared import PreparedJob
-from shared.ml.spec import JobSpec, Limits
+from shared.ml.spec import BackgroundSpec, JobSpec, Limits
 
 #: The libraries whose versions a kept model records (the card's `libraries`; `python` is added).
 LIBRARIES = ("scikit-learn", "xgboost", "lightgbm", "catboost", "nnetsauce", "numpy")
@@ -42,6 +42,20 @@ class KeptModel:
     background: np.ndarray | None = None  # model space, as the job's SHAP explainer used it
     libraries: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: The record of the background SHAP takes (`shared.ml.explain.background`); None for a model kept
+    #: before backgrounds had records (see `background_used`).
+    background_record: dict[str, Any] | None = None
+
+    def background_used(self) -> dict[str, Any]:
+        """The record of the background SHAP takes with this model: `background_record`, else (a model
+        kept without one) a training sample when it holds rows, none (path-dependent TreeSHAP) when not."""
+        from shared.ml.explain import background as backgrounds
+
+        if self.background_record is not None:
+            return self.background_record
+        if self.background is not None:
+            return backgrounds.legacy_record(self.background, self.spec.seed)
+        return backgrounds.not_used(BackgroundSpec())
 
     @property
     def feature_names(self) -> list[str]:
@@ -95,15 +109,13 @@ class KeptModel:
 
 
 def kept_from(prepared: PreparedJob, limits: Limits | None = None) -> KeptModel:
-    """The KeptModel of a fitted job (`limits`: the job's, for the size of its SHAP background)."""
-    from shared.ml.explain.methods.shap import background_rows
-    from shared.ml.explain.shap import choose_explainer
+    """The KeptModel of a fitted job, with the background its explainer takes (`limits`: the job's, which
+    bound a sample's size)."""
+    from shared.ml.explain.background import for_fit
 
     spec, dataset = prepared.spec, prepared.dataset
-    background = None
     # Kept whether or not the fit asked for SHAP: a predict job may ask for it on new rows.
-    if choose_explainer(prepared.model) != "tree":
-        background = np.array(background_rows(dataset, limits or Limits(), spec.seed))
+    background = for_fit(prepared, limits or Limits())
     return KeptModel(
         spec=spec,
         model=prepared.model,
@@ -112,9 +124,10 @@ def kept_from(prepared: PreparedJob, limits: Limits | None = None) -> KeptModel:
         class_labels=None if dataset.class_labels is None else list(dataset.class_labels),
         imputation=prepared.imputation,
         interval=prepared.interval,
-        background=background,
+        background=None if background is None else np.array(background.rows),
         libraries=library_versions(),
         metrics=metrics_of(prepared.result),
+        background_record=None if background is None else dict(background.record),
     )
 
 

@@ -1,4 +1,5 @@
-"""SHAP values as an explanation method: spans are test rows, explained against a seeded background."""
+"""SHAP values as an explanation method: spans are test rows, explained against the job's background
+(`shared.ml.explain.background`), which the result records."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from shared.ml.errors import LimitExceeded
+from shared.ml.explain import background as backgrounds
 from shared.ml.explain.methods.base import (
     LARGEST,
     PER_UNIT,
@@ -24,7 +26,8 @@ from shared.ml.spec import JobSpec, Limits
 
 @dataclass(frozen=True)
 class ShapValues(ExplanationPart):
-    """techtonique's keys (values, base_values, feature_names) per row, then how they were made."""
+    """techtonique's keys (values, base_values, feature_names) per row, then how they were made (`background`:
+    which background rows the explainer took, `shared.ml.explain.background`)."""
 
     method = "shap"
     span_key = "row_span"
@@ -40,6 +43,7 @@ class ShapValues(ExplanationPart):
     notes: str = field(metadata=SAME)
     class_labels: list[str] | None = field(default=None, metadata=SAME)  # classification only
     interaction_values: np.ndarray | None = field(default=None, metadata=PER_UNIT)  # shap_interactions
+    background: dict[str, Any] | None = field(default=None, metadata=SAME)
 
     @classmethod
     def from_explainer(
@@ -48,8 +52,10 @@ class ShapValues(ExplanationPart):
         span: tuple[int, int],
         feature_names: list[str],
         class_labels: list[str] | None,
+        background: dict[str, Any] | None = None,
     ) -> ShapValues:
-        """The part made of `explain_shap`'s answer for the rows of `span`."""
+        """The part made of `explain_shap`'s answer for the rows of `span`; `background` the record of the
+        background it took (its notes say so when the request chose one TreeSHAP did not use)."""
         return cls(
             span=span,
             values=raw["values"],
@@ -60,9 +66,10 @@ class ShapValues(ExplanationPart):
             output_space=raw["output_space"],
             n_model_evals=raw["n_model_evals"],
             error_estimate=raw["error_estimate"],
-            notes=raw["notes"],
+            notes=raw["notes"] if background is None else backgrounds.with_note(raw["notes"], background),
             class_labels=list(class_labels) if class_labels is not None else None,
             interaction_values=raw.get("interaction_values"),
+            background=background,
         )
 
 
@@ -90,9 +97,10 @@ class ShapMethod:
         dataset, spec = prepared.dataset, prepared.spec
         self.check_limits(dataset, spec, limits)
         start, stop = span
+        background = backgrounds.for_fit(prepared, limits)
         raw = explain_shap(
             prepared.model,
-            background_rows(dataset, limits, spec.seed),
+            background.rows if background is not None else dataset.X_train[:0],
             dataset.X_test[start:stop],
             task=spec.task,
             random_state=spec.seed,
@@ -100,7 +108,10 @@ class ShapMethod:
             progress=progress,
             interactions=spec.shap_interactions,
         )
-        return ShapValues.from_explainer(raw, span, list(dataset.feature_names), dataset.class_labels)
+        record = background.record if background is not None else backgrounds.not_used(spec.background)
+        return ShapValues.from_explainer(
+            raw, span, list(dataset.feature_names), dataset.class_labels, background=record
+        )
 
 
 def check_shap_limits(dataset: Dataset, limits: Limits, *, interactions: bool = False) -> None:
@@ -125,13 +136,3 @@ def check_shap_limits(dataset: Dataset, limits: Limits, *, interactions: bool = 
             f"{with_interactions} = {n_floats} floats, more than max_shap_floats = {limits.max_shap_floats}: "
             "sample the test rows, drop features, or raise the limit.",
         )
-
-
-def background_rows(dataset: Dataset, limits: Limits, seed: int) -> np.ndarray:
-    """Up to max_background_rows training rows, drawn without replacement by a Generator(seed)."""
-    n_train = dataset.X_train.shape[0]
-    if n_train <= limits.max_background_rows:
-        return dataset.X_train
-    rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(n_train, size=limits.max_background_rows, replace=False))
-    return dataset.X_train[chosen]

@@ -58,12 +58,14 @@ def check_schema(
     target: str = TARGET,
     id_column: str | None = None,
     handles_missing: bool = False,
+    subject: str = "The file",
 ) -> SchemaCheck:
     """The upload's columns (name -> facts, in upload order) against the training features; DataError
     `schema_mismatch` naming every offending column at once.
 
     `target` may be absent (and is ignored when present), `id_column` must be present when named, and
-    `handles_missing` says whether the model takes missing values (natively, or imputed as at fit)."""
+    `handles_missing` says whether the model takes missing values (natively, or imputed as at fit).
+    `subject` names the upload in the error ("The background file")."""
     wanted = tuple(feature_of(feature) for feature in features)
     problems: list[dict[str, Any]] = []
     if id_column is not None and id_column not in columns:
@@ -92,7 +94,7 @@ def check_schema(
                 )
             )
     if problems:
-        raise schema_error(problems, [feature.name for feature in wanted], list(columns))
+        raise schema_error(problems, [feature.name for feature in wanted], list(columns), subject)
     ignored = {feature.name for feature in wanted} | {target, TRAINING_INDEX, id_column}
     return SchemaCheck(wanted, [name for name in columns if name not in ignored])
 
@@ -106,13 +108,15 @@ def _problem(
     return problem
 
 
-def schema_error(problems: list[dict[str, Any]], features: list[str], header: list[str]) -> DataError:
+def schema_error(
+    problems: list[dict[str, Any]], features: list[str], header: list[str], subject: str = "The file"
+) -> DataError:
     listed = "; ".join(f"'{p['column']}': {p['message']}" for p in problems)
     return DataError(
         SCHEMA_MISMATCH,
-        f"The file does not match the model's training columns ({len(problems)} problem"
+        f"{subject} does not match the model's training columns ({len(problems)} problem"
         f"{'s' if len(problems) > 1 else ''}): {listed}. The model was trained on {preview(features, 10)}; "
-        f"the file has {preview(header, 10)}.",
+        f"{subject[0].lower()}{subject[1:]} has {preview(header, 10)}.",
         column=problems[0]["column"],
         details={"problems": problems},
     )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from shared.ml.errors import ParameterError
-from shared.ml.spec import Task
+from shared.ml.spec import BackgroundSpec, Task
 
 Interpretability = Literal["none", "shap"]
 DEFAULT_TOP_N = 3
@@ -19,7 +19,8 @@ class PredictOptions:
     `threshold` selects the explained rows: a binary classifier's positive-class probability, a multiclass
     classifier's predicted-class probability, a regressor's prediction, each >= threshold (<= with
     `below`). `top_n` reasons per explained row (0: none). `return_pi` needs a model fitted with
-    intervals, whose `level` it keeps."""
+    intervals, whose `level` it keeps. `background`: the SHAP background for this job only (by default
+    the kept model's; `shared.ml.model.predict.background`)."""
 
     interpretability: Interpretability = "none"
     top_n: int = DEFAULT_TOP_N
@@ -29,17 +30,24 @@ class PredictOptions:
     level: float | None = None
     id_column: str | None = None
     strict: bool = False
+    background: BackgroundSpec = field(default_factory=BackgroundSpec)
 
     @property
     def explains(self) -> bool:
         return self.interpretability == "shap"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The options as stored in the predict spec; the default background is left out."""
+        body = asdict(self)
+        if not self.background.asked:
+            del body["background"]
+        return body
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PredictOptions:
-        return cls(**data)
+        body = dict(data)
+        body["background"] = BackgroundSpec.from_json(body.get("background") or {})
+        return cls(**body)
 
     def check(self, task: Task, *, fitted_pi: bool, fitted_level: float) -> None:
         """ParameterError naming the parameter that does not fit this model or the other parameters."""

@@ -2,8 +2,9 @@
 
 Each batch of the upload's rows becomes the model-space matrix exactly as the fit built its test rows
 (`KeptModel.matrix`), is predicted, and its rows that cross the threshold are explained by the fit's own
-explainer (`shared.ml.explain.shap.explain_shap`: exact TreeSHAP for trees, the same background and seed
-for the others, each row seeded by its row number, so batching changes no value). No batch is held longer
+explainer (`shared.ml.explain.shap.explain_shap`: exact TreeSHAP for trees, the fit's seed and the model's
+background for the others, which a job may replace (`shared.ml.model.predict.background`), each row
+seeded by its row number, so batching changes no value). No batch is held longer
 than its own part: a million rows never make one table-sized copy beside the result's arrays.
 
 The result speaks the fit's names: `y_pred`; `proba` and `class_labels` for classifiers; `pi_lower` and
@@ -64,6 +65,8 @@ class Scorable(Protocol):
     def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
 
     def predict_interval(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def background_used(self) -> dict[str, Any]: ...  # the record of `background`
 
 
 @dataclass
@@ -214,7 +217,11 @@ def explain_rows(
         row_ids=rows,
     )
     return ShapValues.from_explainer(
-        raw, span or (0, len(rows)), [feature.name for feature in kept.features], kept.class_labels
+        raw,
+        span or (0, len(rows)),
+        [feature.name for feature in kept.features],
+        kept.class_labels,
+        background=kept.background_used(),
     )
 
 
