@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -278,6 +279,20 @@ class JobPrepared(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     blob_key: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class JobBackground(Base):
+    """The SHAP background file sent with a job: its feature columns as Parquet
+    (shared.ml.model.background_file), at most FITEXPLAIN_MAX_BACKGROUND_ROWS rows, and the sha256 of the
+    file as sent. Small and bounded, it lives on this row rather than in the blob store, and goes with its
+    job (a re-run gets a copy)."""
+
+    __tablename__ = "job_backgrounds"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))  # of the file as sent
+    n_rows: Mapped[int] = mapped_column(Integer)
+    parquet: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class StoredModel(Base):

@@ -20,7 +20,9 @@ from shared.dispatch import chunks
 from shared.dispatch.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.ml.errors import UserInputError
 from shared.ml.ingest.dataset import with_test_features
+from shared.ml.model.background_file import read_background
 from shared.ml.model.codec import ModelIntegrityError
+from shared.ml.model.predict.background import with_background
 from shared.ml.model.predict.scoring import check_explainable, count_rows, read_batches, score
 from shared.ml.model.predict.spec import PredictSpec, is_predict
 from shared.ml.phases import Phases
@@ -29,6 +31,7 @@ from shared.ml.spec import JobSpec
 from shared.results.formats import parquet_to_store
 from shared.settings import Settings, get_settings
 from shared.store import workers
+from shared.store.backgrounds import background_of
 from shared.store.jobstore import (
     claim_next,
     computation_died,
@@ -280,6 +283,7 @@ def compute_job(
                 explain_method=FanOutRunner(job_id, settings, queue=queue, worker=me),
                 phases=phases,
                 on_prepared=fitted.append,
+                background=sent_background(job_id, spec.background.source),
             )
     except Exception as exc:
         return _computation_failed(job_id, me, attempt, exc)
@@ -310,6 +314,9 @@ def compute_predict(
         with phases.timed("load"):
             kept = load_kept(spec.model_sha256)
             if spec.options.explains:
+                asked = spec.options.background
+                sent = sent_background(job_id, asked.source)
+                kept = with_background(kept, asked, None if sent is None else read_background(sent))
                 check_explainable(kept)
             n_rows = count_rows(source)
         result = score(
@@ -333,6 +340,14 @@ def compute_predict(
             stored = succeed(session, job_id, me, result, parquet, attempt=attempt)
     log.info("job %s phases: %s", job_id, phases)  # benchmarks/predict_rows.py reads this line
     return "succeeded" if stored else "superseded"
+
+
+def sent_background(job_id: str, source: str) -> bytes | None:
+    """The background file sent with the job (its kept feature columns), when its spec names one."""
+    if source != "upload":
+        return None
+    with session_scope() as session:
+        return background_of(session, job_id)
 
 
 def _parquet_form(job_id: str, result: Callable[[], dict[str, Any]], settings: Settings) -> bytes | None:
@@ -426,7 +441,13 @@ def _prepared_for(job: Job, settings: Settings) -> PreparedJob:
                 source = upload_source(upload_path(session, job.dataset_sha256))
         if shared is None:
             spec = JobSpec.from_json(job.spec)
-            shared = prepare(source, spec, settings.limits(), n_threads=settings.model_threads)
+            shared = prepare(
+                source,
+                spec,
+                settings.limits(),
+                n_threads=settings.model_threads,
+                background=sent_background(job.id, spec.background.source),
+            )
         _prepared[job.id] = shared
     return _prepared[job.id]
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from shared.limits import reserve_submission
 from shared.settings import Settings
+from shared.store.backgrounds import copy_background
 from shared.store.jobstore import add_event, cancel, create_job, delete_job
 from shared.tables import FINISHED, Job, JobStatus
 
@@ -61,6 +62,7 @@ def rerun_job(session: Session, job: Job, by: str, settings: Settings) -> Job:
         data_filename=job.data_filename,
     )
     new.rerun_of = job.id
+    copy_background(session, job.id, new.id)
     add_event(session, job.id, "rerun", f"as job {new.id}, by {by}")
     add_event(session, new.id, "rerun_of", f"job {job.id}, by {by}")
     return new

@@ -5,6 +5,7 @@
 - `job_ids`: a user's jobs found by a prefix of their id, on an index.
 - `job_events`: the NOTIFY that wakes requests waiting for a job.
 - `uploads`: uploads stored once per content, and each user's storage counts.
+- `backgrounds`: the SHAP background file sent with a job, kept on a row of its own.
 - `working_data`: what a running job keeps for its fan-out helpers, dropped when it finishes.
 - `retention`: finished jobs deleted after the retention period.
 - `workers`: the workers' heartbeat rows.
