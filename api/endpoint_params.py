@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.ml.estimators import DEFAULT_BASE_MODEL
 from shared.ml.explain.methods import explanation_names
@@ -25,6 +25,7 @@ from shared.ml.spec import (
     N_ESTIMATORS,
     N_HIDDEN_FEATURES,
     SEED,
+    BackgroundSpec,
     GbdtType,
     Impute,
     JobSpec,
@@ -35,6 +36,28 @@ from shared.ml.spec import (
 from shared.ml.validation import validate_job
 
 MAX_WAIT_SECONDS = 60  # how long one HTTP request may hold its connection (not a property of the job)
+
+
+def background_sample(value: str | None) -> str | None:
+    """`sample:N` as written back by the core (a ParameterError, a ValueError, is pydantic's 422)."""
+    return None if value is None else f"sample:{BackgroundSpec.parse(value).rows}"
+
+
+BackgroundParam = Annotated[
+    str | None,
+    Field(
+        description="SHAP's background, for the explainers that take one: sample:N, at most N training rows "
+        "drawn with the seed (default: up to FITEXPLAIN_MAX_BACKGROUND_ROWS); or send a `background` file "
+        "part instead. Path-dependent TreeSHAP takes none, and its result says so.",
+        max_length=40,
+    ),
+    AfterValidator(background_sample),
+]
+
+
+def background_spec(value: str | None) -> BackgroundSpec:
+    """The ML core's BackgroundSpec of a `background=` value (the default sample when absent)."""
+    return BackgroundSpec() if value is None else BackgroundSpec.parse(value)
 
 
 def parse_interpretability(value: str | None) -> tuple[str, ...]:
@@ -101,6 +124,7 @@ class CommonParams(BaseModel):
             description="gets a signed Standard Webhooks POST when the job finishes (see /webhook-secret)",
         ),
     ] = None
+    background: BackgroundParam = None
 
     @field_validator("interpretability")
     @classmethod
@@ -121,8 +145,9 @@ class CommonParams(BaseModel):
         raise NotImplementedError
 
     def stored(self) -> dict[str, object]:
-        """The parameters as kept in the job row (without request-only options such as `wait`)."""
-        return self.model_dump(exclude={"wait"})
+        """The parameters as kept in the job row (without request-only options such as `wait`, nor
+        `background` when absent)."""
+        return self.model_dump(exclude={"wait"} | ({"background"} if self.background is None else set()))
 
 
 class MlParams(CommonParams):
@@ -231,6 +256,7 @@ def _job_spec(params: CommonParams, model: ModelSpec) -> JobSpec:
         shap_interactions=bool(getattr(params, "shap_interactions", False)),
         target=params.target,
         id_column=params.id_column,
+        background=background_spec(params.background),
     )
     return validate_job(spec)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from api.endpoint_params import MAX_WAIT_SECONDS
+from api.endpoint_params import MAX_WAIT_SECONDS, background_sample, background_spec
 from shared.ml.model.predict.options import DEFAULT_TOP_N, PredictOptions
 from shared.ml.spec import LEVEL, MAX_COLUMN_NAME_CHARS
 
@@ -67,6 +67,16 @@ class PredictParams(BaseModel):
         str | None,
         Field(max_length=2000, description="gets a signed Standard Webhooks POST when the job finishes"),
     ] = None
+    background: Annotated[
+        str | None,
+        Field(
+            max_length=40,
+            description="SHAP's background for this job, for the explainers that take one: sample:N, at "
+            "most N rows of the model's own background drawn with the fit's seed (default: all of it); or "
+            "send a `background` file part instead. Path-dependent TreeSHAP takes none, and says so.",
+        ),
+        AfterValidator(background_sample),
+    ] = None
 
     def options(self) -> PredictOptions:
         return PredictOptions(
@@ -78,8 +88,10 @@ class PredictParams(BaseModel):
             level=self.level,
             id_column=self.id_column,
             strict=self.strict,
+            background=background_spec(self.background),
         )
 
     def stored(self) -> dict[str, object]:
-        """The parameters as kept in the job row (without request-only options such as `wait`)."""
-        return self.model_dump(exclude={"wait"})
+        """The parameters as kept in the job row (without request-only options such as `wait`, nor
+        `background` when absent)."""
+        return self.model_dump(exclude={"wait"} | ({"background"} if self.background is None else set()))

@@ -94,7 +94,8 @@ class Settings(BaseSettings):
     )
     max_background_rows: int = Field(
         LIMITS.max_background_rows,
-        description="SHAP's background: a seeded sample of at most this many training rows",
+        description="SHAP's background: a seeded sample of at most this many training rows, and the most "
+        "`background=sample:N` or a background file may hold (422 beyond)",
     )
     max_shap_floats: int = Field(
         LIMITS.max_shap_floats, description="SHAP values of one job (rows x features x classes; 422 beyond)"

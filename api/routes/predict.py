@@ -8,6 +8,7 @@ estimated and budgeted as a fit. The API never loads the model: the card says al
 This module does not use `from __future__ import annotations`: FastAPI must see its parameter model.
 """
 
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
@@ -23,12 +24,14 @@ from api.predict_params import PredictParams
 from api.routes.submit import (
     SUBMIT_ERRORS,
     SUBMITTED,
+    BackgroundUploadDep,
     SubmitRoute,
     UploadDep,
     store_and_publish,
     submit,
 )
 from api.uploads import files as upload_files
+from api.uploads.background import checked_background, refuse_both
 from api.uploads.files import ReceivedUpload
 from shared.db import read_scope
 from shared.ml.cost import DataShape, check_budget, estimate_predict_cost
@@ -54,7 +57,9 @@ PREDICT_ERRORS = {
     422: "The file does not match the model's training columns (`schema_mismatch`: `problems` names every "
     "missing column, wrong dtype and unfillable missing value at once), holds categories never seen in "
     "training with strict=true (`unseen_category`), has no rows, or a parameter does not suit the model; "
-    "or the SHAP rows pass FITEXPLAIN_MAX_PREDICT_EXPLAIN_ROWS, or the job the per-job budget.",
+    "or the SHAP rows pass FITEXPLAIN_MAX_PREDICT_EXPLAIN_ROWS, or the job the per-job budget; or the "
+    "background (`parameter` background) is off the model's features (`schema_mismatch`) or over "
+    "FITEXPLAIN_MAX_BACKGROUND_ROWS (`too_many_background_rows`).",
 }
 
 
@@ -108,9 +113,20 @@ async def predict(
     file: UploadDep,
     user: CurrentUser,
     settings: SettingsDep,
+    background_file: BackgroundUploadDep = None,
 ) -> Response:
     accept = partial(_accept, job_id, user)
-    return await submit(ENDPOINT, params, file, user.id, settings, request, params.wait, accept=accept)
+    return await submit(
+        ENDPOINT,
+        params,
+        file,
+        user.id,
+        settings,
+        request,
+        params.wait,
+        accept=accept,
+        background=background_file,
+    )
 
 
 def _accept(
@@ -122,8 +138,10 @@ def _accept(
     user_id: int,
     settings: Settings,
     job_id: str,
+    background: ReceivedUpload | None = None,
 ) -> tuple[Job, datetime | None]:
-    """Check the new rows against the model's card, then store the predict job and publish it."""
+    """Check the new rows (and a background sent with them) against the model's card, then store the
+    predict job and publish it."""
     options = params.options()
     if "top_n" in params.model_fields_set and not options.explains:
         raise ParameterError(
@@ -132,11 +150,13 @@ def _accept(
         )
     if params.webhook_url:
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
+    limits = settings.limits()
+    refuse_both(options.background, background)
+    options.background.check(limits)  # sample:N over max_background_rows: 422 too_many_background_rows
     with read_scope() as session:
         source = kept_source(session, source_ref, user)
     fit = source.spec
     options.check(fit.task, fitted_pi=fit.return_pi, fitted_level=fit.level)
-    limits = settings.limits()
     features = source.card["features"]
     with upload_files.converted(received, limits) as ingested:  # DataError
         labels = ingested.labels
@@ -161,9 +181,18 @@ def _accept(
             n_classes=n_classes,
             n_categorical=sum(1 for feature in checked.features if feature.categories is not None),
         )
-        cost = estimate_predict_cost(
-            fit, shape, explain=options.explains, background_rows=limits.max_background_rows
+    kept_background = None
+    if background is not None:  # after the file's conversion slot is free: one slot per request at a time
+        kept_background = checked_background(
+            background, features, limits, target=fit.target, handles_missing=fit.model.handles_missing
         )
+        options = replace(options, background=kept_background.asked)
+    cost = estimate_predict_cost(
+        replace(fit, background=options.background),
+        shape,
+        explain=options.explains,
+        background_rows=options.background.row_bound(limits),
+    )
     check_budget(cost, settings.max_job_seconds)
     spec = PredictSpec(
         source_job=source.job_id,
@@ -183,6 +212,7 @@ def _accept(
         ingested,
         cost.total,
         settings,
+        background=kept_background,
     )
 
 

@@ -31,6 +31,7 @@ from api.serialize import job_public, result_response
 from api.uploads import files as upload_files
 from api.uploads import rejections
 from api.uploads.auth_first import AuthenticateBeforeBodyRoute
+from api.uploads.background import CheckedBackground, checked_background, refuse_both
 from api.uploads.files import ReceivedUpload
 from api.uploads.stream import ReceivedFile, is_multipart, receive_form
 from api.waiting import Finished, job_waiter
@@ -43,9 +44,11 @@ from shared.ml.cost import check_budget, estimate_cost, shape_of
 from shared.ml.distributed import check_placement, cluster_refusal
 from shared.ml.ingest.dataset import load_checks, roles_of
 from shared.ml.ingest.upload import Ingested
+from shared.ml.model.schema import features_of
 from shared.ml.pipeline import check_explanation_limits
 from shared.ml.spec import JobSpec, Limits
 from shared.settings import Settings, get_settings
+from shared.store.backgrounds import keep_background
 from shared.store.jobstore import create_job
 from shared.store.uploads import store_upload
 from shared.tables import Job, JobStatus, User, new_id
@@ -104,6 +107,16 @@ UploadDep = Annotated[
     ),
 ]
 
+BackgroundUploadDep = Annotated[
+    UploadFile | None,
+    File(
+        alias="background",
+        description="optional: SHAP's background rows, for the explainers that take one: the model's "
+        "feature columns (others are ignored), at most FITEXPLAIN_MAX_BACKGROUND_ROWS rows, in any format "
+        "`file` takes; instead of `background=sample:N`",
+    ),
+]
+
 USER_ERROR_STATUS = {
     "internal_error": 500,
     "worker_lost": 503,
@@ -117,7 +130,9 @@ SUBMIT_ERRORS = {
     413: "Upload larger than FITEXPLAIN_MAX_UPLOAD_BYTES (`upload_too_large`), or keeping it would exceed "
     "the user's storage quota (FITEXPLAIN_MAX_STORAGE_BYTES_PER_USER; `storage_quota_exceeded`).",
     422: "Bad parameter (`invalid_parameter`) or unusable data (the message names the column or "
-    "parameter, and the accepted formats for an unknown one), or a job estimated above the per-job "
+    "parameter, and the accepted formats for an unknown one), a background over "
+    "FITEXPLAIN_MAX_BACKGROUND_ROWS (`too_many_background_rows`) or off the model's features "
+    "(`schema_mismatch`, `parameter` background), or a job estimated above the per-job "
     "budget (FITEXPLAIN_MAX_JOB_SECONDS; code `over_budget`) or the worker memory bound "
     "(FITEXPLAIN_WORKER_MAX_MEMORY_MB; code `over_memory`) that no Dask cluster takes "
     "(FITEXPLAIN_DASK_SCHEDULER).",
@@ -135,8 +150,8 @@ TECHTONIQUE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 Accept = Callable[..., tuple[Job, datetime | None]]
-"""Validates and stores a job: (endpoint, params, received upload, user id, settings, job id) -> (the job,
-when it was published)."""
+"""Validates and stores a job: (endpoint, params, received upload, user id, settings, job id, background=
+the received background part or None) -> (the job, when it was published)."""
 
 
 async def submit(
@@ -150,15 +165,27 @@ async def submit(
     *,
     techtonique: bool = False,
     accept: Accept | None = None,
+    background: UploadFile | None = None,
 ) -> Response:
     """Accept the job (`accept`: a fit's `_accept` by default), then answer 202, or wait for its result."""
     assert isinstance(file, ReceivedFile)  # a file part is only found in a multipart body: SubmitRoute's
+    assert background is None or isinstance(background, ReceivedFile)
+    sent_background = background.received() if background is not None else None
     job_id = new_id()
     waiter = job_waiter(request.app)
     # A wait is registered before the job can finish: its notification cannot be missed, so the waiter
     # need not read the row first (a read racing the worker's claim on a trivial job).
     with waiter.expecting(job_id) if wait else nullcontext() as expected:
-        accepting = partial(accept or _accept, endpoint, params, file.received(), user_id, settings, job_id)
+        accepting = partial(
+            accept or _accept,
+            endpoint,
+            params,
+            file.received(),
+            user_id,
+            settings,
+            job_id,
+            background=sent_background,
+        )
         job, published = await run_in_threadpool(accepting)
         accepted = job_public(job)  # as accepted: queued (a worker may claim it as soon as it is published)
         if published is not None:
@@ -182,6 +209,7 @@ def _accept(
     user_id: int,
     settings: Settings,
     job_id: str,
+    background: ReceivedUpload | None = None,
 ) -> tuple[Job, datetime | None]:
     """Validate and store the job, then publish its message once it is committed (None: the broker is
     down, the sweep will)."""
@@ -189,8 +217,20 @@ def _accept(
     if params.webhook_url:
         check_url(params.webhook_url, allow_private=settings.webhook_allow_private)
     limits = settings.limits()
+    refuse_both(spec.background, background)
+    spec.background.check(limits)  # sample:N over max_background_rows: 422 too_many_background_rows
     with upload_files.converted(received, ingest_limits(spec, limits, settings)) as ingested:  # DataError
         dataset = load_checks(ingested.labels, spec.task, spec.seed, limits, roles_of(spec))  # DataError: 422
+    kept_background = None
+    if background is not None:  # after the file's conversion slot is free: one slot per request at a time
+        kept_background = checked_background(
+            background,
+            features_of(dataset),
+            limits,
+            target=spec.target,
+            handles_missing=spec.model.handles_missing,
+        )
+        spec = replace(spec, background=kept_background.asked)
     check_explanation_limits(spec, dataset, limits)  # refuse now what the worker would refuse later
     shape = shape_of(dataset)
     # one worker, or the Dask cluster when one is configured; else LimitExceeded -> 422 over_memory
@@ -201,10 +241,19 @@ def _accept(
         cluster=bool(settings.dask_scheduler),
         categorical=bool(dataset.categories),
     )
-    cost = estimate_cost(spec, shape, limits.max_background_rows)
+    cost = estimate_cost(spec, shape, spec.background.row_bound(limits))
     check_budget(cost, settings.max_job_seconds)  # raises LimitExceeded -> 422
     return store_and_publish(
-        job_id, user_id, endpoint, params.stored(), spec.to_json(), received, ingested, cost.total, settings
+        job_id,
+        user_id,
+        endpoint,
+        params.stored(),
+        spec.to_json(),
+        received,
+        ingested,
+        cost.total,
+        settings,
+        background=kept_background,
     )
 
 
@@ -218,8 +267,11 @@ def store_and_publish(
     ingested: Ingested,
     estimated_seconds: float,
     settings: Settings,
+    *,
+    background: CheckedBackground | None = None,
 ) -> tuple[Job, datetime | None]:
-    """Reserve the submission, keep the upload, write the job row and publish it (a fit's or a predict's)."""
+    """Reserve the submission, keep the upload (and the background sent with it), write the job row and
+    publish it (a fit's or a predict's)."""
     with session_scope() as session:
         # locks the user's row, so the limits and the quota hold until the job below is committed
         reserve_submission(session, user_id, settings, upload=(received.digest, ingested.size_bytes))
@@ -236,6 +288,10 @@ def store_and_publish(
             queue=queue_for_cost(estimated_seconds, settings),
             data_filename=file_name(received.filename),
         )
+        if background is not None:
+            asked = background.asked
+            assert asked.sha256 is not None and asked.rows is not None
+            keep_background(session, job.id, asked.sha256, asked.rows, background.parquet)
     return job, publish_job(job.id, job.queue)
 
 
@@ -297,11 +353,22 @@ def _route(endpoint: str, params_model: type[CommonParams], *, compat: bool) -> 
         file: UploadDep,
         user: CurrentUser,
         settings: SettingsDep,
+        background_file: BackgroundUploadDep = None,
     ) -> Response:
         wait = params.wait
         if compat and wait is None:
             wait = settings.compat_wait
-        return await submit(endpoint, params, file, user.id, settings, request, wait, techtonique=compat)
+        return await submit(
+            endpoint,
+            params,
+            file,
+            user.id,
+            settings,
+            request,
+            wait,
+            techtonique=compat,
+            background=background_file,
+        )
 
     # FastAPI reads the query parameters from this endpoint's own model: a class known only here.
     route.__annotations__["params"] = Annotated[params_model, Query()]

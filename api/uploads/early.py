@@ -30,7 +30,7 @@ from shared.ml.spec import Limits
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-CANONICAL_NAME = "canonical.parquet"
+CANONICAL_SUFFIX = ".canonical.parquet"  # beside its part, one per part (`upload`, `upload-1`...)
 
 
 class UploadBrokenOff(Exception):
@@ -135,11 +135,11 @@ def ingest_part(
     limits: Limits,
     open_upload: Callable[[], BinaryIO] | None = None,
 ) -> Ingested:
-    """The file part at `path` converted to the canonical Parquet file beside it (`CANONICAL_NAME`), as
+    """The file part at `path` converted to the canonical Parquet file beside it (`CANONICAL_SUFFIX`), as
     received or (`open_upload`) as it streams in; raises DataError naming its problem."""
     return ingest(
         path,
-        path.with_name(CANONICAL_NAME),
+        path.with_name(path.name + CANONICAL_SUFFIX),
         limits,
         filename=filename,
         content_type=content_type,
