@@ -158,16 +158,35 @@ fx_json <- function(response) {
   fromJSON(content(response, as = "text", encoding = "UTF-8"), simplifyVector = TRUE, simplifyDataFrame = FALSE)
 }
 
+# The query and multipart body of a request with SHAP's `background`: "sample:N" is a query parameter; a
+# file path (CSV, Parquet or Arrow) or a data.frame (sent as CSV) is the `background` file part.
+fx_with_background <- function(query, body, background) {
+  if (is.null(background)) return(list(query = query, body = body))
+  if (is.character(background) && startsWith(trimws(background), "sample:")) {
+    query$background <- background
+  } else {
+    if (is.data.frame(background)) {
+      path <- tempfile(fileext = ".csv")
+      utils::write.csv(background, path, row.names = FALSE)
+      background <- path
+    }
+    if (!file.exists(background)) stop("background must be \"sample:N\", a file or a data.frame")
+    body$background <- upload_file(background)
+  }
+  list(query = query, body = body)
+}
+
 # Submit `file` (a CSV path) to `endpoint` with the endpoint's parameters as named arguments
-# (interpretability = "shap", base_model = "RandomForestClassifier", return_pi = TRUE, ...). Returns the job.
-fx_submit <- function(file, endpoint = "mlclassification", ..., url = NULL, token = NULL) {
+# (interpretability = "shap", base_model = "RandomForestClassifier", return_pi = TRUE, ...). `background`:
+# SHAP's background, "sample:N" or the rows of a file or data.frame of the features. Returns the job.
+fx_submit <- function(file, endpoint = "mlclassification", ..., background = NULL, url = NULL, token = NULL) {
   params <- list(...)
   query <- lapply(params, function(value) {
     if (is.logical(value)) tolower(as.character(value)) else paste(value, collapse = ",")
   })
+  sent <- fx_with_background(query, list(file = upload_file(file, type = "text/csv")), background)
   response <- fx_request(
-    "POST", paste0("/", endpoint), url, token,
-    query = query, body = list(file = upload_file(file, type = "text/csv")), encode = "multipart"
+    "POST", paste0("/", endpoint), url, token, query = sent$query, body = sent$body, encode = "multipart"
   )
   fx_json(response)
 }
@@ -283,16 +302,18 @@ fx_download_model <- function(job, path = ".", format = "native", timeout = 600,
 
 # Score (and explain) the rows of `file` (CSV, Parquet or Arrow; the target may be absent) with the model a
 # succeeded job kept: POST /jobs/{id}/predict with its parameters as named arguments (top_n = 3,
-# threshold = 0.7, below = TRUE, id_column = "id", strict = TRUE, return_pi = TRUE). Returns the predict
-# job; fx_result(fx_wait(job)) gives y_pred, proba, interpretability, explained_rows and reasons.
-fx_predict <- function(job, file, interpretability = "shap", ..., url = NULL, token = NULL) {
+# threshold = 0.7, below = TRUE, id_column = "id", strict = TRUE, return_pi = TRUE); `background` as for
+# fx_submit, for this job only ("sample:N": N rows of the model's own). Returns the predict job;
+# fx_result(fx_wait(job)) gives y_pred, proba, interpretability, explained_rows and reasons.
+fx_predict <- function(job, file, interpretability = "shap", ..., background = NULL, url = NULL, token = NULL) {
   params <- c(list(interpretability = interpretability), list(...))
   query <- lapply(params, function(value) {
     if (is.logical(value)) tolower(as.character(value)) else paste(value, collapse = ",")
   })
+  sent <- fx_with_background(query, list(file = upload_file(file)), background)
   response <- fx_request(
-    "POST", fx_job_path(job, "/predict"), url, token,
-    query = query, body = list(file = upload_file(file)), encode = "multipart"
+    "POST", fx_job_path(job, "/predict"), url, token, query = sent$query, body = sent$body,
+    encode = "multipart"
   )
   fx_json(response)
 }

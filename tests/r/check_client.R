@@ -38,6 +38,16 @@ report$model <- list(
   estimator = card$estimator$name, formats = card$formats, sha256 = card$sha256,
   file = model_file, size = file.size(model_file)
 )
+rows <- read.csv(file.path(data, "boston_dataset2.csv"), check.names = FALSE)[1:30, ]
+explained <- fx_submit(
+  file.path(data, "boston_dataset2.csv"), "mlregression", interpretability = "shap", background = rows
+)
+explained <- fx_result(fx_wait(explained, timeout = 300, progress = FALSE))
+sampled <- fx_predict(kept, file.path(data, "breast_cancer_dataset2.csv"), background = "sample:5")
+sampled <- fx_result(fx_wait(sampled, timeout = 300, progress = FALSE))
+report$background <- list(
+  upload = explained$interpretability$background, unused = sampled$interpretability$background
+)
 bad <- tryCatch(
   fx_submit(file.path(data, "malformed", "non_numeric.csv"), "mlclassification"),
   fitexplain_error = function(e) e

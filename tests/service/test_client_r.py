@@ -58,6 +58,9 @@ def test_r_client_end_to_end(stack: Stack, tmp_path: Path) -> None:
     assert model["estimator"] == "XGBClassifier"
     assert model["formats"] == ["native", "skops", "onnx", "mlflow", "bundle"]
     assert Path(model["file"]).name.endswith("-model.ubj") and model["size"] > 1000
+    background = report["background"]
+    assert background["upload"]["source"] == "upload" and background["upload"]["rows"] == 30
+    assert background["unused"] == {"source": "none", "rows": 0, "asked": {"source": "sample", "rows": 5}}
     bad = report["bad_column"]
     assert bad["class"] == "fitexplain_unprocessable" and bad["status"] == 422
     assert bad["column"] == "b" and bad["code"] == "non_numeric" and "Column 'b'" in bad["message"]

@@ -60,6 +60,13 @@ TokenOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")]
 JobId = Annotated[str, typer.Argument(help="the job's id, or a unique prefix of it (6+ characters)")]
+BackgroundOption = Annotated[
+    str | None,
+    typer.Option(
+        "--background",
+        help="SHAP's background: sample:N, or a file of the training features (CSV, Parquet or Arrow)",
+    ),
+]
 
 
 # ----------------------------------------------------------------------------- errors and exit codes
@@ -213,13 +220,15 @@ def submit(
         bool | None,
         typer.Option("--progress/--no-progress", help="a progress bar (default: when stderr is a terminal)"),
     ] = None,
+    background: BackgroundOption = None,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Upload DATA to ENDPOINT; with --wait, follow the job and save or print its result."""
     params = parse_params(param or [], endpoint.value)
-    params.update({name: value for name, value in (("target", target), ("id_column", id_column)) if value})
+    given = (("target", target), ("id_column", id_column), ("background", background))
+    params.update({name: value for name, value in given if value})
     if (out_path or plot) and not wait:
         raise typer.BadParameter("--out and --plot need --wait", param_hint="--wait")
     with exit_codes(), Client(url, token) as client:
@@ -360,12 +369,18 @@ def predict(
         typer.Option("--out", "-o", help="write the result here: JSON, or .parquet / .arrow for those forms"),
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="give up waiting after this many seconds")] = None,
+    background: BackgroundOption = None,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Score (and explain) the rows of DATA with the model job JOB_ID kept; wait, then save or show them."""
-    params: dict[str, Any] = {"below": below or None, "id_column": id_column, "strict": strict or None}
+    params: dict[str, Any] = {
+        "below": below or None,
+        "id_column": id_column,
+        "strict": strict or None,
+        "background": background,
+    }
     with exit_codes(), Client(url, token) as client:
         job = client.predict(
             job_id,

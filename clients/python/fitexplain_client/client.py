@@ -18,7 +18,7 @@ import httpx
 
 from fitexplain_client import config
 from fitexplain_client.binary import ResultFormat, check_format
-from fitexplain_client.data import DataLike, rows_upload, upload
+from fitexplain_client.data import BackgroundLike, DataLike, background_part, rows_upload, upload
 from fitexplain_client.endpoints import ENDPOINTS, Endpoints, query
 from fitexplain_client.errors import WaitTimeoutError, retry_after_seconds
 from fitexplain_client.jobs import MODEL_CONVERSION_TIMEOUT, AsyncJob, Job
@@ -44,11 +44,14 @@ class requests_for:
         if endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}; one of {', '.join(ENDPOINTS)}")
         sent = upload(data, params.get("target"), training_index)
-        return Request("POST", f"/{endpoint}", params=query(params), upload=sent)
+        params, background = background_part(params)
+        return Request("POST", f"/{endpoint}", params=query(params), upload=sent, background=background)
 
     @staticmethod
     def predict(job_id: str, data: DataLike, params: dict[str, Any]) -> Request:
-        return Request("POST", f"/jobs/{job_id}/predict", params=query(params), upload=rows_upload(data))
+        params, background = background_part(params)
+        path = f"/jobs/{job_id}/predict"
+        return Request("POST", path, params=query(params), upload=rows_upload(data), background=background)
 
     @staticmethod
     def job(job_id: str, wait: float = 0) -> Request:
@@ -245,14 +248,23 @@ class Client(BaseClient[SyncTransport], Endpoints[Job]):
         interpretability: str = "shap",
         top_n: int | None = None,
         threshold: float | None = None,
+        background: BackgroundLike | None = None,
         **params: Any,
     ) -> Job:
         """Score (and explain) new rows with a succeeded job's kept model: a `predict` job. `data` is a path,
-        bytes or a DataFrame holding the training columns (the target may be absent); `params` are the
-        route's others (`below`, `return_pi`, `id_column`, `strict`, `wait`, `webhook_url`).
+        bytes or a DataFrame holding the training columns (the target may be absent); `background` is SHAP's
+        background for this job only: "sample:N" (N rows of the model's own), or rows of the training
+        features (a path, bytes or a DataFrame); `params` are the route's others (`below`, `return_pi`,
+        `id_column`, `strict`, `wait`, `webhook_url`).
         `job.wait()` gives the Result: `y_pred`, `proba`, `shap_explanation()`, `reasons_frame()`."""
         job_id = job.id if isinstance(job, Job) else job
-        asked = {"interpretability": interpretability, "top_n": top_n, "threshold": threshold, **params}
+        asked = {
+            "interpretability": interpretability,
+            "top_n": top_n,
+            "threshold": threshold,
+            "background": background,
+            **params,
+        }
         sent = self.transport.send(requests_for.predict(job_id, data, asked))
         return Job(self, read.job(sent))
 
@@ -362,11 +374,18 @@ class AsyncClient(BaseClient[AsyncTransport], Endpoints[Coroutine[Any, Any, Asyn
         interpretability: str = "shap",
         top_n: int | None = None,
         threshold: float | None = None,
+        background: BackgroundLike | None = None,
         **params: Any,
     ) -> AsyncJob:
         """As `Client.predict`."""
         job_id = job.id if isinstance(job, AsyncJob) else job
-        asked = {"interpretability": interpretability, "top_n": top_n, "threshold": threshold, **params}
+        asked = {
+            "interpretability": interpretability,
+            "top_n": top_n,
+            "threshold": threshold,
+            "background": background,
+            **params,
+        }
         sent = await self.transport.send(requests_for.predict(job_id, data, asked))
         return AsyncJob(self, read.job(sent))
 

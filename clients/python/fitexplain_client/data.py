@@ -3,7 +3,8 @@
 A path is streamed from its file as it is sent (never read whole); bytes are sent as they are; a
 pandas.DataFrame is sent as Parquet, so its dtypes survive (CSV when pyarrow is missing), with a
 `training_index` column when one is given. The target and id columns keep their names: the service reads
-them by the `target=` and `id_column=` parameters."""
+them by the `target=` and `id_column=` parameters. `background=` is `sample:N` (a query parameter), or a
+path, bytes or a DataFrame sent the same way as a second file part, `background`."""
 
 from __future__ import annotations
 
@@ -11,31 +12,35 @@ import io
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 DataLike = str | os.PathLike[str] | bytes | Any  # Any: a pandas.DataFrame (pandas is optional)
+#: `background=`: "sample:N", or rows sent as a file part (a path, bytes or a DataFrame).
+BackgroundLike = DataLike
 PARQUET_TYPE = "application/vnd.apache.parquet"
+SAMPLE_PREFIX = "sample:"
 
 
 @dataclass(frozen=True)
 class Upload:
-    """The `file` part of a submit: a file to stream from, or bytes in memory."""
+    """A file part of a request (`part`: `file`, or `background`): a file to stream from, or bytes."""
 
     filename: str
     content_type: str
     path: Path | None = None
     content: bytes | None = None
+    part: str = "file"
 
     @contextmanager
     def open(self) -> Iterator[dict[str, tuple[str, Any, str]]]:
         """The multipart `files` of one request; httpx reads a file object in chunks as it sends."""
         if self.path is not None:
             with self.path.open("rb") as handle:
-                yield {"file": (self.filename, handle, self.content_type)}
+                yield {self.part: (self.filename, handle, self.content_type)}
         else:
-            yield {"file": (self.filename, io.BytesIO(self.content or b""), self.content_type)}
+            yield {self.part: (self.filename, io.BytesIO(self.content or b""), self.content_type)}
 
 
 def upload(
@@ -69,6 +74,18 @@ def rows_upload(data: DataLike) -> Upload:
             return Upload("data.parquet", PARQUET_TYPE, content=parquet)
         return Upload("data.csv", "text/csv", content=data.to_csv(index=False).encode("utf-8"))
     return upload(data)
+
+
+def background_part(params: dict[str, Any]) -> tuple[dict[str, Any], Upload | None]:
+    """`params` and the `background` file part: `background="sample:N"` stays a query parameter; a path,
+    bytes or a DataFrame is taken out of `params` and sent as the part (a DataFrame as Parquet)."""
+    value = params.get("background")
+    if value is None or (isinstance(value, str) and value.strip().startswith(SAMPLE_PREFIX)):
+        return params, None
+    if isinstance(value, str | os.PathLike) and not Path(value).is_file():
+        raise FileNotFoundError(f"background={str(value)!r} is neither sample:N nor a file")
+    rest = {name: given for name, given in params.items() if name != "background"}
+    return rest, replace(rows_upload(value), part="background")
 
 
 def csv_bytes(

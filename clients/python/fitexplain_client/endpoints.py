@@ -4,6 +4,10 @@ checks names, types and choices against the server's OpenAPI schema), and its bo
 
 Written once for both clients: `Client` returns a `Job`, `AsyncClient` an awaitable `AsyncJob`. The defaults
 are the server's (the same test checks them); a parameter left at None is not sent.
+
+`background` is SHAP's background, for the explainers that take one: "sample:N" (at most N training rows,
+drawn with the seed), or rows of the training features (a path, bytes or a DataFrame) sent as a second
+file part. Path-dependent TreeSHAP takes none; the result's `background` says which rows were used.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any, Generic, Literal, TypeVar
 
-from fitexplain_client.data import DataLike
+from fitexplain_client.data import BackgroundLike, DataLike
 
 SubmitT = TypeVar("SubmitT")
 
@@ -73,6 +77,7 @@ class Endpoints(Generic[SubmitT]):
         base_model: str = "RandomForestClassifier",
         n_hidden_features: int = 5,
         interpretability: Interpretability = "none",
+        background: BackgroundLike | None = None,
         seed: int = 123,
         predict_proba: bool = False,
         webhook_url: str | None = None,
@@ -95,6 +100,7 @@ class Endpoints(Generic[SubmitT]):
         level: float = 95,
         pi_method: PiMethod = "splitconformal",
         interpretability: Interpretability = "none",
+        background: BackgroundLike | None = None,
         seed: int = 123,
         predict_proba: bool = False,
         webhook_url: str | None = None,
@@ -117,6 +123,7 @@ class Endpoints(Generic[SubmitT]):
         max_depth: int = 3,
         interpretability: Interpretability = "none",
         shap_interactions: bool = False,
+        background: BackgroundLike | None = None,
         seed: int = 123,
         predict_proba: bool = False,
         webhook_url: str | None = None,
@@ -141,6 +148,7 @@ class Endpoints(Generic[SubmitT]):
         pi_method: PiMethod = "splitconformal",
         interpretability: Interpretability = "none",
         shap_interactions: bool = False,
+        background: BackgroundLike | None = None,
         seed: int = 123,
         webhook_url: str | None = None,
     ) -> SubmitT:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,7 @@ class Request:
     params: Mapping[str, str | int | float] | None = None
     upload: Upload | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # more httpx.request arguments (content, headers)
+    background: Upload | None = None  # a second file part: SHAP's background rows
 
     @property
     def idempotent(self) -> bool:
@@ -94,9 +95,18 @@ class BaseTransport:
     def url(self, request: Request) -> str:
         return f"{self.base_url}{request.path}"
 
-    def opened(self, request: Request) -> AbstractContextManager[Files | None]:
-        """The upload, opened for one attempt (a file is read as it is sent, never whole)."""
-        return request.upload.open() if request.upload is not None else nullcontext(None)
+    @contextmanager
+    def opened(self, request: Request) -> Iterator[Files | None]:
+        """The file parts, opened for one attempt (a file is read as it is sent, never whole)."""
+        uploads = [upload for upload in (request.upload, request.background) if upload is not None]
+        if not uploads:
+            yield None
+            return
+        with ExitStack() as stack:
+            files: Files = {}
+            for upload in uploads:
+                files.update(stack.enter_context(upload.open()))
+            yield files
 
     def arguments(self, request: Request, files: Files | None) -> dict[str, Any]:
         found: dict[str, Any] = {"params": request.params, **request.extra}
