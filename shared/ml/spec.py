@@ -136,11 +136,12 @@ class BackgroundSpec:
     @classmethod
     def parse(cls, text: str) -> BackgroundSpec:
         """`sample:N`, N a positive integer; ParameterError naming the parameter otherwise."""
-        count = text.strip()[len(BACKGROUND_SAMPLE) :] if text.strip().startswith(BACKGROUND_SAMPLE) else ""
-        if not count.isdigit() or int(count) < 1:
+        given = text.strip()
+        count = given[len(BACKGROUND_SAMPLE) :] if given.startswith(BACKGROUND_SAMPLE) else ""
+        if not (count.isascii() and count.isdigit()) or int(count) < 1:
             raise ParameterError(
                 "bad_parameter",
-                f"background must be sample:N with N a positive whole number of training rows (or send a "
+                "background must be sample:N with N a positive whole number of rows (or send a "
                 f"`background` file); got {text!r}.",
             )
         return cls("sample", int(count))
