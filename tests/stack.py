@@ -163,7 +163,18 @@ class Stack:
         return self
 
     def start_api(self, *args: str, host: Host | None = None) -> None:
+        """Start the API and wait for it to answer. If it never does, the whole stack is stopped before the
+        error is raised: a fixture whose setup fails runs no teardown, and its processes would otherwise
+        live (and load the machine) until the session ends."""
         self.api = self._popen([str(BIN / "fitexplain"), "api", *args], f"api-{self.port}.log", host)
+        try:
+            self._wait_for_api()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_for_api(self) -> None:
+        assert self.api is not None
         deadline = time.monotonic() + API_START_TIMEOUT
         while time.monotonic() < deadline:
             try:
