@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         description="rows SHAP explains in a predict job (`POST /jobs/{id}/predict`; 422 beyond), computed "
         "in batches",
     )
+    predict_batch_rows: int = Field(
+        LIMITS.predict_batch_rows,
+        gt=0,
+        description="rows a predict job scores and explains at a time, each batch one row group of its "
+        "result's Parquet form (its memory: about rows x features x 8 bytes a copy)",
+    )
     max_background_rows: int = Field(
         LIMITS.max_background_rows,
         description="SHAP's background: a seeded sample of at most this many training rows, and the most "
@@ -262,7 +268,8 @@ class Settings(BaseSettings):
         10_000,
         ge=0,
         description="results with this many test rows or more are also stored as Parquet, so a Parquet "
-        "download is not converted on request",
+        "download is not converted on request; a predict job's result of this many rows or more is stored "
+        "only as Parquet, and its JSON written from it as it is sent",
     )
 
     retention_days: int = Field(

@@ -288,6 +288,7 @@ class Limits:
     max_classes: int = 100
     max_explain_rows: int = 100_000
     max_predict_explain_rows: int = 1_000_000
+    predict_batch_rows: int = 100_000  # scored together: 100,000 rows x 50 features is 40 MB a copy
     max_background_rows: int = 500
     max_shap_floats: int = 200_000_000
     max_categories: int = 50

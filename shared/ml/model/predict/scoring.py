@@ -26,17 +26,16 @@ import pandas as pd
 from shared.ml.errors import DataError, LimitExceeded, ParameterError
 from shared.ml.explain.methods.base import merge_parts
 from shared.ml.explain.methods.shap import ShapValues
-from shared.ml.ingest.columns import json_values
+from shared.ml.ingest.columns import feature_numbers, json_values
 from shared.ml.metrics import json_array, json_floats, original_labels
 from shared.ml.model.predict.checks import category_texts, refuse_unseen
 from shared.ml.model.predict.options import PredictOptions
-from shared.ml.model.predict.selection import crossing, top_reasons
+from shared.ml.model.predict.selection import Reasons, crossing, top_reasons
 from shared.ml.model.schema import FeatureSchema
 from shared.ml.phases import Phases
 from shared.ml.spec import JobSpec, Limits
 
-#: Rows scored together: 100,000 rows x 50 features is 40 MB of float64 per copy.
-BATCH_ROWS = 100_000
+BATCH_ROWS = Limits().predict_batch_rows
 
 Progress = Callable[[int, int], None]
 
@@ -77,10 +76,10 @@ class ScoredBatch:
     y_pred: np.ndarray  # class codes for a classifier
     proba: np.ndarray | None = None
     pi: tuple[np.ndarray, np.ndarray] | None = None
-    ids: list[object] | None = None
+    ids: pd.Series | None = None  # the id column's values as uploaded
     explained: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     shap: ShapValues | None = None
-    reasons: list[list[dict[str, Any]]] = field(default_factory=list)
+    reasons: Reasons | None = None
     unseen: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -163,7 +162,7 @@ def _predicted(
         lower, upper = kept.predict_interval(X)
         scored.pi = (np.asarray(lower, np.float64).ravel(), np.asarray(upper, np.float64).ravel())
     if options.id_column is not None:
-        scored.ids = json_values(frame[options.id_column])
+        scored.ids = frame[options.id_column]
     return scored, X
 
 
@@ -178,11 +177,8 @@ def _explain(
         return
     scored.shap = explain_rows(kept, X[chosen], scored.explained)
     predicted = scored.y_pred[chosen] if kept.spec.task == "classification" else None
-    features = kept.features
-    values = [_uploaded(frame[feature.name], feature, chosen) for feature in features]
-    scored.reasons = top_reasons(
-        scored.shap.values, predicted, values, [f.name for f in features], options.top_n
-    )
+    numbers, texts, categorical = uploaded_values(frame, kept.features, chosen)
+    scored.reasons = top_reasons(scored.shap.values, predicted, numbers, texts, categorical, options.top_n)
 
 
 def check_explainable(kept: Scorable) -> None:
@@ -225,17 +221,56 @@ def explain_rows(
     )
 
 
-def _uploaded(column: pd.Series, feature: FeatureSchema, rows: np.ndarray) -> list[object]:
-    """A feature's values of `rows` as uploaded: a category as its text, a number as a float, None when
-    missing."""
-    taken = column.iloc[rows]
-    if feature.categories is not None and pd.api.types.is_numeric_dtype(taken.dtype):
+def uploaded_values(
+    frame: pd.DataFrame, features: Sequence[FeatureSchema], rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The features' values of `rows` as uploaded, as `Reasons` holds them: (numbers: rows x features,
+    NaN when missing or categorical; texts: rows x features, a category's text, else None, or no array
+    without categorical features; which features are categorical)."""
+    categorical = np.array([feature.categories is not None for feature in features], dtype=bool)
+    numbers = np.full((len(rows), len(features)), np.nan)
+    texts = np.full((len(rows), len(features)), None, dtype=object) if categorical.any() else None
+    for j, feature in enumerate(features):
+        taken = frame[feature.name].iloc[rows]
+        if texts is not None and categorical[j]:
+            texts[:, j] = _category_values(taken)
+        elif pd.api.types.is_numeric_dtype(taken.dtype):
+            numbers[:, j] = taken.to_numpy(dtype=np.float64)
+        else:  # numbers kept as text (a column with missing-value tokens): the numbers the model saw
+            numbers[:, j] = feature_numbers(taken, feature.name).to_numpy(dtype=np.float64)
+    return numbers, texts, categorical
+
+
+def _category_values(taken: pd.Series) -> list[object]:
+    """A categorical feature's values as their text, None when missing."""
+    if pd.api.types.is_numeric_dtype(taken.dtype):
         import pyarrow as pa
 
         return list(category_texts(pa.array(taken.to_numpy(dtype=np.float64))).to_pylist())
-    if pd.api.types.is_numeric_dtype(taken.dtype):
-        return [None if value != value else float(value) for value in taken.tolist()]
     return [None if value is None or value != value else str(value) for value in taken.tolist()]
+
+
+def scored_batches(
+    kept: Scorable,
+    batches: Iterable[pd.DataFrame],
+    options: PredictOptions,
+    tally: Tally,
+    *,
+    n_rows: int | None = None,
+    progress: Progress | None = None,
+    phases: Phases | None = None,
+) -> Iterator[ScoredBatch]:
+    """Each batch scored (`score_batch`) in turn, counted in `tally`; DataError `no_rows` after the last
+    when there was none. The seconds spent reading are phase "read"."""
+    phases = phases or Phases()
+    for frame in _timed(batches, phases):
+        scored = score_batch(kept, frame, options, tally.n_rows, phases)
+        tally.add(kept, frame, scored, options)
+        if progress is not None:
+            progress(tally.n_rows, n_rows or tally.n_rows)
+        yield scored
+    if not tally.n_rows:
+        raise DataError("no_rows", "The file has a header but no data rows: there is nothing to score.")
 
 
 def score(
@@ -249,23 +284,15 @@ def score(
     arrays: bool = False,
     phases: Phases | None = None,
 ) -> dict[str, Any]:
-    """The whole result of scoring `batches` (consecutive rows of one upload). With `arrays`, float arrays
-    stay arrays (for orjson, which writes the same JSON: `metrics.json_array`)."""
-    parts: list[ScoredBatch] = []
-    start = 0
-    first_row: np.ndarray | None = None  # the upload's first row (model space): describes "no row"
+    """The whole result of scoring `batches` (consecutive rows of one upload), every batch held until
+    they are joined. With `arrays`, float arrays stay arrays (for orjson, which writes the same JSON:
+    `metrics.json_array`)."""
     phases = phases or Phases()
-    for frame in _timed(batches, phases):
-        parts.append(score_batch(kept, frame, options, start, phases))
-        start += len(frame)
-        if progress is not None:
-            progress(start, n_rows or start)
-        if first_row is None and options.explains and not len(parts[-1].explained):
-            first_row = kept.matrix(frame.iloc[:1])[0]
-    if not start:
-        raise DataError("no_rows", "The file has a header but no data rows: there is nothing to score.")
+    tally = Tally()
+    scored = scored_batches(kept, batches, options, tally, n_rows=n_rows, progress=progress, phases=phases)
+    parts = list(scored)
     with phases.timed("merge"):
-        return merge(kept, parts, options, extra_columns, arrays=arrays, first_row=first_row)
+        return merge(kept, parts, options, tally, extra_columns, arrays=arrays)
 
 
 def _timed(batches: Iterable[pd.DataFrame], phases: Phases) -> Iterator[pd.DataFrame]:
@@ -279,77 +306,144 @@ def _timed(batches: Iterable[pd.DataFrame], phases: Phases) -> Iterator[pd.DataF
         yield frame
 
 
+@dataclass
+class Tally:
+    """What a result says beside its rows, counted batch by batch: the rows scored and explained, the
+    unseen categories, and how SHAP explained them (each batch's SHAP part without its values)."""
+
+    n_rows: int = 0
+    n_explained: int = 0
+    unseen: dict[str, int] = field(default_factory=dict)
+    shap_parts: list[ShapValues] = field(default_factory=list)
+    first_row: np.ndarray | None = None  # a model-space row: describes "no row" when none is explained
+    _shap: ShapValues | None = field(default=None, repr=False)  # `shap`'s answer, once the batches are done
+
+    def add(self, kept: Scorable, frame: pd.DataFrame, scored: ScoredBatch, options: PredictOptions) -> None:
+        self.n_rows += scored.n_rows
+        for name, count in scored.unseen.items():
+            self.unseen[name] = self.unseen.get(name, 0) + int(count)
+        if scored.shap is not None:
+            done, count = self.n_explained, len(scored.explained)
+            self.shap_parts.append(
+                _respan(
+                    scored.shap,
+                    (done, done + count),
+                    values=scored.shap.values[:0],
+                    base_values=scored.shap.base_values[:0],
+                )
+            )
+            self.n_explained += count
+        elif options.explains and self.first_row is None:
+            self.first_row = kept.matrix(frame.iloc[:1])[0]
+
+    def shap(self, kept: Scorable) -> ShapValues:
+        """How the explained rows were explained, without their values (zero rows): the batches' parts
+        joined, or, when no row crossed the threshold, the explainer's answer for no rows, saying so. Asked
+        once every batch was added."""
+        if self._shap is None:
+            self._shap = merge_parts(self.shap_parts) if self.shap_parts else self._no_row(kept)
+        return self._shap
+
+    def _no_row(self, kept: Scorable) -> ShapValues:
+        # Explainers are not all defined on no rows: one row is explained for the explainer's description,
+        # and its values dropped.
+        assert self.first_row is not None
+        one = explain_rows(kept, self.first_row, np.zeros(1, dtype=np.int64))
+        return _respan(
+            one,
+            (0, 0),
+            values=one.values[:0],
+            base_values=one.base_values[:0],
+            n_model_evals=0,
+            error_estimate=None,
+            notes=f"No row crossed the threshold: no row is explained. {one.notes}",
+        )
+
+
+#: Where a result holds one entry per scored row (or per explained row): what `merge` fills in.
+ROW_ENTRIES: tuple[tuple[str, ...], ...] = (
+    ("y_pred",),
+    ("proba",),
+    ("pi_lower",),
+    ("pi_upper",),
+    ("ids",),
+    ("interpretability", "values"),
+    ("interpretability", "base_values"),
+    ("explained_rows",),
+    ("reasons",),
+)
+
+
+def result_skeleton(
+    kept: Scorable,
+    options: PredictOptions,
+    tally: Tally,
+    extra_columns: Sequence[str] = (),
+    *,
+    arrays: bool = False,
+) -> dict[str, Any]:
+    """The result with None at each of its ROW_ENTRIES (see the module docstring for its keys, in order):
+    what a result says beside its rows, for `merge` to fill in or a table to hold."""
+    result: dict[str, Any] = {"y_pred": None}
+    if kept.spec.task == "classification":
+        result["proba"] = None
+        result["class_labels"] = original_labels(list(kept.class_labels or []))
+    if options.return_pi:
+        result["pi_lower"] = result["pi_upper"] = None
+    if options.id_column is not None:
+        result["ids"] = None
+    if options.explains:
+        result["interpretability"] = {
+            **tally.shap(kept).to_json(arrays=arrays),
+            "values": None,
+            "base_values": None,
+        }
+        result["explained_rows"] = result["reasons"] = None
+    result["unseen_categories"] = dict(tally.unseen)
+    result["extra_columns"] = list(extra_columns)
+    return result
+
+
 def merge(
     kept: Scorable,
     parts: list[ScoredBatch],
     options: PredictOptions,
+    tally: Tally,
     extra_columns: Sequence[str] = (),
     *,
     arrays: bool = False,
-    first_row: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Join consecutive batches into the result (see the module docstring for its keys)."""
     floats: Callable[[np.ndarray], Any] = json_array if arrays else json_floats
-    task = kept.spec.task
+    result = result_skeleton(kept, options, tally, extra_columns, arrays=arrays)
     y_pred = np.concatenate([part.y_pred for part in parts])
-    result: dict[str, Any] = {}
-    if task == "classification":
-        labels = original_labels(list(kept.class_labels or []))
+    if kept.spec.task == "classification":
+        labels = result["class_labels"]
         result["y_pred"] = [labels[code] for code in y_pred.tolist()]
         result["proba"] = floats(np.concatenate([part.proba for part in parts if part.proba is not None]))
-        result["class_labels"] = labels
     else:
         result["y_pred"] = floats(y_pred)
     if options.return_pi:
         result["pi_lower"] = floats(np.concatenate([part.pi[0] for part in parts if part.pi is not None]))
         result["pi_upper"] = floats(np.concatenate([part.pi[1] for part in parts if part.pi is not None]))
     if options.id_column is not None:
-        result["ids"] = [value for part in parts for value in part.ids or []]
+        result["ids"] = [value for part in parts if part.ids is not None for value in json_values(part.ids)]
     if options.explains:
-        result["interpretability"] = _merged_shap(kept, parts, first_row).to_json(arrays=arrays)
+        explained = [part.shap for part in parts if part.shap is not None]
+        shap = result["interpretability"]
+        if explained:
+            shap["values"] = floats(np.concatenate([part.values for part in explained]))
+            shap["base_values"] = floats(np.concatenate([part.base_values for part in explained]))
+        else:  # the explainer's own answer for no rows, as `ShapValues.to_json` writes it
+            empty = tally.shap(kept).to_json(arrays=arrays)
+            shap["values"], shap["base_values"] = empty["values"], empty["base_values"]
         result["explained_rows"] = np.concatenate([part.explained for part in parts]).tolist()
-        result["reasons"] = [reasons for part in parts for reasons in part.reasons]
-    result["unseen_categories"] = _summed_unseen(parts)
-    result["extra_columns"] = list(extra_columns)
+        names = [feature.name for feature in kept.features]
+        result["reasons"] = [row for part in parts if part.reasons for row in part.reasons.to_json(names)]
     return result
-
-
-def _merged_shap(kept: Scorable, parts: list[ScoredBatch], first_row: np.ndarray | None) -> ShapValues:
-    """The batches' SHAP parts joined in row order (each re-spanned over the explained rows), or, when no
-    row crossed the threshold, the explainer's answer for no rows, saying so."""
-    spanned = []
-    done = 0
-    for part in parts:
-        if part.shap is not None:
-            count = len(part.explained)
-            spanned.append(_respan(part.shap, (done, done + count)))
-            done += count
-    if spanned:
-        return merge_parts(spanned)
-    # Explainers are not all defined on no rows: one row is explained for the explainer's description,
-    # and its values dropped.
-    assert first_row is not None
-    one = explain_rows(kept, first_row, np.zeros(1, dtype=np.int64))
-    return _respan(
-        one,
-        (0, 0),
-        values=one.values[:0],
-        base_values=one.base_values[:0],
-        n_model_evals=0,
-        error_estimate=None,
-        notes=f"No row crossed the threshold: no row is explained. {one.notes}",
-    )
 
 
 def _respan(part: ShapValues, span: tuple[int, int], **changes: Any) -> ShapValues:
     from dataclasses import replace
 
     return replace(part, span=span, **changes)
-
-
-def _summed_unseen(parts: list[ScoredBatch]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for part in parts:
-        for name, count in part.unseen.items():
-            total[name] = total.get(name, 0) + int(count)
-    return total
