@@ -34,7 +34,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from isal import igzip
 
-METADATA_KEY = "fitexplain"
+from shared.results import predict_table
+from shared.results.table_names import METADATA_KEY, unique
+
 LAYOUT_VERSION = 1
 ROW_KEYS = (
     "test_rows",
@@ -165,8 +167,8 @@ def split_arrays(
     elif copies:
         rest["interpretability"] = copies[0]
     taken = set(reserved)
-    unique = [Moved(m.path, _unique(m.name, taken), m.values) for m in moved]
-    return rest, unique
+    named = [Moved(m.path, unique(m.name, taken), m.values) for m in moved]
+    return rest, named
 
 
 def _move(holder: dict[str, Any], where: Path, key: str, name: str, moved: list[Moved]) -> None:
@@ -236,15 +238,6 @@ def _leaves(values: list[Any]) -> Iterator[Any]:
             yield item
 
 
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, n = name, 1
-    while candidate in taken:
-        n += 1
-        candidate = f"{name}~{n}"
-    taken.add(candidate)
-    return candidate
-
-
 def from_json_values(array: np.ndarray) -> Any:
     """An array as the JSON's lists: NaN back to None."""
     if array.dtype.kind == "f" and not np.isfinite(array).all():
@@ -303,14 +296,14 @@ def _column_arrays(
     """Add the array's columns; returns their names in the flat (C) order of its trailing shape."""
     values, taken = item.values, set(columns)
     if values.ndim == 1:
-        names = [_unique(item.name, taken)]
+        names = [unique(item.name, taken)]
         columns[names[0]] = pa.array(values)
         return names
     trailing = values.shape[1:]
     labels = _axis_labels(item, trailing, classes, rest)
     if labels is None:  # one fixed-size list column (SHAP interactions)
         flat = np.ascontiguousarray(values.reshape(len(values), -1))
-        name = _unique(item.name, taken)
+        name = unique(item.name, taken)
         columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
         return [name]
     by_column = np.ascontiguousarray(np.moveaxis(values, 0, -1))  # each column contiguous, zero-copy below
@@ -319,7 +312,7 @@ def _column_arrays(
     order = sorted(range(len(indices)), key=lambda i: indices[i][::-1])  # last axis (class) outermost
     names = [""] * len(indices)
     for i in order:
-        names[i] = _unique(flat_names[i], taken)
+        names[i] = unique(flat_names[i], taken)
         columns[names[i]] = pa.array(by_column[indices[i]])
     return names
 
@@ -357,6 +350,8 @@ def class_names(result: dict[str, Any]) -> list[str]:
 
 def from_table(table: pa.Table) -> dict[str, Any]:
     meta = orjson.loads(table.schema.metadata[METADATA_KEY.encode()])
+    if meta.get("layout") == predict_table.LAYOUT:
+        return predict_table.to_result(table)
     result: dict[str, Any] = meta["result"]
     for entry in meta["arrays"]:
         shape, names = tuple(entry["shape"]), entry["columns"]
