@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from api.content_coding import accepts_gzip
 from shared.ml.model.predict.spec import is_predict
 from shared.results import formats as results
+from shared.results import predict_table
 from shared.store.uploads import StorageUsage
 from shared.tables import Job, JobStatus
 
@@ -249,6 +250,31 @@ def stored_binary_response(stream: IO[bytes], fmt: results.ResultFormat, job_id:
     headers as a converted one, plus its length."""
     headers = {**_download_headers(fmt, job_id), **_length_header(stream)}
     return StreamingResponse(_read_pieces(stream), media_type=fmt.media_types[0], headers=headers)
+
+
+def table_json_response(stream: IO[bytes], status_code: int = 200) -> Response:
+    """The JSON of a result kept only as Parquet (a predict job's), written from it a slice of rows at a
+    time as it is sent (not compressed: writing gzip would cost more than sending)."""
+    pieces = predict_table.parquet_json_pieces(stream)
+    headers = {"Vary": "Accept, Accept-Encoding"}
+    return StreamingResponse(pieces, status_code=status_code, media_type="application/json", headers=headers)
+
+
+def table_arrow_response(stream: IO[bytes], fmt: results.ResultFormat, job_id: str) -> Response:
+    """A stored Parquet form as Arrow IPC (stream or file), converted a slice of rows at a time as it is
+    sent."""
+    pieces = predict_table.arrow_pieces(stream, file_format=fmt.name == "arrow-file")
+    return StreamingResponse(pieces, media_type=fmt.media_types[0], headers=_download_headers(fmt, job_id))
+
+
+def table_binary_response(stream: IO[bytes], fmt: results.ResultFormat, job_id: str) -> Response:
+    """A result kept only as Parquet in a form that cannot be written a slice at a time (NPZ): converted
+    whole, as a result's JSON is (`binary_result_response`)."""
+    import pyarrow.parquet as pq
+
+    with CONVERSIONS, stream:
+        data = results.encode(results.from_table(pq.read_table(stream)), fmt.name)
+    return Response(data, media_type=fmt.media_types[0], headers=_download_headers(fmt, job_id))
 
 
 def _download_headers(fmt: results.ResultFormat, job_id: str) -> dict[str, str]:

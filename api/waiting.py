@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO
 
 import psycopg
 from fastapi import FastAPI
@@ -31,7 +32,7 @@ from sqlalchemy.engine import make_url
 from shared.db import read_scope
 from shared.settings import get_settings
 from shared.store.job_events import CHANNEL, parse_notification
-from shared.store.jobstore import result_body
+from shared.store.jobstore import json_stored, open_result_parquet, result_body
 from shared.tables import FINISHED, Job, JobResult, JobStatus
 
 log = logging.getLogger("fitexplain.api")
@@ -43,8 +44,9 @@ SQLITE_POLL_GROWTH = 0.02  # of the time already waited
 SQLITE_POLL_MAX_SECONDS = 0.25
 RECONNECT_SECONDS = (0.1, 5.0)  # first and largest delay between reconnection attempts
 
-Finished = tuple[Job | None, bytes | None]
-"""The job and its result body; no job when the body came with the job's notification."""
+Finished = tuple[Job | None, bytes | IO[bytes] | None]
+"""The job and its result body (gzip JSON), or the open stream of its Parquet form when it is kept only as
+Parquet; no job when the body came with the job's notification."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,11 @@ def finished_job(job_id: str, with_body: bool = True) -> Finished | None:
             job = session.get(Job, job_id)
         if job is None or job.status not in FINISHED:
             return None
-        wanted = with_body and job.status == JobStatus.succeeded
-        return job, result_body(session, job_id) if wanted else None
+        if not with_body or job.status != JobStatus.succeeded:
+            return job, None
+        if json_stored(session, job_id) is False:  # kept only as Parquet: its JSON is written from it
+            return job, open_result_parquet(session, job_id)
+        return job, result_body(session, job_id)
 
 
 def job_waiter(app: FastAPI) -> JobWaiter:

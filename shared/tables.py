@@ -25,6 +25,7 @@ from sqlalchemy import (
     false,
     or_,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -193,19 +194,23 @@ class Job(Base):
 
 
 class JobResult(Base):
-    """The result JSON, gzip-compressed in the blob store: results reach tens of MB for large SHAP jobs."""
+    """The result in the blob store: its JSON, gzip-compressed (results reach tens of MB for large SHAP
+    jobs), and for results of many rows its Parquet form; a predict job's result of many rows is kept only
+    as Parquet (`json_stored` false), its JSON written from it on request."""
 
     __tablename__ = "job_results"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    blob_key: Mapped[str] = mapped_column(String(200))
-    size_bytes: Mapped[int] = mapped_column(Integer)  # the JSON's size, uncompressed
-    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # gzip, as stored
-    sha256: Mapped[str | None] = mapped_column(String(64))  # of the stored (gzip) bytes
-    # The same result as Parquet (shared.results.formats), written with it for results of many rows, so that a
-    # Parquet download is a plain stream; NULL for smaller ones (converted from the JSON on request).
+    blob_key: Mapped[str] = mapped_column(String(200))  # the gzip JSON; without it, the Parquet form
+    size_bytes: Mapped[int] = mapped_column(Integer)  # the JSON's size, uncompressed (0 when not stored)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # as stored
+    sha256: Mapped[str | None] = mapped_column(String(64))  # of the stored gzip JSON
+    # The same result as Parquet (shared.results), written with it for results of many rows (and for every
+    # predict job's), so that a Parquet download is a plain stream; NULL for smaller ones (converted from
+    # the JSON on request).
     parquet_key: Mapped[str | None] = mapped_column(String(200))
     parquet_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    json_stored: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 

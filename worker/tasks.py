@@ -14,7 +14,7 @@ from typing import Any, Literal
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
-from shared.blobs.store import BlobStoreUnreachable, CacheUnwritable
+from shared.blobs.store import BlobStoreUnreachable, CacheUnwritable, scratch_directory
 from shared.db import commit_without_flush_wait, session_scope
 from shared.dispatch import chunks
 from shared.dispatch.queue import RUN_CHUNK_TASK, RUN_JOB_TASK
@@ -23,12 +23,13 @@ from shared.ml.ingest.dataset import with_test_features
 from shared.ml.model.background_file import read_background
 from shared.ml.model.codec import ModelIntegrityError
 from shared.ml.model.predict.background import with_background
-from shared.ml.model.predict.scoring import check_explainable, count_rows, read_batches, score
+from shared.ml.model.predict.scoring import check_explainable, count_rows, read_batches
 from shared.ml.model.predict.spec import PredictSpec, is_predict
 from shared.ml.phases import Phases
 from shared.ml.pipeline import PreparedJob, prepare, run
 from shared.ml.spec import JobSpec
 from shared.results.formats import parquet_to_store
+from shared.results.predict_table import score_to_table
 from shared.settings import Settings, get_settings
 from shared.store import workers
 from shared.store.backgrounds import background_of
@@ -305,39 +306,43 @@ def compute_job(
 def compute_predict(
     job_id: str, me: str, attempt: int, source: bytes | Path, spec: PredictSpec, progress: Progress
 ) -> str:
-    """A predict job's computation, run in the killable child: score the upload with the kept model,
-    store the result or the error."""
+    """A predict job's computation, run in the killable child: score the upload with the kept model batch
+    by batch, each batch written to the result's Parquet form and dropped (a result of fewer than
+    `result_parquet_min_rows` rows is also kept whole, for its JSON), store the result or the error."""
     settings = get_settings()
     phases = Phases()
     progress(0.0, "loading the model")
-    try:
-        with phases.timed("load"):
-            kept = load_kept(spec.model_sha256)
-            if spec.options.explains:
-                asked = spec.options.background
-                sent = sent_background(job_id, asked.source)
-                kept = with_background(kept, asked, None if sent is None else read_background(sent))
-                check_explainable(kept)
-            n_rows = count_rows(source)
-        result = score(
-            kept,
-            read_batches(source),
-            spec.options,
-            extra_columns=spec.extra_columns,
-            n_rows=n_rows,
-            progress=lambda done, total: progress(0.95 * done / max(total, 1), f"scored {done}/{total} rows"),
-            arrays=True,
-            phases=phases,
-        )
-    except ModelIntegrityError as exc:
-        log.error("job %s: its model's bytes failed their sha256 check: %s", job_id, exc)
-        return _fail(job_id, me, attempt, exc.code, str(exc))
-    except Exception as exc:
-        return _computation_failed(job_id, me, attempt, exc)
-    with phases.timed("store"):
-        parquet = _parquet_form(job_id, lambda: result, settings)
-        with session_scope() as session:
-            stored = succeed(session, job_id, me, result, parquet, attempt=attempt)
+    with scratch_directory(settings.home, "predict-") as scratch:
+        table = scratch / "result.parquet"
+        try:
+            with phases.timed("load"):
+                kept = load_kept(spec.model_sha256)
+                if spec.options.explains:
+                    asked = spec.options.background
+                    sent = sent_background(job_id, asked.source)
+                    kept = with_background(kept, asked, None if sent is None else read_background(sent))
+                    check_explainable(kept)
+                n_rows = count_rows(source)
+            result = score_to_table(
+                kept,
+                read_batches(source, settings.predict_batch_rows),
+                spec.options,
+                table,
+                extra_columns=spec.extra_columns,
+                keep_rows=n_rows < settings.result_parquet_min_rows,
+                n_rows=n_rows,
+                progress=lambda done, total: progress(
+                    0.95 * done / max(total, 1), f"scored {done}/{total} rows"
+                ),
+                phases=phases,
+            )
+        except ModelIntegrityError as exc:
+            log.error("job %s: its model's bytes failed their sha256 check: %s", job_id, exc)
+            return _fail(job_id, me, attempt, exc.code, str(exc))
+        except Exception as exc:
+            return _computation_failed(job_id, me, attempt, exc)
+        with phases.timed("store"), session_scope() as session:
+            stored = succeed(session, job_id, me, result, table, attempt=attempt)
     log.info("job %s phases: %s", job_id, phases)  # benchmarks/predict_rows.py reads this line
     return "succeeded" if stored else "superseded"
 

@@ -26,14 +26,17 @@ from api.serialize import (
     job_public,
     result_response,
     stored_binary_response,
+    table_arrow_response,
+    table_binary_response,
+    table_json_response,
 )
 from api.waiting import job_waiter
 from shared.db import read_scope
 from shared.ml.ingest.dataset import with_test_features
 from shared.ml.model.predict.spec import is_predict
 from shared.ml.spec import JobSpec
-from shared.results.formats import FORMATS, load_stored
-from shared.store.jobstore import cancel, delete_job, open_result, open_result_parquet
+from shared.results.formats import FORMATS, ResultFormat, load_stored
+from shared.store.jobstore import cancel, delete_job, json_stored, open_result, open_result_parquet
 from shared.store.uploads import upload_path
 from shared.tables import FINISHED, Job, JobStatus, User
 
@@ -156,6 +159,8 @@ def get_result(
         elif job.status not in FINISHED:
             message += f"; poll /jobs/{job_id} until it has succeeded"
         raise HTTPException(status.HTTP_409_CONFLICT, detail=message + ".")
+    if is_predict(job.spec) and (table := predict_table_response(session, job_id, chosen)) is not None:
+        return table
     if chosen.name == "json" and include is None:  # streamed from the blob store
         return result_response(request, stored_result(session, job_id), vary="Accept, Accept-Encoding")
     if chosen.name == "parquet" and (parquet := open_result_parquet(session, job_id)) is not None:
@@ -175,6 +180,31 @@ def get_result(
             orjson.dumps(with_features), media_type="application/json", headers={"Vary": "Accept"}
         )
     return binary_result_response(body, chosen, job_id, add_test_features)
+
+
+def predict_table_response(session: Session, job_id: str, chosen: ResultFormat) -> Response | None:
+    """A predict job's result from its stored Parquet form (`shared.results.predict_table`), which the
+    worker wrote batch by batch: Parquet as stored, Arrow converted and JSON (when the result is kept only
+    as Parquet) written from it as they are sent, NPZ converted whole. None when the result has its JSON
+    and the form asked for is JSON, or when it has no Parquet form (then it is sent as any result is)."""
+    kept_json = json_stored(session, job_id)
+    if kept_json and chosen.name == "json":
+        return None
+    parquet = open_result_parquet(session, job_id)
+    if parquet is None:
+        if kept_json is False:  # deleted meanwhile
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"The result of job {job_id} was deleted.")
+        return None
+    if chosen.name == "parquet":
+        return stored_binary_response(parquet, chosen, job_id)
+    if chosen.name == "json":
+        return table_json_response(parquet)
+    if chosen.name in ("arrow", "arrow-file"):
+        return table_arrow_response(parquet, chosen, job_id)
+    if kept_json:  # NPZ: from the stored JSON, as any result's
+        parquet.close()
+        return None
+    return table_binary_response(parquet, chosen, job_id)
 
 
 def stored_result(session: Session, job_id: str) -> IO[bytes]:

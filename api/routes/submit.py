@@ -27,7 +27,7 @@ from api.endpoint_params import (
     MlClassificationParams,
     MlRegressionParams,
 )
-from api.serialize import job_public, result_response
+from api.serialize import job_public, result_response, table_json_response
 from api.uploads import files as upload_files
 from api.uploads import rejections
 from api.uploads.auth_first import AuthenticateBeforeBodyRoute
@@ -330,8 +330,10 @@ def finished_response(request: Request, finished: Finished, *, techtonique: bool
     (`job_cancelled` for a cancelled job); on the /techtonique mount, `detail` is what techtonique's
     scripts read, beside the job's `code` (null for a cancelled job) and `job_id`."""
     job, body = finished
-    if body is not None:
+    if isinstance(body, bytes):
         return result_response(request, body)
+    if body is not None:  # a result kept only as Parquet
+        return table_json_response(body)
     assert job is not None  # a job comes without its row only with its result
     status_code = USER_ERROR_STATUS.get(job.error_code or "", 422)
     if job.status == JobStatus.cancelled:

@@ -8,15 +8,14 @@ on errors: nothing of an upload outlives its request there.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from api.uploads.conversion_slots import conversion_slot
 from api.uploads.early import EarlyConversion, ingest_part
+from shared.blobs.store import scratch_directory
 from shared.ml.ingest.upload import Ingested
 from shared.ml.spec import Limits
 
@@ -31,16 +30,9 @@ class ReceivedUpload:
     early: EarlyConversion | None = None  # its conversion, if one started while it streamed in
 
 
-@contextmanager
-def workspace(home: Path) -> Iterator[Path]:
+def workspace(home: Path) -> AbstractContextManager[Path]:
     """A fresh directory under `home`/tmp, removed with everything in it on exit."""
-    root = home / "tmp"
-    root.mkdir(parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix="upload-", dir=root))
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    return scratch_directory(home, "upload-")
 
 
 @contextmanager

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 _DELETE_AFTER_COMMIT = "fitexplain_blobs_delete_after_commit"
 _WRITTEN = "fitexplain_blobs_written"
 
-# A result's blobs: its gzip JSON and, for large results, its Parquet form.
+# A result's blobs: its gzip JSON and, for large results, its Parquet form (both name the Parquet form of a
+# result kept only as Parquet).
 RESULT_KEYS: tuple[InstrumentedAttribute[str | None], ...] = (JobResult.blob_key, JobResult.parquet_key)
 # Every key prefix and the columns that reference its blobs.
 REFERENCES: dict[str, tuple[InstrumentedAttribute[str | None], ...]] = {
@@ -39,7 +40,12 @@ REFERENCES: dict[str, tuple[InstrumentedAttribute[str | None], ...]] = {
 
 def delete_after_commit(session: Session, keys: Iterable[str | None]) -> None:
     """Delete these blobs once the session's transaction commits (their rows are gone by then)."""
-    session.info.setdefault(_DELETE_AFTER_COMMIT, []).extend(key for key in keys if key)
+    pending: list[str] = session.info.setdefault(_DELETE_AFTER_COMMIT, [])
+    known = set(pending)
+    for key in keys:
+        if key and key not in known:  # a key named twice (a result kept only as Parquet) goes once
+            known.add(key)
+            pending.append(key)
 
 
 def written(session: Session, key: str) -> None:

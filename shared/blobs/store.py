@@ -54,6 +54,19 @@ class CacheUnwritable(OSError):
         self.cache_dir = cache_dir
 
 
+@contextlib.contextmanager
+def scratch_directory(home: Path, prefix: str) -> Iterator[Path]:
+    """A fresh directory under `home`/tmp (FITEXPLAIN_HOME: the local store's disk, so a file made there
+    is stored by a hard link), removed with everything in it on exit."""
+    root = home / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def new_token() -> str:
     """A random part for a key: a blob is never overwritten, a new version gets a new key."""
     return uuid.uuid4().hex

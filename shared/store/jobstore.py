@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
@@ -381,38 +382,46 @@ def succeed(
     session: Session,
     job_id: str,
     worker: str,
-    result: dict[str, Any],
-    parquet: bytes | None = None,
+    result: dict[str, Any] | None,
+    parquet: bytes | Path | None = None,
     *,
     attempt: int | None = None,
 ) -> bool:
-    """Store the result (and `parquet`, its Parquet form, when given) and mark the job succeeded, if the
-    job is still `worker`'s (in `attempt`, when given: see `held`)."""
-    # orjson and gzip level 1: a 100k x 100 SHAP result encodes in 2 s instead of 16 s (6% larger).
-    body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
-    compressed = igzip.compress(body, 1)  # ISA-L: 2.5x faster than zlib at level 1, a bit smaller
+    """Store the result (and `parquet`, its Parquet form: bytes, or a local file the store may take as
+    is, when given) and mark the job succeeded, if the job is still `worker`'s (in `attempt`, when given:
+    see `held`). A result of None is kept only as its Parquet form (a predict job's result of many rows,
+    whose JSON is written from it on request)."""
     # The blobs first (outside the job row's lock): a row without its blob must never exist. If the
     # commit then fails, the blobs are deleted with the rollback, or swept as orphans after a crash.
     token = new_token()
-    key = f"results/{job_id}/{token}.json.gz"
-    written = {key: compressed}
-    parquet_key = None
+    blobs = current_store()
+    written: list[str] = []
+    parquet_key, parquet_bytes = None, 0
     if parquet is not None:
         parquet_key = f"results/{job_id}/{token}.parquet"
-        written[parquet_key] = parquet
-    blobs = current_store()
-    for written_key, content in written.items():
-        blobs.put_bytes(written_key, content)
-        blob_gc.written(session, written_key)
-    stored = {
-        "blob_key": key,
-        "size_bytes": len(body),
-        "stored_bytes": len(compressed),
-        "sha256": sha256_hex(compressed),
-        "parquet_key": parquet_key,
-        "parquet_bytes": len(parquet or b""),
-    }
-    job = _finish_succeeded(session, job_id, worker, stored, compressed, headline_score(result), attempt)
+        if isinstance(parquet, Path):
+            parquet_bytes = blobs.put_file(parquet_key, parquet, link=True)
+        else:
+            parquet_bytes = blobs.put_bytes(parquet_key, parquet)
+        written.append(parquet_key)
+        blob_gc.written(session, parquet_key)
+    compressed = None
+    if result is not None:
+        # orjson and gzip level 1: a 100k x 100 SHAP result encodes in 2 s instead of 16 s (6% larger).
+        body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+        compressed = igzip.compress(body, 1)  # ISA-L: 2.5x faster than zlib at level 1, a bit smaller
+        key = f"results/{job_id}/{token}.json.gz"
+        blobs.put_bytes(key, compressed)
+        written.append(key)
+        blob_gc.written(session, key)
+        stored = {"blob_key": key, "size_bytes": len(body), "stored_bytes": len(compressed)}
+        stored["sha256"] = sha256_hex(compressed)
+    else:
+        assert parquet_key is not None, "a result without its JSON is kept as Parquet"
+        stored = {"blob_key": parquet_key, "size_bytes": 0, "stored_bytes": parquet_bytes, "sha256": None}
+    stored.update(parquet_key=parquet_key, parquet_bytes=parquet_bytes, json_stored=result is not None)
+    score = headline_score(result) if result is not None else None
+    job = _finish_succeeded(session, job_id, worker, stored, compressed, score, attempt)
     if job is None:
         for written_key in written:
             blobs.delete(written_key)
@@ -428,7 +437,7 @@ def _finish_succeeded(
     job_id: str,
     worker: str,
     stored: dict[str, Any],
-    compressed: bytes,
+    compressed: bytes | None,
     score: tuple[str, float] | None,
     attempt: int | None,
 ) -> Job | None:
@@ -627,9 +636,10 @@ def undispatched(
 
 
 def result_body(session: Session, job_id: str) -> bytes | None:
-    """The stored result: gzip-compressed JSON; None when there is none (or it was just deleted)."""
+    """The stored result: gzip-compressed JSON; None when there is none (or it was just deleted, or the
+    result is kept only as Parquet: `open_result_parquet`)."""
     row = session.get(JobResult, job_id)
-    if row is None:
+    if row is None or not row.json_stored:
         return None
     try:
         return current_store().get_bytes(row.blob_key)
@@ -639,9 +649,16 @@ def result_body(session: Session, job_id: str) -> bytes | None:
 
 def open_result(session: Session, job_id: str) -> IO[bytes] | None:
     """The stored result (gzip-compressed JSON) as a binary stream, for streaming responses; the caller
-    closes it. None when there is none."""
+    closes it. None when there is none (or the result is kept only as Parquet)."""
     row = session.get(JobResult, job_id)
-    return None if row is None else _open_blob(row.blob_key)
+    return None if row is None or not row.json_stored else _open_blob(row.blob_key)
+
+
+def json_stored(session: Session, job_id: str) -> bool | None:
+    """Whether the job's result has its JSON stored (false: it is kept only as Parquet); None when the job
+    has no result."""
+    found: bool | None = session.scalar(select(JobResult.json_stored).where(JobResult.job_id == job_id))
+    return found
 
 
 def open_result_parquet(session: Session, job_id: str) -> IO[bytes] | None:
