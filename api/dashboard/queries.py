@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from shared.ml.ingest.dataset import with_test_features
 from shared.ml.model.predict.spec import is_predict
 from shared.ml.spec import JobSpec
-from shared.store.jobstore import result_body
+from shared.results import predict_table
+from shared.store.jobstore import json_stored, open_result_parquet, result_body
 from shared.store.uploads import upload_path
 from shared.tables import FINISHED, Job, JobEvent, JobResult, JobStatus, Upload, User, utcnow
 
@@ -323,8 +324,12 @@ def job_detail(session: Session, job: Job) -> JobDetail:
 
 def load_result(session: Session, job: Job) -> dict[str, Any] | None:
     """The stored result, parsed, with its test rows' feature values (`X_test`, which colour the SHAP
-    beeswarm), unless it is too large to chart in a page."""
+    beeswarm), unless it is too large to chart in a page; of a predict result kept only as Parquet, its
+    first rows (`predict_table.head`), whose reasons the page lists."""
     size = session.scalar(select(JobResult.size_bytes).where(JobResult.job_id == job.id))
+    if is_predict(job.spec) and json_stored(session, job.id) is False:  # kept only as Parquet: its head
+        table = open_result_parquet(session, job.id)
+        return predict_table.head(table) if table is not None else None
     if size is None or size > MAX_CHART_RESULT_BYTES:
         return None
     body = result_body(session, job.id)

@@ -142,13 +142,11 @@ class PredictColumns:
         if self.options.explains:
             fields += [pa.field(name, pa.float64()) for name in (*self.table_order(), *self.base_value)]
             fields.append(pa.field(EXPLAINED, pa.bool_()))
-            for reason in self.reasons:
-                fields += [
-                    pa.field(
-                        name, pa.float64() if name.endswith(("_value", "_contribution")) else pa.string()
-                    )
-                    for name in reason
-                ]
+            for feature, value, *category, contribution in self.reasons:
+                fields.append(pa.field(feature, pa.dictionary(pa.int32(), pa.string())))
+                fields.append(pa.field(value, pa.float64()))
+                fields += [pa.field(name, pa.string()) for name in category]
+                fields.append(pa.field(contribution, pa.float64()))
         return pa.schema(fields)
 
     def batch(self, scored: ScoredBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -176,26 +174,41 @@ class PredictColumns:
         rows = scored.explained - scored.start
         columns = {EXPLAINED: pa.array(_mask_of(rows, n), pa.bool_())}
         shap = scored.shap
-        values = np.asarray(shap.values, np.float64).reshape(len(rows), -1) if shap is not None else None
-        base = np.asarray(shap.base_values, np.float64).reshape(len(rows), -1) if shap is not None else None
+        # One contiguous row per column: a batch whose every row was explained is not copied again.
+        values = _by_column(shap.values, len(rows)) if shap is not None else None
+        base = _by_column(shap.base_values, len(rows)) if shap is not None else None
         for position, name in enumerate(self.shap):
-            columns[name] = _spread(values[:, position] if values is not None else None, rows, n)
+            columns[name] = _spread(values[position] if values is not None else None, rows, n)
         for position, name in enumerate(self.base_value):
-            columns[name] = _spread(base[:, position] if base is not None else None, rows, n)
-        names = np.asarray(self.features, dtype=object)
+            columns[name] = _spread(base[position] if base is not None else None, rows, n)
+        reasons = scored.reasons
         for k, (feature, value, *category, contribution) in enumerate(self.reasons):
-            reasons = scored.reasons
             if reasons is None:  # no row of this batch was explained
-                for name in (feature, value, *category, contribution):
-                    columns[name] = _spread(None, rows, n, text=name in (feature, *category))
+                columns[feature] = self._feature_names(None, rows, n)
+                columns.update({name: pa.nulls(n, pa.string()) for name in category})
+                columns[value] = columns[contribution] = pa.nulls(n, pa.float64())
                 continue
-            columns[feature] = _spread(names[reasons.features[:, k]], rows, n, text=True)
+            columns[feature] = self._feature_names(reasons.features[:, k], rows, n)
             columns[value] = _spread(reasons.numbers[:, k], rows, n)
             if category:
                 texts = reasons.texts[:, k] if reasons.texts is not None else None
                 columns[category[0]] = _spread(texts, rows, n, text=True)
             columns[contribution] = _spread(reasons.contributions[:, k], rows, n)
         return columns
+
+    def _feature_names(self, positions: np.ndarray | None, rows: np.ndarray, n: int) -> pa.Array:
+        """A reason's feature names, as positions into the features (dictionary-encoded as written)."""
+        indices = np.zeros(n, dtype=np.int32)
+        if positions is not None:
+            indices[rows] = positions
+        missing = ~_mask_of(rows, n) if positions is not None else np.ones(n, dtype=bool)
+        names = pa.array(self.features, pa.string())
+        return pa.DictionaryArray.from_arrays(pa.array(indices, mask=missing), names)
+
+
+def _by_column(values: np.ndarray, n_rows: int) -> np.ndarray:
+    """Rows x (anything) as one contiguous float64 row per column."""
+    return np.ascontiguousarray(np.asarray(values, np.float64).reshape(n_rows, -1).T)
 
 
 def _entry(
@@ -217,18 +230,16 @@ def _mask_of(rows: np.ndarray, n: int) -> np.ndarray:
 
 
 def _spread(values: np.ndarray | None, rows: np.ndarray, n: int, *, text: bool = False) -> pa.Array:
-    """A column of `n` rows holding `values` at `rows`, null elsewhere (NaN stays NaN)."""
-    if text:
-        full = np.full(n, None, dtype=object)
-        if values is not None:
-            full[rows] = values
-        return pa.array(full, pa.string())
-    numbers = np.zeros(n)
-    if values is not None:
-        numbers[rows] = values
-    return pa.array(
-        numbers, pa.float64(), mask=~_mask_of(rows, n) if values is not None else np.ones(n, bool)
-    )
+    """A column of `n` rows holding `values` at `rows` (sorted row numbers), null elsewhere (NaN stays
+    NaN)."""
+    kind = pa.string() if text else pa.float64()
+    if values is None:
+        return pa.nulls(n, kind)
+    if len(rows) == n:  # every row
+        return pa.array(values, kind)
+    full = np.full(n, None, dtype=object) if text else np.zeros(n)
+    full[rows] = values
+    return pa.array(full, kind) if text else pa.array(full, kind, mask=~_mask_of(rows, n))
 
 
 class PredictTableWriter:
@@ -503,6 +514,16 @@ def arrow_pieces(source: IO[bytes], *, file_format: bool = False) -> Iterator[by
                 writer.write_batch(batch)
                 yield sink.take()
         yield sink.take()
+
+
+def head(source: IO[bytes], rows: int = JSON_SLICE_ROWS) -> dict[str, Any]:
+    """The result of a stored table's first `rows` rows (a page's view of a result too large to read
+    whole); `source` is closed at the end."""
+    with source, pq.ParquetFile(source) as file:
+        first = next(file.iter_batches(batch_size=rows), None)
+        schema = file.schema_arrow
+        table = pa.Table.from_batches([first] if first is not None else [], schema=schema)
+    return to_result(table)
 
 
 def parquet_json_pieces(source: IO[bytes]) -> Iterator[bytes]:

@@ -173,7 +173,7 @@ def test_a_result_of_few_rows_keeps_its_json_and_its_arrow_form_is_its_parquet_f
     assert orjson.loads(reader.metadata[b"fitexplain"])["layout"] == "fitexplain-predict"
 
 
-def test_the_dashboard_shows_a_result_kept_only_as_parquet(
+def test_the_dashboard_lists_the_reasons_of_a_result_kept_only_as_parquet(
     client: TestClient,
     alice: Account,
     fitted: tuple[str, KeptModel],  # noqa: F811
@@ -184,4 +184,6 @@ def test_the_dashboard_shows_a_result_kept_only_as_parquet(
     assert compute(job_id) == "succeeded"
     assert client.post("/dashboard/sign-in", data={"token": alice.token}).status_code in (200, 303)
     page = client.get(f"/dashboard/jobs/{job_id}")
-    assert page.status_code == 200 and "succeeded" in page.text
+    assert page.status_code == 200 and "<h2>Reasons</h2>" in page.text
+    first = orjson.loads(download(client, alice, job_id, "json").content)["reasons"][0][0]
+    assert f"{first['feature']} = {first['value']}" in page.text
