@@ -30,6 +30,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shared.ml.ingest.columns import json_values
@@ -428,7 +429,7 @@ def _elements(entry: dict[str, Any], batch: pa.RecordBatch, chosen: np.ndarray |
     if kind == REASONS:
         assert chosen is not None
         width = sum(1 for name in columns if name.startswith("reason_1_"))
-        return orjson.dumps(_reasons(taken, len(chosen), width))
+        return _reasons_json(taken, len(chosen), width)
     if kind == IDS:
         column = taken[0]
         if pa.types.is_string(column.type):
@@ -453,25 +454,54 @@ def _numbers(column: pa.Array) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def _reasons(columns: list[pa.Array], n_rows: int, width: int) -> list[list[dict[str, Any]]]:
-    """Per row, its reasons; each reason is `width` columns: feature, value, [category,] contribution."""
-    found: list[list[dict[str, Any]]] = [[] for _ in range(n_rows)]
-    for k in range(0, len(columns), width or 1):
-        features = columns[k].to_pylist()
-        numbers = columns[k + 1].to_pylist()
-        categories = columns[k + 2].to_pylist() if width == 4 else [None] * n_rows
-        contributions = columns[k + width - 1].to_pylist()
-        for row, feature, number, category, contribution in zip(
-            found, features, numbers, categories, contributions, strict=True
-        ):
-            value = category if category is not None else _finite(number)
-            row.append({"feature": feature, "value": value, "contribution": _finite(contribution)})
+def _reasons_json(columns: list[pa.Array], n_rows: int, width: int) -> bytes:
+    """The rows' reasons as a JSON array, each reason being `width` columns (feature, value, [category,]
+    contribution), built a column at a time in Arrow: no Python object per reason."""
+    if not n_rows or not columns:
+        return b"[" + b",".join([b"[]"] * n_rows) + b"]"
+    reasons = []
+    for k in range(0, len(columns), width):
+        value = _json_numbers(columns[k + 1])
+        if width == 4:  # a categorical feature's value is its text
+            category = columns[k + 2]
+            value = pc.if_else(pc.is_valid(category), _json_texts(category), value)
+        contribution = _json_numbers(columns[k + width - 1])
+        feature = _json_texts(columns[k])
+        reasons.append(
+            _joined(b'{"feature":', feature, b',"value":', value, b',"contribution":', contribution, b"}")
+        )
+    rows = _joined(b"[", pc.binary_join_element_wise(*reasons, _binary(b",")), b"]")
+    listed = pa.ListArray.from_arrays(pa.array([0, n_rows], pa.int32()), rows)
+    joined: bytes = pc.binary_join(listed, _binary(b","))[0].as_py()
+    return b"[" + joined + b"]"
+
+
+def _binary(value: bytes) -> pa.Scalar:
+    return pa.scalar(value, pa.binary())
+
+
+def _joined(*parts: bytes | pa.Array) -> pa.Array:
+    """Element-wise concatenation of columns and constants."""
+    found: pa.Array = pc.binary_join_element_wise(
+        *(_binary(part) if isinstance(part, bytes) else part for part in parts), _binary(b"")
+    )
     return found
 
 
-def _finite(number: float | None) -> float | None:
-    """A JSON number: None for a null, NaN or an infinity."""
-    return number if number is not None and number - number == 0 else None
+def _json_texts(column: pa.Array) -> pa.Array:
+    """Text as JSON strings (each distinct text encoded once); a null stays null."""
+    encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+    quoted = pa.array([orjson.dumps(text) for text in encoded.dictionary.to_pylist()], pa.binary())
+    found: pa.Array = quoted.take(encoded.indices)
+    return found
+
+
+def _json_numbers(column: pa.Array) -> pa.Array:
+    """Numbers as orjson writes them (a NaN, an infinity or a null as null)."""
+    numbers = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    text = orjson.dumps(numbers, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+    found: pa.Array = pc.split_pattern(pa.array([text], pa.binary()), b",").flatten()
+    return found
 
 
 # --- Arrow from the stored Parquet form -------------------------------------------------------------------
