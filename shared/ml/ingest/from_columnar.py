@@ -45,6 +45,7 @@ from shared.ml.ingest.ipc_messages import BadMessage, Declared, declared_message
 from shared.ml.spec import Limits
 
 COLUMNAR_BATCH_ROWS = 65_536
+PARQUET_BUFFER_BYTES = 1 << 20
 BATCH_CELLS = 1 << 22
 """Values converted at once (rows x columns): a slice of a wide table has fewer rows."""
 
@@ -131,7 +132,9 @@ def _open_parquet(
     path: Path, limits: Limits, counters: ReadCounters
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The footer checked (columns, types, rows, decoded size, memory) before any page is read."""
-    parquet = pq.ParquetFile(path)
+    # Read page by page through a small buffer: a row group is not loaded whole (a file written as one
+    # row group of a million rows would cost the API its whole decoded size at once).
+    parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
     schema = parquet.schema_arrow
     header = check_schema(schema, limits)
     metadata = parquet.metadata
