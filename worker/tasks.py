@@ -155,7 +155,11 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
 
     unfetched: OSError | None = None
     try:
-        with job_heartbeat(job_id, me, attempt, settings, executor().stopped) as beat:
+        # The computation's files go in a directory this process removes, also when the child is killed.
+        with (
+            job_heartbeat(job_id, me, attempt, settings, executor().stopped) as beat,
+            scratch_directory(settings.home, "job-") as scratch,
+        ):
             beat.record(0.0, "fitting")
             # Under the heartbeat: fetching a remote upload may take longer than the lease. A job for the
             # Dask cluster is not fetched: the cluster reads it from the blob store.
@@ -165,7 +169,7 @@ def run_job(self: Task[Any, Any], message_job_id: str) -> str:
                 unfetched = exc
             else:
                 ended = executor().run(
-                    computation_of(job_id, me, attempt, source, stored_spec, queue),
+                    computation_of(job_id, me, attempt, source, stored_spec, queue, scratch),
                     time_limit=settings.soft_time_limit,
                     poll_seconds=settings.cancel_poll_seconds,
                     still_wanted=partial(_still_held, beat, job_id, me, attempt),
@@ -249,12 +253,19 @@ def upload_source(path: Path | None) -> bytes | Path:
 
 
 def computation_of(
-    job_id: str, me: str, attempt: int, source: bytes | Path | ClusterSource, spec: dict[str, Any], queue: str
+    job_id: str,
+    me: str,
+    attempt: int,
+    source: bytes | Path | ClusterSource,
+    spec: dict[str, Any],
+    queue: str,
+    scratch: Path,
 ) -> Callable[[Progress], str]:
-    """The job's computation (picklable, for the killable child): a fit, or a predict job's scoring."""
+    """The job's computation (picklable, for the killable child): a fit, or a predict job's scoring, which
+    writes its result's Parquet form in `scratch`."""
     if is_predict(spec):
         assert not isinstance(source, ClusterSource)
-        return partial(compute_predict, job_id, me, attempt, source, PredictSpec.from_json(spec))
+        return partial(compute_predict, job_id, me, attempt, source, PredictSpec.from_json(spec), scratch)
     return partial(compute_job, job_id, me, attempt, source, JobSpec.from_json(spec), queue)
 
 
@@ -304,45 +315,48 @@ def compute_job(
 
 
 def compute_predict(
-    job_id: str, me: str, attempt: int, source: bytes | Path, spec: PredictSpec, progress: Progress
+    job_id: str,
+    me: str,
+    attempt: int,
+    source: bytes | Path,
+    spec: PredictSpec,
+    scratch: Path,
+    progress: Progress,
 ) -> str:
     """A predict job's computation, run in the killable child: score the upload with the kept model batch
-    by batch, each batch written to the result's Parquet form and dropped (a result of fewer than
-    `result_parquet_min_rows` rows is also kept whole, for its JSON), store the result or the error."""
+    by batch, each batch written to the result's Parquet form in `scratch` and dropped (a result of fewer
+    than `result_parquet_min_rows` rows is also kept whole, for its JSON), store the result or the error."""
     settings = get_settings()
     phases = Phases()
     progress(0.0, "loading the model")
-    with scratch_directory(settings.home, "predict-") as scratch:
-        table = scratch / "result.parquet"
-        try:
-            with phases.timed("load"):
-                kept = load_kept(spec.model_sha256)
-                if spec.options.explains:
-                    asked = spec.options.background
-                    sent = sent_background(job_id, asked.source)
-                    kept = with_background(kept, asked, None if sent is None else read_background(sent))
-                    check_explainable(kept)
-                n_rows = count_rows(source)
-            result = score_to_table(
-                kept,
-                read_batches(source, settings.predict_batch_rows),
-                spec.options,
-                table,
-                extra_columns=spec.extra_columns,
-                keep_rows=n_rows < settings.result_parquet_min_rows,
-                n_rows=n_rows,
-                progress=lambda done, total: progress(
-                    0.95 * done / max(total, 1), f"scored {done}/{total} rows"
-                ),
-                phases=phases,
-            )
-        except ModelIntegrityError as exc:
-            log.error("job %s: its model's bytes failed their sha256 check: %s", job_id, exc)
-            return _fail(job_id, me, attempt, exc.code, str(exc))
-        except Exception as exc:
-            return _computation_failed(job_id, me, attempt, exc)
-        with phases.timed("store"), session_scope() as session:
-            stored = succeed(session, job_id, me, result, table, attempt=attempt)
+    table = scratch / "result.parquet"
+    try:
+        with phases.timed("load"):
+            kept = load_kept(spec.model_sha256)
+            if spec.options.explains:
+                asked = spec.options.background
+                sent = sent_background(job_id, asked.source)
+                kept = with_background(kept, asked, None if sent is None else read_background(sent))
+                check_explainable(kept)
+            n_rows = count_rows(source)
+        result = score_to_table(
+            kept,
+            read_batches(source, settings.predict_batch_rows),
+            spec.options,
+            table,
+            extra_columns=spec.extra_columns,
+            keep_rows=n_rows < settings.result_parquet_min_rows,
+            n_rows=n_rows,
+            progress=lambda done, total: progress(0.95 * done / max(total, 1), f"scored {done}/{total} rows"),
+            phases=phases,
+        )
+    except ModelIntegrityError as exc:
+        log.error("job %s: its model's bytes failed their sha256 check: %s", job_id, exc)
+        return _fail(job_id, me, attempt, exc.code, str(exc))
+    except Exception as exc:
+        return _computation_failed(job_id, me, attempt, exc)
+    with phases.timed("store"), session_scope() as session:
+        stored = succeed(session, job_id, me, result, table, attempt=attempt)
     log.info("job %s phases: %s", job_id, phases)  # benchmarks/predict_rows.py reads this line
     return "succeeded" if stored else "superseded"
 

@@ -7,7 +7,7 @@ its blob. A result of fewer rows keeps its stored JSON, and its Arrow form comes
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.blobs.store import current_store
+from shared.blobs.store import current_store, scratch_directory
 from shared.db import session_scope
 from shared.dispatch.queue import RUN_JOB_TASK
 from shared.ml.model.kept import KeptModel
@@ -55,7 +55,8 @@ def compute(job_id: str) -> str:
         spec = PredictSpec.from_json(claimed.job.spec)
         path = upload_path(session, claimed.job.dataset_sha256)
     assert path is not None
-    return compute_predict(job_id, "w", 1, path, spec, lambda *_: None)
+    with scratch_directory(get_settings().home, "job-") as scratch:
+        return compute_predict(job_id, "w", 1, path, spec, scratch, lambda *_: None)
 
 
 def one_batch_json(kept: KeptModel, body: bytes, job_id: str) -> bytes:
@@ -187,3 +188,16 @@ def test_the_dashboard_lists_the_reasons_of_a_result_kept_only_as_parquet(
     assert page.status_code == 200 and "<h2>Reasons</h2>" in page.text
     first = orjson.loads(download(client, alice, job_id, "json").content)["reasons"][0][0]
     assert f"{first['feature']} = {first['value']}" in page.text
+
+
+def test_the_worker_task_leaves_no_file_behind(
+    alice: Account,
+    client: TestClient,
+    fitted: tuple[str, KeptModel],  # noqa: F811
+    run_job: Callable[[str], str],
+) -> None:
+    """The Celery task runs the computation in its killable child, in a directory the task removes."""
+    source, _ = fitted
+    answer = post(client, alice, source, new_rows(), interpretability="shap")
+    assert run_job(answer.json()["id"]) == "succeeded"
+    assert list((get_settings().home / "tmp").glob("job-*")) == []
