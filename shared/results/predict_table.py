@@ -178,6 +178,8 @@ class PredictColumns:
         # One contiguous row per column: a batch whose every row was explained is not copied again.
         values = _by_column(shap.values, len(rows)) if shap is not None else None
         base = _by_column(shap.base_values, len(rows)) if shap is not None else None
+        if values is not None and base is not None:
+            assert (len(values), len(base)) == (len(self.shap), len(self.base_value)), "SHAP's shape"
         for position, name in enumerate(self.shap):
             columns[name] = _spread(values[position] if values is not None else None, rows, n)
         for position, name in enumerate(self.base_value):
