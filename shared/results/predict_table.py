@@ -50,8 +50,9 @@ from shared.results.table_names import METADATA_KEY, unique
 
 LAYOUT = "fitexplain-predict"
 LAYOUT_VERSION = 1
-JSON_SLICE_ROWS = 8_192  # rows written as JSON at a time: 50 SHAP values a row make about 8 MB of text
-ARROW_SLICE_ROWS = 65_536  # rows sent as one Arrow record batch
+JSON_SLICE_ROWS = 8_192  # rows written as JSON at a time: with 50 SHAP values a row, a few MB of text
+ARROW_SLICE_ROWS = 16_384  # rows sent as one Arrow record batch
+READ_BUFFER_BYTES = 1 << 20  # a stored table is read page by page through it, not a row group at once
 
 # A cell's kinds, as JSON: a number (NaN: null) or a label; an id (a whole number as an int); an
 # explained row's number; a reason ({"feature", "value", "contribution"}).
@@ -537,7 +538,7 @@ class _Pieces(io.RawIOBase):
 def arrow_pieces(source: IO[bytes], *, file_format: bool = False) -> Iterator[bytes]:
     """A stored Parquet form as Arrow IPC (a stream, or the file format), zstd, a slice of rows at a time;
     `source` is closed at the end."""
-    with source, pq.ParquetFile(source) as file:
+    with source, pq.ParquetFile(source, pre_buffer=False, buffer_size=READ_BUFFER_BYTES) as file:
         sink = _Pieces()
         opener = pa.ipc.new_file if file_format else pa.ipc.new_stream
         options = pa.ipc.IpcWriteOptions(compression="zstd")
@@ -551,7 +552,7 @@ def arrow_pieces(source: IO[bytes], *, file_format: bool = False) -> Iterator[by
 def head(source: IO[bytes], rows: int = JSON_SLICE_ROWS) -> dict[str, Any]:
     """The result of a stored table's first `rows` rows (a page's view of a result too large to read
     whole); `source` is closed at the end."""
-    with source, pq.ParquetFile(source) as file:
+    with source, pq.ParquetFile(source, pre_buffer=False, buffer_size=READ_BUFFER_BYTES) as file:
         first = next(file.iter_batches(batch_size=rows), None)
         schema = file.schema_arrow
         table = pa.Table.from_batches([first] if first is not None else [], schema=schema)
@@ -560,5 +561,5 @@ def head(source: IO[bytes], rows: int = JSON_SLICE_ROWS) -> dict[str, Any]:
 
 def parquet_json_pieces(source: IO[bytes]) -> Iterator[bytes]:
     """A stored predict table's result JSON, in pieces; `source` is closed at the end."""
-    with source, pq.ParquetFile(source) as file:
+    with source, pq.ParquetFile(source, pre_buffer=False, buffer_size=READ_BUFFER_BYTES) as file:
         yield from json_pieces(metadata_of(file.schema_arrow), file_batches(file))
