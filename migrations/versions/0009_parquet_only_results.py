@@ -4,8 +4,8 @@
 many rows, written batch by batch): its JSON is written from the Parquet form on request, and `blob_key`
 names that Parquet blob. Every result stored before this revision has its JSON (true).
 
-Revision ID: 0008_parquet_only_results
-Revises: 0007_model_conversions
+Revision ID: 0009_parquet_only_results
+Revises: 0008_job_backgrounds
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_parquet_only_results"
-down_revision = "0007_model_conversions"
+revision = "0009_parquet_only_results"
+down_revision = "0008_job_backgrounds"
 branch_labels = None
 depends_on = None
 
