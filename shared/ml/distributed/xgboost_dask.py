@@ -111,7 +111,7 @@ def run_on_cluster(
             blocksize=partition_bytes,
         )
         frame = frame.map_partitions(_with_split, rows_split, meta=_meta(features))
-        train = frame[frame[SIDE] == 1]
+        train = _placed_in_turn(client, frame[frame[SIDE] == 1], _meta(features))
         test = frame[frame[SIDE] == 0]
         report.partitions = frame.npartitions
     say(0.05, "fitting on the cluster")
@@ -211,6 +211,19 @@ def _booster_params(spec: JobSpec, n_threads: int | None, class_labels: list[str
     else:
         params["objective"] = "binary:logistic"
     return {name: value for name, value in params.items() if value is not None}
+
+
+def _placed_in_turn(client: Client, frame: Any, meta: pd.DataFrame) -> Any:
+    """The frame's partitions computed and held on the cluster's workers in turn. Left to the scheduler,
+    a busy machine can draw every partition to the worker that asked for work first, past its memory."""
+    import dask.dataframe as dd
+
+    workers = sorted(client.scheduler_info()["workers"])
+    held = [
+        client.compute(part, workers=[workers[index % len(workers)]], allow_other_workers=False)
+        for index, part in enumerate(frame.to_delayed())
+    ]
+    return dd.from_delayed(held, meta=meta, verify_meta=False)
 
 
 def _spread(client: Client, matrix: Any) -> dict[str, int]:
