@@ -9,6 +9,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.process  # each test runs the `fitexplain` command
+
 ROOT = Path(__file__).resolve().parents[2]
 USER_COMMANDS = ("login", "submit", "jobs", "status", "result", "cancel", "delete", "plot")
 SERVER_COMMANDS = ("serve", "api", "worker", "migrate", "create-token", "revoke-tokens")

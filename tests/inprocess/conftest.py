@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -109,12 +110,25 @@ def broker(service_settings: Settings) -> Iterator[redis.Redis]:
     client.close()
 
 
+_last_app: list[tuple[Settings, FastAPI]] = []
+
+
+def app_for_current_settings() -> FastAPI:
+    """The application built for the settings in force, reused while they stay the same object: its first
+    request builds the middleware stack, ~60 ms that a test changing no setting need not pay again."""
+    from api.main import create_app  # imported here, once the settings it reads are in place
+
+    current = settings.get_settings()
+    if not _last_app or _last_app[0][0] is not current:
+        _last_app[:] = [(current, create_app())]
+    return _last_app[0][1]
+
+
 @pytest.fixture
 def client(service_settings: Settings) -> Iterator[TestClient]:
     """The real application in this process (without its lifespan: no background sweep)."""
-    from api.main import create_app  # imported here, once the settings it reads are in place
-
-    http = TestClient(create_app())  # not entered as a context manager: that would run the lifespan
+    # not entered as a context manager: that would run the lifespan
+    http = TestClient(app_for_current_settings())
     yield http
     http.close()
 

@@ -121,6 +121,7 @@ def test_unusual_but_valid_files_take_the_exact_reader() -> None:
     assert table.index.tolist() == [2, 4]
 
 
+@pytest.mark.process
 def test_imports_stay_light() -> None:
     code = (
         "import sys, shared.ml.ingest.dataset, shared.ml.registry; "

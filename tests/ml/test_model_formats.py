@@ -170,6 +170,7 @@ def run_bundle(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("case", ["nnetsauce", "xgboost-categorical"])
 def test_the_bundle_scores_and_explains_the_test_rows_as_the_job_did(case: str, tmp_path: Path) -> None:
     prepared, kept = fitted(case, interpretability=("shap",))
@@ -201,6 +202,7 @@ def test_the_bundle_holds_its_card_schema_requirements_and_no_pickle(tmp_path: P
     assert not list(folder.rglob("*.pkl")) and not list(folder.rglob("*.pickle"))
 
 
+@pytest.mark.process
 def test_the_bundle_refuses_a_changed_model_file(tmp_path: Path) -> None:
     prepared, kept = fitted("xgboost")
     folder = unzipped(export.export(kept, "bundle").body, tmp_path / "bundle")

@@ -85,7 +85,7 @@ def test_a_cluster_that_does_not_answer_fails_the_job_naming_it(
     from worker.tasks import compute_job
 
     with_cluster(bounded)  # nothing listens on its port
-    bounded.setattr(cluster, "CONNECT_SECONDS", 2)
+    bounded.setattr(cluster, "CONNECT_SECONDS", 0.5)
     response = post(client, "gbdtregression", alice, wide_csv(), **XGBOOST)
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
@@ -128,6 +128,7 @@ def test_a_job_within_the_bound_stays_on_its_worker_with_a_cluster(
         assert cluster_source(upload, JobSpec.from_json(job.spec), get_settings()) is None
 
 
+@pytest.mark.process
 def test_the_api_does_not_import_dask() -> None:
     code = (
         "import sys, api.main; "
