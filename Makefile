@@ -1,5 +1,6 @@
-# The two commands: `make run` starts the service, `make test` runs the whole suite: one pytest process per
-# core, each running whole test files, with a service stack and databases of its own.
+# The two commands: `make run` starts the service, `make test` runs the whole suite: two pytest processes per
+# core (most service, fault and cluster tests wait on the processes they started), each running whole test
+# files, with a service stack and databases of its own.
 # `make test-fast` runs every test that starts no process of ours (the ML core, the store, the in-process
 # API, results, the client against the in-process app, dashboard rendering, blobs on a local directory), one
 # pytest process per core, each with its own databases; it needs only Postgres and Redis. Tests in those
@@ -11,6 +12,7 @@ BIN := $(VENV)/bin
 LOCKED := pyproject.toml clients/python/pyproject.toml uv.lock
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
+TEST_PROCESSES ?= $(shell echo $$(( 2 * $$(nproc 2>/dev/null || echo 1) )))
 export VENV PYTHON
 # Tests start hundreds of Python processes (pytest's, the stacks' API and workers): each reads compiled
 # bytecode instead of compiling 4,000 modules (12 s) again, even where the environment says not to write it.
@@ -45,7 +47,7 @@ test: $(TEST_STAMP)
 	bash scripts/ensure_test_tools.sh
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-logo
-	FITEXPLAIN_HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -n auto --dist loadfile
+	FITEXPLAIN_HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
 
 test-fast: $(TEST_STAMP)
 	bash scripts/ensure_services.sh

@@ -14,8 +14,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from shared.store import jobstore
+from tests.faults.conftest import slow_csv, slow_params
 from tests.stack import Browser, Client, Stack
-from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.service]
 
@@ -115,10 +115,10 @@ def test_a_control_character_in_a_path_or_a_form_field_is_a_422_naming_it(
 def test_cancelled_jobs_are_listed_and_filterable_and_offer_no_rerun(stack: Stack) -> None:
     token = stack.token("canceller")
     owner, browser = Client(stack.url, token), Browser(stack, token)
-    job_id = submitted(owner)
-    assert owner.http.delete(f"/jobs/{job_id}").status_code == 200
-    # A job a worker had started is cancelled once the worker has stopped its computation.
-    wait_until(lambda: owner.http.get(f"/jobs/{job_id}").json()["status"] == "cancelled", 60, "the cancel")
+    # a job that runs for seconds: the cancel finds it queued or running, never already finished
+    job_id = owner.submit("gbdtclassification", slow_csv(), **slow_params()).json()["id"]
+    cancelled = owner.http.delete(f"/jobs/{job_id}")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
     listed = browser.http.get("/dashboard/jobs", params={"status": "cancelled"})
     assert listed.status_code == 200
     assert job_id in listed.text and "1–1 of 1" in listed.text, listed.text
