@@ -42,10 +42,10 @@ from shared.dispatch.routing import queue_for_cost
 from shared.limits import check_rejected_uploads, enforce_submission_limits, reserve_submission
 from shared.ml.cost import check_budget, estimate_cost, shape_of
 from shared.ml.distributed import check_placement, cluster_refusal
+from shared.ml.explain.methods import check_explanation_limits
 from shared.ml.ingest.dataset import load_checks, roles_of
 from shared.ml.ingest.upload import Ingested
 from shared.ml.model.schema import features_of
-from shared.ml.pipeline import check_explanation_limits
 from shared.ml.spec import JobSpec, Limits
 from shared.settings import Settings, get_settings
 from shared.store.backgrounds import keep_background

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 HEADERS = ("precision", "recall", "f1-score", "support")
 
@@ -77,6 +76,8 @@ def _weighted_average(values: np.ndarray, weights: np.ndarray) -> float:
 
 
 def _sklearn_report(y_true: np.ndarray, y_pred: np.ndarray, target_names: list[str]) -> dict[str, Any]:
+    from sklearn import metrics as skm  # here: the API reads this package's helpers, never a report
+
     report: dict[str, Any] = skm.classification_report(
         y_true,
         y_pred,

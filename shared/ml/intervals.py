@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import ExtraTreesRegressor
-from sklearn.model_selection import train_test_split
 
 from shared.ml.errors import ParameterError
 from shared.ml.spec import PiMethod
+
+if TYPE_CHECKING:  # fitted where a band is made; the API only reads this module's types
+    from sklearn.ensemble import ExtraTreesRegressor
 
 ERROR_MODEL_TREES = 100
 SCALE_FLOOR = 1e-8
@@ -130,6 +131,9 @@ def _local_conformal(
     level: float,
     seed: int,
 ) -> IntervalFit:
+    from sklearn.ensemble import ExtraTreesRegressor
+    from sklearn.model_selection import train_test_split
+
     X_proper, X_calibration, y_proper, y_calibration = train_test_split(
         X_train, y_train, test_size=0.5, random_state=seed
     )

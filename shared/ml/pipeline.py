@@ -20,7 +20,7 @@ from shared.ml.categories import with_categories
 from shared.ml.errors import ParameterError
 from shared.ml.estimators import build_model, fit_model
 from shared.ml.explain import tree
-from shared.ml.explain.methods import explanation_method
+from shared.ml.explain.methods import check_explanation_limits, explanation_method
 from shared.ml.explain.methods.base import ExplanationPart, SpanProgress, merge_parts
 from shared.ml.imputation import Imputation, impute_missing
 from shared.ml.ingest.dataset import Dataset, load_source, roles_of
@@ -160,12 +160,6 @@ def merge_explanations(
     if not all(isinstance(part, expected) for part in parts):
         raise TypeError(f"merge_explanations({method!r}) got parts that are not {expected.__name__}")
     return merge_parts(parts).to_json(arrays=arrays)
-
-
-def check_explanation_limits(spec: JobSpec, dataset: Dataset, limits: Limits) -> None:
-    """LimitExceeded if any method asked for is too large for this data; the API calls it at submit."""
-    for method in dict.fromkeys(spec.interpretability):
-        explanation_method(method).check_limits(dataset, spec, limits)
 
 
 def cheap_to_explain(prepared: PreparedJob) -> bool:

@@ -15,8 +15,6 @@ import warnings
 from functools import cache
 from typing import Any
 
-from sklearn.utils import all_estimators
-
 from shared.ml.errors import ParameterError
 from shared.ml.spec import Task
 
@@ -88,6 +86,8 @@ def _close_matches(name: str, names: list[str]) -> list[str]:
 
 @cache
 def _allowlist(task: Task) -> dict[str, type]:
+    from sklearn.utils import all_estimators  # here: an API process loads scikit-learn at its first /ml* job
+
     type_filter = "classifier" if task == "classification" else "regressor"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

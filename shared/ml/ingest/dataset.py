@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from shared.ml.errors import DataError
 from shared.ml.ingest.bounds import too_many_columns, too_many_rows
@@ -446,6 +445,10 @@ def _seeded_split(
                 "(or add a training_index column).",
                 column=TARGET,
             )
+    # imported here: the API reads this module (`with_test_features`) and never splits, and scikit-learn
+    # is a second of every API process's start
+    from sklearn.model_selection import train_test_split
+
     try:
         X_train, X_test, y_train, y_test = train_test_split(
             X, y, test_size=TEST_FRACTION, random_state=seed, stratify=stratify

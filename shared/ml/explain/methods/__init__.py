@@ -9,10 +9,16 @@ one line in BUILT_IN.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from shared.ml.errors import ParameterError
 from shared.ml.explain.methods.base import ExplanationMethod
 from shared.ml.explain.methods.permutation import PermutationMethod
 from shared.ml.explain.methods.shap import ShapMethod
+
+if TYPE_CHECKING:
+    from shared.ml.ingest.dataset import Dataset
+    from shared.ml.spec import JobSpec, Limits
 
 BUILT_IN: tuple[ExplanationMethod, ...] = (PermutationMethod(), ShapMethod())
 
@@ -43,6 +49,12 @@ def explanation_method(name: str) -> ExplanationMethod:
             "unknown_explanation",
             f"Unknown explanation method {name!r}; use one of {', '.join(_METHODS)}.",
         ) from None
+
+
+def check_explanation_limits(spec: JobSpec, dataset: Dataset, limits: Limits) -> None:
+    """LimitExceeded if any method asked for is too large for this data; the API calls it at submit."""
+    for method in dict.fromkeys(spec.interpretability):
+        explanation_method(method).check_limits(dataset, spec, limits)
 
 
 for _method in BUILT_IN:
