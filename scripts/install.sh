@@ -46,8 +46,7 @@ elif uv=$(find_uv); then
   esac
   say "installing the $what environment into $VENV with $("$uv" --version) (versions from uv.lock)"
   # --locked: refuse a lock that no longer matches pyproject.toml rather than resolve anew.
-  # UV_COMPILE_BYTECODE: every process then starts from compiled bytecode, as pip's installs do.
-  UV_PROJECT_ENVIRONMENT=$VENV UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1 \
+  UV_PROJECT_ENVIRONMENT=$VENV UV_PYTHON_DOWNLOADS=never \
     "$uv" sync --locked --python "$PYTHON" "${groups[@]}"
 else
   say "installing the $what environment into $VENV with pip (versions from requirements/$what.txt)"
