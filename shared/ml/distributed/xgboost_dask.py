@@ -215,12 +215,13 @@ def _booster_params(spec: JobSpec, n_threads: int | None, class_labels: list[str
 
 def _placed_in_turn(client: Client, frame: Any, meta: pd.DataFrame) -> Any:
     """The frame's partitions computed and held on the cluster's workers in turn. Left to the scheduler,
-    a busy machine can draw every partition to the worker that asked for work first, past its memory."""
+    a busy machine can draw every partition to the worker that asked for work first, past its memory.
+    The placement is a preference: a partition whose worker has left runs on another."""
     import dask.dataframe as dd
 
     workers = sorted(client.scheduler_info()["workers"])
     held = [
-        client.compute(part, workers=[workers[index % len(workers)]], allow_other_workers=False)
+        client.compute(part, workers=[workers[index % len(workers)]], allow_other_workers=True)
         for index, part in enumerate(frame.to_delayed())
     ]
     return dd.from_delayed(held, meta=meta, verify_meta=False)
