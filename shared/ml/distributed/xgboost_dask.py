@@ -110,8 +110,9 @@ def run_on_cluster(
             split_row_groups="adaptive",
             blocksize=partition_bytes,
         )
-        frame = frame.map_partitions(_with_split, rows_split, meta=_meta(features))
-        train = _placed_in_turn(client, frame[frame[SIDE] == 1], _meta(features))
+        meta = _meta(features)
+        frame = frame.map_partitions(_with_split, rows_split, meta=meta)
+        train = _placed_in_turn(client, frame[frame[SIDE] == 1], meta)
         test = frame[frame[SIDE] == 0]
         report.partitions = frame.npartitions
     say(0.05, "fitting on the cluster")

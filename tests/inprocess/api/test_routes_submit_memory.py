@@ -130,7 +130,7 @@ def test_a_job_within_the_bound_stays_on_its_worker_with_a_cluster(
 
 @pytest.mark.process
 def test_the_api_imports_neither_dask_nor_the_model_libraries() -> None:
-    """An API process starts in about a second: the model libraries (scikit-learn alone is a second more)
+    """An API process starts without the model libraries (scikit-learn alone is a second of CPU): they
     load where a job is fitted, or in the API at its first request that needs them."""
     libraries = ("dask", "distributed", "sklearn", "scipy", "xgboost", "lightgbm", "catboost", "shap")
     code = f"import sys, api.main; print(sorted(m for m in sys.modules if m.split('.')[0] in {libraries!r}))"
